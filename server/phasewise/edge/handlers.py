@@ -1,0 +1,347 @@
+"""LSP handlers and commands: each takes the server first and hands off at once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
+
+from phasewise.edge.diagnostics import REVIEW_SOURCE, SOURCE, line_range
+from phasewise.edge.progress import PhaseProgress
+from phasewise.edge.server import (
+    SET_KEYS,
+    CommandError,
+    PhaseArgs,
+    PhasewiseServer,
+    new_token,
+    parse_phase_args,
+    warm_up,
+)
+
+if TYPE_CHECKING:
+    from phasewise.phases.documents import Document
+    from phasewise.phases.service import PhaseResult
+    from phasewise.settings import LoadedSettings
+
+
+def register(ls: PhasewiseServer) -> None:
+    @ls.feature(types.INITIALIZE)
+    def on_initialize(ls: PhasewiseServer, params: types.InitializeParams) -> None:
+        ls.set_initialization_options(params.initialization_options)
+
+    @ls.feature(types.INITIALIZED)
+    def on_initialized(ls: PhasewiseServer, params: types.InitializedParams) -> None:
+        warm_up()
+
+    @ls.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    def on_config(ls: PhasewiseServer, params: types.DidChangeConfigurationParams) -> None:
+        ls.settings_changed(params.settings)
+
+    @ls.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def on_open(ls: PhasewiseServer, params: types.DidOpenTextDocumentParams) -> None:
+        pass  # pygls keeps the document; registering makes the client send full text sync
+
+    @ls.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
+    def on_progress_cancel(ls: PhasewiseServer, params: types.WorkDoneProgressCancelParams) -> None:
+        ls.runs.cancel_token(str(params.token))
+
+    @ls.feature(SET_KEYS)
+    def on_set_keys(ls: PhasewiseServer, params: Any) -> None:
+        keys = getattr(params, "keys", None)
+        if keys is None and isinstance(params, dict):
+            keys = params.get("keys")
+        if keys is not None and not isinstance(keys, dict):
+            keys = {k: getattr(keys, k) for k in vars(keys)} if hasattr(keys, "__dict__") else None
+        if isinstance(keys, dict):
+            ls.engine.keyring.set_memory({str(k): str(v or "") for k, v in keys.items()})
+            ls.log_line(f"keys received in memory for: {', '.join(sorted(keys)) or 'none'}")
+
+    @ls.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix]),
+    )
+    def on_code_action(ls: PhasewiseServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+        return code_actions(ls, params)
+
+    for phase in PHASES:
+        _phase_command(ls, phase)
+
+    @ls.command("phasewise.status")
+    async def status(ls: PhasewiseServer, *args: Any) -> dict[str, Any]:
+        uri = _opt_uri(args)
+        return await status_report(ls, uri)
+
+    @ls.command("phasewise.retry")
+    async def retry(ls: PhasewiseServer, *args: Any) -> dict[str, Any]:
+        arg = args[0] if len(args) == 1 and isinstance(args[0], dict) else None
+        if arg is None or not isinstance(arg.get("uri"), str) or arg.get("phase") not in PHASES:
+            raise JsonRpcInvalidParams.of(ValueError("expected {uri, phase, model?}"))
+        last = ls._last_args.get((arg["uri"], arg["phase"]))
+        if last is None:
+            raise JsonRpcInvalidParams.of(ValueError("nothing to retry for that document and phase"))
+        again = dict(last)
+        if isinstance(arg.get("model"), str):
+            again["model"] = arg["model"]
+        return await run_phase_command(ls, arg["phase"], again)
+
+
+PHASES = ("plan", "code", "review")
+
+
+def _opt_uri(args: tuple[Any, ...]) -> str | None:
+    if len(args) == 1 and isinstance(args[0], dict) and isinstance(args[0].get("uri"), str):
+        return str(args[0]["uri"])
+    return None
+
+
+def _phase_command(ls: PhasewiseServer, phase: str) -> None:
+    async def handler(ls: PhasewiseServer, *args: Any) -> dict[str, Any]:
+        return await run_phase_command(ls, phase, args[0] if len(args) == 1 else list(args))
+
+    ls.command(f"phasewise.{phase}")(handler)
+
+
+def _with_model(loaded: LoadedSettings, phase: str, model: str) -> LoadedSettings:
+    """Settings where ``phase`` uses ``model`` (a retry on a chosen fallback)."""
+    from phasewise.settings import PhaseSettings, load_settings
+
+    raw = loaded.settings.model_dump(by_alias=True, exclude_none=True, mode="json")
+    current = loaded.settings.phases.get(phase) or PhaseSettings()
+    entry = current.model_dump(by_alias=True, exclude_none=True, mode="json")
+    entry["model"] = model
+    entry["fallbacks"] = []
+    raw.setdefault("phases", {})[phase] = entry
+    return load_settings(raw)
+
+
+async def run_phase_command(ls: PhasewiseServer, phase: str, raw_args: Any) -> dict[str, Any]:
+    try:
+        args = parse_phase_args(raw_args, need_instruction=phase != "review")
+        doc = ls.document(args.uri)
+    except CommandError as err:
+        raise JsonRpcInvalidParams.of(ValueError(f"phasewise.{phase}: {err}")) from None
+    ls._last_args[(args.uri, phase)] = raw_args if isinstance(raw_args, dict) else {}
+    loaded = await ls.settings_for(args.uri)
+    if args.model:
+        loaded = _with_model(loaded, phase, args.model)
+    result = await execute_phase(ls, phase, args, doc, loaded)
+    return result.to_json()
+
+
+async def execute_phase(ls: PhasewiseServer, phase: str, args: PhaseArgs, doc: Document,
+                        loaded: LoadedSettings, *, run_id: str | None = None,
+                        change: str | None = None) -> PhaseResult:
+    from phasewise.phases.service import PhaseInput, cancelled_result, new_run_id
+
+    service = ls.service
+    run_id = run_id or new_run_id()
+    phase_route = service.route(loaded, phase)
+    main = phase_route.main
+    who = f"{main.provider}/{main.model}" if main else "unrouted"
+    token = None
+    if ls.supports_progress():
+        token = new_token()
+        try:
+            await asyncio.shield(ls.work_done_progress.create_async(token))
+        except Exception:
+            token = None
+    progress = PhaseProgress(ls, token=token, run_id=run_id, phase=phase, uri=args.uri)
+    progress.begin(f"Phasewise {phase}: {who}")
+    ls.log_line(f"[{run_id}] {phase} phase starting on {who}")
+    task = asyncio.current_task()
+    request_id = ls.protocol.msg_id
+    assert task is not None
+    ls.runs.add(request_id, token, task)
+    inp = PhaseInput(doc, args.instruction, args.range, args.plan, change, run_id)
+    try:
+        result = await service.run(loaded, phase, inp, progress)
+        if phase == "code" and result.ok:
+            await apply_code(ls, doc, result)
+    except asyncio.CancelledError:
+        task.uncancel()
+        result = cancelled_result(phase, run_id, phase_route)
+    finally:
+        ls.runs.remove(request_id, token)
+    publish_outcome(ls, args, doc, result)
+    served = f"{result.provider}/{result.model}"
+    outcome = "ok" if result.ok else f"failed: {result.error.kind if result.error else '?'}"
+    progress.end(f"{phase} {outcome} ({served})")
+    ls.log_line(f"[{run_id}] {phase} phase {outcome}, served by {served} in {result.total_ms:.0f} ms")
+    return result
+
+
+def _problem_range(doc: Document, args: PhaseArgs) -> types.Range:
+    lines = doc.lines
+    if args.range is not None:
+        return line_range(lines, args.range.start, args.range.start)
+    return line_range(lines, 0, 0)
+
+
+def publish_outcome(ls: PhasewiseServer, args: PhaseArgs, doc: Document, result: PhaseResult) -> None:
+    from phasewise.problems import ProblemKind
+
+    uri = args.uri
+    if result.error is not None:
+        if result.error.kind is not ProblemKind.CANCELLED:
+            ls.diagnostics.set_problem(uri, doc.lines, result.error, _problem_range(doc, args))
+        return
+    ls.diagnostics.clear_problem(uri, result.phase)
+    if result.fallback_used and result.attempts:
+        first = result.attempts[0]
+        ls.diagnostics.set_note(
+            uri, doc.lines, result.phase,
+            f"The {result.phase} phase was served by the fallback {result.provider}/{result.model} "
+            f"because {first.provider}/{first.model} failed ({first.outcome}).",
+            _problem_range(doc, args),
+            {"phase": result.phase, "provider": result.provider, "model": result.model,
+             "attempts": [a.to_json() for a in result.attempts]},
+        )
+    if result.phase == "review":
+        ls.diagnostics.set_findings(uri, doc.lines, result.findings, result.run_id)
+
+
+async def apply_code(ls: PhasewiseServer, doc: Document, result: PhaseResult) -> None:
+    """Apply a code result if the document is unchanged since the phase started; all or nothing."""
+    from phasewise.problems import Problem, ProblemKind
+
+    current = ls.workspace.text_documents.get(doc.uri)
+    changed = (
+        (current is None and doc.version is not None)
+        or (current is not None and (current.version != doc.version or current.source != doc.text))
+    )
+    if doc.version is None and current is None:
+        try:
+            changed = ls.document(doc.uri).text != doc.text
+        except Exception:
+            changed = True
+    if changed:
+        result.ok, result.applied = False, False
+        result.error = Problem(
+            ProblemKind.DOCUMENT_CHANGED,
+            f"The document changed while the code phase ({result.provider}/{result.model}) was "
+            f"running, so its edit was not applied (nothing was changed). Run the phase again.",
+            phase="code", provider=result.provider, model=result.model,
+        )
+        return
+    if not result.edits or result.new_text is None:
+        result.applied = True
+        return
+    edit = minimal_edit(ls, doc, result.new_text)
+    if ls.supports_document_changes():
+        workspace_edit = types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
+            text_document=types.OptionalVersionedTextDocumentIdentifier(uri=doc.uri, version=doc.version),
+            edits=[edit],
+        )])
+    else:
+        workspace_edit = types.WorkspaceEdit(changes={doc.uri: [edit]})
+    response = await asyncio.shield(ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
+        edit=workspace_edit, label=f"Phasewise code ({result.provider}/{result.model})"
+    )))
+    result.applied = bool(response.applied)
+    if not result.applied:
+        result.ok = False
+        result.error = Problem(
+            ProblemKind.DOCUMENT_CHANGED,
+            f"The editor refused the code phase's edit ({result.provider}/{result.model}): "
+            f"{response.failure_reason or 'the document changed'}. Nothing was applied.",
+            phase="code", provider=result.provider, model=result.model,
+        )
+
+
+def minimal_edit(ls: PhasewiseServer, doc: Document, new_text: str) -> types.TextEdit:
+    """One TextEdit turning ``doc.text`` into ``new_text``: the span between common ends."""
+    old = doc.text
+    limit = min(len(old), len(new_text))
+    a = 0
+    while a < limit and old[a] == new_text[a]:
+        a += 1
+    b = 0
+    while b < limit - a and old[len(old) - 1 - b] == new_text[len(new_text) - 1 - b]:
+        b += 1
+    lines = old.split("\n")
+
+    def pos(offset: int) -> types.Position:
+        line = old.count("\n", 0, offset)
+        col = offset - (old.rfind("\n", 0, offset) + 1)
+        return types.Position(line, col)
+
+    rng = types.Range(pos(a), pos(len(old) - b))
+    rng = ls.workspace.position_codec.range_to_client_units(lines, rng)
+    return types.TextEdit(range=rng, new_text=new_text[a : len(new_text) - b])
+
+
+def code_actions(ls: PhasewiseServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+    uri = params.text_document.uri
+    actions: list[types.CodeAction] = []
+    for diag in params.context.diagnostics:
+        data = diag.data if isinstance(diag.data, dict) else None
+        if data is None:
+            continue
+        if diag.source == REVIEW_SOURCE and isinstance(data.get("suggestion"), str):
+            actions.append(types.CodeAction(
+                title=f"Apply review suggestion: {diag.message[:60]}",
+                kind=types.CodeActionKind.QuickFix, diagnostics=[diag], is_preferred=True,
+                edit=types.WorkspaceEdit(changes={uri: [types.TextEdit(range=diag.range,
+                                                                       new_text=data["suggestion"])]}),
+            ))
+        elif diag.source == SOURCE and isinstance(data.get("kind"), str):
+            actions.extend(problem_fixes(uri, diag, data))
+    return actions
+
+
+def problem_fixes(uri: str, diag: types.Diagnostic, problem: dict[str, Any]) -> list[types.CodeAction]:
+    phase = problem.get("phase") or "plan"
+    kind = problem["kind"]
+    fixes: list[types.CodeAction] = []
+
+    def action(title: str, command: str, arg: dict[str, Any]) -> None:
+        fixes.append(types.CodeAction(
+            title=title, kind=types.CodeActionKind.QuickFix, diagnostics=[diag],
+            command=types.Command(title=title, command=command, arguments=[arg]),
+        ))
+
+    if kind in {"missing-credentials", "auth"} and problem.get("keyEnv"):
+        env = problem["keyEnv"]
+        action(f"Set {env} (Phasewise: Set API key)", "phasewise.setApiKey",
+               {"env": env, "provider": problem.get("provider")})
+    if kind == "rate-limit" and problem.get("retryAfterSeconds") is not None:
+        action(f"Retry the {phase} phase (the provider asked to wait {problem['retryAfterSeconds']:.0f} s)",
+               "phasewise.retry", {"uri": uri, "phase": phase})
+    elif kind not in {"config", "document-changed"}:
+        action(f"Retry the {phase} phase now", "phasewise.retry", {"uri": uri, "phase": phase})
+    else:
+        action(f"Retry the {phase} phase", "phasewise.retry", {"uri": uri, "phase": phase})
+    for fb in problem.get("fallbacks") or ():
+        action(f"Retry the {phase} phase on {fb}", "phasewise.retry", {"uri": uri, "phase": phase, "model": fb})
+    action(f"Open the {phase} phase's settings", "phasewise.openSettings",
+           {"setting": problem.get("setting") or f"phasewise.phases.{phase}"})
+    return fixes
+
+
+async def status_report(ls: PhasewiseServer, uri: str | None) -> dict[str, Any]:
+    """The resolved route of every phase and the problems found offline (no network)."""
+    from phasewise.phases.documents import Document
+    from phasewise.phases.service import PhaseInput
+
+    loaded = await ls.settings_for(uri)
+    resolver = ls.engine.resolver(loaded)
+    try:
+        doc = ls.document(uri) if uri else Document("untitled:status", "")
+    except CommandError:
+        doc = Document(uri or "untitled:status", "")
+    phases = []
+    for phase in resolver.phase_names():
+        view = resolver.describe(resolver.phase(phase))
+        problem = ls.service.preflight(loaded, phase, PhaseInput(doc, "status"))
+        view["problem"] = problem.to_json() if problem else None
+        phases.append(view)
+    from phasewise import __version__
+
+    return {
+        "version": __version__,
+        "phases": phases,
+        "settingsIssues": [{"path": i.path, "message": i.message} for i in loaded.issues],
+        "keysInMemory": sorted(ls.engine.keyring.memory_envs()),
+    }

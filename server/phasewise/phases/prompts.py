@@ -1,0 +1,171 @@
+"""What each phase says to a model, and the structured answers it asks for.
+
+This module is the one place the prompt wire format is defined. The simulator reads the same
+format to answer plausibly, so a change here is a change there.
+
+Format of the user message (every phase)::
+
+    <instruction>
+    free text
+    </instruction>
+    <plan>                      (code phase, when a plan is handed over)
+    free text
+    </plan>
+    <change>                    (review phase after a code phase: the applied diff)
+    unified diff
+    </change>
+    <document path="src/app.py" language="python" first_line="1" last_line="40">
+       1| first line of the document
+       2| ...
+    </document>
+
+The system prompt starts with ``Phasewise phase: <name>.`` and, for structured phases, names the
+edit format: tool calling (tools below) or a fenced ```json block holding the same object.
+
+Edits are line based, 1-based and inclusive: ``{start_line, end_line, new_text}`` replaces lines
+``start_line..end_line`` by ``new_text`` (no trailing newline needed). An insertion before line
+``k`` is ``start_line = k, end_line = k - 1``. Deleting is ``new_text = ""``.
+May not import: edge, router, providers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+EDIT_TOOL: Final = "apply_edits"
+FINDINGS_TOOL: Final = "report_findings"
+SEVERITIES: Final = ("error", "warning", "information", "hint")
+
+EDIT_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "properties": {
+        "summary": {"type": "string", "description": "One or two sentences on what changed."},
+        "edits": {
+            "type": "array",
+            "description": "Line-range replacements against the numbered document.",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "start_line": {"type": "integer", "description": "First line replaced (1-based)."},
+                    "end_line": {
+                        "type": "integer",
+                        "description": "Last line replaced, inclusive; start_line - 1 to insert.",
+                    },
+                    "new_text": {"type": "string", "description": "Replacement text for those lines."},
+                },
+                "required": ["start_line", "end_line", "new_text"],
+            },
+        },
+    },
+    "required": ["edits"],
+}
+
+FINDINGS_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "properties": {
+        "summary": {"type": "string", "description": "The review in a few sentences."},
+        "findings": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "start_line": {"type": "integer"},
+                    "end_line": {"type": "integer"},
+                    "severity": {"type": "string", "enum": list(SEVERITIES)},
+                    "message": {"type": "string"},
+                    "suggestion": {
+                        "type": "string",
+                        "description": "Replacement text for lines start_line..end_line, if any.",
+                    },
+                },
+                "required": ["start_line", "end_line", "severity", "message"],
+            },
+        },
+    },
+    "required": ["findings"],
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool the model must call to answer, protocol neutral."""
+
+    name: str
+    description: str
+    schema: dict[str, Any]
+
+
+EDIT_TOOL_SPEC: Final = ToolSpec(
+    EDIT_TOOL, "Propose the edits that carry out the instruction on the document.", EDIT_SCHEMA
+)
+FINDINGS_TOOL_SPEC: Final = ToolSpec(
+    FINDINGS_TOOL, "Report review findings on the document.", FINDINGS_SCHEMA
+)
+
+_SYSTEM = {
+    "plan": (
+        "Phasewise phase: plan.\n"
+        "You are a senior engineer. Write a short, concrete, numbered plan in Markdown for carrying "
+        "out the instruction on the document. Name functions and lines. Do not write the code."
+    ),
+    "code": (
+        "Phasewise phase: code.\n"
+        "You are a careful engineer. Carry out the instruction on the numbered document with the "
+        "smallest correct change. Line numbers refer to the numbered document."
+    ),
+    "review": (
+        "Phasewise phase: review.\n"
+        "You are a demanding reviewer. Report real problems only: bugs, unsafe code, unclear "
+        "names. Give a suggestion (replacement text for the lines) where you have one."
+    ),
+}
+
+_FORMAT_TOOL = "Edit format: tool. Answer by calling the {tool} tool exactly once."
+_FORMAT_TEXT = (
+    "Edit format: text. Answer with one fenced ```json block holding an object of this JSON "
+    "schema, and nothing after it:\n{schema}"
+)
+
+
+def system_prompt(phase: str, *, tool: ToolSpec | None, use_tools: bool) -> str:
+    """The system prompt of a phase; unknown (user-defined) phases are planned like ``plan``."""
+    import json
+
+    base = _SYSTEM.get(phase, _SYSTEM["plan"].replace("phase: plan", f"phase: {phase}"))
+    if tool is None:
+        return base
+    if use_tools:
+        return f"{base}\n{_FORMAT_TOOL.format(tool=tool.name)}"
+    return f"{base}\n{_FORMAT_TEXT.format(schema=json.dumps(tool.schema))}"
+
+
+def number_lines(text: str, first_line: int = 1) -> str:
+    """The document body as ``   N| line`` rows, as models see it."""
+    lines = text.split("\n")
+    width = max(4, len(str(first_line + len(lines))))
+    return "\n".join(f"{n:>{width}}| {line}" for n, line in enumerate(lines, first_line))
+
+
+def user_prompt(
+    *,
+    instruction: str,
+    path: str,
+    language: str,
+    text: str,
+    first_line: int = 1,
+    plan: str | None = None,
+    change: str | None = None,
+) -> str:
+    """The user message of a phase, in the format the module docstring describes."""
+    parts = [f"<instruction>\n{instruction.strip()}\n</instruction>"]
+    if plan:
+        parts.append(f"<plan>\n{plan.strip()}\n</plan>")
+    if change:
+        parts.append(f"<change>\n{change.rstrip()}\n</change>")
+    last_line = first_line + text.count("\n")
+    parts.append(
+        f'<document path="{path}" language="{language}" first_line="{first_line}" '
+        f'last_line="{last_line}">\n{number_lines(text, first_line)}\n</document>'
+    )
+    return "\n".join(parts)

@@ -1,0 +1,146 @@
+"""One shape for every failure: the contract's problem kinds, and the error that carries them.
+
+Hierarchy::
+
+    PhasewiseError              a problem that ends a phase; carries a ``Problem``
+    └── ProviderError           raised by a provider adapter: kind + what the provider said,
+                                before the router knows which phase or route asked
+
+Every ``Problem`` message names the provider, the phase and the model and says what to do;
+none ever holds a key (``redact`` is applied to anything a provider echoes back).
+May not import: edge, phases, router, providers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from typing import Any
+
+
+class ProblemKind(StrEnum):
+    """The 16 kinds of the contract, in its order, and one extension (see the README)."""
+
+    MISSING_CREDENTIALS = "missing-credentials"
+    AUTH = "auth"
+    PERMISSION = "permission"
+    BILLING = "billing"
+    RATE_LIMIT = "rate-limit"
+    OVERLOADED = "overloaded"
+    MODEL_NOT_FOUND = "model-not-found"
+    CONTEXT_LENGTH = "context-length"
+    CAPABILITY = "capability"
+    CONTENT_FILTER = "content-filter"
+    BAD_REQUEST = "bad-request"
+    SERVER_ERROR = "server-error"
+    TIMEOUT = "timeout"
+    NETWORK = "network"
+    CONFIG = "config"
+    CANCELLED = "cancelled"
+    # Extension of the contract: the document changed while the code phase ran (nothing applied).
+    DOCUMENT_CHANGED = "document-changed"
+
+
+# Kinds where waiting and asking again can help; every other kind is final for that route.
+TRANSIENT_KINDS = frozenset(
+    {
+        ProblemKind.RATE_LIMIT,
+        ProblemKind.OVERLOADED,
+        ProblemKind.SERVER_ERROR,
+        ProblemKind.NETWORK,
+        ProblemKind.TIMEOUT,
+    }
+)
+
+_SECRETISH = re.compile(
+    r"(sk-ant-[A-Za-z0-9_\-]{8,}|sk-[A-Za-z0-9_\-]{16,}|(?i:bearer)\s+[A-Za-z0-9._\-]{12,}"
+    r"|[A-Za-z0-9]{32,}\.[A-Za-z0-9]{8,})"
+)
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` with every known secret and anything shaped like an API key masked."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[redacted]")
+    return _SECRETISH.sub("[redacted]", text)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+@dataclass(slots=True)
+class Problem:
+    """Why a phase could not be served, and the way out. Serialises to the contract's shape."""
+
+    kind: ProblemKind
+    message: str
+    phase: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    retry_after_seconds: float | None = None
+    request_id: str | None = None
+    key_env: str | None = None
+    setting: str | None = None
+    status: int | None = None
+    fallbacks: list[str] = field(default_factory=list)
+    partial_text: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None or value == []:
+                continue
+            if f.name == "retry_after_seconds":
+                value = round(float(value), 3)
+            out[_camel(f.name)] = str(value) if isinstance(value, ProblemKind) else value
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Problem:
+        names = {_camel(f.name): f.name for f in fields(cls)}
+        kwargs = {names[k]: v for k, v in data.items() if k in names}
+        kwargs["kind"] = ProblemKind(kwargs["kind"])
+        return cls(**kwargs)
+
+
+class PhasewiseError(Exception):
+    """A problem that ends a phase."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+class ProviderError(Exception):
+    """What a provider adapter saw go wrong, classified, before phase and route are attached.
+
+    ``detail`` is the provider's own words (redacted); ``retry_after`` is seconds the provider
+    asked us to wait, when it said; ``partial_text`` is what streamed before the failure.
+    """
+
+    def __init__(
+        self,
+        kind: ProblemKind,
+        detail: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        request_id: str | None = None,
+        partial_text: str | None = None,
+        after_output: bool = False,
+    ) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+        self.request_id = request_id
+        self.partial_text = partial_text
+        self.after_output = after_output

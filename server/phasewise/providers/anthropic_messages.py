@@ -1,0 +1,196 @@
+"""The Anthropic messages protocol over the official ``anthropic`` SDK.
+
+Serves Anthropic and the Anthropic-compatible endpoints (Z.AI, DeepSeek, MiniMax). Streams text
+and ``tool_use`` input, reads usage from ``message_start``/``message_delta``, and treats an
+``error`` event, a stream without ``message_stop`` or an empty answer as failures.
+May not import: edge, phases, router.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from phasewise.problems import ProblemKind, ProviderError
+from phasewise.providers.base import (
+    ChatRequest,
+    Completion,
+    Endpoint,
+    SdkClients,
+    StreamClock,
+    TextSink,
+    Timeouts,
+    from_sdk_exception,
+    guard_content_type,
+    sdk_timeout,
+)
+
+
+class AnthropicMessagesAdapter:
+    protocol = "anthropic"
+
+    def __init__(self, clients: SdkClients) -> None:
+        self._clients = clients
+
+    def _client(self, endpoint: Endpoint) -> Any:
+        def build(http_client: Any) -> Any:
+            from anthropic import AsyncAnthropic
+
+            creds: dict[str, Any] = (
+                {"auth_token": endpoint.key} if endpoint.auth_token else
+                {"api_key": endpoint.key or "not-needed"}
+            )
+            return AsyncAnthropic(
+                **creds,
+                base_url=endpoint.base_url,
+                http_client=http_client,
+                max_retries=0,
+                default_headers=dict(endpoint.headers) or None,
+            )
+
+        return self._clients.get(self.protocol, endpoint, build)
+
+    @staticmethod
+    def _params(request: ChatRequest) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "system": request.system,
+            "messages": [{"role": "user", "content": request.user}],
+        }
+        if request.temperature is not None:
+            params["temperature"] = min(request.temperature, 1.0)
+        if request.tool is not None:
+            params["tools"] = [
+                {
+                    "name": request.tool.name,
+                    "description": request.tool.description,
+                    "input_schema": request.tool.schema,
+                }
+            ]
+            params["tool_choice"] = {"type": "tool", "name": request.tool.name}
+        return params
+
+    async def complete(
+        self, endpoint: Endpoint, request: ChatRequest, on_text: TextSink, timeouts: Timeouts
+    ) -> Completion:
+        secrets = (endpoint.key or "",)
+        client = self._client(endpoint)
+        clock = StreamClock(timeouts)
+        out = Completion()
+        stream: Any = None
+        text: list[str] = []
+        try:
+            if not request.stream:
+                raw = await clock.within_first(
+                    client.messages.with_raw_response.create(
+                        **self._params(request), timeout=sdk_timeout(timeouts)
+                    )
+                )
+                out.headers = dict(raw.headers)
+                guard_content_type(out.headers)
+                message = await raw.parse()
+                clock.mark_first()
+                for block in message.content:
+                    if block.type == "text":
+                        text.append(block.text)
+                    elif block.type == "tool_use" and out.tool_input_raw is None:
+                        out.tool_input_raw = json.dumps(block.input)
+                out.text = "".join(text)
+                if out.text:
+                    on_text(out.text)
+                out.usage.input_tokens = message.usage.input_tokens
+                out.usage.output_tokens = message.usage.output_tokens
+                out.stop_reason = message.stop_reason
+                out.request_id = out.headers.get("request-id")
+                return self._finish(out, clock, stopped=True)
+            stream = await clock.within_first(
+                client.messages.create(**self._params(request), stream=True,
+                                       timeout=sdk_timeout(timeouts))
+            )
+            out.headers = dict(stream.response.headers)
+            out.request_id = out.headers.get("request-id")
+            guard_content_type(out.headers)
+            tool_parts: list[str] | None = None
+            in_tool = False
+            stopped = False
+            async for event in clock.items(stream):
+                kind = event.type
+                if kind == "message_start":
+                    out.usage.input_tokens = event.message.usage.input_tokens or 0
+                elif kind == "content_block_start":
+                    in_tool = event.content_block.type == "tool_use" and tool_parts is None
+                    if in_tool:
+                        clock.mark_first()
+                        tool_parts = []
+                elif kind == "content_block_delta":
+                    delta = event.delta
+                    if delta.type == "text_delta" and delta.text:
+                        clock.mark_first()
+                        text.append(delta.text)
+                        on_text(delta.text)
+                    elif delta.type == "input_json_delta" and in_tool and tool_parts is not None:
+                        tool_parts.append(delta.partial_json)
+                elif kind == "content_block_stop":
+                    in_tool = False
+                elif kind == "message_delta":
+                    out.stop_reason = event.delta.stop_reason or out.stop_reason
+                    if event.usage is not None:
+                        out.usage.output_tokens = event.usage.output_tokens or 0
+                elif kind == "message_stop":
+                    stopped = True
+            out.text = "".join(text)
+            if tool_parts is not None:
+                out.tool_input_raw = "".join(tool_parts)
+            return self._finish(out, clock, stopped=stopped)
+        except ProviderError as err:
+            err.partial_text = err.partial_text or ("".join(text) or None)
+            raise
+        except Exception as exc:
+            failure = from_sdk_exception(exc, secrets)
+            failure.partial_text = "".join(text) or None
+            raise failure from None
+        finally:
+            if stream is not None:
+                await stream.close()
+
+    @staticmethod
+    def _finish(out: Completion, clock: StreamClock, *, stopped: bool) -> Completion:
+        out.first_token_ms = clock.first_token_ms
+        out.total_ms = clock.elapsed_ms()
+        if not stopped:
+            raise ProviderError(
+                ProblemKind.SERVER_ERROR,
+                "the stream ended before the answer was complete (no message_stop)",
+                partial_text=out.text or None,
+                after_output=bool(out.text),
+                request_id=out.request_id,
+            )
+        if out.stop_reason == "refusal":
+            raise ProviderError(
+                ProblemKind.CONTENT_FILTER, "the model refused to answer",
+                partial_text=out.text or None, request_id=out.request_id,
+            )
+        if out.tool_input_raw is not None:
+            try:
+                parsed = json.loads(out.tool_input_raw or "{}")
+            except ValueError:
+                parsed = None
+            out.tool_input = parsed if isinstance(parsed, dict) else None
+        if not out.text.strip() and out.tool_input_raw is None:
+            raise ProviderError(
+                ProblemKind.SERVER_ERROR, "the provider returned an empty answer",
+                request_id=out.request_id,
+            )
+        return out
+
+    async def list_models(self, endpoint: Endpoint, timeouts: Timeouts) -> list[str]:
+        client = self._client(endpoint)
+        clock = StreamClock(timeouts)
+        try:
+            page = await clock.within_first(client.models.list(timeout=sdk_timeout(timeouts)))
+            return sorted(m.id for m in page.data)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise from_sdk_exception(exc, (endpoint.key or "",)) from None

@@ -1,0 +1,199 @@
+"""Built-in providers and what is known of their common models.
+
+Facts come from ``shared/reference/providers.md``; prices are list prices in USD per million
+tokens as published in late 2026 and only feed cost estimates (settings override any field).
+A model missing here has unknown capabilities: preflight then lets the provider decide.
+The ``sim-*`` providers are the built-in offline simulator (``phasewise sim``).
+May not import: edge, phases, router.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Final, Literal
+
+Protocol = Literal["openai", "anthropic"]
+SIM_URL_ENV: Final = "PHASEWISE_SIM_URL"
+SIM_DEFAULT_URL: Final = "http://127.0.0.1:8765"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """Capabilities and prices of one model; ``None`` means unknown."""
+
+    tool_calling: bool | None = None
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    vision: bool | None = None
+    input_price_per_mtok: float | None = None
+    output_price_per_mtok: float | None = None
+
+    def merged(self, override: ModelInfo) -> ModelInfo:
+        """This info with every field ``override`` knows replaced."""
+        known = {k: getattr(override, k) for k in self.__slots__ if getattr(override, k) is not None}
+        return replace(self, **known)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """A provider as the router needs it."""
+
+    id: str
+    protocol: Protocol
+    base_url: str
+    key_envs: tuple[str, ...] = ()
+    auth_token_env: str | None = None
+    requires_key: bool = True
+    headers: tuple[tuple[str, str], ...] = ()
+    models: dict[str, ModelInfo] = field(default_factory=dict)
+    label: str = ""
+    simulated: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.label or self.id
+
+
+def _m(tools: bool, window: int, out: int | None, price_in: float | None, price_out: float | None,
+       vision: bool | None = None) -> ModelInfo:
+    return ModelInfo(tools, window, out, vision, price_in, price_out)
+
+
+_CLAUDE = {
+    "claude-opus-4-5": _m(True, 200_000, 64_000, 5.0, 25.0, True),
+    "claude-sonnet-4-5": _m(True, 200_000, 64_000, 3.0, 15.0, True),
+    "claude-haiku-4-5": _m(True, 200_000, 64_000, 1.0, 5.0, True),
+    "claude-opus-4-1": _m(True, 200_000, 32_000, 15.0, 75.0, True),
+    "claude-sonnet-4-0": _m(True, 200_000, 64_000, 3.0, 15.0, True),
+}
+_GPT = {
+    "gpt-5": _m(True, 400_000, 128_000, 1.25, 10.0, True),
+    "gpt-5-mini": _m(True, 400_000, 128_000, 0.25, 2.0, True),
+    "gpt-5-nano": _m(True, 400_000, 128_000, 0.05, 0.40, True),
+    "gpt-4.1": _m(True, 1_047_576, 32_768, 2.0, 8.0, True),
+    "gpt-4.1-mini": _m(True, 1_047_576, 32_768, 0.40, 1.60, True),
+    "gpt-4o": _m(True, 128_000, 16_384, 2.5, 10.0, True),
+    "gpt-4o-mini": _m(True, 128_000, 16_384, 0.15, 0.60, True),
+    "o3": _m(True, 200_000, 100_000, 2.0, 8.0, True),
+    "o4-mini": _m(True, 200_000, 100_000, 1.10, 4.40, True),
+}
+_GLM = {
+    "glm-4.7": _m(True, 200_000, 128_000, 0.60, 2.20),
+    "glm-4.6": _m(True, 200_000, 128_000, 0.60, 2.20),
+    "glm-4.5": _m(True, 128_000, 96_000, 0.60, 2.20),
+    "glm-4.5-air": _m(True, 128_000, 96_000, 0.20, 1.10),
+    "glm-4.5-flash": _m(True, 128_000, 96_000, 0.0, 0.0),
+}
+_DEEPSEEK = {
+    "deepseek-chat": _m(True, 128_000, 8_000, 0.28, 0.42),
+    "deepseek-reasoner": _m(True, 128_000, 64_000, 0.28, 0.42),
+}
+_QWEN = {
+    "qwen3-coder-plus": _m(True, 1_000_000, 65_536, 1.0, 5.0),
+    "qwen3-max": _m(True, 262_144, 65_536, 1.2, 6.0),
+    "qwen-plus": _m(True, 131_072, 16_384, 0.40, 1.20),
+    "qwen-turbo": _m(True, 1_000_000, 16_384, 0.05, 0.20),
+}
+_MINIMAX = {
+    "MiniMax-M2": _m(True, 204_800, 128_000, 0.30, 1.20),
+    "MiniMax-M1": _m(True, 1_000_000, 80_000, 0.40, 2.20),
+}
+_KIMI = {
+    "kimi-k2-0905-preview": _m(True, 262_144, 16_384, 0.60, 2.50),
+    "kimi-k2-turbo-preview": _m(True, 262_144, 16_384, 1.15, 8.0),
+    "kimi-k2-thinking": _m(True, 262_144, 16_384, 0.60, 2.50),
+    "moonshot-v1-128k": _m(True, 131_072, 8_192, 2.0, 5.0),
+}
+_OPENROUTER = {
+    "anthropic/claude-sonnet-4.5": _m(True, 200_000, 64_000, 3.0, 15.0, True),
+    "anthropic/claude-opus-4.5": _m(True, 200_000, 64_000, 5.0, 25.0, True),
+    "openai/gpt-5": _m(True, 400_000, 128_000, 1.25, 10.0, True),
+    "openai/gpt-5-mini": _m(True, 400_000, 128_000, 0.25, 2.0, True),
+    "z-ai/glm-4.6": _m(True, 200_000, 128_000, 0.60, 2.20),
+    "deepseek/deepseek-chat": _m(True, 128_000, 8_000, 0.28, 0.42),
+    "moonshotai/kimi-k2": _m(True, 131_072, 16_384, 0.60, 2.50),
+}
+_SIM = {
+    "claude-sim": _m(True, 200_000, 8_192, 3.0, 15.0),
+    "glm-sim": _m(True, 128_000, 8_192, 0.60, 2.20),
+    "gpt-sim": _m(True, 128_000, 8_192, 0.25, 2.0),
+    "tiny-sim": _m(False, 4_096, 1_024, 0.0, 0.0),
+}
+
+
+def _spec(id: str, protocol: Protocol, base_url: str, key: str | None, models: dict[str, ModelInfo],
+          label: str, *, token: str | None = None, requires_key: bool = True) -> ProviderSpec:
+    return ProviderSpec(
+        id, protocol, base_url, (key,) if key else (), token, requires_key, (), models, label
+    )
+
+
+BUILTIN: Final[dict[str, ProviderSpec]] = {
+    s.id: s
+    for s in (
+        _spec("anthropic", "anthropic", "https://api.anthropic.com", "ANTHROPIC_API_KEY", _CLAUDE,
+              "Anthropic", token="ANTHROPIC_AUTH_TOKEN"),
+        _spec("openai", "openai", "https://api.openai.com/v1", "OPENAI_API_KEY", _GPT, "OpenAI"),
+        _spec("zai", "openai", "https://api.z.ai/api/paas/v4", "ZAI_API_KEY", _GLM, "Z.AI"),
+        _spec("zai-anthropic", "anthropic", "https://api.z.ai/api/anthropic", "ZAI_API_KEY", _GLM,
+              "Z.AI (Anthropic protocol)"),
+        _spec("zhipu", "openai", "https://open.bigmodel.cn/api/paas/v4", "ZHIPUAI_API_KEY", _GLM,
+              "Zhipu"),
+        _spec("deepseek", "openai", "https://api.deepseek.com", "DEEPSEEK_API_KEY", _DEEPSEEK,
+              "DeepSeek"),
+        _spec("deepseek-anthropic", "anthropic", "https://api.deepseek.com/anthropic",
+              "DEEPSEEK_API_KEY", _DEEPSEEK, "DeepSeek (Anthropic protocol)"),
+        _spec("qwen", "openai", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
+              "DASHSCOPE_API_KEY", _QWEN, "Qwen (DashScope)"),
+        _spec("minimax", "openai", "https://api.minimax.io/v1", "MINIMAX_API_KEY", _MINIMAX,
+              "MiniMax"),
+        _spec("minimax-anthropic", "anthropic", "https://api.minimax.io/anthropic",
+              "MINIMAX_API_KEY", _MINIMAX, "MiniMax (Anthropic protocol)"),
+        _spec("moonshot", "openai", "https://api.moonshot.ai/v1", "MOONSHOT_API_KEY", _KIMI,
+              "Moonshot (Kimi)"),
+        _spec("openrouter", "openai", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY",
+              _OPENROUTER, "OpenRouter"),
+        _spec("ollama", "openai", "http://localhost:11434/v1", None, {}, "Ollama",
+              requires_key=False),
+        _spec("lmstudio", "openai", "http://localhost:1234/v1", None, {}, "LM Studio",
+              requires_key=False),
+        _spec("vllm", "openai", "http://localhost:8000/v1", "VLLM_API_KEY", {}, "vLLM",
+              requires_key=False),
+        _spec("litellm", "openai", "http://localhost:4000", "LITELLM_API_KEY", {},
+              "LiteLLM proxy"),
+    )
+}
+
+# Simulated providers: one per protocol family, so the demo shows every phase on its own route.
+SIMULATED: Final[dict[str, tuple[Protocol, dict[str, ModelInfo], str]]] = {
+    "sim-claude": ("anthropic", _SIM, "Simulated Claude (Anthropic protocol)"),
+    "sim-glm": ("openai", _SIM, "Simulated GLM (OpenAI protocol)"),
+    "sim-gpt": ("openai", _SIM, "Simulated GPT (OpenAI protocol)"),
+}
+
+DEFAULT_PROVIDER: Final = "anthropic"
+DEFAULT_MODEL: Final = "claude-sonnet-4-5"
+
+
+def sim_base_url(name: str, protocol: Protocol, root: str | None = None) -> str:
+    """Where the simulator serves provider ``name`` (its SDK base URL)."""
+    root = (root or os.environ.get(SIM_URL_ENV) or SIM_DEFAULT_URL).rstrip("/")
+    return f"{root}/{name}/v1" if protocol == "openai" else f"{root}/{name}"
+
+
+def builtin(provider_id: str) -> ProviderSpec | None:
+    """The catalogue entry for ``provider_id``, simulated providers included."""
+    if provider_id in BUILTIN:
+        return BUILTIN[provider_id]
+    if provider_id in SIMULATED:
+        protocol, models, label = SIMULATED[provider_id]
+        return ProviderSpec(
+            provider_id, protocol, sim_base_url(provider_id, protocol), (), None, False, (),
+            models, label, simulated=True,
+        )
+    return None
+
+
+def known_ids() -> list[str]:
+    return [*BUILTIN, *SIMULATED]

@@ -1,0 +1,278 @@
+"""Classify what a provider said into one problem kind, the same way for every provider.
+
+The body's code decides first, the HTTP status second: a 429 carrying ``insufficient_quota`` is
+``billing`` (never retried), Moonshot's 429 "engine is overloaded" is ``overloaded``. Also reads
+how long the provider asked us to wait, from every header providers use for it.
+Facts: ``shared/reference/providers.md``. Works on plain values (status, headers, body) so both
+SDKs' exceptions and errors found inside 200 streams go through the same code.
+May not import: edge, phases, router.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from phasewise.problems import ProblemKind, ProviderError, redact
+
+K = ProblemKind
+
+# Body codes (any provider), lower-cased. Checked before the status.
+_CODES: dict[str, ProblemKind] = {
+    # OpenAI and OpenAI-shaped providers
+    "invalid_api_key": K.AUTH,
+    "insufficient_quota": K.BILLING,
+    "billing_hard_limit_reached": K.BILLING,
+    "rate_limit_exceeded": K.RATE_LIMIT,
+    "model_not_found": K.MODEL_NOT_FOUND,
+    "context_length_exceeded": K.CONTEXT_LENGTH,
+    "string_above_max_length": K.CONTEXT_LENGTH,
+    "content_filter": K.CONTENT_FILTER,
+    "content_policy_violation": K.CONTENT_FILTER,
+    "unsupported_country_region_territory": K.PERMISSION,
+    # Anthropic error types
+    "invalid_request_error": K.BAD_REQUEST,
+    "authentication_error": K.AUTH,
+    "billing_error": K.BILLING,
+    "permission_error": K.PERMISSION,
+    "not_found_error": K.MODEL_NOT_FOUND,
+    "request_too_large": K.CONTEXT_LENGTH,
+    "rate_limit_error": K.RATE_LIMIT,
+    "api_error": K.SERVER_ERROR,
+    "timeout_error": K.TIMEOUT,
+    "overloaded_error": K.OVERLOADED,
+    # Z.AI / Zhipu (string codes)
+    "1000": K.AUTH, "1001": K.AUTH, "1002": K.AUTH, "1003": K.AUTH, "1004": K.AUTH,
+    "1113": K.BILLING,
+    "1211": K.MODEL_NOT_FOUND,
+    "1261": K.CONTEXT_LENGTH,
+    "1301": K.CONTENT_FILTER,
+    "1302": K.RATE_LIMIT, "1303": K.RATE_LIMIT, "1304": K.RATE_LIMIT,
+    "1305": K.OVERLOADED,
+    "1308": K.BILLING, "1309": K.BILLING, "1310": K.BILLING,
+    # DashScope (Qwen)
+    "invalidapikey": K.AUTH,
+    "arrearage": K.BILLING,
+    "modelnotfound": K.MODEL_NOT_FOUND,
+    "throttling.ratequota": K.RATE_LIMIT,
+    "throttling": K.RATE_LIMIT,
+    "throttling.allocationquota": K.RATE_LIMIT,
+    "datainspectionfailed": K.CONTENT_FILTER,
+    # Moonshot
+    "invalid_authentication_error": K.AUTH,
+    "engine_overloaded_error": K.OVERLOADED,
+    "exceeded_current_quota_error": K.BILLING,
+    "rate_limit_reached_error": K.RATE_LIMIT,
+    "resource_not_found_error": K.MODEL_NOT_FOUND,
+}
+
+# MiniMax ``base_resp.status_code`` (inside an HTTP 200).
+_MINIMAX: dict[int, ProblemKind] = {
+    1000: K.SERVER_ERROR, 1001: K.TIMEOUT, 1002: K.RATE_LIMIT, 1004: K.AUTH, 1008: K.BILLING,
+    1013: K.SERVER_ERROR, 1024: K.SERVER_ERROR, 1026: K.CONTENT_FILTER, 1027: K.CONTENT_FILTER,
+    1039: K.RATE_LIMIT, 2013: K.BAD_REQUEST, 2049: K.AUTH,
+}
+
+_STATUS: dict[int, ProblemKind] = {
+    400: K.BAD_REQUEST, 401: K.AUTH, 402: K.BILLING, 403: K.PERMISSION, 404: K.MODEL_NOT_FOUND,
+    408: K.TIMEOUT, 409: K.SERVER_ERROR, 413: K.CONTEXT_LENGTH, 422: K.BAD_REQUEST,
+    429: K.RATE_LIMIT, 504: K.TIMEOUT, 529: K.OVERLOADED, 503: K.OVERLOADED,
+}
+
+_MESSAGE_HINTS: tuple[tuple[re.Pattern[str], ProblemKind], ...] = (
+    (re.compile(r"overloaded", re.I), K.OVERLOADED),
+    (re.compile(r"insufficient (balance|quota)|out of credits|arrears|quota (is )?exhausted", re.I), K.BILLING),
+    (re.compile(r"context (length|window)|too many tokens|prompt is too long|maximum context", re.I), K.CONTEXT_LENGTH),
+    (re.compile(r"model.*(not (found|exist)|does not exist|unknown)|unknown model", re.I), K.MODEL_NOT_FOUND),
+)
+
+
+def _error_object(body: Any) -> Mapping[str, Any] | None:
+    if isinstance(body, Mapping):
+        inner = body.get("error")
+        if isinstance(inner, Mapping):
+            return inner
+        return body
+    return None
+
+
+def body_code(body: Any) -> tuple[str | None, str | None]:
+    """The code (or type) and message a provider put in an error body."""
+    err = _error_object(body)
+    if err is None:
+        return None, body if isinstance(body, str) and body else None
+    code = err.get("code")
+    etype = err.get("type")
+    message = err.get("message") or err.get("msg")
+    chosen = None
+    for candidate in (code, etype):
+        if candidate is None or candidate == "":
+            continue
+        if str(candidate).lower() in _CODES:
+            chosen = str(candidate)
+            break
+        chosen = chosen or str(candidate)
+    return chosen, message if isinstance(message, str) else None
+
+
+def minimax_status(body: Any) -> tuple[int, str] | None:
+    """A MiniMax ``base_resp`` error (status_code != 0), if the body carries one."""
+    if isinstance(body, Mapping):
+        base = body.get("base_resp")
+        if isinstance(base, Mapping):
+            code = base.get("status_code")
+            if isinstance(code, int) and code != 0:
+                return code, str(base.get("status_msg") or "")
+    return None
+
+
+def classify(
+    status: int | None,
+    body: Any,
+    headers: Mapping[str, str] | None = None,
+    *,
+    request_id: str | None = None,
+    secrets: tuple[str, ...] = (),
+) -> ProviderError:
+    """One provider failure as a ``ProviderError``: kind, the provider's words, wait asked."""
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    if isinstance(body, (bytes, bytearray)):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str):
+        with contextlib.suppress(ValueError):
+            body = json.loads(body)
+    kind: ProblemKind | None = None
+    code: str | None = None
+    message: str | None = None
+    if (mm := minimax_status(body)) is not None:
+        code, message = str(mm[0]), mm[1]
+        kind = _MINIMAX.get(mm[0], K.SERVER_ERROR)
+    else:
+        code, message = body_code(body)
+        if code is not None:
+            kind = _CODES.get(code.lower())
+            # OpenRouter puts the HTTP-like status in ``code`` as an int.
+            if kind is None and code.isdigit() and 400 <= int(code) < 600:
+                kind = _status_kind(int(code), message)
+    if status is not None and status >= 400 and (kind is None or kind is K.BAD_REQUEST):
+        # A generic body code ("invalid_request_error" on OpenAI's 401 or DeepSeek's 402) says
+        # less than the status does.
+        kind = _status_kind(status, message)
+    if kind is None and message:
+        kind = next((k for rx, k in _MESSAGE_HINTS if rx.search(message)), None)
+    if kind is None:
+        kind = K.SERVER_ERROR
+    # A 429 that only says "overloaded" (Moonshot) is an overload, not a quota.
+    if kind is K.RATE_LIMIT and message and re.search(r"overloaded", message, re.I):
+        kind = K.OVERLOADED
+    if kind is K.BAD_REQUEST and message:
+        hinted = next((k for rx, k in _MESSAGE_HINTS if rx.search(message)), None)
+        if hinted in {K.CONTEXT_LENGTH, K.MODEL_NOT_FOUND}:
+            kind = hinted
+    detail = message or (f"HTTP {status}" if status else "no details given")
+    if isinstance(body, str) and not message and body.lstrip().startswith("<"):
+        detail = f"HTTP {status}: the answer was an HTML page, not the provider's API (a proxy?)"
+    rid = request_id or headers.get("x-request-id") or headers.get("request-id")
+    if rid is None and isinstance(body, Mapping):
+        rid = body.get("request_id") if isinstance(body.get("request_id"), str) else None
+    return ProviderError(
+        kind,
+        redact(detail[:500], secrets),
+        status=status,
+        code=code,
+        retry_after=retry_after_seconds(headers),
+        request_id=rid,
+    )
+
+
+def _status_kind(status: int, message: str | None) -> ProblemKind:
+    if status in _STATUS:
+        kind = _STATUS[status]
+        if status == 429 and message and re.search(r"overloaded", message, re.I):
+            return K.OVERLOADED
+        return kind
+    if status >= 500:
+        return K.SERVER_ERROR
+    return K.BAD_REQUEST
+
+
+_DURATION = re.compile(r"(?P<n>\d+(?:\.\d+)?)(?P<u>ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float | None:
+    """OpenAI reset durations: ``6ms``, ``1m2s``, ``0.5s``, or bare seconds."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    total, pos = 0.0, 0
+    for m in _DURATION.finditer(text):
+        if m.start() != pos:
+            return None
+        n = float(m.group("n"))
+        total += {"ms": n / 1000, "s": n, "m": n * 60, "h": n * 3600}[m.group("u")]
+        pos = m.end()
+    return total if pos == len(text) else None
+
+
+def _until(when: str, now: datetime) -> float | None:
+    try:
+        at = datetime.fromisoformat(when.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            at = parsedate_to_datetime(when)
+        except (TypeError, ValueError):
+            return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return max(0.0, (at - now).total_seconds())
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """Seconds the provider asked us to wait, from the most precise header present."""
+    h = {k.lower(): v for k, v in headers.items()}
+    now = now or datetime.now(UTC)
+    if (ms := h.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    if (ra := h.get("retry-after")) is not None:
+        try:
+            return max(0.0, float(ra))
+        except ValueError:
+            if (wait := _until(ra, now)) is not None:
+                return wait
+    waits: list[float] = []
+    for name, value in h.items():
+        if name.startswith("x-ratelimit-reset"):
+            remaining = h.get(name.replace("-reset", "-remaining"))
+            if remaining in (None, "0") and (d := parse_duration(value)) is not None:
+                waits.append(d)
+        elif name.startswith("anthropic-ratelimit-") and name.endswith("-reset"):
+            remaining = h.get(name.removesuffix("-reset") + "-remaining")
+            if remaining in (None, "0") and (d := _until(value, now)) is not None:
+                waits.append(d)
+    return max(waits) if waits else None
+
+
+def exhausted_until(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """When a successful answer says no requests remain, seconds until the window resets."""
+    h = {k.lower(): v for k, v in headers.items()}
+    now = now or datetime.now(UTC)
+    waits = []
+    if h.get("x-ratelimit-remaining-requests") == "0":
+        d = parse_duration(h.get("x-ratelimit-reset-requests", ""))
+        waits.append(d if d is not None else 1.0)
+    if h.get("anthropic-ratelimit-requests-remaining") == "0":
+        d = _until(h.get("anthropic-ratelimit-requests-reset", ""), now)
+        waits.append(d if d is not None else 1.0)
+    return max(waits) if waits else None

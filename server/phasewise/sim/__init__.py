@@ -1,0 +1,31 @@
+"""The built-in offline provider SIMULATOR: fake OpenAI- and Anthropic-protocol providers.
+
+A loopback HTTP/1.1 server that speaks both real wire formats (streaming and not, tool calls,
+usage, model lists), answers each Phasewise phase deterministically from the prompt, and fails
+on request in every documented provider way. It is the test-suite's only fake provider (the real
+SDKs run against it), ``phasewise sim`` on the command line, and the README demo.
+
+    with SimulatorThread(first_token_ms=0, chunk_interval_ms=0) as sim:
+        base = sim.base_url("sim-claude", "anthropic")
+        sim.add_fault("anthropic.overloaded_error", provider="sim-claude")
+"""
+
+from __future__ import annotations
+
+from phasewise.sim.cli import main, run_cli
+from phasewise.sim.faults import FaultRule, preset_names
+from phasewise.sim.server import DEFAULT_MODELS, ClientClose, SimConnection, SimRequest, Simulator
+from phasewise.sim.thread import SimulatorThread
+
+__all__ = [
+    "DEFAULT_MODELS",
+    "ClientClose",
+    "FaultRule",
+    "SimConnection",
+    "SimRequest",
+    "Simulator",
+    "SimulatorThread",
+    "main",
+    "preset_names",
+    "run_cli",
+]

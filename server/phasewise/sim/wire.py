@@ -1,0 +1,352 @@
+"""The two wire protocols the simulator speaks: OpenAI chat completions and Anthropic messages.
+
+Reads a request body into a protocol-neutral ``Call`` and writes an ``Answer`` back as the
+provider would: a whole JSON object, or SSE events split into preamble, content and closing so
+the server can inject faults after any number of content chunks. Shapes follow the installed
+SDKs' types (``openai.types.chat.ChatCompletionChunk``, ``anthropic.types.RawMessageStreamEvent``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from phasewise.sim.answers import Answer, chunk_json, chunk_text
+from phasewise.sim.faults import anthropic_error
+
+
+class BadRequest(Exception):
+    """The request body does not follow the protocol: a 400 in that protocol's shape."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+@dataclass(slots=True)
+class Call:
+    """One chat request, protocol neutral."""
+
+    model: str
+    system: str
+    user: str
+    stream: bool
+    include_usage: bool
+    max_tokens: int | None
+    tools: tuple[str, ...]
+    prompt_chars: int
+
+
+@dataclass(slots=True)
+class StreamPlan:
+    """SSE events in three parts, so faults can cut in after any number of content chunks."""
+
+    preamble: list[bytes] = field(default_factory=list)
+    content: list[bytes] = field(default_factory=list)
+    closing: list[bytes] = field(default_factory=list)
+
+
+def tokens(chars: int) -> int:
+    return max(1, chars // 4) if chars else 0
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(part.get("text", "")) for part in content if isinstance(part, Mapping) and part.get("type") == "text"
+        )
+    return ""
+
+
+def _list_field(body: Mapping[str, Any], key: str) -> list[Any]:
+    value = body.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadRequest(f"Invalid type for '{key}': expected an array.", key)
+    return value
+
+
+def _require_model(body: Mapping[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("you must provide a model parameter", "model")
+    return model
+
+
+def parse_openai(body: Any) -> Call:
+    if not isinstance(body, Mapping):
+        raise BadRequest("the request body must be a JSON object")
+    model = _require_model(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("Missing required parameter: 'messages'.", "messages")
+    system, user, chars = [], "", 0
+    for msg in messages:
+        if not isinstance(msg, Mapping) or not isinstance(msg.get("role"), str):
+            raise BadRequest("Invalid value for 'messages': each message needs a role.", "messages")
+        text = _text_of(msg.get("content"))
+        chars += len(text)
+        if msg["role"] in {"system", "developer"}:
+            system.append(text)
+        elif msg["role"] == "user":
+            user = text
+    names: list[str] = []
+    for tool in _list_field(body, "tools"):
+        fn = tool.get("function") if isinstance(tool, Mapping) else None
+        if isinstance(fn, Mapping) and isinstance(fn.get("name"), str):
+            names.append(fn["name"])
+    for fn in _list_field(body, "functions"):
+        if isinstance(fn, Mapping) and isinstance(fn.get("name"), str):
+            names.append(fn["name"])
+    options = body.get("stream_options")
+    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    return Call(
+        model=model,
+        system="\n".join(system),
+        user=user,
+        stream=bool(body.get("stream")),
+        include_usage=isinstance(options, Mapping) and bool(options.get("include_usage")),
+        max_tokens=limit if isinstance(limit, int) and limit > 0 else None,
+        tools=tuple(names),
+        prompt_chars=chars + (len(json.dumps(body.get("tools"))) if body.get("tools") else 0),
+    )
+
+
+def parse_anthropic(body: Any) -> Call:
+    if not isinstance(body, Mapping):
+        raise BadRequest("the request body must be a JSON object")
+    if not isinstance(body.get("model"), str) or not body.get("model"):
+        raise BadRequest("model: Field required")
+    if not isinstance(body.get("max_tokens"), int):
+        raise BadRequest("max_tokens: Field required")
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise BadRequest("messages: Field required")
+    if not messages:
+        raise BadRequest("messages: at least one message is required")
+    system = _text_of(body.get("system"))
+    user, chars = "", len(system)
+    for msg in messages:
+        if not isinstance(msg, Mapping) or msg.get("role") not in {"user", "assistant"}:
+            raise BadRequest("messages: each message needs a role of 'user' or 'assistant'")
+        text = _text_of(msg.get("content"))
+        chars += len(text)
+        if msg["role"] == "user":
+            user = text
+    names = tuple(
+        str(t["name"]) for t in _list_field(body, "tools") if isinstance(t, Mapping) and isinstance(t.get("name"), str)
+    )
+    return Call(
+        model=str(body["model"]),
+        system=system,
+        user=user,
+        stream=bool(body.get("stream")),
+        include_usage=True,
+        max_tokens=int(body["max_tokens"]),
+        tools=names,
+        prompt_chars=chars + (len(json.dumps(body.get("tools"))) if body.get("tools") else 0),
+    )
+
+
+def truncate(ans: Answer, max_tokens: int | None) -> Answer:
+    """Honour ``max_tokens`` loosely: cut plain prose (never a JSON answer) and say "length"."""
+    if max_tokens is None or ans.tool_name or "```json" in ans.text:
+        return ans
+    limit = max_tokens * 4
+    if len(ans.text) <= limit:
+        return ans
+    return Answer(text=ans.text[:limit], stop="length")
+
+
+# --------------------------------------------------------------------------- OpenAI
+
+
+def openai_error(message: str, etype: str = "invalid_request_error", code: str | None = None,
+                 param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": etype, "param": param, "code": code}}
+
+
+def _sse(data: Mapping[str, Any] | str) -> bytes:
+    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"data: {text}\n\n".encode()
+
+
+def _sse_event(event: str, data: Mapping[str, Any]) -> bytes:
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {event}\ndata: {text}\n\n".encode()
+
+
+@dataclass(slots=True)
+class Ids:
+    """Identifiers of one answer: the message/completion id and the tool-call id."""
+
+    message: str
+    tool: str
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+def _openai_finish(ans: Answer) -> str:
+    if ans.tool_name:
+        return "tool_calls"
+    return "length" if ans.stop == "length" else "stop"
+
+
+def openai_usage(prompt_tokens: int, ans: Answer) -> dict[str, int]:
+    out = tokens(ans.output_chars())
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": out, "total_tokens": prompt_tokens + out}
+
+
+def openai_completion(ans: Answer, model: str, ids: Ids, prompt_tokens: int) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": ans.text or None, "refusal": None,
+                               "annotations": []}
+    if ans.tool_name:
+        message["tool_calls"] = [{"id": ids.tool, "type": "function",
+                                  "function": {"name": ans.tool_name, "arguments": ans.tool_json}}]
+    return {
+        "id": ids.message,
+        "object": "chat.completion",
+        "created": ids.created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": _openai_finish(ans)}],
+        "usage": openai_usage(prompt_tokens, ans),
+        "service_tier": "default",
+        "system_fingerprint": "fp_phasewise_sim",
+    }
+
+
+def openai_chunk(model: str, ids: Ids, delta: Mapping[str, Any] | None, finish: str | None = None,
+                 include_usage: bool = False, usage: Mapping[str, int] | None = None) -> dict[str, Any]:
+    chunk: dict[str, Any] = {
+        "id": ids.message,
+        "object": "chat.completion.chunk",
+        "created": ids.created,
+        "model": model,
+        "service_tier": "default",
+        "system_fingerprint": "fp_phasewise_sim",
+        "choices": [] if delta is None else [
+            {"index": 0, "delta": dict(delta), "logprobs": None, "finish_reason": finish}
+        ],
+    }
+    if include_usage:
+        chunk["usage"] = dict(usage) if usage is not None else None
+    return chunk
+
+
+def openai_stream(ans: Answer, model: str, ids: Ids, prompt_tokens: int, include_usage: bool,
+                  words: int = 3) -> StreamPlan:
+    plan = StreamPlan()
+
+    def chunk(delta: Mapping[str, Any] | None, finish: str | None = None,
+              usage: Mapping[str, int] | None = None) -> bytes:
+        return _sse(openai_chunk(model, ids, delta, finish, include_usage, usage))
+
+    if ans.tool_name:
+        plan.preamble.append(chunk({"role": "assistant", "content": None, "tool_calls": [
+            {"index": 0, "id": ids.tool, "type": "function", "function": {"name": ans.tool_name, "arguments": ""}}
+        ], "refusal": None}))
+        for piece in chunk_json(ans.tool_json):
+            plan.content.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
+    else:
+        plan.preamble.append(chunk({"role": "assistant", "content": "", "refusal": None}))
+        for piece in chunk_text(ans.text, words) if ans.text else ():
+            plan.content.append(chunk({"content": piece}))
+    plan.closing.append(chunk({}, _openai_finish(ans)))
+    if include_usage:
+        plan.closing.append(chunk(None, usage=openai_usage(prompt_tokens, ans)))
+    plan.closing.append(_sse("[DONE]"))
+    return plan
+
+
+def openai_sse_data(payload: Mapping[str, Any]) -> bytes:
+    return _sse(payload)
+
+
+def sse_comment(text: str) -> bytes:
+    return f": {text}\n\n".encode()
+
+
+# --------------------------------------------------------------------------- Anthropic
+
+
+def _anthropic_stop(ans: Answer) -> str:
+    if ans.tool_name:
+        return "tool_use"
+    return "max_tokens" if ans.stop == "length" else "end_turn"
+
+
+def _anthropic_usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+    return {"input_tokens": input_tokens, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+            "output_tokens": output_tokens, "service_tier": "standard"}
+
+
+def anthropic_message(ans: Answer, model: str, ids: Ids, prompt_tokens: int) -> dict[str, Any]:
+    content: list[dict[str, Any]] = []
+    if ans.text:
+        content.append({"type": "text", "text": ans.text})
+    if ans.tool_name:
+        content.append({"type": "tool_use", "id": ids.tool, "name": ans.tool_name, "input": ans.tool_input or {}})
+    return {
+        "id": ids.message,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": _anthropic_stop(ans),
+        "stop_sequence": None,
+        "usage": _anthropic_usage(prompt_tokens, tokens(ans.output_chars())),
+    }
+
+
+def anthropic_stream(ans: Answer, model: str, ids: Ids, prompt_tokens: int, words: int = 3) -> StreamPlan:
+    plan = StreamPlan()
+    start: dict[str, Any] = {"id": ids.message, "type": "message", "role": "assistant", "model": model, "content": [],
+             "stop_reason": None, "stop_sequence": None, "usage": _anthropic_usage(prompt_tokens, 1)}
+    plan.preamble.append(_sse_event("message_start", {"type": "message_start", "message": start}))
+    index = 0
+    if ans.text:
+        plan.preamble.append(_sse_event("content_block_start", {
+            "type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}))
+        plan.preamble.append(_sse_event("ping", {"type": "ping"}))
+        for piece in chunk_text(ans.text, words):
+            plan.content.append(_sse_event("content_block_delta", {
+                "type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}}))
+        stop_text = _sse_event("content_block_stop", {"type": "content_block_stop", "index": index})
+        if ans.tool_name:
+            plan.content.append(stop_text)
+        else:
+            plan.closing.append(stop_text)
+        index += 1
+    if ans.tool_name:
+        block_start = _sse_event("content_block_start", {
+            "type": "content_block_start", "index": index,
+            "content_block": {"type": "tool_use", "id": ids.tool, "name": ans.tool_name, "input": {}}})
+        (plan.content if ans.text else plan.preamble).append(block_start)
+        if not ans.text:
+            plan.preamble.append(_sse_event("ping", {"type": "ping"}))
+        plan.content.append(_sse_event("content_block_delta", {
+            "type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": ""}}))
+        for piece in chunk_json(ans.tool_json):
+            plan.content.append(_sse_event("content_block_delta", {
+                "type": "content_block_delta", "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": piece}}))
+        plan.closing.append(_sse_event("content_block_stop", {"type": "content_block_stop", "index": index}))
+    plan.closing.append(_sse_event("message_delta", {
+        "type": "message_delta", "delta": {"stop_reason": _anthropic_stop(ans), "stop_sequence": None},
+        "usage": {"output_tokens": tokens(ans.output_chars())}}))
+    plan.closing.append(_sse_event("message_stop", {"type": "message_stop"}))
+    return plan
+
+
+def anthropic_error_event(payload: Mapping[str, Any]) -> bytes:
+    return _sse_event("error", payload)
+
+
+def anthropic_bad_request(message: str, request_id: str) -> dict[str, Any]:
+    return anthropic_error("invalid_request_error", message, request_id)

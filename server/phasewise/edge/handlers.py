@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
@@ -344,4 +345,5 @@ async def status_report(ls: PhasewiseServer, uri: str | None) -> dict[str, Any]:
         "phases": phases,
         "settingsIssues": [{"path": i.path, "message": i.message} for i in loaded.issues],
         "keysInMemory": sorted(ls.engine.keyring.memory_envs()),
+        "sdksImported": sorted(m for m in ("openai", "anthropic") if m in sys.modules),
     }

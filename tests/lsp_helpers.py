@@ -1,0 +1,109 @@
+"""What a test needs to act like an editor: open documents, apply the server's edits, run commands."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from lsprotocol import types
+from pytest_lsp import LanguageClient
+
+
+@dataclass
+class Editor:
+    """The editor side of a session: document texts and versions, edits applied, configuration."""
+
+    client: LanguageClient
+    texts: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+    applied: list[types.ApplyWorkspaceEditParams] = field(default_factory=list)
+    stream: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        editor = self
+
+        @self.client.feature(types.WORKSPACE_APPLY_EDIT)
+        def apply_edit(client: LanguageClient, params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
+            return editor._apply(params)
+
+        @self.client.feature("phasewise/streamText")
+        def stream_text(client: LanguageClient, params: Any) -> None:
+            editor.stream.append({"text": params.text, "phase": params.phase, "runId": params.runId})
+
+    def open(self, uri: str, text: str, language: str = "python") -> None:
+        self.texts[uri], self.versions[uri] = text, 1
+        self.client.text_document_did_open(types.DidOpenTextDocumentParams(
+            types.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)
+        ))
+
+    def change(self, uri: str, text: str) -> None:
+        """Replace the whole text, as a user typing would (full sync)."""
+        self.versions[uri] += 1
+        self.texts[uri] = text
+        self.client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)],
+        ))
+
+    def _apply(self, params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
+        self.applied.append(params)
+        edit = params.edit
+        per_doc: list[tuple[str, int | None, list[types.TextEdit]]] = []
+        for doc_edit in edit.document_changes or ():
+            assert isinstance(doc_edit, types.TextDocumentEdit)
+            per_doc.append((doc_edit.text_document.uri, doc_edit.text_document.version,
+                            [e for e in doc_edit.edits if isinstance(e, types.TextEdit)]))
+        for uri, edits in (edit.changes or {}).items():
+            per_doc.append((uri, None, list(edits)))
+        for uri, version, _ in per_doc:
+            if version is not None and version != self.versions.get(uri):
+                return types.ApplyWorkspaceEditResult(applied=False, failure_reason="version mismatch")
+        for uri, _, edits in per_doc:
+            self.change(uri, apply_text_edits(self.texts[uri], edits))
+        return types.ApplyWorkspaceEditResult(applied=True)
+
+    async def command(self, name: str, arg: dict[str, Any] | None = None, *, msg_id: str | None = None) -> Any:
+        params = types.ExecuteCommandParams(command=name, arguments=[arg] if arg is not None else [])
+        return await self.client.protocol.send_request_async(
+            types.WORKSPACE_EXECUTE_COMMAND, params, msg_id=msg_id or str(uuid.uuid4())
+        )
+
+    def start(self, name: str, arg: dict[str, Any], msg_id: str) -> asyncio.Future[Any]:
+        return asyncio.ensure_future(self.command(name, arg, msg_id=msg_id))
+
+    def configure(self, settings: dict[str, Any] | None) -> None:
+        self.client.set_configuration(settings, section="phasewise")
+        self.client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={}))
+
+    async def diagnostics_where(self, uri: str, predicate: Any, timeout: float = 10.0) -> list[types.Diagnostic]:
+        """Wait for the published diagnostics of ``uri`` to satisfy ``predicate``."""
+        async def wait() -> list[types.Diagnostic]:
+            while True:
+                found = self.client.diagnostics.get(uri, [])
+                if predicate(found):
+                    return found
+                await self.client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+
+        return await asyncio.wait_for(wait(), timeout)
+
+
+def _offset(text: str, pos: types.Position) -> int:
+    lines = text.split("\n")
+    return sum(len(line) + 1 for line in lines[: pos.line]) + pos.character
+
+
+def apply_text_edits(text: str, edits: list[types.TextEdit]) -> str:
+    """Apply LSP edits (ASCII test documents: UTF-16 units equal characters)."""
+    for e in sorted(edits, key=lambda e: (e.range.start.line, e.range.start.character), reverse=True):
+        a, b = _offset(text, e.range.start), _offset(text, e.range.end)
+        text = text[:a] + e.new_text + text[b:]
+    return text
+
+
+def field_of(obj: Any, name: str) -> Any:
+    """A field of a result: pygls gives custom results as objects, sometimes as dicts."""
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)

@@ -1,0 +1,333 @@
+"""Issue 2, end to end: per-phase routing through a real LSP client to the simulator's wire.
+
+Each test runs once with VS Code's and once with Neovim's declared capabilities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from lsprotocol import types
+from pytest_lsp import LanguageClient
+
+from phasewise.sim import SimulatorThread
+from tests.conftest import make_client_fixture, server_env
+from tests.lsp_helpers import Editor, field_of
+
+KEYS = {
+    "PLANNER_KEY": "test-key-planner-1111",
+    "CODER_KEY": "test-key-coder-2222",
+    "REVIEWER_KEY": "test-key-reviewer-3333",
+    "OTHER_KEY": "test-key-other-4444",
+    "ANTHROPIC_API_KEY": "test-key-anthropic-5555",
+}
+client = make_client_fixture(server_env(**KEYS, PHASEWISE_WARMUP="0"))
+
+DOC = """import os
+
+
+def load(path, cache={}):
+    try:
+        return open(path).read()
+    except:
+        print("failed", path)
+        return None
+
+
+class Store:
+    def get(self, key):
+        if key == None:
+            return None
+        return os.environ.get(key)
+"""
+URI = "file:///work/example/store.py"
+
+
+def routes(sim: SimulatorThread, **phases: tuple[str, str, str, str]) -> dict[str, Any]:
+    """phase=(provider, protocol, model, key env) → a ``phasewise`` section on the simulator."""
+    providers: dict[str, Any] = {}
+    out: dict[str, Any] = {}
+    for phase, (provider, protocol, model, env) in phases.items():
+        providers[provider] = {"protocol": protocol, "baseUrl": sim.base_url(provider, protocol),
+                               "apiKeyEnv": env}
+        out[phase] = {"model": f"{provider}/{model}"}
+    return {"phases": out, "providers": providers}
+
+
+def answer(result: Any) -> dict[str, Any]:
+    """The phase result as a plain dict, however the client library decoded it."""
+    if isinstance(result, dict):
+        return result
+    import cattrs
+
+    return cattrs.unstructure(result) if not hasattr(result, "_asdict") else _deep(result)
+
+
+def _deep(value: Any) -> Any:
+    if hasattr(value, "_asdict"):
+        return {k: _deep(v) for k, v in value._asdict().items()}
+    if isinstance(value, list):
+        return [_deep(v) for v in value]
+    return value
+
+
+async def test_each_phase_reaches_its_own_provider(client: LanguageClient, sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    editor.configure(routes(
+        sim,
+        plan=("planner", "anthropic", "claude-opus-sim", "PLANNER_KEY"),
+        code=("coder", "openai", "glm-sim", "CODER_KEY"),
+        review=("reviewer", "openai", "gpt-sim", "REVIEWER_KEY"),
+    ))
+    editor.open(URI, DOC)
+
+    plan = answer(await editor.command("phasewise.plan", {"uri": URI, "instruction": "rename load to read_file"}))
+    assert plan["ok"], plan
+    assert (plan["provider"], plan["model"]) == ("planner", "claude-opus-sim")
+    assert "load" in plan["text"]
+    assert plan["usage"]["inputTokens"] > 0 and plan["usage"]["outputTokens"] > 0
+    assert plan["latencyMs"]["firstToken"] is not None
+
+    code = answer(await editor.command(
+        "phasewise.code", {"uri": URI, "instruction": "rename load to read_file", "plan": plan["text"]}
+    ))
+    assert code["ok"], code
+    assert (code["provider"], code["model"]) == ("coder", "glm-sim")
+    assert code["applied"] is True
+    assert "def read_file(path" in editor.texts[URI]
+    assert "def load(" not in editor.texts[URI]
+
+    review = answer(await editor.command("phasewise.review", {"uri": URI}))
+    assert review["ok"], review
+    assert review["provider"] == "reviewer"
+
+    reqs = [r for r in sim.requests if r.endpoint == "chat"]
+    assert [(r.provider, r.protocol, r.model) for r in reqs] == [
+        ("planner", "anthropic", "claude-opus-sim"),
+        ("coder", "openai", "glm-sim"),
+        ("reviewer", "openai", "gpt-sim"),
+    ]
+    assert [r.api_key for r in reqs] == [KEYS["PLANNER_KEY"], KEYS["CODER_KEY"], KEYS["REVIEWER_KEY"]]
+    assert [r.phase for r in reqs] == ["plan", "code", "review"]
+    # the plan was handed to the code phase
+    assert "<plan>" in reqs[1].body["messages"][-1]["content"]
+    # code used tool calling on the OpenAI protocol
+    assert reqs[1].body["tools"][0]["function"]["name"] == "apply_edits"
+
+
+async def test_settings_reload_reroutes(client: LanguageClient, sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    editor.configure(routes(sim, plan=("planner", "anthropic", "claude-sim", "PLANNER_KEY")))
+    editor.open(URI, DOC)
+    first = answer(await editor.command("phasewise.plan", {"uri": URI, "instruction": "document Store"}))
+    assert first["provider"] == "planner"
+
+    editor.configure(routes(sim, plan=("other", "openai", "gpt-sim", "OTHER_KEY")))
+    second = answer(await editor.command("phasewise.plan", {"uri": URI, "instruction": "document Store"}))
+    assert second["ok"], second
+    assert (second["provider"], second["model"]) == ("other", "gpt-sim")
+    assert [r.provider for r in sim.requests if r.endpoint == "chat"] == ["planner", "other"]
+    assert sim.requests[-1].api_key == KEYS["OTHER_KEY"]
+
+
+async def test_missing_key_fails_fast_without_a_request(client: LanguageClient, sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    editor.configure(routes(sim, code=("nokey", "openai", "glm-sim", "NOKEY_API_KEY")))
+    editor.open(URI, DOC)
+    result = answer(await editor.command("phasewise.code", {"uri": URI, "instruction": "add types"}))
+    assert result["ok"] is False
+    error = result["error"]
+    assert error["kind"] == "missing-credentials"
+    assert "NOKEY_API_KEY" in error["message"]
+    assert {"phase", "provider", "model"} <= set(error) and error["provider"] == "nokey"
+    assert sim.requests == []
+    diags = await editor.diagnostics_where(URI, lambda ds: any(d.source == "phasewise" for d in ds))
+    problem = next(d for d in diags if d.source == "phasewise")
+    assert problem.code == "missing-credentials"
+    assert problem.data["keyEnv"] == "NOKEY_API_KEY"
+    assert editor.texts[URI] == DOC
+
+    # the quick fixes: how to set the key, retry, open the settings
+    actions = await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(URI), range=problem.range,
+        context=types.CodeActionContext(diagnostics=[problem]),
+    ))
+    # (the Python client library decodes a CodeAction carrying a command as a Command: both have a title)
+    titles = [a.title for a in actions or []]
+    assert any("NOKEY_API_KEY" in t for t in titles), titles
+    assert any(t.startswith("Retry the code phase") for t in titles)
+    assert any("settings" in t for t in titles)
+
+    # the problem is cleared once the phase succeeds there
+    editor.configure(routes(sim, code=("coder", "openai", "glm-sim", "CODER_KEY")))
+    ok = answer(await editor.command("phasewise.code", {"uri": URI, "instruction": "add types"}))
+    assert ok["ok"], ok
+    await editor.diagnostics_where(URI, lambda ds: not any(d.source == "phasewise" for d in ds))
+
+
+async def test_stale_document_edit_is_refused(client: LanguageClient, sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    editor.configure(routes(sim, code=("coder", "openai", "glm-sim", "CODER_KEY")))
+    editor.open(URI, DOC)
+    sim.add_fault(provider="coder", delay_ms=1500)
+    running = editor.start("phasewise.code", {"uri": URI, "instruction": "rename load to fetch"}, "stale-1")
+    await sim.await_requests(1, provider="coder")
+    edited = DOC.replace("import os", "import os\nimport sys")
+    editor.change(URI, edited)
+    result = answer(await running)
+    assert result["ok"] is False
+    assert result["error"]["kind"] == "document-changed"
+    assert result["applied"] is False
+    assert editor.applied == []
+    assert editor.texts[URI] == edited
+
+
+async def test_review_publishes_findings_with_quick_fixes(client: LanguageClient, sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    editor.configure(routes(sim, review=("reviewer", "anthropic", "claude-sim", "REVIEWER_KEY")))
+    editor.open(URI, DOC)
+    result = answer(await editor.command("phasewise.review", {"uri": URI, "instruction": "review"}))
+    assert result["ok"], result
+    assert result["findings"], result
+    diags = await editor.diagnostics_where(URI, lambda ds: any(d.source == "phasewise-review" for d in ds))
+    review = [d for d in diags if d.source == "phasewise-review"]
+    assert len(review) == len(result["findings"])
+    bare = next(d for d in review if "except" in d.message.lower())
+    lines = DOC.split("\n")
+    assert lines[bare.range.start.line].strip() == "except:"
+    assert bare.severity == types.DiagnosticSeverity.Warning
+
+    actions = await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(URI), range=bare.range,
+        context=types.CodeActionContext(diagnostics=[bare]),
+    ))
+    fix = next(a for a in actions or [] if isinstance(a, types.CodeAction) and a.edit is not None)
+    assert fix.kind == types.CodeActionKind.QuickFix
+    edits = fix.edit.changes[URI]
+    from tests.lsp_helpers import apply_text_edits
+
+    fixed = apply_text_edits(DOC, edits)
+    assert "    except Exception:" in fixed.split("\n")
+    assert fixed.count("\n") == DOC.count("\n")
+
+
+async def test_progress_names_phase_provider_and_model(client: LanguageClient, sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    editor.configure(routes(sim, plan=("planner", "anthropic", "claude-sim", "PLANNER_KEY")))
+    editor.open(URI, DOC)
+    result = answer(await editor.command("phasewise.plan", {"uri": URI, "instruction": "split Store"}))
+    assert result["ok"]
+    begins = [p for reports in client.progress_reports.values() for p in reports
+              if field_of(p, "kind") == "begin"]
+    assert any(field_of(b, "title") == "Phasewise plan: planner/claude-sim" for b in begins), begins
+    ends = [p for reports in client.progress_reports.values() for p in reports
+            if field_of(p, "kind") == "end"]
+    assert ends
+    # streamed text arrives, coalesced: fewer notifications than the simulator's chunks, same text
+    streamed = "".join(s["text"] for s in editor.stream if s["runId"] == result["runId"])
+    assert streamed == result["text"]
+    chunks = sim.requests[-1].chunks_sent
+    assert 0 < len([s for s in editor.stream if s["runId"] == result["runId"]]) < chunks
+
+
+async def test_cancel_by_progress_token_closes_upstream(client: LanguageClient, sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    editor.configure(routes(sim, plan=("planner", "anthropic", "claude-sim", "PLANNER_KEY")))
+    editor.open(URI, DOC)
+    sim.add_fault(provider="planner", stream="stall", after_chunks=2)
+    running = editor.start("phasewise.plan", {"uri": URI, "instruction": "plan it"}, "cancel-token-1")
+    await sim.await_requests(1, provider="planner")
+
+    async def token() -> Any:
+        while True:
+            for tok, reports in client.progress_reports.items():
+                if any(field_of(p, "kind") == "begin" for p in reports):
+                    return tok
+            await client.wait_for_notification(types.PROGRESS)
+
+    tok = await asyncio.wait_for(token(), 10)
+    client.window_work_done_progress_cancel(types.WorkDoneProgressCancelParams(token=tok))
+    result = answer(await running)
+    assert result["ok"] is False
+    assert result["error"]["kind"] == "cancelled"
+    close = await sim.await_client_close()
+    assert close is not None
+
+
+async def test_cancel_request_closes_upstream(client: LanguageClient, sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    editor.configure(routes(sim, code=("coder", "openai", "glm-sim", "CODER_KEY")))
+    editor.open(URI, DOC)
+    sim.add_fault(provider="coder", stream="stall", after_chunks=1)
+    running = editor.start("phasewise.code", {"uri": URI, "instruction": "rename load to get"}, "cancel-req-1")
+    await sim.await_requests(1, provider="coder")
+    client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="cancel-req-1"))
+    close = await sim.await_client_close()
+    assert close is not None
+    try:
+        await running
+    except Exception as exc:  # the request is answered with RequestCancelled
+        assert "cancel" in str(exc).lower()
+    assert editor.applied == []
+    # the server keeps serving
+    status = answer(await editor.command("phasewise.status", {"uri": URI}))
+    assert [p["phase"] for p in status["phases"]][:3] == ["plan", "code", "review"]
+
+
+async def test_default_route_is_claude(client: LanguageClient, sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    editor.configure(None)
+    editor.open(URI, DOC)
+    status = answer(await editor.command("phasewise.status", {"uri": URI}))
+    for view in status["phases"][:3]:
+        assert (view["provider"], view["model"], view["protocol"]) == ("anthropic", "claude-sonnet-4-5", "anthropic")
+        assert view["keys"] == [{"env": "ANTHROPIC_API_KEY", "present": True, "source": "environment",
+                                 "masked": "…5555"}]
+        assert view["problem"] is None
+    assert KEYS["ANTHROPIC_API_KEY"] not in str(status)
+    # initialize and status needed no SDK (the warm-up is off in this session)
+    assert status["sdksImported"] == []
+
+    # only the endpoint moved (as a proxy user would): still Claude, same key, no phase settings
+    editor.configure({"providers": {"anthropic": {"baseUrl": sim.base_url("anthropic", "anthropic")}}})
+    result = answer(await editor.command("phasewise.plan", {"uri": URI, "instruction": "plan"}))
+    assert result["ok"], result
+    req = sim.requests[-1]
+    assert (req.provider, req.protocol, req.model) == ("anthropic", "anthropic", "claude-sonnet-4-5")
+    assert req.api_key == KEYS["ANTHROPIC_API_KEY"]
+
+
+async def test_bad_settings_name_the_key_and_spare_the_rest(client: LanguageClient, sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    settings = routes(sim, plan=("planner", "anthropic", "claude-sim", "PLANNER_KEY"))
+    settings["phases"]["code"] = {"model": "glm-4.7"}
+    settings["phases"]["review"] = {"model": "nowhere/x"}
+    settings["retry"] = {"maxAttempts": "many"}
+    editor.configure(settings)
+    editor.open(URI, DOC)
+
+    code = answer(await editor.command("phasewise.code", {"uri": URI, "instruction": "x"}))
+    assert code["error"]["kind"] == "config"
+    assert "phasewise.phases.code.model" in code["error"]["message"]
+    assert "<provider>/<model-id>" in code["error"]["message"]
+    review = answer(await editor.command("phasewise.review", {"uri": URI}))
+    assert review["error"]["kind"] == "config"
+    assert "Unknown provider 'nowhere'" in review["error"]["message"]
+    plan = answer(await editor.command("phasewise.plan", {"uri": URI, "instruction": "x"}))
+    assert plan["ok"], plan
+    status = answer(await editor.command("phasewise.status", {"uri": URI}))
+    assert any(i["path"] == "phasewise.retry.maxAttempts" for i in status["settingsIssues"])
+
+    # settings that are not even an object, and malformed command arguments: precise errors
+    editor.configure(["not", "an", "object"])  # type: ignore[arg-type]
+    status = answer(await editor.command("phasewise.status", {"uri": URI}))
+    assert status["settingsIssues"][0]["path"] == "phasewise"
+    try:
+        await editor.command("phasewise.plan", {"instruction": "no uri"})
+    except Exception as exc:
+        assert "`uri` is required" in str(exc)
+    else:
+        raise AssertionError("a command without uri must be refused")
+    status = answer(await editor.command("phasewise.status", {"uri": URI}))
+    assert status["version"]

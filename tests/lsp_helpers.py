@@ -25,7 +25,9 @@ class Editor:
         editor = self
 
         @self.client.feature(types.WORKSPACE_APPLY_EDIT)
-        def apply_edit(client: LanguageClient, params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
+        def apply_edit(
+            client: LanguageClient, params: types.ApplyWorkspaceEditParams
+        ) -> types.ApplyWorkspaceEditResult:
             return editor._apply(params)
 
         @self.client.feature("phasewise/streamText")

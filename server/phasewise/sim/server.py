@@ -484,7 +484,7 @@ class Simulator:
 
     # The timeouts below are part of the API on purpose: running out raises a TimeoutError that
     # says what did arrive, which a bare asyncio.timeout() around the call could not.
-    async def _wait(self, ready: Callable[[], Any], timeout: float, describe: Callable[[], str]) -> Any:  # noqa: ASYNC109
+    async def _wait(self, ready: Callable[[], Any], timeout: float, describe: Callable[[], str]) -> Any:
         if self._changed is None:
             raise RuntimeError("the simulator is not running")
         try:
@@ -499,7 +499,7 @@ class Simulator:
             raise TimeoutError(describe()) from None
 
     async def await_requests(
-        self, n: int = 1, timeout: float = 10.0, *, provider: str | None = None,  # noqa: ASYNC109
+        self, n: int = 1, timeout: float = 10.0, *, provider: str | None = None,
         endpoint: str | None = None, finished: bool = False,
     ) -> list[SimRequest]:
         """Wait (in the simulator's loop) until ``n`` matching requests arrived (or finished)."""
@@ -516,7 +516,7 @@ class Simulator:
         result: list[SimRequest] = await self._wait(ready, timeout, describe)
         return result
 
-    async def await_client_close(self, timeout: float = 10.0, count: int = 1) -> ClientClose:  # noqa: ASYNC109
+    async def await_client_close(self, timeout: float = 10.0, count: int = 1) -> ClientClose:
         """Wait until the client has closed ``count`` connections with a request in flight."""
 
         def ready() -> ClientClose | None:

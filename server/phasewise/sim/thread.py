@@ -171,7 +171,7 @@ class SimulatorThread:
     # Timeouts are in the signature on purpose: they bound the wait in the simulator's loop and
     # fail with a TimeoutError that lists what did arrive.
     async def await_requests(
-        self, n: int = 1, timeout: float = 10.0, *, provider: str | None = None,  # noqa: ASYNC109
+        self, n: int = 1, timeout: float = 10.0, *, provider: str | None = None,
         endpoint: str | None = None, finished: bool = False,
     ) -> list[SimRequest]:
         """``wait_for_requests`` for a coroutine in another event loop (does not block that loop)."""
@@ -180,7 +180,7 @@ class SimulatorThread:
         result: list[SimRequest] = await asyncio.wrap_future(future)
         return result
 
-    async def await_client_close(self, timeout: float = 10.0, count: int = 1) -> ClientClose:  # noqa: ASYNC109
+    async def await_client_close(self, timeout: float = 10.0, count: int = 1) -> ClientClose:
         """``wait_for_client_close`` for a coroutine in another event loop."""
         result: ClientClose = await asyncio.wrap_future(self._submit(self.simulator.await_client_close(timeout,
                                                                                                      count)))

@@ -10,6 +10,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
 from phasewise.edge.diagnostics import REVIEW_SOURCE, SOURCE, line_range
+from phasewise.edge.fixes import problem_fixes
 from phasewise.edge.progress import PhaseProgress
 from phasewise.edge.server import (
     SET_KEYS,
@@ -68,6 +69,10 @@ def register(ls: PhasewiseServer) -> None:
 
     for phase in PHASES:
         _phase_command(ls, phase)
+
+    from phasewise.edge import workflow_commands
+
+    workflow_commands.register(ls)
 
     @ls.command("phasewise.status")
     async def status(ls: PhasewiseServer, *args: Any) -> dict[str, Any]:
@@ -290,35 +295,6 @@ def code_actions(ls: PhasewiseServer, params: types.CodeActionParams) -> list[ty
         elif diag.source == SOURCE and isinstance(data.get("kind"), str):
             actions.extend(problem_fixes(uri, diag, data))
     return actions
-
-
-def problem_fixes(uri: str, diag: types.Diagnostic, problem: dict[str, Any]) -> list[types.CodeAction]:
-    phase = problem.get("phase") or "plan"
-    kind = problem["kind"]
-    fixes: list[types.CodeAction] = []
-
-    def action(title: str, command: str, arg: dict[str, Any]) -> None:
-        fixes.append(types.CodeAction(
-            title=title, kind=types.CodeActionKind.QuickFix, diagnostics=[diag],
-            command=types.Command(title=title, command=command, arguments=[arg]),
-        ))
-
-    if kind in {"missing-credentials", "auth"} and problem.get("keyEnv"):
-        env = problem["keyEnv"]
-        action(f"Set {env} (Phasewise: Set API key)", "phasewise.setApiKey",
-               {"env": env, "provider": problem.get("provider")})
-    if kind == "rate-limit" and problem.get("retryAfterSeconds") is not None:
-        action(f"Retry the {phase} phase (the provider asked to wait {problem['retryAfterSeconds']:.0f} s)",
-               "phasewise.retry", {"uri": uri, "phase": phase})
-    elif kind not in {"config", "document-changed"}:
-        action(f"Retry the {phase} phase now", "phasewise.retry", {"uri": uri, "phase": phase})
-    else:
-        action(f"Retry the {phase} phase", "phasewise.retry", {"uri": uri, "phase": phase})
-    for fb in problem.get("fallbacks") or ():
-        action(f"Retry the {phase} phase on {fb}", "phasewise.retry", {"uri": uri, "phase": phase, "model": fb})
-    action(f"Open the {phase} phase's settings", "phasewise.openSettings",
-           {"setting": problem.get("setting") or f"phasewise.phases.{phase}"})
-    return fixes
 
 
 async def status_report(ls: PhasewiseServer, uri: str | None) -> dict[str, Any]:

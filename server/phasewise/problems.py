@@ -8,6 +8,10 @@ Hierarchy::
 
 Every ``Problem`` message names the provider, the phase and the model and says what to do;
 none ever holds a key (``redact`` is applied to anything a provider echoes back).
+
+Kinds fall in three groups the router acts on: ``TRANSIENT_KINDS`` (wait and retry, then fall
+back), ``KEY_ROTATION_KINDS`` (try the provider's next key first) and the rest, which are final
+for the route that produced them.
 May not import: edge, phases, router, providers.
 """
 
@@ -53,6 +57,9 @@ TRANSIENT_KINDS = frozenset(
     }
 )
 
+# Kinds where another key of the same provider may succeed (a second account, a second quota).
+KEY_ROTATION_KINDS = frozenset({ProblemKind.RATE_LIMIT, ProblemKind.BILLING})
+
 _SECRETISH = re.compile(
     r"(sk-ant-[A-Za-z0-9_\-]{8,}|sk-[A-Za-z0-9_\-]{16,}|(?i:bearer)\s+[A-Za-z0-9._\-]{12,}"
     r"|[A-Za-z0-9]{32,}\.[A-Za-z0-9]{8,})"
@@ -74,7 +81,14 @@ def _camel(name: str) -> str:
 
 @dataclass(slots=True)
 class Problem:
-    """Why a phase could not be served, and the way out. Serialises to the contract's shape."""
+    """Why a phase could not be served, and the way out. Serialises to the contract's shape.
+
+    Extensions of the contract's fields: ``retryAt`` (local ISO time the wait ends, with
+    ``retryAfterSeconds``), ``keyEnv`` (the env var *name* of the key involved), ``setting`` (the
+    setting to look at), ``status`` (HTTP), ``fallbacks`` (configured fallback models).
+    ``partial_text`` is what streamed before a mid-stream failure: the phase result carries it as
+    its ``text`` (marked ``incomplete``), so it is not serialised a second time here.
+    """
 
     kind: ProblemKind
     message: str
@@ -82,18 +96,19 @@ class Problem:
     provider: str | None = None
     model: str | None = None
     retry_after_seconds: float | None = None
+    retry_at: str | None = None
     request_id: str | None = None
     key_env: str | None = None
     setting: str | None = None
     status: int | None = None
     fallbacks: list[str] = field(default_factory=list)
-    partial_text: str | None = None
+    partial_text: str | None = field(default=None, metadata={"json": False})
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None or value == []:
+            if value is None or value == [] or not f.metadata.get("json", True):
                 continue
             if f.name == "retry_after_seconds":
                 value = round(float(value), 3)
@@ -120,7 +135,10 @@ class ProviderError(Exception):
     """What a provider adapter saw go wrong, classified, before phase and route are attached.
 
     ``detail`` is the provider's own words (redacted); ``retry_after`` is seconds the provider
-    asked us to wait, when it said; ``partial_text`` is what streamed before the failure.
+    asked us to wait, when it said; ``partial_text`` is the visible text streamed before the
+    failure and ``after_output`` says some was: such a failure is never retried nor sent to a
+    fallback, because the user has already seen part of an answer (a mid-stream failure before
+    any visible text is retried like any other transient failure).
     """
 
     def __init__(

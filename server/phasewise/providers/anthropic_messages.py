@@ -2,12 +2,14 @@
 
 Serves Anthropic and the Anthropic-compatible endpoints (Z.AI, DeepSeek, MiniMax). Streams text
 and ``tool_use`` input, reads usage from ``message_start``/``message_delta``, and treats an
-``error`` event, a stream without ``message_stop`` or an empty answer as failures.
+``error`` event, a stream without ``message_stop``, a page that is not the protocol or an empty
+answer as failures, never as a short success.
 May not import: edge, phases, router.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -20,7 +22,9 @@ from phasewise.providers.base import (
     StreamClock,
     TextSink,
     Timeouts,
-    from_sdk_exception,
+    call_failed,
+    check_stream_response,
+    fresh_on_stale,
     guard_content_type,
     sdk_timeout,
 )
@@ -74,12 +78,18 @@ class AnthropicMessagesAdapter:
     async def complete(
         self, endpoint: Endpoint, request: ChatRequest, on_text: TextSink, timeouts: Timeouts
     ) -> Completion:
+        return await fresh_on_stale(lambda: self._complete(endpoint, request, on_text, timeouts))
+
+    async def _complete(
+        self, endpoint: Endpoint, request: ChatRequest, on_text: TextSink, timeouts: Timeouts
+    ) -> Completion:
         secrets = (endpoint.key or "",)
         client = self._client(endpoint)
         clock = StreamClock(timeouts)
         out = Completion()
         stream: Any = None
         text: list[str] = []
+        answered = False  # a 200 arrived: a broken connection now is a stream cut short
         try:
             if not request.stream:
                 raw = await clock.within_first(
@@ -87,9 +97,10 @@ class AnthropicMessagesAdapter:
                         **self._params(request), timeout=sdk_timeout(timeouts)
                     )
                 )
+                answered = True
                 out.headers = dict(raw.headers)
                 guard_content_type(out.headers)
-                message = await raw.parse()
+                message = await clock.within_first(raw.parse())
                 clock.mark_first()
                 for block in message.content:
                     if block.type == "text":
@@ -108,9 +119,10 @@ class AnthropicMessagesAdapter:
                 client.messages.create(**self._params(request), stream=True,
                                        timeout=sdk_timeout(timeouts))
             )
+            answered = True
             out.headers = dict(stream.response.headers)
             out.request_id = out.headers.get("request-id")
-            guard_content_type(out.headers)
+            await clock.within_first(check_stream_response(stream.response, secrets))
             tool_parts: list[str] | None = None
             in_tool = False
             stopped = False
@@ -143,33 +155,27 @@ class AnthropicMessagesAdapter:
             if tool_parts is not None:
                 out.tool_input_raw = "".join(tool_parts)
             return self._finish(out, clock, stopped=stopped)
-        except ProviderError as err:
-            err.partial_text = err.partial_text or ("".join(text) or None)
-            raise
         except Exception as exc:
-            failure = from_sdk_exception(exc, secrets)
-            failure.partial_text = "".join(text) or None
-            raise failure from None
+            raise call_failed(exc, secrets, streamed="".join(text), mid_stream=answered) from None
         finally:
             if stream is not None:
-                await stream.close()
+                with contextlib.suppress(Exception):
+                    await stream.close()
 
     @staticmethod
     def _finish(out: Completion, clock: StreamClock, *, stopped: bool) -> Completion:
+        """The answer, or why it is not one: cut short, refused, empty."""
         out.first_token_ms = clock.first_token_ms
         out.total_ms = clock.elapsed_ms()
         if not stopped:
             raise ProviderError(
                 ProblemKind.SERVER_ERROR,
                 "the stream ended before the answer was complete (no message_stop)",
-                partial_text=out.text or None,
-                after_output=bool(out.text),
                 request_id=out.request_id,
             )
         if out.stop_reason == "refusal":
             raise ProviderError(
-                ProblemKind.CONTENT_FILTER, "the model refused to answer",
-                partial_text=out.text or None, request_id=out.request_id,
+                ProblemKind.CONTENT_FILTER, "the model refused to answer", request_id=out.request_id,
             )
         if out.tool_input_raw is not None:
             try:
@@ -186,11 +192,12 @@ class AnthropicMessagesAdapter:
 
     async def list_models(self, endpoint: Endpoint, timeouts: Timeouts) -> list[str]:
         client = self._client(endpoint)
-        clock = StreamClock(timeouts)
-        try:
-            page = await clock.within_first(client.models.list(timeout=sdk_timeout(timeouts)))
-            return sorted(m.id for m in page.data)
-        except ProviderError:
-            raise
-        except Exception as exc:
-            raise from_sdk_exception(exc, (endpoint.key or "",)) from None
+
+        async def once() -> list[str]:
+            try:
+                page = await StreamClock(timeouts).within_first(client.models.list(timeout=sdk_timeout(timeouts)))
+                return sorted(m.id for m in page.data)
+            except Exception as exc:
+                raise call_failed(exc, (endpoint.key or "",), streamed="", mid_stream=False) from None
+
+        return await fresh_on_stale(once)

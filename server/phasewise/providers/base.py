@@ -2,22 +2,24 @@
 mapping of SDK exceptions to problem kinds, and the streaming clock (first-token / idle timeouts).
 
 Adapters know nothing of phases: they take a ``ChatRequest`` and give a ``Completion`` or raise
-a classified ``ProviderError``. SDKs and httpx2 are imported lazily (inside functions), so the
-language server answers ``initialize`` before paying for them.
+a classified ``ProviderError``, whatever went wrong (an SDK exception, a transport error, an
+error inside a 200 stream, a page that is not the protocol, a stall). SDKs and httpx2 are
+imported lazily (inside functions), so the language server answers ``initialize`` before paying
+for them.
 May not import: edge, phases, router.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from phasewise.phases.prompts import ToolSpec
 from phasewise.problems import ProblemKind, ProviderError, redact
-from phasewise.providers.classify import classify
+from phasewise.providers.classify import classify, is_html, minimax_status
 
 if TYPE_CHECKING:
     import httpx2
@@ -27,9 +29,26 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
+    """Seconds allowed to open the connection, to the first streamed token (counted from the
+    request, headers included) and between two streamed items after that."""
+
     connect: float = 10.0
     first_token: float = 120.0
     idle: float = 60.0
+
+
+class ToolLike(Protocol):
+    """A tool the model must call (the phases' ``ToolSpec``), seen structurally so providers
+    need not import phases."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def schema(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +59,7 @@ class ChatRequest:
     system: str
     user: str
     max_tokens: int
-    tool: ToolSpec | None = None
+    tool: ToolLike | None = None
     temperature: float | None = None
     stream: bool = True
 
@@ -89,8 +108,48 @@ class Adapter(Protocol):
     async def list_models(self, endpoint: Endpoint, timeouts: Timeouts) -> list[str]: ...
 
 
+class _ConnectionTrace:
+    """httpcore2's ``trace`` extension for one request: did it open a new connection?
+
+    A request that fails before any response on a connection it did *not* open was sent on a
+    pooled keep-alive connection the server had already closed (a race every HTTP client meets).
+    """
+
+    __slots__ = ("opened",)
+
+    def __init__(self) -> None:
+        self.opened = False
+
+    async def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if event.startswith("connection.connect_"):
+            self.opened = True
+
+
+async def _trace_request(request: httpx2.Request) -> None:
+    request.extensions = {**request.extensions, "trace": _ConnectionTrace()}
+
+
+def reused_connection_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` is a connection failure, before any response, on a reused connection."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    if not ({"APIConnectionError", "RemoteProtocolError", "ReadError", "WriteError"} & names):
+        return False
+    if "APITimeoutError" in names or "TimeoutException" in names:
+        return False
+    try:
+        request = exc.request  # type: ignore[attr-defined]
+    except Exception:  # httpx2 raises when the error carries no request
+        return False
+    trace = getattr(request, "extensions", {}).get("trace")
+    return isinstance(trace, _ConnectionTrace) and not trace.opened
+
+
 class HttpPool:
-    """One pooled ``httpx2.AsyncClient`` per provider origin, reused by every request and phase."""
+    """One pooled ``httpx2.AsyncClient`` per provider origin, reused by every request and phase.
+
+    Each request is traced (no I/O, a flag) so an adapter can tell a stale pooled connection
+    from a provider that cannot be reached: see ``reused_connection_failed``.
+    """
 
     def __init__(self) -> None:
         self._clients: dict[str, httpx2.AsyncClient] = {}
@@ -110,6 +169,7 @@ class HttpPool:
                 limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50),
                 timeout=httpx2.Timeout(connect=10.0, read=None, write=30.0, pool=30.0),
                 follow_redirects=True,
+                event_hooks={"request": [_trace_request]},
             )
             self._clients[key] = found
         return found
@@ -148,24 +208,30 @@ def sdk_timeout(timeouts: Timeouts) -> httpx2.Timeout:
     return httpx2.Timeout(connect=timeouts.connect, read=None, write=30.0, pool=timeouts.connect)
 
 
-def from_sdk_exception(exc: BaseException, secrets: tuple[str, ...]) -> ProviderError:
-    """Either SDK's exception as a classified ``ProviderError`` (duck-typed: no SDK import)."""
+def from_sdk_exception(exc: BaseException, secrets: tuple[str, ...], *, mid_stream: bool = False) -> ProviderError:
+    """Either SDK's exception as a classified ``ProviderError`` (duck-typed: no SDK import).
+
+    ``mid_stream``: the provider had already answered 200, so a broken connection is a stream
+    cut short, not a provider that could not be reached.
+    """
     if isinstance(exc, ProviderError):
         return exc
     name = type(exc).__name__
     names = {c.__name__ for c in type(exc).__mro__}
     response = getattr(exc, "response", None)
     if "APITimeoutError" in names or isinstance(exc, TimeoutError):
-        return ProviderError(ProblemKind.TIMEOUT, "the request timed out")
-    if type(exc).__module__.startswith("httpx2"):
-        # The anthropic SDK lets some transport errors (a connection cut mid-body) through raw.
-        if "TimeoutException" in names:
-            return ProviderError(ProblemKind.TIMEOUT, f"the connection timed out ({name})")
-        return ProviderError(ProblemKind.NETWORK, f"the connection failed mid-answer ({name})")
-    if "APIConnectionError" in names:
-        cause = exc.__cause__ or exc.__context__
-        detail = f"could not reach the provider ({type(cause).__name__ if cause else name})"
-        return ProviderError(ProblemKind.NETWORK, detail)
+        return ProviderError(ProblemKind.TIMEOUT, "the request timed out (timeouts.connectSeconds)")
+    transport = type(exc).__module__.startswith("httpx2")
+    if transport or "APIConnectionError" in names:
+        # The anthropic SDK lets some transport errors (a connection cut mid-body) through raw;
+        # the openai SDK wraps them in APIConnectionError.
+        cause = exc if transport else (exc.__cause__ or exc.__context__)
+        cause_name = type(cause).__name__ if cause is not None else name
+        if "TimeoutException" in {c.__name__ for c in type(cause).__mro__}:
+            return ProviderError(ProblemKind.TIMEOUT, f"the connection timed out ({cause_name})")
+        if mid_stream:
+            return ProviderError(ProblemKind.NETWORK, f"the connection broke mid-answer ({cause_name})")
+        return ProviderError(ProblemKind.NETWORK, f"could not reach the provider ({cause_name})")
     if "APIResponseValidationError" in names:
         return ProviderError(ProblemKind.SERVER_ERROR, "the answer did not match the protocol")
     if "APIStatusError" in names and response is not None:
@@ -173,22 +239,50 @@ def from_sdk_exception(exc: BaseException, secrets: tuple[str, ...]) -> Provider
         body = getattr(exc, "body", None)
         if body is None:
             body = _response_text(response)
-        err = classify(status if status != 200 else None, body, dict(response.headers),
-                       request_id=getattr(exc, "request_id", None), secrets=secrets)
-        if status == 200:
-            err.after_output = True
-        return err
+        # A status error carrying 200 is anthropic's ``event: error`` inside a stream.
+        return classify(status if status != 200 else None, body, dict(response.headers),
+                        request_id=getattr(exc, "request_id", None), secrets=secrets)
     if "APIError" in names:
+        # openai's error chunk inside a 200 stream (OpenRouter, gateways): the body is the error.
         body = getattr(exc, "body", None)
-        err = classify(None, body if body is not None else str(exc), {}, secrets=secrets)
-        err.after_output = True
-        return err
+        return classify(None, body if body is not None else str(exc), {}, secrets=secrets)
     if isinstance(exc, ValueError):
         # json.JSONDecodeError and friends while reading a stream: not the protocol at all.
         return ProviderError(
             ProblemKind.SERVER_ERROR, "the answer was not the provider's protocol (a proxy page?)"
         )
     return ProviderError(ProblemKind.SERVER_ERROR, redact(f"{name}: {exc}"[:300], secrets))
+
+
+class StaleConnection(ProviderError):
+    """A pooled connection was found closed before the provider answered anything."""
+
+
+async def fresh_on_stale(call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, sent once more if a stale pooled connection failed it before any answer.
+
+    Not a retry of anything the provider said (it said nothing, and nothing streamed): the new
+    attempt opens a new connection, as browsers and Go's net/http do. The router's one retry
+    layer sees only the outcome; a second stale failure reaches it as ``network``.
+    """
+    try:
+        return await call()
+    except StaleConnection:
+        return await call()
+
+
+def call_failed(exc: BaseException, secrets: tuple[str, ...], *, streamed: str, mid_stream: bool) -> ProviderError:
+    """Whatever ended a call, as the ``ProviderError`` the router sees, with what streamed.
+
+    ``streamed`` is the visible text already handed to the caller: with any, the failure is
+    marked ``after_output`` (the router then neither retries nor falls back).
+    """
+    if not mid_stream and reused_connection_failed(exc):
+        return StaleConnection(ProblemKind.NETWORK, "a pooled connection was closed by the server")
+    err = from_sdk_exception(exc, secrets, mid_stream=mid_stream)
+    err.partial_text = err.partial_text or streamed or None
+    err.after_output = bool(err.partial_text)
+    return err
 
 
 def _response_text(response: Any) -> str | None:
@@ -204,13 +298,42 @@ def guard_content_type(headers: Mapping[str, str], status: int = 200) -> None:
     if "text/html" in ctype:
         raise ProviderError(
             ProblemKind.SERVER_ERROR,
-            f"HTTP {status}: the answer was an HTML page, not the provider's API (a proxy?)",
+            f"HTTP {status}: the answer was an HTML page, not the provider's API (a proxy or a wrong baseUrl?)",
         )
 
 
+async def check_stream_response(response: Any, secrets: tuple[str, ...]) -> None:
+    """Before reading a 200 stream: fail if it is not one.
+
+    An HTML page is a proxy's; a JSON body where events were asked for is an error some
+    providers (MiniMax, gateways) send with status 200, or garbage. Either is read and
+    classified here, so it never passes for an empty or truncated answer.
+    """
+    headers = {k.lower(): v for k, v in dict(response.headers).items()}
+    guard_content_type(headers, response.status_code)
+    ctype = headers.get("content-type", "")
+    if "event-stream" in ctype or "json" not in ctype:
+        return
+    raw = (await response.aread())[:20_000].decode("utf-8", "replace")
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and ("error" in body or minimax_status(body) is not None):
+        raise classify(None, body, headers, secrets=secrets)
+    if is_html(raw):
+        guard_content_type({"content-type": "text/html"}, response.status_code)
+    raise ProviderError(
+        ProblemKind.SERVER_ERROR,
+        f"a stream was asked for but the answer was {ctype.split(';')[0]}, not server-sent events "
+        "(not the provider's protocol: a proxy, or a server that does not stream?)",
+    )
+
+
 class StreamClock:
-    """Times a stream: the first item must come within ``first_token`` seconds of the start,
-    each next one within ``idle`` seconds of the last. A stall becomes a ``timeout``."""
+    """Times a call: the first token must come within ``first_token`` seconds of the request
+    (waiting for the headers included), each next item within ``idle`` seconds of the last.
+    A stall becomes a ``timeout``, never a hang."""
 
     def __init__(self, timeouts: Timeouts) -> None:
         self.timeouts = timeouts
@@ -221,9 +344,17 @@ class StreamClock:
         if self.first_token_ms is None:
             self.first_token_ms = (time.perf_counter() - self.started) * 1000
 
+    def _budget(self) -> tuple[float, str]:
+        if self.first_token_ms is None:
+            left = self.timeouts.first_token - (time.perf_counter() - self.started)
+            return max(0.0, left), "firstTokenSeconds"
+        return self.timeouts.idle, "idleSeconds"
+
     async def within_first(self, awaitable: Any) -> Any:
+        """``awaitable`` (the request, its headers) within what is left of the first-token time."""
+        limit, _ = self._budget()
         try:
-            async with asyncio.timeout(self.timeouts.first_token):
+            async with asyncio.timeout(limit):
                 return await awaitable
         except TimeoutError:
             raise ProviderError(
@@ -233,21 +364,20 @@ class StreamClock:
 
     async def items(self, source: AsyncIterator[T]) -> AsyncIterator[T]:
         it = source.__aiter__()
-        first = True
         while True:
-            limit = self.timeouts.first_token if self.first_token_ms is None else self.timeouts.idle
+            limit, which = self._budget()
             try:
                 async with asyncio.timeout(limit):
                     item = await it.__anext__()
             except StopAsyncIteration:
                 return
             except TimeoutError:
-                which = "firstTokenSeconds" if first else "idleSeconds"
-                raise ProviderError(
-                    ProblemKind.TIMEOUT,
-                    f"the stream stalled: nothing for {limit:g} s (timeouts.{which})",
-                ) from None
-            first = False
+                detail = (
+                    f"the stream stalled: nothing for {limit:g} s (timeouts.idleSeconds)"
+                    if which == "idleSeconds"
+                    else f"no first token within {self.timeouts.first_token:g} s (timeouts.firstTokenSeconds)"
+                )
+                raise ProviderError(ProblemKind.TIMEOUT, detail) from None
             yield item
 
     def elapsed_ms(self) -> float:

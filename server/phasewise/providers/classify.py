@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -86,10 +87,22 @@ _STATUS: dict[int, ProblemKind] = {
 
 _MESSAGE_HINTS: tuple[tuple[re.Pattern[str], ProblemKind], ...] = (
     (re.compile(r"overloaded", re.I), K.OVERLOADED),
-    (re.compile(r"insufficient (balance|quota)|out of credits|arrears|quota (is )?exhausted", re.I), K.BILLING),
-    (re.compile(r"context (length|window)|too many tokens|prompt is too long|maximum context", re.I), K.CONTEXT_LENGTH),
+    (re.compile(r"insufficient (balance|quota|credits?)|out of credits|arrears|quota (is )?exhausted", re.I),
+     K.BILLING),
+    (re.compile(r"context (length|window)|too many tokens|prompt is too long|maximum context", re.I),
+     K.CONTEXT_LENGTH),
     (re.compile(r"model.*(not (found|exist)|does not exist|unknown)|unknown model", re.I), K.MODEL_NOT_FOUND),
+    (re.compile(r"flagged|moderation|content (policy|filter|management)|unsafe or sensitive", re.I),
+     K.CONTENT_FILTER),
 )
+# Kinds a message hint may refine a generic status into (a 400 or 403 says little by itself).
+_REFINABLE = {K.BAD_REQUEST, K.PERMISSION}
+_REFINED_BY_HINT = {K.CONTEXT_LENGTH, K.MODEL_NOT_FOUND, K.CONTENT_FILTER}
+# Body codes too generic to beat the status ("invalid_request_error" on a 401, 402 or 404).
+_GENERIC_CODES = {"invalid_request_error", "unknown_error", "error"}
+# A 404/405 for the path itself, not for the model: the base URL is wrong.
+_WRONG_URL = re.compile(r"unknown (request )?url|no route|invalid url|not found: /|cannot (post|get) /", re.I)
+_OVERLOAD_TEXT = re.compile(r"overloaded", re.I)
 
 
 def _error_object(body: Any) -> Mapping[str, Any] | None:
@@ -113,10 +126,10 @@ def body_code(body: Any) -> tuple[str | None, str | None]:
     for candidate in (code, etype):
         if candidate is None or candidate == "":
             continue
-        if str(candidate).lower() in _CODES:
-            chosen = str(candidate)
-            break
-        chosen = chosen or str(candidate)
+        text = str(candidate)
+        if text.lower() in _CODES and text.lower() not in _GENERIC_CODES:
+            return text, message if isinstance(message, str) else None
+        chosen = chosen or text
     return chosen, message if isinstance(message, str) else None
 
 
@@ -131,6 +144,29 @@ def minimax_status(body: Any) -> tuple[int, str] | None:
     return None
 
 
+def is_html(body: Any) -> bool:
+    """Whether a body is a web page (a proxy's, a captive portal's), not any provider's API."""
+    if not isinstance(body, str):
+        return False
+    head = body.lstrip()[:200].lower()
+    return head.startswith(("<!doctype html", "<html", "<head", "<body")) or (
+        head.startswith("<") and "<html" in body[:2000].lower()
+    )
+
+
+def _hint(message: str | None) -> ProblemKind | None:
+    if not message:
+        return None
+    return next((k for rx, k in _MESSAGE_HINTS if rx.search(message)), None)
+
+
+def _moderated(body: Any) -> bool:
+    """OpenRouter's moderation refusal: a 403 whose metadata names what was flagged."""
+    err = _error_object(body)
+    meta = err.get("metadata") if err is not None else None
+    return isinstance(meta, Mapping) and ("flagged_input" in meta or "reasons" in meta)
+
+
 def classify(
     status: int | None,
     body: Any,
@@ -139,7 +175,12 @@ def classify(
     request_id: str | None = None,
     secrets: tuple[str, ...] = (),
 ) -> ProviderError:
-    """One provider failure as a ``ProviderError``: kind, the provider's words, wait asked."""
+    """One provider failure as a ``ProviderError``: kind, the provider's words, wait asked.
+
+    ``status`` is the HTTP status, or None for an error found inside a 200 answer or stream.
+    Order: a MiniMax ``base_resp`` code, then the body's code or type, then the status, then
+    (for statuses that say little) the message's words.
+    """
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     if isinstance(body, (bytes, bytearray)):
         body = body.decode("utf-8", "replace")
@@ -149,40 +190,40 @@ def classify(
     kind: ProblemKind | None = None
     code: str | None = None
     message: str | None = None
+    html = is_html(body)
     if (mm := minimax_status(body)) is not None:
         code, message = str(mm[0]), mm[1]
         kind = _MINIMAX.get(mm[0], K.SERVER_ERROR)
-    else:
+    elif not html:
         code, message = body_code(body)
         if code is not None:
-            kind = _CODES.get(code.lower())
+            lowered = code.lower()
+            kind = None if lowered in _GENERIC_CODES else _CODES.get(lowered)
             # OpenRouter puts the HTTP-like status in ``code`` as an int.
             if kind is None and code.isdigit() and 400 <= int(code) < 600:
-                kind = _status_kind(int(code), message)
-    if status is not None and status >= 400 and (kind is None or kind is K.BAD_REQUEST):
-        # A generic body code ("invalid_request_error" on OpenAI's 401 or DeepSeek's 402) says
-        # less than the status does.
-        kind = _status_kind(status, message)
-    if kind is None and message:
-        kind = next((k for rx, k in _MESSAGE_HINTS if rx.search(message)), None)
+                kind = _status_kind(int(code), message, body)
+    if status is not None and status >= 400 and kind is None:
+        kind = _status_kind(status, message, body)
     if kind is None:
-        kind = K.SERVER_ERROR
+        kind = _hint(message) or (K.BAD_REQUEST if code and code.lower() in _GENERIC_CODES else K.SERVER_ERROR)
     # A 429 that only says "overloaded" (Moonshot) is an overload, not a quota.
-    if kind is K.RATE_LIMIT and message and re.search(r"overloaded", message, re.I):
+    if kind is K.RATE_LIMIT and message and _OVERLOAD_TEXT.search(message):
         kind = K.OVERLOADED
-    if kind is K.BAD_REQUEST and message:
-        hinted = next((k for rx, k in _MESSAGE_HINTS if rx.search(message)), None)
-        if hinted in {K.CONTEXT_LENGTH, K.MODEL_NOT_FOUND}:
-            kind = hinted
-    detail = message or (f"HTTP {status}" if status else "no details given")
-    if isinstance(body, str) and not message and body.lstrip().startswith("<"):
-        detail = f"HTTP {status}: the answer was an HTML page, not the provider's API (a proxy?)"
+    if kind in _REFINABLE and (hinted := _hint(message)) in _REFINED_BY_HINT:
+        kind = hinted
+    if status in (404, 405) and message and _WRONG_URL.search(message):
+        kind = K.CONFIG
+    if html:
+        where = f"HTTP {status}" if status else "The answer"
+        detail = f"{where}: the answer was an HTML page, not the provider's API (a proxy or a wrong baseUrl?)"
+    else:
+        detail = message or (f"HTTP {status}" if status else "no details given")
     rid = request_id or headers.get("x-request-id") or headers.get("request-id")
     if rid is None and isinstance(body, Mapping):
         rid = body.get("request_id") if isinstance(body.get("request_id"), str) else None
     return ProviderError(
         kind,
-        redact(detail[:500], secrets),
+        redact(" ".join(detail.split())[:500], secrets),
         status=status,
         code=code,
         retry_after=retry_after_seconds(headers),
@@ -190,18 +231,27 @@ def classify(
     )
 
 
-def _status_kind(status: int, message: str | None) -> ProblemKind:
+def _status_kind(status: int, message: str | None, body: Any = None) -> ProblemKind:
+    if status == 403 and _moderated(body):
+        return K.CONTENT_FILTER
     if status in _STATUS:
-        kind = _STATUS[status]
-        if status == 429 and message and re.search(r"overloaded", message, re.I):
-            return K.OVERLOADED
-        return kind
+        return _STATUS[status]
     if status >= 500:
         return K.SERVER_ERROR
     return K.BAD_REQUEST
 
 
 _DURATION = re.compile(r"(?P<n>\d+(?:\.\d+)?)(?P<u>ms|s|m|h)")
+# Waits beyond this are nonsense (a misread header), not a plan: a day.
+_LONGEST_WAIT = 86_400.0
+
+
+def _seconds(text: str, scale: float = 1.0) -> float | None:
+    try:
+        value = float(text.strip()) * scale
+    except ValueError:
+        return None
+    return min(max(0.0, value), _LONGEST_WAIT) if math.isfinite(value) else None
 
 
 def parse_duration(text: str) -> float | None:
@@ -209,10 +259,8 @@ def parse_duration(text: str) -> float | None:
     text = text.strip()
     if not text:
         return None
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
+    if (plain := _seconds(text)) is not None:
+        return plain
     total, pos = 0.0, 0
     for m in _DURATION.finditer(text):
         if m.start() != pos:
@@ -220,37 +268,45 @@ def parse_duration(text: str) -> float | None:
         n = float(m.group("n"))
         total += {"ms": n / 1000, "s": n, "m": n * 60, "h": n * 3600}[m.group("u")]
         pos = m.end()
-    return total if pos == len(text) else None
+    return min(total, _LONGEST_WAIT) if pos == len(text) else None
 
 
 def _until(when: str, now: datetime) -> float | None:
+    """Seconds from ``now`` to an RFC 3339 time (Anthropic) or an HTTP date (Retry-After)."""
+    when = when.strip()
+    if not when:
+        return None
     try:
         at = datetime.fromisoformat(when.replace("Z", "+00:00"))
     except ValueError:
         try:
             at = parsedate_to_datetime(when)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, IndexError):
             return None
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    return max(0.0, (at - now).total_seconds())
+    return min(max(0.0, (at - now).total_seconds()), _LONGEST_WAIT)
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
-    """Seconds the provider asked us to wait, from the most precise header present."""
+    """Seconds the provider asked us to wait, from the most precise header present.
+
+    ``retry-after-ms`` (OpenAI, Azure's ``x-ms-retry-after-ms``), then ``retry-after`` in seconds
+    or as an HTTP date, then the reset time of any exhausted rate-limit window
+    (``x-ratelimit-reset-*`` durations, ``anthropic-ratelimit-*-reset`` times); None when the
+    provider said nothing (Z.AI's 1302 comes without any header).
+    """
     h = {k.lower(): v for k, v in headers.items()}
     now = now or datetime.now(UTC)
-    if (ms := h.get("retry-after-ms")) is not None:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
+    for name in ("retry-after-ms", "x-ms-retry-after-ms"):
+        if (ms := h.get(name)) is not None and (wait := _seconds(ms, 0.001)) is not None:
+            return wait
     if (ra := h.get("retry-after")) is not None:
-        try:
-            return max(0.0, float(ra))
-        except ValueError:
-            if (wait := _until(ra, now)) is not None:
-                return wait
+        wait = _seconds(ra)
+        if wait is None:
+            wait = _until(ra, now)
+        if wait is not None:
+            return wait
     waits: list[float] = []
     for name, value in h.items():
         if name.startswith("x-ratelimit-reset"):
@@ -264,15 +320,26 @@ def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None)
     return max(waits) if waits else None
 
 
+# Windows whose exhaustion, announced on a successful answer, makes the next request fail.
+_OPENAI_WINDOWS = ("requests", "tokens")
+_ANTHROPIC_WINDOWS = ("requests", "tokens", "input-tokens", "output-tokens")
+
+
 def exhausted_until(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
-    """When a successful answer says no requests remain, seconds until the window resets."""
+    """When a successful answer says a window has nothing left, seconds until it resets.
+
+    The router paces the provider's next request by it instead of sending one it knows will
+    be refused. A window at zero without a readable reset counts as one second.
+    """
     h = {k.lower(): v for k, v in headers.items()}
     now = now or datetime.now(UTC)
     waits = []
-    if h.get("x-ratelimit-remaining-requests") == "0":
-        d = parse_duration(h.get("x-ratelimit-reset-requests", ""))
-        waits.append(d if d is not None else 1.0)
-    if h.get("anthropic-ratelimit-requests-remaining") == "0":
-        d = _until(h.get("anthropic-ratelimit-requests-reset", ""), now)
-        waits.append(d if d is not None else 1.0)
+    for window in _OPENAI_WINDOWS:
+        if h.get(f"x-ratelimit-remaining-{window}", "").strip() == "0":
+            d = parse_duration(h.get(f"x-ratelimit-reset-{window}", ""))
+            waits.append(d if d is not None else 1.0)
+    for window in _ANTHROPIC_WINDOWS:
+        if h.get(f"anthropic-ratelimit-{window}-remaining", "").strip() == "0":
+            d = _until(h.get(f"anthropic-ratelimit-{window}-reset", ""), now)
+            waits.append(d if d is not None else 1.0)
     return max(waits) if waits else None

@@ -3,12 +3,15 @@
 Covers OpenAI and every OpenAI-compatible provider (Z.AI, DeepSeek, Qwen, MiniMax, Moonshot,
 OpenRouter, Ollama, vLLM, LiteLLM, ...). Streams text and tool-call deltas, reads usage, and
 treats a stream that ends without a finish reason, an error chunk, a MiniMax ``base_resp``
-error, an HTML page or an empty answer as failures, never as a short success.
+error, an HTML page, a JSON body where events were asked for, or an empty answer as failures,
+never as a short success.
 May not import: edge, phases, router.
 """
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
 from typing import Any
 
@@ -21,7 +24,9 @@ from phasewise.providers.base import (
     StreamClock,
     TextSink,
     Timeouts,
-    from_sdk_exception,
+    call_failed,
+    check_stream_response,
+    fresh_on_stale,
     guard_content_type,
     sdk_timeout,
 )
@@ -80,11 +85,18 @@ class OpenAIChatAdapter:
     async def complete(
         self, endpoint: Endpoint, request: ChatRequest, on_text: TextSink, timeouts: Timeouts
     ) -> Completion:
+        return await fresh_on_stale(lambda: self._complete(endpoint, request, on_text, timeouts))
+
+    async def _complete(
+        self, endpoint: Endpoint, request: ChatRequest, on_text: TextSink, timeouts: Timeouts
+    ) -> Completion:
         secrets = (endpoint.key or "",)
         client = self._client(endpoint)
         clock = StreamClock(timeouts)
         out = Completion()
         stream: Any = None
+        text: list[str] = []
+        answered = False  # a 200 arrived: a broken connection now is a stream cut short
         try:
             if not request.stream:
                 raw = await clock.within_first(
@@ -92,9 +104,11 @@ class OpenAIChatAdapter:
                         **self._params(endpoint, request), timeout=sdk_timeout(timeouts)
                     )
                 )
+                answered = True
                 out.headers = dict(raw.headers)
                 guard_content_type(out.headers)
-                return await self._whole(raw, out, clock, on_text, secrets)
+                whole: Completion = await clock.within_first(self._whole(raw, out, clock, on_text, secrets))
+                return whole
             stream = await clock.within_first(
                 client.chat.completions.create(
                     **self._params(endpoint, request),
@@ -103,18 +117,15 @@ class OpenAIChatAdapter:
                     timeout=sdk_timeout(timeouts),
                 )
             )
+            answered = True
             out.headers = dict(stream.response.headers)
             out.request_id = out.headers.get("x-request-id")
-            guard_content_type(out.headers)
+            await clock.within_first(check_stream_response(stream.response, secrets))
             calls: dict[int, dict[str, Any]] = {}
-            text: list[str] = []
             async for chunk in clock.items(stream):
                 extra = getattr(chunk, "model_extra", None) or {}
                 if minimax_status(extra) is not None:
-                    err = classify(None, extra, out.headers, secrets=secrets)
-                    err.after_output = bool(text)
-                    err.partial_text = "".join(text) or None
-                    raise err
+                    raise classify(None, extra, out.headers, secrets=secrets)
                 if chunk.usage is not None:
                     out.usage.input_tokens = chunk.usage.prompt_tokens or 0
                     out.usage.output_tokens = chunk.usage.completion_tokens or 0
@@ -139,27 +150,27 @@ class OpenAIChatAdapter:
                 first = calls[min(calls)]
                 out.tool_input_raw = "".join(first["args"])
             return self._finish(out, clock)
-        except ProviderError as err:
-            err.partial_text = err.partial_text or (out.text or None)
-            raise
         except Exception as exc:
-            failure = from_sdk_exception(exc, secrets)
-            raise failure from None
+            raise call_failed(exc, secrets, streamed="".join(text), mid_stream=answered) from None
         finally:
             if stream is not None:
-                await stream.close()
+                with contextlib.suppress(Exception):
+                    await stream.close()
 
     async def _whole(self, raw: Any, out: Completion, clock: StreamClock, on_text: TextSink,
-               secrets: tuple[str, ...]) -> Completion:
+                     secrets: tuple[str, ...]) -> Completion:
         try:
-            body = json.loads(raw.http_response.text)
+            body = json.loads(await raw.http_response.aread())
         except ValueError:
             raise ProviderError(
-                ProblemKind.SERVER_ERROR, "the answer was not JSON (a proxy page?)"
+                ProblemKind.SERVER_ERROR, "the answer was not JSON (not the provider's protocol: a proxy page?)"
             ) from None
         if minimax_status(body) is not None or (isinstance(body, dict) and "error" in body):
             raise classify(None, body, out.headers, secrets=secrets)
-        completion = await raw.parse()
+        # The openai SDK's raw response parses synchronously (anthropic's is a coroutine).
+        completion = raw.parse()
+        if inspect.isawaitable(completion):
+            completion = await completion
         clock.mark_first()
         choice = completion.choices[0] if completion.choices else None
         if choice is not None:
@@ -177,20 +188,25 @@ class OpenAIChatAdapter:
 
     @staticmethod
     def _finish(out: Completion, clock: StreamClock) -> Completion:
+        """The answer, or why it is not one: cut short, ended by an error, filtered, empty."""
         out.first_token_ms = clock.first_token_ms
         out.total_ms = clock.elapsed_ms()
         if out.stop_reason is None:
             raise ProviderError(
                 ProblemKind.SERVER_ERROR,
-                "the stream ended before the answer was complete (no finish reason)",
-                partial_text=out.text or None,
-                after_output=bool(out.text),
+                "the stream ended before the answer was complete (no finish reason, no [DONE])",
+                request_id=out.request_id,
+            )
+        if out.stop_reason == "error":
+            # OpenRouter ends a failed upstream generation with finish_reason "error".
+            raise ProviderError(
+                ProblemKind.SERVER_ERROR, "the provider ended the answer with an error (finish_reason \"error\")",
                 request_id=out.request_id,
             )
         if out.stop_reason == "content_filter":
             raise ProviderError(
                 ProblemKind.CONTENT_FILTER, "the provider's content filter stopped the answer",
-                partial_text=out.text or None, request_id=out.request_id,
+                request_id=out.request_id,
             )
         if out.tool_input_raw is not None:
             try:
@@ -207,11 +223,12 @@ class OpenAIChatAdapter:
 
     async def list_models(self, endpoint: Endpoint, timeouts: Timeouts) -> list[str]:
         client = self._client(endpoint)
-        clock = StreamClock(timeouts)
-        try:
-            page = await clock.within_first(client.models.list(timeout=sdk_timeout(timeouts)))
-            return sorted(m.id for m in page.data)
-        except ProviderError:
-            raise
-        except Exception as exc:
-            raise from_sdk_exception(exc, (endpoint.key or "",)) from None
+
+        async def once() -> list[str]:
+            try:
+                page = await StreamClock(timeouts).within_first(client.models.list(timeout=sdk_timeout(timeouts)))
+                return sorted(m.id for m in page.data)
+            except Exception as exc:
+                raise call_failed(exc, (endpoint.key or "",), streamed="", mid_stream=False) from None
+
+        return await fresh_on_stale(once)

@@ -1,10 +1,23 @@
 """The router: preflight, the one retry layer, per-provider cooldowns, key rotation, fallbacks.
 
 For a phase it walks the routes in order (main model, then the configured fallbacks); for each
-route the keys in order (``apiKeyEnv`` may list several); for each key up to
-``retry.maxAttempts`` attempts. Waits are exactly what the provider asked for, else exponential
-backoff with jitter; a wait longer than ``retry.maxWaitSeconds`` fails at once. Billing, auth and
-the other final kinds are never retried. Every attempt is recorded.
+route the keys (``apiKeyEnv`` may list several); for each key up to ``retry.maxAttempts``
+attempts. The policy, in the order it applies:
+
+- Preflight (offline, well under a millisecond) stops a route before anything is sent: settings,
+  key, model, tool calling, context window.
+- A key that is cooling down (a provider said "rate limited until T", or a successful answer said
+  its window is used up) is waited for, shared by every phase and document; a wait longer than
+  ``retry.maxWaitSeconds`` fails at once as ``rate-limit`` with ``retryAfterSeconds``, nothing sent.
+- ``rate-limit`` and ``billing`` move to the provider's next key before anything else.
+- Transient kinds (rate-limit, overloaded, server-error, network, timeout) are retried after
+  exactly the wait the provider asked for, else exponential backoff with jitter; a wait asked
+  beyond ``retry.maxWaitSeconds`` fails at once. Other kinds are never retried.
+- A failure after visible text streamed is final: it is neither retried nor sent to a fallback
+  (the plan phase returns the partial text marked incomplete; the code phase applies nothing).
+- When a route fails with a kind in the phase's ``fallbackOn``, the next fallback is tried.
+
+Every attempt is recorded, including those that sent nothing (``sent: false``).
 May not import: edge.
 """
 
@@ -18,7 +31,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from phasewise.phases.prompts import ToolSpec
-from phasewise.problems import TRANSIENT_KINDS, PhasewiseError, Problem, ProblemKind, ProviderError
+from phasewise.problems import (
+    KEY_ROTATION_KINDS,
+    TRANSIENT_KINDS,
+    PhasewiseError,
+    Problem,
+    ProblemKind,
+    ProviderError,
+)
 from phasewise.providers.anthropic_messages import AnthropicMessagesAdapter
 from phasewise.providers.base import (
     Adapter,
@@ -31,12 +51,13 @@ from phasewise.providers.base import (
 )
 from phasewise.providers.catalogue import ProviderSpec
 from phasewise.providers.classify import exhausted_until
-from phasewise.router.messages import missing_key, provider_problem
+from phasewise.router.messages import clock_time, fallback_note, missing_key, provider_problem, seconds_text
 from phasewise.router.routes import KeyRef, Keyring, PhaseRoute, Route, RouteResolver
 from phasewise.settings import LoadedSettings
 
 K = ProblemKind
-_NEVER_FALLBACK_BY_DEFAULT = {K.AUTH, K.PERMISSION, K.BILLING}
+# A key that answered "billing" is tried after the provider's other keys for this long.
+BILLING_DEMOTION_SECONDS = 600.0
 
 
 class Observer(Protocol):
@@ -57,6 +78,10 @@ class NullObserver:
 
 @dataclass(slots=True)
 class Attempt:
+    """One try of one route and key. ``wait_seconds`` is the wait the provider asked for (or,
+    when nothing was sent, the cooldown left); ``sent`` is False when the router stopped the
+    attempt before any request (preflight, cooldown)."""
+
     provider: str
     model: str
     outcome: str
@@ -64,6 +89,7 @@ class Attempt:
     status: int | None = None
     wait_seconds: float | None = None
     latency_ms: float | None = None
+    sent: bool = True
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"provider": self.provider, "model": self.model, "outcome": self.outcome}
@@ -75,6 +101,8 @@ class Attempt:
             out["waitSeconds"] = round(self.wait_seconds, 3)
         if self.latency_ms is not None:
             out["latencyMs"] = round(self.latency_ms, 1)
+        if not self.sent:
+            out["sent"] = False
         return out
 
 
@@ -96,20 +124,41 @@ class RouteFailed(PhasewiseError):
         self.attempts = attempts
 
 
+@dataclass(slots=True)
+class _Hold:
+    until: float
+    why: str
+
+
 class Cooldowns:
-    """Per provider and key: "rate limited until T", shared by every phase and document."""
+    """Per provider and key: "rate limited until T" (or "window used up until T"), shared by
+    every phase and document, and which keys last answered ``billing``."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._until: dict[tuple[str, str], float] = {}
+        self._holds: dict[tuple[str, str], _Hold] = {}
+        self._billing: dict[tuple[str, str], float] = {}
         self._clock = clock
 
-    def hold(self, provider: str, key_env: str, seconds: float) -> None:
+    def hold(self, provider: str, key_env: str, seconds: float, why: str = "rate-limited") -> None:
         until = self._clock() + max(0.0, seconds)
         slot = (provider, key_env)
-        self._until[slot] = max(self._until.get(slot, 0.0), until)
+        current = self._holds.get(slot)
+        if current is None or until > current.until:
+            self._holds[slot] = _Hold(until, why)
 
     def remaining(self, provider: str, key_env: str) -> float:
-        return max(0.0, self._until.get((provider, key_env), 0.0) - self._clock())
+        hold = self._holds.get((provider, key_env))
+        return max(0.0, hold.until - self._clock()) if hold is not None else 0.0
+
+    def why(self, provider: str, key_env: str) -> str:
+        hold = self._holds.get((provider, key_env))
+        return hold.why if hold is not None else ""
+
+    def note_billing(self, provider: str, key_env: str, seconds: float = BILLING_DEMOTION_SECONDS) -> None:
+        self._billing[(provider, key_env)] = self._clock() + seconds
+
+    def billing_noted(self, provider: str, key_env: str) -> bool:
+        return self._billing.get((provider, key_env), 0.0) > self._clock()
 
 
 @dataclass(slots=True)
@@ -235,100 +284,134 @@ class Router:
         attempts: list[Attempt] = []
         if phase_route.problem is not None:
             raise RouteFailed(phase_route.problem, attempts)
-        routes = phase_route.routes
-        labels = [r.label for r in routes[1:]]
-        last: Problem | None = None
-        for index, route in enumerate(routes):
+        failures: list[tuple[Route, Problem]] = []
+        for index, route in enumerate(phase_route.routes):
             problem = preflight(self.resolver, route, check, self.engine.known_models.get(route.provider))
             if problem is not None:
-                attempts.append(Attempt(route.provider, route.model, str(problem.kind)))
-                if index == 0 and not self._may_fall_back(phase_route, problem.kind):
-                    problem.fallbacks = labels
-                    raise RouteFailed(problem, attempts)
-                last = last or problem
-                continue
-            if index > 0:
-                observer.on_status(f"falling back to {route.label}")
-            try:
-                completion = await self._serve_route(route, build(route), attempts, observer, labels)
-            except RouteFailed as failed:
-                # The main route's problem is the one users need; fallbacks only add attempts.
-                last = failed.problem if index == 0 or last is None else last
-                if not self._may_fall_back(phase_route, failed.problem.kind) or failed.problem.partial_text:
-                    failed.problem.fallbacks = labels
-                    raise RouteFailed(failed.problem, attempts) from None
-                continue
-            return Served(completion, route, attempts, fallback_used=index > 0)
-        assert last is not None
-        last.fallbacks = labels
-        raise RouteFailed(last, attempts)
+                attempts.append(Attempt(route.provider, route.model, str(problem.kind), sent=False))
+                if index > 0:
+                    failures.append((route, problem))
+                    continue  # a fallback that cannot serve (no key, no tools, too small) is skipped
+            else:
+                if failures:
+                    before, why = failures[-1]
+                    observer.on_status(f"falling back to {route.label} ({before.label}: {why.kind})")
+                try:
+                    completion = await self._serve_route(route, build(route), attempts, observer)
+                except RouteFailed as failed:
+                    problem = failed.problem
+                else:
+                    return Served(completion, route, attempts, fallback_used=index > 0)
+            failures.append((route, problem))
+            if problem.partial_text:
+                break  # the user has seen part of this answer: it stands, unfinished
+            if not self._may_fall_back(phase_route, problem.kind):
+                break
+        raise RouteFailed(self._final_problem(phase_route, failures), attempts)
 
     @staticmethod
     def _may_fall_back(phase_route: PhaseRoute, kind: ProblemKind) -> bool:
-        if len(phase_route.routes) < 2:
-            return False
-        return str(kind) in phase_route.fallback_on
+        return len(phase_route.routes) > 1 and str(kind) in phase_route.fallback_on
+
+    @staticmethod
+    def _final_problem(phase_route: PhaseRoute, failures: list[tuple[Route, Problem]]) -> Problem:
+        """The problem users see: the main route's (what they chose), unless a later route
+        streamed part of an answer; with what the fallbacks did, or could do."""
+        route, problem = failures[-1] if failures[-1][1].partial_text else failures[0]
+        labels = [r.label for r in phase_route.routes[1:]]
+        tried = [(r.label, str(p.kind)) for r, p in failures if r is not route]
+        note = fallback_note(phase=route.phase, kind=problem.kind, fallbacks=labels, tried=tried,
+                             fallback_on=phase_route.fallback_on, on_main=route is failures[0][0])
+        if note:
+            problem.message = f"{problem.message} {note}"
+        problem.fallbacks = [label for label in labels if label != route.label]
+        return problem
+
+    def _keys(self, spec: ProviderSpec) -> list[KeyRef | None]:
+        """The provider's keys, those free now first, then by shortest cooldown; keys that last
+        answered ``billing`` after the others (an order, never a block: a topped-up account
+        works again at once)."""
+        keys = self.resolver.keys(spec)
+        if not keys:
+            return [None]
+        cooldowns = self.engine.cooldowns
+        ordered: list[KeyRef] = sorted(keys, key=lambda k: (cooldowns.billing_noted(spec.id, k.env),
+                                                            cooldowns.remaining(spec.id, k.env)))
+        return list(ordered)
 
     async def _serve_route(self, route: Route, request: ChatRequest, attempts: list[Attempt],
-                           observer: Observer, fallbacks: list[str]) -> Completion:
+                           observer: Observer) -> Completion:
         spec = route.spec
-        keys: list[KeyRef | None] = list(self.resolver.keys(spec)) or [None]
-        error: ProviderError | None = None
-        key_used: KeyRef | None = None
-        for key_index, key in enumerate(keys):
-            key_used = key
-            key_env = key.env if key else "-"
-            adapter = self.engine.adapters[spec.protocol]
-            endpoint = self.engine.endpoint(spec, key)
-            more_keys = key_index + 1 < len(keys)
-            for attempt_no in range(1, self.retry.max_attempts + 1):
-                held = self.engine.cooldowns.remaining(spec.id, key_env)
-                if held > 0:
-                    if held > self.retry.max_wait_seconds:
-                        error = ProviderError(
-                            K.RATE_LIMIT, f"still rate limited for {held:.0f} s from an earlier answer",
-                            retry_after=held,
-                        )
-                        attempts.append(Attempt(spec.id, route.model, "rate-limit", key.env if key else None,
-                                                wait_seconds=held))
-                        break
-                    await self._wait(held, f"{spec.name} asked to wait (shared cooldown)", observer)
-                started = time.perf_counter()
-                try:
-                    completion = await adapter.complete(endpoint, request, observer.on_text, self.timeouts)
-                except ProviderError as err:
-                    error = err
-                    attempts.append(Attempt(spec.id, route.model, str(err.kind), key.env if key else None,
-                                            err.status, err.retry_after,
-                                            (time.perf_counter() - started) * 1000))
-                    if err.kind is K.RATE_LIMIT:
-                        self.engine.cooldowns.hold(spec.id, key_env, err.retry_after or 1.0)
-                    if err.partial_text and err.after_output:
-                        break  # output already streamed: do not stream it twice
-                    if err.kind in {K.RATE_LIMIT, K.BILLING} and more_keys:
-                        observer.on_status(f"{spec.name}: {err.kind} on {key_env}, trying the next key")
-                        break
-                    if err.kind not in TRANSIENT_KINDS or attempt_no == self.retry.max_attempts:
-                        break
-                    wait = err.retry_after if err.retry_after is not None else self._backoff(attempt_no)
-                    if wait > self.retry.max_wait_seconds:
-                        break
-                    await self._wait(wait, f"{spec.name} {err.kind}: retry {attempt_no + 1}", observer)
+        keys = self._keys(spec)
+        for index, key in enumerate(keys):
+            more_keys = index + 1 < len(keys)
+            try:
+                return await self._serve_key(route, request, key, attempts, observer, more_keys)
+            except ProviderError as err:
+                if more_keys and err.kind in KEY_ROTATION_KINDS and not err.after_output:
+                    nxt = keys[index + 1]
+                    observer.on_status(f"{spec.name}: {err.kind} on {_env(key)}, trying {_env(nxt)}")
                     continue
-                attempts.append(Attempt(spec.id, route.model, "ok", key.env if key else None,
-                                        latency_ms=completion.total_ms))
-                if (until := exhausted_until(completion.headers)) is not None:
-                    self.engine.cooldowns.hold(spec.id, key_env, until)
-                return completion
-            # Attempts on this key are over: only rate-limit and billing move on to the next key.
-            if not (error is not None and error.kind in {K.RATE_LIMIT, K.BILLING} and more_keys):
-                break
-        assert error is not None
-        problem = provider_problem(
-            error, phase=route.phase, provider=spec.id, provider_name=spec.name, model=route.model,
-            key_env=key_used.env if key_used else None, fallbacks=fallbacks,
-        )
-        raise RouteFailed(problem, attempts)
+                raise RouteFailed(provider_problem(
+                    err, phase=route.phase, provider=spec.id, provider_name=spec.name, model=route.model,
+                    key_env=key.env if key else None, max_wait=self.retry.max_wait_seconds,
+                ), attempts) from None
+        raise AssertionError("unreachable: the last key either answers or raises")
+
+    async def _serve_key(self, route: Route, request: ChatRequest, key: KeyRef | None,
+                         attempts: list[Attempt], observer: Observer, more_keys: bool) -> Completion:
+        """Up to ``retry.maxAttempts`` attempts with one key; raises the error that ends them."""
+        spec = route.spec
+        env = _env(key)
+        key_env = key.env if key else None
+        cooldowns = self.engine.cooldowns
+        adapter = self.engine.adapters[spec.protocol]
+        endpoint = self.engine.endpoint(spec, key)
+        max_wait = self.retry.max_wait_seconds
+        for attempt_no in range(1, self.retry.max_attempts + 1):
+            held = cooldowns.remaining(spec.id, env)
+            if held > 0:
+                why = cooldowns.why(spec.id, env)
+                if held > max_wait:
+                    attempts.append(Attempt(spec.id, route.model, str(K.RATE_LIMIT), key_env,
+                                            wait_seconds=held, sent=False))
+                    raise ProviderError(
+                        K.RATE_LIMIT,
+                        f"{why} until {clock_time(held)} (an earlier answer, shared by every phase using "
+                        f"{spec.id}{' with ' + key_env if key_env else ''}); nothing was sent",
+                        retry_after=held,
+                    )
+                await self._wait(held, f"{spec.name} {why} (shared by every phase)", observer)
+            started = time.perf_counter()
+            try:
+                completion = await adapter.complete(endpoint, request, observer.on_text, self.timeouts)
+            except ProviderError as err:
+                attempts.append(Attempt(spec.id, route.model, str(err.kind), key_env, err.status,
+                                        err.retry_after, (time.perf_counter() - started) * 1000))
+                wait = err.retry_after if err.retry_after is not None else self._backoff(attempt_no)
+                if err.kind is K.RATE_LIMIT:
+                    cooldowns.hold(spec.id, env, wait, "rate-limited")
+                elif err.kind is K.BILLING:
+                    cooldowns.note_billing(spec.id, env)
+                final = (
+                    err.after_output
+                    or err.kind not in TRANSIENT_KINDS
+                    or (more_keys and err.kind in KEY_ROTATION_KINDS)
+                    or attempt_no == self.retry.max_attempts
+                    or (err.retry_after is not None and err.retry_after > max_wait)
+                )
+                if final:
+                    raise
+                await self._wait(min(wait, max_wait),
+                                 f"{spec.name}: {err.kind}, attempt {attempt_no + 1} of {self.retry.max_attempts}",
+                                 observer)
+                continue
+            attempts.append(Attempt(spec.id, route.model, "ok", key_env, latency_ms=completion.total_ms))
+            if (until := exhausted_until(completion.headers)) is not None:
+                # The window is used up: pace the next request instead of sending one to be refused.
+                cooldowns.hold(spec.id, env, until, "has no requests or tokens left in its window")
+            return completion
+        raise AssertionError("unreachable: the last attempt either answers or raises")
 
     def _backoff(self, attempt_no: int) -> float:
         base = self.retry.backoff_base_seconds * (2 ** (attempt_no - 1))
@@ -336,11 +419,20 @@ class Router:
         return capped / 2 + random.uniform(0, capped / 2)
 
     async def _wait(self, seconds: float, why: str, observer: Observer) -> None:
-        """Wait ``seconds``, telling the observer the countdown once a second."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            observer.on_status(f"{why}: waiting {left:.0f} s" if left >= 1 else f"{why}: retrying")
-            await self.engine.sleep(min(1.0, left))
+        """Wait ``seconds`` (through ``engine.sleep``), telling the observer the countdown once a
+        second. Counted in steps rather than against a clock so a test's instant sleep works."""
+        left = seconds
+        while left > 0:
+            observer.on_status(f"{why}: retrying in {seconds_text(left)} (at {clock_time(left)})")
+            step = min(1.0, left)
+            await self.engine.sleep(step)
+            left -= step
+        observer.on_status(f"{why}: retrying now")
+
+
+def _env(key: KeyRef | None) -> str:
+    """A key's name for cooldowns and status lines: its env var (never its value)."""
+    return key.env if key else "no key"
 
 
 def phase_request(route: Route, *, system: str, user: str, tool: ToolSpec | None, stream: bool = True) -> ChatRequest:

@@ -1,0 +1,225 @@
+"""Issue 3, unit level: the classifier table (body code first, status second) and header parsing.
+
+Plain values in, kind and wait out: the same code classifies both SDKs' exceptions and errors
+found inside 200 streams, so this table is the whole of the classification policy.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+
+from phasewise.problems import Problem, ProblemKind, redact
+from phasewise.providers.classify import (
+    classify,
+    exhausted_until,
+    is_html,
+    parse_duration,
+    retry_after_seconds,
+)
+
+K = ProblemKind
+
+
+def oai(message: str, etype: str | None = None, code: Any = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": etype, "param": None, "code": code}}
+
+
+def ant(etype: str, message: str = "x") -> dict[str, Any]:
+    return {"type": "error", "error": {"type": etype, "message": message}, "request_id": "req_1"}
+
+
+def zai(code: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": "z.ai says no"}}
+
+
+def minimax(code: int) -> dict[str, Any]:
+    return {"id": "x", "choices": [], "base_resp": {"status_code": code, "status_msg": "minimax says no"}}
+
+
+TABLE: list[tuple[str, int | None, Any, ProblemKind]] = [
+    # OpenAI: a 429 is a quota or a rate limit depending on the body
+    ("openai insufficient_quota 429", 429, oai("You exceeded your current quota", "insufficient_quota",
+                                                 "insufficient_quota"), K.BILLING),
+    ("openai rate_limit_exceeded 429", 429, oai("Rate limit reached", "requests", "rate_limit_exceeded"),
+     K.RATE_LIMIT),
+    ("openai invalid_api_key 401", 401, oai("Incorrect API key", "invalid_request_error", "invalid_api_key"),
+     K.AUTH),
+    ("openai 401 generic code", 401, oai("no key", "invalid_request_error", None), K.AUTH),
+    ("openai region 403", 403, oai("Country not supported", "request_forbidden",
+                                   "unsupported_country_region_territory"), K.PERMISSION),
+    ("openai model_not_found 404", 404, oai("The model `x` does not exist", "invalid_request_error",
+                                            "model_not_found"), K.MODEL_NOT_FOUND),
+    ("openai context_length_exceeded 400", 400, oai("maximum context length is 128000 tokens",
+                                                    "invalid_request_error", "context_length_exceeded"),
+     K.CONTEXT_LENGTH),
+    ("openai 400 generic", 400, oai("temperature out of range", "invalid_request_error", None), K.BAD_REQUEST),
+    ("openai 500", 500, oai("The server had an error", "server_error", None), K.SERVER_ERROR),
+    ("openai 503 overloaded", 503, oai("The engine is currently overloaded", "server_error", None), K.OVERLOADED),
+    # Z.AI: string codes beat the status
+    ("zai 1113 (429)", 429, zai("1113"), K.BILLING),
+    ("zai 1302 (429)", 429, zai("1302"), K.RATE_LIMIT),
+    ("zai 1303 (429)", 429, zai("1303"), K.RATE_LIMIT),
+    ("zai 1304 (429)", 429, zai("1304"), K.RATE_LIMIT),
+    ("zai 1305 (429)", 429, zai("1305"), K.OVERLOADED),
+    ("zai 1308 (429)", 429, zai("1308"), K.BILLING),
+    ("zai 1309 (429)", 429, zai("1309"), K.BILLING),
+    ("zai 1310 (429)", 429, zai("1310"), K.BILLING),
+    ("zai 1211 (400)", 400, zai("1211"), K.MODEL_NOT_FOUND),
+    ("zai 1261 (400)", 400, zai("1261"), K.CONTEXT_LENGTH),
+    ("zai 1301 (400)", 400, zai("1301"), K.CONTENT_FILTER),
+    ("zai 1000 (401)", 401, zai("1000"), K.AUTH),
+    # MiniMax: inside an HTTP 200
+    ("minimax 1002 in 200", None, minimax(1002), K.RATE_LIMIT),
+    ("minimax 1004 in 200", None, minimax(1004), K.AUTH),
+    ("minimax 1008 in 200", None, minimax(1008), K.BILLING),
+    ("minimax 1026 in 200", None, minimax(1026), K.CONTENT_FILTER),
+    ("minimax 1001 in 200", None, minimax(1001), K.TIMEOUT),
+    ("minimax 1024 in 200", None, minimax(1024), K.SERVER_ERROR),
+    # DashScope
+    ("dashscope Arrearage 403", 403, {"error": {"code": "Arrearage", "message": "Access denied",
+                                                "type": "Arrearage"}}, K.BILLING),
+    ("dashscope InvalidApiKey 401", 401, {"error": {"code": "InvalidApiKey", "message": "bad"}}, K.AUTH),
+    ("dashscope Throttling.RateQuota 429", 429, {"error": {"code": "Throttling.RateQuota", "message": "x"}},
+     K.RATE_LIMIT),
+    ("dashscope insufficient_quota 429", 429, {"error": {"code": "insufficient_quota", "message": "x"}}, K.BILLING),
+    # DeepSeek: the 402 carries a generic code; the status decides
+    ("deepseek 402", 402, oai("Insufficient Balance", "unknown_error", "invalid_request_error"), K.BILLING),
+    ("deepseek 422", 422, oai("Invalid Parameters", "invalid_request_error", "invalid_request_error"),
+     K.BAD_REQUEST),
+    # Anthropic
+    ("anthropic 402 billing_error", 402, ant("billing_error", "credit balance is too low"), K.BILLING),
+    ("anthropic 413 request_too_large", 413, ant("request_too_large"), K.CONTEXT_LENGTH),
+    ("anthropic 529 overloaded_error", 529, ant("overloaded_error", "Overloaded"), K.OVERLOADED),
+    ("anthropic 429 rate_limit_error", 429, ant("rate_limit_error"), K.RATE_LIMIT),
+    ("anthropic 401", 401, ant("authentication_error"), K.AUTH),
+    ("anthropic 403", 403, ant("permission_error"), K.PERMISSION),
+    ("anthropic 404", 404, ant("not_found_error", "model: claude-x"), K.MODEL_NOT_FOUND),
+    ("anthropic 400", 400, ant("invalid_request_error", "messages: Field required"), K.BAD_REQUEST),
+    ("anthropic 400 prompt too long", 400, ant("invalid_request_error", "prompt is too long: 210000 tokens"),
+     K.CONTEXT_LENGTH),
+    ("anthropic 500", 500, ant("api_error"), K.SERVER_ERROR),
+    ("anthropic 504", 504, ant("timeout_error"), K.TIMEOUT),
+    ("anthropic error event in a 200 stream", None, ant("overloaded_error", "Overloaded"), K.OVERLOADED),
+    ("anthropic invalid_request in a 200 stream", None, ant("invalid_request_error", "bad"), K.BAD_REQUEST),
+    # Moonshot: its 429 "engine overloaded" is an overload
+    ("moonshot 429 overloaded", 429, {"error": {"message": "The engine is currently overloaded, please try "
+                                                "again later", "type": "engine_overloaded_error"}}, K.OVERLOADED),
+    ("moonshot 429 overloaded, unknown type", 429, {"error": {"message": "engine is overloaded",
+                                                              "type": "whatever"}}, K.OVERLOADED),
+    ("moonshot 429 rate limit", 429, {"error": {"message": "max request rate: 3",
+                                                "type": "rate_limit_reached_error"}}, K.RATE_LIMIT),
+    ("moonshot 400 content_filter", 400, {"error": {"message": "high risk", "type": "content_filter"}},
+     K.CONTENT_FILTER),
+    # OpenRouter: int codes, errors inside 200 streams, moderation as a 403
+    ("openrouter 402", 402, {"error": {"code": 402, "message": "Insufficient credits"}}, K.BILLING),
+    ("openrouter 403 moderation", 403, {"error": {"code": 403, "message": "Your input was flagged",
+                                                  "metadata": {"reasons": ["harassment"],
+                                                               "flagged_input": "…"}}}, K.CONTENT_FILTER),
+    ("openrouter 502", 502, {"error": {"code": 502, "message": "Provider returned error"}}, K.SERVER_ERROR),
+    ("openrouter error chunk in a 200 stream", None, {"code": 502, "message": "upstream disconnected"},
+     K.SERVER_ERROR),
+    ("openrouter 429 chunk in a 200 stream", None, {"code": 429, "message": "slow down"}, K.RATE_LIMIT),
+    # Bodies that are not any provider's
+    ("HTML 502 from a proxy", 502, "<!DOCTYPE html><html><body>Bad Gateway</body></html>", K.SERVER_ERROR),
+    ("HTML 403 from a proxy", 403, "<html><head><title>Forbidden</title></head></html>", K.PERMISSION),
+    ("empty 500", 500, "", K.SERVER_ERROR),
+    ("wrong base URL 404", 404, {"error": {"message": "Unknown request URL: POST /chat/completions",
+                                           "type": "invalid_request_error", "code": "unknown_url"}}, K.CONFIG),
+    ("unknown status 418", 418, None, K.BAD_REQUEST),
+    ("unknown 5xx 599", 599, None, K.SERVER_ERROR),
+]
+
+
+@pytest.mark.parametrize(("status", "body", "kind"), [row[1:] for row in TABLE], ids=[row[0] for row in TABLE])
+def test_classifier_table(status: int | None, body: Any, kind: ProblemKind) -> None:
+    assert classify(status, body).kind is kind
+
+
+def test_body_code_beats_status_in_every_direction() -> None:
+    # the same 429 is billing, rate-limit or overloaded depending on the body alone
+    assert classify(429, zai("1113")).kind is K.BILLING
+    assert classify(429, zai("1302")).kind is K.RATE_LIMIT
+    assert classify(429, zai("1305")).kind is K.OVERLOADED
+    # and a JSON body given as text is read the same way
+    assert classify(429, '{"error": {"code": "insufficient_quota", "message": "quota"}}').kind is K.BILLING
+
+
+def test_detail_request_id_and_html() -> None:
+    err = classify(529, ant("overloaded_error", "Overloaded"), {"request-id": "req_abc"})
+    assert (err.detail, err.request_id, err.status, err.code) == ("Overloaded", "req_abc", 529, "overloaded_error")
+    page = classify(502, "<!DOCTYPE html>\n<html><body><h1>Bad Gateway</h1>" + "x" * 5000 + "</body></html>")
+    assert "HTML page" in page.detail and "<" not in page.detail
+    assert is_html("  <!doctype html><html>") and not is_html('{"error": "<b>"}') and not is_html(None)
+
+
+def test_keys_echoed_by_a_provider_are_redacted() -> None:
+    key = "test-key-echoed-12345"
+    err = classify(401, oai(f"Incorrect API key provided: {key}.", "invalid_request_error", "invalid_api_key"),
+                   secrets=(key,))
+    assert key not in err.detail and "[redacted]" in err.detail
+    # anything shaped like a real key is masked even when we did not know it
+    assert "sk-ant-" not in redact("the key sk-ant-api03-abcdefghijklmnop was refused")
+    assert "Bearer" not in redact("header Authorization: Bearer abcdefghijklmnopqrstuvwx")
+
+
+NOW = datetime(2026, 11, 3, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("headers", "wait"), [
+    ({"retry-after-ms": "350"}, 0.35),
+    ({"Retry-After": "12"}, 12.0),
+    ({"retry-after": "0.5"}, 0.5),
+    ({"retry-after": format_datetime(NOW + timedelta(seconds=30), usegmt=True)}, 30.0),
+    ({"retry-after": format_datetime(NOW - timedelta(seconds=30), usegmt=True)}, 0.0),
+    ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),  # the most precise header wins
+    ({"x-ms-retry-after-ms": "1500"}, 1.5),
+    ({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1m2s",
+      "x-ratelimit-remaining-tokens": "5000", "x-ratelimit-reset-tokens": "6ms"}, 62.0),
+    ({"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "250ms"}, 0.25),
+    ({"anthropic-ratelimit-requests-remaining": "0",
+      "anthropic-ratelimit-requests-reset": (NOW + timedelta(seconds=20)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+      "anthropic-ratelimit-tokens-remaining": "900",
+      "anthropic-ratelimit-tokens-reset": (NOW + timedelta(seconds=50)).strftime("%Y-%m-%dT%H:%M:%SZ")}, 20.0),
+    ({"retry-after": "soon"}, None),
+    ({"retry-after": "inf"}, None),
+    ({"retry-after": "nan"}, None),
+    ({"retry-after": "-5"}, 0.0),
+    ({"retry-after": "99999999"}, 86_400.0),  # a day at most: a misread header is not a plan
+    ({}, None),
+])
+def test_retry_after_headers(headers: dict[str, str], wait: float | None) -> None:
+    found = retry_after_seconds(headers, now=NOW)
+    assert found == (pytest.approx(wait) if wait is not None else None)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("6ms", 0.006), ("1m2s", 62.0), ("0.5s", 0.5), ("2h", 7200.0), ("17", 17.0), ("1m2.5s", 62.5),
+    ("", None), ("soon", None), ("5 s", None), ("1x", None),
+])
+def test_parse_duration(text: str, seconds: float | None) -> None:
+    found = parse_duration(text)
+    assert found == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_exhausted_windows_pace_the_next_request() -> None:
+    assert exhausted_until({"x-ratelimit-remaining-requests": "1", "x-ratelimit-reset-requests": "1s"}) is None
+    assert exhausted_until({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "2s"}) == 2.0
+    assert exhausted_until({"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "1m"}) == 60.0
+    assert exhausted_until({"x-ratelimit-remaining-requests": "0"}) == 1.0  # zero left, no reset: a second
+    reset = (NOW + timedelta(seconds=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert exhausted_until({"anthropic-ratelimit-output-tokens-remaining": "0",
+                            "anthropic-ratelimit-output-tokens-reset": reset}, now=NOW) == 8.0
+    assert exhausted_until({"anthropic-ratelimit-requests-remaining": "3"}, now=NOW) is None
+
+
+def test_problem_json_is_the_contract_shape() -> None:
+    problem = Problem(K.RATE_LIMIT, "m", phase="plan", provider="p", model="x", retry_after_seconds=12.3456,
+                      retry_at="2026-11-03T12:00:12+00:00", key_env="P_KEY", partial_text="half a plan")
+    out = problem.to_json()
+    assert out == {"kind": "rate-limit", "message": "m", "phase": "plan", "provider": "p", "model": "x",
+                   "retryAfterSeconds": 12.346, "retryAt": "2026-11-03T12:00:12+00:00", "keyEnv": "P_KEY"}
+    assert Problem.from_json(out).kind is K.RATE_LIMIT

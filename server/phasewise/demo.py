@@ -1,0 +1,418 @@
+"""``phasewise demo``: a real plan → code → review through the language server, offline.
+
+Starts the provider SIMULATOR in-process on a free loopback port, spawns ``python -m phasewise
+serve`` and drives it over stdio as an editor would (pygls's ``LanguageClient``): initialize
+with settings that put each phase on a different simulated provider and wire protocol, open a
+copy of the packaged example file, ask ``phasewise.status`` for the routes and ``phasewise.run``
+for the work, apply the code phase's edit when the server asks (and save the copy), collect the
+review diagnostics. Then it prints who served each phase, the plan, the diff and the findings.
+No key and no network are used; the package's own example is never edited.
+
+``--real FILE`` does the same on a copy of FILE with the user's settings and keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+DEMO_INSTRUCTION = "Rename find_item to find_by_sku and keep its callers working"
+DEMO_ROUTES = {
+    "plan": "sim-claude/claude-sim",  # Anthropic messages protocol
+    "code": "sim-glm/glm-sim",  # OpenAI chat-completions protocol
+    "review": "sim-gpt/gpt-sim",  # OpenAI chat-completions protocol, another provider
+}
+SIM_MODELS = ("claude-sim", "glm-sim", "gpt-sim", "tiny-sim")
+PROTOCOL_NAMES = {"anthropic": "Anthropic messages", "openai": "OpenAI chat-completions"}
+
+
+def example_file() -> Path:
+    """The packaged example (read only: the demo works on a copy)."""
+    return Path(str(resources.files("phasewise") / "examples" / "inventory.py"))
+
+
+def demo_settings() -> dict[str, Any]:
+    return {"phases": {phase: {"model": ref} for phase, ref in DEMO_ROUTES.items()}}
+
+
+# ----------------------------------------------------------------------------- the editor side
+
+def _utf16_to_index(line: str, units: int) -> int:
+    """A position's UTF-16 column as an index into the Python string of that line."""
+    count = 0
+    for index, ch in enumerate(line):
+        if count >= units:
+            return index
+        count += 2 if ord(ch) > 0xFFFF else 1
+    return len(line)
+
+
+def _offset(text: str, pos: types.Position) -> int:
+    lines = text.split("\n")
+    line = min(pos.line, len(lines) - 1)
+    return sum(len(x) + 1 for x in lines[:line]) + _utf16_to_index(lines[line], pos.character)
+
+
+def apply_text_edits(text: str, edits: list[types.TextEdit]) -> str:
+    for e in sorted(edits, key=lambda e: (e.range.start.line, e.range.start.character), reverse=True):
+        a, b = _offset(text, e.range.start), _offset(text, e.range.end)
+        text = text[:a] + e.new_text + text[b:]
+    return text
+
+
+@dataclass
+class EditorState:
+    """What the demo's editor holds: one open file, its version, what the server sent it."""
+
+    uri: str
+    path: Path
+    text: str
+    version: int = 1
+    edits_applied: int = 0
+    diagnostics: list[types.Diagnostic] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+    streamed: dict[str, int] = field(default_factory=dict)
+    stderr: list[str] = field(default_factory=list)
+
+
+class DemoClient(LanguageClient):
+    """An editor in a few handlers: applies edits (and saves), records diagnostics and logs."""
+
+    def __init__(self, state: EditorState) -> None:
+        super().__init__("phasewise-demo", "1")
+        self.state = state
+        self._drain: asyncio.Task[None] | None = None
+
+        @self.feature(types.WORKSPACE_APPLY_EDIT)
+        def apply_edit(client: DemoClient, params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
+            return client.apply(params)
+
+        @self.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+        def diagnostics(client: DemoClient, params: types.PublishDiagnosticsParams) -> None:
+            if params.uri == client.state.uri:
+                client.state.diagnostics = list(params.diagnostics)
+
+        @self.feature(types.WINDOW_LOG_MESSAGE)
+        def log_message(client: DemoClient, params: types.LogMessageParams) -> None:
+            client.state.log.append(params.message)
+
+        @self.feature(types.WINDOW_SHOW_MESSAGE)
+        def show_message(client: DemoClient, params: types.ShowMessageParams) -> None:
+            client.state.log.append(params.message)
+
+        @self.feature("phasewise/streamText")
+        def stream_text(client: DemoClient, params: Any) -> None:
+            phase = str(getattr(params, "phase", None) or "?")
+            client.state.streamed[phase] = client.state.streamed.get(phase, 0) + 1
+
+    def apply(self, params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
+        state = self.state
+        edits: list[types.TextEdit] = []
+        for change in params.edit.document_changes or ():
+            if isinstance(change, types.TextDocumentEdit) and change.text_document.uri == state.uri:
+                if change.text_document.version not in (None, state.version):
+                    return types.ApplyWorkspaceEditResult(applied=False, failure_reason="version mismatch")
+                edits += [e for e in change.edits if isinstance(e, types.TextEdit)]
+        edits += list((params.edit.changes or {}).get(state.uri, ()))
+        state.text = apply_text_edits(state.text, edits)
+        state.version += 1
+        state.edits_applied += 1
+        # Sync before answering, as editors do, then save: the copy on disk shows the change.
+        self.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=state.uri, version=state.version),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=state.text)],
+        ))
+        state.path.write_text(state.text, encoding="utf-8")
+        return types.ApplyWorkspaceEditResult(applied=True)
+
+    async def start_io(self, cmd: str, *args: Any, **kwargs: Any) -> None:
+        await super().start_io(cmd, *args, **kwargs)
+        process = self._server  # pygls keeps the process here (pytest-lsp reads it the same way)
+        if process is not None and process.stderr is not None:
+            self._drain = asyncio.create_task(self._read_stderr(process.stderr))
+
+    async def close(self) -> None:
+        """Stop the client; a server that did not exit after ``exit`` (or an error) is ended."""
+        process = self._server
+        if process is not None and process.returncode is None:
+            try:
+                await asyncio.wait_for(process.wait(), 5)
+            except TimeoutError:
+                process.kill()
+        await self.stop()
+        if self._drain is not None:
+            await self._drain
+
+    async def _read_stderr(self, stream: asyncio.StreamReader) -> None:
+        # The server logs to stderr; an unread pipe would fill up and stall it.
+        while line := await stream.readline():
+            self.state.stderr.append(line.decode("utf-8", "replace").rstrip())
+
+
+def plain(value: Any) -> Any:
+    """A command's result as plain JSON values, however the client library decoded it."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple) and not hasattr(value, "_asdict"):
+        return [plain(v) for v in value]
+    if hasattr(value, "_asdict"):
+        return {k: plain(v) for k, v in value._asdict().items()}
+    return value
+
+
+# ----------------------------------------------------------------------------- the session
+
+@dataclass
+class DemoResult:
+    simulated: bool
+    sim_url: str | None
+    file: Path
+    instruction: str
+    routes: list[dict[str, Any]]
+    run: dict[str, Any]
+    state: EditorState
+    ledger: Path | None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.run.get("ok"))
+
+    def protocol(self, provider: str | None) -> str | None:
+        return next((r.get("protocol") for r in self.routes if r.get("provider") == provider), None)
+
+    def to_json(self) -> dict[str, Any]:
+        phases = []
+        for p in self.run.get("phases") or ():
+            latency = p.get("latencyMs") or {}
+            phases.append({"phase": p.get("phase"), "ok": p.get("ok"), "provider": p.get("provider"),
+                           "model": p.get("model"), "protocol": self.protocol(p.get("provider")),
+                           "firstTokenMs": latency.get("firstToken"), "totalMs": latency.get("total"),
+                           "costUsd": p.get("costUsd"), "error": p.get("error")})
+        review_diags = [d for d in self.state.diagnostics if d.source == "phasewise-review"]
+        return {
+            "ok": self.ok, "simulated": self.simulated, "simulatorUrl": self.sim_url, "file": str(self.file),
+            "instruction": self.instruction, "runId": self.run.get("runId"), "phases": phases,
+            "plan": self.run.get("plan"), "diff": self.run.get("diff"), "findings": self.run.get("findings"),
+            "costUsd": self.run.get("costUsd"), "error": self.run.get("error"),
+            "editsApplied": self.state.edits_applied, "reviewDiagnostics": len(review_diags),
+            "ledger": str(self.ledger) if self.ledger else None,
+        }
+
+
+async def drive_server(state: EditorState, instruction: str, settings: dict[str, Any], env: dict[str, str]) -> tuple[
+        list[dict[str, Any]], dict[str, Any]]:
+    """Spawn the server, run ``phasewise.status`` and ``phasewise.run`` on the file like an editor."""
+    uri, path = state.uri, state.path
+    client = DemoClient(state)
+    await client.start_io(sys.executable, "-m", "phasewise", "serve", env=env, cwd=str(path.parent))
+    try:
+        capabilities = types.ClientCapabilities(
+            workspace=types.WorkspaceClientCapabilities(
+                apply_edit=True, configuration=False,
+                workspace_edit=types.WorkspaceEditClientCapabilities(document_changes=True),
+            ),
+            text_document=types.TextDocumentClientCapabilities(
+                publish_diagnostics=types.PublishDiagnosticsClientCapabilities(),
+            ),
+        )
+        await client.initialize_async(types.InitializeParams(
+            capabilities=capabilities, process_id=os.getpid(), root_uri=path.parent.as_uri(),
+            initialization_options={"phasewise": settings},
+            workspace_folders=[types.WorkspaceFolder(uri=path.parent.as_uri(), name=path.parent.name)],
+        ))
+        client.initialized(types.InitializedParams())
+        client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
+            uri=uri, language_id="python" if path.suffix == ".py" else "plaintext", version=1, text=state.text,
+        )))
+        status = plain(await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="phasewise.status", arguments=[{"uri": uri}])))
+        run = plain(await client.workspace_execute_command_async(types.ExecuteCommandParams(
+            command="phasewise.run", arguments=[{"uri": uri, "instruction": instruction}])))
+        await client.shutdown_async(None)
+        client.exit(None)
+    finally:
+        await client.close()
+    routes = [p for p in (status or {}).get("phases", []) if p.get("phase") in DEMO_ROUTES]
+    return routes, run or {}
+
+
+@contextmanager
+def _simulator() -> Iterator[Any]:
+    from phasewise.sim import SimulatorThread
+
+    with SimulatorThread(models=SIM_MODELS) as sim:
+        yield sim
+
+
+def _editor(path: Path) -> EditorState:
+    return EditorState(path.as_uri(), path, path.read_text(encoding="utf-8"))
+
+
+def _ledger_lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as handle:
+            return sum(1 for _ in handle)
+    except OSError:
+        return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """The ``phasewise demo`` command. Exit status 0 when the three phases succeeded."""
+    from phasewise.workflows.ledger import ledger_path
+
+    real = getattr(args, "real", None)
+    as_json = bool(getattr(args, "json", False))
+    if real:
+        source = Path(real).expanduser()
+        if not source.is_file():
+            print(f"phasewise demo: no such file: {source}", file=sys.stderr)
+            return 2
+        if not args.instruction:
+            print("phasewise demo --real needs --instruction", file=sys.stderr)
+            return 2
+    else:
+        source = example_file()
+    # The demo edits a copy in a temp folder (kept, so the result can be looked at).
+    target = Path(tempfile.mkdtemp(prefix="phasewise-demo-")) / source.name
+    shutil.copyfile(source, target)
+    instruction = args.instruction or DEMO_INSTRUCTION
+    env = dict(os.environ)
+    ledger = ledger_path(None, env)
+    before = _ledger_lines(ledger)
+    if real:
+        from phasewise.workflows.config import SettingsFileError, load_cli_settings
+
+        try:
+            found = load_cli_settings(args.settings, source.resolve())
+        except SettingsFileError as err:
+            print(f"phasewise demo: {err}", file=sys.stderr)
+            return 2
+        settings = found.loaded.settings.model_dump(by_alias=True, exclude_none=True, mode="json")
+        state = _editor(target)
+        routes, run = asyncio.run(drive_server(state, instruction, settings, env))
+        result = DemoResult(False, None, target, instruction, routes, run, state, None)
+    else:
+        with _simulator() as sim:
+            env["PHASEWISE_SIM_URL"] = sim.url
+            state = _editor(target)
+            routes, run = asyncio.run(drive_server(state, instruction, demo_settings(), env))
+            result = DemoResult(True, sim.url, target, instruction, routes, run, state, None)
+    if _ledger_lines(ledger) > before:
+        result.ledger = ledger
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+    else:
+        show(result)
+    if not result.ok and result.state.stderr:
+        print("\nServer log (stderr):\n" + "\n".join(result.state.stderr[-20:]), file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+# ----------------------------------------------------------------------------- output
+
+def show(result: DemoResult) -> None:
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.rule import Rule
+    from rich.syntax import Syntax
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(highlight=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 110)
+    if result.simulated:
+        console.print(Panel(
+            "[bold]This is the built-in provider SIMULATOR, not a real model.[/]\n"
+            f"Three simulated providers answer on {result.sim_url} (loopback), by rule, from the prompt:\n"
+            "no key, no network, nothing leaves this machine. The language server, the SDKs, both\n"
+            "wire protocols, routing and edits are all real.",
+            title="Phasewise demo", border_style="yellow", title_align="left"))
+    else:
+        console.print(Panel("Real providers, with your settings and keys.", title="Phasewise demo --real",
+                            title_align="left"))
+    console.print(f"File: {result.file}  [dim](a copy; the packaged example is untouched)[/]")
+    console.print(f"Instruction: {result.instruction}\n")
+
+    phases = {p.get("phase"): p for p in result.run.get("phases") or ()}
+    for name in ("plan", "code", "review"):
+        p = phases.get(name)
+        console.print(Rule(f"{name}", align="left"))
+        if p is None:
+            console.print("[dim]not run (the run stopped earlier)[/]")
+            continue
+        latency = p.get("latencyMs") or {}
+        protocol = result.protocol(p.get("provider")) or "?"
+        wire = PROTOCOL_NAMES.get(protocol, protocol)
+        who = Text.assemble(("served by ", ""), (f"{p.get('provider')}", "bold"), " / ",
+                            (f"{p.get('model')}", "bold"), f" over the {wire} protocol — "
+                            f"first token {_ms(latency.get('firstToken'))}, total {_ms(latency.get('total'))}, "
+                            f"cost {_usd(p.get('costUsd'))}")
+        console.print(who)
+        if not p.get("ok"):
+            error = p.get("error") or {}
+            console.print(Panel(str(error.get("message", "failed")), title=str(error.get("kind", "error")),
+                                border_style="red", title_align="left"))
+            continue
+        if name == "plan":
+            console.print(Panel(str(p.get("text", "")).rstrip(), title="the plan", title_align="left"))
+        elif name == "code":
+            diff = p.get("diff") or ""
+            console.print(str(p.get("text") or ""))
+            if diff:
+                console.print(Panel(Syntax(diff.rstrip(), "diff", theme="ansi_dark", word_wrap=True),
+                                    title=f"the applied diff ({result.state.edits_applied} workspace edit "
+                                          f"applied by the editor)", title_align="left"))
+        else:
+            console.print(str(p.get("text") or ""))
+            table = Table(title="review findings", title_justify="left")
+            table.add_column("line", justify="right")
+            table.add_column("severity")
+            table.add_column("finding")
+            for f in p.get("findings") or ():
+                table.add_row(str(int(f.get("startLine", 0)) + 1), str(f.get("severity")), str(f.get("message")))
+            console.print(table)
+            shown = sum(1 for d in result.state.diagnostics if d.source == "phasewise-review")
+            console.print(f"[dim]The server published {shown} review diagnostics on the file, as an editor "
+                          f"would show them.[/]")
+
+    console.print(Rule("summary", align="left"))
+    summary = Table()
+    for header in ("phase", "provider", "model", "protocol", "first token", "total", "cost"):
+        summary.add_column(header, justify="right" if header in {"first token", "total", "cost"} else "left")
+    for p in result.run.get("phases") or ():
+        latency = p.get("latencyMs") or {}
+        summary.add_row(str(p.get("phase")), str(p.get("provider")), str(p.get("model")),
+                        result.protocol(p.get("provider")) or "?", _ms(latency.get("firstToken")),
+                        _ms(latency.get("total")), _usd(p.get("costUsd")))
+    console.print(summary)
+    providers = {p.get("provider") for p in result.run.get("phases") or ()}
+    protocols = {result.protocol(x) for x in providers}
+    verdict = "done" if result.ok else f"stopped at the {result.run.get('stoppedAt')} phase"
+    console.print(f"Run {result.run.get('runId')} {verdict}: {len(providers)} providers, {len(protocols)} protocols, "
+                  f"estimated cost {_usd(result.run.get('costUsd'))}"
+                  + (" (simulated prices)." if result.simulated else "."))
+    if result.ledger is not None:
+        console.print(f"Recorded in {result.ledger} — see `phasewise history`.")
+
+
+def _ms(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "–"
+    return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.0f} ms"
+
+
+def _usd(value: Any) -> str:
+    return f"${value:.4f}" if isinstance(value, int | float) else "–"

@@ -1,0 +1,212 @@
+"""The run record: one JSON line per phase run, appended to a ledger file.
+
+Each line says which run and phase it was, who served it (provider, model), every attempt with
+its outcome, tokens in and out, time to first token, total time, the cost estimate and the kind
+of result (``ok`` or a problem kind). Keys never reach it; prompts, answers and source text only
+when ``recordContent`` is on (and then only the instruction, the answer text and the diff).
+
+Where the ledger lives, first found wins: the ``ledgerPath`` setting (per workspace), the
+``PHASEWISE_LEDGER`` environment variable (per process), ``$XDG_STATE_HOME/phasewise/runs.jsonl``,
+``~/.local/state/phasewise/runs.jsonl``.
+Entries are built from the contract's phase-result JSON, so the LSP edge and the command line
+record exactly what their callers were given.
+May not import: edge.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from phasewise.problems import redact
+
+log = logging.getLogger("phasewise.ledger")
+
+LEDGER_ENV = "PHASEWISE_LEDGER"
+SCHEMA = 1
+_MAX_TEXT = 200_000  # a recorded answer or diff is cut here, so one line stays readable
+
+
+def default_ledger_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The ledger in the user's state directory (XDG), when nothing else is set."""
+    env = os.environ if environ is None else environ
+    state = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "state")
+    return Path(state) / "phasewise" / "runs.jsonl"
+
+
+def ledger_path(setting: str | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """Where runs are recorded: ``ledgerPath``, else ``PHASEWISE_LEDGER``, else the state dir."""
+    env = os.environ if environ is None else environ
+    chosen = setting or env.get(LEDGER_ENV)
+    if chosen:
+        return Path(os.path.expandvars(chosen)).expanduser()
+    return default_ledger_path(env)
+
+
+def result_kind(result: Mapping[str, Any]) -> str:
+    """``ok``, or the kind of the problem that ended the phase."""
+    if result.get("ok"):
+        return "ok"
+    error = result.get("error")
+    return str(error.get("kind")) if isinstance(error, Mapping) and error.get("kind") else "error"
+
+
+def entry(result: Mapping[str, Any], *, source: str, workflow: str | None = None,
+          record_content: bool = False, instruction: str | None = None,
+          document: str | None = None, protocol: str | None = None,
+          secrets: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One ledger line from a phase result (the contract's JSON shape)."""
+    usage = result.get("usage") or {}
+    latency = result.get("latencyMs") or {}
+    attempts = []
+    for a in result.get("attempts") or ():
+        if not isinstance(a, Mapping):
+            continue
+        attempt = {k: a[k] for k in ("provider", "model", "outcome", "keyEnv", "status", "waitSeconds",
+                                     "latencyMs") if a.get(k) is not None}
+        attempts.append(attempt)
+    error = result.get("error") if isinstance(result.get("error"), Mapping) else None
+    line: dict[str, Any] = {
+        "v": SCHEMA,
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "runId": result.get("runId"),
+        "phase": result.get("phase"),
+        "provider": result.get("provider"),
+        "model": result.get("model"),
+        "protocol": protocol,
+        "result": result_kind(result),
+        "attempts": attempts,
+        "inputTokens": int(usage.get("inputTokens") or 0),
+        "outputTokens": int(usage.get("outputTokens") or 0),
+        "firstTokenMs": latency.get("firstToken"),
+        "totalMs": latency.get("total"),
+        "costUsd": result.get("costUsd"),
+        "fallbackUsed": bool(result.get("fallbackUsed")),
+        "source": source,
+        "workflow": workflow,
+    }
+    if error is not None:
+        # The problem's message names provider, phase and model; it never holds a key or source.
+        line["error"] = {"kind": error.get("kind"), "message": redact(str(error.get("message", "")), secrets)}
+    if result.get("phase") == "code" and "applied" in result:
+        line["applied"] = result.get("applied")
+    if isinstance(result.get("findings"), list):
+        line["findings"] = len(result["findings"])
+    if record_content:
+        content: dict[str, Any] = {"document": document, "instruction": instruction,
+                                   "text": str(result.get("text") or "")[:_MAX_TEXT]}
+        if result.get("diff"):
+            content["diff"] = str(result["diff"])[:_MAX_TEXT]
+        if isinstance(result.get("findings"), list):
+            content["findings"] = result["findings"]
+        line["content"] = json.loads(redact(json.dumps(content), secrets))
+    return {k: v for k, v in line.items() if v is not None}
+
+
+@dataclass(slots=True)
+class RunSummary:
+    """The phases of one run id, for ``phasewise history``."""
+
+    run_id: str
+    time: str
+    phases: list[dict[str, Any]]
+
+    @property
+    def ok(self) -> bool:
+        return all(p.get("result") == "ok" for p in self.phases)
+
+    @property
+    def cost_usd(self) -> float | None:
+        costs = [p["costUsd"] for p in self.phases if isinstance(p.get("costUsd"), int | float)]
+        return sum(costs) if costs else None
+
+    @property
+    def total_ms(self) -> float:
+        return sum(float(p.get("totalMs") or 0) for p in self.phases)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"runId": self.run_id, "time": self.time, "ok": self.ok,
+                "costUsd": round(self.cost_usd, 6) if self.cost_usd is not None else None,
+                "totalMs": round(self.total_ms, 1), "phases": self.phases}
+
+
+class Ledger:
+    """Appends run records to one JSONL file; safe to share between threads and processes.
+
+    Each line is written with one ``write`` on a file opened for appending, so concurrent
+    writers (the server and a shell) interleave whole lines, never halves."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, line: Mapping[str, Any]) -> None:
+        data = (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every readable line, oldest first (a torn or foreign line is skipped)."""
+        try:
+            raw = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        out = []
+        for text in raw.splitlines():
+            try:
+                value = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                out.append(value)
+        return out
+
+    def runs(self, limit: int = 20) -> list[RunSummary]:
+        """The latest ``limit`` runs, newest first, each with its phases in order."""
+        grouped: dict[str, RunSummary] = {}
+        for line in self.read():
+            run_id = str(line.get("runId") or "?")
+            summary = grouped.get(run_id)
+            if summary is None:
+                grouped[run_id] = summary = RunSummary(run_id, str(line.get("time") or ""), [])
+            summary.phases.append(line)
+        ordered = sorted(grouped.values(), key=lambda s: s.time, reverse=True)
+        return ordered[: max(0, limit)]
+
+
+class Recorder:
+    """Records phase results for one set of settings; a ledger that cannot be written is logged,
+    never allowed to fail the phase it describes."""
+
+    def __init__(self, ledger_setting: str | None, *, record_content: bool, source: str,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.ledger = Ledger(ledger_path(ledger_setting, environ))
+        self.record_content = record_content
+        self.source = source
+        self.failures: list[str] = []
+
+    def record(self, result: Mapping[str, Any], *, protocol: str | None = None, workflow: str | None = None,
+               instruction: str | None = None, document: str | None = None) -> dict[str, Any] | None:
+        line = entry(result, source=self.source, workflow=workflow, record_content=self.record_content,
+                     instruction=instruction, document=document, protocol=protocol)
+        try:
+            self.ledger.append(line)
+        except OSError as exc:
+            message = f"cannot write the run record to {self.ledger.path}: {exc.strerror or exc}"
+            self.failures.append(message)
+            log.warning("%s", message)
+            return None
+        return line

@@ -1,0 +1,109 @@
+"""plan → code → review as one run: the sequence, shared by the LSP edge and the command line.
+
+The caller supplies ``step``: how one phase is executed and, for ``code``, applied (the edge
+through ``workspace/applyEdit``, the command line by writing the file). This module only decides
+what each phase is given (the plan to ``code``, the applied change to ``review``), keeps one run
+id across the phases, and stops at the first phase that fails, keeping what earlier phases made.
+May not import: edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from phasewise.phases.documents import LineRange
+from phasewise.phases.service import PhaseResult, new_run_id
+
+RUN_PHASES = ("plan", "code", "review")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one phase of a run is asked to do."""
+
+    phase: str
+    run_id: str
+    instruction: str
+    plan: str | None = None
+    change: str | None = None
+
+
+PhaseStep = Callable[[Step], Awaitable[PhaseResult]]
+
+
+def review_instruction(instruction: str) -> str:
+    return f"Review the change made for this request, and the code around it: {instruction}"
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    """The phases a run completed, in order; the last one is the failure if the run stopped."""
+
+    run_id: str
+    instruction: str
+    results: list[PhaseResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return len(self.results) == len(RUN_PHASES) and all(r.ok for r in self.results)
+
+    @property
+    def stopped_at(self) -> str | None:
+        failed = next((r for r in self.results if not r.ok), None)
+        return failed.phase if failed else None
+
+    def get(self, phase: str) -> PhaseResult | None:
+        return next((r for r in self.results if r.phase == phase), None)
+
+    @property
+    def cost_usd(self) -> float | None:
+        costs = [r.cost_usd for r in self.results if r.cost_usd is not None]
+        return sum(costs) if costs else None
+
+    @property
+    def total_ms(self) -> float:
+        return sum(r.total_ms for r in self.results)
+
+    def to_json(self) -> dict[str, Any]:
+        failed = next((r for r in self.results if not r.ok), None)
+        code, review = self.get("code"), self.get("review")
+        return {
+            "ok": self.ok,
+            "runId": self.run_id,
+            "instruction": self.instruction,
+            "stoppedAt": self.stopped_at,
+            "error": failed.error.to_json() if failed is not None and failed.error else None,
+            "costUsd": round(self.cost_usd, 6) if self.cost_usd is not None else None,
+            "totalMs": round(self.total_ms, 1),
+            "plan": (p.text if (p := self.get("plan")) is not None and p.ok else None),
+            "diff": code.diff if code is not None and code.ok else None,
+            "findings": [f.to_json() for f in review.findings] if review is not None and review.ok else None,
+            "phases": [r.to_json() for r in self.results],
+        }
+
+
+async def run_plan_code_review(step: PhaseStep, instruction: str, *, run_id: str | None = None) -> RunOutcome:
+    """Plan, then code with the plan, then review the applied change; stop at a failure."""
+    outcome = RunOutcome(run_id or new_run_id(), instruction)
+    plan = await step(Step("plan", outcome.run_id, instruction))
+    outcome.results.append(plan)
+    if not plan.ok:
+        return outcome
+    code = await step(Step("code", outcome.run_id, instruction, plan=plan.text))
+    outcome.results.append(code)
+    if not code.ok:
+        return outcome
+    change = code.diff or "(the code phase changed nothing)"
+    review = await step(Step("review", outcome.run_id, review_instruction(instruction), change=change))
+    outcome.results.append(review)
+    return outcome
+
+
+def shifted(rng: LineRange | None, before: str, after: str) -> LineRange | None:
+    """``rng`` after a change that turned ``before`` into ``after`` (its end follows added lines)."""
+    if rng is None:
+        return None
+    delta = after.count("\n") - before.count("\n")
+    return LineRange(rng.start, max(rng.start, rng.end + delta))

@@ -1,0 +1,58 @@
+"""`phasewise demo` (the README's first command): a real run through the language server, offline.
+
+The demo is run as a user runs it, as a subprocess of the installed CLI; its ledger points at a
+temp file so nothing is written to the home folder.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from phasewise.demo import example_file
+from tests.conftest import server_env
+
+
+def _demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = server_env(PHASEWISE_LEDGER=str(tmp_path / "runs.jsonl"), COLUMNS="120")
+    env.pop("PHASEWISE_SIM_URL", None)
+    return subprocess.run([sys.executable, "-m", "phasewise", "demo", *args], capture_output=True, text=True,
+                          env=env, timeout=150, check=False, cwd=tmp_path)
+
+
+def test_demo_runs_three_phases_on_three_providers(tmp_path: Path) -> None:
+    before = example_file().read_text(encoding="utf-8")
+    done = _demo(tmp_path, "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["ok"] is True and out["simulated"] is True
+    served = [(p["phase"], p["provider"], p["protocol"]) for p in out["phases"]]
+    assert served == [("plan", "sim-claude", "anthropic"), ("code", "sim-glm", "openai"),
+                      ("review", "sim-gpt", "openai")]
+    assert len({p["provider"] for p in out["phases"]}) == 3
+    assert all(p["firstTokenMs"] is not None and p["totalMs"] for p in out["phases"])
+    assert "+def find_by_sku(items, sku):" in out["diff"]
+    assert out["editsApplied"] == 1
+    messages = " ".join(f["message"] for f in out["findings"])
+    assert "Bare `except:`" in messages and "Mutable default" in messages and "`is`" in messages
+    assert out["reviewDiagnostics"] == len(out["findings"])
+    # the demo edited a copy, never the packaged example
+    copy = Path(out["file"])
+    assert copy != example_file() and "def find_by_sku(" in copy.read_text(encoding="utf-8")
+    assert example_file().read_text(encoding="utf-8") == before
+
+
+def test_demo_says_it_is_the_simulator(tmp_path: Path) -> None:
+    done = _demo(tmp_path)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert "SIMULATOR" in text
+    for who in ("sim-claude / claude-sim over the Anthropic messages protocol",
+                "sim-glm / glm-sim over the OpenAI chat-completions protocol",
+                "sim-gpt / gpt-sim over the OpenAI chat-completions protocol"):
+        assert who in text
+    assert "+def find_by_sku(items, sku):" in text
+    assert "review findings" in text and "Bare `except:`" in text
+    assert "first token" in text

@@ -1,0 +1,327 @@
+;;; phasewise-eglot.el --- Phasewise through Eglot  -*- lexical-binding: t; -*-
+
+;; Version: 0.1.0
+;; Package-Requires: ((emacs "28.1") (eglot "1.9"))
+;; Keywords: tools, languages
+;; URL: see editors/emacs/README.md in the Phasewise repository
+
+;;; Commentary:
+
+;; Phasewise is a language server that routes each phase of work (plan, code, review) to its
+;; own provider and model.  This recipe connects it with Eglot:
+;;
+;; - `phasewise-eglot-setup' registers "phasewise serve" in `eglot-server-programs';
+;; - `phasewise-plan', `phasewise-code', `phasewise-review', `phasewise-run', `phasewise-status',
+;;   `phasewise-verify', `phasewise-compare' run the server's commands (asynchronously, on the
+;;   region when it is active); the plan fills the *phasewise-plan* buffer as it streams;
+;; - problems (a missing key, a rate limit, ...) are Flymake diagnostics and their quick fixes are
+;;   `eglot-code-actions'; the client-side ones (set an API key, open the settings) are here.
+;;
+;; Settings live in `eglot-workspace-configuration' under `:phasewise' (see README.md).
+;; API keys are read with `read-passwd' and sent to the server in memory, never to disk.
+
+;;; Code:
+
+(require 'cl-lib)
+(require 'eglot)
+(require 'jsonrpc)
+
+(defgroup phasewise nil
+  "Phasewise: each phase of work on its own model, through Eglot."
+  :group 'eglot
+  :prefix "phasewise-")
+
+(defcustom phasewise-server-command '("phasewise" "serve")
+  "How to start the Phasewise language server (stdio)."
+  :type '(repeat string))
+
+(defcustom phasewise-eglot-modes '(prog-mode text-mode)
+  "Major modes (and the modes derived from them) that Eglot manages with Phasewise."
+  :type '(repeat symbol))
+
+(defcustom phasewise-eglot-prefer nil
+  "Non-nil: Phasewise comes before Eglot's other servers.
+Eglot runs one server per buffer.  With nil, Phasewise manages the buffers
+of `phasewise-eglot-modes' that no other server claims; with t, it replaces
+the other servers in those modes."
+  :type 'boolean)
+
+(defcustom phasewise-request-timeout 600
+  "Seconds to wait for a Phasewise command (a phase can take minutes)."
+  :type 'integer)
+
+(defvar phasewise-result-functions nil
+  "Abnormal hook run with (COMMAND RESULT) when a Phasewise command answers.")
+
+(defclass phasewise-eglot-server (eglot-lsp-server) ()
+  :documentation "Eglot's connection to the Phasewise language server.")
+
+(defvar phasewise--keys nil
+  "Alist (ENV . KEY) of the keys typed in this session.
+Memory only: handed again to a restarted server, never written to disk.")
+
+(defvar phasewise--plan nil
+  "What *phasewise-plan* shows: (:uri URI :run-id RUN-ID :instruction TEXT).")
+
+;;;###autoload
+(defun phasewise-eglot-setup ()
+  "Register the Phasewise server with Eglot for `phasewise-eglot-modes'."
+  (let ((entry (cons phasewise-eglot-modes (cons 'phasewise-eglot-server phasewise-server-command))))
+    (setq eglot-server-programs
+          (cl-remove-if (lambda (e) (and (consp (cdr e)) (eq (cadr e) 'phasewise-eglot-server)))
+                        eglot-server-programs))
+    (add-to-list 'eglot-server-programs entry (not phasewise-eglot-prefer))
+    (add-hook 'eglot-connect-hook #'phasewise--resend-keys)))
+
+;;;; The connection and its commands
+
+(defun phasewise--server ()
+  "The Phasewise server of the current buffer, or an error saying what to do."
+  (let ((server (eglot-current-server)))
+    (unless (cl-typep server 'phasewise-eglot-server)
+      (user-error "Phasewise does not manage this buffer: run `phasewise-eglot-setup', then M-x eglot"))
+    server))
+
+(defun phasewise--uri ()
+  "The current buffer's file as a URI."
+  (if (fboundp 'eglot-path-to-uri)
+      (eglot-path-to-uri buffer-file-name)
+    (eglot--path-to-uri buffer-file-name)))
+
+(defun phasewise--arg (&rest props)
+  "A command's argument: PROPS (nil values left out), :uri, :range.
+The range is the active region's, if any."
+  (let ((arg (append (list :uri (phasewise--uri)) (cl-loop for (k v) on props by #'cddr
+                                                           when v append (list k v)))))
+    (if (use-region-p)
+        (append arg (list :range (list :start (eglot--pos-to-lsp-position (region-beginning))
+                                       :end (eglot--pos-to-lsp-position (region-end)))))
+      arg)))
+
+(defun phasewise--execute (server command arg on-result)
+  "Run COMMAND with ARG on SERVER without blocking.
+ON-RESULT is called with the answer."
+  (jsonrpc-async-request
+   server :workspace/executeCommand (list :command command :arguments (vector arg))
+   :timeout phasewise-request-timeout
+   :success-fn (lambda (result)
+                 (funcall on-result result)
+                 (run-hook-with-args 'phasewise-result-functions command result))
+   :error-fn (lambda (err) (message "Phasewise %s failed: %s" command (plist-get err :message)))
+   :timeout-fn (lambda () (message "Phasewise %s: no answer in %s s" command phasewise-request-timeout))))
+
+(defun phasewise--report (result)
+  "Say how a phase RESULT went; return non-nil when it succeeded."
+  (let ((err (plist-get result :error)))
+    (if (eq (plist-get result :ok) t)
+        (progn (message "Phasewise %s: done (%s/%s)" (plist-get result :phase)
+                        (plist-get result :provider) (plist-get result :model))
+               t)
+      (message "Phasewise: %s%s" (or (plist-get err :message) "failed")
+               (if (equal (plist-get err :kind) "cancelled") "" " (fixes: M-x eglot-code-actions)"))
+      nil)))
+
+(defun phasewise--show-result (result)
+  "Show any command's RESULT: a phase result, or a report as JSON."
+  (if (plist-member result :provider)
+      (phasewise--report result)
+    (phasewise--show-report "*phasewise-report*" (phasewise--json result))))
+
+;;;; Plan buffers
+
+(defun phasewise--plan-buffer ()
+  "The plan buffer, shown in another window."
+  (let ((buf (get-buffer-create "*phasewise-plan*")))
+    (with-current-buffer buf
+      (unless (derived-mode-p 'markdown-mode 'text-mode)
+        (if (fboundp 'markdown-mode) (markdown-mode) (text-mode))))
+    (display-buffer buf '(nil (inhibit-same-window . t)))
+    buf))
+
+(defun phasewise--plan-set (text)
+  "Replace the plan buffer's text with TEXT."
+  (with-current-buffer (phasewise--plan-buffer)
+    (let ((inhibit-read-only t))
+      (erase-buffer)
+      (insert text))))
+
+(defun phasewise--plan-for (uri)
+  "The plan shown for URI (with the user's edits), or nil."
+  (let ((buf (get-buffer "*phasewise-plan*")))
+    (when (and buf (equal (plist-get phasewise--plan :uri) uri))
+      (let ((text (with-current-buffer buf (buffer-string))))
+        (unless (string-blank-p text) text)))))
+
+(cl-defmethod eglot-handle-notification
+  ((_server phasewise-eglot-server) (_method (eql phasewise/streamText))
+   &key runId phase uri text &allow-other-keys)
+  "Plan TEXT as it streams, for the plan of URI in run RUNID.
+Text of other phases (PHASE) is not shown."
+  (when (equal phase "plan")
+    (if (and (equal (plist-get phasewise--plan :run-id) runId) (get-buffer "*phasewise-plan*"))
+        (with-current-buffer (phasewise--plan-buffer)
+          (goto-char (point-max))
+          (insert text))
+      ;; a new plan: ours once it streams, or one started elsewhere (a retry, a run)
+      (setq phasewise--plan
+            (list :uri uri :run-id runId
+                  :instruction (and (equal (plist-get phasewise--plan :uri) uri)
+                                    (plist-get phasewise--plan :instruction))))
+      (phasewise--plan-set text))))
+
+(defun phasewise-plan (instruction)
+  "Write a plan for INSTRUCTION about this buffer (or the region).
+The plan fills the *phasewise-plan* buffer as it streams."
+  (interactive (list (read-string "Phasewise plan: ")))
+  (setq phasewise--plan (list :uri (phasewise--uri) :run-id nil :instruction instruction))
+  (phasewise--plan-set "")
+  (phasewise--execute (phasewise--server) "phasewise.plan"
+                      (phasewise--arg :instruction instruction)
+                      (lambda (result)
+                        (when (phasewise--report result)
+                          (phasewise--plan-set (plist-get result :text))))))
+
+(defun phasewise-code (instruction)
+  "Change this buffer (or the region) following INSTRUCTION.
+The plan in *phasewise-plan* (edits included) goes with it, if it is this
+buffer's; kill that buffer to code without it."
+  (interactive
+   (list (read-string "Phasewise code: "
+                      (and (equal (plist-get phasewise--plan :uri) (phasewise--uri))
+                           (plist-get phasewise--plan :instruction)))))
+  (phasewise--execute (phasewise--server) "phasewise.code"
+                      (phasewise--arg :instruction instruction
+                                      :plan (phasewise--plan-for (phasewise--uri)))
+                      #'phasewise--report))
+
+(defun phasewise-review (&optional instruction)
+  "Review this buffer (or the region), with an optional INSTRUCTION.
+The findings become Flymake diagnostics."
+  (interactive (list (read-string "Phasewise review (optional): ")))
+  (phasewise--execute (phasewise--server) "phasewise.review"
+                      (phasewise--arg :instruction (and instruction (not (string-blank-p instruction))
+                                                        instruction))
+                      (lambda (result)
+                        (when (phasewise--report result)
+                          (message "Phasewise review: %d finding(s)" (length (plist-get result :findings)))))))
+
+(defun phasewise-run (instruction)
+  "Plan, code and review INSTRUCTION in one go, each phase on its own route."
+  (interactive (list (read-string "Phasewise run: ")))
+  (phasewise--execute (phasewise--server) "phasewise.run" (phasewise--arg :instruction instruction)
+                      (lambda (result)
+                        (when-let ((plan (plist-get result :plan))) (phasewise--plan-set plan))
+                        (if (eq (plist-get result :ok) t)
+                            (message "Phasewise run: done")
+                          (phasewise--report result)))))
+
+(defun phasewise-compare (phase models instruction)
+  "Run PHASE for INSTRUCTION on each of MODELS (comma-separated).
+The answers are shown side by side."
+  (interactive (list (completing-read "Phase: " '("plan" "code" "review"))
+                     (read-string "Models (provider/model, comma-separated): ")
+                     (read-string "Instruction: ")))
+  (phasewise--execute (phasewise--server) "phasewise.compare"
+                      (phasewise--arg :instruction instruction :phase phase
+                                      :models (vconcat (split-string models "," t "[ \t]+")))
+                      (lambda (report)
+                        (phasewise--show-report "*phasewise-compare*"
+                                                (or (plist-get report :markdown) (phasewise--json report))))))
+
+(defun phasewise-verify ()
+  "Call each provider in use for real: key accepted, model served, latency."
+  (interactive)
+  (phasewise--execute (phasewise--server) "phasewise.verify" (list :uri (phasewise--uri))
+                      (lambda (report) (phasewise--show-report "*phasewise-verify*" (phasewise--json report)))))
+
+(defun phasewise-status ()
+  "Show every phase's route: provider, model, base URL, and its key.
+Keys are shown masked, as the server reports them."
+  (interactive)
+  (phasewise--execute
+   (phasewise--server) "phasewise.status" (list :uri (phasewise--uri))
+   (lambda (status)
+     (phasewise--show-report
+      "*phasewise-status*"
+      (mapconcat
+       #'identity
+       (append
+        (list (format "Phasewise %s" (plist-get status :version)))
+        (cl-loop for issue across (plist-get status :settingsIssues)
+                 collect (format "settings: %s: %s" (plist-get issue :path) (plist-get issue :message)))
+        (cl-loop for view across (plist-get status :phases)
+                 collect (format "%s -> %s/%s (%s)%s%s" (plist-get view :phase) (plist-get view :provider)
+                                 (plist-get view :model) (plist-get view :baseUrl)
+                                 (mapconcat (lambda (k)
+                                              (format "; key %s %s" (plist-get k :env)
+                                                      (if (eq (plist-get k :present) t)
+                                                          (plist-get k :masked) "missing")))
+                                            (plist-get view :keys) "")
+                                 (if-let ((p (plist-get view :problem)))
+                                     (concat "\n  " (plist-get p :message)) ""))))
+       "\n")))))
+
+(defun phasewise--json (value)
+  "VALUE as pretty JSON."
+  (with-temp-buffer
+    (insert (jsonrpc--json-encode value))
+    (ignore-errors (json-pretty-print-buffer))
+    (buffer-string)))
+
+(defun phasewise--show-report (name text)
+  "Show TEXT in the buffer NAME."
+  (with-current-buffer (get-buffer-create name)
+    (let ((inhibit-read-only t))
+      (erase-buffer)
+      (insert text))
+    (goto-char (point-min))
+    (display-buffer (current-buffer))))
+
+;;;; Client-side commands of the quick fixes, and keys
+
+(defun phasewise-set-api-key (env &optional provider server)
+  "Read the API key held by the variable ENV and hand it to SERVER.
+PROVIDER names who the key is for.  The key stays in memory only."
+  (interactive (list (read-string "Key variable (e.g. ANTHROPIC_API_KEY): ")))
+  (let ((key (read-passwd (format "API key for %s (%s, kept in memory): " (or provider "the provider") env)))
+        (server (or server (phasewise--server))))
+    (unless (string-blank-p key)
+      (setf (alist-get env phasewise--keys nil nil #'equal) key)
+      (jsonrpc-notify server :phasewise/setKeys (list :keys (list (intern (concat ":" env)) key)))
+      (message "Phasewise: %s set in memory for this session; run the phase again" env))))
+
+(defun phasewise--resend-keys (server)
+  "Give a (re)started SERVER the keys typed earlier in this session."
+  (when (and phasewise--keys (cl-typep server 'phasewise-eglot-server))
+    (jsonrpc-notify server :phasewise/setKeys
+                    (list :keys (cl-loop for (env . key) in phasewise--keys
+                                         append (list (intern (concat ":" env)) key))))))
+
+(cl-defmethod eglot-execute-command ((server phasewise-eglot-server) command arguments)
+  "Run COMMAND with ARGUMENTS on SERVER asynchronously.
+A retried phase can take minutes: Eglot's own call would block and time out."
+  (phasewise--execute server (format "%s" command) (and (> (length arguments) 0) (aref arguments 0))
+                      #'phasewise--show-result))
+
+(cl-defmethod eglot-execute-command
+  ((server phasewise-eglot-server) (_command (eql phasewise.setApiKey)) arguments)
+  "The \"Set API key\" quick fix, ARGUMENTS [{env, provider}], on SERVER."
+  (let ((arg (aref arguments 0)))
+    (phasewise-set-api-key (plist-get arg :env) (plist-get arg :provider) server)))
+
+(cl-defmethod eglot-execute-command
+  ((_server phasewise-eglot-server) (_command (eql phasewise.openSettings)) arguments)
+  "The \"Open the settings\" quick fix, ARGUMENTS [{setting}].
+Says where the setting lives and shows its current value."
+  (let* ((setting (or (plist-get (aref arguments 0) :setting) "phasewise"))
+         (path (mapcar (lambda (part) (intern (concat ":" part))) (split-string setting "\\.")))
+         (config (if (functionp eglot-workspace-configuration) nil eglot-workspace-configuration))
+         (value (cl-reduce (lambda (plist key) (and (listp plist) (plist-get plist key))) path
+                           :initial-value config)))
+    (message "Phasewise: `%s' is set in `eglot-workspace-configuration' as %s; current value: %S"
+             setting
+             (cl-reduce (lambda (key inner) (format "(%s %s)" key inner)) path :from-end t :initial-value "...")
+             value)))
+
+(provide 'phasewise-eglot)
+;;; phasewise-eglot.el ends here

@@ -1,0 +1,311 @@
+--- `:[range]Phasewise {subcommand} [args]`: each subcommand runs one server command on the
+--- current buffer. The rest of the command line is the instruction; without one, it is asked for.
+local client_mod = require("phasewise.client")
+local scratch = require("phasewise.scratch")
+
+local M = {}
+
+local INFO, WARN, ERROR = vim.log.levels.INFO, vim.log.levels.WARN, vim.log.levels.ERROR
+
+--- @class phasewise.Invocation
+--- @field buf integer the buffer the command was run in
+--- @field rest string the command line after the subcommand
+--- @field range [integer, integer]? 1-based first and last line, when a range was given
+
+--- @param inv phasewise.Invocation
+--- @return vim.lsp.Client?
+local function attached(inv)
+  local client = client_mod.get(inv.buf)
+  if not client then
+    vim.notify(
+      ("Phasewise is not attached to this buffer (filetype %q): see :checkhealth phasewise"):format(
+        vim.bo[inv.buf].filetype
+      ),
+      ERROR
+    )
+  end
+  return client
+end
+
+--- The client of this buffer or, for commands that need no document, any running one; with the
+--- buffer's URI when it is attached.
+--- @param inv phasewise.Invocation
+--- @return vim.lsp.Client?, string?
+local function any_client(inv)
+  local own = client_mod.get(inv.buf)
+  local client = own or client_mod.get()
+  if not client then
+    vim.notify("Phasewise: no server is running: see :checkhealth phasewise", ERROR)
+  end
+  return client, own and vim.uri_from_bufnr(inv.buf) or nil
+end
+
+--- The argument object of a phase command: {uri, range?, instruction}.
+--- @param client vim.lsp.Client
+--- @param inv phasewise.Invocation
+--- @param instruction string?
+--- @return table
+local function phase_arg(client, inv, instruction)
+  local arg = { uri = vim.uri_from_bufnr(inv.buf), instruction = instruction }
+  if inv.range then
+    local first, last = inv.range[1] - 1, inv.range[2] - 1
+    local text = vim.api.nvim_buf_get_lines(inv.buf, last, last + 1, false)[1] or ""
+    arg.range = {
+      start = { line = first, character = 0 },
+      ["end"] = { line = last, character = vim.lsp.util.character_offset(inv.buf, last, #text, client.offset_encoding) },
+    }
+  end
+  return arg
+end
+
+--- Call `fn` with the command line's rest or, when there is none, what the user types.
+--- @param inv phasewise.Invocation
+--- @param prompt string
+--- @param default string?
+--- @param fn fun(instruction: string)
+local function rest_or_ask(inv, prompt, default, fn)
+  if inv.rest ~= "" then
+    return fn(inv.rest)
+  end
+  vim.ui.input({ prompt = prompt, default = default }, function(input)
+    if input and vim.trim(input) ~= "" then
+      fn(vim.trim(input))
+    end
+  end)
+end
+
+--- @param result table
+--- @return string
+local function who(result)
+  return result.provider and ("%s/%s"):format(result.provider, result.model or "?") or (result.model or "?")
+end
+
+--- One line about a phase result or a checked model: ✓/✗, who, latency, the problem.
+--- @param item { ok: boolean?, phase: string?, provider: string?, model: string?, latencyMs: number|table?, error: table?, problem: table? }
+--- @return string
+local function summary(item)
+  local problem = item.error or item.problem
+  local parts = { ("%s %s%s"):format(item.ok and "✓" or "✗", item.phase and (item.phase .. " ") or "", who(item)) }
+  local latency = type(item.latencyMs) == "table" and item.latencyMs.total or item.latencyMs
+  if type(latency) == "number" then
+    parts[#parts + 1] = ("%.1f s"):format(latency / 1000)
+  end
+  if problem and problem.message then
+    parts[#parts + 1] = problem.message
+  end
+  return table.concat(parts, "  ")
+end
+
+--- Tell the user what failed and where its quick fixes are; true when the phase succeeded.
+--- @param result table a phase result
+--- @param inv phasewise.Invocation
+--- @return boolean
+local function report_problem(result, inv)
+  if result.ok then
+    return true
+  end
+  local problem = result.error or {}
+  local message = problem.message or ("the %s phase failed"):format(result.phase)
+  if problem.kind ~= "cancelled" then
+    local line = inv.range and inv.range[1] or 1
+    message = ("%s\n(quick fixes: vim.lsp.buf.code_action() on line %d)"):format(message, line)
+  end
+  vim.notify(message, problem.kind == "cancelled" and WARN or ERROR)
+  return false
+end
+
+--- @type table<string, fun(inv: phasewise.Invocation)>
+local subcommands = {}
+
+function subcommands.plan(inv)
+  local client = attached(inv)
+  if not client then
+    return
+  end
+  rest_or_ask(inv, "Phasewise plan: ", nil, function(instruction)
+    local arg = phase_arg(client, inv, instruction)
+    scratch.open_plan(arg.uri, instruction)
+    client_mod.execute(client, inv.buf, "phasewise.plan", arg, function(result)
+      scratch.finish_plan(arg.uri, result)
+      report_problem(result, inv)
+    end)
+  end)
+end
+
+function subcommands.code(inv)
+  local client = attached(inv)
+  if not client then
+    return
+  end
+  local plan = scratch.plan_for(vim.uri_from_bufnr(inv.buf))
+  rest_or_ask(inv, "Phasewise code: ", plan and plan.instruction, function(instruction)
+    local arg = phase_arg(client, inv, instruction)
+    arg.plan = plan and plan.text
+    client_mod.execute(client, inv.buf, "phasewise.code", arg, function(result)
+      report_problem(result, inv)
+    end)
+  end)
+end
+
+function subcommands.review(inv)
+  local client = attached(inv)
+  if not client then
+    return
+  end
+  local arg = phase_arg(client, inv, inv.rest ~= "" and inv.rest or nil)
+  client_mod.execute(client, inv.buf, "phasewise.review", arg, function(result)
+    if report_problem(result, inv) then
+      local n = #(result.findings or {})
+      vim.notify(("Phasewise review (%s): %d finding%s in the diagnostics"):format(who(result), n, n == 1 and "" or "s"))
+    end
+  end)
+end
+
+function subcommands.run(inv)
+  local client = attached(inv)
+  if not client then
+    return
+  end
+  rest_or_ask(inv, "Phasewise run: ", nil, function(instruction)
+    local arg = phase_arg(client, inv, instruction)
+    client_mod.execute(client, inv.buf, "phasewise.run", arg, function(result)
+      local phases = result.phases or {}
+      if phases[1] and phases[1].phase == "plan" then
+        scratch.finish_plan(arg.uri, phases[1])
+      end
+      if report_problem(result, inv) then
+        vim.notify("Phasewise run\n" .. table.concat(vim.tbl_map(summary, phases), "\n"))
+      end
+    end)
+  end)
+end
+
+function subcommands.status(inv)
+  local client, uri = any_client(inv)
+  if not client then
+    return
+  end
+  client_mod.execute(client, inv.buf, "phasewise.status", { uri = uri }, function(status)
+    local lines = { ("Phasewise %s"):format(status.version or "") }
+    for _, issue in ipairs(status.settingsIssues or {}) do
+      lines[#lines + 1] = ("settings: %s: %s"):format(issue.path, issue.message)
+    end
+    for _, view in ipairs(status.phases or {}) do
+      lines[#lines + 1] = client_mod.describe_route(view)
+      if view.problem then
+        lines[#lines + 1] = "  ⚠ " .. view.problem.message
+      end
+    end
+    vim.notify(table.concat(lines, "\n"), INFO)
+  end)
+end
+
+function subcommands.verify(inv)
+  local client, uri = any_client(inv)
+  if not client then
+    return
+  end
+  local arg = { uri = uri }
+  if inv.rest ~= "" then
+    arg.providers = vim.split(inv.rest, "%s+", { trimempty = true })
+  end
+  client_mod.execute(client, inv.buf, "phasewise.verify", arg, function(report)
+    local lines = { "Phasewise verify" }
+    for _, p in ipairs(report.providers or {}) do
+      local key = p.keyEnv and (" key %s %s"):format(p.keyEnv, p.keyMasked or "missing") or ""
+      lines[#lines + 1] = ("%s %s (%s)%s"):format(p.ok and "✓" or "✗", p.provider, p.protocol or "?", key)
+      if p.problem then
+        lines[#lines + 1] = "    " .. p.problem.message
+      end
+      for _, m in ipairs(p.models or {}) do
+        lines[#lines + 1] = "  " .. summary(m)
+      end
+    end
+    for _, check in ipairs(report.phases or {}) do
+      lines[#lines + 1] = ("%s: %s%s"):format(check.phase, check.status, check.route and (" on " .. check.route) or "")
+    end
+    vim.notify(table.concat(lines, "\n"), report.ok and INFO or WARN)
+  end)
+end
+
+--- `:Phasewise compare {phase} {model,model,…} [instruction]`
+function subcommands.compare(inv)
+  local client = attached(inv)
+  if not client then
+    return
+  end
+  local phase, models, rest = inv.rest:match("^(%S+)%s+(%S+)%s*(.-)$")
+  if not phase then
+    vim.notify("usage: :Phasewise compare {phase} {provider/model,provider/model,…} [instruction]", ERROR)
+    return
+  end
+  rest_or_ask(vim.tbl_extend("force", inv, { rest = rest }), "Phasewise compare: ", nil, function(instruction)
+    local arg = phase_arg(client, inv, instruction)
+    arg.phase = phase
+    arg.models = vim.split(models, ",", { trimempty = true })
+    client_mod.execute(client, inv.buf, "phasewise.compare", arg, function(report)
+      local lines = report.markdown and vim.split(report.markdown, "\n", { plain = true })
+      if not lines then -- a server without the Markdown rendering: the rows themselves
+        lines = { ("# Phasewise compare: %s"):format(phase) }
+        for _, row in ipairs(report.rows or {}) do
+          vim.list_extend(lines, { "", "## " .. summary(row.result), "" })
+          vim.list_extend(lines, vim.split(row.result.text or "", "\n", { plain = true }))
+        end
+      end
+      scratch.report("compare", lines)
+    end)
+  end)
+end
+
+--- `:Phasewise key {ENV}`: the setApiKey quick fix, for a key variable named by hand.
+function subcommands.key(inv)
+  local client = any_client(inv)
+  if not client then
+    return
+  end
+  rest_or_ask(inv, "Key variable (e.g. ANTHROPIC_API_KEY): ", nil, function(env)
+    local command = { title = "Set API key", command = "phasewise.setApiKey", arguments = { { env = env } } }
+    require("phasewise.actions").set_api_key(command, { client_id = client.id })
+  end)
+end
+
+function subcommands.cancel()
+  vim.notify(("Phasewise: cancelled %d running command(s)"):format(client_mod.cancel_all()), INFO)
+end
+
+local NAMES = vim.tbl_keys(subcommands)
+table.sort(NAMES)
+
+--- @param cmd { args: string, range: integer, line1: integer, line2: integer }
+function M.run(cmd)
+  local sub, rest = cmd.args:match("^%s*(%S*)%s*(.-)%s*$")
+  local handler = subcommands[sub]
+  if not handler then
+    vim.notify(("usage: :[range]Phasewise {%s} [instruction]"):format(table.concat(NAMES, "|")), ERROR)
+    return
+  end
+  handler({
+    buf = vim.api.nvim_get_current_buf(),
+    rest = rest,
+    range = cmd.range > 0 and { cmd.line1, cmd.line2 } or nil,
+  })
+end
+
+--- Completion of `:Phasewise`: subcommands, then the phase of `compare`.
+--- @param arglead string
+--- @param cmdline string
+--- @return string[]
+function M.complete(arglead, cmdline)
+  local words = vim.split(cmdline:match("Phasewise!?%s+(.*)$") or "", "%s+")
+  local candidates = {}
+  if #words <= 1 then
+    candidates = NAMES
+  elseif #words == 2 and words[1] == "compare" then
+    candidates = { "plan", "code", "review" }
+  end
+  return vim.tbl_filter(function(name)
+    return vim.startswith(name, arglead)
+  end, candidates)
+end
+
+return M

@@ -1,0 +1,102 @@
+--- `:checkhealth phasewise`: the server and its version, the settings, and every phase's route
+--- with whether its key is present (masked by the server; no key is ever shown).
+local client_mod = require("phasewise.client")
+
+local M = {}
+
+--- `cmd` with `serve` replaced by `--version`.
+--- @param cmd string[]
+--- @return string[]
+local function version_cmd(cmd)
+  local argv = vim.deepcopy(cmd)
+  if argv[#argv] == "serve" then
+    argv[#argv] = nil
+  end
+  argv[#argv + 1] = "--version"
+  return argv
+end
+
+--- @param cmd string[]|function
+local function check_server(cmd)
+  vim.health.start("Server")
+  if type(cmd) ~= "table" then
+    vim.health.info("cmd is a function: not checked")
+    return
+  end
+  if vim.fn.executable(cmd[1]) ~= 1 then
+    vim.health.error(
+      ("`%s` is not executable (cmd = %s)"):format(cmd[1], vim.inspect(cmd)),
+      { "Install the server (`pipx install phasewise`, or `pip install -e .` in a clone)", "or set `cmd` in setup()" }
+    )
+    return
+  end
+  local argv = version_cmd(cmd)
+  local ok, done = pcall(function()
+    return vim.system(argv, { text = true }):wait(15000)
+  end)
+  local version = ok and done.code == 0 and done.stdout:match("phasewise%s+(%S+)")
+  if version then
+    vim.health.ok(("server %s (%s)"):format(version, table.concat(argv, " ")))
+  else
+    local why = ok and vim.trim((done.stderr or "") .. (done.stdout or "")) or tostring(done)
+    vim.health.error(("`%s` failed: %s"):format(table.concat(argv, " "), why))
+  end
+end
+
+--- @param client vim.lsp.Client
+local function check_routes(client)
+  vim.health.start("Settings and routes")
+  local buf = next(client.attached_buffers)
+  local arg = buf and { uri = vim.uri_from_bufnr(buf) } or {}
+  local response, err = client_mod.request_sync(
+    client,
+    "workspace/executeCommand",
+    { command = "phasewise.status", arguments = { arg } },
+    10000,
+    buf
+  )
+  local status = response and response.result
+  if not status then
+    local why = err or (response and response.err and response.err.message) or "no answer"
+    vim.health.error("phasewise.status failed: " .. why)
+    return
+  end
+  if #(status.settingsIssues or {}) == 0 then
+    vim.health.ok("settings valid")
+  end
+  for _, issue in ipairs(status.settingsIssues or {}) do
+    vim.health.error(("settings: `%s`: %s"):format(issue.path, issue.message))
+  end
+  for _, view in ipairs(status.phases or {}) do
+    local line = client_mod.describe_route(view)
+    if view.problem then
+      vim.health.warn(line, { view.problem.message })
+    else
+      vim.health.ok(line)
+    end
+  end
+  if #(status.keysInMemory or {}) > 0 then
+    vim.health.info("keys set in this session (memory): " .. table.concat(status.keysInMemory, ", "))
+  end
+end
+
+function M.check()
+  vim.health.start("Neovim")
+  if vim.fn.has("nvim-0.10") == 1 then
+    vim.health.ok(("Neovim %s"):format(tostring(vim.version())))
+  else
+    vim.health.error("Phasewise needs Neovim 0.10 or later")
+  end
+  local client = client_mod.get()
+  check_server(client and client.config.cmd or require("phasewise").config.cmd)
+  if client then
+    check_routes(client)
+  else
+    vim.health.start("Settings and routes")
+    vim.health.warn("no Phasewise server is running, so the routes were not resolved", {
+      "Call require('phasewise').setup({...}), open a file it attaches to, then run :checkhealth phasewise again",
+    })
+  end
+end
+
+return M

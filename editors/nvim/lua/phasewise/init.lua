@@ -1,0 +1,164 @@
+--- Phasewise for Neovim: registers the language server, the `:Phasewise` command, the client-side
+--- commands of its quick fixes, and a progress statusline. The work lives in lazily required
+--- modules (`phasewise.command`, `phasewise.scratch`, `phasewise.actions`). See `:help phasewise`.
+local M = {}
+
+--- @class phasewise.Config
+--- @field cmd string[] How to start the server over stdio.
+--- @field filetypes string[]? Filetypes to attach to; `nil` attaches to every file buffer.
+--- @field root_markers string[] Files that mark a project root (the server's workspace folder).
+--- @field settings { phasewise: table? } Answers `workspace/configuration`: the contract's `phasewise` section, under that key.
+--- @field secret_input fun(opts: { prompt: string }, on_confirm: fun(value: string?))? Asks for an API key without echoing it (default: `inputsecret()`).
+
+--- @type phasewise.Config
+M.config = {
+  cmd = { "phasewise", "serve" },
+  filetypes = nil,
+  root_markers = { ".git" },
+  settings = {},
+}
+
+--- @class phasewise.SetupOpts: phasewise.Config
+--- @field cmd string[]?
+--- @field root_markers string[]?
+--- @field settings { phasewise: table? }?
+
+--- Titles of the running phases by "client_id:token", for `statusline()`.
+--- @type table<string, string>
+local running = {}
+local registered = false
+
+--- The `vim.lsp.Config` for the server (also what `lsp/phasewise.lua` returns).
+--- @return vim.lsp.Config
+function M.lsp_config()
+  local config = M.config
+  return {
+    name = "phasewise",
+    cmd = config.cmd,
+    filetypes = config.filetypes,
+    root_markers = config.root_markers,
+    settings = config.settings,
+    handlers = {
+      ["phasewise/streamText"] = function(_, params, ctx)
+        require("phasewise.scratch").on_stream(params, ctx)
+      end,
+    },
+    on_exit = function(_, _, client_id)
+      -- a server that stops mid-phase sends no "end": forget its phases
+      for key in pairs(running) do
+        if vim.startswith(key, client_id .. ":") then
+          running[key] = nil
+        end
+      end
+    end,
+    on_init = function(client)
+      -- keys typed in this session survive a server restart (memory only, never disk)
+      local actions = package.loaded["phasewise.actions"]
+      if actions then
+        actions.resend_keys(client)
+      end
+    end,
+  }
+end
+
+--- @param ev { data: { client_id: integer, params: lsp.ProgressParams } }
+local function on_progress(ev)
+  local client = vim.lsp.get_client_by_id(ev.data.client_id)
+  local value = ev.data.params.value
+  if not client or client.name ~= "phasewise" or type(value) ~= "table" then
+    return
+  end
+  local key = ("%d:%s"):format(client.id, ev.data.params.token)
+  if value.kind == "begin" then
+    running[key] = value.title
+    vim.notify(value.title .. " …", vim.log.levels.INFO)
+  elseif value.kind == "end" then
+    local title = running[key] or "Phasewise"
+    running[key] = nil
+    vim.notify(value.message and ("Phasewise: " .. value.message) or (title .. ": done"), vim.log.levels.INFO)
+  end
+  vim.cmd.redrawstatus()
+end
+
+--- Define `:Phasewise`, the client-side commands and the progress listener (once).
+function M.register()
+  if registered then
+    return
+  end
+  registered = true
+  vim.api.nvim_create_user_command("Phasewise", function(cmd)
+    require("phasewise.command").run(cmd)
+  end, {
+    nargs = "*",
+    range = true,
+    desc = "Phasewise: plan, code, review, run, status, verify, compare, key, cancel",
+    complete = function(arglead, cmdline)
+      return require("phasewise.command").complete(arglead, cmdline)
+    end,
+  })
+  vim.lsp.commands["phasewise.setApiKey"] = function(command, ctx)
+    require("phasewise.actions").set_api_key(command, ctx)
+  end
+  vim.lsp.commands["phasewise.openSettings"] = function(command, ctx)
+    require("phasewise.actions").open_settings(command, ctx)
+  end
+  vim.api.nvim_create_autocmd("LspProgress", {
+    group = vim.api.nvim_create_augroup("phasewise.progress", { clear = true }),
+    callback = on_progress,
+  })
+end
+
+--- Start the server for `buf` (Neovim 0.10, which has no `vim.lsp.enable`).
+--- @param buf integer
+local function start_010(buf)
+  if vim.bo[buf].buftype ~= "" then
+    return
+  end
+  local config = M.lsp_config()
+  config.root_dir = vim.fs.root(buf, M.config.root_markers)
+  vim.lsp.start(config, { bufnr = buf })
+end
+
+--- Register the server and the commands. Calling it again applies new settings to running servers.
+--- @param opts phasewise.SetupOpts?
+function M.setup(opts)
+  opts = opts or {}
+  local settings = opts.settings
+  M.config = vim.tbl_deep_extend("force", M.config, opts)
+  if settings then -- replaced, not merged: a removed route must go away
+    M.config.settings = settings
+  end
+  M.register()
+  if vim.fn.has("nvim-0.11") == 1 then
+    vim.lsp.config("phasewise", M.lsp_config())
+    vim.lsp.enable("phasewise")
+  else
+    vim.api.nvim_create_autocmd("FileType", {
+      group = vim.api.nvim_create_augroup("phasewise.start", { clear = true }),
+      pattern = M.config.filetypes or "*",
+      callback = function(ev)
+        start_010(ev.buf)
+      end,
+    })
+    for _, buf in ipairs(vim.api.nvim_list_bufs()) do
+      if vim.api.nvim_buf_is_loaded(buf) and vim.bo[buf].filetype ~= "" then
+        start_010(buf)
+      end
+    end
+  end
+  for _, client in ipairs(vim.lsp.get_clients({ name = "phasewise" })) do
+    client.settings = M.config.settings
+    require("phasewise.client").notify(client, "workspace/didChangeConfiguration", { settings = client.settings })
+  end
+end
+
+--- The running phases, e.g. "Phasewise plan: anthropic/claude-opus-4-5"; "" when idle.
+--- Use in 'statusline': `%{v:lua.require'phasewise'.statusline()}`.
+--- @return string
+function M.statusline()
+  local titles = vim.tbl_values(running)
+  table.sort(titles)
+  return table.concat(titles, " | ")
+end
+
+return M

@@ -1,0 +1,124 @@
+--- Scratch Markdown buffers: one plan per document, filled as `phasewise/streamText` arrives, and
+--- reports (compare). Closing a plan's window wipes it, so `:Phasewise code` no longer uses it.
+local M = {}
+
+--- Plans by source document URI. `run_id` is the run whose text the buffer shows.
+--- @type table<string, { buf: integer, run_id: string?, instruction: string? }>
+local plans = {}
+
+--- A scratch buffer named `name`, shown in a split beside the current window (focus stays).
+--- @param name string
+--- @return integer buf
+local function show(name)
+  local buf = vim.iter(vim.api.nvim_list_bufs()):find(function(b)
+    return vim.api.nvim_buf_get_name(b) == name
+  end)
+  if not buf then
+    buf = vim.api.nvim_create_buf(false, true)
+    vim.api.nvim_buf_set_name(buf, name)
+    vim.bo[buf].bufhidden = "wipe"
+    vim.bo[buf].filetype = "markdown"
+  end
+  if vim.fn.bufwinid(buf) == -1 then
+    vim.api.nvim_open_win(buf, false, { split = "right", win = 0 })
+  end
+  return buf
+end
+
+--- @param buf integer
+--- @param text string
+local function set_text(buf, text)
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, vim.split(text, "\n", { plain = true }))
+end
+
+--- Append streamed text where the buffer ends, and follow it in the windows that show it.
+--- @param buf integer
+--- @param text string
+local function append(buf, text)
+  local last = vim.api.nvim_buf_line_count(buf) - 1
+  local col = #vim.api.nvim_buf_get_lines(buf, last, last + 1, true)[1]
+  vim.api.nvim_buf_set_text(buf, last, col, last, col, vim.split(text, "\n", { plain = true }))
+  for _, win in ipairs(vim.fn.win_findbuf(buf)) do
+    vim.api.nvim_win_set_cursor(win, { vim.api.nvim_buf_line_count(buf), 0 })
+  end
+end
+
+--- @param uri string
+local function plan_name(uri)
+  return "phasewise://plan/" .. vim.uri_to_fname(uri)
+end
+
+--- Open (empty) the plan buffer of `uri` before a plan starts streaming into it.
+--- @param uri string
+--- @param instruction string
+function M.open_plan(uri, instruction)
+  local buf = show(plan_name(uri))
+  set_text(buf, "")
+  plans[uri] = { buf = buf, run_id = nil, instruction = instruction }
+end
+
+--- Handler of `phasewise/streamText` {runId, phase, uri, text}: plan text goes to the plan buffer,
+--- also for runs started elsewhere (a retry quick fix, `:Phasewise run`).
+--- @param params { runId: string, phase: string, uri: string?, text: string }
+function M.on_stream(params)
+  if params.phase ~= "plan" or not params.uri then
+    return
+  end
+  local plan = plans[params.uri]
+  if plan and plan.run_id == params.runId then
+    if vim.api.nvim_buf_is_valid(plan.buf) then -- else the user closed it: let it go
+      append(plan.buf, params.text)
+    end
+    return
+  end
+  if not (plan and plan.run_id == nil and vim.api.nvim_buf_is_valid(plan.buf)) then
+    M.open_plan(params.uri, plan and plan.instruction)
+    plan = plans[params.uri]
+  end
+  plan.run_id = params.runId
+  set_text(plan.buf, params.text)
+end
+
+--- The final plan result replaces what streamed (it is the whole text); a failed plan's empty
+--- buffer is closed.
+--- @param uri string
+--- @param result table a phase result
+function M.finish_plan(uri, result)
+  local plan = plans[uri]
+  if not (plan and vim.api.nvim_buf_is_valid(plan.buf)) then
+    return
+  end
+  if result.ok then
+    plan.run_id = result.runId
+    set_text(plan.buf, result.text or "")
+  elseif table.concat(vim.api.nvim_buf_get_lines(plan.buf, 0, -1, false), "\n") == "" then
+    vim.api.nvim_buf_delete(plan.buf, { force = true })
+  end
+end
+
+--- The plan shown for `uri`, as the user may have edited it; nil when there is none.
+--- @param uri string
+--- @return { text: string, instruction: string? }?
+function M.plan_for(uri)
+  local plan = plans[uri]
+  if not (plan and vim.api.nvim_buf_is_valid(plan.buf)) then
+    return nil
+  end
+  local text = table.concat(vim.api.nvim_buf_get_lines(plan.buf, 0, -1, false), "\n")
+  if vim.trim(text) == "" then
+    return nil
+  end
+  return { text = text, instruction = plan.instruction }
+end
+
+--- Show Markdown `lines` in the report buffer `name`.
+--- @param name string
+--- @param lines string[]
+--- @return integer buf
+function M.report(name, lines)
+  local buf = show("phasewise://" .. name)
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+  return buf
+end
+
+return M

@@ -1,0 +1,99 @@
+-- Shared by the Neovim test scripts (run as `nvim --headless -u NONE -l nvim_<name>.lua`).
+-- Input comes as JSON in $PHASEWISE_TEST_INPUT; what the script observed goes as JSON to
+-- $PHASEWISE_TEST_OUT for the pytest to assert on. Waiting is for conditions, never a sleep.
+local T = {}
+
+--- @type table<string, any>
+T.observed = { notifications = {} }
+T.input = vim.json.decode((assert(os.getenv("PHASEWISE_TEST_INPUT"), "PHASEWISE_TEST_INPUT")))
+
+vim.opt.runtimepath:prepend(T.input.plugin)
+
+-- every vim.notify message, in order (they never carry a key)
+vim.notify = function(msg, level)
+  table.insert(T.observed.notifications, { msg = msg, level = level or vim.log.levels.INFO })
+end
+
+--- Wait for `predicate`, failing with `what` after `timeout_ms`.
+--- @param what string
+--- @param predicate fun(): boolean
+--- @param timeout_ms integer?
+function T.wait(what, predicate, timeout_ms)
+  if not vim.wait(timeout_ms or 15000, predicate, 10) then
+    error("timed out waiting for " .. what, 2)
+  end
+end
+
+--- Open `path` as a Python buffer and wait for the Phasewise client to attach and initialize.
+--- @param path string
+--- @return integer buf, vim.lsp.Client client
+function T.open(path)
+  vim.cmd.edit(vim.fn.fnameescape(path))
+  local buf = vim.api.nvim_get_current_buf()
+  vim.bo[buf].filetype = "python" -- -u NONE: no filetype detection, and `enable` starts on FileType
+  local client
+  T.wait("the phasewise client to attach", function()
+    client = vim.lsp.get_clients({ bufnr = buf, name = "phasewise" })[1]
+    return client ~= nil and client.initialized == true
+  end)
+  return buf, client
+end
+
+--- True when the client has no command request in flight.
+--- @param client vim.lsp.Client
+function T.idle(client)
+  for _, req in pairs(client.requests) do
+    if req.type == "pending" then
+      return false
+    end
+  end
+  return true
+end
+
+--- @param buf integer
+--- @return string
+function T.text(buf)
+  return table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), "\n")
+end
+
+--- The buffer whose name starts with `prefix`, or -1.
+--- @param prefix string
+--- @return integer
+function T.find_buf(prefix)
+  for _, b in ipairs(vim.api.nvim_list_bufs()) do
+    if vim.startswith(vim.api.nvim_buf_get_name(b), prefix) then
+      return b
+    end
+  end
+  return -1
+end
+
+--- @param substring string
+--- @return boolean
+function T.notified(substring)
+  for _, n in ipairs(T.observed.notifications) do
+    if n.msg:find(substring, 1, true) then
+      return true
+    end
+  end
+  return false
+end
+
+--- Run the test body, write what was observed, and exit (non-zero on failure).
+--- @param body fun()
+function T.run(body)
+  local ok, err = xpcall(body, debug.traceback)
+  if not ok then
+    T.observed.error = tostring(err)
+  end
+  local file = assert(io.open(assert(os.getenv("PHASEWISE_TEST_OUT")), "w"))
+  file:write(vim.json.encode(T.observed))
+  file:close()
+  if not ok then
+    io.stderr:write(tostring(err), "\n")
+    vim.cmd("cquit 1")
+  end
+  vim.cmd("qall!")
+end
+
+return T

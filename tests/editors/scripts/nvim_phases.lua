@@ -1,0 +1,69 @@
+-- :Phasewise plan streams into a Markdown scratch buffer, then :Phasewise code (instruction asked
+-- with vim.ui.input, the plan handed over) lands its edit in the buffer; progress is observed.
+local T = dofile(vim.fs.joinpath(vim.fs.dirname(debug.getinfo(1, "S").source:sub(2)), "nvim_common.lua"))
+
+T.run(function()
+  local phasewise = require("phasewise")
+  phasewise.setup({ cmd = T.input.cmd, settings = { phasewise = T.input.settings } })
+  local buf, client = T.open(T.input.file)
+  local obs = T.observed
+  obs.server_version = client.server_info and client.server_info.version
+
+  obs.progress, obs.statusline = {}, {}
+  vim.api.nvim_create_autocmd("LspProgress", {
+    callback = function(ev)
+      local value = ev.data.params.value
+      table.insert(obs.progress, { kind = value.kind, title = value.title })
+      if value.kind == "begin" then
+        table.insert(obs.statusline, phasewise.statusline())
+      end
+    end,
+  })
+
+  -- count the streamed chunks and what the plan buffer held while the request was still running
+  local scratch = require("phasewise.scratch")
+  local on_stream = scratch.on_stream
+  obs.stream = {}
+  scratch.on_stream = function(params)
+    on_stream(params)
+    local plan_buf = T.find_buf("phasewise://plan/")
+    obs.streamed = plan_buf ~= -1 and T.text(plan_buf) or nil
+    table.insert(obs.stream, {
+      phase = params.phase,
+      uri_matches = params.uri == vim.uri_from_bufnr(buf),
+      plan_buffer_chars = plan_buf ~= -1 and #T.text(plan_buf) or -1,
+      running = not T.idle(client),
+    })
+  end
+
+  vim.cmd("Phasewise plan rename load to read_file")
+  T.wait("the plan", function()
+    return T.idle(client) and T.notified("Phasewise plan: ")
+  end)
+  local plan_buf = T.find_buf("phasewise://plan/")
+  assert(plan_buf ~= -1, "no plan buffer")
+  obs.plan = {
+    name = vim.api.nvim_buf_get_name(plan_buf),
+    filetype = vim.bo[plan_buf].filetype,
+    buftype = vim.bo[plan_buf].buftype,
+    shown = vim.fn.bufwinid(plan_buf) ~= -1,
+    text = T.text(plan_buf),
+  }
+  obs.current_after_plan = vim.api.nvim_get_current_buf() == buf
+  obs.statusline_after = phasewise.statusline()
+
+  -- no instruction on the command line: asked for, offering the plan's instruction
+  vim.ui.input = function(opts, on_confirm)
+    obs.prompt = { prompt = opts.prompt, default = opts.default }
+    on_confirm(opts.default)
+  end
+  vim.cmd("Phasewise code")
+  T.wait("the code edit", function()
+    return T.idle(client) and T.text(buf):find("def read_file(", 1, true) ~= nil
+  end)
+  obs.text_after_code = T.text(buf)
+  obs.modified = vim.bo[buf].modified
+  obs.diagnostics = vim.tbl_map(function(d)
+    return { source = d.source, code = d.code }
+  end, vim.diagnostic.get(buf))
+end)

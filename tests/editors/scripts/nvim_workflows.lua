@@ -1,0 +1,50 @@
+-- The other subcommands against the simulator: run (plan → code → review), review, compare,
+-- verify and status, each rendered where the user looks for it.
+local T = dofile(vim.fs.joinpath(vim.fs.dirname(debug.getinfo(1, "S").source:sub(2)), "nvim_common.lua"))
+
+--- Run `:Phasewise {line}` and wait for its answer: the request done and `notified` seen.
+local function phasewise(client, line, notified)
+  local before = #T.observed.notifications
+  vim.cmd("Phasewise " .. line)
+  T.wait(":Phasewise " .. line, function()
+    if not T.idle(client) then
+      return false
+    end
+    for i = before + 1, #T.observed.notifications do
+      if T.observed.notifications[i].msg:find(notified, 1, true) then
+        return true
+      end
+    end
+    return false
+  end)
+  return T.observed.notifications[#T.observed.notifications].msg
+end
+
+T.run(function()
+  local obs = T.observed
+  require("phasewise").setup({ cmd = T.input.cmd, settings = { phasewise = T.input.settings } })
+  local buf, client = T.open(T.input.file)
+
+  obs.run = phasewise(client, "run rename load to read_file", "Phasewise run")
+  obs.text_after_run = T.text(buf)
+  obs.plan_after_run = T.text(T.find_buf("phasewise://plan/"))
+
+  obs.review = phasewise(client, "review", "Phasewise review (")
+  obs.review_diagnostics = #vim.diagnostic.get(buf, { severity = { min = vim.diagnostic.severity.HINT } })
+  obs.review_sources = vim.tbl_map(function(d)
+    return d.source
+  end, vim.diagnostic.get(buf))
+
+  -- a range: only lines 4-6 go to both models
+  vim.cmd("4,6Phasewise compare plan planner/claude-sim,coder/glm-sim explain this")
+  T.wait("the compare report", function()
+    return T.idle(client) and T.find_buf("phasewise://compare") ~= -1
+  end)
+  obs.compare = T.text(T.find_buf("phasewise://compare"))
+
+  obs.verify = phasewise(client, "verify", "Phasewise verify")
+  obs.status = phasewise(client, "status", "Phasewise " .. T.input.version)
+  vim.cmd.enew() -- a buffer the server is not attached to: status and verify still answer
+  obs.status_unattached = phasewise(client, "status", "Phasewise " .. T.input.version)
+  obs.verify_unattached = phasewise(client, "verify", "Phasewise verify")
+end)

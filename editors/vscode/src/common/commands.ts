@@ -1,0 +1,608 @@
+/**
+ * The palette commands. Each acts on the active editor (its selection when there is one), asks
+ * what it needs through the Prompter, sends the contract's command to the server and shows the
+ * answer. Called with an argument object (from a quick fix or another extension) they ask nothing.
+ */
+
+import * as vscode from "vscode";
+
+import { INSTALL_COMMAND, PHASES, PLAN_SCHEME, REPORT_SCHEME, SECTION, type Phase } from "./constants";
+import { describeResult, type PhasewiseDocuments } from "./documents";
+import { isEnvName, type KeyStore } from "./keys";
+import type { Log } from "./log";
+import {
+  isPhaseResult,
+  isStatusReport,
+  isVerifyReport,
+  keyReady,
+  phaseResultsIn,
+  routeOf,
+  type PhaseResult,
+  type Problem,
+  type StatusReport,
+} from "./protocol";
+import { ServerUnavailable, type ServerManager } from "./server";
+import { statusMarkdown, type StatusBar } from "./statusBar";
+import type { Ui } from "./ui";
+
+export const COMMANDS = {
+  plan: "phasewise.plan",
+  code: "phasewise.code",
+  review: "phasewise.review",
+  run: "phasewise.run",
+  status: "phasewise.status",
+  verify: "phasewise.verify",
+  compare: "phasewise.compare",
+  retry: "phasewise.retry",
+  setApiKey: "phasewise.setApiKey",
+  openSettings: "phasewise.openSettings",
+  restartServer: "phasewise.restartServer",
+  showOutput: "phasewise.showOutput",
+} as const;
+
+interface LspRange {
+  start: { line: number; character: number };
+  end: { line: number; character: number };
+}
+
+export interface PhaseArg {
+  uri?: string;
+  range?: LspRange;
+  instruction?: string;
+  plan?: string;
+  model?: string;
+}
+
+interface Target {
+  uri: vscode.Uri;
+  range?: LspRange;
+}
+
+const INTERNAL_SCHEMES = new Set([PLAN_SCHEME, REPORT_SCHEME, "output", "vscode-settings"]);
+
+function selectionRange(editor: vscode.TextEditor): LspRange | undefined {
+  const selection = editor.selection;
+  if (selection.isEmpty) {
+    return undefined;
+  }
+  let end = selection.end;
+  // A selection of whole lines ends at column 0 of the next line: that line is not part of it.
+  if (end.character === 0 && end.line > selection.start.line) {
+    end = editor.document.lineAt(end.line - 1).range.end;
+  }
+  return {
+    start: { line: selection.start.line, character: selection.start.character },
+    end: { line: end.line, character: end.character },
+  };
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export class Commands {
+  private lastStatus: StatusReport | undefined;
+
+  constructor(
+    private readonly server: ServerManager,
+    private readonly docs: PhasewiseDocuments,
+    private readonly keys: KeyStore,
+    private readonly log: Log,
+    private readonly ui: Ui,
+    private readonly statusBar: StatusBar,
+  ) {}
+
+  register(): vscode.Disposable[] {
+    const reg = (id: string, fn: (arg?: never) => unknown) => vscode.commands.registerCommand(id, fn);
+    return [
+      reg(COMMANDS.plan, (arg?: PhaseArg) => this.phase("plan", arg)),
+      reg(COMMANDS.code, (arg?: PhaseArg) => this.phase("code", arg)),
+      reg(COMMANDS.review, (arg?: PhaseArg) => this.phase("review", arg)),
+      reg(COMMANDS.run, (arg?: PhaseArg) => this.run(arg)),
+      reg(COMMANDS.status, (arg?: { uri?: string; quiet?: boolean }) => this.status(arg)),
+      reg(COMMANDS.verify, (arg?: { uri?: string; providers?: string[] }) => this.verify(arg)),
+      reg(COMMANDS.compare, (arg?: PhaseArg & { phase?: Phase; models?: string[] }) => this.compare(arg)),
+      reg(COMMANDS.retry, (arg?: { uri: string; phase: Phase; model?: string }) => this.retry(arg)),
+      reg(COMMANDS.setApiKey, (arg?: { env?: string; provider?: string }) => this.setApiKey(arg)),
+      reg(COMMANDS.openSettings, (arg?: { setting?: string }) => this.openSettings(arg)),
+      reg(COMMANDS.restartServer, () => this.restartServer()),
+      reg(COMMANDS.showOutput, () => this.log.show()),
+    ];
+  }
+
+  // phases ----------------------------------------------------------------------------------------
+
+  async phase(phase: Phase, arg?: PhaseArg): Promise<PhaseResult | undefined> {
+    const target = this.target(arg);
+    if (!target || !(await this.ready())) {
+      return undefined;
+    }
+    let instruction = arg?.instruction;
+    let plan = arg?.plan;
+    if (instruction === undefined) {
+      const latest = phase === "code" ? this.docs.latestPlan(target.uri) : undefined;
+      instruction = await this.askInstruction(phase, target, latest?.instruction);
+      if (instruction === undefined) {
+        return undefined;
+      }
+      if (latest && instruction === latest.instruction) {
+        plan = latest.text;
+        this.log.info(`code: following the plan of run ${latest.runId}`);
+      }
+    }
+    const args = { uri: target.uri.toString(), instruction, range: target.range, plan, model: arg?.model };
+    const planDoc =
+      phase === "plan" ? await this.docs.beginPlan(target.uri, instruction, this.routeHint(phase)) : undefined;
+    const answer = await this.send(`phasewise.${phase}`, args);
+    const result = isPhaseResult(answer) ? answer : undefined;
+    if (planDoc) {
+      this.docs.finishPlan(planDoc, result, answer === undefined ? "the server did not answer" : undefined);
+    }
+    if (result) {
+      this.present(result);
+    }
+    void this.refreshStatus(target.uri);
+    return result;
+  }
+
+  async run(arg?: PhaseArg): Promise<unknown> {
+    const target = this.target(arg);
+    if (!target || !(await this.ready())) {
+      return undefined;
+    }
+    const instruction = arg?.instruction ?? (await this.askInstruction("run", target));
+    if (instruction === undefined) {
+      return undefined;
+    }
+    const planDoc = await this.docs.beginPlan(target.uri, instruction, this.routeHint("plan"));
+    const answer = await this.send(COMMANDS.run, { uri: target.uri.toString(), instruction, range: target.range });
+    const results = phaseResultsIn(answer);
+    this.docs.finishPlan(
+      planDoc,
+      results.find((r) => r.phase === "plan"),
+      "the run did not reach the plan phase",
+    );
+    results.forEach((r) => this.present(r, { quiet: true }));
+    const failed = results.find((r) => !r.ok);
+    if (failed) {
+      this.present(failed);
+    } else if (results.length > 0) {
+      this.log.info(`run finished: ${results.map((r) => `${r.phase} ${routeOf(r)}`).join(", ")}`);
+      vscode.window.setStatusBarMessage(`Phasewise run: ${results.map((r) => `${r.phase} ✓`).join(" ")}`, 5000);
+    }
+    void this.refreshStatus(target.uri);
+    return answer;
+  }
+
+  async retry(arg?: { uri: string; phase: Phase; model?: string }): Promise<PhaseResult | undefined> {
+    if (!arg?.uri || !arg.phase || !(await this.ready())) {
+      return undefined;
+    }
+    const planDoc =
+      arg.phase === "plan"
+        ? await this.docs.beginPlan(vscode.Uri.parse(arg.uri), "retry", arg.model ?? this.routeHint("plan"))
+        : undefined;
+    const answer = await this.send(COMMANDS.retry, arg);
+    const result = isPhaseResult(answer) ? answer : undefined;
+    if (planDoc) {
+      this.docs.finishPlan(planDoc, result);
+    }
+    if (result) {
+      this.present(result);
+    }
+    return result;
+  }
+
+  // status, verify, compare -------------------------------------------------------------------
+
+  async status(arg?: { uri?: string; quiet?: boolean }): Promise<StatusReport | undefined> {
+    const uri = arg?.uri ?? this.activeUri()?.toString();
+    const report = await this.fetchStatus(uri, !arg?.quiet);
+    if (!report || arg?.quiet) {
+      return report;
+    }
+    this.log.info(`status:\n${statusMarkdown(report)}`);
+    type Item = vscode.QuickPickItem & { act?: () => unknown };
+    const items: Item[] = report.phases.map((p) => {
+      const missing = (p.keys ?? []).find((k) => !k.present);
+      return {
+        label: `${p.problem ? "$(error)" : keyReady(p) ? "$(pass)" : "$(key)"} ${p.phase}`,
+        description: `${routeOf(p)}${p.protocol ? ` · ${p.protocol}` : ""}`,
+        detail: p.problem
+          ? p.problem.message
+          : (p.keys ?? [])
+              .map((k) => `${k.env}: ${k.present ? `${k.masked ?? "set"} (${k.source ?? "?"})` : "missing"}`)
+              .join(", ") || (p.requiresKey === false ? "no key needed" : undefined),
+        act: missing
+          ? () => this.setApiKey({ env: missing.env, provider: p.provider })
+          : () => this.openSettings({ setting: `${SECTION}.phases` }),
+      };
+    });
+    for (const issue of report.settingsIssues ?? []) {
+      items.push({
+        label: `$(warning) ${issue.path}`,
+        detail: issue.message,
+        act: () => this.openSettings({ setting: issue.path }),
+      });
+    }
+    items.push(
+      { label: "", kind: vscode.QuickPickItemKind.Separator },
+      { label: "$(key) Set API key…", act: () => this.setApiKey() },
+      { label: "$(gear) Open settings", act: () => this.openSettings() },
+      { label: "$(debug-restart) Restart server", act: () => this.restartServer() },
+      { label: "$(output) Show output", act: () => this.log.show() },
+    );
+    const picked = await this.ui.prompter.pick(items, {
+      title: `Phasewise ${report.version ?? ""} — routes of ${uri ? vscode.Uri.parse(uri).path.split("/").pop() : "this workspace"}`,
+      placeHolder: "Pick a phase to fix its key or settings",
+    });
+    await picked?.act?.();
+    return report;
+  }
+
+  async verify(arg?: { uri?: string; providers?: string[] }): Promise<unknown> {
+    const uri = arg?.uri ?? this.activeUri()?.toString();
+    const answer = await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: "Phasewise: verifying providers…" },
+      () => this.send(COMMANDS.verify, { uri, providers: arg?.providers }),
+    );
+    if (answer !== undefined) {
+      this.log.info(`verify: ${JSON.stringify(answer)}`);
+      await this.docs.showReport("Phasewise providers", this.verifyMarkdown(answer));
+    }
+    return answer;
+  }
+
+  async compare(arg?: PhaseArg & { phase?: Phase; models?: string[] }): Promise<unknown> {
+    const target = this.target(arg);
+    if (!target || !(await this.ready())) {
+      return undefined;
+    }
+    const phaseItems = PHASES.map((p) => ({ label: p, description: this.routeHint(p), phase: p }));
+    const phase =
+      arg?.phase ??
+      (await this.ui.prompter.pick(phaseItems, { title: "Phasewise: compare models — which phase?" }))?.phase;
+    if (!phase) {
+      return undefined;
+    }
+    let models = arg?.models;
+    if (!models) {
+      const text = await this.ui.prompter.input({
+        title: `Phasewise: compare models on the ${phase} phase`,
+        prompt: "Models to compare, separated by commas (provider/model)",
+        value: this.lastStatus?.phases.find((p) => p.phase === phase)?.model ? `${this.routeHint(phase)}, ` : "",
+        ignoreFocusOut: true,
+        validateInput: (v) => {
+          const refs = v
+            .split(",")
+            .map((s) => s.trim())
+            .filter(Boolean);
+          if (refs.length < 2) {
+            return "Name at least two models";
+          }
+          const bad = refs.find((r) => !/^[^/\s]+\/\S+/.test(r));
+          return bad ? `'${bad}' is not provider/model` : undefined;
+        },
+      });
+      if (text === undefined) {
+        return undefined;
+      }
+      models = text
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean);
+    }
+    const instruction = arg?.instruction ?? (await this.askInstruction(phase, target));
+    if (instruction === undefined) {
+      return undefined;
+    }
+    const answer = await this.send(COMMANDS.compare, {
+      uri: target.uri.toString(),
+      range: target.range,
+      instruction,
+      phase,
+      models,
+    });
+    const results = phaseResultsIn(answer);
+    results.forEach((r) => this.present(r, { quiet: true }));
+    const serverMarkdown = (answer as { markdown?: unknown } | undefined)?.markdown;
+    if (typeof serverMarkdown === "string") {
+      await this.docs.showReport(`Phasewise compare ${phase}`, serverMarkdown);
+    } else if (answer !== undefined) {
+      const sections = results.map(
+        (r) =>
+          `## ${routeOf(r)} — ${r.ok ? "ok" : `failed (${r.error?.kind ?? "?"})`}\n\n_${describeResult(r)}_\n\n${r.ok ? r.text : (r.error?.message ?? "")}`,
+      );
+      const body = sections.length
+        ? sections.join("\n\n---\n\n")
+        : "```json\n" + JSON.stringify(answer, null, 2) + "\n```";
+      await this.docs.showReport(`Phasewise compare ${phase}`, `# Compare: ${instruction}\n\n${body}\n`);
+    }
+    return answer;
+  }
+
+  // keys, settings, server ----------------------------------------------------------------------
+
+  async setApiKey(arg?: { env?: string; provider?: string }): Promise<boolean> {
+    let env = arg?.env;
+    let provider = arg?.provider ?? undefined;
+    if (!env) {
+      const report = this.lastStatus ?? (await this.fetchStatus(this.activeUri()?.toString(), false));
+      const seen = new Map<string, { present: boolean; provider?: string }>();
+      for (const p of report?.phases ?? []) {
+        for (const k of p.keys ?? []) {
+          if (!seen.has(k.env)) {
+            seen.set(k.env, { present: k.present, provider: p.provider });
+          }
+        }
+      }
+      for (const name of this.keys.names()) {
+        if (!seen.has(name)) {
+          seen.set(name, { present: true });
+        }
+      }
+      const other = "$(edit) Another variable…";
+      const items = [...seen].map(([name, v]) => ({
+        label: name,
+        description: `${v.present ? "set" : "missing"}${v.provider ? ` · ${v.provider}` : ""}`,
+        provider: v.provider,
+      }));
+      const picked = await this.ui.prompter.pick([...items, { label: other, description: "", provider: undefined }], {
+        title: "Phasewise: which key?",
+      });
+      if (!picked) {
+        return false;
+      }
+      if (picked.label === other) {
+        env = await this.ui.prompter.input({
+          title: "Phasewise: key variable",
+          prompt: "The environment variable name the settings use (apiKeyEnv), e.g. ZAI_API_KEY",
+          validateInput: (v) => (isEnvName(v.trim()) ? undefined : "Letters, digits and _ only"),
+        });
+        env = env?.trim();
+      } else {
+        env = picked.label;
+        provider = picked.provider;
+      }
+      if (!env) {
+        return false;
+      }
+    }
+    if (!isEnvName(env)) {
+      void vscode.window.showErrorMessage(`Phasewise: '${env}' is not an environment variable name.`);
+      return false;
+    }
+    const value = await this.ui.prompter.input({
+      title: `Phasewise: set ${env}${provider ? ` (${provider})` : ""}`,
+      prompt:
+        "Kept in VS Code's secret storage and given to the language server in memory only, never written to settings. Leave empty to remove it.",
+      password: true,
+      ignoreFocusOut: true,
+    });
+    if (value === undefined) {
+      return false;
+    }
+    if (value.trim() === "") {
+      await this.keys.remove(env);
+      this.log.info(`${env} removed from secret storage`);
+    } else {
+      await this.keys.set(env, value.trim());
+      this.log.info(`${env} stored in secret storage`);
+    }
+    await this.server.pushKeys({ [env]: value.trim() });
+    void this.refreshStatus();
+    return true;
+  }
+
+  async openSettings(arg?: { setting?: string }): Promise<void> {
+    const query = (arg?.setting ?? SECTION).split(".").slice(0, 2).join(".");
+    await vscode.commands.executeCommand("workbench.action.openSettings", query);
+  }
+
+  async restartServer(): Promise<void> {
+    this.log.info("restarting the language server");
+    const client = await this.server.restart();
+    if (client) {
+      void vscode.window.setStatusBarMessage("Phasewise: language server restarted", 3000);
+      void this.refreshStatus();
+    } else {
+      this.showUnavailable(this.server.unavailableMessage());
+    }
+  }
+
+  /** Refreshes the status bar from `phasewise.status` (quietly: failures only reach the log). */
+  async refreshStatus(uri?: vscode.Uri): Promise<StatusReport | undefined> {
+    if (!this.server.running) {
+      this.statusBar.showState(this.server.state, this.server.lastError);
+      return undefined;
+    }
+    return this.fetchStatus((uri ?? this.activeUri())?.toString(), false);
+  }
+
+  // helpers -------------------------------------------------------------------------------------
+
+  /** Starts the server if needed; says why not (and what to do) when it cannot run. */
+  private async ready(): Promise<boolean> {
+    if (await this.server.ensureStarted()) {
+      return true;
+    }
+    this.showUnavailable(this.server.unavailableMessage());
+    return false;
+  }
+
+  private async fetchStatus(uri: string | undefined, loud: boolean): Promise<StatusReport | undefined> {
+    try {
+      const answer = await this.server.execute(COMMANDS.status, uri ? { uri } : {});
+      if (isStatusReport(answer)) {
+        this.lastStatus = answer;
+        this.statusBar.showReport(answer);
+        return answer;
+      }
+    } catch (err) {
+      this.statusBar.showState(this.server.state, this.server.lastError);
+      if (loud) {
+        this.fail(err);
+      } else {
+        this.log.warn(`status: ${errorText(err)}`);
+      }
+    }
+    return undefined;
+  }
+
+  /** Sends a server command; failures are shown and answered with undefined. */
+  private async send(command: string, arg: object): Promise<unknown> {
+    try {
+      return await this.server.execute(command, arg);
+    } catch (err) {
+      this.fail(err);
+      return undefined;
+    }
+  }
+
+  private present(result: PhaseResult, options: { quiet?: boolean } = {}): void {
+    const line = describeResult(result);
+    if (result.ok) {
+      this.log.info(line);
+      if (options.quiet) {
+        return;
+      }
+      if (result.phase === "code") {
+        void vscode.window.setStatusBarMessage(
+          `Phasewise: ${result.applied === false ? "code not applied" : "code applied"} (${routeOf(result)})`,
+          5000,
+        );
+      } else if (result.phase === "review") {
+        const n = result.findings?.length ?? 0;
+        void vscode.window.setStatusBarMessage(
+          `Phasewise review: ${n} finding${n === 1 ? "" : "s"} (${routeOf(result)})`,
+          5000,
+        );
+      }
+      return;
+    }
+    const problem = result.error;
+    this.log.warn(`${line}: ${problem?.kind ?? "?"}: ${problem?.message ?? ""}`);
+    if (options.quiet || problem?.kind === "cancelled") {
+      return;
+    }
+    const actions: string[] = [];
+    if (problem?.keyEnv) {
+      actions.push("Set API key");
+    }
+    actions.push("Open settings", "Show output");
+    void vscode.window
+      .showErrorMessage(problem?.message ?? `Phasewise ${result.phase} failed`, ...actions)
+      .then((choice) => {
+        if (choice === "Set API key") {
+          void this.setApiKey({ env: problem?.keyEnv ?? undefined, provider: problem?.provider ?? undefined });
+        } else if (choice === "Open settings") {
+          void this.openSettings({ setting: problem?.setting ?? `${SECTION}.phases` });
+        } else if (choice === "Show output") {
+          this.log.show();
+        }
+      });
+  }
+
+  private fail(err: unknown): void {
+    const message = errorText(err);
+    this.log.error(message);
+    if (err instanceof ServerUnavailable) {
+      this.showUnavailable(message);
+    } else {
+      void vscode.window.showErrorMessage(`Phasewise: ${message}`, "Show output").then((c) => c && this.log.show());
+    }
+  }
+
+  private showUnavailable(message: string): void {
+    const state = this.server.state;
+    const actions =
+      state === "untrusted"
+        ? ["Manage Workspace Trust"]
+        : state === "not-found"
+          ? ["Copy install command", "Open settings", "Show output"]
+          : ["Restart server", "Show output"];
+    void vscode.window.showErrorMessage(message, ...actions).then(async (choice) => {
+      if (choice === "Manage Workspace Trust") {
+        await vscode.commands.executeCommand("workbench.trust.manage");
+      } else if (choice === "Copy install command") {
+        await vscode.env.clipboard.writeText(this.server.installCommand ?? INSTALL_COMMAND);
+      } else if (choice === "Open settings") {
+        await this.openSettings({ setting: `${SECTION}.server` });
+      } else if (choice === "Restart server") {
+        await this.restartServer();
+      } else if (choice === "Show output") {
+        this.log.show();
+      }
+    });
+  }
+
+  private target(arg?: PhaseArg): Target | undefined {
+    if (arg?.uri) {
+      return { uri: vscode.Uri.parse(arg.uri), range: arg.range };
+    }
+    const editor = vscode.window.activeTextEditor;
+    if (!editor || INTERNAL_SCHEMES.has(editor.document.uri.scheme)) {
+      void vscode.window.showWarningMessage(
+        "Phasewise: open the file to work on first (the selection, if any, narrows it).",
+      );
+      return undefined;
+    }
+    return { uri: editor.document.uri, range: selectionRange(editor) };
+  }
+
+  private activeUri(): vscode.Uri | undefined {
+    const uri = vscode.window.activeTextEditor?.document.uri;
+    return uri && !INTERNAL_SCHEMES.has(uri.scheme) ? uri : undefined;
+  }
+
+  private askInstruction(phase: Phase | "run", target: Target, value?: string): Thenable<string | undefined> {
+    const scope = target.range ? `lines ${target.range.start.line + 1}–${target.range.end.line + 1}` : "the whole file";
+    const prompts: Record<Phase | "run", string> = {
+      plan: `What should the plan achieve? (${scope})`,
+      code: `What should change? (${scope})${value ? " — keep the plan's instruction to follow that plan" : ""}`,
+      review: `What should the review focus on? Optional (${scope})`,
+      run: `What should change? Plan → code → review (${scope})`,
+    };
+    return this.ui.prompter.input({
+      title: `Phasewise ${phase}${phase === "run" ? "" : ` · ${this.routeHint(phase)}`}`,
+      prompt: prompts[phase],
+      value,
+      ignoreFocusOut: true,
+      validateInput: phase === "review" ? undefined : (v) => (v.trim() ? undefined : "Say what the phase should do"),
+    });
+  }
+
+  private routeHint(phase: string): string {
+    const p = this.lastStatus?.phases.find((s) => s.phase === phase);
+    return p ? routeOf(p) : "default route";
+  }
+
+  private verifyMarkdown(answer: unknown): string {
+    const full = `<details><summary>Full answer</summary>\n\n\`\`\`json\n${JSON.stringify(answer, null, 2)}\n\`\`\`\n\n</details>\n`;
+    if (!isVerifyReport(answer)) {
+      return `# Phasewise: providers verified\n\n${full}`;
+    }
+    const ms = (v?: number | null) => (typeof v === "number" ? `${v.toFixed(0)} ms` : "");
+    const problem = (p?: Problem | null) => (p ? `${p.kind}: ${p.message}` : "");
+    const rows = answer.providers.flatMap((p) => [
+      `| **${p.provider}** | ${p.protocol ?? ""} | ${p.keyEnv ? `\`${p.keyEnv}\` ${p.keyMasked ?? "missing"}${p.keyAccepted === false ? " (rejected)" : ""}` : "—"} | ${p.ok ? "✓" : "✗"} | ${ms(p.latencyMs)} | ${problem(p.problem)} |`,
+      ...(p.models ?? []).map(
+        (m) => `| ↳ ${m.model} | | | ${m.ok ? "✓" : "✗"} | ${ms(m.latencyMs)} | ${problem(m.problem)} |`,
+      ),
+    ]);
+    const phases = answer.phases.map((p) => `| ${p.phase} | ${p.route ?? ""} | ${p.status} | ${problem(p.problem)} |`);
+    return [
+      `# Phasewise: providers verified ${answer.ok ? "✓" : "✗"}`,
+      "",
+      "| provider / model | protocol | key | ok | latency | problem |",
+      "|---|---|---|---|---|---|",
+      ...rows,
+      "",
+      "| phase | route | status | problem |",
+      "|---|---|---|---|",
+      ...phases,
+      "",
+      full,
+    ].join("\n");
+  }
+}

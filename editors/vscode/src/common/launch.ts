@@ -1,0 +1,126 @@
+/**
+ * How to start `phasewise serve`: the client settings `phasewise.server.command` and
+ * `phasewise.server.pythonPath`, then a workspace `.venv`, then `phasewise` on PATH.
+ * Each candidate is probed with `--version` so a wrong one is reported before the client starts.
+ */
+
+import { execFile } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as vscode from "vscode";
+
+import { INSTALL_COMMAND, REPO_INSTALL_COMMAND, SERVER_SETTINGS } from "./constants";
+
+export interface Launch {
+  command: string;
+  args: string[];
+  /** Where the command came from, for the output channel. */
+  origin: string;
+  version?: string;
+}
+
+export class LaunchError extends Error {
+  constructor(
+    message: string,
+    readonly installCommand: string,
+  ) {
+    super(message);
+  }
+}
+
+const PROBE_TIMEOUT_MS = 15_000;
+
+function probe(command: string, args: string[]): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    execFile(command, args, { timeout: PROBE_TIMEOUT_MS }, (error, stdout) => {
+      const line = stdout.trim().split("\n")[0] ?? "";
+      resolve(error || !line.startsWith("phasewise") ? undefined : line);
+    });
+  });
+}
+
+function onPath(name: string): string | undefined {
+  const exts = process.platform === "win32" ? (process.env.PATHEXT ?? ".EXE;.CMD").split(";") : [""];
+  for (const dir of (process.env.PATH ?? "").split(path.delimiter)) {
+    for (const ext of exts) {
+      const candidate = path.join(dir, name + ext);
+      try {
+        fs.accessSync(candidate, fs.constants.X_OK);
+        return candidate;
+      } catch {
+        // not here
+      }
+    }
+  }
+  return undefined;
+}
+
+function venvPython(folder: vscode.WorkspaceFolder): string | undefined {
+  const rel = process.platform === "win32" ? ["Scripts", "python.exe"] : ["bin", "python"];
+  for (const venv of [".venv", "venv"]) {
+    const candidate = path.join(folder.uri.fsPath, venv, ...rel);
+    if (fs.existsSync(candidate)) {
+      return candidate;
+    }
+  }
+  return undefined;
+}
+
+/** Expands `~` and `${workspaceFolder}` the way VS Code users expect in path settings. */
+function expand(value: string): string {
+  const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? "";
+  let out = value.replace(/\$\{workspaceFolder\}/g, folder);
+  if (out.startsWith("~/")) {
+    out = path.join(process.env.HOME ?? process.env.USERPROFILE ?? "", out.slice(2));
+  }
+  return out;
+}
+
+export async function resolveLaunch(): Promise<Launch> {
+  const config = vscode.workspace.getConfiguration(SERVER_SETTINGS);
+  const command = (config.get<string[]>("command") ?? []).map(expand);
+  if (command.length > 0) {
+    // A command of the user's own (e.g. `uvx phasewise serve`): started as given, not probed.
+    return { command: command[0], args: command.slice(1), origin: `${SERVER_SETTINGS}.command` };
+  }
+  const pythonPath = expand(config.get<string>("pythonPath") ?? "");
+  if (pythonPath) {
+    const version = await probe(pythonPath, ["-m", "phasewise", "--version"]);
+    if (!version) {
+      throw new LaunchError(
+        `Phasewise: the language server is not installed for ${pythonPath} (${SERVER_SETTINGS}.pythonPath). ` +
+          `Install it with: ${pythonPath} -m ${INSTALL_COMMAND}`,
+        `${pythonPath} -m ${INSTALL_COMMAND}`,
+      );
+    }
+    return {
+      command: pythonPath,
+      args: ["-m", "phasewise", "serve"],
+      origin: `${SERVER_SETTINGS}.pythonPath`,
+      version,
+    };
+  }
+  for (const folder of vscode.workspace.workspaceFolders ?? []) {
+    const python = venvPython(folder);
+    const version = python ? await probe(python, ["-m", "phasewise", "--version"]) : undefined;
+    if (python && version) {
+      return {
+        command: python,
+        args: ["-m", "phasewise", "serve"],
+        origin: `the workspace's ${path.dirname(path.dirname(python))}`,
+        version,
+      };
+    }
+  }
+  const exe = onPath("phasewise");
+  const version = exe ? await probe(exe, ["--version"]) : undefined;
+  if (exe && version) {
+    return { command: exe, args: ["serve"], origin: "PATH", version };
+  }
+  throw new LaunchError(
+    "Phasewise: the language server (`phasewise`) was not found. Install it with " +
+      `\`${INSTALL_COMMAND}\` (from a checkout of the repository: \`${REPO_INSTALL_COMMAND}\`), ` +
+      `or set ${SERVER_SETTINGS}.pythonPath to a Python that has it.`,
+    INSTALL_COMMAND,
+  );
+}

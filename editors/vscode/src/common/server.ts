@@ -1,0 +1,348 @@
+/**
+ * The language client's life: start `phasewise serve` (only in a trusted workspace), hand it the
+ * keys, restart on demand, and send it commands. Configuration pulls are answered by
+ * vscode-languageclient from the `phasewise` section, minus the extension's own sub-sections.
+ */
+
+import * as vscode from "vscode";
+import {
+  DidChangeConfigurationNotification,
+  ExecuteCommandRequest,
+  LanguageClient,
+  RevealOutputChannelOn,
+  State,
+  type DynamicFeature,
+  type LanguageClientOptions,
+  type ServerOptions,
+  type StaticFeature,
+} from "vscode-languageclient/node";
+
+import { CLIENT_SUBSECTIONS, SECTION, SERVER_SETTINGS, SET_KEYS, STREAM_TEXT } from "./constants";
+import type { KeyStore } from "./keys";
+import { LaunchError, resolveLaunch, type Launch } from "./launch";
+import type { Log } from "./log";
+import type { StreamTextParams } from "./protocol";
+
+export type ServerState = "stopped" | "starting" | "running" | "untrusted" | "not-found" | "failed";
+
+/** Why a command could not reach the server; the message says what to do. */
+export class ServerUnavailable extends Error {
+  constructor(
+    message: string,
+    readonly state: ServerState,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * vscode-languageclient would register a VS Code command for every server command; the
+ * extension registers its own under those names instead (they ask for the instruction and show
+ * the result), so the built-in forwarding is left out.
+ */
+class PhasewiseLanguageClient extends LanguageClient {
+  override registerFeature(feature: StaticFeature | DynamicFeature<unknown>): void {
+    if ("registrationType" in feature && feature.registrationType.method === ExecuteCommandRequest.method) {
+      return;
+    }
+    super.registerFeature(feature);
+  }
+}
+
+function withoutClientSettings(value: unknown): unknown {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return value;
+  }
+  const copy: Record<string, unknown> = { ...(value as Record<string, unknown>) };
+  for (const key of CLIENT_SUBSECTIONS) {
+    delete copy[key];
+  }
+  return copy;
+}
+
+export class ServerManager implements vscode.Disposable {
+  private client: LanguageClient | undefined;
+  private starting: Promise<LanguageClient | undefined> | undefined;
+  private current: ServerState = "stopped";
+  private readonly stateEmitter = new vscode.EventEmitter<ServerState>();
+  private readonly streamEmitter = new vscode.EventEmitter<StreamTextParams>();
+  private readonly settingsEmitter = new vscode.EventEmitter<void>();
+  private readonly forwarded = new Map<string, vscode.Disposable>();
+  private readonly disposables: vscode.Disposable[] = [];
+  launch: Launch | undefined;
+  lastError: string | undefined;
+  /** What to run to install the server, when it was not found. */
+  installCommand: string | undefined;
+  /** Keys handed over in `initializationOptions` (read when the client starts or restarts). */
+  private startKeys: Record<string, string> = {};
+
+  readonly onDidChangeState = this.stateEmitter.event;
+  readonly onStreamText = this.streamEmitter.event;
+  /** The server's settings changed (the status is worth refreshing). */
+  readonly onDidChangeSettings = this.settingsEmitter.event;
+
+  constructor(
+    private readonly log: Log,
+    private readonly keys: KeyStore,
+    /** VS Code commands the extension registers itself; other server commands are forwarded. */
+    private readonly ownCommands: ReadonlySet<string>,
+  ) {
+    this.disposables.push(
+      keys.onDidChange((changed) => void this.pushKeys(changed)),
+      vscode.workspace.onDidChangeConfiguration((e) => this.configurationChanged(e)),
+      vscode.workspace.onDidGrantWorkspaceTrust(() => {
+        this.log.info("workspace trusted: starting the language server");
+        void this.ensureStarted();
+      }),
+      this.stateEmitter,
+      this.streamEmitter,
+      this.settingsEmitter,
+    );
+  }
+
+  get state(): ServerState {
+    return this.current;
+  }
+
+  get running(): LanguageClient | undefined {
+    return this.client?.isRunning() ? this.client : undefined;
+  }
+
+  /** The running client, starting it first if needed; undefined when it cannot start. */
+  ensureStarted(): Promise<LanguageClient | undefined> {
+    if (this.client?.isRunning()) {
+      return Promise.resolve(this.client);
+    }
+    this.starting ??= this.start().finally(() => {
+      this.starting = undefined;
+    });
+    return this.starting;
+  }
+
+  async restart(): Promise<LanguageClient | undefined> {
+    await this.stop();
+    return this.ensureStarted();
+  }
+
+  async stop(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    if (client) {
+      try {
+        await client.stop(3000);
+      } catch (err) {
+        this.log.warn(`stopping the language server: ${String(err)}`);
+      }
+    }
+    this.setState("stopped");
+  }
+
+  /** Whether the running server offers `command` (run/verify/compare came later than plan). */
+  supports(command: string): boolean | undefined {
+    const commands = this.client?.initializeResult?.capabilities.executeCommandProvider?.commands;
+    return commands ? commands.includes(command) : undefined;
+  }
+
+  serverVersion(): string | undefined {
+    return this.client?.initializeResult?.serverInfo?.version;
+  }
+
+  /** `workspace/executeCommand` with the contract's one argument object. */
+  async execute(command: string, arg: object, token?: vscode.CancellationToken): Promise<unknown> {
+    const client = await this.ensureStarted();
+    if (!client) {
+      throw new ServerUnavailable(this.unavailableMessage(), this.current);
+    }
+    if (this.supports(command) === false) {
+      throw new ServerUnavailable(
+        `Phasewise: this language server (${this.serverVersion() ?? "unknown version"}) has no ` +
+          `\`${command}\` command yet; update it (pip install -U phasewise) and restart it.`,
+        this.current,
+      );
+    }
+    const params = { command, arguments: [arg] };
+    return (await client.sendRequest(ExecuteCommandRequest.type, params, token)) as unknown;
+  }
+
+  unavailableMessage(): string {
+    switch (this.current) {
+      case "untrusted":
+        return (
+          "Phasewise is off in this restricted workspace: its settings choose the providers, URLs " +
+          "and key variables the server would use. Trust the workspace to turn Phasewise on."
+        );
+      case "not-found":
+      case "failed":
+        return this.lastError ?? "Phasewise: the language server could not start (see the output channel).";
+      default:
+        return "Phasewise: the language server is not running.";
+    }
+  }
+
+  dispose(): void {
+    void this.stop();
+    for (const d of [...this.disposables, ...this.forwarded.values()]) {
+      d.dispose();
+    }
+  }
+
+  private setState(state: ServerState): void {
+    if (state !== this.current) {
+      this.current = state;
+      this.stateEmitter.fire(state);
+    }
+  }
+
+  private async start(): Promise<LanguageClient | undefined> {
+    if (!vscode.workspace.isTrusted) {
+      this.log.info("restricted workspace: the language server is not started until the workspace is trusted");
+      this.setState("untrusted");
+      return undefined;
+    }
+    this.setState("starting");
+    try {
+      this.launch = await resolveLaunch();
+    } catch (err) {
+      this.lastError = err instanceof Error ? err.message : String(err);
+      this.installCommand = err instanceof LaunchError ? err.installCommand : undefined;
+      this.log.error(this.lastError);
+      this.setState(err instanceof LaunchError ? "not-found" : "failed");
+      return undefined;
+    }
+    const launch = this.launch;
+    this.log.info(
+      `starting ${[launch.command, ...launch.args].join(" ")} (from ${launch.origin}${launch.version ? `, ${launch.version}` : ""})`,
+    );
+    const serverOptions: ServerOptions = { command: launch.command, args: launch.args };
+    this.startKeys = await this.keys.all();
+    const client = new PhasewiseLanguageClient(SECTION, "Phasewise", serverOptions, this.clientOptions());
+    client.onNotification(STREAM_TEXT, (params: StreamTextParams) => this.streamEmitter.fire(params));
+    client.onDidChangeState((e) => {
+      // After a crash vscode-languageclient restarts the server: it needs the keys again.
+      if (e.newState === State.Running && this.client === client) {
+        void this.sendAllKeys(client);
+      }
+      if (e.newState === State.Stopped && this.client === client) {
+        this.setState("stopped");
+      }
+    });
+    try {
+      await client.start();
+    } catch (err) {
+      this.lastError = `Phasewise: the language server failed to start: ${err instanceof Error ? err.message : String(err)}`;
+      this.log.error(this.lastError);
+      this.setState("failed");
+      return undefined;
+    }
+    this.client = client;
+    await this.sendAllKeys(client);
+    this.forwardServerCommands(client);
+    this.log.info(`language server ${this.serverVersion() ?? ""} running`);
+    this.setState("running");
+    return client;
+  }
+
+  private clientOptions(): LanguageClientOptions {
+    return {
+      documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
+      outputChannel: this.log.channel,
+      revealOutputChannelOn: RevealOutputChannelOn.Never,
+      diagnosticCollectionName: SECTION,
+      // The keys also travel with `initialize`, so the first command never races `setKeys`.
+      initializationOptions: () => (Object.keys(this.startKeys).length > 0 ? { keys: this.startKeys } : {}),
+      middleware: {
+        workspace: {
+          configuration: async (params, token, next) => {
+            const answer = await next(params, token);
+            if (!Array.isArray(answer)) {
+              return answer;
+            }
+            return answer.map((value: unknown, i) =>
+              params.items[i]?.section === SECTION ? withoutClientSettings(value) : value,
+            );
+          },
+        },
+      },
+    };
+  }
+
+  private async sendAllKeys(client: LanguageClient): Promise<void> {
+    const keys = await this.keys.all();
+    if (Object.keys(keys).length > 0) {
+      await this.sendKeys(client, keys);
+    }
+  }
+
+  private async sendKeys(client: LanguageClient | undefined, keys: Record<string, string>): Promise<void> {
+    if (!client?.isRunning()) {
+      return; // sent in full when the server starts
+    }
+    await client.sendNotification(SET_KEYS, { keys });
+    this.log.info(`keys sent to the server (in memory): ${Object.keys(keys).sort().join(", ")}`);
+  }
+
+  /**
+   * Hands changed keys ("" = removed) to the running server and checks it took them (the status's
+   * `keysInMemory` names, never values). A server that ignores `phasewise/setKeys` is restarted,
+   * which hands it every key with `initialize`.
+   */
+  async pushKeys(changed: Record<string, string>): Promise<void> {
+    const client = this.running;
+    if (!client) {
+      return; // handed over in full when the server starts
+    }
+    for (const [env, value] of Object.entries(changed)) {
+      if (value) {
+        this.startKeys[env] = value;
+      } else {
+        delete this.startKeys[env];
+      }
+    }
+    await this.sendKeys(client, changed);
+    let held: unknown;
+    try {
+      const status = (await this.execute("phasewise.status", {})) as { keysInMemory?: unknown };
+      held = status.keysInMemory;
+    } catch {
+      return;
+    }
+    if (!Array.isArray(held)) {
+      return; // a server that does not say: trust the notification
+    }
+    const took = Object.entries(changed).every(([env, value]) => held.includes(env) === (value !== ""));
+    if (!took) {
+      this.log.warn(
+        "the server did not take the keys from phasewise/setKeys: restarting it to hand them over at start",
+      );
+      await this.restart();
+    }
+  }
+
+  private forwardServerCommands(client: LanguageClient): void {
+    const commands = client.initializeResult?.capabilities.executeCommandProvider?.commands ?? [];
+    for (const command of commands) {
+      if (this.ownCommands.has(command) || this.forwarded.has(command)) {
+        continue;
+      }
+      this.forwarded.set(
+        command,
+        vscode.commands.registerCommand(command, (arg?: object) => this.execute(command, arg ?? {})),
+      );
+    }
+  }
+
+  private configurationChanged(e: vscode.ConfigurationChangeEvent): void {
+    if (e.affectsConfiguration(SERVER_SETTINGS)) {
+      if (this.client || this.current === "not-found" || this.current === "failed") {
+        this.log.info(`${SERVER_SETTINGS} changed: restarting the language server`);
+        void this.restart();
+      }
+      return;
+    }
+    if (e.affectsConfiguration(SECTION) && !e.affectsConfiguration(`${SECTION}.trace`)) {
+      // Pull model: the notification only tells the server to pull `phasewise` again.
+      void this.running?.sendNotification(DidChangeConfigurationNotification.type, { settings: null });
+      this.settingsEmitter.fire();
+    }
+  }
+}

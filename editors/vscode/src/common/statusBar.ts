@@ -1,0 +1,83 @@
+/** One status bar item: each phase's model and whether its key is there; a click shows Status. */
+
+import * as vscode from "vscode";
+
+import type { ServerState } from "./server";
+import { keyReady, routeOf, type PhaseStatus, type StatusReport } from "./protocol";
+
+function phaseText(phase: PhaseStatus): string {
+  const icon = phase.problem ? "$(error)" : keyReady(phase) ? "$(pass)" : "$(key)";
+  return `${icon} ${phase.phase} ${phase.model ?? "?"}`;
+}
+
+function keyCell(phase: PhaseStatus): string {
+  if (phase.requiresKey === false) {
+    return "not needed";
+  }
+  const keys = phase.keys ?? [];
+  if (keys.length === 0) {
+    return "—";
+  }
+  return keys
+    .map((k) => (k.present ? `\`${k.env}\` ✓ ${k.masked ?? ""} (${k.source ?? "?"})` : `\`${k.env}\` **missing**`))
+    .join("<br>");
+}
+
+export function statusMarkdown(report: StatusReport): string {
+  const rows = report.phases.map(
+    (p) =>
+      `| ${p.phase} | ${routeOf(p)} | ${p.protocol ?? ""} | ${keyCell(p)} | ${p.problem ? `${p.problem.kind}: ${p.problem.message}` : "ok"} |`,
+  );
+  const issues = (report.settingsIssues ?? []).map((i) => `- \`${i.path}\`: ${i.message}`);
+  return [
+    "| phase | model | protocol | key | problem |",
+    "|---|---|---|---|---|",
+    ...rows,
+    ...(issues.length ? ["", "**Settings issues**", ...issues] : []),
+  ].join("\n");
+}
+
+export class StatusBar implements vscode.Disposable {
+  readonly item: vscode.StatusBarItem;
+
+  constructor() {
+    this.item = vscode.window.createStatusBarItem("phasewise.status", vscode.StatusBarAlignment.Left, 50);
+    this.item.name = "Phasewise";
+    this.item.command = "phasewise.status";
+    this.showState("starting");
+    this.item.show();
+  }
+
+  get text(): string {
+    return this.item.text;
+  }
+
+  showState(state: ServerState, detail?: string): void {
+    const texts: Record<ServerState, [string, string]> = {
+      starting: ["$(sync~spin) Phasewise", "Starting the Phasewise language server…"],
+      running: ["$(pass) Phasewise", "Phasewise is running."],
+      stopped: ["$(circle-slash) Phasewise", "The Phasewise language server is stopped. Click for status."],
+      untrusted: ["$(shield) Phasewise: restricted", "Phasewise is off until this workspace is trusted."],
+      "not-found": ["$(error) Phasewise: server not found", detail ?? "The `phasewise` language server was not found."],
+      failed: ["$(error) Phasewise", detail ?? "The Phasewise language server failed to start."],
+    };
+    const [text, tooltip] = texts[state];
+    this.item.text = text;
+    this.item.tooltip = tooltip;
+    this.item.backgroundColor =
+      state === "not-found" || state === "failed" ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
+  }
+
+  showReport(report: StatusReport): void {
+    this.item.text = report.phases.map(phaseText).join("  ");
+    const tooltip = new vscode.MarkdownString(`**Phasewise** ${report.version ?? ""}\n\n${statusMarkdown(report)}`);
+    tooltip.supportHtml = true;
+    this.item.tooltip = tooltip;
+    const broken = report.phases.some((p) => p.problem) || (report.settingsIssues?.length ?? 0) > 0;
+    this.item.backgroundColor = broken ? new vscode.ThemeColor("statusBarItem.warningBackground") : undefined;
+  }
+
+  dispose(): void {
+    this.item.dispose();
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * Phasewise for VS Code: a thin client of the `phasewise` language server. It starts the server
+ * (in trusted workspaces only), keeps API keys in SecretStorage and hands them over in memory,
+ * and adds palette commands, a status bar item, streamed plan documents and an output channel.
+ * Progress, cancellation, diagnostics and quick fixes come from the server through
+ * vscode-languageclient.
+ */
+
+import * as vscode from "vscode";
+
+import { COMMANDS, Commands } from "./common/commands";
+import { PhasewiseDocuments } from "./common/documents";
+import { KeyStore } from "./common/keys";
+import { Log } from "./common/log";
+import { ServerManager } from "./common/server";
+import { StatusBar } from "./common/statusBar";
+import { Ui } from "./common/ui";
+import { runScriptedSession } from "./scriptedSession";
+
+let manager: ServerManager | undefined;
+
+/** What the extension exports to other extensions (and to its scripted session). */
+export interface PhasewiseApi {
+  readonly server: ServerManager;
+  readonly commands: Commands;
+  readonly documents: PhasewiseDocuments;
+  readonly statusBar: StatusBar;
+  readonly log: Log;
+  readonly ui: Ui;
+}
+
+export function activate(context: vscode.ExtensionContext): PhasewiseApi {
+  const log = new Log();
+  const keys = new KeyStore(context.secrets, context.globalState);
+  const documents = new PhasewiseDocuments();
+  const statusBar = new StatusBar();
+  const ui = new Ui();
+  const server = new ServerManager(log, keys, new Set(Object.values(COMMANDS)));
+  manager = server;
+  const commands = new Commands(server, documents, keys, log, ui, statusBar);
+  context.subscriptions.push(log, keys, documents, statusBar, server, ...commands.register());
+
+  let refresh: NodeJS.Timeout | undefined;
+  const refreshSoon = () => {
+    clearTimeout(refresh);
+    refresh = setTimeout(() => void commands.refreshStatus(), 300);
+  };
+  context.subscriptions.push(
+    server.onStreamText((params) => documents.onStream(params)),
+    server.onDidChangeState((state) => {
+      statusBar.showState(state, server.lastError);
+      if (state === "running") {
+        refreshSoon();
+      }
+    }),
+    server.onDidChangeSettings(refreshSoon),
+    vscode.window.onDidChangeActiveTextEditor(refreshSoon),
+    { dispose: () => clearTimeout(refresh) },
+  );
+
+  const api: PhasewiseApi = { server, commands, documents, statusBar, log, ui };
+  const report = process.env.PHASEWISE_TEST_REPORT;
+  if (report) {
+    void runScriptedSession(api, report);
+  } else {
+    void server.ensureStarted().then((client) => {
+      if (!client && server.state !== "untrusted") {
+        void vscode.commands.executeCommand(COMMANDS.status);
+      }
+    });
+  }
+  return api;
+}
+
+export async function deactivate(): Promise<void> {
+  await manager?.stop();
+}

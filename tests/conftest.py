@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from phasewise.sim import SimulatorThread
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = ["visual-studio-code", "neovim"]
+LEDGER = str(Path(tempfile.gettempdir()) / f"phasewise-tests-{os.getpid()}" / "runs.jsonl")
+os.environ.setdefault("PHASEWISE_LEDGER", LEDGER)
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +41,8 @@ def _fresh_sim(request: pytest.FixtureRequest) -> None:
 def server_env(**extra: str) -> dict[str, str]:
     """The server's environment: no real provider keys leak in from the developer's shell."""
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_AUTH_TOKEN"))}
+    # the run record of every test session goes to a temporary folder, never the home folder
+    env.setdefault("PHASEWISE_LEDGER", LEDGER)
     env.update(extra)
     return env
 

@@ -331,3 +331,24 @@ async def test_bad_settings_name_the_key_and_spare_the_rest(client: LanguageClie
         raise AssertionError("a command without uri must be refused")
     status = answer(await editor.command("phasewise.status", {"uri": URI}))
     assert status["version"]
+
+
+async def test_keys_handed_over_in_memory(client: LanguageClient, sim: SimulatorThread) -> None:
+    """An editor's secret store hands a key over by notification: used, never shown."""
+    editor = Editor(client)
+    editor.configure(routes(sim, code=("vault", "openai", "glm-sim", "VAULT_ONLY_KEY")))
+    editor.open(URI, DOC)
+    missing = answer(await editor.command("phasewise.code", {"uri": URI, "instruction": "rename load to get"}))
+    assert missing["error"]["kind"] == "missing-credentials"
+    secret = "test-key-from-secret-storage-9876"
+    client.protocol.notify("phasewise/setKeys", {"keys": {"VAULT_ONLY_KEY": secret}})
+    status = answer(await editor.command("phasewise.status", {"uri": URI}))
+    assert status["keysInMemory"] == ["VAULT_ONLY_KEY"]
+    code_view = next(p for p in status["phases"] if p["phase"] == "code")
+    assert code_view["keys"] == [{"env": "VAULT_ONLY_KEY", "present": True,
+                                  "source": "editor secret storage", "masked": "…9876"}]
+    result = answer(await editor.command("phasewise.code", {"uri": URI, "instruction": "rename load to get"}))
+    assert result["ok"], result
+    assert sim.requests[-1].api_key == secret
+    seen = str(status) + str(result) + str(client.log_messages) + str(client.diagnostics)
+    assert secret not in seen

@@ -28,6 +28,7 @@ BUILTIN_PHASES = ("plan", "code", "review")
 Protocol = Literal["openai", "anthropic"]
 EditFormat = Literal["tool", "text"]
 FallbackKind = Literal[
+    "missing-credentials",
     "rate-limit",
     "overloaded",
     "server-error",
@@ -79,7 +80,7 @@ class ModelRef(_Model):
         return f"{self.provider}/{self.model}"
 
 
-ModelRefIn = Annotated[ModelRef, BeforeValidator(_split_ref)]
+ModelRefIn = Annotated[ModelRef, BeforeValidator(_split_ref, json_schema_input_type=str | ModelRef)]
 
 
 class ModelSettings(_Model):

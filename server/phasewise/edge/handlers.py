@@ -51,11 +51,7 @@ def register(ls: PhasewiseServer) -> None:
 
     @ls.feature(SET_KEYS)
     def on_set_keys(ls: PhasewiseServer, params: Any) -> None:
-        keys = getattr(params, "keys", None)
-        if keys is None and isinstance(params, dict):
-            keys = params.get("keys")
-        if keys is not None and not isinstance(keys, dict):
-            keys = {k: getattr(keys, k) for k in vars(keys)} if hasattr(keys, "__dict__") else None
+        keys = as_plain(params).get("keys") if params is not None else None
         if isinstance(keys, dict):
             ls.engine.keyring.set_memory({str(k): str(v or "") for k, v in keys.items()})
             ls.log_line(f"keys received in memory for: {', '.join(sorted(keys)) or 'none'}")
@@ -94,6 +90,17 @@ def register(ls: PhasewiseServer) -> None:
 
 
 PHASES = ("plan", "code", "review")
+
+
+def as_plain(value: Any) -> Any:
+    """Custom-method params as plain dicts: pygls hands them over as namedtuples."""
+    if hasattr(value, "_asdict"):
+        value = value._asdict()
+    if isinstance(value, dict):
+        return {k: as_plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_plain(v) for v in value]
+    return value
 
 
 def _opt_uri(args: tuple[Any, ...]) -> str | None:
@@ -171,6 +178,9 @@ async def execute_phase(ls: PhasewiseServer, phase: str, args: PhaseArgs, doc: D
     finally:
         ls.runs.remove(request_id, token)
     publish_outcome(ls, args, doc, result)
+    from phasewise.edge.workflow_commands import record_phase
+
+    record_phase(ls, args, result, loaded)
     served = f"{result.provider}/{result.model}"
     outcome = "ok" if result.ok else f"failed: {result.error.kind if result.error else '?'}"
     progress.end(f"{phase} {outcome} ({served})")

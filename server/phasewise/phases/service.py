@@ -197,6 +197,8 @@ class PhaseService:
             if failed.problem.partial_text and tool is None:
                 result.text = failed.problem.partial_text
                 result.incomplete = True
+                # the partial text may come from a fallback: name who wrote it
+                result.provider, result.model = failed.problem.provider, failed.problem.model
             result.total_ms = (time.perf_counter() - started) * 1000
             return result
         c = served.completion

@@ -113,7 +113,7 @@ class _Inliner:
             else:
                 out[key] = self.convert(value)
         if "anyOf" in out:
-            out["anyOf"] = list(_flatten_any_of(out["anyOf"]))
+            out["anyOf"] = _drop_subsumed_strings(list(_flatten_any_of(out["anyOf"])))
         return out
 
     def _definition(self, name: str) -> dict[str, Any]:
@@ -135,6 +135,15 @@ def _js_numbers(node: Any) -> Any:
     if isinstance(node, list):
         return [_js_numbers(v) for v in node]
     return node
+
+
+def _drop_subsumed_strings(options: list[Any]) -> list[Any]:
+    """A bare ``{"type": "string"}`` next to a described string form (``ModelRef``'s input type
+    beside the patterned reference) would let any string through without the pattern's message."""
+    described = any(isinstance(o, dict) and o.get("type") == "string" and len(o) > 1 for o in options)
+    if not described:
+        return options
+    return [o for o in options if o != {"type": "string"}]
 
 
 def _flatten_any_of(options: list[Any]) -> Iterator[Any]:

@@ -1,13 +1,21 @@
 """Work-done progress for a running phase, coalesced so a fast stream never floods the client.
 
-Streamed text is buffered and flushed at most every ``FLUSH_SECONDS``: one ``$/progress``
-report (the latest line, for any client) plus one ``phasewise/streamText`` notification (the
-new text, for clients that show the plan as it arrives).
+Streamed text is flushed at most once every ``FLUSH_SECONDS``: one ``$/progress`` report (the
+latest line, for any client) plus one ``phasewise/streamText`` notification (the new text, for
+clients that show the plan as it arrives). The first text after a quiet spell goes out at once
+(leading edge), so coalescing never delays the first token; what arrives within the window after
+a flush waits for the window's end.
+
+``PhaseProgress.creating`` asks the client to create the progress token without waiting for its
+answer: the phase starts at once, streamed text goes out at once, and the ``$/progress``
+notifications (which may only use a token the client has accepted) are held until it answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
@@ -31,20 +39,76 @@ class PhaseProgress:
         self.uri = uri
         self._buffer: list[str] = []
         self._handle: asyncio.TimerHandle | None = None
+        self._last_flush = float("-inf")  # loop time of the last flush
         self._tail = ""
+        self._held: list[Callable[[], None]] | None = None  # $/progress waiting for the token
         self.notifications = 0
 
-    def begin(self, title: str) -> None:
-        if self.token is not None:
-            self.ls.work_done_progress.begin(
-                self.token, types.WorkDoneProgressBegin(title=title, cancellable=True, message="starting")
-            )
+    @classmethod
+    def creating(cls, ls: PhasewiseServer, *, run_id: str, phase: str, uri: str | None) -> PhaseProgress:
+        """A progress whose token is being created (when the client has work-done progress).
+
+        Not awaiting ``window/workDoneProgress/create`` saves a client round trip before the
+        provider is even called; if the client refuses the token, the run reports no progress,
+        as when creation failed before. Must be called on the event loop."""
+        from phasewise.edge.server import new_token
+
+        token = new_token() if ls.supports_progress() else None
+        progress = cls(ls, token=token, run_id=run_id, phase=phase, uri=uri)
+        if token is not None:
+            progress._held = []
+            # Sent after this loop turn: by then the phase's provider request is on its way.
+            asyncio.get_running_loop().call_soon(progress._create, token)
+        return progress
+
+    def _create(self, token: str) -> None:
+        self.ls.protocol.send_request(
+            types.WINDOW_WORK_DONE_PROGRESS_CREATE, types.WorkDoneProgressCreateParams(token=token)
+        ).add_done_callback(self._created)
+
+    def _created(self, answer: concurrent.futures.Future[Any]) -> None:
+        held, self._held = self._held or [], None
+        if answer.cancelled() or answer.exception() is not None:
+            self.token = None
+            return
+        assert self.token is not None
+        # What pygls's create_async does on success: a future the client's cancel can cancel.
+        self.ls.work_done_progress.tokens.setdefault(self.token, concurrent.futures.Future())
+        for send in held:
+            send()
+
+    def _progress(self, notify: Callable[[], None]) -> None:
+        if self.token is None:
+            return
+
+        def send() -> None:
+            notify()
             self.notifications += 1
+
+        if self._held is not None:
+            self._held.append(send)
+        else:
+            send()
+
+    def begin(self, title: str) -> None:
+        self._progress(lambda: self.ls.work_done_progress.begin(
+            self._token(), types.WorkDoneProgressBegin(title=title, cancellable=True, message="starting")
+        ))
+
+    def _token(self) -> str:
+        assert self.token is not None
+        return self.token
 
     def on_text(self, delta: str) -> None:
         self._buffer.append(delta)
-        if self._handle is None:
-            self._handle = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+        if self._handle is not None:
+            return  # a flush is already due: this text goes with it
+        loop = asyncio.get_running_loop()
+        due = self._last_flush + FLUSH_SECONDS
+        if due <= loop.time():
+            self.flush()  # leading edge: nothing sent for a window, so this goes out now
+        else:
+            self._handle = loop.call_at(due, self.flush)
 
     def on_status(self, message: str) -> None:
         self.flush()
@@ -56,6 +120,7 @@ class PhaseProgress:
             self._handle = None
         if not self._buffer:
             return
+        self._last_flush = asyncio.get_running_loop().time()
         text = "".join(self._buffer)
         self._buffer.clear()
         self.ls.protocol.notify(STREAM_NOTIFICATION, {
@@ -66,15 +131,20 @@ class PhaseProgress:
         self._report(self._tail.strip() or "streaming…")
 
     def _report(self, message: str) -> None:
-        if self.token is not None:
-            self.ls.work_done_progress.report(self.token, types.WorkDoneProgressReport(message=message))
-            self.notifications += 1
+        self._progress(lambda: self.ls.work_done_progress.report(
+            self._token(), types.WorkDoneProgressReport(message=message)
+        ))
 
     def end(self, message: str) -> None:
         self.flush()
-        if self.token is not None:
-            self.ls.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
-            self.notifications += 1
+
+        def send() -> None:
+            token = self._token()
+            self.ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
+            # pygls keeps a future per created token and never drops it: one entry per run, forever.
+            self.ls.work_done_progress.tokens.pop(token, None)
+
+        self._progress(send)
 
     def detail(self) -> dict[str, Any]:
         return {"notifications": self.notifications}

@@ -8,18 +8,27 @@ imported lazily, after ``initialize`` has been answered, so no SDK is paid for b
 from __future__ import annotations
 
 import asyncio
+import gc
+import inspect
 import logging
 import os
+import stat
 import sys
 import threading
 import uuid
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lsprotocol import types
+from pygls import IS_WASM
+from pygls.constants import PARAM_LS
+from pygls.exceptions import JsonRpcInvalidParams
+from pygls.io_ import StdoutWriter, run_async
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import _prepare_command_arguments, lsp_method
 from pygls.uris import to_fs_path
 
 from phasewise import __version__
@@ -43,11 +52,52 @@ class CommandError(ValueError):
 class PhasewiseProtocol(LanguageServerProtocol):
     """Adds what pygls lacks: ``$/cancelRequest`` also cancels a running command's task."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.plain_commands: dict[Any, bool] = {}  # command handler → takes (ls, *args)
+
+    @lsp_method(types.WORKSPACE_EXECUTE_COMMAND)
+    def lsp_workspace__execute_command(self, params: types.ExecuteCommandParams) -> Generator[Any, Any, Any]:
+        """pygls's own, but a command taking ``(ls, *args)`` gets its arguments as they are
+        without pygls re-reading its signature: ``typing.get_type_hints`` evaluates every
+        annotation again on each call, a quarter of a millisecond before a phase could start.
+        Any other signature still goes through pygls's conversion."""
+        if (handler := self.fm.commands.get(params.command, None)) is None:
+            raise JsonRpcInvalidParams.of(ValueError(f"Command name {params.command!r} is not defined"))
+        try:
+            if _takes_plain_args(self, handler):
+                args: tuple[Any, ...] = tuple(params.arguments or ())
+                kwargs: dict[str, Any] = {}
+            else:
+                args, kwargs = _prepare_command_arguments(handler, params, self._converter)
+        except Exception as exc:
+            raise JsonRpcInvalidParams.of(exc) from exc
+        result = yield handler, args, kwargs
+        return result
+
     def _handle_cancel_notification(self, msg_id: Any) -> None:
         super()._handle_cancel_notification(msg_id)
         server = self._server
         if isinstance(server, PhasewiseServer):
             server.runs.cancel_request(msg_id)
+
+    def _execute_handler(self, msg_id: Any, handler: Any, callback: Any, args: Any = None,
+                         kwargs: Any = None) -> None:
+        """pygls files every coroutine handler's task under ``msg_id`` and only a request's own
+        id is ever removed: a command (run through the built-in executeCommand generator under a
+        fresh uuid) or an async notification handler stayed there with its result, about 3 KiB a
+        phase run. Each entry now goes when its task is done."""
+        super()._execute_handler(msg_id, handler, callback, args, kwargs)
+        futures = self._request_futures
+        future = futures.get(msg_id)
+        if future is None:
+            return
+
+        def forget(done: Any) -> None:
+            if futures.get(msg_id) is done:
+                del futures[msg_id]
+
+        future.add_done_callback(forget)
 
 
 class RunRegistry:
@@ -205,8 +255,95 @@ class PhasewiseServer(LanguageServer):
         return Document(uri, text, None, None)
 
     def log_line(self, message: str) -> None:
+        """Log to stderr and the client's output, once the current loop turn is over: a phase
+        logs as it starts, and its provider request should leave before the log wakes anyone."""
+        try:
+            asyncio.get_running_loop().call_soon(self._log_now, message)
+        except RuntimeError:
+            self._log_now(message)
+
+    def _log_now(self, message: str) -> None:
         log.info(message)
         self.window_log_message(types.LogMessageParams(type=types.MessageType.Info, message=message))
+
+    # stdio ------------------------------------------------------------------------------------
+    def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+        """pygls's stdio loop, except that a pipe or socket on stdin is read by the event loop.
+
+        pygls reads every header line and every body in a worker thread: three thread hand-offs
+        per message, each of which waits for the GIL while phases stream, so a request waited
+        tens of milliseconds before its handler ran. Anything else (a file, a terminal, streams
+        passed in) keeps pygls's own reader."""
+        if stdin is not None or stdout is not None or not _stdin_is_pollable():
+            super().start_io(stdin, stdout)
+            return
+        self._stop_event = threading.Event()
+        self.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
+        try:
+            asyncio.run(self._serve_stdin())
+        except BrokenPipeError:
+            log.error("the connection to the client is lost: shutting down")
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.shutdown()
+
+    async def _serve_stdin(self) -> None:
+        stream = asyncio.StreamReader(limit=_LINE_LIMIT)
+        await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stream), sys.stdin.buffer
+        )
+        assert self._stop_event is not None
+        await run_async(self._stop_event, _PipeReader(stream), self.protocol, logger=log,
+                        error_handler=self.report_server_error)
+
+
+def _takes_plain_args(protocol: PhasewiseProtocol, handler: Callable[..., Any]) -> bool:
+    """Whether ``handler`` is ``(ls, *args)``: pygls would pass its arguments unconverted."""
+    cache = protocol.plain_commands
+    found = cache.get(handler)
+    if found is None:
+        try:
+            params = list(inspect.signature(getattr(handler, "func", handler)).parameters.values())
+        except (TypeError, ValueError):
+            params = []
+        found = (len(params) == 2 and params[0].name == PARAM_LS
+                 and params[1].kind is inspect.Parameter.VAR_POSITIONAL)
+        cache[handler] = found
+    return found
+
+
+_LINE_LIMIT = 1 << 20  # a header line longer than this is not LSP
+
+
+class _PipeReader:
+    """``asyncio.StreamReader`` with the end-of-input behaviour pygls's loop expects."""
+
+    def __init__(self, stream: asyncio.StreamReader) -> None:
+        self._stream = stream
+
+    async def readline(self) -> bytes:
+        return await self._stream.readline()
+
+    async def readexactly(self, n: int) -> bytes:
+        try:
+            return await self._stream.readexactly(n)
+        except asyncio.IncompleteReadError as exc:  # the client went away mid-message
+            return exc.partial
+
+
+def _stdin_is_pollable() -> bool:
+    """stdin is a pipe or socket of its own (not shared with stdout), so the loop can poll it."""
+    if os.name == "nt" or IS_WASM:
+        return False
+    try:
+        st_in = os.fstat(sys.stdin.fileno())
+        st_out = os.fstat(sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    if (st_in.st_dev, st_in.st_ino) == (st_out.st_dev, st_out.st_ino):
+        return False  # one socket both ways: a non-blocking read side would make writes non-blocking too
+    return stat.S_ISFIFO(st_in.st_mode) or stat.S_ISSOCK(st_in.st_mode)
 
 
 def parse_phase_args(args: Any, *, need_instruction: bool) -> PhaseArgs:
@@ -268,6 +405,12 @@ def warm_up() -> None:
             import phasewise.providers.openai_chat  # noqa: F401
         except Exception as exc:  # a broken install shows up when a phase runs, with its reason
             log.warning("warm-up import failed: %s", exc)
+            return
+        # The SDKs bring some 175,000 long-lived objects, and every full garbage collection
+        # walked them all: an 85 ms stall of every request and stream, now and then. Frozen
+        # (after one last collection), they are never scanned again.
+        gc.collect()
+        gc.freeze()
 
     threading.Thread(target=run, name="phasewise-warmup", daemon=True).start()
 

@@ -69,17 +69,21 @@ def sim_keys(settings: dict[str, Any]) -> dict[str, str]:
     return {p["apiKeyEnv"]: f"test-key-{name}" for name, p in settings["providers"].items()}
 
 
-def make_client_fixture(env: dict[str, str] | None = None) -> Any:
+def make_client_fixture(env: dict[str, str] | None = None, clients: list[str] | None = None) -> Any:
     @pytest_lsp.fixture(
-        params=CLIENTS,
+        params=clients or CLIENTS,
         config=ClientServerConfig(
             server_command=[sys.executable, "-m", "phasewise", "serve"],
             server_env=env or server_env(),
         ),
     )
     async def client(lsp_client: LanguageClient, request: pytest.FixtureRequest) -> AsyncIterator[LanguageClient]:
+        profile, _, without = str(request.param).partition("/without-")
+        capabilities = pytest_lsp.client_capabilities(profile)
+        if without == "progress" and capabilities.window is not None:
+            capabilities.window.work_done_progress = False  # a client with no progress UI
         params = types.InitializeParams(
-            capabilities=pytest_lsp.client_capabilities(request.param),
+            capabilities=capabilities,
             root_uri=ROOT.as_uri(),
         )
         await lsp_client.initialize_session(params)

@@ -29,6 +29,9 @@ KEYS = {
     "FALLBACK_KEY": "test-key-fallback-1e2f3a4b",
 }
 client = make_client_fixture(server_env(**KEYS, PHASEWISE_WARMUP="0"))
+# A client without work-done progress (Eglot's profile, progress switched off): a wait or a
+# fallback has to reach the user some other way.
+bare = make_client_fixture(server_env(**KEYS, PHASEWISE_WARMUP="0"), clients=["emacs/without-progress"])
 
 DOC = "def total(items):\n    return sum(i.price for i in items)\n"
 FAST = {
@@ -380,6 +383,20 @@ async def test_waiting_shows_a_countdown_in_progress(client: LanguageClient, sim
     countdown = [m for m in reports if "retrying in" in m]
     assert any("2 s" in m or "1 s" in m for m in countdown), reports
     assert any("retrying now" in m for m in reports), reports
+
+
+async def test_without_progress_the_wait_is_logged(bare: LanguageClient, sim: SimulatorThread) -> None:
+    editor = Editor(bare)
+    editor.configure(routes(sim, {"plan": {"model": "slow/sim-fast"}}, {"slow": ("openai", "MAIN_KEY")}))
+    editor.open(URI, DOC)
+    sim.add_fault("openai.rate_limit", provider="slow", retry_after=None, retry_after_ms=1200)
+    result = answer(await editor.command("phasewise.plan", {"uri": URI, "instruction": "x"}))
+    assert result["ok"] and [a["outcome"] for a in result["attempts"]] == ["rate-limit", "ok"]
+    assert bare.progress_reports == {}
+    logged = [m.message for m in bare.log_messages if " plan: " in m.message]
+    waits = [m for m in logged if "retrying in" in m]
+    assert len(waits) == 1 and ("2 s" in waits[0] or "1 s" in waits[0]), logged
+    assert any("retrying now" in m for m in logged), logged
 
 
 async def test_mid_stream_failures_keep_the_plan_and_apply_no_code(client: LanguageClient,

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 FLUSH_SECONDS = 0.05
 STREAM_NOTIFICATION = "phasewise/streamText"
+STATUS_LOG_SECONDS = 5.0
 
 
 class PhaseProgress:
@@ -43,6 +44,7 @@ class PhaseProgress:
         self._tail = ""
         self._held: list[Callable[[], None]] | None = None  # $/progress waiting for the token
         self.notifications = 0
+        self._last_status_log = float("-inf")
 
     @classmethod
     def creating(cls, ls: PhasewiseServer, *, run_id: str, phase: str, uri: str | None) -> PhaseProgress:
@@ -112,7 +114,21 @@ class PhaseProgress:
 
     def on_status(self, message: str) -> None:
         self.flush()
-        self._report(message)
+        if self.token is None:
+            self._log_status(message)
+        else:
+            self._report(message)
+
+    def _log_status(self, message: str) -> None:
+        """Without work-done progress (Emacs Eglot declares none), a retry's wait, a key
+        rotation or a fallback still reaches the user: as a log line, the countdown thinned to
+        one line every ``STATUS_LOG_SECONDS`` so a long wait does not fill the log."""
+        now = asyncio.get_running_loop().time()
+        if "retrying in" in message and now - self._last_status_log < STATUS_LOG_SECONDS:
+            return
+        self._last_status_log = now
+        self.ls.window_log_message(types.LogMessageParams(
+            type=types.MessageType.Info, message=f"[{self.run_id}] {self.phase}: {message}"))
 
     def flush(self) -> None:
         if self._handle is not None:

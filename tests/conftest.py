@@ -24,6 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = ["visual-studio-code", "neovim"]
 LEDGER = str(Path(tempfile.gettempdir()) / f"phasewise-tests-{os.getpid()}" / "runs.jsonl")
 os.environ.setdefault("PHASEWISE_LEDGER", LEDGER)
+# No developer's keyring or user settings file reaches a test: the keyring backend that stores
+# nothing (tests of the keyring pick their own), and a user settings file that does not exist.
+os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
+os.environ.setdefault("PHASEWISE_USER_SETTINGS", str(Path(LEDGER).parent / "no-user-settings.json"))
 
 
 @pytest.fixture(scope="session")

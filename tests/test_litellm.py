@@ -102,6 +102,12 @@ def test_every_phase_through_the_litellm_gateway(gateway: str, tmp_path: Path, m
                    "review": {"model": "litellm/gw-review", "editFormat": "text"}},
     }
     (tmp_path / "phasewise.json").write_text(json.dumps(settings), encoding="utf-8")
+    # The catalogue binds LITELLM_API_KEY to http://localhost:4000: the user (not the project) allows the gateway.
+    user_settings = tmp_path / "config" / "settings.json"
+    user_settings.parent.mkdir()
+    user_settings.write_text(json.dumps({"phasewise": {"security": {"allowedKeyOrigins": [gateway]}}}),
+                             encoding="utf-8")
+    monkeypatch.setenv("PHASEWISE_USER_SETTINGS", str(user_settings))
 
     assert cli.main(["doctor", str(tmp_path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -289,8 +289,11 @@ async def test_default_route_is_claude(client: LanguageClient, sim: SimulatorThr
     # initialize and status needed no SDK (the warm-up is off in this session)
     assert status["sdksImported"] == []
 
-    # only the endpoint moved (as a proxy user would): still Claude, same key, no phase settings
-    editor.configure({"providers": {"anthropic": {"baseUrl": sim.base_url("anthropic", "anthropic")}}})
+    # only the endpoint moved (as a proxy user would): still Claude, same key, no phase settings. The
+    # catalogue binds ANTHROPIC_API_KEY to api.anthropic.com, so the user allows the proxy's origin in
+    # user-level settings (what VS Code sends for the application-scoped `phasewise.security`).
+    editor.configure({"providers": {"anthropic": {"baseUrl": sim.base_url("anthropic", "anthropic")}},
+                      "security": {"allowedKeyOrigins": [sim.url]}})
     result = answer(await editor.command("phasewise.plan", {"uri": URI, "instruction": "plan"}))
     assert result["ok"], result
     req = sim.requests[-1]

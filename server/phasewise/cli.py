@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -101,6 +102,22 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("path", nargs="?", metavar="FILE_OR_FOLDER", help="where to look for settings")
     _common(models)
 
+    auth = sub.add_parser("auth", help="API keys in the OS keyring: set (from a hidden prompt or stdin), list "
+                                       "(masked), clear")
+    actions = auth.add_subparsers(dest="auth_command", metavar="ACTION")
+    auth_set = actions.add_parser("set", help="store PROVIDER's key in the OS keyring; the key is read from a hidden "
+                                              "prompt, or from stdin when piped (never from the command line)")
+    auth_set.add_argument("provider", metavar="PROVIDER")
+    auth_set.add_argument("--env", metavar="NAME", help="store it as this key variable (default: the provider's)")
+    _common(auth_set)
+    auth_list = actions.add_parser("list", help="every key variable Phasewise knows, where its key comes from "
+                                                "(environment, OS keyring), masked")
+    _common(auth_list)
+    auth_clear = actions.add_parser("clear", help="remove PROVIDER's key (or every key: `all`) from the OS keyring")
+    auth_clear.add_argument("provider", metavar="PROVIDER|all")
+    auth_clear.add_argument("--env", metavar="NAME", help="remove this key variable instead of the provider's")
+    _common(auth_clear)
+
     history = sub.add_parser("history", help="recent runs from the run record, with cost per phase and run")
     history.add_argument("--limit", "-n", type=int, default=10, help="how many runs (default 10)")
     history.add_argument("--run", metavar="RUN_ID", help="only this run")
@@ -119,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         return run_cli(argv[1:])
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command == "auth":
+        # never echoed: the extra word may well be a key, typed where it does not belong
+        print(f"phasewise auth: {len(unknown)} unexpected argument(s), not shown. A key is never taken from the "
+              f"command line (it would stay in your shell history and the process list): run `phasewise auth "
+              f"set PROVIDER` and type it at the hidden prompt, or pipe it on stdin.", file=sys.stderr)
+        return EXIT_USAGE
     if unknown and args.command not in (None, "serve"):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")  # serve tolerates e.g. --stdio
     if args.version:
@@ -426,7 +449,152 @@ async def cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ----------------------------------------------------------------------------- auth
+
+def _key_env_for(provider: str, explicit: str | None, found: FoundSettings) -> str:
+    """The variable PROVIDER's key is stored under: ``--env``, else the catalogue's (a project's
+    settings cannot rename a catalogue provider's key), else the provider's ``apiKeyEnv``."""
+    import re
+
+    from phasewise.providers.catalogue import builtin
+
+    if explicit:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", explicit):
+            raise UsageError(f"--env expects an environment variable name such as {provider.upper()}_API_KEY")
+        return explicit
+    spec = builtin(provider)
+    if spec is not None:
+        envs = spec.key_envs or ((spec.auth_token_env,) if spec.auth_token_env else ())
+        if not envs:
+            raise UsageError(f"{spec.name} ({provider}) needs no key")
+        return envs[0]
+    ps = found.loaded.settings.providers.get(provider)
+    named = ps.api_key_env if ps is not None else None
+    if isinstance(named, list):
+        named = named[0] if named else None
+    if not named:
+        raise UsageError(f"unknown provider {provider!r}: use a catalogue id, declare it (with apiKeyEnv) in your "
+                         f"settings, or pass --env NAME")
+    return named
+
+
+def _read_key(provider: str, env: str) -> str:
+    """The key from a hidden prompt (a terminal) or stdin (a pipe); never echoed."""
+    import getpass
+
+    if sys.stdin.isatty():
+        try:
+            value = getpass.getpass(f"API key for {provider} ({env}, stored in the OS keyring): ")
+        except EOFError:
+            value = ""
+    else:
+        value = sys.stdin.read()
+    value = value.strip()
+    if not value:
+        raise UsageError("no key given (type it at the prompt, or pipe it on stdin)")
+    if any(c.isspace() for c in value):
+        raise UsageError("the key contains whitespace: give one key, on one line")
+    return value
+
+
+def _known_key_envs(found: FoundSettings, stored: list[str]) -> dict[str, list[str]]:
+    """Key variable → the providers that use it: the catalogue's, the settings', the stored ones."""
+    from phasewise.providers.catalogue import BUILTIN
+
+    out: dict[str, list[str]] = {}
+    for spec in BUILTIN.values():
+        for env in (*spec.key_envs, *((spec.auth_token_env,) if spec.auth_token_env else ())):
+            out.setdefault(env, []).append(spec.id)
+    for pid, ps in found.loaded.settings.providers.items():
+        envs = [ps.api_key_env] if isinstance(ps.api_key_env, str) else list(ps.api_key_env or [])
+        for env in envs:
+            if pid not in out.setdefault(env, []):
+                out[env].append(pid)
+    for env in stored:
+        out.setdefault(env, [])
+    return out
+
+
+async def cmd_auth(args: argparse.Namespace) -> int:
+    from phasewise.keystore import KeyStoreError, OsKeyring
+    from phasewise.router.routes import KeyRef, Keyring
+
+    action = args.auth_command
+    if action is None:
+        raise UsageError("expected an action: set PROVIDER, list, or clear PROVIDER|all")
+    found = _settings(args, Path.cwd())
+    store = OsKeyring()
+    info = store.info()
+    if action == "set":
+        env = _key_env_for(args.provider, args.env, found)
+        if not info.available:
+            print(f"phasewise auth set: {info.note}.\nSet {env} in the environment instead (e.g. in your shell "
+                  f"profile), or use the editor's 'Phasewise: Set API key' command.", file=sys.stderr)
+            return EXIT_FAILED
+        value = _read_key(args.provider, env)
+        try:
+            store.set(env, value)
+        except KeyStoreError as err:
+            print(f"phasewise auth set: {err}. Set {env} in the environment instead.", file=sys.stderr)
+            return EXIT_FAILED
+        masked = KeyRef(env, value).masked()
+        shadowed = bool(os.environ.get(env))
+        if args.json:
+            _print_json({"ok": True, "provider": args.provider, "env": env, "masked": masked,
+                         "backend": info.backend, "shadowedByEnvironment": shadowed})
+        else:
+            print(f"Stored the key for {args.provider} as {env} ({masked}) in the OS keyring ({info.backend}).")
+            if shadowed:
+                print(f"Note: {env} is also set in the environment, which comes first.")
+        return EXIT_OK
+    if action == "list":
+        stored = store.names() if info.available else []
+        keyring = Keyring(dict(os.environ), store=store)
+        rows: list[dict[str, Any]] = []
+        for env, providers in sorted(_known_key_envs(found, stored).items()):
+            ref = keyring.get(env)
+            rows.append({"env": env, "providers": providers, "source": ref.source if ref else None,
+                         "masked": ref.masked() if ref else None})
+        if args.json:
+            _print_json({"keyring": info.to_json(), "keys": rows})
+            return EXIT_OK
+        from rich.table import Table
+
+        console = _console(args)
+        table = Table(title="API keys (first found wins: environment, OS keyring, editor)", title_justify="left")
+        for header in ("key variable", "providers", "source", "key"):
+            table.add_column(header)
+        for row in rows:
+            table.add_row(str(row["env"]), ", ".join(row["providers"]) or "–", str(row["source"] or "not set"),
+                          str(row["masked"] or "–"))
+        console.print(table)
+        console.print(f"OS keyring: {info.note}", style="dim" if info.available else "yellow")
+        return EXIT_OK
+    # clear
+    if not info.available:
+        print(f"phasewise auth clear: {info.note}; nothing to clear.", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        if args.provider == "all" and not args.env:
+            envs = sorted(set(store.names()) | set(_known_key_envs(found, []).keys()))
+        else:
+            envs = [_key_env_for(args.provider, args.env, found)]
+        removed = [env for env in envs if store.delete(env)]
+    except KeyStoreError as err:
+        print(f"phasewise auth clear: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        _print_json({"ok": True, "removed": removed})
+    elif removed:
+        print(f"Removed from the OS keyring: {', '.join(removed)}.")
+    else:
+        print("Nothing stored in the OS keyring for " + ("any provider." if args.provider == "all" else
+                                                          f"{args.provider} ({envs[0]})."))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "run": cmd_run, "plan": cmd_phase, "code": cmd_phase, "review": cmd_phase, "compare": cmd_compare,
     "doctor": cmd_doctor, "verify": cmd_doctor, "models": cmd_models, "history": cmd_history,
+    "auth": cmd_auth,
 }

@@ -3,7 +3,13 @@
 ``load_settings`` never raises: it validates piece by piece (each phase, each provider, each
 group) so one wrong entry yields a ``config`` issue naming its exact key path while the rest
 keeps working. The same model generates the JSON schema editors show (``json_schema``).
-May not import: edge, phases, router, providers.
+Keys never live in settings: a key-shaped value, or a field meant to hold one (``apiKey``, a
+secret header, credentials in a proxy URL), is refused with a ``config`` issue naming its path
+and where the key belongs instead. ``security`` and ``network`` are *user-level* settings
+(``USER_LEVEL_FIELDS``): they decide where keys may go, so a workspace may not set them (VS Code
+declares them application-scoped; the command line reads them only from the user's settings file).
+May not import: edge, phases, router, providers (except the catalogue's key-variable names, for
+messages).
 """
 
 from __future__ import annotations
@@ -100,6 +106,45 @@ class ModelSettings(_Model):
     )
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_KEY_PREFIX = re.compile(r"^(sk-|sk_|pk-|rk-|key-|xai-|gsk_|hf_|AIza|ghp_|github_pat_|glpat-|eyJ)", re.IGNORECASE)
+# Field names that can only mean "the key itself", compared without case, `_` or `-`.
+_SECRET_FIELDS = frozenset({
+    "apikey", "apikeys", "key", "keys", "token", "apitoken", "authtoken", "accesstoken", "bearertoken",
+    "secret", "secretkey", "clientsecret", "password", "passwd", "credentials",
+})
+SECRET_HEADERS = frozenset({
+    "authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "x-auth-token", "cookie",
+})
+
+
+def looks_like_key(value: str, *, shape: bool = True) -> bool:
+    """Whether ``value`` is shaped like an API key or token rather than a name (heuristic, errs
+    towards "key": a well-known key prefix, or, with ``shape``, long, unbroken and mixing letters
+    and digits; header values are checked without ``shape``, since URLs and ids are legitimate)."""
+    v = value.strip()
+    if _KEY_PREFIX.match(v) and len(v) >= 12:
+        return True
+    if v.lower().startswith(("bearer ", "basic ", "token ")):
+        return True
+    if shape and len(v) >= 24 and " " not in v and any(c.isdigit() for c in v) and any(c.isalpha() for c in v):
+        return not (_ENV_NAME.match(v) and v == v.upper())  # UPPER_SNAKE_CASE_123 is a variable name
+    return False
+
+
+def _env_names(value: str | list[str] | None, what: str) -> str | list[str] | None:
+    names = [value] if isinstance(value, str) else list(value or [])
+    for name in names:
+        if looks_like_key(name):
+            raise ValueError(f"this looks like a key itself, not the name of an environment variable: {KEY_HELP}")
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"expected the name of an environment variable ({what}), e.g. TEAM_GATEWAY_KEY")
+    return value
+
+
+KEY_HELP = "keys never live in settings (they are shared, synced and committed)"
+
+
 class ProviderSettings(_Model):
     """A provider: overrides of a catalogue entry, or a new provider declared in full."""
 
@@ -132,10 +177,22 @@ class ProviderSettings(_Model):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
         return value
 
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_env_names(cls, value: str | list[str] | None) -> str | list[str] | None:
+        return _env_names(value, "the one holding the key")
+
+    @field_validator("auth_token_env")
+    @classmethod
+    def _token_env_name(cls, value: str | None) -> str | None:
+        _env_names(value, "the one holding the token")
+        return value
+
     @model_validator(mode="after")
     def _no_secret_headers(self) -> ProviderSettings:
-        for name in self.headers:
-            if name.lower() in {"authorization", "x-api-key", "api-key"}:
+        # A backstop: ``load_settings`` reports these first, with the provider's own key variable.
+        for name, value in self.headers.items():
+            if name.lower() in SECRET_HEADERS or looks_like_key(value, shape=False):
                 raise ValueError(
                     f"header {name!r} would put a key in settings; name the env var in apiKeyEnv"
                 )
@@ -191,6 +248,71 @@ class TimeoutSettings(_Model):
     idle_seconds: float = Field(60, gt=0, description="Longest silence between two streamed chunks.")
 
 
+def _origin(value: str) -> str:
+    """``scheme://host[:port]`` of an http(s) URL, lower-cased, default port dropped."""
+    m = re.match(r"^(https?)://([^/\s?#@]+)(/.*)?$", value.strip(), re.IGNORECASE)
+    if m is None or (m.group(3) or "/") != "/":
+        raise ValueError(f"expected an origin such as 'https://llm.example.com' or 'http://127.0.0.1:4000', "
+                         f"got {value!r}")
+    scheme, host = m.group(1).lower(), m.group(2).lower()
+    default = ":443" if scheme == "https" else ":80"
+    return f"{scheme}://{host.removesuffix(default)}"
+
+
+class SecuritySettings(_Model):
+    """Where keys may be sent. User-level only: a workspace's value is ignored."""
+
+    allowed_key_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (`scheme://host[:port]`) allowed to receive keys beyond where they go by "
+        "default (a catalogue provider's key to its catalogue origins, any other key to loopback): a proxy "
+        "or gateway you run. Without it, settings that send a key elsewhere are refused (a repository's "
+        "`.vscode/settings.json` could otherwise redirect your key). Honoured only from "
+        "user-level settings (VS Code user settings, Neovim's `setup()`, the command line's user settings "
+        "file), never from a workspace.",
+    )
+
+    @field_validator("allowed_key_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        return [_origin(v) for v in value]
+
+
+class NetworkSettings(_Model):
+    """TLS and proxy settings for every provider. User-level only: a workspace's value is ignored."""
+
+    ca_bundle: str | None = Field(
+        None,
+        description="A PEM file of extra CA certificates to trust besides the system's (a corporate TLS "
+        "proxy's root, a private gateway's CA). Certificates are always verified. Honoured only from "
+        "user-level settings.",
+    )
+    proxy: str | None = Field(
+        None,
+        description="HTTP(S) proxy for provider requests (`http://proxy.example.com:3128`); hosts listed in "
+        "`NO_PROXY` go direct. Unset: `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` and `NO_PROXY` from the "
+        "environment apply. Proxy credentials belong in `HTTPS_PROXY`, not here. Honoured only from "
+        "user-level settings.",
+    )
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        m = re.match(r"^(https?)://([^/\s]+)/?$", value.strip(), re.IGNORECASE)
+        if m is None:
+            raise ValueError("expected a proxy URL such as 'http://proxy.example.com:3128'")
+        if "@" in m.group(2):
+            raise ValueError("credentials in the proxy URL would put a secret in settings: set the proxy URL "
+                             "with its credentials in the HTTPS_PROXY environment variable instead")
+        return value.strip().rstrip("/")
+
+
+# Settings that decide where keys go: honoured only from the user's own settings.
+USER_LEVEL_FIELDS = ("security", "network")
+
+
 class Settings(_Model):
     """The `phasewise` settings section."""
 
@@ -211,6 +333,14 @@ class Settings(_Model):
     )
     record_content: bool = Field(
         False, description="Whether the run record keeps prompts and answers (off: metadata only)."
+    )
+    security: SecuritySettings = Field(
+        default_factory=SecuritySettings,
+        description="Where keys may be sent (user-level only: ignored in workspace settings).",
+    )
+    network: NetworkSettings = Field(
+        default_factory=NetworkSettings,
+        description="CA bundle and proxy for provider requests (user-level only: ignored in workspace settings).",
     )
 
 
@@ -244,6 +374,74 @@ def _issues(prefix: str, err: ValidationError) -> list[ConfigIssue]:
         elif e["type"] in {"missing"}:
             message = "required"
         found.append(ConfigIssue(_path(prefix, e["loc"]), message))
+    return found
+
+
+def key_env_hint(provider_id: str, raw: Any = None) -> str:
+    """The environment variable a provider's key belongs in: the entry's own ``apiKeyEnv``, else the
+    catalogue's, else ``<ID>_API_KEY``."""
+    named = raw.get("apiKeyEnv", raw.get("api_key_env")) if isinstance(raw, dict) else None
+    if isinstance(named, list) and named:
+        named = named[0]
+    if isinstance(named, str) and _ENV_NAME.match(named) and not looks_like_key(named):
+        return named
+    from phasewise.providers.catalogue import builtin  # a data module: key variable names only
+
+    spec = builtin(provider_id)
+    if spec is not None and (spec.key_envs or spec.auth_token_env):
+        return (spec.key_envs or (spec.auth_token_env,))[0] or ""
+    return re.sub(r"[^A-Z0-9_]", "_", provider_id.upper()) + "_API_KEY"
+
+
+def secret_help(provider_id: str | None, env: str | None) -> str:
+    """Where a key goes instead of settings."""
+    if provider_id is None or env is None:
+        return (f"{KEY_HELP}: set the provider's key environment variable (named in "
+                f"`phasewise.providers.<id>.apiKeyEnv`), or run `phasewise auth set <provider>`, or use the "
+                f"editor's 'Phasewise: Set API key' command")
+    return (f"{KEY_HELP}: set the environment variable {env}, or run `phasewise auth set {provider_id}` "
+            f"(OS keyring), or use the editor's 'Phasewise: Set API key' command; settings only name the "
+            f"variable, in `phasewise.providers.{provider_id}.apiKeyEnv`")
+
+
+def _norm(name: str) -> str:
+    return name.replace("_", "").replace("-", "").lower()
+
+
+_URL_SECRET = re.compile(r"[?&](api[_-]?key|key|token|access[_-]?token|auth)=", re.IGNORECASE)
+
+
+def _provider_secret_issues(provider_id: str, prefix: str, raw: Any) -> list[ConfigIssue]:
+    """Keys written into a provider's entry: secret fields, key-shaped variable names, secret
+    headers, credentials in the base URL. The messages never repeat the value."""
+    if not isinstance(raw, dict):
+        return []
+    env = key_env_hint(provider_id, raw)
+    help_text = secret_help(provider_id, env)
+    found: list[ConfigIssue] = []
+    for name in raw:
+        if isinstance(name, str) and _norm(name) in _SECRET_FIELDS:
+            found.append(ConfigIssue(f"{prefix}.{name}", f"a key written into settings is refused; {help_text}"))
+    for field in ("apiKeyEnv", "api_key_env", "authTokenEnv", "auth_token_env"):
+        value = raw.get(field)
+        values = value if isinstance(value, list) else [value]
+        for i, v in enumerate(values):
+            if isinstance(v, str) and looks_like_key(v):
+                path = f"{prefix}.{field}" + (f"[{i}]" if isinstance(value, list) else "")
+                found.append(ConfigIssue(path, f"this is a key, not the name of an environment variable; "
+                                               f"{help_text}"))
+    headers = raw.get("headers")
+    if isinstance(headers, dict):
+        for name, value in headers.items():
+            if str(name).lower() in SECRET_HEADERS or (isinstance(value, str) and looks_like_key(value, shape=False)):
+                found.append(ConfigIssue(f"{prefix}.headers.{name}",
+                                         f"header {name!r} would put a key in settings; {help_text}"))
+    url = raw.get("baseUrl", raw.get("base_url"))
+    if isinstance(url, str):
+        netloc = url.partition("://")[2].split("/", 1)[0]
+        if "@" in netloc or _URL_SECRET.search(url):
+            found.append(ConfigIssue(f"{prefix}.baseUrl", f"credentials in the URL would put a key in settings; "
+                                                          f"{help_text}"))
     return found
 
 
@@ -304,6 +502,10 @@ def load_settings(raw: Any) -> LoadedSettings:
     providers: dict[str, ProviderSettings] = {}
     for name, value in section("providers").items():
         before = len(issues)
+        if secret := _provider_secret_issues(name, f"{root}.providers.{name}", value):
+            issues.extend(secret)
+            broken_providers[name] = tuple(secret)
+            continue
         provider = _validate(ProviderSettings, f"{root}.providers.{name}", value, issues)
         if provider is None:
             broken_providers[name] = tuple(issues[before:])
@@ -312,6 +514,10 @@ def load_settings(raw: Any) -> LoadedSettings:
     rest: dict[str, Any] = {}
     for name, value in raw.items():
         if name in {"phases", "providers"}:
+            continue
+        if isinstance(name, str) and _norm(name) in _SECRET_FIELDS:
+            issues.append(ConfigIssue(f"{root}.{name}", f"a key written into settings is refused; "
+                                                        f"{secret_help(None, None)}"))
             continue
         if name not in Settings.model_fields and to_snake(name) not in Settings.model_fields:
             issues.append(ConfigIssue(f"{root}.{name}", "unknown setting (check the spelling)"))

@@ -15,7 +15,7 @@ from typing import Any
 
 from phasewise.providers.catalogue import known_ids
 from phasewise.schema import is_client_property, server_properties, update_package_json, vscode_configuration
-from phasewise.settings import SECTION, Settings
+from phasewise.settings import SECTION, USER_LEVEL_FIELDS, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "editors" / "vscode" / "package.json"
@@ -41,8 +41,24 @@ def test_every_settings_field_is_a_documented_property_with_its_default() -> Non
         prop = props[f"{SECTION}.{alias}"]
         assert prop["markdownDescription"], alias
         assert prop["default"] == defaults[alias], alias
-        assert prop["scope"] == "resource", alias  # pulled per document URI
+        # pulled per document URI, except where keys may go: user settings only (VS Code ignores workspace values)
+        assert prop["scope"] == ("application" if alias in USER_LEVEL_FIELDS else "resource"), alias
     assert "$ref" not in json.dumps(props) and "$defs" not in json.dumps(props)  # VS Code cannot follow them
+
+
+def test_where_keys_may_go_is_user_level_only_in_vscode() -> None:
+    props = _package()["contributes"]["configuration"]["properties"]
+    assert set(USER_LEVEL_FIELDS) == {"security", "network"}
+    for alias in USER_LEVEL_FIELDS:
+        assert props[f"{SECTION}.{alias}"]["scope"] == "application", alias
+    security = props[f"{SECTION}.security"]["properties"]["allowedKeyOrigins"]
+    assert security["default"] == [] and "user-level" in security["markdownDescription"]
+    network = props[f"{SECTION}.network"]["properties"]
+    assert set(network) == {"caBundle", "proxy"}
+    assert all(p["markdownDescription"] for p in network.values())
+    assert all(p["scope"] == "resource" for name, p in props.items()
+               if name.startswith(f"{SECTION}.") and name.removeprefix(f"{SECTION}.") in
+               {f.alias or n for n, f in Settings.model_fields.items()} - set(USER_LEVEL_FIELDS))
 
 
 def test_nested_fields_keep_descriptions_enums_and_defaults() -> None:

@@ -53,7 +53,11 @@ def register(ls: PhasewiseServer) -> None:
     def on_set_keys(ls: PhasewiseServer, params: Any) -> None:
         keys = as_plain(params).get("keys") if params is not None else None
         if isinstance(keys, dict):
-            ls.engine.keyring.set_memory({str(k): str(v or "") for k, v in keys.items()})
+            from phasewise.problems import register_secret
+
+            plain = {str(k): str(v or "") for k, v in keys.items()}
+            register_secret(*plain.values())
+            ls.engine.keyring.set_memory(plain)
             ls.log_line(f"keys received in memory for: {', '.join(sorted(keys)) or 'none'}")
 
     @ls.feature(
@@ -247,16 +251,25 @@ async def apply_code(ls: PhasewiseServer, doc: Document, result: PhaseResult) ->
         )])
     else:
         workspace_edit = types.WorkspaceEdit(changes={doc.uri: [edit]})
-    response = await asyncio.shield(ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
-        edit=workspace_edit, label=f"Phasewise code ({result.provider}/{result.model})"
-    )))
-    result.applied = bool(response.applied)
+    reason = "the document changed"
+    try:
+        response = await asyncio.shield(ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
+            edit=workspace_edit, label=f"Phasewise code ({result.provider}/{result.model})"
+        )))
+        result.applied = bool(getattr(response, "applied", False))
+        reason = getattr(response, "failure_reason", None) or reason
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # an editor without workspace/applyEdit, or one that answers with an error
+        result.applied = False
+        said = getattr(exc, "message", None) or type(exc).__name__
+        reason = f"it answered workspace/applyEdit with an error ({said})"
     if not result.applied:
         result.ok = False
         result.error = Problem(
             ProblemKind.DOCUMENT_CHANGED,
             f"The editor refused the code phase's edit ({result.provider}/{result.model}): "
-            f"{response.failure_reason or 'the document changed'}. Nothing was applied.",
+            f"{reason}. Nothing was applied.",
             phase="code", provider=result.provider, model=result.model,
         )
 
@@ -335,5 +348,6 @@ async def status_report(ls: PhasewiseServer, uri: str | None) -> dict[str, Any]:
         "phases": phases,
         "settingsIssues": [{"path": i.path, "message": i.message} for i in loaded.issues],
         "keysInMemory": sorted(ls.engine.keyring.memory_envs()),
+        "keyring": (await asyncio.to_thread(ls.engine.keyring.store_info)).to_json(),
         "sdksImported": sorted(m for m in ("openai", "anthropic") if m in sys.modules),
     }

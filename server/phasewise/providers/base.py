@@ -90,6 +90,18 @@ class TextSink(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkConfig:
+    """How connections are made: extra CA certificates to trust (a PEM file) and a proxy.
+
+    Certificate verification is always on. Without ``proxy``, httpx2's own environment handling
+    applies (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE``,
+    ``SSL_CERT_DIR``); with it, every origin not matched by ``NO_PROXY`` goes through it."""
+
+    ca_bundle: str | None = None
+    proxy: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     """Where and as whom to call: one provider's base URL and one key."""
 
@@ -98,6 +110,7 @@ class Endpoint:
     key: str | None
     auth_token: bool = False
     headers: tuple[tuple[str, str], ...] = ()
+    network: NetworkConfig = NetworkConfig()
 
 
 class Adapter(Protocol):
@@ -144,32 +157,80 @@ def reused_connection_failed(exc: BaseException) -> bool:
     return isinstance(trace, _ConnectionTrace) and not trace.opened
 
 
+class CertificateError(ProviderError):
+    """The provider's TLS certificate did not verify: never retried (it will not verify next time)."""
+
+
+def ssl_context(network: NetworkConfig) -> Any:
+    """httpx2's default verifying context (the system's CAs, ``SSL_CERT_FILE``/``SSL_CERT_DIR``),
+    plus the certificates of ``network.ca_bundle``. A bundle that cannot be loaded is a ``config``
+    failure, raised as a ``ProviderError``."""
+    import httpcore2
+
+    ctx = httpcore2.default_ssl_context()
+    if network.ca_bundle:
+        import ssl
+        from pathlib import Path
+
+        path = Path(network.ca_bundle).expanduser()
+        try:
+            ctx.load_verify_locations(cafile=str(path))
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise ProviderError(
+                ProblemKind.CONFIG,
+                f"`phasewise.network.caBundle` ({path}) cannot be loaded as PEM CA certificates "
+                f"({type(exc).__name__})",
+            ) from None
+    return ctx
+
+
+def _bypasses_proxy(base_url: str) -> bool:
+    """Whether ``NO_PROXY`` (or ``no_proxy``) lists this URL's host."""
+    import urllib.request
+
+    host = base_url.partition("://")[2].split("/", 1)[0].rpartition("@")[2]
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    try:
+        bypass = getattr(urllib.request, "proxy_bypass_environment")  # noqa: B009 (not in typeshed)
+        return bool(bypass(name.strip("[]")))
+    except Exception:
+        return False
+
+
 class HttpPool:
-    """One pooled ``httpx2.AsyncClient`` per provider origin, reused by every request and phase.
+    """One pooled ``httpx2.AsyncClient`` per provider origin (and network configuration),
+    reused by every request and phase.
 
     Each request is traced (no I/O, a flag) so an adapter can tell a stale pooled connection
     from a provider that cannot be reached: see ``reused_connection_failed``.
     """
 
     def __init__(self) -> None:
-        self._clients: dict[str, httpx2.AsyncClient] = {}
+        self._clients: dict[tuple[str, NetworkConfig], httpx2.AsyncClient] = {}
 
     @staticmethod
     def origin(base_url: str) -> str:
         scheme, _, rest = base_url.partition("://")
         return f"{scheme}://{rest.split('/', 1)[0]}"
 
-    def client(self, base_url: str) -> httpx2.AsyncClient:
-        key = self.origin(base_url)
+    def client(self, base_url: str, network: NetworkConfig | None = None) -> httpx2.AsyncClient:
+        network = network or NetworkConfig()
+        key = (self.origin(base_url), network)
         found = self._clients.get(key)
         if found is None or found.is_closed:
             import httpx2
 
+            extra: dict[str, Any] = {}
+            if network.ca_bundle:
+                extra["verify"] = ssl_context(network)
+            if network.proxy and not _bypasses_proxy(base_url):
+                extra["proxy"] = network.proxy
             found = httpx2.AsyncClient(
                 limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50),
                 timeout=httpx2.Timeout(connect=10.0, read=None, write=30.0, pool=30.0),
                 follow_redirects=True,
                 event_hooks={"request": [_trace_request]},
+                **extra,
             )
             self._clients[key] = found
         return found
@@ -196,7 +257,7 @@ class SdkClients:
         if found is None or found._client.is_closed:
             if len(self._cache) > 256:
                 self._cache.clear()
-            found = build(self.pool.client(endpoint.base_url))
+            found = build(self.pool.client(endpoint.base_url, endpoint.network))
             self._cache[key] = found
         return found
 
@@ -227,6 +288,14 @@ def from_sdk_exception(exc: BaseException, secrets: tuple[str, ...], *, mid_stre
         # the openai SDK wraps them in APIConnectionError.
         cause = exc if transport else (exc.__cause__ or exc.__context__)
         cause_name = type(cause).__name__ if cause is not None else name
+        if (cert := _certificate_failure(exc)) is not None:
+            return CertificateError(
+                ProblemKind.NETWORK,
+                f"TLS certificate verification failed ({cert}): the server's certificate is not trusted, so "
+                f"nothing was sent. If your organisation's proxy or a private CA signs it, set "
+                f"`phasewise.network.caBundle` in your user settings to that CA's PEM file (or SSL_CERT_FILE); "
+                f"otherwise the connection may be intercepted",
+            )
         if "TimeoutException" in {c.__name__ for c in type(cause).__mro__}:
             return ProviderError(ProblemKind.TIMEOUT, f"the connection timed out ({cause_name})")
         if mid_stream:
@@ -251,7 +320,7 @@ def from_sdk_exception(exc: BaseException, secrets: tuple[str, ...], *, mid_stre
         return ProviderError(
             ProblemKind.SERVER_ERROR, "the answer was not the provider's protocol (a proxy page?)"
         )
-    return ProviderError(ProblemKind.SERVER_ERROR, redact(f"{name}: {exc}"[:300], secrets))
+    return ProviderError(ProblemKind.SERVER_ERROR, redact(f"{name}: {exc}", secrets)[:300])
 
 
 class StaleConnection(ProviderError):
@@ -283,6 +352,24 @@ def call_failed(exc: BaseException, secrets: tuple[str, ...], *, streamed: str, 
     err.partial_text = err.partial_text or streamed or None
     err.after_output = bool(err.partial_text)
     return err
+
+
+def _certificate_failure(exc: BaseException) -> str | None:
+    """The verification error's reason when ``exc`` (or what caused it) is a failed TLS
+    certificate check, else None."""
+    import ssl
+
+    chain: list[BaseException] = []
+    node: BaseException | None = exc
+    while node is not None and node not in chain and len(chain) < 8:
+        chain.append(node)
+        node = node.__cause__ or node.__context__
+    for link in chain:
+        if isinstance(link, ssl.SSLCertVerificationError):
+            return str(getattr(link, "verify_message", None) or "certificate verify failed")
+    if any("CERTIFICATE_VERIFY_FAILED" in str(link) for link in chain):
+        return "certificate verify failed"
+    return None
 
 
 def _response_text(response: Any) -> str | None:

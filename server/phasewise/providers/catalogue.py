@@ -9,6 +9,7 @@ May not import: edge, phases, router.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
@@ -172,6 +173,52 @@ SIMULATED: Final[dict[str, tuple[Protocol, dict[str, ModelInfo], str]]] = {
     "sim-gpt": ("openai", _SIM, "Simulated GPT (OpenAI protocol)"),
 }
 
+# Other documented endpoints of the same providers (regions): their keys may go there too.
+REGIONAL_BASE_URLS: Final[dict[str, tuple[str, ...]]] = {
+    "qwen": ("https://dashscope.aliyuncs.com/compatible-mode/v1",),
+    "minimax": ("https://api.minimaxi.com/v1",),
+    "minimax-anthropic": ("https://api.minimaxi.com/anthropic",),
+    "moonshot": ("https://api.moonshot.cn/v1",),
+}
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of a URL, lower-cased, the scheme's default port left out."""
+    scheme, _, rest = url.strip().partition("://")
+    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2].lower()
+    scheme = scheme.lower()
+    default = {"https": ":443", "http": ":80"}.get(scheme, "")
+    return f"{scheme}://{host.removesuffix(default) if default else host}"
+
+
+def is_loopback(origin: str) -> bool:
+    """Whether an origin (``origin_of``'s form) is this machine: ``localhost`` or a loopback IP."""
+    host = origin.partition("://")[2]
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    else:
+        host = host.rpartition(":")[0] if host.count(":") == 1 else host
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def key_origins() -> dict[str, frozenset[str]]:
+    """Key variable → the origins the catalogue sends it to. A key named here is *bound*: settings
+    may send it elsewhere only to an origin the user allowed (``security.allowedKeyOrigins``)."""
+    bound: dict[str, set[str]] = {}
+    for spec in BUILTIN.values():
+        urls = (spec.base_url, *REGIONAL_BASE_URLS.get(spec.id, ()))
+        for env in (*spec.key_envs, *((spec.auth_token_env,) if spec.auth_token_env else ())):
+            bound.setdefault(env, set()).update(origin_of(u) for u in urls)
+    return {env: frozenset(origins) for env, origins in bound.items()}
+
+
+KEY_ORIGINS: Final[dict[str, frozenset[str]]] = key_origins()
+
 DEFAULT_PROVIDER: Final = "anthropic"
 DEFAULT_MODEL: Final = "claude-sonnet-4-5"
 
@@ -197,3 +244,8 @@ def builtin(provider_id: str) -> ProviderSpec | None:
 
 def known_ids() -> list[str]:
     return [*BUILTIN, *SIMULATED]
+
+
+def providers_of_env(env: str) -> list[str]:
+    """Catalogue providers whose key is held in ``env``."""
+    return [s.id for s in BUILTIN.values() if env in s.key_envs or env == s.auth_token_env]

@@ -42,10 +42,12 @@ from phasewise.problems import (
 from phasewise.providers.anthropic_messages import AnthropicMessagesAdapter
 from phasewise.providers.base import (
     Adapter,
+    CertificateError,
     ChatRequest,
     Completion,
     Endpoint,
     HttpPool,
+    NetworkConfig,
     SdkClients,
     Timeouts,
 )
@@ -194,11 +196,11 @@ class Engine:
     def resolver(self, loaded: LoadedSettings) -> RouteResolver:
         return RouteResolver(loaded, self.keyring)
 
-    def endpoint(self, spec: ProviderSpec, key: KeyRef | None) -> Endpoint:
+    def endpoint(self, spec: ProviderSpec, key: KeyRef | None, network: NetworkConfig | None = None) -> Endpoint:
         return Endpoint(
             spec.id, spec.base_url, key.value if key else None,
             auth_token=bool(key and spec.auth_token_env and key.env == spec.auth_token_env),
-            headers=spec.headers,
+            headers=spec.headers, network=network or NetworkConfig(),
         )
 
     async def aclose(self) -> None:
@@ -214,6 +216,10 @@ def _lazy_openai(clients: SdkClients) -> Adapter:
 def preflight(resolver: RouteResolver, route: Route, check: Preflight, known: set[str] | None) -> Problem | None:
     """The first offline problem with ``route``, or None. No network, well under a millisecond."""
     spec = route.spec
+    if (bound := resolver.key_problem(spec, phase=route.phase, model=route.model)) is not None:
+        return bound
+    if (net := network_problem(resolver.loaded, phase=route.phase, provider=spec.id, model=route.model)) is not None:
+        return net
     if spec.requires_key and not resolver.keys(spec):
         envs = spec.key_envs or ((spec.auth_token_env,) if spec.auth_token_env else ())
         return missing_key(phase=route.phase, provider=spec.id, provider_name=spec.name,
@@ -249,6 +255,37 @@ def preflight(resolver: RouteResolver, route: Route, check: Preflight, known: se
     return None
 
 
+def network_config(loaded: LoadedSettings) -> NetworkConfig:
+    net = loaded.settings.network
+    return NetworkConfig(ca_bundle=net.ca_bundle, proxy=net.proxy)
+
+
+def network_problem(loaded: LoadedSettings, *, phase: str | None = None, provider: str | None = None,
+                    model: str | None = None) -> Problem | None:
+    """A ``config`` problem when ``network.caBundle`` names no readable file (found offline)."""
+    bundle = loaded.settings.network.ca_bundle
+    if bundle is None:
+        return None
+    from pathlib import Path
+
+    path = Path(bundle).expanduser()
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return Problem(K.CONFIG, f"`phasewise.network.caBundle` names {path}, which cannot be read ({reason}), so "
+                                 f"the {phase or 'requested'} phase ({provider or '?'}/{model or '?'}) cannot verify "
+                                 f"its provider: point it at a PEM file of CA certificates. Nothing was sent.",
+                       phase=phase, provider=provider, model=model, setting="phasewise.network.caBundle")
+    if b"-----BEGIN CERTIFICATE-----" not in head:
+        return Problem(K.CONFIG, f"`phasewise.network.caBundle` names {path}, which holds no PEM certificate "
+                                 f"(\"-----BEGIN CERTIFICATE-----\"): the {phase or 'requested'} phase "
+                                 f"({provider or '?'}/{model or '?'}) cannot use it. Nothing was sent.",
+                       phase=phase, provider=provider, model=model, setting="phasewise.network.caBundle")
+    return None
+
+
 def output_budget(route: Route) -> int:
     cap = route.info.max_output_tokens or 8192
     return route.max_output_tokens or min(cap, 16_384)
@@ -265,6 +302,7 @@ class Router:
         self.retry = s.retry
         self.timeouts = Timeouts(s.timeouts.connect_seconds, s.timeouts.first_token_seconds,
                                  s.timeouts.idle_seconds)
+        self.network = network_config(loaded)
 
     def check(self, phase_route: PhaseRoute, check: Preflight) -> Problem | None:
         """Preflight of the main route (the problem that stops the phase before any call)."""
@@ -366,7 +404,7 @@ class Router:
         key_env = key.env if key else None
         cooldowns = self.engine.cooldowns
         adapter = self.engine.adapters[spec.protocol]
-        endpoint = self.engine.endpoint(spec, key)
+        endpoint = self.engine.endpoint(spec, key, self.network)
         max_wait = self.retry.max_wait_seconds
         for attempt_no in range(1, self.retry.max_attempts + 1):
             held = cooldowns.remaining(spec.id, env)
@@ -395,6 +433,7 @@ class Router:
                     cooldowns.note_billing(spec.id, env)
                 final = (
                     err.after_output
+                    or isinstance(err, CertificateError)
                     or err.kind not in TRANSIENT_KINDS
                     or (more_keys and err.kind in KEY_ROTATION_KINDS)
                     or attempt_no == self.retry.max_attempts

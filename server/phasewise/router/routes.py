@@ -1,8 +1,12 @@
 """From settings to routes: which provider, endpoint, key source and model serve each phase.
 
 ``RouteResolver`` merges the catalogue with the user's provider settings, resolves each phase
-(its model, its fallbacks, its options) and finds keys through ``Keyring`` (environment first,
-then keys an editor handed over in memory). Nothing here touches the network.
+(its model, its fallbacks, its options) and finds keys through ``Keyring``: the environment
+first, then the OS keyring (``phasewise auth set``), then keys an editor handed over in memory.
+It also binds keys to origins: a key variable the catalogue names (``OPENAI_API_KEY``) is sent
+only to that provider's catalogue origins or to origins the user allowed in user-level settings
+(``security.allowedKeyOrigins``); settings that would send it elsewhere get a ``config`` problem
+and nothing is sent. Nothing here touches the network.
 May not import: edge, phases (except prompts), providers' adapters.
 """
 
@@ -13,14 +17,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from phasewise.keystore import KeyStoreInfo, OsKeyring
 from phasewise.problems import Problem, ProblemKind
 from phasewise.providers.catalogue import (
     DEFAULT_MODEL,
     DEFAULT_PROVIDER,
+    KEY_ORIGINS,
     ModelInfo,
     ProviderSpec,
     builtin,
+    is_loopback,
     known_ids,
+    origin_of,
+    providers_of_env,
 )
 from phasewise.settings import (
     BUILTIN_PHASES,
@@ -44,11 +53,23 @@ class KeyRef:
         return f"…{v[-4:]}" if len(v) >= 16 else "set"
 
 
-class Keyring:
-    """Keys by env var name: the process environment, then keys an editor sent in memory."""
+_DEFAULT_STORE: Any = object()
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+SOURCE_ENV, SOURCE_OS_KEYRING, SOURCE_EDITOR = "environment", "OS keyring", "editor secret storage"
+
+
+class Keyring:
+    """Keys by env var name, first found wins: the process environment, the OS keyring (keys set
+    with ``phasewise auth set``), then keys an editor sent in memory.
+
+    ``environ`` given explicitly (tests, embedding) means no OS keyring unless ``store`` is given.
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None, store: OsKeyring | None = _DEFAULT_STORE) -> None:
         self._environ = environ if environ is not None else os.environ
+        if store is _DEFAULT_STORE:
+            store = OsKeyring() if environ is None else None
+        self.store: OsKeyring | None = store
         self._memory: dict[str, str] = {}
 
     def set_memory(self, keys: Mapping[str, str]) -> None:
@@ -60,10 +81,18 @@ class Keyring:
 
     def get(self, env: str) -> KeyRef | None:
         if value := self._environ.get(env):
-            return KeyRef(env, value, "environment")
+            return KeyRef(env, value, SOURCE_ENV)
+        if self.store is not None and (value := self.store.get(env)):
+            return KeyRef(env, value, SOURCE_OS_KEYRING)
         if value := self._memory.get(env):
-            return KeyRef(env, value, "editor secret storage")
+            return KeyRef(env, value, SOURCE_EDITOR)
         return None
+
+    def store_info(self) -> KeyStoreInfo:
+        """Whether the OS keyring can be used here, and a plain note saying so."""
+        if self.store is None:
+            return KeyStoreInfo(False, "none", "the OS keyring is not consulted by this process")
+        return self.store.info()
 
     def memory_envs(self) -> list[str]:
         """Names (never values) of the keys held in memory."""
@@ -177,6 +206,52 @@ class RouteResolver:
             base = ProviderSpec(provider_id, ps.protocol or "openai", ps.base_url or "",
                                 requires_key=ps.api_key_env is not None, label=provider_id)
         return _override(base, ps) if ps is not None else base
+
+    def allowed_origins(self) -> frozenset[str]:
+        return frozenset(self.loaded.settings.security.allowed_key_origins)
+
+    def key_problem(self, spec: ProviderSpec, *, phase: str | None = None,
+                    model: str | None = None) -> Problem | None:
+        """A ``config`` problem when ``spec`` would send a key where the user has not said it may
+        go; None when it may go.
+
+        A key variable the catalogue names (``OPENAI_API_KEY``) goes only to that provider's
+        catalogue origins; any other variable (a provider of the user's own, or a workspace's
+        ``apiKeyEnv`` naming some unrelated variable such as a cloud credential) only to a
+        loopback origin. Anywhere else needs the origin in ``security.allowedKeyOrigins``, which
+        is read from user-level settings only. Checked on the keys that would be sent (present in
+        the environment, the OS keyring or the editor's memory): a keyless provider is never
+        refused."""
+        target = origin_of(spec.base_url)
+        allowed = self.allowed_origins()
+        if target in allowed:
+            return None
+        for ref in self.keys(spec):
+            bound = KEY_ORIGINS.get(ref.env)
+            if bound is None:
+                if is_loopback(target):
+                    continue
+                whose = ("a variable no catalogue provider uses, so it may go only to loopback or to "
+                         "an origin you allowed")
+            elif target in bound:
+                continue
+            else:
+                whose = (f"the key of {', '.join(providers_of_env(ref.env))}, bound to "
+                         f"{', '.join(sorted(bound))}")
+            where = f"the {phase} phase ({model or '?'})" if phase else "this check"
+            return Problem(
+                ProblemKind.CONFIG,
+                f"Refused: {where} would send the key in {ref.env} ({whose}) to {target}, where "
+                f"provider {spec.id!r} points (`phasewise.providers.{spec.id}.baseUrl`). Keys go only "
+                f"where you said they may, because a repository's workspace settings could otherwise send "
+                f"your key to a server of its choosing. If you trust {target} with this key (your own "
+                f"proxy or gateway), allow it in your user settings, not the workspace's: "
+                f"\"phasewise.security.allowedKeyOrigins\": [\"{target}\"] (VS Code user settings, "
+                f"Neovim's setup(), or the command line's user settings file). Nothing was sent.",
+                phase=phase, provider=spec.id, model=model, key_env=ref.env,
+                setting="phasewise.security.allowedKeyOrigins",
+            )
+        return None
 
     def keys(self, spec: ProviderSpec) -> list[KeyRef]:
         found = [k for env in spec.key_envs if (k := self.keyring.get(env)) is not None]

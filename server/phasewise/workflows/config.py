@@ -9,6 +9,14 @@ Where ``phasewise run FILE`` (and every other command) finds its settings, first
    is passed over, so a workspace's unrelated VS Code settings do not hide a parent's.
 3. Nothing: the defaults (every phase on Anthropic's Claude).
 
+Beneath whichever of these is found lies the **user settings file**
+(``$PHASEWISE_USER_SETTINGS``, else ``$XDG_CONFIG_HOME/phasewise/settings.json``, else
+``~/.config/phasewise/settings.json``): the same section, merged key by key under the project's
+(as VS Code merges user and workspace settings). The user-level fields (``security``,
+``network``: where keys may go, CA bundle, proxy) are read from the user settings file only; in a
+project file (or ``--settings``) they are ignored with a ``config`` issue, so a repository cannot
+allow its own origin for your keys.
+
 VS Code's settings files are JSONC: comments and trailing commas are accepted.
 May not import: edge.
 """
@@ -16,11 +24,15 @@ May not import: edge.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from phasewise.settings import SECTION, LoadedSettings, Settings, load_settings
+from phasewise.settings import SECTION, USER_LEVEL_FIELDS, ConfigIssue, LoadedSettings, Settings, load_settings
+
+USER_SETTINGS_ENV = "PHASEWISE_USER_SETTINGS"
 
 CANDIDATES = ("phasewise.json", ".vscode/settings.json")
 
@@ -118,14 +130,68 @@ def read_settings_file(path: Path, *, bare_allowed: bool = True) -> Any | None:
 
 @dataclass(frozen=True, slots=True)
 class FoundSettings:
-    """Loaded settings and the file they came from (None: the defaults)."""
+    """Loaded settings, the project file they came from (None: none found) and the user settings
+    file, when there is one."""
 
     loaded: LoadedSettings
     path: Path | None
+    user_path: Path | None = None
 
     @property
     def origin(self) -> str:
-        return str(self.path) if self.path else "defaults (no settings file found)"
+        where = str(self.path) if self.path else "defaults (no settings file found)"
+        return f"{where} + user settings {self.user_path}" if self.user_path else where
+
+
+def user_settings_path(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the user settings file is (whether or not it exists)."""
+    env = os.environ if environ is None else environ
+    if explicit := env.get(USER_SETTINGS_ENV):
+        return Path(explicit).expanduser()
+    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home()) / ".config")
+    return Path(base).expanduser() / "phasewise" / "settings.json"
+
+
+def _merge(under: Any, over: Any) -> Any:
+    """``over`` on top of ``under``, objects merged key by key (as VS Code merges settings)."""
+    if isinstance(under, dict) and isinstance(over, dict):
+        out = dict(under)
+        for key, value in over.items():
+            out[key] = _merge(under.get(key), value)
+        return out
+    return over
+
+
+def _user_section() -> tuple[Path | None, dict[str, Any]]:
+    path = user_settings_path()
+    if not path.is_file():
+        return None, {}
+    section = read_settings_file(path)
+    if section is not None and not isinstance(section, dict):
+        raise SettingsFileError(f"user settings file {path}: expected an object")
+    return path, dict(section or {})
+
+
+def _combine(project: Any, project_path: Path | None) -> FoundSettings:
+    """The project's section over the user's; user-level fields from the user file only."""
+    user_path, user = _user_section()
+    ignored: list[ConfigIssue] = []
+    if isinstance(project, dict):
+        project = dict(project)
+        for name in USER_LEVEL_FIELDS:
+            if name in project:
+                project.pop(name)
+                ignored.append(ConfigIssue(
+                    f"{SECTION}.{name}",
+                    f"ignored in {project_path or 'this settings file'}: `{SECTION}.{name}` decides where keys may "
+                    f"go, so it is read only from your user settings file ({user_settings_path()}); a project's "
+                    f"settings could otherwise allow their own origin for your keys",
+                ))
+    raw = project if not user else user if project is None else _merge(user, project)
+    loaded = load_settings(raw)
+    if ignored:
+        loaded = replace(loaded, issues=(*ignored, *loaded.issues))
+    return FoundSettings(loaded, project_path, user_path)
 
 
 def find_settings_file(start: Path) -> tuple[Path, Any] | None:
@@ -152,8 +218,8 @@ def load_cli_settings(settings_file: str | Path | None, near: Path | None = None
                 f"settings file {path} has no `phasewise` section (expected {{\"phasewise\": {{...}}}} "
                 f"or the section itself: phases, providers, ...)"
             )
-        return FoundSettings(load_settings(section), path)
+        return _combine(section, path)
     found = find_settings_file((near or Path.cwd()).resolve())
     if found is None:
-        return FoundSettings(load_settings(None), None)
-    return FoundSettings(load_settings(found[1]), found[0])
+        return _combine(None, None)
+    return _combine(found[1], found[0])

@@ -16,7 +16,7 @@ from typing import Any
 from phasewise.problems import Problem, ProblemKind, ProviderError
 from phasewise.providers.base import Timeouts
 from phasewise.providers.catalogue import ModelInfo, ProviderSpec, known_ids
-from phasewise.router.router import Engine
+from phasewise.router.router import Engine, network_config, network_problem
 from phasewise.router.routes import KeyRef, RouteResolver
 from phasewise.settings import LoadedSettings
 
@@ -76,6 +76,10 @@ def spec_and_key(resolver: RouteResolver, provider: str) -> tuple[ProviderSpec, 
     spec = resolver.provider(provider)
     if isinstance(spec, Problem):
         return spec
+    if (refused := resolver.key_problem(spec)) is not None:
+        return refused
+    if (net := network_problem(resolver.loaded, provider=spec.id)) is not None:
+        return net
     keys = resolver.keys(spec)
     if spec.requires_key and not keys:
         envs = spec.key_envs or ((spec.auth_token_env,) if spec.auth_token_env else ())
@@ -98,7 +102,7 @@ async def discover(engine: Engine, loaded: LoadedSettings, provider: str,
     adapter = engine.adapters[spec.protocol]
     started = time.perf_counter()
     try:
-        out.models = await adapter.list_models(engine.endpoint(spec, key), timeouts)
+        out.models = await adapter.list_models(engine.endpoint(spec, key, network_config(loaded)), timeouts)
     except ProviderError as err:
         out.problem = Problem(err.kind, provider_message(err, spec, key, "to list its models (GET /models)"),
                               provider=spec.id, key_env=key.env if key else None, status=err.status,

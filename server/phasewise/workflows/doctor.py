@@ -19,9 +19,9 @@ from typing import Any
 from phasewise.phases.documents import Document
 from phasewise.phases.service import PhaseInput, PhaseService
 from phasewise.problems import Problem, ProblemKind, ProviderError
-from phasewise.providers.base import ChatRequest, Timeouts
+from phasewise.providers.base import ChatRequest, NetworkConfig, Timeouts
 from phasewise.providers.catalogue import ProviderSpec
-from phasewise.router.router import Engine
+from phasewise.router.router import Engine, network_config
 from phasewise.router.routes import KeyRef, PhaseRoute
 from phasewise.settings import LoadedSettings
 from phasewise.workflows.discovery import DISCOVERY_TIMEOUTS, provider_message, spec_and_key
@@ -53,6 +53,7 @@ class ProviderCheck:
     base_url: str | None = None
     key_env: str | None = None
     key_masked: str | None = None
+    key_source: str | None = None  # environment, OS keyring, editor secret storage
     key_accepted: bool | None = None
     listed: int | None = None  # how many models /models listed; None: no list
     latency_ms: float | None = None
@@ -74,7 +75,7 @@ class ProviderCheck:
         return {
             "provider": self.provider, "name": self.name, "protocol": self.protocol, "baseUrl": self.base_url,
             "simulated": self.simulated, "ok": self.ok, "keyEnv": self.key_env, "keyMasked": self.key_masked,
-            "keyAccepted": self.key_accepted, "listedModels": self.listed,
+            "keySource": self.key_source, "keyAccepted": self.key_accepted, "listedModels": self.listed,
             "latencyMs": round(self.latency_ms, 1) if self.latency_ms is not None else None,
             "models": [m.to_json() for m in self.models],
             "problem": self.problem.to_json() if self.problem else None,
@@ -98,6 +99,7 @@ class DoctorReport:
     providers: list[ProviderCheck] = field(default_factory=list)
     phases: list[PhaseCheck] = field(default_factory=list)
     named: bool = False  # providers were named: each of them must pass too
+    keyring: dict[str, Any] = field(default_factory=dict)  # the OS keyring: available, backend, note
 
     @property
     def ok(self) -> bool:
@@ -108,7 +110,7 @@ class DoctorReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "providers": [p.to_json() for p in self.providers],
-                "phases": [p.to_json() for p in self.phases]}
+                "phases": [p.to_json() for p in self.phases], "keyring": self.keyring}
 
 
 def providers_in_use(routes: list[PhaseRoute]) -> dict[str, dict[str, list[str]]]:
@@ -123,14 +125,14 @@ def providers_in_use(routes: list[PhaseRoute]) -> dict[str, dict[str, list[str]]
 
 
 async def _probe_model(engine: Engine, spec: ProviderSpec, key: KeyRef | None, model: str,
-                       timeouts: Timeouts) -> tuple[bool, float, ProviderError | None]:
+                       timeouts: Timeouts, network: NetworkConfig) -> tuple[bool, float, ProviderError | None]:
     """One tiny request (streamed, as phases are): does ``model`` answer at all?"""
     request = ChatRequest(model=model, system="You are a health check. Answer with one word.",
                           user="Say OK.", max_tokens=16, stream=True)
     started = time.perf_counter()
     try:
-        await engine.adapters[spec.protocol].complete(engine.endpoint(spec, key), request, lambda _t: None,
-                                                      timeouts)
+        await engine.adapters[spec.protocol].complete(engine.endpoint(spec, key, network), request,
+                                                      lambda _t: None, timeouts)
     except ProviderError as err:
         return False, (time.perf_counter() - started) * 1000, err
     return True, (time.perf_counter() - started) * 1000, None
@@ -146,13 +148,14 @@ async def check_provider(engine: Engine, loaded: LoadedSettings, provider: str, 
         check.models = [ModelCheck(m, ps, False, "not checked") for m, ps in models.items()]
         return check
     spec, key = found
+    network = network_config(loaded)
     check = ProviderCheck(spec.id, spec.name, spec.protocol, spec.base_url, key.env if key else None,
-                          key.masked() if key else None, simulated=spec.simulated)
+                          key.masked() if key else None, key.source if key else None, simulated=spec.simulated)
     adapter = engine.adapters[spec.protocol]
     started = time.perf_counter()
     listed: list[str] | None = None
     try:
-        listed = await adapter.list_models(engine.endpoint(spec, key), timeouts)
+        listed = await adapter.list_models(engine.endpoint(spec, key, network), timeouts)
         check.key_accepted = True if key else None
     except ProviderError as err:
         if err.kind not in _NO_LISTING:
@@ -169,7 +172,7 @@ async def check_provider(engine: Engine, loaded: LoadedSettings, provider: str, 
     async def one(model: str, phases: list[str]) -> ModelCheck:
         if listed is not None and model in listed:
             return ModelCheck(model, phases, True, "listed")
-        ok, took, err = await _probe_model(engine, spec, key, model, timeouts)
+        ok, took, err = await _probe_model(engine, spec, key, model, timeouts, network)
         if ok:
             return ModelCheck(model, phases, True, "answered", took)
         assert err is not None
@@ -196,7 +199,8 @@ async def doctor(engine: Engine, loaded: LoadedSettings, *, providers: list[str]
     used = providers_in_use(routes)
     wanted = providers or list(used)
     checks = await asyncio.gather(*(check_provider(engine, loaded, p, used.get(p, {}), timeouts) for p in wanted))
-    report = DoctorReport(providers=list(checks), named=bool(providers))
+    report = DoctorReport(providers=list(checks), named=bool(providers),
+                          keyring=engine.keyring.store_info().to_json())
     by_id = {c.provider: c for c in report.providers}
     doc = document or Document("untitled:phasewise-doctor", "")
     for pr in routes:

@@ -162,7 +162,7 @@ def doctor_view(report: DoctorReport) -> Group:
     for header in ("provider", "protocol", "key", "key accepted", "model", "served", "latency", "problem"):
         providers.add_column(header)
     for p in report.providers:
-        key = f"{p.key_env} ({p.key_masked})" if p.key_env else "none needed"
+        key = f"{p.key_env} ({p.key_masked}, {p.key_source})" if p.key_env else "none needed"
         accepted = {True: Text("yes", style="green"), False: Text("no", style="red"), None: Text("–")}[p.key_accepted]
         name = f"{p.provider} (simulated)" if p.simulated else p.provider
         if not p.models:
@@ -183,6 +183,10 @@ def doctor_view(report: DoctorReport) -> Group:
                        ph.problem.message if ph.problem else "")
     verdict = Text("Every phase can run." if report.ok else "Some phase cannot run: see above.",
                    style="green" if report.ok else "bold red")
+    keyring = report.keyring
+    if keyring:
+        line = Text(f"OS keyring: {keyring.get('note', '')}", style="dim" if keyring.get("available") else "yellow")
+        return Group(providers, phases, line, verdict)
     return Group(providers, phases, verdict)
 
 

@@ -17,7 +17,9 @@ May not import: edge, phases, router, providers.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
@@ -62,16 +64,61 @@ KEY_ROTATION_KINDS = frozenset({ProblemKind.RATE_LIMIT, ProblemKind.BILLING})
 
 _SECRETISH = re.compile(
     r"(sk-ant-[A-Za-z0-9_\-]{8,}|sk-[A-Za-z0-9_\-]{16,}|(?i:bearer)\s+[A-Za-z0-9._\-]{12,}"
-    r"|[A-Za-z0-9]{32,}\.[A-Za-z0-9]{8,})"
+    r"|[A-Za-z0-9]{32,}\.[A-Za-z0-9]{8,}|eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"
+    r"|AIza[0-9A-Za-z_\-]{30,})"
 )
 
 
+# Every key value this process has been handed (environment, editor, secret store): masked
+# wherever it shows up, whatever its shape. Values only; never logged, never serialised.
+_KNOWN_SECRETS: set[str] = set()
+_SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)S?($|_)", re.IGNORECASE)
+_MIN_SECRET = 6  # shorter values would mask ordinary words
+
+
+def register_secret(*values: str | None) -> None:
+    """Remember key values so that ``redact`` masks them everywhere (editor keys, keyring keys)."""
+    for value in values:
+        if isinstance(value, str) and len(value.strip()) >= _MIN_SECRET:
+            _KNOWN_SECRETS.add(value.strip())
+
+
+def register_environment_secrets(environ: Mapping[str, str] | None = None) -> None:
+    """Remember the values of environment variables named like keys (``*_API_KEY``, ``*_TOKEN`` …)."""
+    env = os.environ if environ is None else environ
+    register_secret(*(v for k, v in env.items() if _SECRET_ENV.search(k)))
+
+
+_ENV_READ = False
+
+
+def known_secrets() -> tuple[str, ...]:
+    global _ENV_READ
+    if not _ENV_READ:
+        _ENV_READ = True
+        register_environment_secrets()
+    # longest first, so a key that contains another is masked whole
+    return tuple(sorted(_KNOWN_SECRETS, key=len, reverse=True))
+
+
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """``text`` with every known secret and anything shaped like an API key masked."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
+    """``text`` with every known secret and anything shaped like an API key masked.
+
+    Apply it before cutting a text short: a key cut in half is no longer recognisable."""
+    if not isinstance(text, str):
+        text = str(text)
+    for secret in (*secrets, *known_secrets()):
+        if secret and len(secret) >= 4 and secret in text:
             text = text.replace(secret, "[redacted]")
     return _SECRETISH.sub("[redacted]", text)
+
+
+def redact_known(text: str) -> str:
+    """Only the exact key values masked (for text such as code, where key *shapes* are legitimate)."""
+    for secret in known_secrets():
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
+    return text
 
 
 def _camel(name: str) -> str:
@@ -112,6 +159,8 @@ class Problem:
                 continue
             if f.name == "retry_after_seconds":
                 value = round(float(value), 3)
+            elif f.name == "message":
+                value = redact(value)
             out[_camel(f.name)] = str(value) if isinstance(value, ProblemKind) else value
         return out
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import json
 import logging
 import os
+import re
 import stat
 import sys
 import threading
@@ -24,8 +26,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from lsprotocol import types
 from pygls import IS_WASM
 from pygls.constants import PARAM_LS
-from pygls.exceptions import JsonRpcInvalidParams
-from pygls.io_ import StdoutWriter, run_async
+from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
+from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import _prepare_command_arguments, lsp_method
@@ -55,6 +57,7 @@ class PhasewiseProtocol(LanguageServerProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.plain_commands: dict[Any, bool] = {}  # command handler → takes (ls, *args)
+        self._last_write: Any = None
 
     @lsp_method(types.WORKSPACE_EXECUTE_COMMAND)
     def lsp_workspace__execute_command(self, params: types.ExecuteCommandParams) -> Generator[Any, Any, Any]:
@@ -75,7 +78,39 @@ class PhasewiseProtocol(LanguageServerProtocol):
         result = yield handler, args, kwargs
         return result
 
+    def _send_data(self, data: Any) -> None:
+        """pygls's, with every key value this process knows masked in what leaves it: the last
+        guard behind the redaction of problems, logs and records (a key must never reach the
+        client, whatever path it took). Only exact key values are masked here, so code that
+        merely looks like a key (a test fixture's ``sk-…``) is sent as it is."""
+        if not data:
+            return
+        if self.writer is None:
+            log.error("unable to send data: no transport")
+            return
+        try:
+            body = json.dumps(data, default=self._serialize_message)
+            for secret in _json_secrets():
+                if secret in body:
+                    body = body.replace(secret, "[redacted]")
+            payload = body
+            if self._include_headers:
+                payload = (f"Content-Length: {len(body)}\r\n"
+                           f"Content-Type: {self.CONTENT_TYPE}; charset={self.CHARSET}\r\n\r\n{body}")
+            res = self.writer.write(payload.encode(self.CHARSET))
+            if inspect.isawaitable(res):  # an asynchronous writer (not stdio): keep the write alive
+                self._last_write = asyncio.ensure_future(res)
+        except BrokenPipeError:
+            log.error("the connection to the client is lost")
+            raise
+        except Exception as error:
+            log.exception("error sending data")
+            self._server._report_server_error(error, JsonRpcInternalError)
+
     def _handle_cancel_notification(self, msg_id: Any) -> None:
+        if not isinstance(msg_id, int | str):  # a request id is a number or a string; anything else cancels nothing
+            log.warning("$/cancelRequest for an id that no request can have: %s", type(msg_id).__name__)
+            return
         super()._handle_cancel_notification(msg_id)
         server = self._server
         if isinstance(server, PhasewiseServer):
@@ -191,7 +226,11 @@ class PhasewiseServer(LanguageServer):
     def set_initialization_options(self, options: Any) -> None:
         if isinstance(options, dict):
             if isinstance(options.get("keys"), dict):
-                self.engine.keyring.set_memory({str(k): str(v) for k, v in options["keys"].items()})
+                from phasewise.problems import register_secret
+
+                keys = {str(k): str(v) for k, v in options["keys"].items()}
+                register_secret(*keys.values())
+                self.engine.keyring.set_memory(keys)
             self._init_settings = options.get("phasewise", options.get("settings"))
             if self._init_settings is None and ("phases" in options or "providers" in options):
                 self._init_settings = options
@@ -294,8 +333,7 @@ class PhasewiseServer(LanguageServer):
             lambda: asyncio.StreamReaderProtocol(stream), sys.stdin.buffer
         )
         assert self._stop_event is not None
-        await run_async(self._stop_event, _PipeReader(stream), self.protocol, logger=log,
-                        error_handler=self.report_server_error)
+        await read_messages(self._stop_event, _PipeReader(stream), self.protocol)
 
 
 def _takes_plain_args(protocol: PhasewiseProtocol, handler: Callable[..., Any]) -> bool:
@@ -314,6 +352,130 @@ def _takes_plain_args(protocol: PhasewiseProtocol, handler: Callable[..., Any]) 
 
 
 _LINE_LIMIT = 1 << 20  # a header line longer than this is not LSP
+
+
+_CONTENT_LENGTH = re.compile(rb"content-length:[ \t]*(\d{1,12})[ \t]*\r?\n?$", re.IGNORECASE)
+_MAX_BODY = 256 * 1024 * 1024  # far beyond any real message (a 10 MB document is ~10 MB of JSON)
+PARSE_ERROR, INVALID_REQUEST = -32700, -32600
+
+
+async def read_messages(stop_event: threading.Event, reader: _PipeReader, protocol: LanguageServerProtocol) -> None:
+    """The stdio message loop (pygls's ``run_async``), hardened against a hostile or broken client.
+
+    A body that is not JSON is answered with a parse error (-32700) and JSON that is not a
+    JSON-RPC message with an invalid request (-32600), both with ``id: null`` unless the id
+    could be read; a header line over the limit, a missing or unreadable ``Content-Length`` and
+    an absurd length are skipped. After garbage the loop finds its footing again at the next
+    ``Content-Length`` header, even one glued to the end of the garbage. Nothing a client sends
+    stops the loop: only the end of input does."""
+    length: int | None = None
+    while not stop_event.is_set():
+        try:
+            line = await reader.readline()
+        except ValueError:  # a header line over the limit: its bytes are dropped
+            log.warning("skipped a header line longer than %d bytes", _LINE_LIMIT)
+            length = None
+            continue
+        if not line:
+            break
+        if line.strip():
+            if (match := _CONTENT_LENGTH.search(line)) is not None:
+                if match.start() > 0:
+                    log.warning("skipped %d bytes that were not a message", match.start())
+                length = int(match.group(1))
+            elif line[:15].lower().startswith(b"content-length"):
+                log.warning("unreadable Content-Length header: %r", line[:80])
+                length = None
+            continue
+        if length is None:
+            continue  # headers without a usable Content-Length: nothing to read
+        if length > _MAX_BODY:
+            log.warning("ignored a message announcing %d bytes (over %d)", length, _MAX_BODY)
+            _send_error(protocol, None, PARSE_ERROR, f"Parse error: Content-Length {length} is over the limit")
+            length = None
+            continue
+        want, length = length, None
+        body = await reader.readexactly(want) if want else b""
+        if len(body) < want:
+            break  # the client went away mid-message
+        handle_body(protocol, body)
+
+
+def handle_body(protocol: LanguageServerProtocol, body: bytes) -> None:
+    """Decode one message body and hand it to pygls; answer what pygls would not."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # not JSON (or not UTF-8, or absurdly nested)
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+        log.warning("a message that is not JSON: %s", reason)
+        _send_error(protocol, None, PARSE_ERROR, f"Parse error: the message is not JSON ({reason})")
+        return
+    msg_id = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(msg_id, int | str) or isinstance(msg_id, bool):
+        msg_id = None
+    problem = _invalid_message(data)
+    if problem is not None:
+        log.warning("invalid JSON-RPC message: %s", problem)
+        if not (isinstance(data, dict) and "method" in data and "id" not in data):  # notifications get no answer
+            _send_error(protocol, msg_id, INVALID_REQUEST, f"Invalid request: {problem}")
+        return
+    try:
+        message = protocol.structure_message(data)
+    except Exception as exc:
+        method = data.get("method")
+        log.warning("cannot read the params of %r: %s", method, type(exc).__name__)
+        if "method" in data and msg_id is not None:
+            _send_error(protocol, msg_id, JsonRpcInvalidParams.CODE,
+                        f"Invalid params for {method!r}: they do not match the LSP type of that method")
+        return
+    try:
+        protocol.handle_message(message)
+    except Exception as exc:
+        log.exception("unable to handle a %r message", data.get("method") or "response")
+        if "method" in data and msg_id is not None:
+            _send_error(protocol, msg_id, JsonRpcInternalError.CODE, f"Internal error: {type(exc).__name__}")
+
+
+def _invalid_message(data: Any) -> str | None:
+    """Why ``data`` is not a JSON-RPC 2.0 request, notification or response (None if it is)."""
+    if isinstance(data, list):
+        return "batches are not part of LSP" if data else "an empty batch"
+    if not isinstance(data, dict):
+        return f"expected an object, got {type(data).__name__}"
+    if data.get("jsonrpc") != "2.0":
+        return "'jsonrpc' must be \"2.0\""
+    if "method" in data:
+        if not isinstance(data["method"], str) or not data["method"]:
+            return "'method' must be a non-empty string"
+        if "params" in data and data["params"] is not None and not isinstance(data["params"], dict | list):
+            return "'params' must be an object or an array"
+    elif "id" not in data:
+        return "neither 'method' nor 'id'"
+    elif "result" not in data and "error" not in data:
+        return "a response needs 'result' or 'error'"
+    if "id" in data and data["id"] is not None and (
+            not isinstance(data["id"], int | str) or isinstance(data["id"], bool)):
+        return "'id' must be a number or a string"
+    return None
+
+
+def _send_error(protocol: LanguageServerProtocol, msg_id: Any, code: int, message: str) -> None:
+    protocol._send_data({"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}})
+
+
+_json_secrets_cache: tuple[int, tuple[str, ...]] = (-1, ())
+
+
+def _json_secrets() -> tuple[str, ...]:
+    """Known key values (16 characters or more: shorter ones could be ordinary words), as they
+    appear inside JSON text."""
+    global _json_secrets_cache
+    from phasewise.problems import known_secrets
+
+    found = known_secrets()
+    if _json_secrets_cache[0] != len(found):
+        _json_secrets_cache = (len(found), tuple(json.dumps(s)[1:-1] for s in found if len(s) >= 16))
+    return _json_secrets_cache[1]
 
 
 class _PipeReader:
@@ -364,7 +526,7 @@ def parse_phase_args(args: Any, *, need_instruction: bool) -> PhaseArgs:
     if raw_range is not None:
         try:
             rng = LineRange(int(raw_range["start"]["line"]), int(raw_range["end"]["line"]))
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise CommandError("`range` must be an LSP range {start: {line, character}, end: …}") from None
         if rng.end < rng.start:
             raise CommandError("`range` ends before it starts")
@@ -416,12 +578,26 @@ def warm_up() -> None:
 
 
 def serve_stdio() -> int:
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
-                        format="phasewise %(levelname)s %(name)s: %(message)s")
+    from phasewise.problems import register_environment_secrets
+
+    register_environment_secrets()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("phasewise %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.getLogger("phasewise").setLevel(logging.INFO)
     ls = create_server()
     ls.start_io()
     return 0
+
+
+class RedactingFormatter(logging.Formatter):
+    """Log lines (tracebacks included) with keys masked: pygls logs the params of a message it
+    could not handle, and those may carry keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from phasewise.problems import redact
+
+        return redact(super().format(record))
 
 
 def new_token() -> str:

@@ -170,16 +170,19 @@ class PhaseService:
         main = phase_route.main
         result = PhaseResult(ok=False, run_id=run_id, phase=phase,
                              provider=main.provider if main else None, model=main.model if main else None)
-        if len(inp.document.text) > MAX_DOCUMENT_CHARS:
+        _, user, tool, rng = self.prepare(phase, inp)
+        result.range = rng
+        if len(user) > MAX_DOCUMENT_CHARS:  # what would be sent: the range, or the whole document
+            who = f" ({main.provider}/{main.model})" if main else ""
+            what = "the selected range" if inp.range is not None else "the document"
             result.error = Problem(
                 ProblemKind.CONTEXT_LENGTH,
-                f"The document is {len(inp.document.text):,} characters, over the "
-                f"{MAX_DOCUMENT_CHARS:,} Phasewise sends in one {phase} phase: select a range.",
+                f"The {phase} phase{who} would send {len(user):,} characters of {what}, over the "
+                f"{MAX_DOCUMENT_CHARS:,} Phasewise sends at once: select a smaller range and run it again. "
+                f"Nothing was sent.",
                 phase=phase, provider=result.provider, model=result.model,
             )
             return result
-        _, user, tool, rng = self.prepare(phase, inp)
-        result.range = rng
         router = Router(self.engine, loaded)
         check = Preflight(needs_tool=tool is not None, prompt_chars=len(user) + 2000,
                           output_tokens=output_budget(main) if main else 0)

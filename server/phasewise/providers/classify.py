@@ -223,7 +223,7 @@ def classify(
         rid = body.get("request_id") if isinstance(body.get("request_id"), str) else None
     return ProviderError(
         kind,
-        redact(" ".join(detail.split())[:500], secrets),
+        redact(" ".join(detail.split()), secrets)[:500],
         status=status,
         code=code,
         retry_after=retry_after_seconds(headers),

@@ -38,6 +38,8 @@ class FaultContext:
     request_id: str
     prompt_tokens: int = 0
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # the key the request carried: only for faults that echo it back, as some providers do
+    api_key: str | None = field(default=None, repr=False)
 
 
 @dataclass(slots=True)
@@ -304,6 +306,13 @@ PRESETS: dict[str, Preset] = {
     "openai.region": _openai_like(
         "openai.region", 403, "Country, region, or territory not supported", "request_forbidden",
         "unsupported_country_region_territory"),
+    # Providers that echo the rejected key back ("Incorrect API key provided: sk-abc…"): the
+    # server must mask it everywhere it could show up.
+    "openai.invalid_api_key_echo": _openai_like(
+        "openai.invalid_api_key_echo", 401,
+        "Incorrect API key provided: {key}. You can find your API key at https://platform.openai.com/account/api-keys.",
+        "invalid_request_error", "invalid_api_key"),
+    "anthropic.authentication_error_echo": _anthropic("authentication_error", 401, "invalid x-api-key: {key}"),
     # Anthropic
     "anthropic.invalid_request_error": _anthropic("invalid_request_error", 400, "messages: Field required"),
     "anthropic.authentication_error": _anthropic("authentication_error", 401, "invalid x-api-key"),
@@ -404,7 +413,7 @@ _RULE_KEYS = frozenset({"provider", "model", "protocol", "phase", "endpoint", "t
 _FAULT_KEYS = frozenset({
     "preset", "status", "headers", "body", "stream", "after_chunks", "error_type", "message", "error",
     "delay_ms", "close", "abrupt", "ratelimit_headers", "retry_after", "retry_after_ms", "retry_after_date",
-    "reset_requests", "reset_tokens", "reset_in", "kind", "limit", "code", "content_type",
+    "reset_requests", "reset_tokens", "reset_in", "kind", "limit", "code", "content_type", "echo_key",
 })
 
 
@@ -510,4 +519,44 @@ def resolve(fault: Mapping[str, Any], ctx: FaultContext) -> FaultPlan:
     if "status" not in fault:
         extra.update(dict(fault.get("headers") or {}))
     plan.extra_headers = {str(k).lower(): str(v) for k, v in extra.items()}
+    _echo_key(plan, bool(fault.get("echo_key")), ctx.api_key)
     return plan
+
+
+def fault_label(fault: Mapping[str, Any]) -> str:
+    """A short name for a fault, for counting (``openai.rate_limit``, ``stream:cut``, ``status:502``)."""
+    if "preset" in fault:
+        return str(fault["preset"])
+    if "stream" in fault:
+        return f"stream:{fault['stream']}" + (":abrupt" if fault.get("abrupt") else "")
+    if "status" in fault:
+        return f"status:{fault['status']}"
+    if fault.get("close"):
+        return "close"
+    return "delay" if "delay_ms" in fault else "headers"
+
+
+def _echo_key(plan: FaultPlan, append: bool, key: str | None) -> None:
+    """``{key}`` in an error's text becomes the request's key; ``echo_key`` appends it to every
+    error message: what a provider that echoes the rejected key back does."""
+    shown = key or "(no key sent)"
+
+    def fill(value: Any, in_message: bool = False) -> Any:
+        if isinstance(value, str):
+            value = value.replace("{key}", shown)
+            return f"{value} (key: {shown})" if append and in_message else value
+        if isinstance(value, dict):
+            return {k: fill(v, k in {"message", "status_msg"}) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        return value
+
+    if plan.reply is not None:
+        body = plan.reply.body
+        if append and isinstance(body, str):
+            body = f"{body} (key: {shown})"
+        plan.reply.body = fill(body)
+    if plan.error_payload is not None:
+        plan.error_payload = fill(plan.error_payload)
+    if plan.first_line is not None:
+        plan.first_line = fill(plan.first_line)

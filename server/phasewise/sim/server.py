@@ -16,8 +16,10 @@ import contextlib
 import http
 import json
 import logging
+import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from email.utils import formatdate
@@ -33,7 +35,9 @@ from phasewise.sim.faults import (
     FaultPlan,
     FaultRule,
     anthropic_error,
+    fault_label,
     make_rule,
+    normalise_fault,
     preset_names,
     resolve,
     rule_from_json,
@@ -164,6 +168,27 @@ def _config_update(cfg: ProviderConfig, options: Mapping[str, Any]) -> None:
             cfg.ratelimit_headers = {str(k).lower(): str(v) for k, v in dict(value).items()}
         else:
             cfg.owned_by = str(value)
+
+
+@dataclass(slots=True)
+class FaultMix:
+    """A seeded random share of faulty answers (soak tests): each chat request not already
+    claimed by a queued rule fails with probability ``rate``, with a fault drawn from ``faults``."""
+
+    rate: float
+    faults: list[dict[str, Any]]
+    rng: random.Random
+    provider: str | None = None
+    seen: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def draw(self, provider: str) -> FaultRule | None:
+        self.seen += 1
+        if self.rng.random() >= self.rate:
+            return None
+        fault = dict(self.rng.choice(self.faults))
+        self.counts[fault_label(fault)] += 1
+        return FaultRule(fault, provider=provider, hits=1)
 
 
 # --------------------------------------------------------------------------- connection
@@ -299,6 +324,7 @@ class Simulator:
         self.on_finish = on_finish
         self._lock = threading.RLock()
         self._rules: list[FaultRule] = []
+        self._mix: FaultMix | None = None
         self._requests: list[SimRequest] = []
         self._connections: dict[int, SimConnection] = {}
         self._client_closes: list[ClientClose] = []
@@ -415,6 +441,31 @@ class Simulator:
     def clear_faults(self) -> None:
         with self._lock:
             self._rules.clear()
+            self._mix = None
+
+    def set_fault_mix(self, rate: float, faults: Iterable[str | Mapping[str, Any]], *, seed: int = 0,
+                      provider: str | None = None) -> FaultMix:
+        """Fail a share ``rate`` of chat requests (of ``provider``, or all) with faults drawn from
+        ``faults``, reproducibly (``seed``). Queued rules still come first. ``fault_mix_counts``
+        tells which faults were served how often."""
+        if not 0.0 <= float(rate) <= 1.0:
+            raise ValueError("rate is a share between 0 and 1")
+        built = [normalise_fault(f) for f in faults]
+        if not built:
+            raise ValueError("a fault mix needs at least one fault")
+        mix = FaultMix(float(rate), built, random.Random(seed), provider)
+        with self._lock:
+            self._mix = mix
+        return mix
+
+    @property
+    def fault_mix_counts(self) -> dict[str, int]:
+        """Chat requests the mix looked at (``requests``), faults served (``faulted``), and each fault's count."""
+        with self._lock:
+            mix = self._mix
+            if mix is None:
+                return {}
+            return {"requests": mix.seen, "faulted": sum(mix.counts.values()), **dict(sorted(mix.counts.items()))}
 
     def configure(self, provider: str | None = None, **options: Any) -> None:
         """Set options for one provider name, or (``provider=None``) the defaults of all.
@@ -450,6 +501,7 @@ class Simulator:
         """Forget faults, requests, closes and per-provider config (keeps constructor defaults)."""
         with self._lock:
             self._rules.clear()
+            self._mix = None
             self._requests.clear()
             self._client_closes.clear()
             self._configs.clear()
@@ -781,6 +833,9 @@ class Simulator:
                         if rule.times == 0:
                             del self._rules[index]
                     return replace(rule, fault=dict(rule.fault))
+            mix = self._mix
+            if mix is not None and rec.endpoint == "chat" and mix.provider in (None, rec.provider):
+                return mix.draw(rec.provider)
         return None
 
     async def _apply_fault_prelude(self, conn: _Conn, rec: SimRequest, plan: FaultPlan) -> bool | None:
@@ -826,7 +881,7 @@ class Simulator:
 
     def _context(self, rec: SimRequest, prompt_chars: int = 0) -> FaultContext:
         return FaultContext(model=rec.model, protocol=rec.protocol, request_id=rec.id,
-                            prompt_tokens=wire.tokens(prompt_chars))
+                            prompt_tokens=wire.tokens(prompt_chars), api_key=rec.api_key)
 
     def _success_headers(self, rec: SimRequest, plan: FaultPlan | None) -> dict[str, str]:
         extra = dict(self._setting(rec.provider, "ratelimit_headers") or {})
@@ -1055,6 +1110,14 @@ class Simulator:
             elif what == "faults" and method == "DELETE":
                 self.clear_faults()
                 reply = {"ok": True}
+            elif what == "mix" and method == "POST":
+                if not isinstance(body, Mapping):
+                    raise ValueError('send {"rate": 0.2, "faults": [...], "seed": 0, "provider": null}')
+                self.set_fault_mix(float(body.get("rate", 0)), list(body.get("faults") or []),
+                                   seed=int(body.get("seed", 0)), provider=body.get("provider"))
+                reply = {"ok": True}
+            elif what == "mix" and method == "GET":
+                reply = {"counts": self.fault_mix_counts}
             elif what == "presets" and method == "GET":
                 reply = {"presets": preset_names()}
             elif what == "reset" and method == "POST":

@@ -123,6 +123,14 @@ class SimulatorThread:
     def faults(self) -> list[FaultRule]:
         return self.simulator.faults
 
+    def set_fault_mix(self, rate: float, faults: Iterable[str | Mapping[str, Any]], *, seed: int = 0,
+                      provider: str | None = None) -> None:
+        self.simulator.set_fault_mix(rate, faults, seed=seed, provider=provider)
+
+    @property
+    def fault_mix_counts(self) -> dict[str, int]:
+        return self.simulator.fault_mix_counts
+
     def configure(self, provider: str | None = None, **options: Any) -> None:
         self.simulator.configure(provider, **options)
 

@@ -14,8 +14,10 @@ May not import: edge, phases, router, providers.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import json
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -45,6 +47,44 @@ NO_BACKEND_NOTE = ("no OS keyring backend is available here (on headless Linux t
                    "KWallet): keys come from environment variables (and the editor's secret storage) only")
 
 
+def preload() -> None:
+    """Do now, on the calling (warm-up) thread, the slow part of a first lookup: finding out
+    whether a backend exists (``keyring`` picks its backend once per process, 0.2 s on a
+    headless machine). Never raises."""
+    try:
+        if not _surely_no_backend():
+            import keyring
+
+            keyring.get_keyring()
+    except Exception:  # a lookup will say why, as "not available"
+        pass
+
+
+@functools.cache
+def _surely_no_backend() -> bool:
+    """Linux without a D-Bus session bus has no Secret Service and no KWallet, the only backends
+    ``keyring`` ships there: say so without importing it (its Secret Service backend brings
+    ``cryptography`` and ``jeepney``, 24 MiB resident, to find out). Anything that could change
+    the answer (a backend chosen by ``PYTHON_KEYRING_BACKEND`` or keyring's config file, a
+    third-party backend installed) means "ask keyring"."""
+    if not sys.platform.startswith("linux") or os.environ.get("PYTHON_KEYRING_BACKEND"):
+        return False
+    if os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        return False
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.exists(os.path.join(runtime, "bus")):
+        return False
+    config = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    if os.path.exists(os.path.join(config, "python_keyring", "keyringrc.cfg")):
+        return False
+    try:
+        from importlib.metadata import entry_points
+
+        return all(ep.dist is not None and ep.dist.name == "keyring" for ep in entry_points(group="keyring.backends"))
+    except Exception:
+        return False
+
+
 def _backend_name(backend: Any) -> str:
     cls = type(backend)
     return f"{cls.__module__}.{cls.__qualname__}"
@@ -67,6 +107,8 @@ class OsKeyring:
         if os.environ.get("PHASEWISE_KEYRING", "1").strip().lower() in {"0", "off", "false", "no"}:
             raise KeyStoreError("the OS keyring is turned off (PHASEWISE_KEYRING=0): keys come from environment "
                                 "variables only")
+        if _surely_no_backend():
+            raise KeyStoreError(NO_BACKEND_NOTE)
         try:
             import keyring
             from keyring.backends import fail

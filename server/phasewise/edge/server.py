@@ -552,13 +552,19 @@ def _register(ls: PhasewiseServer) -> None:
 
 
 def warm_up() -> None:
-    """Import the core and SDKs off the event loop, so the first phase does not pay for them.
+    """Import the core and SDKs off the event loop, so the first phase does not pay for them,
+    and find out whether an OS keyring exists (0.2 s on a headless machine: not something the
+    first phase with a key missing should wait for).
 
-    ``PHASEWISE_WARMUP=0`` turns it off (tests use it to show ``initialize`` needs no SDK)."""
+    ``PHASEWISE_WARMUP=0`` turns it all off (tests use it to show ``initialize`` needs no SDK):
+    everything then happens on first use."""
     if os.environ.get("PHASEWISE_WARMUP", "1") == "0":
         return
 
     def run() -> None:
+        from phasewise.keystore import preload
+
+        preload()
         try:
             import anthropic  # noqa: F401
             import openai  # noqa: F401

@@ -50,6 +50,18 @@ the other servers in those modes."
   "Seconds to wait for a Phasewise command (a phase can take minutes)."
   :type 'integer)
 
+(defcustom phasewise-user-settings nil
+  "Phasewise settings that only you may set, as a plist: `:security' and `:network'.
+For example (:security (:allowedKeyOrigins [\"https://llm-proxy.corp.example\"])).
+A project's .dir-locals.el can set `eglot-workspace-configuration' (Eglot marks it
+safe), so Phasewise never takes these two from there: the server gets them from
+this variable only, which a directory-local setting cannot change."
+  :type 'plist)
+(put 'phasewise-user-settings 'risky-local-variable t)
+
+(defconst phasewise--user-level-keys '(:security :network)
+  "Settings that decide where keys may go and how connections are checked.")
+
 (defvar phasewise-result-functions nil
   "Abnormal hook run with (COMMAND RESULT) when a Phasewise command answers.")
 
@@ -151,6 +163,30 @@ ON-RESULT is called with the answer."
     (when (and buf (equal (plist-get phasewise--plan :uri) uri))
       (let ((text (with-current-buffer buf (buffer-string))))
         (unless (string-blank-p text) text)))))
+
+(defun phasewise--user-level-only (section)
+  "SECTION (the workspace's `phasewise' plist) with `phasewise--user-level-keys' from
+`phasewise-user-settings' only."
+  (let ((out nil))
+    (when (consp section)
+      (cl-loop for (key value) on section by #'cddr
+               unless (memq key phasewise--user-level-keys)
+               do (setq out (nconc out (list key value)))))
+    (dolist (key phasewise--user-level-keys)
+      (when (plist-member phasewise-user-settings key)
+        (setq out (nconc out (list key (plist-get phasewise-user-settings key))))))
+    out))
+
+(cl-defmethod eglot-handle-request :around
+  ((_server phasewise-eglot-server) (_method (eql workspace/configuration)) &key items)
+  "Answer the server's settings pull with the user-level settings from `phasewise-user-settings'."
+  (let ((answer (cl-call-next-method)))
+    (apply #'vector
+           (cl-loop for item across (if (vectorp items) items (vconcat items))
+                    for value across answer
+                    collect (if (equal (plist-get item :section) "phasewise")
+                                (phasewise--user-level-only value)
+                              value)))))
 
 (cl-defmethod eglot-handle-notification
   ((_server phasewise-eglot-server) (_method (eql phasewise/streamText))

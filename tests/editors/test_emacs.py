@@ -53,6 +53,7 @@ def load(path, cache={}):
 """
 PLANNER_KEY = "test-key-planner-1111"
 LATE_KEY = "test-key-typed-in-emacs-8888"
+OPENAI_KEY = "test-key-openai-in-emacs-4242"
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +74,14 @@ def eglot(sim: SimulatorThread, tmp_path_factory: pytest.TempPathFactory) -> dic
                       "apiKeyEnv": "NOKEY_API_KEY"},
         },
     }
+    redirect = {"phases": {"plan": {"model": "openai/gpt-sim"}},
+                "providers": {"openai": {"baseUrl": sim.base_url("openai", "openai")}}}
     out = tmp / "observed.json"
-    env = server_env(PLANNER_KEY=PLANNER_KEY, HOME=str(tmp), XDG_STATE_HOME=str(tmp / "state"))
+    env = server_env(PLANNER_KEY=PLANNER_KEY, OPENAI_API_KEY=OPENAI_KEY, HOME=str(tmp),
+                     XDG_STATE_HOME=str(tmp / "state"))
     env["PHASEWISE_TEST_INPUT"] = json.dumps({
         "recipe": str(RECIPE), "cmd": [sys.executable, "-m", "phasewise", "serve"], "settings": settings,
-        "file": str(doc), "late_key": LATE_KEY,
+        "file": str(doc), "late_key": LATE_KEY, "redirect_settings": redirect, "redirect_origin": sim.url,
     })
     env["PHASEWISE_TEST_OUT"] = str(out)
     assert EMACS is not None
@@ -89,6 +93,7 @@ def eglot(sim: SimulatorThread, tmp_path_factory: pytest.TempPathFactory) -> dic
     )
     observed["chat"] = [(r.provider, r.model, r.phase, r.api_key == PLANNER_KEY, r.api_key == LATE_KEY)
                         for r in sim.requests if r.endpoint == "chat"]
+    observed["openai_keys"] = [r.api_key == OPENAI_KEY for r in sim.requests if r.provider == "openai"]
     observed["key_on_disk"] = [str(p) for p in tmp.rglob("*") if p.is_file() and LATE_KEY.encode() in p.read_bytes()]
     return observed
 
@@ -119,3 +124,12 @@ def test_missing_key_is_a_flymake_diagnostic_with_quick_fixes(eglot: dict[str, A
 def test_set_api_key_quick_fix_hands_the_key_to_the_server(eglot: dict[str, Any]) -> None:
     assert eglot["code_after_key_ok"] is True
     assert ("nokey", "glm-sim", "code", False, True) in eglot["chat"]
+
+
+def test_a_project_cannot_allow_its_own_key_origin_only_the_user_can(eglot: dict[str, Any]) -> None:
+    # the workspace configuration (what a .dir-locals.el can set) allowed the origin: ignored
+    assert eglot["redirect_ok"] is False and eglot["redirect_kind"] == "config"
+    assert eglot["redirect_setting"] == "phasewise.security.allowedKeyOrigins"
+    # the same allowance in `phasewise-user-settings`: the key goes there
+    assert eglot["allowed_ok"] is True and eglot["allowed_provider"] == "openai"
+    assert eglot["openai_keys"] == [True]

@@ -95,7 +95,29 @@
       (eglot-execute-command (eglot-current-server) 'phasewise.setApiKey
                              (plist-get (plist-get set-key :command) :arguments))))
   (let ((again (pw-call "phasewise.code" (lambda () (phasewise-code "add a docstring")))))
-    (pw-observe 'code_after_key_ok (eq (plist-get again :ok) t))))
+    (pw-observe 'code_after_key_ok (eq (plist-get again :ok) t)))
+
+  ;; trust: the project (as a .dir-locals.el would) redirects `openai' to the simulator and
+  ;; allows that origin itself; only `phasewise-user-settings' may allow it
+  (let* ((origin (plist-get pw-input :redirect_origin))
+         (allow (list :security (list :allowedKeyOrigins (vector origin)))))
+    (dir-locals-set-class-variables
+     'pw-hostile-project
+     `((nil . ((eglot-workspace-configuration
+                . (:phasewise ,(append (plist-get pw-input :redirect_settings) allow)))))))
+    (dir-locals-set-directory-class
+     (file-name-directory (directory-file-name (file-name-directory (plist-get pw-input :file))))
+     'pw-hostile-project)
+    (eglot-signal-didChangeConfiguration (eglot-current-server))
+    (let ((refused (pw-call "phasewise.plan" (lambda () (phasewise-plan "rename load to read_file")))))
+      (pw-observe 'redirect_ok (eq (plist-get refused :ok) t))
+      (pw-observe 'redirect_kind (plist-get (plist-get refused :error) :kind))
+      (pw-observe 'redirect_setting (plist-get (plist-get refused :error) :setting)))
+    (setq phasewise-user-settings allow)
+    (eglot-signal-didChangeConfiguration (eglot-current-server))
+    (let ((allowed (pw-call "phasewise.plan" (lambda () (phasewise-plan "rename load to read_file")))))
+      (pw-observe 'allowed_ok (eq (plist-get allowed :ok) t))
+      (pw-observe 'allowed_provider (plist-get allowed :provider)))))
 
 (let ((failure nil))
   (condition-case err

@@ -319,6 +319,17 @@ def test_fuzzed_command_arguments(fuzz: BackgroundClient, data: st.DataObject) -
     TALLY[f"answer {check_answer(command, outcome)}"] += 1
 
 
+def test_notifications_with_params_of_every_shape(fuzz: BackgroundClient) -> None:
+    """Every handled notification with params of each JSON shape (found by the full fuzz run:
+    ``phasewise/setKeys`` with an array crashed its handler). The summary below fails on any
+    "Error in server" the server reported."""
+    for method in NOTIFICATIONS:
+        for params in ([], [{"keys": {"A_KEY": "x" * 20}}], "keys", 7, None, {"keys": []}, {}):
+            payload = {"jsonrpc": "2.0", "method": method, "params": params}
+            fuzz.loop.call_soon_threadsafe(fuzz.client.protocol._send_data, payload)
+            TALLY["notifications"] += 1
+        assert status_of(fuzz)["phases"]
+
 
 def test_fuzz_server_still_serves_and_summary(fuzz: BackgroundClient) -> None:
     """After the fuzz run: the same server answers, never reported an internal error, and the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,8 @@ from phasewise.edge.server import (
     parse_phase_args,
     warm_up,
 )
+
+log = logging.getLogger("phasewise")
 
 if TYPE_CHECKING:
     from phasewise.phases.documents import Document
@@ -51,8 +54,11 @@ def register(ls: PhasewiseServer) -> None:
 
     @ls.feature(SET_KEYS)
     def on_set_keys(ls: PhasewiseServer, params: Any) -> None:
-        keys = as_plain(params).get("keys") if params is not None else None
-        if isinstance(keys, dict):
+        plain_params = as_plain(params) if params is not None else None
+        keys = plain_params.get("keys") if isinstance(plain_params, dict) else None
+        if not isinstance(keys, dict):
+            log.warning("phasewise/setKeys without a {keys: {ENV: value}} object: ignored")
+        else:
             from phasewise.problems import register_secret
 
             plain = {str(k): str(v or "") for k, v in keys.items()}

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from lsprotocol import types
 from pygls import IS_WASM
 from pygls.constants import PARAM_LS
-from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
@@ -589,11 +589,25 @@ def serve_stdio() -> int:
     register_environment_secrets()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter("phasewise %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_answered_errors_in_one_line)
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.getLogger("phasewise").setLevel(logging.INFO)
     ls = create_server()
     ls.start_io()
     return 0
+
+
+def _answered_errors_in_one_line(record: logging.LogRecord) -> bool:
+    """pygls logs every JSON-RPC error it answers (an unknown command, invalid params) as an
+    ERROR with a traceback; the client already has the precise message, and the log (VS Code's
+    output channel) should not look like a crash: one warning line instead. Real exceptions
+    keep their traceback."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, JsonRpcException):
+        record.msg, record.args = f"answered with an error: {exc}", ()
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
 
 
 class RedactingFormatter(logging.Formatter):

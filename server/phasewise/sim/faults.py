@@ -6,6 +6,13 @@ name (``openai.rate_limit``, ``zai.1113``, ...), a raw reply (``status``/``heade
 a stream fault after a 200 (``error_event``, ``cut``, ``stall``, ``html``, ``empty``,
 ``garbage``), a delay before the headers, or closing the socket. Facts about each provider's
 status, body and headers come from ``shared/reference/providers.md``.
+
+Any rule may set ``echo_key`` to put the request's key into its error message, as providers do
+("Incorrect API key provided: sk-…"; presets ``openai.invalid_api_key_echo`` and
+``anthropic.authentication_error_echo``), to check that nothing downstream repeats it. Besides
+rules, ``Simulator.set_fault_mix(rate, faults, seed=…)`` (``POST /_sim/mix``) fails a seeded
+random share of requests with faults drawn from a list, for soaks; ``fault_mix_counts()`` says
+which were injected.
 """
 
 from __future__ import annotations

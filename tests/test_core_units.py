@@ -188,3 +188,25 @@ def test_minimal_edit_turns_old_into_new() -> None:
         new = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 30)))
         edit = minimal_edit(_Ls(), Document("file:///x", old), new)  # type: ignore[arg-type]
         assert apply_text_edits(old, [edit]) == new, (old, new, edit)
+
+
+def test_what_counts_as_a_secret_to_mask() -> None:
+    """Key-named variables are masked wherever they show up, but a path is not a key (masking
+    ``SSH_KEY_PATH``'s value would corrupt an edit of a file that mentions it); a variable any
+    route reads as its key is masked whatever its name."""
+    from phasewise.problems import redact, redact_known, register_environment_secrets
+
+    register_environment_secrets({"UNIT_TEST_API_KEY": "unit-test-key-0123456789abcdef",
+                                  "UNIT_SSH_KEY": "/home/me/.ssh/unit_test_id_ed25519",
+                                  "UNIT_KEY_PATH": "unit-test-not-a-key-0123456789"})
+    assert redact_known("x unit-test-key-0123456789abcdef y") == "x [redacted] y"
+    assert redact_known("cat /home/me/.ssh/unit_test_id_ed25519") == "cat /home/me/.ssh/unit_test_id_ed25519"
+    assert "unit-test-not-a-key-0123456789" in redact_known("unit-test-not-a-key-0123456789")
+
+    loaded = load_settings({"providers": {"corp": {"protocol": "openai", "baseUrl": "http://127.0.0.1:1/v1",
+                                                   "apiKeyEnv": "CORP_LLM"}}})
+    resolver = RouteResolver(loaded, Keyring({"CORP_LLM": "corp-llm-value-9876543210zyx"}))
+    spec = resolver.provider("corp")
+    assert not hasattr(spec, "kind"), spec  # a provider, not a problem
+    assert [k.env for k in resolver.keys(spec)] == ["CORP_LLM"]  # type: ignore[arg-type]
+    assert redact("the server said: corp-llm-value-9876543210zyx") == "the server said: [redacted]"

@@ -72,7 +72,11 @@ _SECRETISH = re.compile(
 # Every key value this process has been handed (environment, editor, secret store): masked
 # wherever it shows up, whatever its shape. Values only; never logged, never serialised.
 _KNOWN_SECRETS: set[str] = set()
-_SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)S?($|_)", re.IGNORECASE)
+# Names that end like a credential's (``OPENAI_API_KEY``, ``ANTHROPIC_AUTH_TOKEN``); not
+# ``SSH_KEY_PATH``, whose value (a path) may well appear in a document and must not be masked in
+# an edit. A variable any route names as its key is registered when it is read (``Keyring``).
+_SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD)S?$", re.IGNORECASE)
+_PATHLIKE = re.compile(r"^(~|/|[A-Za-z]:[\\/]|\.{1,2}/)")  # a file's path is not a key
 _MIN_SECRET = 6  # shorter values would mask ordinary words
 
 
@@ -86,7 +90,7 @@ def register_secret(*values: str | None) -> None:
 def register_environment_secrets(environ: Mapping[str, str] | None = None) -> None:
     """Remember the values of environment variables named like keys (``*_API_KEY``, ``*_TOKEN`` …)."""
     env = os.environ if environ is None else environ
-    register_secret(*(v for k, v in env.items() if _SECRET_ENV.search(k)))
+    register_secret(*(v for k, v in env.items() if _SECRET_ENV.search(k) and not _PATHLIKE.match(v)))
 
 
 _ENV_READ = False

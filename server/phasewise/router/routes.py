@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from phasewise.keystore import KeyStoreInfo, OsKeyring
-from phasewise.problems import Problem, ProblemKind
+from phasewise.problems import Problem, ProblemKind, register_secret
 from phasewise.providers.catalogue import (
     DEFAULT_MODEL,
     DEFAULT_PROVIDER,
@@ -71,6 +71,7 @@ class Keyring:
             store = OsKeyring() if environ is None else None
         self.store: OsKeyring | None = store
         self._memory: dict[str, str] = {}
+        self._seen: set[str] = set()
 
     def set_memory(self, keys: Mapping[str, str]) -> None:
         for env, value in keys.items():
@@ -81,6 +82,9 @@ class Keyring:
 
     def get(self, env: str) -> KeyRef | None:
         if value := self._environ.get(env):
+            if value not in self._seen:  # masked wherever it might show up, whatever its name
+                self._seen.add(value)
+                register_secret(value)
             return KeyRef(env, value, SOURCE_ENV)
         if self.store is not None and (value := self.store.get(env)):
             return KeyRef(env, value, SOURCE_OS_KEYRING)

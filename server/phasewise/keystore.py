@@ -141,6 +141,10 @@ class OsKeyring:
                                       f"for a prompt?): treated as not available")
             raise KeyStoreError(self._info.note) from None
 
+    def known_info(self) -> KeyStoreInfo | None:
+        """What ``info()`` found, if it has been asked already (never blocks)."""
+        return self._info
+
     def info(self) -> KeyStoreInfo:
         """Whether a usable backend exists, which, and a plain note. Never raises."""
         if self._info is not None:

@@ -26,6 +26,7 @@ from phasewise.edge.server import (
 log = logging.getLogger("phasewise")
 
 if TYPE_CHECKING:
+    from phasewise.keystore import KeyStoreInfo
     from phasewise.phases.documents import Document
     from phasewise.phases.service import PhaseResult
     from phasewise.settings import LoadedSettings
@@ -330,6 +331,14 @@ def code_actions(ls: PhasewiseServer, params: types.CodeActionParams) -> list[ty
     return actions
 
 
+async def _keyring_info(ls: PhasewiseServer) -> KeyStoreInfo:
+    """Asked once off the loop (a keyring may be slow to answer), then known: no thread hop."""
+    known = ls.engine.keyring.store_info_known()
+    if known is not None:
+        return known
+    return await asyncio.to_thread(ls.engine.keyring.store_info)
+
+
 async def status_report(ls: PhasewiseServer, uri: str | None) -> dict[str, Any]:
     """The resolved route of every phase and the problems found offline (no network)."""
     from phasewise.phases.documents import Document
@@ -354,6 +363,6 @@ async def status_report(ls: PhasewiseServer, uri: str | None) -> dict[str, Any]:
         "phases": phases,
         "settingsIssues": [{"path": i.path, "message": i.message} for i in loaded.issues],
         "keysInMemory": sorted(ls.engine.keyring.memory_envs()),
-        "keyring": (await asyncio.to_thread(ls.engine.keyring.store_info)).to_json(),
+        "keyring": (await _keyring_info(ls)).to_json(),
         "sdksImported": sorted(m for m in ("openai", "anthropic") if m in sys.modules),
     }

@@ -98,6 +98,12 @@ class Keyring:
             return KeyStoreInfo(False, "none", "the OS keyring is not consulted by this process")
         return self.store.info()
 
+    def store_info_known(self) -> KeyStoreInfo | None:
+        """``store_info()`` if it is known without asking the keyring (None: it has to be asked)."""
+        if self.store is None:
+            return self.store_info()
+        return self.store.known_info()
+
     def memory_envs(self) -> list[str]:
         """Names (never values) of the keys held in memory."""
         return list(self._memory)

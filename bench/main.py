@@ -180,12 +180,15 @@ class Bench:
         self.put("idle_rss_ratio_vs_sdk_floor", r["phasewise"] / r["bare_sdks"])
         for k, v in r.items():
             self.put(f"idle_rss_mb_{k}", v, 1)
-        self.row("idle RSS (MiB), warm-up on (default)", f"{r['phasewise']:.1f}", f"{r['bare']:.1f} bare pygls",
+        self.row("idle RSS (MiB), default settings (Claude)", f"{r['phasewise']:.1f}", f"{r['bare']:.1f} bare pygls",
                  "idle_rss_ratio")
         self.row("idle RSS (MiB), PHASEWISE_WARMUP=0", f"{r['phasewise_nowarmup']:.1f}",
                  f"{r['bare']:.1f} bare pygls", "idle_rss_ratio_nowarmup")
         self.row("idle RSS (MiB), warm-up on", f"{r['phasewise']:.1f}",
                  f"{r['bare_sdks']:.1f} bare pygls + both SDKs", "idle_rss_ratio_vs_sdk_floor")
+        self.put("idle_rss_ratio_openai_only", r["phasewise_openai_only"] / r["bare"])
+        self.row("idle RSS (MiB), every phase OpenAI-compatible", f"{r['phasewise_openai_only']:.1f}",
+                 f"{r['bare']:.1f} bare pygls", "idle_rss_ratio_openai_only")
 
     def _growth(self, r: dict[str, Any]) -> None:
         per_1000 = r["growth_mb"] * 1000 / r["runs"]

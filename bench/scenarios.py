@@ -242,8 +242,9 @@ class Env:
         for name, (_, options) in PROVIDERS.items():
             await self.sim.configure(name, **options)
         self.lsp = await self.spawn_phasewise("session", warmup=True)
-        # The warm-up thread imports both SDKs after ``initialized``: let it finish (memory stops
-        # growing) so no scenario shares the GIL with an import.
+        # The warm-up thread imports the routed SDKs (here both: plan on the OpenAI protocol, the
+        # rest on Claude) after ``initialized``: let it finish (memory stops growing) so no
+        # scenario shares the GIL with an import.
         await settle({"session": self.lsp.pid}, quiet_s=0.5, limit_s=15)
 
     async def spawn_phasewise(self, label: str, *, warmup: bool, extra_env: dict[str, str] | None = None) -> LspProcess:
@@ -454,17 +455,22 @@ async def initialize(env: Env, n: int) -> dict[str, Any]:
 
 
 async def idle_rss(env: Env) -> dict[str, Any]:
-    """Resident memory once idle after ``initialize``: four servers side by side."""
-    kinds: dict[str, tuple[list[str], dict[str, str]]] = {
-        "bare": (BARE_CMD, {}),
-        "bare_sdks": ([*BARE_CMD, "--import-sdks"], {}),
-        "phasewise_nowarmup": (PHASEWISE_CMD, {"PHASEWISE_WARMUP": "0"}),
-        "phasewise": (PHASEWISE_CMD, {"PHASEWISE_WARMUP": "1"}),
+    """Resident memory once idle after ``initialize``: five servers side by side."""
+    openai_only = settings_for(env.sim, plan="fast/sim-fast", code="fast/sim-fast", review="fast/sim-fast")
+    kinds: dict[str, tuple[list[str], dict[str, str], Any]] = {
+        "bare": (BARE_CMD, {}, None),
+        "bare_sdks": ([*BARE_CMD, "--import-sdks"], {}, None),
+        "phasewise_nowarmup": (PHASEWISE_CMD, {"PHASEWISE_WARMUP": "0"}, None),
+        # no settings: every phase on Claude, so the warm-up loads the Anthropic SDK only
+        "phasewise": (PHASEWISE_CMD, {"PHASEWISE_WARMUP": "1"}, None),
+        # every phase on OpenAI-compatible providers: the OpenAI SDK only
+        "phasewise_openai_only": (PHASEWISE_CMD, {"PHASEWISE_WARMUP": "1"}, openai_only),
     }
     procs: dict[str, LspProcess] = {}
     try:
-        for name, (cmd, extra) in kinds.items():
-            lsp = LspProcess(cmd, phasewise_env(env.tmp, **extra), stderr_path=env.tmp / f"rss-{name}.stderr")
+        for name, (cmd, extra, settings) in kinds.items():
+            lsp = LspProcess(cmd, phasewise_env(env.tmp, **extra), settings=settings,
+                             stderr_path=env.tmp / f"rss-{name}.stderr")
             await lsp.spawn()
             await lsp.initialize()
             lsp.open(URI, DOC)

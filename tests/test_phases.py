@@ -355,3 +355,27 @@ async def test_keys_handed_over_in_memory(client: LanguageClient, sim: Simulator
     assert sim.requests[-1].api_key == secret
     seen = str(status) + str(result) + str(client.log_messages) + str(client.diagnostics)
     assert secret not in seen
+
+
+warm = make_client_fixture(server_env(**KEYS, PHASEWISE_WARMUP="1"), clients=["visual-studio-code"])
+
+
+async def test_warm_up_loads_only_the_routed_sdk_and_the_other_arrives_off_the_loop(
+        warm: LanguageClient, sim: SimulatorThread) -> None:
+    """No settings: every phase is Claude, so the warm-up loads the Anthropic SDK only (openai's
+    27 MiB stays out); a phase routed to an OpenAI-protocol provider later still runs, its SDK
+    imported on first use (on a worker thread)."""
+    editor = Editor(warm)
+    while not any(m.message.startswith("warm-up done") for m in warm.log_messages):
+        await warm.wait_for_notification(types.WINDOW_LOG_MESSAGE)
+    done = next(m.message for m in warm.log_messages if m.message.startswith("warm-up done"))
+    assert done.endswith(": anthropic"), done
+    status = answer(await editor.command("phasewise.status", {}))
+    assert status["sdksImported"] == ["anthropic"]
+
+    editor.configure(routes(sim, plan=("coder", "openai", "glm-sim", "CODER_KEY")))
+    editor.open(URI, DOC)
+    result = answer(await editor.command("phasewise.plan", {"uri": URI, "instruction": "add a docstring"}))
+    assert result["ok"] and result["provider"] == "coder", result
+    status = answer(await editor.command("phasewise.status", {"uri": URI}))
+    assert status["sdksImported"] == ["anthropic", "openai"]

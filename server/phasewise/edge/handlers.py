@@ -20,7 +20,7 @@ from phasewise.edge.server import (
     PhaseArgs,
     PhasewiseServer,
     parse_phase_args,
-    warm_up,
+    warm_up_routes,
 )
 
 log = logging.getLogger("phasewise")
@@ -38,8 +38,8 @@ def register(ls: PhasewiseServer) -> None:
         ls.set_initialization_options(params.initialization_options)
 
     @ls.feature(types.INITIALIZED)
-    def on_initialized(ls: PhasewiseServer, params: types.InitializedParams) -> None:
-        warm_up()
+    async def on_initialized(ls: PhasewiseServer, params: types.InitializedParams) -> None:
+        await warm_up_routes(ls)
 
     @ls.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def on_config(ls: PhasewiseServer, params: types.DidChangeConfigurationParams) -> None:

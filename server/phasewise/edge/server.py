@@ -18,7 +18,7 @@ import stat
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -551,24 +551,28 @@ def _register(ls: PhasewiseServer) -> None:
     handlers.register(ls)
 
 
-def warm_up() -> None:
-    """Import the core and SDKs off the event loop, so the first phase does not pay for them,
-    and find out whether an OS keyring exists (0.2 s on a headless machine: not something the
-    first phase with a key missing should wait for).
+def warm_up(sdks: Iterable[str] = ("anthropic", "openai"), done: Callable[[list[str]], object] | None = None) -> None:
+    """Import the core and the SDKs the settings route to (``sdks``: module names) off the event
+    loop, so the first phase does not pay for them, and find out whether an OS keyring exists
+    (0.2 s on a headless machine: not something the first phase with a key missing should wait
+    for). An SDK no route uses is not imported (anthropic is 54 MiB resident, openai 27 MiB):
+    a phase that needs it later imports it then, on a worker thread (``router.ensure_sdk``).
 
     ``PHASEWISE_WARMUP=0`` turns it all off (tests use it to show ``initialize`` needs no SDK):
     everything then happens on first use."""
     if os.environ.get("PHASEWISE_WARMUP", "1") == "0":
         return
+    wanted = sorted(sdks)
 
     def run() -> None:
+        import importlib
+
         from phasewise.keystore import preload
 
         preload()
         try:
-            import anthropic  # noqa: F401
-            import openai  # noqa: F401
-
+            for name in wanted:
+                importlib.import_module(name)
             import phasewise.phases.service
             import phasewise.providers.openai_chat  # noqa: F401
         except Exception as exc:  # a broken install shows up when a phase runs, with its reason
@@ -579,8 +583,31 @@ def warm_up() -> None:
         # (after one last collection), they are never scanned again.
         gc.collect()
         gc.freeze()
+        if done is not None:
+            done(wanted)
 
     threading.Thread(target=run, name="phasewise-warmup", daemon=True).start()
+
+
+async def warm_up_routes(ls: PhasewiseServer) -> None:
+    """``warm_up`` for the SDKs of the protocols the workspace's settings route to (every phase,
+    fallbacks included); both when the settings cannot be read."""
+    if os.environ.get("PHASEWISE_WARMUP", "1") == "0":
+        return
+    from phasewise.router.router import SDK_MODULES, route_protocols
+
+    try:
+        protocols = route_protocols(ls.engine.resolver(await ls.settings_for(None)))
+    except Exception as exc:  # never in the way of serving: warm everything instead
+        log.warning("warm-up could not read the routes (%s): importing both SDKs", type(exc).__name__)
+        protocols = set(SDK_MODULES)
+    loop = asyncio.get_running_loop()
+
+    def done(names: list[str]) -> None:
+        message = f"warm-up done: SDKs loaded for the routed protocols: {', '.join(names) or 'none'}"
+        loop.call_soon_threadsafe(ls.log_line, message)
+
+    warm_up((SDK_MODULES[p] for p in sorted(protocols) if p in SDK_MODULES), done)
 
 
 def serve_stdio() -> int:

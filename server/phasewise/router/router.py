@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -205,6 +206,37 @@ class Engine:
 
     async def aclose(self) -> None:
         await self.pool.aclose()
+
+
+SDK_MODULES = {"openai": "openai", "anthropic": "anthropic"}  # protocol → the SDK that speaks it
+_sdk_ready: set[str] = set()
+
+
+async def ensure_sdk(protocol: str) -> None:
+    """Import the SDK for ``protocol`` on a worker thread the first time it is needed, so the
+    event loop never stalls on it (0.3–0.7 s; the warm-up imports only the protocols the settings
+    route to). An import already running elsewhere is waited for on that thread too."""
+    if protocol in _sdk_ready or (name := SDK_MODULES.get(protocol)) is None:
+        return
+    module = sys.modules.get(name)
+    if module is None or getattr(getattr(module, "__spec__", None), "_initializing", False):
+        await asyncio.to_thread(_import_sdk, name)  # not there, or still being imported
+    _sdk_ready.add(protocol)
+
+
+def _import_sdk(name: str) -> None:
+    import gc
+    import importlib
+
+    fresh = name not in sys.modules
+    importlib.import_module(name)
+    if fresh:
+        gc.freeze()  # its long-lived objects out of every later full collection (see warm_up)
+
+
+def route_protocols(resolver: RouteResolver) -> set[str]:
+    """The protocols every phase's routes (main and fallbacks) speak."""
+    return {route.spec.protocol for phase in resolver.phase_names() for route in resolver.phase(phase).routes}
 
 
 def _lazy_openai(clients: SdkClients) -> Adapter:
@@ -404,6 +436,7 @@ class Router:
         key_env = key.env if key else None
         cooldowns = self.engine.cooldowns
         adapter = self.engine.adapters[spec.protocol]
+        await ensure_sdk(spec.protocol)
         endpoint = self.engine.endpoint(spec, key, self.network)
         max_wait = self.retry.max_wait_seconds
         for attempt_no in range(1, self.retry.max_attempts + 1):

@@ -257,7 +257,8 @@ class RouteResolver:
                 f"your key to a server of its choosing. If you trust {target} with this key (your own "
                 f"proxy or gateway), allow it in your user settings, not the workspace's: "
                 f"\"phasewise.security.allowedKeyOrigins\": [\"{target}\"] (VS Code user settings, "
-                f"Neovim's setup(), or the command line's user settings file). Nothing was sent.",
+                f"Neovim's setup(), Emacs's phasewise-user-settings, or the command line's user settings file). "
+                f"Nothing was sent.",
                 phase=phase, provider=spec.id, model=model, key_env=ref.env,
                 setting="phasewise.security.allowedKeyOrigins",
             )

@@ -39,8 +39,8 @@ def size(short: int, full: int) -> int:
 CANARY_MARK = "cnry7f3a"
 _SHAPES = [
     "sk-" + CANARY_MARK + "-openai-1b2c3d4e5f60718293a4",
-    "sk-ant-api03-" + CANARY_MARK + "-anthropic-b5c6d7e8f9a0",
-    CANARY_MARK + "9c41d2e3f4a5b6c7d8e9f0a1b2c3d4.Zq8xW2pLm4Rt6Yu8",
+    "sk-ant-canary-" + CANARY_MARK + "-anthropic-b5c6d7e8f9a0",
+    CANARY_MARK + "zhipustylecanarynotarealkey.fakesecret01",
     CANARY_MARK + "-plain-deepseek-q81vX0zz",
     CANARY_MARK + "_plain_qwen_77HHaa11",
 ]

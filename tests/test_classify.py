@@ -162,7 +162,7 @@ def test_keys_echoed_by_a_provider_are_redacted() -> None:
                    secrets=(key,))
     assert key not in err.detail and "[redacted]" in err.detail
     # anything shaped like a real key is masked even when we did not know it
-    assert "sk-ant-" not in redact("the key sk-ant-api03-abcdefghijklmnop was refused")
+    assert "sk-ant-" not in redact("the key sk-ant-test-not-a-real-key was refused")
     assert "Bearer" not in redact("header Authorization: Bearer abcdefghijklmnopqrstuvwx")
 
 

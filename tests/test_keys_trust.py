@@ -63,15 +63,15 @@ def chats(sim: SimulatorThread) -> list[Any]:
 
 
 @pytest.mark.parametrize(("raw", "path", "env"), [
-    ({"providers": {"openai": {"apiKey": "sk-proj-abcdefghijklmnop"}}}, "phasewise.providers.openai.apiKey",
+    ({"providers": {"openai": {"apiKey": "sk-proj-test-not-a-real-key"}}}, "phasewise.providers.openai.apiKey",
      "OPENAI_API_KEY"),
-    ({"providers": {"anthropic": {"apiKeyEnv": "sk-ant-api03-abcdefghijklmnopqrstuv"}}},
+    ({"providers": {"anthropic": {"apiKeyEnv": "sk-ant-test-not-a-real-key-0001"}}},
      "phasewise.providers.anthropic.apiKeyEnv", "ANTHROPIC_API_KEY"),
     ({"providers": {"qwen": {"api_key": "whatever-it-is"}}}, "phasewise.providers.qwen.api_key", "DASHSCOPE_API_KEY"),
     ({"providers": {"team": {"protocol": "openai", "baseUrl": "https://llm.example.com/v1", "apiKeyEnv": "TEAM_KEY",
                              "headers": {"Authorization": "Bearer abcdefghijklmnop"}}}},
      "phasewise.providers.team.headers.Authorization", "TEAM_KEY"),
-    ({"providers": {"zai": {"headers": {"X-Custom": "sk-abcdefghijklmnopqrstu"}}}},
+    ({"providers": {"zai": {"headers": {"X-Custom": "sk-test-not-a-real-header-key"}}}},
      "phasewise.providers.zai.headers.X-Custom", "ZAI_API_KEY"),
     ({"providers": {"gw": {"protocol": "openai", "baseUrl": "https://user:pw@gw.example.com/v1"}}},
      "phasewise.providers.gw.baseUrl", "GW_API_KEY"),
@@ -85,7 +85,7 @@ def test_a_key_written_into_settings_is_refused_with_where_it_belongs(raw: dict[
     provider = path.split(".")[2]
     for words in (f"set the environment variable {env}", f"`phasewise auth set {provider}`", "Set API key"):
         assert words in issue.message, issue
-    for secret in ("abcdefghijklmnop", "sk-", "Bearer", "user:pw", "api_key=abc", "whatever-it-is"):
+    for secret in ("abcdefghijklmnop", "not-a-real", "sk-", "Bearer", "user:pw", "api_key=abc", "whatever-it-is"):
         assert secret not in issue.message  # the value is never repeated
     # the provider is unusable (nothing is sent with it), other settings keep working
     problem = RouteResolver(loaded, Keyring({env: "k" * 20})).provider(provider)
@@ -93,7 +93,8 @@ def test_a_key_written_into_settings_is_refused_with_where_it_belongs(raw: dict[
 
 
 def test_a_key_at_the_top_of_the_section_is_refused() -> None:
-    loaded = load_settings({"apiKey": "sk-abcdefghijklmnopqrstuv", "phases": {"plan": {"model": "openai/gpt-5"}}})
+    loaded = load_settings({"apiKey": "sk-test-not-a-real-top-level-key",
+                            "phases": {"plan": {"model": "openai/gpt-5"}}})
     assert [i.path for i in loaded.issues] == ["phasewise.apiKey"]
     assert "phasewise auth set" in loaded.issues[0].message
     assert "plan" in loaded.settings.phases

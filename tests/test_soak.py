@@ -305,8 +305,8 @@ def test_redact_masks_known_and_key_shaped_values() -> None:
 
     plain = "cnry7f3a-in-process-plain-value-0042"
     register_secret(plain)
-    text = (f"key {plain}, bearer abcdefghijklmnopqrst, sk-proj-ABCDEFGHIJKLMNOPQRST, "
-            "eyJhbGciOiJI.eyJzdWIiOjEy.c2lnbmF0dXJl")
+    text = (f"key {plain}, bearer abcdefghijklmnopqrst, sk-proj-test-not-a-real-key, "
+            "eyJfake-header.fake-payload.fake-signature")
     masked = redact(text)
     assert plain not in masked and "abcdefghijklmnopqrst" not in masked and "sk-proj" not in masked
     assert "eyJ" not in masked and masked.count("[redacted]") == 4

@@ -187,9 +187,6 @@ class OsKeyring:
         except Exception:
             value = None
         if isinstance(value, str) and value:
-            from phasewise.problems import register_secret
-
-            register_secret(value)
             self._found[env] = value
             self._missing.pop(env, None)
             return value

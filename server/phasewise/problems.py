@@ -80,11 +80,18 @@ _PATHLIKE = re.compile(r"^(~|/|[A-Za-z]:[\\/]|\.{1,2}/)")  # a file's path is no
 _MIN_SECRET = 6  # shorter values would mask ordinary words
 
 
+_KNOWN_SORTED: tuple[str, ...] = ()  # _KNOWN_SECRETS, longest first: rebuilt when one is added
+
+
 def register_secret(*values: str | None) -> None:
-    """Remember key values so that ``redact`` masks them everywhere (editor keys, keyring keys)."""
-    for value in values:
-        if isinstance(value, str) and len(value.strip()) >= _MIN_SECRET:
-            _KNOWN_SECRETS.add(value.strip())
+    """Remember key values so that ``redact`` masks them everywhere (editor keys, keyring keys).
+    Registering a value again costs a set lookup."""
+    global _KNOWN_SORTED
+    new = {v.strip() for v in values if isinstance(v, str) and len(v.strip()) >= _MIN_SECRET} - _KNOWN_SECRETS
+    if new:
+        _KNOWN_SECRETS.update(new)
+        # longest first, so a key that contains another is masked whole
+        _KNOWN_SORTED = tuple(sorted(_KNOWN_SECRETS, key=len, reverse=True))
 
 
 def register_environment_secrets(environ: Mapping[str, str] | None = None) -> None:
@@ -97,12 +104,12 @@ _ENV_READ = False
 
 
 def known_secrets() -> tuple[str, ...]:
+    """Every registered key value, longest first; the same tuple until a new one is registered."""
     global _ENV_READ
     if not _ENV_READ:
         _ENV_READ = True
         register_environment_secrets()
-    # longest first, so a key that contains another is masked whole
-    return tuple(sorted(_KNOWN_SECRETS, key=len, reverse=True))
+    return _KNOWN_SORTED
 
 
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:

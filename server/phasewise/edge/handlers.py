@@ -60,11 +60,7 @@ def register(ls: PhasewiseServer) -> None:
         if not isinstance(keys, dict):
             log.warning("phasewise/setKeys without a {keys: {ENV: value}} object: ignored")
         else:
-            from phasewise.problems import register_secret
-
-            plain = {str(k): str(v or "") for k, v in keys.items()}
-            register_secret(*plain.values())
-            ls.engine.keyring.set_memory(plain)
+            ls.engine.keyring.set_memory({str(k): str(v or "") for k, v in keys.items()})
             ls.log_line(f"keys received in memory for: {', '.join(sorted(keys)) or 'none'}")
 
     @ls.feature(

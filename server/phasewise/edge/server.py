@@ -226,11 +226,7 @@ class PhasewiseServer(LanguageServer):
     def set_initialization_options(self, options: Any) -> None:
         if isinstance(options, dict):
             if isinstance(options.get("keys"), dict):
-                from phasewise.problems import register_secret
-
-                keys = {str(k): str(v) for k, v in options["keys"].items()}
-                register_secret(*keys.values())
-                self.engine.keyring.set_memory(keys)
+                self.engine.keyring.set_memory({str(k): str(v) for k, v in options["keys"].items()})
             self._init_settings = options.get("phasewise", options.get("settings"))
             if self._init_settings is None and ("phases" in options or "providers" in options):
                 self._init_settings = options
@@ -463,18 +459,18 @@ def _send_error(protocol: LanguageServerProtocol, msg_id: Any, code: int, messag
     protocol._send_data({"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}})
 
 
-_json_secrets_cache: tuple[int, tuple[str, ...]] = (-1, ())
+_json_secrets_cache: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
 
 def _json_secrets() -> tuple[str, ...]:
     """Known key values (16 characters or more: shorter ones could be ordinary words), as they
-    appear inside JSON text."""
+    appear inside JSON text; worked out again only when ``known_secrets`` has changed."""
     global _json_secrets_cache
     from phasewise.problems import known_secrets
 
     found = known_secrets()
-    if _json_secrets_cache[0] != len(found):
-        _json_secrets_cache = (len(found), tuple(json.dumps(s)[1:-1] for s in found if len(s) >= 16))
+    if _json_secrets_cache[0] is not found:
+        _json_secrets_cache = (found, tuple(json.dumps(s)[1:-1] for s in found if len(s) >= 16))
     return _json_secrets_cache[1]
 
 
@@ -551,6 +547,10 @@ def _register(ls: PhasewiseServer) -> None:
     handlers.register(ls)
 
 
+def _warm_up_on() -> bool:
+    return os.environ.get("PHASEWISE_WARMUP", "1") != "0"
+
+
 def warm_up(sdks: Iterable[str] = ("anthropic", "openai"), done: Callable[[list[str]], object] | None = None) -> None:
     """Import the core and the SDKs the settings route to (``sdks``: module names) off the event
     loop, so the first phase does not pay for them, and find out whether an OS keyring exists
@@ -560,7 +560,7 @@ def warm_up(sdks: Iterable[str] = ("anthropic", "openai"), done: Callable[[list[
 
     ``PHASEWISE_WARMUP=0`` turns it all off (tests use it to show ``initialize`` needs no SDK):
     everything then happens on first use."""
-    if os.environ.get("PHASEWISE_WARMUP", "1") == "0":
+    if not _warm_up_on():
         return
     wanted = sorted(sdks)
 
@@ -592,8 +592,8 @@ def warm_up(sdks: Iterable[str] = ("anthropic", "openai"), done: Callable[[list[
 async def warm_up_routes(ls: PhasewiseServer) -> None:
     """``warm_up`` for the SDKs of the protocols the workspace's settings route to (every phase,
     fallbacks included); both when the settings cannot be read."""
-    if os.environ.get("PHASEWISE_WARMUP", "1") == "0":
-        return
+    if not _warm_up_on():
+        return  # before the settings pull: nothing to warm
     from phasewise.router.router import SDK_MODULES, route_protocols
 
     try:

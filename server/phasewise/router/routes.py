@@ -71,9 +71,9 @@ class Keyring:
             store = OsKeyring() if environ is None else None
         self.store: OsKeyring | None = store
         self._memory: dict[str, str] = {}
-        self._seen: set[str] = set()
 
     def set_memory(self, keys: Mapping[str, str]) -> None:
+        register_secret(*keys.values())  # masked everywhere from now on, even before first use
         for env, value in keys.items():
             if value:
                 self._memory[env] = value
@@ -81,10 +81,13 @@ class Keyring:
                 self._memory.pop(env, None)
 
     def get(self, env: str) -> KeyRef | None:
+        found = self._find(env)
+        if found is not None:
+            register_secret(found.value)  # a key is masked wherever it shows up, whatever its name
+        return found
+
+    def _find(self, env: str) -> KeyRef | None:
         if value := self._environ.get(env):
-            if value not in self._seen:  # masked wherever it might show up, whatever its name
-                self._seen.add(value)
-                register_secret(value)
             return KeyRef(env, value, SOURCE_ENV)
         if self.store is not None and (value := self.store.get(env)):
             return KeyRef(env, value, SOURCE_OS_KEYRING)

@@ -249,14 +249,15 @@ class TimeoutSettings(_Model):
 
 
 def _origin(value: str) -> str:
-    """``scheme://host[:port]`` of an http(s) URL, lower-cased, default port dropped."""
+    """An http(s) origin, in the catalogue's normal form (``origin_of``: lower-cased, default
+    port dropped), so it compares equal to the origin a route's base URL has."""
+    from phasewise.providers.catalogue import origin_of  # a data module, as in ``key_env_hint``
+
     m = re.match(r"^(https?)://([^/\s?#@]+)(/.*)?$", value.strip(), re.IGNORECASE)
     if m is None or (m.group(3) or "/") != "/":
         raise ValueError(f"expected an origin such as 'https://llm.example.com' or 'http://127.0.0.1:4000', "
                          f"got {value!r}")
-    scheme, host = m.group(1).lower(), m.group(2).lower()
-    default = ":443" if scheme == "https" else ":80"
-    return f"{scheme}://{host.removesuffix(default)}"
+    return origin_of(value)
 
 
 class SecuritySettings(_Model):

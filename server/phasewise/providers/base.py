@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from phasewise.problems import ProblemKind, ProviderError, redact
+from phasewise.providers.catalogue import host_of, origin_of
 from phasewise.providers.classify import classify, is_html, minimax_status
 
 if TYPE_CHECKING:
@@ -188,11 +189,9 @@ def _bypasses_proxy(base_url: str) -> bool:
     """Whether ``NO_PROXY`` (or ``no_proxy``) lists this URL's host."""
     import urllib.request
 
-    host = base_url.partition("://")[2].split("/", 1)[0].rpartition("@")[2]
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
     try:
         bypass = getattr(urllib.request, "proxy_bypass_environment")  # noqa: B009 (not in typeshed)
-        return bool(bypass(name.strip("[]")))
+        return bool(bypass(host_of(base_url)))
     except Exception:
         return False
 
@@ -208,14 +207,9 @@ class HttpPool:
     def __init__(self) -> None:
         self._clients: dict[tuple[str, NetworkConfig], httpx2.AsyncClient] = {}
 
-    @staticmethod
-    def origin(base_url: str) -> str:
-        scheme, _, rest = base_url.partition("://")
-        return f"{scheme}://{rest.split('/', 1)[0]}"
-
     def client(self, base_url: str, network: NetworkConfig | None = None) -> httpx2.AsyncClient:
         network = network or NetworkConfig()
-        key = (self.origin(base_url), network)
+        key = (origin_of(base_url), network)
         found = self._clients.get(key)
         if found is None or found.is_closed:
             import httpx2

@@ -191,13 +191,17 @@ def origin_of(url: str) -> str:
     return f"{scheme}://{host.removesuffix(default) if default else host}"
 
 
+def host_of(url: str) -> str:
+    """The host name (or IP, without brackets) of a URL or origin, lower-cased, without port."""
+    host = origin_of(url).partition("://")[2]
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
 def is_loopback(origin: str) -> bool:
     """Whether an origin (``origin_of``'s form) is this machine: ``localhost`` or a loopback IP."""
-    host = origin.partition("://")[2]
-    if host.startswith("["):
-        host = host[1:].partition("]")[0]
-    else:
-        host = host.rpartition(":")[0] if host.count(":") == 1 else host
+    host = host_of(origin)
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:

@@ -338,16 +338,24 @@ async def pairs(n: int, a: Callable[[], Awaitable[Any]],
 # ---------------------------------------------------------------------------------------- scenarios
 
 
-async def ttft(env: Env, provider: str, n: int) -> dict[str, Any]:
-    """Time to the first streamed token: through the server vs the SDK straight at the fake."""
+# 150 words in 50 chunks, 2 ms apart: the stream outlasts the server's coalescing window, so the
+# first token cannot ride on the end-of-stream flush.
+TTFT_INSTRUCTION = "outline the change [tokens=150]"
+
+
+async def _plan_on(env: Env, provider: str) -> tuple[str, dict[str, Any], str]:
+    """Route the plan phase to ``provider`` and run it once: its protocol, the request body the
+    server sent (what the direct arm replays) and the provider's base URL."""
     protocol = PROVIDERS[provider][0]
     await env.route(plan=f"{provider}/sim-fast")
-    # 150 words in 50 chunks, 2 ms apart: the stream outlasts the server's coalescing window,
-    # so the first token cannot ride on the end-of-stream flush.
-    instruction = "outline the change [tokens=150]"
-    await env.run("plan", instruction)
-    body = await env.request_body()
-    base = env.sim.base_url(provider, protocol)
+    await env.run("plan", TTFT_INSTRUCTION)
+    return protocol, await env.request_body(), env.sim.base_url(provider, protocol)
+
+
+async def ttft(env: Env, provider: str, n: int) -> dict[str, Any]:
+    """Time to the first streamed token: through the server vs the SDK straight at the fake."""
+    instruction = TTFT_INSTRUCTION
+    protocol, body, base = await _plan_on(env, provider)
     await env.direct.stream(protocol, base, body)
 
     async def via_lsp() -> float | None:
@@ -752,12 +760,8 @@ async def ttft_layers(env: Env, provider: str, n: int) -> dict[str, Any]:
     from phasewise.router.router import Engine
     from phasewise.settings import load_settings
 
-    protocol = PROVIDERS[provider][0]
-    await env.route(plan=f"{provider}/sim-fast")
-    instruction = "outline the change [tokens=150]"
-    await env.run("plan", instruction)
-    body = await env.request_body()
-    base = env.sim.base_url(provider, protocol)
+    instruction = TTFT_INSTRUCTION
+    protocol, body, base = await _plan_on(env, provider)
     engine = Engine()
     engine.keyring.set_memory({KEY_ENV: KEY})
     service = PhaseService(engine)

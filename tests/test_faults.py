@@ -372,13 +372,18 @@ async def test_missing_and_rejected_keys_offer_to_set_them(client: LanguageClien
     assert leaks(client, editor, plan, code) == []
 
 
-async def test_waiting_shows_a_countdown_in_progress(client: LanguageClient, sim: SimulatorThread) -> None:
+async def plan_through_one_wait(client: LanguageClient, sim: SimulatorThread) -> None:
+    """A plan whose first answer is a rate limit asking for a 1.2 s wait; served on the retry."""
     editor = Editor(client)
     editor.configure(routes(sim, {"plan": {"model": "slow/sim-fast"}}, {"slow": ("openai", "MAIN_KEY")}))
     editor.open(URI, DOC)
     sim.add_fault("openai.rate_limit", provider="slow", retry_after=None, retry_after_ms=1200)
     result = answer(await editor.command("phasewise.plan", {"uri": URI, "instruction": "x"}))
     assert result["ok"] and [a["outcome"] for a in result["attempts"]] == ["rate-limit", "ok"]
+
+
+async def test_waiting_shows_a_countdown_in_progress(client: LanguageClient, sim: SimulatorThread) -> None:
+    await plan_through_one_wait(client, sim)
     reports = [field_of(p, "message") or "" for ps in client.progress_reports.values() for p in ps]
     countdown = [m for m in reports if "retrying in" in m]
     assert any("2 s" in m or "1 s" in m for m in countdown), reports
@@ -386,12 +391,7 @@ async def test_waiting_shows_a_countdown_in_progress(client: LanguageClient, sim
 
 
 async def test_without_progress_the_wait_is_logged(bare: LanguageClient, sim: SimulatorThread) -> None:
-    editor = Editor(bare)
-    editor.configure(routes(sim, {"plan": {"model": "slow/sim-fast"}}, {"slow": ("openai", "MAIN_KEY")}))
-    editor.open(URI, DOC)
-    sim.add_fault("openai.rate_limit", provider="slow", retry_after=None, retry_after_ms=1200)
-    result = answer(await editor.command("phasewise.plan", {"uri": URI, "instruction": "x"}))
-    assert result["ok"] and [a["outcome"] for a in result["attempts"]] == ["rate-limit", "ok"]
+    await plan_through_one_wait(bare, sim)
     assert bare.progress_reports == {}
     logged = [m.message for m in bare.log_messages if " plan: " in m.message]
     waits = [m for m in logged if "retrying in" in m]

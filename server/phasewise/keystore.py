@@ -8,7 +8,6 @@ available") and never raises on lookups: any exception from a backend means "not
 Where no backend exists (headless Linux without a Secret Service: ``keyring``'s
 ``fail.Keyring``), ``info()`` says so plainly and keys come from environment variables only.
 ``PHASEWISE_KEYRING=0`` turns the OS keyring off.
-May not import: edge, phases, router, providers.
 """
 
 from __future__ import annotations
@@ -23,24 +22,24 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from phasewise.problems import PhasewiseError
+from phasewise.serial import Jsonable
+
 SERVICE = "phasewise"
 NAMES_ENTRY = "phasewise-key-names"  # the (non-secret) list of variable names stored, for list/clear
 LOOKUP_TIMEOUT = 2.0
 MISS_TTL = 30.0  # a key found missing is looked up again after this long (``auth set`` meanwhile)
 
 
-class KeyStoreError(Exception):
+class KeyStoreError(PhasewiseError):
     """The OS keyring cannot do what was asked (the message says why, never a key)."""
 
 
 @dataclass(frozen=True, slots=True)
-class KeyStoreInfo:
+class KeyStoreInfo(Jsonable):
     available: bool
     backend: str
     note: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"available": self.available, "backend": self.backend, "note": self.note}
 
 
 NO_BACKEND_NOTE = ("no OS keyring backend is available here (on headless Linux there is no Secret Service or "

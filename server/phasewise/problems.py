@@ -1,18 +1,29 @@
-"""One shape for every failure: the contract's problem kinds, and the error that carries them.
+"""One shape for every failure: the contract's problem kinds, and the errors that carry them.
 
-Hierarchy::
+Every exception Phasewise raises on purpose has one root. The tree, as the code has it::
 
-    PhasewiseError              a problem that ends a phase; carries a ``Problem``
-    └── ProviderError           raised by a provider adapter: kind + what the provider said,
-                                before the router knows which phase or route asked
+    PhasewiseError                  the root: something Phasewise can say in words (``str(err)``)
+    ├── ProblemError                a phase that cannot be served; ``.problem`` is the contract's problem
+    │   └── RouteFailed             (router) no route could serve it; ``.attempts`` says what was tried
+    ├── ProviderError               (raised by provider adapters) the provider's failure, classified:
+    │   │                           ``kind``, the provider's words, status, retry-after, what streamed;
+    │   │                           before the router knows which phase or route asked
+    │   ├── CertificateError        (providers.base) the TLS certificate did not verify: never retried
+    │   └── StaleConnection         (providers.base) a pooled connection closed before any answer
+    ├── AnswerError                 (phases) the model's structured answer cannot be used (nothing applied)
+    ├── InputError                  what a person or a client gave cannot be used; says which and why
+    │   ├── CommandError            (edge) arguments of a command: answered as JSON-RPC -32602
+    │   ├── SettingsFileError       (workflows.config) a settings file the command line cannot read
+    │   └── UsageError              (cli) arguments of the ``phasewise`` command: exit status 2
+    └── KeyStoreError               (keystore) the OS keyring cannot do what was asked
 
-Every ``Problem`` message names the provider, the phase and the model and says what to do;
-none ever holds a key (``redact`` is applied to anything a provider echoes back).
+``InputError`` and ``AnswerError`` are also ``ValueError``s. Every ``Problem`` message names the
+provider, the phase and the model and says what to do; none ever holds a key (``redact`` is
+applied to anything a provider echoes back).
 
 Kinds fall in three groups the router acts on: ``TRANSIENT_KINDS`` (wait and retry, then fall
 back), ``KEY_ROTATION_KINDS`` (try the provider's next key first) and the rest, which are final
 for the route that produced them.
-May not import: edge, phases, router, providers.
 """
 
 from __future__ import annotations
@@ -22,7 +33,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
+
+from phasewise.serial import Jsonable, camel, json_rule
 
 
 class ProblemKind(StrEnum):
@@ -132,13 +145,8 @@ def redact_known(text: str) -> str:
     return text
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 @dataclass(slots=True)
-class Problem:
+class Problem(Jsonable):
     """Why a phase could not be served, and the way out. Serialises to the contract's shape.
 
     Extensions of the contract's fields: ``retryAt`` (local ISO time the wait ends, with
@@ -148,42 +156,35 @@ class Problem:
     its ``text`` (marked ``incomplete``), so it is not serialised a second time here.
     """
 
+    __json_omit__: ClassVar[str] = "empty"
+
     kind: ProblemKind
-    message: str
+    message: str = field(metadata=json_rule(encode=redact))
     phase: str | None = None
     provider: str | None = None
     model: str | None = None
-    retry_after_seconds: float | None = None
+    retry_after_seconds: float | None = field(default=None, metadata=json_rule(round=3))
     retry_at: str | None = None
     request_id: str | None = None
     key_env: str | None = None
     setting: str | None = None
     status: int | None = None
     fallbacks: list[str] = field(default_factory=list)
-    partial_text: str | None = field(default=None, metadata={"json": False})
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None or value == [] or not f.metadata.get("json", True):
-                continue
-            if f.name == "retry_after_seconds":
-                value = round(float(value), 3)
-            elif f.name == "message":
-                value = redact(value)
-            out[_camel(f.name)] = str(value) if isinstance(value, ProblemKind) else value
-        return out
+    partial_text: str | None = field(default=None, metadata=json_rule(skip=True))
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Problem:
-        names = {_camel(f.name): f.name for f in fields(cls)}
+        names = {camel(f.name): f.name for f in fields(cls)}
         kwargs = {names[k]: v for k, v in data.items() if k in names}
         kwargs["kind"] = ProblemKind(kwargs["kind"])
         return cls(**kwargs)
 
 
 class PhasewiseError(Exception):
+    """The root of every error Phasewise raises on purpose (the tree is in the module docstring)."""
+
+
+class ProblemError(PhasewiseError):
     """A problem that ends a phase."""
 
     def __init__(self, problem: Problem) -> None:
@@ -191,7 +192,11 @@ class PhasewiseError(Exception):
         self.problem = problem
 
 
-class ProviderError(Exception):
+class InputError(PhasewiseError, ValueError):
+    """Input from a person or a client that cannot be used; the message says which and why."""
+
+
+class ProviderError(PhasewiseError):
     """What a provider adapter saw go wrong, classified, before phase and route are attached.
 
     ``detail`` is the provider's own words (redacted); ``retry_after`` is seconds the provider

@@ -13,7 +13,6 @@ and model references as examples. ``security`` and ``network`` (``USER_LEVEL_FIE
 ``phasewise.server.`` and ``phasewise.trace.`` belong to the extension itself (how to start the
 server, protocol tracing): they are kept from the existing package.json as they are, and the
 extension strips them before answering the server's configuration pulls.
-May not import: edge, phases, router.
 """
 
 from __future__ import annotations

@@ -8,8 +8,6 @@ secret header, credentials in a proxy URL), is refused with a ``config`` issue n
 and where the key belongs instead. ``security`` and ``network`` are *user-level* settings
 (``USER_LEVEL_FIELDS``): they decide where keys may go, so a workspace may not set them (VS Code
 declares them application-scoped; the command line reads them only from the user's settings file).
-May not import: edge, phases, router, providers (except the catalogue's key-variable names, for
-messages).
 """
 
 from __future__ import annotations
@@ -534,6 +532,18 @@ def load_settings(raw: Any) -> LoadedSettings:
         tuple(broken_phases.items()),
         tuple(broken_providers.items()),
     )
+
+
+def with_phase_model(loaded: LoadedSettings, phase: str, model: str) -> LoadedSettings:
+    """``loaded`` where ``phase`` runs on ``model`` alone (its other options kept, no fallbacks):
+    a retry on a chosen fallback, one row of a comparison."""
+    raw = loaded.settings.model_dump(by_alias=True, exclude_none=True, mode="json")
+    current = loaded.settings.phases.get(phase) or PhaseSettings()
+    entry = current.model_dump(by_alias=True, exclude_none=True, mode="json")
+    entry["model"] = model
+    entry["fallbacks"] = []
+    raw.setdefault("phases", {})[phase] = entry
+    return load_settings(raw)
 
 
 def to_snake(name: str) -> str:

@@ -3,7 +3,6 @@
 ``Document`` is a plain snapshot (uri, text, version). ``parse_edits`` / ``parse_findings`` turn a
 model's answer (tool input or a fenced JSON block) into validated values: an edit set that
 overlaps itself or leaves the range is refused whole, so nothing is ever half applied.
-May not import: edge, router, providers.
 """
 
 from __future__ import annotations
@@ -12,10 +11,12 @@ import difflib
 import itertools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from phasewise.phases.prompts import SEVERITIES
+from phasewise.problems import PhasewiseError
+from phasewise.serial import Jsonable, json_rule
 
 MAX_DOCUMENT_CHARS = 2_000_000
 _LANGS = {
@@ -25,7 +26,7 @@ _LANGS = {
 }
 
 
-class AnswerError(ValueError):
+class AnswerError(PhasewiseError, ValueError):
     """The model's structured answer cannot be used as it is (and nothing was applied)."""
 
 
@@ -72,28 +73,21 @@ class Document:
 
 
 @dataclass(frozen=True, slots=True)
-class LineEdit:
+class LineEdit(Jsonable):
     """Replace lines ``start..end`` (0-based, inclusive; ``end = start - 1`` inserts)."""
 
-    start: int
-    end: int
+    start: int = field(metadata=json_rule(key="startLine"))
+    end: int = field(metadata=json_rule(key="endLine"))
     new_text: str
 
 
 @dataclass(frozen=True, slots=True)
-class Finding:
-    start: int
-    end: int
+class Finding(Jsonable):
+    start: int = field(metadata=json_rule(key="startLine"))
+    end: int = field(metadata=json_rule(key="endLine"))
     severity: str
     message: str
-    suggestion: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"startLine": self.start, "endLine": self.end,
-                               "severity": self.severity, "message": self.message}
-        if self.suggestion is not None:
-            out["suggestion"] = self.suggestion
-        return out
+    suggestion: str | None = field(default=None, metadata=json_rule(omit="none"))
 
 
 _FENCE = re.compile(r"```(?:json)?\s*\n(.*?)\n```", re.S)

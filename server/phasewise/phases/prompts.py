@@ -25,7 +25,6 @@ edit format: tool calling (tools below) or a fenced ```json block holding the sa
 Edits are line based, 1-based and inclusive: ``{start_line, end_line, new_text}`` replaces lines
 ``start_line..end_line`` by ``new_text`` (no trailing newline needed). An insertion before line
 ``k`` is ``start_line = k, end_line = k - 1``. Deleting is ``new_text = ""``.
-May not import: edge, router, providers.
 """
 
 from __future__ import annotations

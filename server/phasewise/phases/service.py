@@ -4,7 +4,6 @@
 ``PhaseResult``: text for ``plan``, a validated edit set and its diff for ``code``, findings for
 ``review``. It applies nothing: whoever called it (the LSP edge, the CLI) applies the edits with
 its own safety checks. Knows nothing of LSP.
-May not import: edge.
 """
 
 from __future__ import annotations
@@ -47,6 +46,7 @@ from phasewise.router.router import (
     phase_request,
 )
 from phasewise.router.routes import PhaseRoute, Route
+from phasewise.serial import Jsonable, json_rule
 from phasewise.settings import LoadedSettings
 
 _TOOLS: dict[str, ToolSpec] = {"code": EDIT_TOOL_SPEC, "review": FINDINGS_TOOL_SPEC}
@@ -62,8 +62,16 @@ class PhaseInput:
     run_id: str | None = None
 
 
+def _code_view(result: PhaseResult) -> bool:
+    return result.phase == "code" or bool(result.edits)
+
+
+def _review_view(result: PhaseResult) -> bool:
+    return result.phase == "review" or bool(result.findings)
+
+
 @dataclass(slots=True)
-class PhaseResult:
+class PhaseResult(Jsonable):
     """The contract's phase result, plus what the caller needs to apply or publish it."""
 
     ok: bool
@@ -72,47 +80,21 @@ class PhaseResult:
     provider: str | None = None
     model: str | None = None
     text: str = ""
-    input_tokens: int = 0
-    output_tokens: int = 0
-    first_token_ms: float | None = None
-    total_ms: float = 0.0
+    input_tokens: int = field(default=0, metadata=json_rule(key="usage.inputTokens"))
+    output_tokens: int = field(default=0, metadata=json_rule(key="usage.outputTokens"))
+    first_token_ms: float | None = field(default=None, metadata=json_rule(key="latencyMs.firstToken", round=1))
+    total_ms: float = field(default=0.0, metadata=json_rule(key="latencyMs.total", round=1))
     attempts: list[Attempt] = field(default_factory=list)
     error: Problem | None = None
-    edits: list[LineEdit] = field(default_factory=list)
-    new_text: str | None = None
-    diff: str | None = None
-    findings: list[Finding] = field(default_factory=list)
-    incomplete: bool = False
+    cost_usd: float | None = field(default=None, metadata=json_rule(round=6))
     fallback_used: bool = False
-    cost_usd: float | None = None
-    applied: bool | None = None
-    range: LineRange | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "ok": self.ok, "runId": self.run_id, "phase": self.phase,
-            "provider": self.provider, "model": self.model, "text": self.text,
-            "usage": {"inputTokens": self.input_tokens, "outputTokens": self.output_tokens},
-            "latencyMs": {
-                "firstToken": round(self.first_token_ms, 1) if self.first_token_ms is not None else None,
-                "total": round(self.total_ms, 1),
-            },
-            "attempts": [a.to_json() for a in self.attempts],
-            "error": self.error.to_json() if self.error else None,
-            "costUsd": round(self.cost_usd, 6) if self.cost_usd is not None else None,
-            "fallbackUsed": self.fallback_used,
-        }
-        if self.incomplete:
-            out["incomplete"] = True
-        if self.phase == "code" or self.edits:
-            out["edits"] = [
-                {"startLine": e.start, "endLine": e.end, "newText": e.new_text} for e in self.edits
-            ]
-            out["diff"] = self.diff
-            out["applied"] = self.applied
-        if self.phase == "review" or self.findings:
-            out["findings"] = [f.to_json() for f in self.findings]
-        return out
+    incomplete: bool = field(default=False, metadata=json_rule(omit="falsy"))
+    edits: list[LineEdit] = field(default_factory=list, metadata=json_rule(when=_code_view))
+    diff: str | None = field(default=None, metadata=json_rule(when=_code_view))
+    applied: bool | None = field(default=None, metadata=json_rule(when=_code_view))
+    findings: list[Finding] = field(default_factory=list, metadata=json_rule(when=_review_view))
+    new_text: str | None = field(default=None, metadata=json_rule(skip=True))
+    range: LineRange | None = field(default=None, metadata=json_rule(skip=True))
 
 
 def cost(route: Route, input_tokens: int, output_tokens: int) -> float | None:

@@ -4,7 +4,6 @@ Serves Anthropic and the Anthropic-compatible endpoints (Z.AI, DeepSeek, MiniMax
 and ``tool_use`` input, reads usage from ``message_start``/``message_delta``, and treats an
 ``error`` event, a stream without ``message_stop``, a page that is not the protocol or an empty
 answer as failures, never as a short success.
-May not import: edge, phases, router.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ a classified ``ProviderError``, whatever went wrong (an SDK exception, a transpo
 error inside a 200 stream, a page that is not the protocol, a stall). SDKs and httpx2 are
 imported lazily (inside functions), so the language server answers ``initialize`` before paying
 for them.
-May not import: edge, phases, router.
 """
 
 from __future__ import annotations
@@ -248,7 +247,7 @@ class SdkClients:
     def get(self, protocol: str, endpoint: Endpoint, build: Callable[[httpx2.AsyncClient], T]) -> T:
         key = (protocol, endpoint)
         found = self._cache.get(key)
-        if found is None or found._client.is_closed:
+        if found is None or found.is_closed():
             if len(self._cache) > 256:
                 self._cache.clear()
             found = build(self.pool.client(endpoint.base_url, endpoint.network))

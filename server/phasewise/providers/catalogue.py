@@ -4,7 +4,6 @@ Facts come from ``shared/reference/providers.md``; prices are list prices in USD
 tokens as published in late 2026 and only feed cost estimates (settings override any field).
 A model missing here has unknown capabilities: preflight then lets the provider decide.
 The ``sim-*`` providers are the built-in offline simulator (``phasewise sim``).
-May not import: edge, phases, router.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ The body's code decides first, the HTTP status second: a 429 carrying ``insuffic
 how long the provider asked us to wait, from every header providers use for it.
 Facts: ``shared/reference/providers.md``. Works on plain values (status, headers, body) so both
 SDKs' exceptions and errors found inside 200 streams go through the same code.
-May not import: edge, phases, router.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ OpenRouter, Ollama, vLLM, LiteLLM, ...). Streams text and tool-call deltas, read
 treats a stream that ends without a finish reason, an error chunk, a MiniMax ``base_resp``
 error, an HTML page, a JSON body where events were asked for, or an empty answer as failures,
 never as a short success.
-May not import: edge, phases, router.
 """
 
 from __future__ import annotations

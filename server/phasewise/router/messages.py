@@ -3,7 +3,6 @@
 One module builds every message so they read alike whatever the provider: the kind's sentence,
 then (added by the router) what the phase's fallbacks did or could do. A rate-limit says when
 retrying will work, as a clock time and in seconds.
-May not import: edge, phases.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ attempts. The policy, in the order it applies:
 - When a route fails with a kind in the phase's ``fallbackOn``, the next fallback is tried.
 
 Every attempt is recorded, including those that sent nothing (``sent: false``).
-May not import: edge.
 """
 
 from __future__ import annotations
@@ -31,12 +30,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from phasewise.phases.prompts import ToolSpec
 from phasewise.problems import (
     KEY_ROTATION_KINDS,
     TRANSIENT_KINDS,
-    PhasewiseError,
     Problem,
+    ProblemError,
     ProblemKind,
     ProviderError,
 )
@@ -51,11 +49,13 @@ from phasewise.providers.base import (
     NetworkConfig,
     SdkClients,
     Timeouts,
+    ToolLike,
 )
 from phasewise.providers.catalogue import ProviderSpec
 from phasewise.providers.classify import exhausted_until
 from phasewise.router.messages import clock_time, fallback_note, missing_key, provider_problem, seconds_text
 from phasewise.router.routes import KeyRef, Keyring, PhaseRoute, Route, RouteResolver
+from phasewise.serial import Jsonable, json_rule
 from phasewise.settings import LoadedSettings
 
 K = ProblemKind
@@ -80,7 +80,7 @@ class NullObserver:
 
 
 @dataclass(slots=True)
-class Attempt:
+class Attempt(Jsonable):
     """One try of one route and key. ``wait_seconds`` is the wait the provider asked for (or,
     when nothing was sent, the cooldown left); ``sent`` is False when the router stopped the
     attempt before any request (preflight, cooldown)."""
@@ -88,26 +88,11 @@ class Attempt:
     provider: str
     model: str
     outcome: str
-    key_env: str | None = None
-    status: int | None = None
-    wait_seconds: float | None = None
-    latency_ms: float | None = None
-    sent: bool = True
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"provider": self.provider, "model": self.model, "outcome": self.outcome}
-        if self.key_env:
-            out["keyEnv"] = self.key_env
-        if self.status is not None:
-            out["status"] = self.status
-        if self.wait_seconds is not None:
-            out["waitSeconds"] = round(self.wait_seconds, 3)
-        if self.latency_ms is not None:
-            out["latencyMs"] = round(self.latency_ms, 1)
-        if not self.sent:
-            out["sent"] = False
-        return out
-
+    key_env: str | None = field(default=None, metadata=json_rule(omit="empty"))
+    status: int | None = field(default=None, metadata=json_rule(omit="none"))
+    wait_seconds: float | None = field(default=None, metadata=json_rule(omit="none", round=3))
+    latency_ms: float | None = field(default=None, metadata=json_rule(omit="none", round=1))
+    sent: bool = field(default=True, metadata=json_rule(omit="default"))
 
 @dataclass(slots=True)
 class Served:
@@ -119,7 +104,7 @@ class Served:
     fallback_used: bool
 
 
-class RouteFailed(PhasewiseError):
+class RouteFailed(ProblemError):
     """A phase that no route could serve; ``attempts`` tells what was tried."""
 
     def __init__(self, problem: Problem, attempts: list[Attempt]) -> None:
@@ -507,7 +492,7 @@ def _env(key: KeyRef | None) -> str:
     return key.env if key else "no key"
 
 
-def phase_request(route: Route, *, system: str, user: str, tool: ToolSpec | None, stream: bool = True) -> ChatRequest:
+def phase_request(route: Route, *, system: str, user: str, tool: ToolLike | None, stream: bool = True) -> ChatRequest:
     """The ``ChatRequest`` a phase sends on ``route``."""
     use_tool = tool is not None and route.edit_format == "tool"
     return ChatRequest(

@@ -7,7 +7,6 @@ It also binds keys to origins: a key variable the catalogue names (``OPENAI_API_
 only to that provider's catalogue origins or to origins the user allowed in user-level settings
 (``security.allowedKeyOrigins``); settings that would send it elsewhere get a ``config`` problem
 and nothing is sent. Nothing here touches the network.
-May not import: edge, phases (except prompts), providers' adapters.
 """
 
 from __future__ import annotations

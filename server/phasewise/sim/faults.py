@@ -22,7 +22,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, ClassVar
+
+from phasewise.serial import Jsonable
 
 PROTOCOLS = ("openai", "anthropic")
 ENDPOINTS = ("chat", "models", "any")
@@ -76,8 +78,10 @@ class FaultPlan:
 
 
 @dataclass(slots=True)
-class FaultRule:
+class FaultRule(Jsonable):
     """A queued fault and the requests it applies to (``None`` matches anything)."""
+
+    __json_case__: ClassVar[str] = "snake"
 
     fault: dict[str, Any]
     provider: str | None = None
@@ -97,12 +101,6 @@ class FaultRule:
             and (self.phase is None or self.phase == phase)
             and (self.endpoint == "any" or self.endpoint == endpoint)
         )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "provider": self.provider, "model": self.model, "protocol": self.protocol, "phase": self.phase,
-            "endpoint": self.endpoint, "times": self.times, "hits": self.hits, "fault": self.fault,
-        }
 
 
 # --------------------------------------------------------------------------- bodies

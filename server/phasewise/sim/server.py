@@ -23,11 +23,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from email.utils import formatdate
-from typing import Any
+from typing import Any, ClassVar
 
 import h11
 
-from phasewise.sim import answers, wire
+import phasewise.sim.answers as answers
+import phasewise.sim.wire as wire
+from phasewise.serial import Jsonable, json_property, json_rule
 from phasewise.sim.faults import (
     GARBAGE,
     HTML_PAGE,
@@ -62,7 +64,7 @@ _CONFIG_KEYS = frozenset({"models", "require_key", "reject_keys", "first_token_m
 
 
 @dataclass(slots=True)
-class SimRequest:
+class SimRequest(Jsonable):
     """One request as the simulator saw it. ``api_key`` stays in memory, never in logs or JSON."""
 
     id: str
@@ -74,7 +76,9 @@ class SimRequest:
     path: str
     model: str | None
     stream: bool
-    api_key: str | None = field(repr=False)
+    __json_case__: ClassVar[str] = "snake"
+
+    api_key: str | None = field(repr=False, metadata=json_rule(skip=True))
     headers: dict[str, str]
     body: Any
     connection_id: int
@@ -86,20 +90,16 @@ class SimRequest:
     fault: str | None = None
     chunks_sent: int = 0
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "number": self.number, "provider": self.provider, "protocol": self.protocol,
-            "endpoint": self.endpoint, "method": self.method, "path": self.path, "model": self.model,
-            "stream": self.stream, "has_key": self.api_key is not None, "headers": self.headers,
-            "body": self.body, "connection_id": self.connection_id, "started_at": self.started_at,
-            "phase": self.phase, "finished_at": self.finished_at, "outcome": self.outcome,
-            "status": self.status, "fault": self.fault, "chunks_sent": self.chunks_sent,
-        }
+    @json_property
+    def has_key(self) -> bool:
+        return self.api_key is not None
 
 
 @dataclass(slots=True)
-class SimConnection:
+class SimConnection(Jsonable):
     """One TCP connection: when it opened and closed, who closed it, which requests it carried."""
+
+    __json_case__: ClassVar[str] = "snake"
 
     id: int
     peer: str
@@ -108,14 +108,12 @@ class SimConnection:
     closed_by: str | None = None  # "client" | "server"
     requests: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "peer": self.peer, "opened_at": self.opened_at, "closed_at": self.closed_at,
-                "closed_by": self.closed_by, "requests": list(self.requests)}
-
 
 @dataclass(frozen=True, slots=True)
-class ClientClose:
+class ClientClose(Jsonable):
     """The client closed a connection while a request on it was still being answered."""
+
+    __json_case__: ClassVar[str] = "snake"
 
     request_id: str
     connection_id: int
@@ -123,10 +121,6 @@ class ClientClose:
     stream: bool
     chunks_sent: int
     at: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {"request_id": self.request_id, "connection_id": self.connection_id, "provider": self.provider,
-                "stream": self.stream, "chunks_sent": self.chunks_sent, "at": self.at}
 
 
 @dataclass(slots=True)

@@ -9,8 +9,7 @@
 - ``config``: finding the ``phasewise`` settings section in files, for the command line.
 - ``render``: rich tables and progress for the terminal.
 
-No module here knows LSP: ``edge.workflow_commands`` adapts them to the server.
-May not import: edge.
+No module here knows LSP: ``edge.features.workflows`` adapts them to the server.
 """
 
 __all__: list[str] = []

@@ -4,7 +4,6 @@ Every model runs concurrently on the same input with its own route (no fallbacks
 that model and no other). A model that fails is a row with its problem, never an abort. Nothing
 is applied: a code-phase comparison shows each model's diff. The report renders as Markdown
 (a file to keep or share) and as JSON; the command line also draws it as a terminal table.
-May not import: edge.
 """
 
 from __future__ import annotations
@@ -14,42 +13,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from phasewise.phases.service import PhaseInput, PhaseResult, PhaseService, new_run_id
 from phasewise.problems import Problem, ProblemKind
 from phasewise.router.router import NullObserver, Observer
-from phasewise.settings import LoadedSettings, PhaseSettings, load_settings
-
-
-def settings_with_model(loaded: LoadedSettings, phase: str, model: str) -> LoadedSettings:
-    """``loaded`` where ``phase`` runs on ``model`` alone (its other options kept, no fallbacks)."""
-    raw = loaded.settings.model_dump(by_alias=True, exclude_none=True, mode="json")
-    current = loaded.settings.phases.get(phase) or PhaseSettings()
-    entry = current.model_dump(by_alias=True, exclude_none=True, mode="json")
-    entry["model"] = model
-    entry["fallbacks"] = []
-    raw.setdefault("phases", {})[phase] = entry
-    return load_settings(raw)
+from phasewise.serial import Jsonable, json_property
+from phasewise.settings import LoadedSettings, with_phase_model
 
 
 @dataclass(slots=True)
-class CompareRow:
+class CompareRow(Jsonable):
     model: str  # the reference as asked, "provider/model"
     result: PhaseResult
 
-    @property
+    @json_property
     def outcome(self) -> str:
         if self.result.ok:
             return "ok"
         return str(self.result.error.kind) if self.result.error else "error"
 
-    def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "outcome": self.outcome, "result": self.result.to_json()}
-
 
 @dataclass(slots=True)
-class CompareReport:
+class CompareReport(Jsonable):
     phase: str
     instruction: str
     document: str
@@ -57,13 +42,9 @@ class CompareReport:
     rows: list[CompareRow] = field(default_factory=list)
     started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
-    @property
+    @json_property
     def ok(self) -> bool:
         return any(r.result.ok for r in self.rows)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "runId": self.run_id, "phase": self.phase, "instruction": self.instruction,
-                "document": self.document, "started": self.started, "rows": [r.to_json() for r in self.rows]}
 
     def to_markdown(self) -> str:
         return compare_markdown(self)
@@ -95,7 +76,7 @@ async def compare(service: PhaseService, loaded: LoadedSettings, phase: str, mod
     async def run(model: str) -> PhaseResult:
         observer = observer_for(model) if observer_for else NullObserver()
         try:
-            return await service.run(settings_with_model(loaded, phase, model), phase, one, observer)
+            return await service.run(with_phase_model(loaded, phase, model), phase, one, observer)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # one model's crash is its row, not the comparison's end

@@ -18,7 +18,6 @@ project file (or ``--settings``) they are ignored with a ``config`` issue, so a 
 allow its own origin for your keys.
 
 VS Code's settings files are JSONC: comments and trailing commas are accepted.
-May not import: edge.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from phasewise.problems import InputError
 from phasewise.settings import SECTION, USER_LEVEL_FIELDS, ConfigIssue, LoadedSettings, Settings, load_settings
 
 USER_SETTINGS_ENV = "PHASEWISE_USER_SETTINGS"
@@ -37,7 +37,7 @@ USER_SETTINGS_ENV = "PHASEWISE_USER_SETTINGS"
 CANDIDATES = ("phasewise.json", ".vscode/settings.json")
 
 
-class SettingsFileError(ValueError):
+class SettingsFileError(InputError):
     """A settings file that cannot be read or parsed (the message names the file and why)."""
 
 

@@ -3,7 +3,6 @@
 ``Engine.known_models`` is what preflight reads: once a provider's list is known, a phase set to
 a model the provider does not list fails with ``model-not-found`` before anything is sent.
 ``model_completions`` offers those ids (and the catalogue's) while a settings file is edited.
-May not import: edge.
 """
 
 from __future__ import annotations
@@ -11,47 +10,60 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from phasewise.problems import Problem, ProblemKind, ProviderError
 from phasewise.providers.base import Timeouts
 from phasewise.providers.catalogue import ModelInfo, ProviderSpec, known_ids
 from phasewise.router.router import Engine, network_config, network_problem
 from phasewise.router.routes import KeyRef, RouteResolver
+from phasewise.serial import Jsonable, json_property, json_rule
 from phasewise.settings import LoadedSettings
 
 DISCOVERY_TIMEOUTS = Timeouts(connect=10.0, first_token=30.0, idle=30.0)
 
 
 @dataclass(slots=True)
-class Discovery:
+class Discovery(Jsonable):
     """A provider's model list (``models`` is None when it could not be had, with ``problem``)."""
 
     provider: str
     name: str
     protocol: str | None = None
     base_url: str | None = None
-    models: list[str] | None = None
-    latency_ms: float | None = None
+    models: list[str] | None = field(default=None, metadata=json_rule(skip=True))
+    latency_ms: float | None = field(default=None, metadata=json_rule(round=1, encode=lambda v: v or None))
     problem: Problem | None = None
-    catalogue: dict[str, ModelInfo] = field(default_factory=dict)
+    catalogue: dict[str, ModelInfo] = field(default_factory=dict, metadata=json_rule(skip=True))
 
-    def to_json(self) -> dict[str, Any]:
-        def info(model: str) -> dict[str, Any]:
-            known = self.catalogue.get(model)
-            out: dict[str, Any] = {"id": model, "inCatalogue": known is not None}
-            if known is not None:
-                out.update({"toolCalling": known.tool_calling, "contextWindow": known.context_window,
-                            "inputPricePerMtok": known.input_price_per_mtok,
-                            "outputPricePerMtok": known.output_price_per_mtok})
-            return out
+    @json_property
+    def ok(self) -> bool:
+        return self.problem is None
 
-        return {
-            "provider": self.provider, "name": self.name, "protocol": self.protocol, "baseUrl": self.base_url,
-            "ok": self.problem is None, "latencyMs": round(self.latency_ms, 1) if self.latency_ms else None,
-            "models": [info(m) for m in self.models] if self.models is not None else None,
-            "problem": self.problem.to_json() if self.problem else None,
-        }
+    @json_property(key="models")
+    def model_views(self) -> list[ModelView] | None:
+        """Each listed model, with what the catalogue knows of it."""
+        if self.models is None:
+            return None
+        return [ModelView.of(m, self.catalogue.get(m)) for m in self.models]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelView(Jsonable):
+    """A listed model as ``phasewise.models`` shows it."""
+
+    id: str
+    in_catalogue: bool
+    tool_calling: bool | None = field(default=None, metadata=json_rule(when=lambda v: v.in_catalogue))
+    context_window: int | None = field(default=None, metadata=json_rule(when=lambda v: v.in_catalogue))
+    input_price_per_mtok: float | None = field(default=None, metadata=json_rule(when=lambda v: v.in_catalogue))
+    output_price_per_mtok: float | None = field(default=None, metadata=json_rule(when=lambda v: v.in_catalogue))
+
+    @classmethod
+    def of(cls, model: str, known: ModelInfo | None) -> ModelView:
+        if known is None:
+            return cls(model, False)
+        return cls(model, True, known.tool_calling, known.context_window, known.input_price_per_mtok,
+                   known.output_price_per_mtok)
 
 
 def provider_message(err: ProviderError, spec: ProviderSpec, key: KeyRef | None, what: str) -> str:

@@ -6,7 +6,6 @@ provider has no list or does not list it, one tiny request decides), and how lon
 The lists are cached in ``Engine.known_models`` so preflight knows them. Then every phase gets
 the offline preflight, and a phase whose main route failed a live check is marked: ``fail``
 when nothing can serve it, ``degraded`` when only a fallback can.
-May not import: edge.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from phasewise.providers.base import ChatRequest, NetworkConfig, Timeouts
 from phasewise.providers.catalogue import ProviderSpec
 from phasewise.router.router import Engine, network_config
 from phasewise.router.routes import KeyRef, PhaseRoute
+from phasewise.serial import Jsonable, json_property, json_rule
 from phasewise.settings import LoadedSettings
 from phasewise.workflows.discovery import DISCOVERY_TIMEOUTS, provider_message, spec_and_key
 
@@ -31,22 +31,17 @@ _NO_LISTING = {ProblemKind.MODEL_NOT_FOUND, ProblemKind.BAD_REQUEST, ProblemKind
 
 
 @dataclass(slots=True)
-class ModelCheck:
+class ModelCheck(Jsonable):
     model: str
     phases: list[str]
     ok: bool
     how: str  # "listed", "answered", "not listed", "failed", "not checked"
-    latency_ms: float | None = None
+    latency_ms: float | None = field(default=None, metadata=json_rule(round=1))
     problem: Problem | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "phases": self.phases, "ok": self.ok, "how": self.how,
-                "latencyMs": round(self.latency_ms, 1) if self.latency_ms is not None else None,
-                "problem": self.problem.to_json() if self.problem else None}
 
 
 @dataclass(slots=True)
-class ProviderCheck:
+class ProviderCheck(Jsonable):
     provider: str
     name: str
     protocol: str | None = None
@@ -55,13 +50,14 @@ class ProviderCheck:
     key_masked: str | None = None
     key_source: str | None = None  # environment, OS keyring, editor secret storage
     key_accepted: bool | None = None
-    listed: int | None = None  # how many models /models listed; None: no list
-    latency_ms: float | None = None
+    # how many models /models listed; None: no list
+    listed: int | None = field(default=None, metadata=json_rule(key="listedModels"))
+    latency_ms: float | None = field(default=None, metadata=json_rule(round=1))
     models: list[ModelCheck] = field(default_factory=list)
     problem: Problem | None = None
     simulated: bool = False
 
-    @property
+    @json_property
     def ok(self) -> bool:
         return self.problem is None and all(m.ok for m in self.models)
 
@@ -71,46 +67,29 @@ class ProviderCheck:
         found = next((m for m in self.models if m.model == model), None)
         return found is None or found.ok
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "provider": self.provider, "name": self.name, "protocol": self.protocol, "baseUrl": self.base_url,
-            "simulated": self.simulated, "ok": self.ok, "keyEnv": self.key_env, "keyMasked": self.key_masked,
-            "keySource": self.key_source, "keyAccepted": self.key_accepted, "listedModels": self.listed,
-            "latencyMs": round(self.latency_ms, 1) if self.latency_ms is not None else None,
-            "models": [m.to_json() for m in self.models],
-            "problem": self.problem.to_json() if self.problem else None,
-        }
-
 
 @dataclass(slots=True)
-class PhaseCheck:
+class PhaseCheck(Jsonable):
     phase: str
     route: str | None
     status: str  # "ok", "degraded", "fail"
     problem: Problem | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {"phase": self.phase, "route": self.route, "status": self.status,
-                "problem": self.problem.to_json() if self.problem else None}
-
 
 @dataclass(slots=True)
-class DoctorReport:
+class DoctorReport(Jsonable):
     providers: list[ProviderCheck] = field(default_factory=list)
     phases: list[PhaseCheck] = field(default_factory=list)
-    named: bool = False  # providers were named: each of them must pass too
+    # providers were named: each of them must pass too
+    named: bool = field(default=False, metadata=json_rule(skip=True))
     keyring: dict[str, Any] = field(default_factory=dict)  # the OS keyring: available, backend, note
 
-    @property
+    @json_property
     def ok(self) -> bool:
         """True when every phase can run (a degraded one still can, on a fallback), and every
         provider asked for by name passed."""
         phases_ok = all(p.status != "fail" for p in self.phases)
         return phases_ok and (not self.named or all(p.ok for p in self.providers))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "providers": [p.to_json() for p in self.providers],
-                "phases": [p.to_json() for p in self.phases], "keyring": self.keyring}
 
 
 def providers_in_use(routes: list[PhaseRoute]) -> dict[str, dict[str, list[str]]]:

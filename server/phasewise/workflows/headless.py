@@ -4,7 +4,6 @@
 and a code result is written back atomically (a temporary file in the same folder, then a
 rename), all or nothing, and only if the file on disk is still what the phase saw. With
 ``dry_run`` nothing is written; the changed text is kept in memory for the review phase.
-May not import: edge.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ Where the ledger lives, first found wins: the ``ledgerPath`` setting (per worksp
 ``~/.local/state/phasewise/runs.jsonl``.
 Entries are built from the contract's phase-result JSON, so the LSP edge and the command line
 record exactly what their callers were given.
-May not import: edge.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from phasewise.problems import redact
+from phasewise.serial import Jsonable, json_property
 
 log = logging.getLogger("phasewise.ledger")
 
@@ -111,30 +111,25 @@ def entry(result: Mapping[str, Any], *, source: str, workflow: str | None = None
 
 
 @dataclass(slots=True)
-class RunSummary:
+class RunSummary(Jsonable):
     """The phases of one run id, for ``phasewise history``."""
 
     run_id: str
     time: str
     phases: list[dict[str, Any]]
 
-    @property
+    @json_property
     def ok(self) -> bool:
         return all(p.get("result") == "ok" for p in self.phases)
 
-    @property
+    @json_property(round=6)
     def cost_usd(self) -> float | None:
         costs = [p["costUsd"] for p in self.phases if isinstance(p.get("costUsd"), int | float)]
         return sum(costs) if costs else None
 
-    @property
+    @json_property(round=1)
     def total_ms(self) -> float:
         return sum(float(p.get("totalMs") or 0) for p in self.phases)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"runId": self.run_id, "time": self.time, "ok": self.ok,
-                "costUsd": round(self.cost_usd, 6) if self.cost_usd is not None else None,
-                "totalMs": round(self.total_ms, 1), "phases": self.phases}
 
 
 class Ledger:

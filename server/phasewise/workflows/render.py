@@ -1,7 +1,6 @@
 """Terminal output for the command line: rich tables, and a live progress display for long runs.
 
 Everything here only draws values the workflows produced; ``--json`` bypasses it entirely.
-May not import: edge.
 """
 
 from __future__ import annotations

@@ -4,17 +4,17 @@ The caller supplies ``step``: how one phase is executed and, for ``code``, appli
 through ``workspace/applyEdit``, the command line by writing the file). This module only decides
 what each phase is given (the plan to ``code``, the applied change to ``review``), keeps one run
 id across the phases, and stops at the first phase that fails, keeping what earlier phases made.
-May not import: edge.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from phasewise.phases.documents import LineRange
+from phasewise.phases.documents import Finding, LineRange
 from phasewise.phases.service import PhaseResult, new_run_id
+from phasewise.problems import Problem
+from phasewise.serial import Jsonable, json_property, json_rule
 
 RUN_PHASES = ("plan", "code", "review")
 
@@ -38,50 +38,58 @@ def review_instruction(instruction: str) -> str:
 
 
 @dataclass(slots=True)
-class RunOutcome:
+class RunOutcome(Jsonable):
     """The phases a run completed, in order; the last one is the failure if the run stopped."""
 
     run_id: str
     instruction: str
-    results: list[PhaseResult] = field(default_factory=list)
+    results: list[PhaseResult] = field(default_factory=list, metadata=json_rule(key="phases"))
 
-    @property
+    @json_property
     def ok(self) -> bool:
         return len(self.results) == len(RUN_PHASES) and all(r.ok for r in self.results)
 
-    @property
+    @json_property
     def stopped_at(self) -> str | None:
-        failed = next((r for r in self.results if not r.ok), None)
+        failed = self.failed
         return failed.phase if failed else None
+
+    @property
+    def failed(self) -> PhaseResult | None:
+        return next((r for r in self.results if not r.ok), None)
 
     def get(self, phase: str) -> PhaseResult | None:
         return next((r for r in self.results if r.phase == phase), None)
 
-    @property
+    def _ok(self, phase: str) -> PhaseResult | None:
+        found = self.get(phase)
+        return found if found is not None and found.ok else None
+
+    @json_property
+    def error(self) -> Problem | None:
+        failed = self.failed
+        return failed.error if failed is not None else None
+
+    @json_property(round=6)
     def cost_usd(self) -> float | None:
         costs = [r.cost_usd for r in self.results if r.cost_usd is not None]
         return sum(costs) if costs else None
 
-    @property
+    @json_property(round=1)
     def total_ms(self) -> float:
         return sum(r.total_ms for r in self.results)
 
-    def to_json(self) -> dict[str, Any]:
-        failed = next((r for r in self.results if not r.ok), None)
-        code, review = self.get("code"), self.get("review")
-        return {
-            "ok": self.ok,
-            "runId": self.run_id,
-            "instruction": self.instruction,
-            "stoppedAt": self.stopped_at,
-            "error": failed.error.to_json() if failed is not None and failed.error else None,
-            "costUsd": round(self.cost_usd, 6) if self.cost_usd is not None else None,
-            "totalMs": round(self.total_ms, 1),
-            "plan": (p.text if (p := self.get("plan")) is not None and p.ok else None),
-            "diff": code.diff if code is not None and code.ok else None,
-            "findings": [f.to_json() for f in review.findings] if review is not None and review.ok else None,
-            "phases": [r.to_json() for r in self.results],
-        }
+    @json_property
+    def plan(self) -> str | None:
+        return p.text if (p := self._ok("plan")) is not None else None
+
+    @json_property
+    def diff(self) -> str | None:
+        return c.diff if (c := self._ok("code")) is not None else None
+
+    @json_property
+    def findings(self) -> list[Finding] | None:
+        return r.findings if (r := self._ok("review")) is not None else None
 
 
 async def run_plan_code_review(step: PhaseStep, instruction: str, *, run_id: str | None = None) -> RunOutcome:

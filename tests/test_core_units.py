@@ -173,20 +173,15 @@ def test_minimal_edit_turns_old_into_new() -> None:
     """The single TextEdit the server sends reproduces the new text, unicode included."""
     from pygls.workspace import PositionCodec
 
-    from phasewise.edge.handlers import minimal_edit
+    from phasewise.edge.edits import minimal_edit
 
-    class _Ws:
-        position_codec = PositionCodec(types.PositionEncodingKind.Utf32)
-
-    class _Ls:
-        workspace = _Ws()
-
+    codec = PositionCodec(types.PositionEncodingKind.Utf32)
     rnd = random.Random(7)
     alphabet = ["a", "b", "\n", " ", "é"]
     for _ in range(300):
         old = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 30)))
         new = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 30)))
-        edit = minimal_edit(_Ls(), Document("file:///x", old), new)  # type: ignore[arg-type]
+        edit = minimal_edit(codec, old, new)
         assert apply_text_edits(old, [edit]) == new, (old, new, edit)
 
 

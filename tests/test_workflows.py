@@ -6,7 +6,6 @@ run record goes to its own temp file (``ledgerPath``); the server's fallback is 
 
 from __future__ import annotations
 
-import inspect
 import json
 import tempfile
 from pathlib import Path
@@ -16,7 +15,6 @@ import pytest
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from phasewise.edge import handlers
 from phasewise.providers.catalogue import builtin, known_ids
 from phasewise.sim import SimulatorThread
 from phasewise.workflows.discovery import model_completions
@@ -59,14 +57,6 @@ def read_text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def _hooked() -> bool:
-    return "record_phase" in inspect.getsource(handlers.execute_phase)
-
-
-needs_ledger_hook = pytest.mark.skipif(
-    not _hooked(), reason="edge/handlers.execute_phase does not call workflow_commands.record_phase yet "
-                          "(the one-line hook of issue 5)")
-
 INSTRUCTION = "rename load to read_file"
 
 
@@ -106,7 +96,6 @@ async def test_run_plan_code_review_each_on_its_own_provider(client: LanguageCli
     assert "plan phase starting on alpha/claude-sim" in logs and "review phase starting on gamma/gpt-sim" in logs
 
 
-@needs_ledger_hook
 async def test_run_leaves_three_ledger_lines(client: LanguageClient, sim: SimulatorThread, tmp_path: Path) -> None:
     ledger = tmp_path / "runs.jsonl"
     editor = Editor(client)

@@ -17,6 +17,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from phasewise.problems import InputError
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -32,7 +34,7 @@ PHASE_HELP = {"plan": "write a plan for an instruction about FILE",
               "review": "review FILE and print the findings"}
 
 
-class UsageError(Exception):
+class UsageError(InputError):
     """Arguments or a settings file that cannot be used (exit status 2)."""
 
 
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"phasewise {__version__}")
         return EXIT_OK
     if args.command in (None, "serve"):
-        from phasewise.edge.server import serve_stdio
+        from phasewise.edge.setup import serve_stdio
 
         return serve_stdio()
     if args.command == "demo":

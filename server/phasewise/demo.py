@@ -30,6 +30,9 @@ from typing import Any
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
+from phasewise.edge._pygls_compat import client_process
+from phasewise.serial import Jsonable, json_property, json_rule
+
 DEMO_INSTRUCTION = "Rename find_item to find_by_sku and keep its callers working"
 DEMO_ROUTES = {
     "plan": "sim-claude/claude-sim",  # Anthropic messages protocol
@@ -141,13 +144,13 @@ class DemoClient(LanguageClient):
 
     async def start_io(self, cmd: str, *args: Any, **kwargs: Any) -> None:
         await super().start_io(cmd, *args, **kwargs)
-        process = self._server  # pygls keeps the process here (pytest-lsp reads it the same way)
+        process = client_process(self)
         if process is not None and process.stderr is not None:
             self._drain = asyncio.create_task(self._read_stderr(process.stderr))
 
     async def close(self) -> None:
         """Stop the client; a server that did not exit after ``exit`` (or an error) is ended."""
-        process = self._server
+        process = client_process(self)
         if process is not None and process.returncode is None:
             try:
                 await asyncio.wait_for(process.wait(), 5)
@@ -177,40 +180,68 @@ def plain(value: Any) -> Any:
 # ----------------------------------------------------------------------------- the session
 
 @dataclass
-class DemoResult:
-    simulated: bool
-    sim_url: str | None
-    file: Path
-    instruction: str
-    routes: list[dict[str, Any]]
-    run: dict[str, Any]
-    state: EditorState
-    ledger: Path | None
+class DemoResult(Jsonable):
+    """What the demo saw, as ``phasewise demo --json`` prints it."""
 
-    @property
+    simulated: bool
+    sim_url: str | None = field(metadata=json_rule(key="simulatorUrl"))
+    file: Path = field(metadata=json_rule(encode=str))
+    instruction: str
+    routes: list[dict[str, Any]] = field(metadata=json_rule(skip=True))
+    run: dict[str, Any] = field(metadata=json_rule(skip=True))
+    state: EditorState = field(metadata=json_rule(skip=True))
+    ledger: Path | None = field(metadata=json_rule(encode=lambda p: str(p) if p else None))
+
+    @json_property
     def ok(self) -> bool:
         return bool(self.run.get("ok"))
 
     def protocol(self, provider: str | None) -> str | None:
         return next((r.get("protocol") for r in self.routes if r.get("provider") == provider), None)
 
-    def to_json(self) -> dict[str, Any]:
-        phases = []
+    @json_property
+    def run_id(self) -> str | None:
+        return self.run.get("runId")
+
+    @json_property
+    def phases(self) -> list[dict[str, Any]]:
+        """Who served each phase, over which protocol, how fast, at what cost."""
+        out = []
         for p in self.run.get("phases") or ():
             latency = p.get("latencyMs") or {}
-            phases.append({"phase": p.get("phase"), "ok": p.get("ok"), "provider": p.get("provider"),
-                           "model": p.get("model"), "protocol": self.protocol(p.get("provider")),
-                           "firstTokenMs": latency.get("firstToken"), "totalMs": latency.get("total"),
-                           "costUsd": p.get("costUsd"), "error": p.get("error")})
-        review_diags = [d for d in self.state.diagnostics if d.source == "phasewise-review"]
-        return {
-            "ok": self.ok, "simulated": self.simulated, "simulatorUrl": self.sim_url, "file": str(self.file),
-            "instruction": self.instruction, "runId": self.run.get("runId"), "phases": phases,
-            "plan": self.run.get("plan"), "diff": self.run.get("diff"), "findings": self.run.get("findings"),
-            "costUsd": self.run.get("costUsd"), "error": self.run.get("error"),
-            "editsApplied": self.state.edits_applied, "reviewDiagnostics": len(review_diags),
-            "ledger": str(self.ledger) if self.ledger else None,
-        }
+            out.append({"phase": p.get("phase"), "ok": p.get("ok"), "provider": p.get("provider"),
+                        "model": p.get("model"), "protocol": self.protocol(p.get("provider")),
+                        "firstTokenMs": latency.get("firstToken"), "totalMs": latency.get("total"),
+                        "costUsd": p.get("costUsd"), "error": p.get("error")})
+        return out
+
+    @json_property
+    def plan(self) -> Any:
+        return self.run.get("plan")
+
+    @json_property
+    def diff(self) -> Any:
+        return self.run.get("diff")
+
+    @json_property
+    def findings(self) -> Any:
+        return self.run.get("findings")
+
+    @json_property
+    def cost_usd(self) -> Any:
+        return self.run.get("costUsd")
+
+    @json_property
+    def error(self) -> Any:
+        return self.run.get("error")
+
+    @json_property
+    def edits_applied(self) -> int:
+        return self.state.edits_applied
+
+    @json_property
+    def review_diagnostics(self) -> int:
+        return sum(1 for d in self.state.diagnostics if d.source == "phasewise-review")
 
 
 async def drive_server(state: EditorState, instruction: str, settings: dict[str, Any], env: dict[str, str]) -> tuple[

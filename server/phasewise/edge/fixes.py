@@ -5,7 +5,6 @@ retry on each configured fallback, and open the phase's settings. Missing or rej
 get "set the key" (the editor's ``phasewise.setApiKey`` command, naming the env var, never a
 value); transient failures without fallbacks get "add a fallback". ``phasewise.setApiKey`` and
 ``phasewise.openSettings`` are client-side commands (see the README).
-May not import: phases, router, providers (it reads the problem's JSON, the diagnostic's data).
 """
 
 from __future__ import annotations

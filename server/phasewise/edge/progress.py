@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
 FLUSH_SECONDS = 0.05
 STREAM_NOTIFICATION = "phasewise/streamText"
 STATUS_LOG_SECONDS = 5.0
+
+
+def new_token() -> str:
+    return f"phasewise-{uuid.uuid4().hex[:12]}"
 
 
 class PhaseProgress:
@@ -53,8 +58,6 @@ class PhaseProgress:
         Not awaiting ``window/workDoneProgress/create`` saves a client round trip before the
         provider is even called; if the client refuses the token, the run reports no progress,
         as when creation failed before. Must be called on the event loop."""
-        from phasewise.edge.server import new_token
-
         token = new_token() if ls.supports_progress() else None
         progress = cls(ls, token=token, run_id=run_id, phase=phase, uri=uri)
         if token is not None:
@@ -157,7 +160,8 @@ class PhaseProgress:
         def send() -> None:
             token = self._token()
             self.ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
-            # pygls keeps a future per created token and never drops it: one entry per run, forever.
+            # pygls keeps a future per created token and never drops it: one entry per run, forever
+            # (https://github.com/openlawlibrary/pygls/issues/607).
             self.ls.work_done_progress.tokens.pop(token, None)
 
         self._progress(send)

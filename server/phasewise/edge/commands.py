@@ -1,0 +1,302 @@
+"""Typed command arguments, converted once, and the one way a command is registered.
+
+Each command takes one argument object, declared here as an attrs class (pygls's
+``examples/servers/commands.py`` pattern). ``register_command`` converts the client's arguments
+to that class with pygls's converter (strict: text must be text, lists must be lists), then
+calls the feature's method; arguments that cannot be used get a JSON-RPC ``-32602`` whose
+message names the command and the field: ``phasewise.plan: `uri` is required (the document's URI)``.
+A ``CommandError`` raised by the method (a document that is not open, nothing to retry) is
+answered the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+import cattrs
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
+from pygls.protocol import default_converter
+
+from phasewise.problems import InputError
+
+if TYPE_CHECKING:
+    from phasewise.edge.server import PhasewiseServer
+    from phasewise.phases.documents import LineRange
+
+A = TypeVar("A")
+
+
+class CommandError(InputError):
+    """Arguments of a command that cannot be used; answered as InvalidParams."""
+
+
+def _doc(error: str, required: str | None = None) -> dict[str, str]:
+    return {"error": error, "required": required or error}
+
+
+_URI = _doc("`uri` is required (the document's URI)")
+_RANGE = _doc("`range` must be an LSP range {start: {line, character}, end: …}")
+
+
+@attrs.frozen
+class PhaseArgs:
+    """``{uri, range?, instruction, plan?, model?}``: one phase on a document (``model``: retry
+    on another model, e.g. a fallback)."""
+
+    EXPECTED = "{uri, instruction, range?}"
+
+    uri: str = attrs.field(metadata=_URI)
+    instruction: str | None = attrs.field(default="", converter=lambda v: v or "", metadata=_doc(
+        "`instruction` must be text (what the phase should do)"))
+    range: types.Range | None = attrs.field(default=None, metadata=_RANGE)
+    plan: str | None = attrs.field(default=None, metadata=_doc("`plan` must be text"))
+    model: str | None = attrs.field(default=None, metadata=_doc("`model` must be a model reference "
+                                                                "'provider/model'"))
+
+    def check(self) -> str | None:
+        if not self.uri:
+            return _URI["required"]
+        if self.range is not None and _before(self.range.end, self.range.start):
+            return "`range` ends before it starts"
+        return None
+
+    def require_instruction(self) -> None:
+        if not (self.instruction or "").strip():
+            raise CommandError("`instruction` is required (what the phase should do)")
+
+    def line_range(self) -> LineRange | None:
+        from phasewise.phases.documents import LineRange
+
+        return None if self.range is None else LineRange(self.range.start.line, self.range.end.line)
+
+
+@attrs.frozen
+class CompareArgs(PhaseArgs):
+    """``{uri, range?, instruction, phase, models}``; ``models`` may also be one comma-separated string."""
+
+    EXPECTED = "{uri, instruction, phase, models, range?}"
+
+    phase: str = attrs.field(default="", metadata=_doc("`phase` is required (plan, code, review or one of yours)"))
+    models: list[str] | str = attrs.field(factory=list, metadata=_doc(
+        "`models` must be a list of model references 'provider/model'"))
+
+    def check(self) -> str | None:
+        if not self.phase:
+            return "`phase` is required (plan, code, review or one of yours)"
+        if not self.model_list():
+            return "`models` must be a list of model references 'provider/model'"
+        return super().check()
+
+    def model_list(self) -> list[str]:
+        models = self.models
+        if isinstance(models, str):
+            return [m.strip() for m in models.split(",") if m.strip()]
+        return models if all(models) else []
+
+
+@attrs.frozen
+class RetryArgs:
+    """``{uri, phase, model?}``: the document's last run of that phase, again."""
+
+    EXPECTED = "{uri, phase, model?}"
+
+    uri: str = attrs.field(metadata=_doc("expected {uri, phase, model?}"))
+    phase: str = attrs.field(metadata=_doc("expected {uri, phase, model?}"))
+    model: str | None = attrs.field(default=None, metadata=_doc("expected {uri, phase, model?}"))
+
+    def check(self) -> str | None:
+        return None
+
+
+@attrs.frozen
+class VerifyArgs:
+    """``{uri?, providers?}``."""
+
+    EXPECTED = "{uri?, providers?}"
+    OPTIONAL = True
+
+    uri: str | None = attrs.field(default=None, metadata=_doc("`uri` must be the document's URI"))
+    providers: list[str] | None = attrs.field(default=None, metadata=_doc(
+        "`providers` must be a list of provider ids"))
+
+    def check(self) -> str | None:
+        return None
+
+
+@attrs.frozen
+class ModelsArgs:
+    """``{provider, uri?}``."""
+
+    EXPECTED = "{provider, uri?}"
+
+    provider: str = attrs.field(metadata=_doc("expected {provider, uri?}"))
+    uri: str | None = attrs.field(default=None, metadata=_doc("expected {provider, uri?}"))
+
+    def check(self) -> str | None:
+        return None if self.provider else "expected {provider, uri?}"
+
+
+@attrs.frozen
+class StatusArgs:
+    """``{uri?}``; anything else is read as no document."""
+
+    EXPECTED = "{uri?}"
+    OPTIONAL = True
+    LENIENT = True  # status always answers: arguments it cannot use mean "no document"
+
+    uri: str | None = attrs.field(default=None, metadata=_doc("`uri` must be the document's URI"))
+
+    def check(self) -> str | None:
+        return None
+
+
+@attrs.frozen
+class SetKeysParams:
+    """``phasewise/setKeys``: keys an editor's secret store hands over, by env var name (an empty
+    value forgets the key). Never logged, never stored on disk."""
+
+    keys: dict[str, str | None]
+
+    def check(self) -> str | None:
+        return None
+
+
+@attrs.define
+class SetKeysNotification:
+    """The ``phasewise/setKeys`` message, typed for pygls (``get_message_type``)."""
+
+    METHOD = "phasewise/setKeys"
+
+    params: SetKeysParams
+    method: str = METHOD
+    jsonrpc: str = "2.0"
+
+
+def _before(a: types.Position, b: types.Position) -> bool:
+    return a.line < b.line
+
+
+def _strict_str(value: Any, _: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, got {type(value).__name__}")
+    return value
+
+
+def _strict_int(value: Any, _: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected a whole number, got {type(value).__name__}")
+    return value
+
+
+def _strict_texts(value: Any, _: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError("expected a list of text")
+    return list(value)
+
+
+def _texts_or_text(value: Any, _: Any) -> list[str] | str:
+    return value if isinstance(value, str) else _strict_texts(value, _)
+
+
+def _keys(value: Any, _: Any) -> dict[str, str | None]:
+    if not isinstance(value, dict):
+        raise TypeError("expected an object {ENV_NAME: key}")
+    return {str(k): (None if v is None else str(v)) for k, v in value.items()}
+
+
+def _make_converter() -> cattrs.Converter:
+    """pygls's converter (lsprotocol's types, camelCase names), strict about scalars: it would
+    otherwise turn ``5`` into ``"5"`` and a string into a list of its letters."""
+    converter = default_converter()
+    converter.register_structure_hook(str, _strict_str)
+    converter.register_structure_hook(int, _strict_int)
+    for kind, hook in ((list[str], _strict_texts), (list[str] | str, _texts_or_text),
+                       (dict[str, str | None], _keys)):
+        converter.register_structure_hook_func(lambda t, kind=kind: t == kind, hook)
+    return converter
+
+
+CONVERTER = _make_converter()
+
+
+def convert(cls: type[A], arguments: tuple[Any, ...]) -> A:
+    """The command's one argument object as ``cls``, or a ``CommandError`` naming the field."""
+    lenient = getattr(cls, "LENIENT", False)
+    if not arguments and getattr(cls, "OPTIONAL", False):
+        raw: Any = {}
+    elif len(arguments) == 1 and isinstance(arguments[0], dict):
+        raw = arguments[0]
+    elif lenient:
+        raw = {}
+    else:
+        raise CommandError(f"expected one argument object {getattr(cls, 'EXPECTED', '')}".rstrip())
+    try:
+        value = CONVERTER.structure(raw, cls)
+    except Exception as exc:
+        if lenient:
+            return CONVERTER.structure({}, cls)
+        raise CommandError(_field_message(cls, exc)) from None
+    problem = value.check()  # type: ignore[attr-defined]
+    if problem:
+        raise CommandError(problem)
+    return value
+
+
+def _field_message(cls: type[Any], exc: Exception) -> str:
+    """The message of the first field that failed, from its metadata."""
+    fields = {f.name: f for f in attrs.fields(cls)}
+    try:
+        errors = cattrs.transform_error(exc) if isinstance(exc, cattrs.BaseValidationError) else []
+    except Exception:  # an error cattrs cannot describe
+        errors = []
+    for error in errors:
+        message, _, path = error.rpartition(" @ ")
+        name = path.removeprefix("$.").split(".", 1)[0].split("[", 1)[0]
+        found = fields.get(name) or fields.get(_snake(name))
+        if found is not None:
+            meta = found.metadata
+            return str(meta.get("required" if message == "required field missing" else "error", message))
+    return f"expected one argument object {getattr(cls, 'EXPECTED', '')}".rstrip()
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def invalid(command: str, message: str) -> JsonRpcInvalidParams:
+    return JsonRpcInvalidParams.of(ValueError(f"{command}: {message}"))
+
+
+def register_command(ls: PhasewiseServer, name: str, args_type: type[A],
+                     method: Callable[[A], Awaitable[Any]]) -> None:
+    """``name`` runs ``method`` with its arguments converted to ``args_type``."""
+
+    # Deliberately unannotated: pygls reads a command handler's signature and type hints on every
+    # call, and annotations it would have to evaluate cost a quarter of a millisecond each time.
+    async def handler(ls, *arguments):
+        try:
+            return await method(convert(args_type, arguments))
+        except CommandError as err:
+            raise invalid(name, str(err)) from None
+
+    ls.command(name)(handler)
+
+
+__all__ = [
+    "CONVERTER",
+    "CommandError",
+    "CompareArgs",
+    "ModelsArgs",
+    "PhaseArgs",
+    "RetryArgs",
+    "SetKeysNotification",
+    "SetKeysParams",
+    "StatusArgs",
+    "VerifyArgs",
+    "convert",
+    "invalid",
+    "register_command",
+]

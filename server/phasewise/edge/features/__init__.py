@@ -1,0 +1,1 @@
+"""The language server's features, one class each (``edge.feature.Feature``), wired by ``edge.setup``."""

@@ -1,0 +1,214 @@
+"""The phase commands: ``phasewise.plan``, ``.code``, ``.review`` and ``.retry``.
+
+A phase runs through ``execute``: progress (created without a client round trip), the phase
+service, the code phase's edit (applied with ``workspace/applyEdit``, all or nothing, refused if
+the document moved on), its problem or findings published as diagnostics, and one line in the
+run record. ``phasewise.run`` (the workflows feature) runs its phases through the same method.
+The feature remembers each document's last arguments per phase, for ``phasewise.retry``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from lsprotocol import types
+
+from phasewise.edge.commands import CommandError, PhaseArgs, RetryArgs, register_command
+from phasewise.edge.diagnostics import line_range
+from phasewise.edge.edits import minimal_edit
+from phasewise.edge.feature import Feature
+from phasewise.edge.progress import PhaseProgress
+
+if TYPE_CHECKING:
+    from phasewise.edge.server import PhasewiseServer
+    from phasewise.phases.documents import Document, LineRange
+    from phasewise.phases.service import PhaseInput, PhaseResult
+    from phasewise.settings import LoadedSettings
+
+PHASES = ("plan", "code", "review")
+
+
+class PhasesFeature(Feature):
+    def __init__(self, ls: PhasewiseServer) -> None:
+        super().__init__(ls)
+        self._last: dict[tuple[str, str], PhaseArgs] = {}  # (uri, phase) → its last arguments
+
+    def register(self) -> None:
+        for phase in PHASES:
+            self._register_phase(phase)
+        register_command(self.ls, "phasewise.retry", RetryArgs, self.retry)
+
+    def _register_phase(self, phase: str) -> None:
+        async def run(args: PhaseArgs) -> dict[str, Any]:
+            return await self.run_command(phase, args)
+
+        register_command(self.ls, f"phasewise.{phase}", PhaseArgs, run)
+
+    async def run_command(self, phase: str, args: PhaseArgs) -> dict[str, Any]:
+        """One phase on a document, as a command: the contract's phase result."""
+        from phasewise.phases.service import PhaseInput
+        from phasewise.settings import with_phase_model
+
+        if phase != "review":
+            args.require_instruction()
+        doc = self.ls.document(args.uri)
+        self._last[(args.uri, phase)] = args
+        loaded = await self.ls.settings_for(args.uri)
+        if args.model:
+            loaded = with_phase_model(loaded, phase, args.model)
+        inp = PhaseInput(doc, args.instruction or "", args.line_range(), args.plan)
+        result = await self.execute(phase, inp, loaded)
+        return result.to_json()
+
+    async def retry(self, args: RetryArgs) -> dict[str, Any]:
+        """The document's last run of that phase, again (on ``model`` when given)."""
+        if args.phase not in PHASES:
+            raise CommandError("expected {uri, phase, model?}")
+        last = self._last.get((args.uri, args.phase))
+        if last is None:
+            raise CommandError("nothing to retry for that document and phase")
+        again = attrs.evolve(last, model=args.model) if args.model else last
+        return await self.run_command(args.phase, again)
+
+    async def execute(self, phase: str, inp: PhaseInput, loaded: LoadedSettings) -> PhaseResult:
+        """Run ``phase`` with progress, apply a code result, publish and record the outcome."""
+        from phasewise.phases.service import cancelled_result, new_run_id
+
+        ls = self.ls
+        service = ls.service
+        inp.run_id = run_id = inp.run_id or new_run_id()
+        doc = inp.document
+        phase_route = service.route(loaded, phase)
+        main = phase_route.main
+        who = f"{main.provider}/{main.model}" if main else "unrouted"
+        # The token is created while the phase runs: no client round trip before the provider call.
+        progress = PhaseProgress.creating(ls, run_id=run_id, phase=phase, uri=doc.uri)
+        token = progress.token
+        progress.begin(f"Phasewise {phase}: {who}")
+        ls.log_line(f"[{run_id}] {phase} phase starting on {who}")
+        task = asyncio.current_task()
+        request_id = ls.protocol.msg_id
+        assert task is not None
+        ls.runs.add(request_id, token, task)
+        try:
+            result = await service.run(loaded, phase, inp, progress)
+            if phase == "code" and result.ok:
+                await self.apply_code(doc, result)
+        except asyncio.CancelledError:
+            task.uncancel()
+            result = cancelled_result(phase, run_id, phase_route)
+        finally:
+            ls.runs.remove(request_id, token)
+        self.publish_outcome(doc, inp.range, result)
+        self.record(inp, result, loaded)
+        served = f"{result.provider}/{result.model}"
+        outcome = "ok" if result.ok else f"failed: {result.error.kind if result.error else '?'}"
+        progress.end(f"{phase} {outcome} ({served})")
+        ls.log_line(f"[{run_id}] {phase} phase {outcome}, served by {served} in {result.total_ms:.0f} ms")
+        return result
+
+    def record(self, inp: PhaseInput, result: PhaseResult, loaded: LoadedSettings) -> None:
+        """Append one phase run to the run record."""
+        from phasewise.problems import Problem
+        from phasewise.workflows.ledger import Recorder
+
+        settings = loaded.settings
+        recorder = Recorder(settings.ledger_path, record_content=settings.record_content, source="lsp")
+        protocol = None
+        if result.provider:
+            spec = self.ls.engine.resolver(loaded).provider(result.provider)
+            protocol = None if isinstance(spec, Problem) else spec.protocol
+        recorder.record(result.to_json(), protocol=protocol, instruction=inp.instruction, document=inp.document.uri)
+        for failure in recorder.failures:
+            self.ls.log_line(f"Phasewise run record: {failure}")
+
+    def publish_outcome(self, doc: Document, rng: LineRange | None, result: PhaseResult) -> None:
+        from phasewise.problems import ProblemKind
+
+        book = self.ls.diagnostics
+        uri = doc.uri
+        where = _problem_range(doc, rng)
+        if result.error is not None:
+            if result.error.kind is not ProblemKind.CANCELLED:
+                book.set_problem(uri, doc.lines, result.error, where)
+            return
+        book.clear_problem(uri, result.phase)
+        if result.fallback_used and result.attempts:
+            first = result.attempts[0]
+            book.set_note(
+                uri, doc.lines, result.phase,
+                f"The {result.phase} phase was served by the fallback {result.provider}/{result.model} "
+                f"because {first.provider}/{first.model} failed ({first.outcome}).",
+                where,
+                {"phase": result.phase, "provider": result.provider, "model": result.model,
+                 "attempts": [a.to_json() for a in result.attempts]},
+            )
+        if result.phase == "review":
+            book.set_findings(uri, doc.lines, result.findings, result.run_id)
+
+    async def apply_code(self, doc: Document, result: PhaseResult) -> None:
+        """Apply a code result if the document is unchanged since the phase started; all or nothing."""
+        from phasewise.problems import Problem, ProblemKind
+
+        ls = self.ls
+        current = ls.workspace.text_documents.get(doc.uri)
+        changed = (
+            (current is None and doc.version is not None)
+            or (current is not None and (current.version != doc.version or current.source != doc.text))
+        )
+        if doc.version is None and current is None:
+            try:
+                changed = ls.document(doc.uri).text != doc.text
+            except Exception:
+                changed = True
+        if changed:
+            result.ok, result.applied = False, False
+            result.error = Problem(
+                ProblemKind.DOCUMENT_CHANGED,
+                f"The document changed while the code phase ({result.provider}/{result.model}) was "
+                f"running, so its edit was not applied (nothing was changed). Run the phase again.",
+                phase="code", provider=result.provider, model=result.model,
+            )
+            return
+        if not result.edits or result.new_text is None:
+            result.applied = True
+            return
+        edit = minimal_edit(ls.workspace.position_codec, doc.text, result.new_text)
+        if ls.supports_document_changes():
+            workspace_edit = types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
+                text_document=types.OptionalVersionedTextDocumentIdentifier(uri=doc.uri, version=doc.version),
+                edits=[edit],
+            )])
+        else:
+            workspace_edit = types.WorkspaceEdit(changes={doc.uri: [edit]})
+        reason = "the document changed"
+        try:
+            # shielded: a cancel must not fail pygls on the late answer (pygls issue 621)
+            response = await asyncio.shield(ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
+                edit=workspace_edit, label=f"Phasewise code ({result.provider}/{result.model})"
+            )))
+            result.applied = bool(getattr(response, "applied", False))
+            reason = getattr(response, "failure_reason", None) or reason
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # an editor without workspace/applyEdit, or one that answers with an error
+            result.applied = False
+            said = getattr(exc, "message", None) or type(exc).__name__
+            reason = f"it answered workspace/applyEdit with an error ({said})"
+        if not result.applied:
+            result.ok = False
+            result.error = Problem(
+                ProblemKind.DOCUMENT_CHANGED,
+                f"The editor refused the code phase's edit ({result.provider}/{result.model}): "
+                f"{reason}. Nothing was applied.",
+                phase="code", provider=result.provider, model=result.model,
+            )
+
+
+def _problem_range(doc: Document, rng: LineRange | None) -> types.Range:
+    lines = doc.lines
+    if rng is not None:
+        return line_range(lines, rng.start, rng.start)
+    return line_range(lines, 0, 0)

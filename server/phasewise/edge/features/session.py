@@ -1,0 +1,43 @@
+"""The session: ``initialize`` (settings and keys handed over at start), warm-up once
+initialized, settings changes, documents kept in sync, and a progress bar's Cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lsprotocol import types
+
+from phasewise.edge.feature import Feature
+from phasewise.edge.features.keys import KeysFeature
+from phasewise.edge.warmup import warm_up_routes
+
+
+class SessionFeature(Feature):
+    def register(self) -> None:
+        ls = self.ls
+
+        @ls.feature(types.INITIALIZE)
+        def on_initialize(params: types.InitializeParams) -> None:
+            self.initialization_options(params.initialization_options)
+
+        @ls.feature(types.INITIALIZED)
+        async def on_initialized(params: types.InitializedParams) -> None:
+            await warm_up_routes(ls)
+
+        @ls.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+        def on_config(params: types.DidChangeConfigurationParams) -> None:
+            ls.settings.changed(params.settings)
+
+        @ls.feature(types.TEXT_DOCUMENT_DID_OPEN)
+        def on_open(params: types.DidOpenTextDocumentParams) -> None:
+            pass  # pygls keeps the document; registering makes the client send full text sync
+
+        @ls.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
+        def on_progress_cancel(params: types.WorkDoneProgressCancelParams) -> None:
+            ls.runs.cancel_token(str(params.token))
+
+    def initialization_options(self, options: Any) -> None:
+        """Settings (``{phasewise: …}``) and keys (``{keys: {ENV: value}}``) sent at start."""
+        if isinstance(options, dict) and isinstance(options.get("keys"), dict):
+            self.ls.get_feature(KeysFeature).take(options["keys"])
+        self.ls.settings.set_initialization_options(options)

@@ -1,0 +1,79 @@
+"""Issue 10: the shape of the code, checked (no import cycles, modules of a readable size, one
+error root), and typed command arguments answered precisely through a real LSP client."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import grimp
+import pytest
+from pygls.exceptions import JsonRpcException
+from pytest_lsp import LanguageClient
+
+from phasewise import problems
+from tests.conftest import make_client_fixture, server_env
+from tests.lsp_helpers import Editor
+
+PACKAGE = Path(problems.__file__).resolve().parent
+client = make_client_fixture(server_env(PHASEWISE_WARMUP="0"), clients=["visual-studio-code"])
+
+
+def test_no_import_cycle_anywhere_in_the_package() -> None:
+    """Imports inside functions count; ``TYPE_CHECKING`` ones don't."""
+    graph = grimp.build_graph("phasewise", exclude_type_checking_imports=True)
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            if graph.chain_exists(importer=imported, imported=module):
+                cycles.append(f"{module} -> {imported} -> … -> {module}")
+    assert cycles == []
+
+
+def test_no_product_module_over_600_lines() -> None:
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
+            if "sim" not in p.relative_to(PACKAGE).parts and (n := len(p.read_text().splitlines())) > 600}
+    assert long == {}
+
+
+def test_every_error_phasewise_raises_has_one_root() -> None:
+    import phasewise.cli
+    import phasewise.edge.commands
+    import phasewise.keystore
+    import phasewise.phases.documents
+    import phasewise.providers.base
+    import phasewise.router.router
+    import phasewise.workflows.config
+
+    modules = [problems, phasewise.cli, phasewise.edge.commands, phasewise.keystore, phasewise.phases.documents,
+               phasewise.providers.base, phasewise.router.router, phasewise.workflows.config]
+    errors = {name: cls for m in modules for name, cls in vars(m).items()
+              if inspect.isclass(cls) and issubclass(cls, Exception) and cls.__module__ == m.__name__}
+    assert len(errors) >= 10
+    assert {n for n, c in errors.items() if not issubclass(c, problems.PhasewiseError)} == set()
+    # the tree the docstring draws names every one of them
+    for name in errors:
+        assert name in (problems.__doc__ or ""), name
+
+
+@pytest.mark.parametrize(("command", "arg", "expected"), [
+    ("phasewise.plan", {"uri": "file:///x.py", "instruction": 5}, "`instruction` must be text"),
+    ("phasewise.plan", {"uri": "file:///x.py", "instruction": "x", "range": {"start": 1}},
+     "`range` must be an LSP range"),
+    ("phasewise.code", {"uri": "file:///x.py", "instruction": "x", "plan": ["a"]}, "`plan` must be text"),
+    ("phasewise.review", {"uri": "file:///x.py", "model": 7}, "`model` must be a model reference"),
+    ("phasewise.compare", {"uri": "file:///x.py", "instruction": "x", "phase": "plan", "models": [1]},
+     "`models` must be a list of model references"),
+    ("phasewise.verify", {"providers": "anthropic"}, "`providers` must be a list of provider ids"),
+    ("phasewise.models", {"uri": "file:///x.py"}, "expected {provider, uri?}"),
+    ("phasewise.plan", {"uri": "file:///x.py", "instruction": "x",
+                        "range": {"start": {"line": 4, "character": 0}, "end": {"line": 1, "character": 0}}},
+     "`range` ends before it starts"),
+])
+async def test_a_wrong_argument_gets_invalid_params_naming_the_field(
+        client: LanguageClient, command: str, arg: dict[str, object], expected: str) -> None:
+    editor = Editor(client)
+    with pytest.raises(JsonRpcException) as err:
+        await editor.command(command, arg)
+    assert err.value.code == -32602
+    assert f"{command}: " in err.value.message and expected in err.value.message, err.value.message

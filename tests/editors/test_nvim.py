@@ -110,6 +110,8 @@ def test_plan_streams_then_code_lands_each_on_its_own_provider(sim: SimulatorThr
     # the code phase asked for its instruction (offering the plan's) and was handed the plan
     assert obs["prompt"] == {"prompt": "Phasewise code: ", "default": "rename load to read_file"}
     assert "<plan>" in chat[1].body["messages"][-1]["content"]
+    assert obs["confirm"]["prompt"] == "Phasewise code (coder/glm-sim): apply this change to 1 file?"
+    assert "\n+def read_file(path" in obs["confirm"]["diff"], "the edit was shown before it landed"
     assert "def read_file(path" in obs["text_after_code"]
     assert "def load(" not in obs["text_after_code"]
     assert obs["modified"] is True
@@ -277,3 +279,80 @@ def test_run_review_compare_verify_status(sim: SimulatorThread, tmp_path: Path) 
     assert "key PLANNER_KEY set (environment, " in status[1] and KEYS["PLANNER_KEY"] not in obs["status"]
     assert obs["status_unattached"] == obs["status"]
     assert obs["verify_unattached"].startswith("Phasewise verify\n")
+
+
+CALLER = "from store import load\n"
+UTIL = "import store\nx = store.load('a')\n"
+NEW_TEST = "from store import read_file\n\n\ndef test_read_file():\n    assert read_file\n"
+
+
+def test_edits_are_shown_as_a_diff_and_applied_only_when_accepted(sim: SimulatorThread, tmp_path: Path) -> None:
+    settings = {"phases": {"code": {"model": "coder/glm-sim"}},
+                "providers": {"coder": route(sim, "coder", "openai", "CODER_KEY")}}
+    doc = write_doc(tmp_path)
+    (doc.parent / "caller.py").write_text(CALLER)
+    util = doc.parent / "util.py"
+    util.write_text(UTIL)
+    new = doc.parent / "tests" / "test_store.py"
+    obs = run_nvim("nvim_edits.lua", tmp_path, env=KEYS, settings=settings, file=str(doc), new_file=NEW_TEST)
+
+    # the plugin declares what it can do: versioned multi-file edits, and its client-side commands
+    commands = ["phasewise.setApiKey", "phasewise.openSettings"]
+    assert obs["capabilities"]["experimental"] == {"phasewise": {"clientCommands": commands}}
+    assert obs["capabilities"]["sent_experimental"] == {"phasewise": {"clientCommands": commands}}
+    assert obs["capabilities"]["workspace_edit"]["documentChanges"] is True
+    assert obs["capabilities"]["workspace_edit"]["resourceOperations"] == ["rename", "create", "delete"]
+    assert obs["capabilities"]["completion"], "merged with Neovim's default capabilities"
+
+    # the server's code edit: shown as a diff and asked about; Cancel leaves the buffer alone and
+    # the server reports the edit not applied
+    cancel, accept = obs["asked"][:2]
+    for asked in (cancel, accept):
+        assert asked["items"] == ["Apply", "Cancel"]
+        assert asked["prompt"] == "Phasewise code (coder/glm-sim): apply this change to 1 file?"
+        assert asked["diff_filetype"] == "diff" and asked["diff_shown"]
+        assert "#   M work/store.py (open, version " in asked["diff"]
+        assert "\n-def load(path, cache={}):\n+def read_file(path" in asked["diff"]
+    cancelled = obs["cancelled"]
+    assert cancelled["text"] == DOC.rstrip("\n") and not cancelled["diff_left"]
+    assert (cancelled["ok"], cancelled["applied"]) == (False, False)
+    assert cancelled["error"]["kind"] == "document-changed"
+    assert "cancelled by the user" in cancelled["error"]["message"]
+    messages = [n["msg"] for n in obs["notifications"]]
+    assert "Phasewise: code edit cancelled: nothing was applied" in messages
+    accepted = obs["accepted"]
+    assert (accepted["ok"], accepted["applied"]) == (True, True)
+    assert "def read_file(path" in accepted["text"] and not accepted["diff_left"]
+    assert obs["modified"] is True, "an open buffer is changed, not saved"
+    chat = [r for r in sim.requests if r.endpoint == "chat"]
+    assert [(r.provider, r.phase) for r in chat] == [("coder", "code"), ("coder", "code")]
+
+    # the hand-made three-file edit: a buffer changed while the question was open refuses all of it
+    stale, multi = obs["asked"][2:4]
+    assert obs["stale"]["applied"] is False
+    assert "work/caller.py changed (version " in obs["stale"]["failureReason"]
+    assert obs["stale"]["failureReason"].endswith("; nothing was applied")
+    assert obs["stale_disk"] == {"util": UTIL, "caller": CALLER + "# typed meanwhile"}  # new: nil, not created
+    assert "#   A work/tests/test_store.py (new file)" in stale["diff"]
+
+    # accepted: the diff shows all three files, and all three are written
+    assert multi["prompt"] == "Phasewise code (test): apply this change to 3 files?"
+    summary = [line for line in multi["diff"].splitlines() if line.startswith("#   ")]
+    assert summary[0].startswith("#   M work/caller.py (open, version ")
+    assert summary[1:] == ["#   M work/util.py (not open)", "#   A work/tests/test_store.py (new file)"]
+    diff = multi["diff"]
+    assert "--- a/work/caller.py\n+++ b/work/caller.py\n@@ -1 +1 @@\n-from store import load\n+from store import read_file" in diff
+    assert "--- a/work/util.py\n+++ b/work/util.py\n" in diff and "\n+x = store.read_file('a')" in diff
+    assert "--- /dev/null\n+++ b/work/tests/test_store.py\n@@ -0,0 +1,5 @@\n+from store import read_file\n" in diff
+    assert obs["multi"] == {"applied": True}
+    after = obs["multi_after"]
+    assert after["caller"] == "from store import read_file" and after["caller_modified"]
+    assert util.read_text() == after["util"] == "import store\nx = store.read_file('a')\n"
+    assert new.read_text() == after["new"] == NEW_TEST
+    assert sorted(after["unsaved"]) == ["caller.py", "store.py"], "files that were not open are written"
+
+    # confirm_edits off: applied at once, unless an annotation needs confirmation
+    assert obs["unconfirmed"] == {"applied": True} and obs["unconfirmed_asked"] == 0
+    assert obs["annotated"] == {"applied": False, "failureReason": "cancelled by the user"}
+    assert obs["annotated_asked"] == 1
+    assert obs["util_at_end"] == "# one\nimport store\nx = store.read_file('a')"

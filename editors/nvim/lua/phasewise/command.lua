@@ -99,12 +99,17 @@ end
 --- Tell the user what failed and where its quick fixes are; true when the phase succeeded.
 --- @param result table a phase result
 --- @param inv phasewise.Invocation
+--- @param client vim.lsp.Client? the client whose edit the user may have cancelled
 --- @return boolean
-local function report_problem(result, inv)
+local function report_problem(result, inv, client)
   if result.ok then
     return true
   end
   local problem = result.error or {}
+  if client and problem.kind == "document-changed" and require("phasewise.edits").take_declined(client.id) then
+    vim.notify(("Phasewise: %s edit cancelled: nothing was applied"):format(result.phase or "code"), WARN)
+    return false
+  end
   local message = problem.message or ("the %s phase failed"):format(result.phase)
   if problem.kind ~= "cancelled" then
     local line = inv.range and inv.range[1] or 1
@@ -142,7 +147,7 @@ function subcommands.code(inv)
     local arg = phase_arg(client, inv, instruction)
     arg.plan = plan and plan.text
     client_mod.execute(client, inv.buf, "phasewise.code", arg, function(result)
-      report_problem(result, inv)
+      report_problem(result, inv, client)
     end)
   end)
 end
@@ -173,7 +178,7 @@ function subcommands.run(inv)
       if phases[1] and phases[1].phase == "plan" then
         scratch.finish_plan(arg.uri, phases[1])
       end
-      if report_problem(result, inv) then
+      if report_problem(result, inv, client) then
         vim.notify("Phasewise run\n" .. table.concat(vim.tbl_map(summary, phases), "\n"))
       end
     end)

@@ -9,6 +9,7 @@ local M = {}
 --- @field root_markers string[] Files that mark a project root (the server's workspace folder).
 --- @field settings { phasewise: table? } Answers `workspace/configuration`: the contract's `phasewise` section, under that key.
 --- @field secret_input fun(opts: { prompt: string }, on_confirm: fun(value: string?))? Asks for an API key without echoing it (default: `inputsecret()`).
+--- @field confirm_edits boolean? Show the server's edits as a diff and ask before applying them (default: the server's `phases.code.confirm`, on unless set false).
 
 --- @type phasewise.Config
 M.config = {
@@ -22,11 +23,16 @@ M.config = {
 --- @field cmd string[]?
 --- @field root_markers string[]?
 --- @field settings { phasewise: table? }?
+--- @field confirm_edits boolean?
 
 --- Titles of the running phases by "client_id:token", for `statusline()`.
 --- @type table<string, string>
 local running = {}
 local registered = false
+
+--- The client-side commands of the server's quick fixes, declared to the server (an
+--- `experimental` capability) so that it offers them only to clients that have them.
+M.client_commands = { "phasewise.setApiKey", "phasewise.openSettings" }
 
 --- The `vim.lsp.Config` for the server (also what `lsp/phasewise.lua` returns).
 --- @return vim.lsp.Config
@@ -38,9 +44,19 @@ function M.lsp_config()
     filetypes = config.filetypes,
     root_markers = config.root_markers,
     settings = config.settings,
+    -- merged into Neovim's defaults: versioned multi-file edits (checked before they land, see
+    -- phasewise.edits) with their change annotations, and the quick fixes' client commands
+    capabilities = {
+      workspace = { workspaceEdit = { documentChanges = true, changeAnnotationSupport = { groupsOnLabel = false } } },
+      experimental = { phasewise = { clientCommands = M.client_commands } },
+    },
     handlers = {
       ["phasewise/streamText"] = function(_, params, ctx)
         require("phasewise.scratch").on_stream(params, ctx)
+      end,
+      -- this client's edits only: shown as a diff and confirmed (other servers keep Neovim's)
+      ["workspace/applyEdit"] = function(err, params, ctx)
+        return require("phasewise.edits").handler(err, params, ctx)
       end,
     },
     on_exit = function(_, _, client_id)

@@ -8,8 +8,9 @@ local plans = {}
 
 --- A scratch buffer named `name`, shown in a split beside the current window (focus stays).
 --- @param name string
+--- @param filetype string? default "markdown"
 --- @return integer buf
-local function show(name)
+local function show(name, filetype)
   local buf = vim.iter(vim.api.nvim_list_bufs()):find(function(b)
     return vim.api.nvim_buf_get_name(b) == name
   end)
@@ -17,7 +18,7 @@ local function show(name)
     buf = vim.api.nvim_create_buf(false, true)
     vim.api.nvim_buf_set_name(buf, name)
     vim.bo[buf].bufhidden = "wipe"
-    vim.bo[buf].filetype = "markdown"
+    vim.bo[buf].filetype = filetype or "markdown"
   end
   if vim.fn.bufwinid(buf) == -1 then
     vim.api.nvim_open_win(buf, false, { split = "right", win = 0 })
@@ -111,12 +112,13 @@ function M.plan_for(uri)
   return { text = text, instruction = plan.instruction }
 end
 
---- Show Markdown `lines` in the report buffer `name`.
+--- Show `lines` (Markdown unless `filetype` says otherwise) in the report buffer `name`.
 --- @param name string
 --- @param lines string[]
+--- @param filetype string?
 --- @return integer buf
-function M.report(name, lines)
-  local buf = show("phasewise://" .. name)
+function M.report(name, lines, filetype)
+  local buf = show("phasewise://" .. name, filetype)
   vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
   return buf
 end

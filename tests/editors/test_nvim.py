@@ -9,6 +9,7 @@ JSON; the simulator runs in this process, so the test also asserts on what reach
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -356,3 +357,47 @@ def test_edits_are_shown_as_a_diff_and_applied_only_when_accepted(sim: Simulator
     assert obs["annotated"] == {"applied": False, "failureReason": "cancelled by the user"}
     assert obs["annotated_asked"] == 1
     assert obs["util_at_end"] == "# one\nimport store\nx = store.read_file('a')"
+
+
+def test_progress_countdown_cancel_and_one_plan_buffer(sim: SimulatorThread, tmp_path: Path) -> None:
+    limited = {"LIMITED_KEY": "test-key-limited-4444"}
+    settings = {"phases": {"plan": {"model": "planner/claude-sim"}},
+                "providers": {"planner": route(sim, "planner", "anthropic", "PLANNER_KEY")}}
+    limited_settings = {"phases": {"plan": {"model": "limited/claude-sim"}},
+                        "providers": {"limited": route(sim, "limited", "anthropic", "LIMITED_KEY")}}
+    sim.add_fault("anthropic.rate_limit_error", provider="planner", retry_after=3)
+    sim.add_fault("anthropic.rate_limit_error", provider="limited", retry_after=30)
+    obs = run_nvim("nvim_progress.lua", tmp_path, env={**KEYS, **limited}, settings=settings,
+                   limited_settings=limited_settings, file=str(write_doc(tmp_path)))
+    chat = [(r.provider, r.status) for r in sim.requests if r.endpoint == "chat"]
+    assert chat[:3] == [("planner", 429), ("planner", 200), ("planner", 200)]
+    assert chat[3:] == [("limited", 429)], "cancelled during the wait: no retry was sent"
+
+    # the countdown: once a second on the wire, thinned in the notifications, its number first
+    first_plan_reports = [r for r in obs["reports"] if r.startswith("planner: rate-limit, attempt 2 of 3: retrying in")]
+    assert len(first_plan_reports) >= 3, obs["reports"]
+    messages = [n["msg"] for n in obs["first_notifications"]]
+    waits = [m for m in messages if m.startswith("Phasewise plan: retry in ")]
+    assert len(waits) == 1, messages  # 3 reports within a few seconds: one notification
+    assert re.fullmatch(r"Phasewise plan: retry in 3 s \(at \d\d:\d\d:\d\d\) · planner: rate-limit, attempt 2 of 3",
+                        waits[0]), waits
+    assert any(m.startswith("Phasewise plan: retrying now · ") for m in messages), messages
+    assert messages[-1] == "Phasewise: plan ok (planner/claude-sim)"
+    assert obs["countdown_statusline"][0].startswith("Phasewise plan: planner/claude-sim (retry in 3 s)")
+    assert obs["statusline_after"] == ""
+
+    # one plan buffer per document, reused by the second run and kept by the cancelled one
+    first, second = obs["first"], obs["second"]
+    assert first["buf"] != -1 and second["buf"] == first["buf"]
+    assert (second["windows"], second["plan_buffers"]) == (1, 1)
+    assert "read_file" in first["text"] and "fetch" in second["text"] and second["text"] != first["text"]
+    assert obs["after_cancel"] == {"buf": first["buf"], "text": second["text"]}
+
+    # :Phasewise cancel: says nothing is running when idle, what it cancels, then the server's end
+    assert obs["idle_cancel"] == obs["idle_cancel_after"] == "Phasewise: nothing is running"
+    assert obs["waiting_statusline"].startswith("Phasewise plan: limited/claude-sim (retry in ")
+    assert obs["cancel_said"] == "Phasewise: cancelling plan (limited/claude-sim) …"
+    ends = [n for n in obs["notifications"] if "cancelled" in n["msg"]]
+    assert [(n["msg"], n["level"]) for n in ends] == [("Phasewise: plan cancelled (limited/claude-sim)", 3)]
+    assert obs["statusline_end"] == ""
+    assert obs["buffer_unchanged"] == DOC.rstrip("\n")

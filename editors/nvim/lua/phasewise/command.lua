@@ -111,11 +111,12 @@ local function report_problem(result, inv, client)
     return false
   end
   local message = problem.message or ("the %s phase failed"):format(result.phase)
-  if problem.kind ~= "cancelled" then
-    local line = inv.range and inv.range[1] or 1
-    message = ("%s\n(quick fixes: vim.lsp.buf.code_action() on line %d)"):format(message, line)
+  if problem.kind == "cancelled" then
+    return false -- the phase's progress end said "Phasewise: plan cancelled (…)"
   end
-  vim.notify(message, problem.kind == "cancelled" and WARN or ERROR)
+  local line = inv.range and inv.range[1] or 1
+  message = ("%s\n(quick fixes: vim.lsp.buf.code_action() on line %d)"):format(message, line)
+  vim.notify(message, ERROR)
   return false
 end
 
@@ -274,8 +275,14 @@ function subcommands.key(inv)
   end)
 end
 
+--- The server confirms each cancelled phase when it ends ("Phasewise: plan cancelled (…)").
 function subcommands.cancel()
-  vim.notify(("Phasewise: cancelled %d running command(s)"):format(client_mod.cancel_all()), INFO)
+  local names = client_mod.cancel_all()
+  if #names == 0 then
+    vim.notify("Phasewise: nothing is running", INFO)
+  else
+    vim.notify(("Phasewise: cancelling %s …"):format(table.concat(names, ", ")), INFO)
+  end
 end
 
 local NAMES = vim.tbl_keys(subcommands)

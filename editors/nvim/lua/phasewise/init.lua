@@ -25,9 +25,21 @@ M.config = {
 --- @field settings { phasewise: table? }?
 --- @field confirm_edits boolean?
 
---- Titles of the running phases by "client_id:token", for `statusline()`.
---- @type table<string, string>
+--- A phase (or compare) the server reports progress for.
+--- @class phasewise.Running
+--- @field client_id integer
+--- @field token integer|string
+--- @field title string e.g. "Phasewise plan: anthropic/claude-opus-4-5"
+--- @field wait string? the countdown while it waits to retry ("12 s"), for `statusline()`
+--- @field notified_at integer? when its last countdown was notified (`vim.uv.now()`)
+--- @field cancelling boolean? `:Phasewise cancel` asked the server to stop it
+
+--- The running phases by "client_id:token".
+--- @type table<string, phasewise.Running>
 local running = {}
+
+--- Countdown reports ("retrying in 12 s") come once a second: notify at most one per this many ms.
+M.countdown_notify_ms = 5000
 local registered = false
 
 --- The client-side commands of the server's quick fixes, declared to the server (an
@@ -77,6 +89,34 @@ function M.lsp_config()
   }
 end
 
+--- "plan" and "(anthropic/claude-opus-4-5)" from a progress title.
+--- @param title string
+--- @return string name, string who
+local function title_parts(title)
+  local name, who = title:match("^Phasewise ([^:]+):%s*(.*)$")
+  return name or "phase", (who and who ~= "") and (" (" .. who .. ")") or ""
+end
+
+--- A report's message as a notification: the server's retries, waits, key rotations and
+--- fallbacks, the countdown's number first; nil for streamed text (the plan buffer shows that).
+--- @param name string the phase, e.g. "plan"
+--- @param message string
+--- @return string? line, string? wait the countdown ("12 s") when the message is one
+function M.describe_report(name, message)
+  local why, wait, at = message:match("^(.-): retrying in (.-) %(at (.-)%)$")
+  if why then
+    return ("Phasewise %s: retry in %s (at %s) · %s"):format(name, wait, at, why), wait
+  end
+  why = message:match("^(.-): retrying now$")
+  if why then
+    return ("Phasewise %s: retrying now · %s"):format(name, why)
+  end
+  if message:find("falling back to ", 1, true) or message:match(", trying [%w_]+$") then
+    return ("Phasewise %s: %s"):format(name, message)
+  end
+  return nil
+end
+
 --- @param ev { data: { client_id: integer, params: lsp.ProgressParams } }
 local function on_progress(ev)
   local client = vim.lsp.get_client_by_id(ev.data.client_id)
@@ -84,16 +124,59 @@ local function on_progress(ev)
   if not client or client.name ~= "phasewise" or type(value) ~= "table" then
     return
   end
-  local key = ("%d:%s"):format(client.id, ev.data.params.token)
+  local token = ev.data.params.token
+  local key = ("%d:%s"):format(client.id, token)
   if value.kind == "begin" then
-    running[key] = value.title
+    running[key] = { client_id = client.id, token = token, title = value.title }
     vim.notify(value.title .. " …", vim.log.levels.INFO)
+  elseif value.kind == "report" and running[key] and value.message then
+    local phase = running[key]
+    local line, wait = M.describe_report(title_parts(phase.title), value.message)
+    if line then
+      phase.wait = wait
+      local now = vim.uv.now()
+      if not (wait and phase.notified_at and now - phase.notified_at < M.countdown_notify_ms) then
+        phase.notified_at = wait and now or nil
+        vim.notify(line, vim.log.levels.INFO)
+      end
+    end
   elseif value.kind == "end" then
-    local title = running[key] or "Phasewise"
+    local phase = running[key]
     running[key] = nil
-    vim.notify(value.message and ("Phasewise: " .. value.message) or (title .. ": done"), vim.log.levels.INFO)
+    local title = phase and phase.title or "Phasewise"
+    local message = value.message
+    if message and (message:find("cancelled", 1, true) or (phase and phase.cancelling)) then
+      local name, who = title_parts(title)
+      vim.notify(("Phasewise: %s cancelled%s"):format(name, who), vim.log.levels.WARN)
+    else
+      vim.notify(message and ("Phasewise: " .. message) or (title .. ": done"), vim.log.levels.INFO)
+    end
   end
   vim.cmd.redrawstatus()
+end
+
+--- The phases running on client `client_id` (all clients when nil), as their progress began.
+--- @param client_id integer?
+--- @return phasewise.Running[]
+function M.running(client_id)
+  local out = {}
+  for _, phase in pairs(running) do
+    if client_id == nil or phase.client_id == client_id then
+      out[#out + 1] = phase
+    end
+  end
+  table.sort(out, function(a, b)
+    return a.title < b.title
+  end)
+  return out
+end
+
+--- What `:Phasewise cancel` says about a running phase: "plan (anthropic/claude-opus-4-5)".
+--- @param phase phasewise.Running
+--- @return string
+function M.describe_running(phase)
+  local name, who = title_parts(phase.title)
+  return name .. who
 end
 
 --- Define `:Phasewise`, the client-side commands and the progress listener (once).
@@ -172,9 +255,9 @@ end
 --- Use in 'statusline': `%{v:lua.require'phasewise'.statusline()}`.
 --- @return string
 function M.statusline()
-  local titles = vim.tbl_values(running)
-  table.sort(titles)
-  return table.concat(titles, " | ")
+  return table.concat(vim.tbl_map(function(phase)
+    return phase.wait and ("%s (retry in %s)"):format(phase.title, phase.wait) or phase.title
+  end, M.running()), " | ")
 end
 
 return M

@@ -1,5 +1,6 @@
---- Scratch Markdown buffers: one plan per document, filled as `phasewise/streamText` arrives, and
---- reports (compare). Closing a plan's window wipes it, so `:Phasewise code` no longer uses it.
+--- Scratch buffers: one plan per document (reused by every run of its plan), filled as
+--- `phasewise/streamText` arrives, and reports (compare, the diff of an edit). Closing a plan's
+--- window wipes it, so `:Phasewise code` no longer uses it.
 local M = {}
 
 --- Plans by source document URI. `run_id` is the run whose text the buffer shows.
@@ -49,12 +50,13 @@ local function plan_name(uri)
   return "phasewise://plan/" .. vim.uri_to_fname(uri)
 end
 
---- Open (empty) the plan buffer of `uri` before a plan starts streaming into it.
+--- Show the plan buffer of `uri` before a plan starts streaming into it: the same buffer for
+--- every run of the document's plan (a retry reuses it), its old text kept until the new text
+--- arrives (a retry that fails or is cancelled leaves the last plan).
 --- @param uri string
---- @param instruction string
+--- @param instruction string?
 function M.open_plan(uri, instruction)
   local buf = show(plan_name(uri))
-  set_text(buf, "")
   plans[uri] = { buf = buf, run_id = nil, instruction = instruction }
 end
 

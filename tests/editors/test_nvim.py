@@ -234,6 +234,16 @@ def test_plugin_without_setup_help_and_health(tmp_path: Path) -> None:
     health = obs["health"]
     assert f"OK server {__version__} (phasewise --version)" in health
     assert "WARNING no Phasewise server is running" in health
+    assert "OK settings are under the `phasewise` key" in health
+    assert "edits are shown as a diff and confirmed before they land" in health
+
+    # settings = { phases = … } without the phasewise key: warned, naming the fix
+    warning = ("Phasewise: `settings.phases`, `settings.retry` are not read (the server reads only "
+               "`settings.phasewise`), so every phase keeps its default route (Claude). "
+               "Write: settings = { phasewise = { phases = …, retry = … } }")
+    assert obs["misplaced"] == [{"msg": warning, "level": 3}]
+    assert "WARNING " + warning.removeprefix("Phasewise: ") in obs["health_misplaced"]
+    assert "OK settings are under" not in obs["health_misplaced"]
 
 
 def test_run_review_compare_verify_status(sim: SimulatorThread, tmp_path: Path) -> None:

@@ -286,14 +286,10 @@ end
 --- Confirm when the plugin's `confirm_edits` is on (default: the server's `phases.code.confirm`,
 --- itself on by default) or when the server marked any change as needing confirmation.
 --- @param edit lsp.WorkspaceEdit
+--- @param client vim.lsp.Client? whose settings hold the server's `phases.code.confirm`
 --- @return boolean
-function M.wants_confirmation(edit)
-  local config = require("phasewise").config
-  local confirm = config.confirm_edits
-  if confirm == nil then
-    confirm = vim.tbl_get(config.settings or {}, "phasewise", "phases", "code", "confirm") ~= false
-  end
-  if confirm then
+function M.wants_confirmation(edit, client)
+  if require("phasewise").confirms_edits(client and client.settings) then
     return true
   end
   for _, annotation in pairs(edit.changeAnnotations or {}) do
@@ -318,7 +314,7 @@ function M.review(params, client, done)
   if why then
     return done({ applied = false, failureReason = why .. "; nothing was applied" })
   end
-  if not M.wants_confirmation(edit) then
+  if not M.wants_confirmation(edit, client) then
     return done(M.apply(preview, edit, encoding))
   end
   local label = params.label or "Phasewise edit"

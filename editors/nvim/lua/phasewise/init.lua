@@ -218,6 +218,51 @@ local function start_010(buf)
   vim.lsp.start(config, { bufnr = buf })
 end
 
+--- The keys of `settings` other than `phasewise`: the server asks for its `phasewise` section
+--- only, so what sits beside it (`settings = { phases = … }`) is never read.
+--- @param settings table?
+--- @return string[]
+function M.misplaced_settings(settings)
+  local keys = {}
+  for key in pairs(type(settings) == "table" and settings or {}) do
+    if key ~= "phasewise" then
+      keys[#keys + 1] = tostring(key)
+    end
+  end
+  table.sort(keys)
+  return keys
+end
+
+--- The warning about `misplaced_settings`, naming the fix; nil when there is nothing to say.
+--- @param settings table?
+--- @return string?
+function M.misplaced_warning(settings)
+  local keys = M.misplaced_settings(settings)
+  if #keys == 0 then
+    return nil
+  end
+  local fields = table.concat(vim.tbl_map(function(key)
+    return key .. " = …"
+  end, keys), ", ")
+  return ("Phasewise: `settings.%s` %s not read (the server reads only `settings.phasewise`), so every phase "
+    .. "keeps its default route (Claude). Write: settings = { phasewise = { %s } }"):format(
+    table.concat(keys, "`, `settings."),
+    #keys == 1 and "is" or "are",
+    fields
+  )
+end
+
+--- Whether the server's edits are shown and confirmed: `confirm_edits`, else the server's own
+--- `phases.code.confirm` in `settings` (on unless set false).
+--- @param settings table? default: the settings given to setup()
+--- @return boolean
+function M.confirms_edits(settings)
+  if M.config.confirm_edits ~= nil then
+    return M.config.confirm_edits == true
+  end
+  return vim.tbl_get(settings or M.config.settings or {}, "phasewise", "phases", "code", "confirm") ~= false
+end
+
 --- Register the server and the commands. Calling it again applies new settings to running servers.
 --- @param opts phasewise.SetupOpts?
 function M.setup(opts)
@@ -226,6 +271,10 @@ function M.setup(opts)
   M.config = vim.tbl_deep_extend("force", M.config, opts)
   if settings then -- replaced, not merged: a removed route must go away
     M.config.settings = settings
+    local warning = M.misplaced_warning(settings)
+    if warning then
+      vim.notify(warning, vim.log.levels.WARN)
+    end
   end
   M.register()
   if vim.fn.has("nvim-0.11") == 1 then

@@ -204,7 +204,7 @@ def test_set_api_key_quick_fix_hands_the_key_to_the_server(problems: dict[str, A
 
 HELP_TAGS = ["phasewise", "phasewise.setup()", "phasewise-settings", ":Phasewise", ":Phasewise-compare",
              "phasewise-progress", "phasewise.statusline()", "phasewise-problems", "phasewise-keys",
-             "phasewise-health"]
+             "phasewise-health", "phasewise-edits", ":Phasewise-cancel", "phasewise-capabilities"]
 
 
 def test_plugin_without_setup_help_and_health(tmp_path: Path) -> None:

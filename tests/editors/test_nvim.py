@@ -339,20 +339,28 @@ def test_edits_are_shown_as_a_diff_and_applied_only_when_accepted(sim: Simulator
     assert [(r.provider, r.phase) for r in chat] == [("coder", "code"), ("coder", "code")]
 
     # the hand-made three-file edit: a buffer changed while the question was open refuses all of it
-    stale, multi = obs["asked"][2:4]
+    stale = obs["asked"][2]
     assert obs["stale"]["applied"] is False
     assert "work/caller.py changed (version " in obs["stale"]["failureReason"]
     assert obs["stale"]["failureReason"].endswith("; nothing was applied")
     assert obs["stale_disk"] == {"util": UTIL, "caller": CALLER + "# typed meanwhile"}  # new: nil, not created
     assert "#   A work/tests/test_store.py (new file)" in stale["diff"]
 
+    # a write that fails half-way puts back what was already written: nothing was applied
+    failed = obs["failed_write"]
+    assert failed["applied"] is False and "disk full" in failed["failureReason"], failed
+    assert failed["failureReason"].endswith("; nothing was applied")
+    assert obs["failed_write_after"] == {"util": UTIL, "caller": CALLER.rstrip("\n"), "new_buffer": -1}
+
     # accepted: the diff shows all three files, and all three are written
+    multi = obs["asked"][4]
     assert multi["prompt"] == "Phasewise code (test): apply this change to 3 files?"
     summary = [line for line in multi["diff"].splitlines() if line.startswith("#   ")]
     assert summary[0].startswith("#   M work/caller.py (open, version ")
     assert summary[1:] == ["#   M work/util.py (not open)", "#   A work/tests/test_store.py (new file)"]
     diff = multi["diff"]
-    assert "--- a/work/caller.py\n+++ b/work/caller.py\n@@ -1 +1 @@\n-from store import load\n+from store import read_file" in diff
+    assert ("--- a/work/caller.py\n+++ b/work/caller.py\n@@ -1 +1 @@\n"
+            "-from store import load\n+from store import read_file") in diff
     assert "--- a/work/util.py\n+++ b/work/util.py\n" in diff and "\n+x = store.read_file('a')" in diff
     assert "--- /dev/null\n+++ b/work/tests/test_store.py\n@@ -0,0 +1,5 @@\n+from store import read_file\n" in diff
     assert obs["multi"] == {"applied": True}
@@ -365,7 +373,7 @@ def test_edits_are_shown_as_a_diff_and_applied_only_when_accepted(sim: Simulator
     # confirm_edits off: applied at once, unless an annotation needs confirmation
     assert obs["unconfirmed"] == {"applied": True} and obs["unconfirmed_asked"] == 0
     assert obs["annotated"] == {"applied": False, "failureReason": "cancelled by the user"}
-    assert obs["annotated_asked"] == 1
+    assert obs["annotated_asked"] == 1 and len(obs["asked"]) == 6
     assert obs["util_at_end"] == "# one\nimport store\nx = store.read_file('a')"
 
 

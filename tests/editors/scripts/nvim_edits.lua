@@ -133,6 +133,19 @@ T.run(function()
   obs.stale_disk = { util = disk(util_path), new = disk(new_path), caller = T.text(caller) }
   vim.api.nvim_buf_set_lines(caller, -2, -1, false, {}) -- undo the typing (the version moves on again)
 
+  -- a file that cannot be written (here a BufWritePre that fails) rolls back what was done
+  local failing = vim.api.nvim_create_autocmd("BufWritePre", {
+    pattern = "*/tests/test_store.py",
+    callback = function()
+      error("disk full")
+    end,
+  })
+  answers = { { choice = "Apply" } }
+  obs.failed_write = handle(multi_edit(vim.lsp.util.buf_versions[caller]))
+  obs.failed_write_after = { util = disk(util_path), new = disk(new_path), caller = T.text(caller),
+    new_buffer = T.find_buf(new_path) }
+  vim.api.nvim_del_autocmd(failing)
+
   answers = { { choice = "Apply" } }
   obs.multi = handle(multi_edit(vim.lsp.util.buf_versions[caller]))
   obs.multi_after = {

@@ -226,9 +226,10 @@ function M.render(preview, label)
   return lines
 end
 
---- Put every touched buffer back as it was (an apply that failed half-way): all or nothing.
+--- Put every touched buffer and written file back as it was (an apply that failed half-way).
 --- @param preview phasewise.EditPreview
-local function restore(preview)
+--- @param written table<string, boolean> paths already written by this apply
+local function restore(preview, written)
   for _, f in ipairs(preview.files) do
     local buf = loaded_buf(f.path)
     if f.before == nil or f.created then
@@ -238,10 +239,17 @@ local function restore(preview)
       if f.before == nil then
         os.remove(f.path)
       end
-    elseif buf then
-      vim.api.nvim_buf_set_lines(buf, 0, -1, false, f.before)
-      if not f.was_loaded then
-        vim.bo[buf].modified = false
+    end
+    if f.before ~= nil then
+      if buf and not f.created then
+        if f.was_loaded then
+          vim.api.nvim_buf_set_lines(buf, 0, -1, false, f.before)
+        else -- loaded by the edit: gone again
+          pcall(vim.api.nvim_buf_delete, buf, { force = true })
+        end
+      end
+      if written[f.path] or f.created then
+        pcall(vim.fn.writefile, f.before, f.path)
       end
     end
   end
@@ -259,9 +267,10 @@ function M.apply(preview, edit, encoding)
   if why then
     return { applied = false, failureReason = why .. "; nothing was applied" }
   end
+  local written = {}
   local ok, err = pcall(function()
     vim.lsp.util.apply_workspace_edit(edit, encoding)
-    for _, f in ipairs(preview.files) do
+    for _, f in ipairs(preview.files) do -- first check everything, then write
       local buf = f.after and loaded_buf(f.path)
       if buf and f.created then
         M.trim_final_newline(buf)
@@ -269,15 +278,19 @@ function M.apply(preview, edit, encoding)
       if f.after and not vim.deep_equal(current_lines(f.path), f.after) then
         error(("%s did not come out as the diff showed"):format(rel(f.path)), 0)
       end
-      if buf and not f.was_loaded then
+    end
+    for _, f in ipairs(preview.files) do
+      local buf = f.after and not f.was_loaded and loaded_buf(f.path)
+      if buf then
         vim.api.nvim_buf_call(buf, function()
           vim.cmd("silent write")
         end)
+        written[f.path] = true
       end
     end
   end)
   if not ok then
-    restore(preview)
+    restore(preview, written)
     return { applied = false, failureReason = tostring(err) .. "; nothing was applied" }
   end
   return { applied = true }

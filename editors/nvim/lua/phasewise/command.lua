@@ -147,6 +147,7 @@ function subcommands.code(inv)
   rest_or_ask(inv, "Phasewise code: ", plan and plan.instruction, function(instruction)
     local arg = phase_arg(client, inv, instruction)
     arg.plan = plan and plan.text
+    require("phasewise.edits").take_declined(client.id) -- an older cancel says nothing about this run
     client_mod.execute(client, inv.buf, "phasewise.code", arg, function(result)
       report_problem(result, inv, client)
     end)
@@ -174,6 +175,7 @@ function subcommands.run(inv)
   end
   rest_or_ask(inv, "Phasewise run: ", nil, function(instruction)
     local arg = phase_arg(client, inv, instruction)
+    require("phasewise.edits").take_declined(client.id)
     client_mod.execute(client, inv.buf, "phasewise.run", arg, function(result)
       local phases = result.phases or {}
       if phases[1] and phases[1].phase == "plan" then

@@ -46,6 +46,20 @@ local registered = false
 --- `experimental` capability) so that it offers them only to clients that have them.
 M.client_commands = { "phasewise.setApiKey", "phasewise.openSettings" }
 
+--- What the plugin adds to Neovim's client capabilities (0.11 merges a config's capabilities
+--- into the defaults itself; 0.10 is given the merged table).
+--- @return lsp.ClientCapabilities
+local function capabilities()
+  local ours = {
+    workspace = { workspaceEdit = { documentChanges = true, changeAnnotationSupport = { groupsOnLabel = false } } },
+    experimental = { phasewise = { clientCommands = M.client_commands } },
+  }
+  if vim.fn.has("nvim-0.11") == 1 then
+    return ours
+  end
+  return vim.tbl_deep_extend("force", vim.lsp.protocol.make_client_capabilities(), ours)
+end
+
 --- The `vim.lsp.Config` for the server (also what `lsp/phasewise.lua` returns).
 --- @return vim.lsp.Config
 function M.lsp_config()
@@ -58,10 +72,7 @@ function M.lsp_config()
     settings = config.settings,
     -- merged into Neovim's defaults: versioned multi-file edits (checked before they land, see
     -- phasewise.edits) with their change annotations, and the quick fixes' client commands
-    capabilities = {
-      workspace = { workspaceEdit = { documentChanges = true, changeAnnotationSupport = { groupsOnLabel = false } } },
-      experimental = { phasewise = { clientCommands = M.client_commands } },
-    },
+    capabilities = capabilities(),
     handlers = {
       ["phasewise/streamText"] = function(_, params, ctx)
         require("phasewise.scratch").on_stream(params, ctx)

@@ -88,6 +88,10 @@ T.run(function()
     end)
     return result
   end
+  --- A TextEdit replacing line `line`'s characters `from`..`to` by `text`.
+  local function text_edit(line, from, to, text)
+    return { range = { start = { line = line, character = from }, ["end"] = { line = line, character = to } }, newText = text }
+  end
   local function multi_edit(version)
     return {
       label = "Phasewise code (test)",
@@ -95,16 +99,16 @@ T.run(function()
         documentChanges = {
           {
             textDocument = { uri = vim.uri_from_fname(caller_path), version = version },
-            edits = { { range = { start = { line = 0, character = 18 }, ["end"] = { line = 0, character = 22 } }, newText = "read_file" } },
+            edits = { text_edit(0, 18, 22, "read_file") },
           },
           {
-            textDocument = { uri = vim.uri_from_fname(util_path), version = vim.NIL },
-            edits = { { range = { start = { line = 1, character = 10 }, ["end"] = { line = 1, character = 14 } }, newText = "read_file" } },
+            textDocument = { uri = vim.uri_from_fname(util_path), version = nil },
+            edits = { text_edit(1, 10, 14, "read_file") },
           },
           { kind = "create", uri = vim.uri_from_fname(new_path) },
           {
-            textDocument = { uri = vim.uri_from_fname(new_path), version = vim.NIL },
-            edits = { { range = { start = { line = 0, character = 0 }, ["end"] = { line = 0, character = 0 } }, newText = T.input.new_file } },
+            textDocument = { uri = vim.uri_from_fname(new_path), version = nil },
+            edits = { text_edit(0, 0, 0, T.input.new_file) },
           },
         },
       },
@@ -164,12 +168,14 @@ T.run(function()
   phasewise.config.confirm_edits = false
   local asked_before = #obs.asked
   local function insert_line(text, annotated)
-    local edit = { range = { start = { line = 0, character = 0 }, ["end"] = { line = 0, character = 0 } }, newText = text }
+    local edit = text_edit(0, 0, 0, text)
     local params = { edit = { changes = { [vim.uri_from_fname(util_path)] = { edit } } } }
     if annotated then
       edit.annotationId = "phasewise"
       params.edit = {
-        documentChanges = { { textDocument = { uri = vim.uri_from_fname(util_path), version = vim.NIL }, edits = { edit } } },
+        documentChanges = {
+          { textDocument = { uri = vim.uri_from_fname(util_path), version = nil }, edits = { edit } },
+        },
         changeAnnotations = { phasewise = { label = "Phasewise code", needsConfirmation = true } },
       }
     end

@@ -97,7 +97,8 @@ function M.preview(edit, encoding)
     local f = preview.by_path[path]
     if not f then
       local before = current_lines(path)
-      f = { path = path, before = before, after = before and vim.deepcopy(before), was_loaded = loaded_buf(path) ~= nil }
+      f = { path = path, before = before, after = before and vim.deepcopy(before) }
+      f.was_loaded = loaded_buf(path) ~= nil
       preview.by_path[path] = f
       table.insert(preview.files, f)
     end

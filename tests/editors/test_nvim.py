@@ -329,8 +329,10 @@ def test_edits_are_shown_as_a_diff_and_applied_only_when_accepted(sim: Simulator
     assert (cancelled["ok"], cancelled["applied"]) == (False, False)
     assert cancelled["error"]["kind"] == "document-changed"
     assert "cancelled by the user" in cancelled["error"]["message"]
-    messages = [n["msg"] for n in obs["notifications"]]
-    assert "Phasewise: code edit cancelled: nothing was applied" in messages
+    said = [(n["msg"], n["level"]) for n in obs["notifications"]]
+    assert said[:2] == [("Phasewise code: coder/glm-sim …", 2),
+                        ("Phasewise code (coder/glm-sim): edit cancelled, nothing was applied", 3)], said
+    assert said[2] == ("Phasewise code: coder/glm-sim …", 2), "the cancel is said once, not as an error"
     accepted = obs["accepted"]
     assert (accepted["ok"], accepted["applied"]) == (True, True)
     assert "def read_file(path" in accepted["text"] and not accepted["diff_left"]

@@ -106,9 +106,8 @@ local function report_problem(result, inv, client)
     return true
   end
   local problem = result.error or {}
-  if client and problem.kind == "document-changed" and require("phasewise.edits").take_declined(client.id) then
-    vim.notify(("Phasewise: %s edit cancelled: nothing was applied"):format(result.phase or "code"), WARN)
-    return false
+  if client and problem.kind == "document-changed" and require("phasewise.edits").declined(client.id) then
+    return false -- the user cancelled the edit: already said when it happened
   end
   local message = problem.message or ("the %s phase failed"):format(result.phase)
   if problem.kind == "cancelled" then
@@ -147,7 +146,6 @@ function subcommands.code(inv)
   rest_or_ask(inv, "Phasewise code: ", plan and plan.instruction, function(instruction)
     local arg = phase_arg(client, inv, instruction)
     arg.plan = plan and plan.text
-    require("phasewise.edits").take_declined(client.id) -- an older cancel says nothing about this run
     client_mod.execute(client, inv.buf, "phasewise.code", arg, function(result)
       report_problem(result, inv, client)
     end)
@@ -175,7 +173,6 @@ function subcommands.run(inv)
   end
   rest_or_ask(inv, "Phasewise run: ", nil, function(instruction)
     local arg = phase_arg(client, inv, instruction)
-    require("phasewise.edits").take_declined(client.id)
     client_mod.execute(client, inv.buf, "phasewise.run", arg, function(result)
       local phases = result.phases or {}
       if phases[1] and phases[1].phase == "plan" then

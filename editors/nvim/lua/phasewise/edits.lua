@@ -19,7 +19,7 @@ local M = {}
 --- @field files phasewise.FileChange[] in the order the edit names them
 --- @field by_path table<string, phasewise.FileChange>
 
---- Client ids whose last applyEdit the user cancelled (see `take_declined`).
+--- Client ids whose running code phase's edit the user cancelled (see `declined`).
 --- @type table<integer, boolean>
 local declined = {}
 
@@ -344,6 +344,7 @@ function M.review(params, client, done)
       done(M.apply(preview, edit, encoding))
     else
       declined[client.id] = true
+      vim.notify(("%s: edit cancelled, nothing was applied"):format(label), vim.log.levels.WARN)
       done({ applied = false, failureReason = "cancelled by the user" })
     end
   end)
@@ -380,14 +381,18 @@ function M.handler(_, params, ctx)
   return answer
 end
 
---- True once after the user cancelled an edit of client `id`, so the phase's failure is reported
---- as the user's choice rather than as an error.
+--- True when the user cancelled the edit of client `id`'s current code phase: the phase's
+--- failure ("the editor refused the edit") is the user's choice, already said, not an error.
 --- @param id integer
 --- @return boolean
-function M.take_declined(id)
-  local was = declined[id] == true
+function M.declined(id)
+  return declined[id] == true
+end
+
+--- A new code phase of client `id` begins: an earlier cancel says nothing about it.
+--- @param id integer
+function M.forget_declined(id)
   declined[id] = nil
-  return was
 end
 
 return M

@@ -137,8 +137,12 @@ local function on_progress(ev)
   end
   local token = ev.data.params.token
   local key = ("%d:%s"):format(client.id, token)
+  local edits = package.loaded["phasewise.edits"]
   if value.kind == "begin" then
     running[key] = { client_id = client.id, token = token, title = value.title }
+    if edits and vim.startswith(value.title, "Phasewise code:") then
+      edits.forget_declined(client.id)
+    end
     vim.notify(value.title .. " …", vim.log.levels.INFO)
   elseif value.kind == "report" and running[key] and value.message then
     local phase = running[key]
@@ -156,7 +160,9 @@ local function on_progress(ev)
     running[key] = nil
     local title = phase and phase.title or "Phasewise"
     local message = value.message
-    if message and (message:find("cancelled", 1, true) or (phase and phase.cancelling)) then
+    if message and message:find("document-changed", 1, true) and edits and edits.declined(client.id) then
+      -- the user cancelled the edit: said when it happened ("… edit cancelled, nothing was applied")
+    elseif message and (message:find("cancelled", 1, true) or (phase and phase.cancelling)) then
       local name, who = title_parts(title)
       vim.notify(("Phasewise: %s cancelled%s"):format(name, who), vim.log.levels.WARN)
     else

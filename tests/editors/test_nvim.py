@@ -315,6 +315,8 @@ def test_edits_are_shown_as_a_diff_and_applied_only_when_accepted(sim: Simulator
     assert obs["capabilities"]["workspace_edit"]["resourceOperations"] == ["rename", "create", "delete"]
     assert obs["capabilities"]["completion"], "merged with Neovim's default capabilities"
 
+    assert obs["handlers"] == {"global_untouched": True, "client_has_own": True}
+
     # the server's code edit: shown as a diff and asked about; Cancel leaves the buffer alone and
     # the server reports the edit not applied
     cancel, accept = obs["asked"][:2]

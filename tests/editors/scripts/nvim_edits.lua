@@ -8,9 +8,15 @@ local T = dofile(vim.fs.joinpath(vim.fs.dirname(debug.getinfo(1, "S").source:sub
 
 T.run(function()
   local obs = T.observed
+  local global_apply_edit = vim.lsp.handlers["workspace/applyEdit"]
   local phasewise = require("phasewise")
   phasewise.setup({ cmd = T.input.cmd, settings = { phasewise = T.input.settings } })
   local buf, client = T.open(T.input.file)
+  -- only this client's applyEdit goes through the plugin; other servers keep Neovim's handler
+  obs.handlers = {
+    global_untouched = vim.lsp.handlers["workspace/applyEdit"] == global_apply_edit,
+    client_has_own = type(client.handlers["workspace/applyEdit"]) == "function",
+  }
   obs.capabilities = {
     experimental = client.config.capabilities.experimental,
     workspace_edit = client.capabilities.workspace.workspaceEdit, -- as sent: merged with the defaults

@@ -42,7 +42,13 @@ T.run(function()
     if answer and answer.before then
       answer.before()
     end
-    on_choice(answer and answer.choice)
+    if answer and answer.later then -- as a picker (Telescope, fzf-lua) answers: after returning
+      vim.schedule(function()
+        on_choice(answer.choice)
+      end)
+    else
+      on_choice(answer and answer.choice)
+    end
   end
 
   -- what the server answered each phase command
@@ -56,8 +62,8 @@ T.run(function()
     end)
   end
 
-  local function code(choice)
-    answers = { { choice = choice } }
+  local function code(choice, later)
+    answers = { { choice = choice, later = later } }
     local before = #obs.results
     vim.cmd("Phasewise code rename load to read_file")
     T.wait("the code phase", function()
@@ -73,7 +79,7 @@ T.run(function()
     }
   end
   obs.cancelled = code("Cancel")
-  obs.accepted = code("Apply")
+  obs.accepted = code("Apply", true) -- answered asynchronously: the handler waits in its coroutine
   obs.modified = vim.bo[buf].modified
 
   -- the handler with a hand-made edit over three files

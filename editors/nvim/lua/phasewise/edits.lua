@@ -337,16 +337,19 @@ function M.review(params, client, done)
   local n = #preview.files
   local prompt = ("%s: apply this change to %d file%s?"):format(label, n, n == 1 and "" or "s")
   vim.ui.select({ "Apply", "Cancel" }, { prompt = prompt, kind = "phasewise.edit" }, function(choice)
-    if vim.api.nvim_buf_is_valid(buf) then
-      vim.api.nvim_buf_delete(buf, { force = true })
-    end
-    if choice == "Apply" then
-      done(M.apply(preview, edit, encoding))
-    else
+    -- the server waits for this answer: it must come even if something here fails
+    local answered, result = pcall(function()
+      if vim.api.nvim_buf_is_valid(buf) then
+        vim.api.nvim_buf_delete(buf, { force = true })
+      end
+      if choice == "Apply" then
+        return M.apply(preview, edit, encoding)
+      end
       declined[client.id] = true
       vim.notify(("%s: edit cancelled, nothing was applied"):format(label), vim.log.levels.WARN)
-      done({ applied = false, failureReason = "cancelled by the user" })
-    end
+      return { applied = false, failureReason = "cancelled by the user" }
+    end)
+    done(answered and result or { applied = false, failureReason = tostring(result) .. "; nothing was applied" })
   end)
 end
 

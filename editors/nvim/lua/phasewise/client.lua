@@ -84,7 +84,6 @@ function M.cancel_all()
   for _, client in ipairs(vim.lsp.get_clients({ name = "phasewise" })) do
     local phases = phasewise.running(client.id)
     for _, phase in ipairs(phases) do
-      phase.cancelling = true
       M.notify(client, "window/workDoneProgress/cancel", { token = phase.token })
       names[#names + 1] = phasewise.describe_running(phase)
     end

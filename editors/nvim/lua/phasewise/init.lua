@@ -32,7 +32,6 @@ M.config = {
 --- @field title string e.g. "Phasewise plan: anthropic/claude-opus-4-5"
 --- @field wait string? the countdown while it waits to retry ("12 s"), for `statusline()`
 --- @field notified_at integer? when its last countdown was notified (`vim.uv.now()`)
---- @field cancelling boolean? `:Phasewise cancel` asked the server to stop it
 
 --- The running phases by "client_id:token".
 --- @type table<string, phasewise.Running>
@@ -162,7 +161,7 @@ local function on_progress(ev)
     local message = value.message
     if message and message:find("document-changed", 1, true) and edits and edits.declined(client.id) then
       -- the user cancelled the edit: said when it happened ("… edit cancelled, nothing was applied")
-    elseif message and (message:find("cancelled", 1, true) or (phase and phase.cancelling)) then
+    elseif message and message:find("cancelled", 1, true) then -- not when it finished first
       local name, who = title_parts(title)
       vim.notify(("Phasewise: %s cancelled%s"):format(name, who), vim.log.levels.WARN)
     else

@@ -9,6 +9,7 @@ JSON; the simulator runs in this process, so the test also asserts on what reach
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -110,6 +111,8 @@ def test_plan_streams_then_code_lands_each_on_its_own_provider(sim: SimulatorThr
     # the code phase asked for its instruction (offering the plan's) and was handed the plan
     assert obs["prompt"] == {"prompt": "Phasewise code: ", "default": "rename load to read_file"}
     assert "<plan>" in chat[1].body["messages"][-1]["content"]
+    assert obs["confirm"]["prompt"] == "Phasewise code (coder/glm-sim): apply this change to 1 file?"
+    assert "\n+def read_file(path" in obs["confirm"]["diff"], "the edit was shown before it landed"
     assert "def read_file(path" in obs["text_after_code"]
     assert "def load(" not in obs["text_after_code"]
     assert obs["modified"] is True
@@ -201,7 +204,7 @@ def test_set_api_key_quick_fix_hands_the_key_to_the_server(problems: dict[str, A
 
 HELP_TAGS = ["phasewise", "phasewise.setup()", "phasewise-settings", ":Phasewise", ":Phasewise-compare",
              "phasewise-progress", "phasewise.statusline()", "phasewise-problems", "phasewise-keys",
-             "phasewise-health"]
+             "phasewise-health", "phasewise-edits", ":Phasewise-cancel", "phasewise-capabilities"]
 
 
 def test_plugin_without_setup_help_and_health(tmp_path: Path) -> None:
@@ -231,6 +234,16 @@ def test_plugin_without_setup_help_and_health(tmp_path: Path) -> None:
     health = obs["health"]
     assert f"OK server {__version__} (phasewise --version)" in health
     assert "WARNING no Phasewise server is running" in health
+    assert "OK settings are under the `phasewise` key" in health
+    assert "edits are shown as a diff and confirmed before they land" in health
+
+    # settings = { phases = … } without the phasewise key: warned, naming the fix
+    warning = ("Phasewise: `settings.phases`, `settings.retry` are not read (the server reads only "
+               "`settings.phasewise`), so every phase keeps its default route (Claude). "
+               "Write: settings = { phasewise = { phases = …, retry = … } }")
+    assert obs["misplaced"] == [{"msg": warning, "level": 3}]
+    assert "WARNING " + warning.removeprefix("Phasewise: ") in obs["health_misplaced"]
+    assert "OK settings are under" not in obs["health_misplaced"]
 
 
 def test_run_review_compare_verify_status(sim: SimulatorThread, tmp_path: Path) -> None:
@@ -277,3 +290,136 @@ def test_run_review_compare_verify_status(sim: SimulatorThread, tmp_path: Path) 
     assert "key PLANNER_KEY set (environment, " in status[1] and KEYS["PLANNER_KEY"] not in obs["status"]
     assert obs["status_unattached"] == obs["status"]
     assert obs["verify_unattached"].startswith("Phasewise verify\n")
+
+
+CALLER = "from store import load\n"
+UTIL = "import store\nx = store.load('a')\n"
+NEW_TEST = "from store import read_file\n\n\ndef test_read_file():\n    assert read_file\n"
+
+
+def test_edits_are_shown_as_a_diff_and_applied_only_when_accepted(sim: SimulatorThread, tmp_path: Path) -> None:
+    settings = {"phases": {"code": {"model": "coder/glm-sim"}},
+                "providers": {"coder": route(sim, "coder", "openai", "CODER_KEY")}}
+    doc = write_doc(tmp_path)
+    (doc.parent / "caller.py").write_text(CALLER)
+    util = doc.parent / "util.py"
+    util.write_text(UTIL)
+    new = doc.parent / "tests" / "test_store.py"
+    obs = run_nvim("nvim_edits.lua", tmp_path, env=KEYS, settings=settings, file=str(doc), new_file=NEW_TEST)
+
+    # the plugin declares what it can do: versioned multi-file edits, and its client-side commands
+    commands = ["phasewise.setApiKey", "phasewise.openSettings"]
+    assert obs["capabilities"]["experimental"] == {"phasewise": {"clientCommands": commands}}
+    assert obs["capabilities"]["sent_experimental"] == {"phasewise": {"clientCommands": commands}}
+    assert obs["capabilities"]["workspace_edit"]["documentChanges"] is True
+    assert obs["capabilities"]["workspace_edit"]["resourceOperations"] == ["rename", "create", "delete"]
+    assert obs["capabilities"]["completion"], "merged with Neovim's default capabilities"
+
+    assert obs["handlers"] == {"global_untouched": True, "client_has_own": True}
+
+    # the server's code edit: shown as a diff and asked about; Cancel leaves the buffer alone and
+    # the server reports the edit not applied
+    cancel, accept = obs["asked"][:2]
+    for asked in (cancel, accept):
+        assert asked["items"] == ["Apply", "Cancel"]
+        assert asked["prompt"] == "Phasewise code (coder/glm-sim): apply this change to 1 file?"
+        assert asked["diff_filetype"] == "diff" and asked["diff_shown"]
+        assert "#   M work/store.py (open, version " in asked["diff"]
+        assert "\n-def load(path, cache={}):\n+def read_file(path" in asked["diff"]
+    cancelled = obs["cancelled"]
+    assert cancelled["text"] == DOC.rstrip("\n") and not cancelled["diff_left"]
+    assert (cancelled["ok"], cancelled["applied"]) == (False, False)
+    assert cancelled["error"]["kind"] == "document-changed"
+    assert "cancelled by the user" in cancelled["error"]["message"]
+    said = [(n["msg"], n["level"]) for n in obs["notifications"]]
+    assert said[:2] == [("Phasewise code: coder/glm-sim …", 2),
+                        ("Phasewise code (coder/glm-sim): edit cancelled, nothing was applied", 3)], said
+    assert said[2] == ("Phasewise code: coder/glm-sim …", 2), "the cancel is said once, not as an error"
+    accepted = obs["accepted"]
+    assert (accepted["ok"], accepted["applied"]) == (True, True)
+    assert "def read_file(path" in accepted["text"] and not accepted["diff_left"]
+    assert obs["modified"] is True, "an open buffer is changed, not saved"
+    chat = [r for r in sim.requests if r.endpoint == "chat"]
+    assert [(r.provider, r.phase) for r in chat] == [("coder", "code"), ("coder", "code")]
+
+    # the hand-made three-file edit: a buffer changed while the question was open refuses all of it
+    stale = obs["asked"][2]
+    assert obs["stale"]["applied"] is False
+    assert "work/caller.py changed (version " in obs["stale"]["failureReason"]
+    assert obs["stale"]["failureReason"].endswith("; nothing was applied")
+    assert obs["stale_disk"] == {"util": UTIL, "caller": CALLER + "# typed meanwhile"}  # new: nil, not created
+    assert "#   A work/tests/test_store.py (new file)" in stale["diff"]
+
+    # a write that fails half-way puts back what was already written: nothing was applied
+    failed = obs["failed_write"]
+    assert failed["applied"] is False and "disk full" in failed["failureReason"], failed
+    assert failed["failureReason"].endswith("; nothing was applied")
+    assert obs["failed_write_after"] == {"util": UTIL, "caller": CALLER.rstrip("\n"), "new_buffer": -1}
+
+    # accepted: the diff shows all three files, and all three are written
+    multi = obs["asked"][4]
+    assert multi["prompt"] == "Phasewise code (test): apply this change to 3 files?"
+    summary = [line for line in multi["diff"].splitlines() if line.startswith("#   ")]
+    assert summary[0].startswith("#   M work/caller.py (open, version ")
+    assert summary[1:] == ["#   M work/util.py (not open)", "#   A work/tests/test_store.py (new file)"]
+    diff = multi["diff"]
+    assert ("--- a/work/caller.py\n+++ b/work/caller.py\n@@ -1 +1 @@\n"
+            "-from store import load\n+from store import read_file") in diff
+    assert "--- a/work/util.py\n+++ b/work/util.py\n" in diff and "\n+x = store.read_file('a')" in diff
+    assert "--- /dev/null\n+++ b/work/tests/test_store.py\n@@ -0,0 +1,5 @@\n+from store import read_file\n" in diff
+    assert obs["multi"] == {"applied": True}
+    after = obs["multi_after"]
+    assert after["caller"] == "from store import read_file" and after["caller_modified"]
+    assert util.read_text() == after["util"] == "import store\nx = store.read_file('a')\n"
+    assert new.read_text() == after["new"] == NEW_TEST
+    assert sorted(after["unsaved"]) == ["caller.py", "store.py"], "files that were not open are written"
+
+    # confirm_edits off: applied at once, unless an annotation needs confirmation
+    assert obs["unconfirmed"] == {"applied": True} and obs["unconfirmed_asked"] == 0
+    assert obs["annotated"] == {"applied": False, "failureReason": "cancelled by the user"}
+    assert obs["annotated_asked"] == 1 and len(obs["asked"]) == 6
+    assert obs["util_at_end"] == "# one\nimport store\nx = store.read_file('a')"
+
+
+def test_progress_countdown_cancel_and_one_plan_buffer(sim: SimulatorThread, tmp_path: Path) -> None:
+    limited = {"LIMITED_KEY": "test-key-limited-4444"}
+    settings = {"phases": {"plan": {"model": "planner/claude-sim"}},
+                "providers": {"planner": route(sim, "planner", "anthropic", "PLANNER_KEY")}}
+    limited_settings = {"phases": {"plan": {"model": "limited/claude-sim"}},
+                        "providers": {"limited": route(sim, "limited", "anthropic", "LIMITED_KEY")}}
+    sim.add_fault("anthropic.rate_limit_error", provider="planner", retry_after=3)
+    sim.add_fault("anthropic.rate_limit_error", provider="limited", retry_after=30)
+    obs = run_nvim("nvim_progress.lua", tmp_path, env={**KEYS, **limited}, settings=settings,
+                   limited_settings=limited_settings, file=str(write_doc(tmp_path)))
+    chat = [(r.provider, r.status) for r in sim.requests if r.endpoint == "chat"]
+    assert chat[:3] == [("planner", 429), ("planner", 200), ("planner", 200)]
+    assert chat[3:] == [("limited", 429)], "cancelled during the wait: no retry was sent"
+
+    # the countdown: once a second on the wire, thinned in the notifications, its number first
+    first_plan_reports = [r for r in obs["reports"] if r.startswith("planner: rate-limit, attempt 2 of 3: retrying in")]
+    assert len(first_plan_reports) >= 3, obs["reports"]
+    messages = [n["msg"] for n in obs["first_notifications"]]
+    waits = [m for m in messages if m.startswith("Phasewise plan: retry in ")]
+    assert len(waits) == 1, messages  # 3 reports within a few seconds: one notification
+    assert re.fullmatch(r"Phasewise plan: retry in 3 s \(at \d\d:\d\d:\d\d\) · planner: rate-limit, attempt 2 of 3",
+                        waits[0]), waits
+    assert any(m.startswith("Phasewise plan: retrying now · ") for m in messages), messages
+    assert messages[-1] == "Phasewise: plan ok (planner/claude-sim)"
+    assert obs["countdown_statusline"][0].startswith("Phasewise plan: planner/claude-sim (retry in 3 s)")
+    assert obs["statusline_after"] == ""
+
+    # one plan buffer per document, reused by the second run and kept by the cancelled one
+    first, second = obs["first"], obs["second"]
+    assert first["buf"] != -1 and second["buf"] == first["buf"]
+    assert (second["windows"], second["plan_buffers"]) == (1, 1)
+    assert "read_file" in first["text"] and "fetch" in second["text"] and second["text"] != first["text"]
+    assert obs["after_cancel"] == {"buf": first["buf"], "text": second["text"]}
+
+    # :Phasewise cancel: says nothing is running when idle, what it cancels, then the server's end
+    assert obs["idle_cancel"] == obs["idle_cancel_after"] == "Phasewise: nothing is running"
+    assert obs["waiting_statusline"].startswith("Phasewise plan: limited/claude-sim (retry in ")
+    assert obs["cancel_said"] == "Phasewise: cancelling plan (limited/claude-sim) …"
+    ends = [n for n in obs["notifications"] if "cancelled" in n["msg"]]
+    assert [(n["msg"], n["level"]) for n in ends] == [("Phasewise: plan cancelled (limited/claude-sim)", 3)]
+    assert obs["statusline_end"] == ""
+    assert obs["buffer_unchanged"] == DOC.rstrip("\n")

@@ -36,4 +36,12 @@ T.run(function()
 
   vim.cmd("checkhealth phasewise")
   obs.health = T.text(vim.api.nvim_get_current_buf())
+
+  -- settings without the `phasewise` key: warned at setup and in :checkhealth
+  vim.cmd("silent! tabonly")
+  local before = #obs.notifications
+  require("phasewise").setup({ settings = { phases = { plan = { model = "openai/gpt-5-mini" } }, retry = {} } })
+  obs.misplaced = vim.list_slice(obs.notifications, before + 1)
+  vim.cmd("checkhealth phasewise")
+  obs.health_misplaced = T.text(vim.api.nvim_get_current_buf())
 end)

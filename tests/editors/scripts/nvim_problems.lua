@@ -16,6 +16,7 @@ T.run(function()
   require("phasewise").setup({
     cmd = T.input.cmd,
     settings = { phasewise = T.input.settings },
+    confirm_edits = false, -- the code phase's edit lands without a question (see nvim_edits.lua)
     secret_input = function(opts, on_confirm)
       obs.secret_prompt = opts.prompt
       on_confirm(T.input.late_key)

@@ -22,7 +22,8 @@ end
 
 T.run(function()
   local obs = T.observed
-  require("phasewise").setup({ cmd = T.input.cmd, settings = { phasewise = T.input.settings } })
+  -- confirm_edits off: the run's edit lands without a question (nvim_edits.lua tests the question)
+  require("phasewise").setup({ cmd = T.input.cmd, settings = { phasewise = T.input.settings }, confirm_edits = false })
   local buf, client = T.open(T.input.file)
 
   obs.run = phasewise(client, "run rename load to read_file", "Phasewise run")

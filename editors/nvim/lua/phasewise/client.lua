@@ -65,7 +65,9 @@ function M.execute(client, buf, command, arg, on_result)
     arg = vim.empty_dict() -- an object, not the [] an empty Lua table encodes to
   end
   M.request(client, "workspace/executeCommand", { command = command, arguments = { arg } }, function(err, result)
-    if err then
+    if err and err.code == vim.lsp.protocol.ErrorCodes.RequestCancelled then
+      vim.notify(("Phasewise: %s cancelled"):format((command:gsub("^phasewise%.", ""))), vim.log.levels.WARN)
+    elseif err then
       vim.notify(("Phasewise %s failed: %s"):format(command, err.message), vim.log.levels.ERROR)
     else
       on_result(result)
@@ -73,23 +75,32 @@ function M.execute(client, buf, command, arg, on_result)
   end, buf)
 end
 
---- Cancel every Phasewise command still running; returns how many.
---- @return integer
+--- Cancel every running Phasewise phase: through its progress token (the server ends it with a
+--- "cancelled" result), or, for a command whose progress has not begun yet, its request.
+--- @return string[] what was asked to stop, e.g. { "plan (anthropic/claude-opus-4-5)" }
 function M.cancel_all()
-  local n = 0
+  local phasewise = require("phasewise")
+  local names = {}
   for _, client in ipairs(vim.lsp.get_clients({ name = "phasewise" })) do
-    for id, req in pairs(client.requests) do
-      if req.type == "pending" and req.method == "workspace/executeCommand" then
-        if methods then
-          client:cancel_request(id)
-        else
-          client.cancel_request(id)
+    local phases = phasewise.running(client.id)
+    for _, phase in ipairs(phases) do
+      M.notify(client, "window/workDoneProgress/cancel", { token = phase.token })
+      names[#names + 1] = phasewise.describe_running(phase)
+    end
+    if #phases == 0 then
+      for id, req in pairs(client.requests) do
+        if req.type == "pending" and req.method == "workspace/executeCommand" then
+          if methods then
+            client:cancel_request(id)
+          else
+            client.cancel_request(id)
+          end
+          names[#names + 1] = "a command"
         end
-        n = n + 1
       end
     end
   end
-  return n
+  return names
 end
 
 --- One line for a phase's route as `phasewise.status` resolves it (keys come masked from the server).

@@ -99,18 +99,23 @@ end
 --- Tell the user what failed and where its quick fixes are; true when the phase succeeded.
 --- @param result table a phase result
 --- @param inv phasewise.Invocation
+--- @param client vim.lsp.Client? the client whose edit the user may have cancelled
 --- @return boolean
-local function report_problem(result, inv)
+local function report_problem(result, inv, client)
   if result.ok then
     return true
   end
   local problem = result.error or {}
-  local message = problem.message or ("the %s phase failed"):format(result.phase)
-  if problem.kind ~= "cancelled" then
-    local line = inv.range and inv.range[1] or 1
-    message = ("%s\n(quick fixes: vim.lsp.buf.code_action() on line %d)"):format(message, line)
+  if client and problem.kind == "document-changed" and require("phasewise.edits").declined(client.id) then
+    return false -- the user cancelled the edit: already said when it happened
   end
-  vim.notify(message, problem.kind == "cancelled" and WARN or ERROR)
+  local message = problem.message or ("the %s phase failed"):format(result.phase)
+  if problem.kind == "cancelled" then
+    return false -- the phase's progress end said "Phasewise: plan cancelled (…)"
+  end
+  local line = inv.range and inv.range[1] or 1
+  message = ("%s\n(quick fixes: vim.lsp.buf.code_action() on line %d)"):format(message, line)
+  vim.notify(message, ERROR)
   return false
 end
 
@@ -142,7 +147,7 @@ function subcommands.code(inv)
     local arg = phase_arg(client, inv, instruction)
     arg.plan = plan and plan.text
     client_mod.execute(client, inv.buf, "phasewise.code", arg, function(result)
-      report_problem(result, inv)
+      report_problem(result, inv, client)
     end)
   end)
 end
@@ -173,7 +178,7 @@ function subcommands.run(inv)
       if phases[1] and phases[1].phase == "plan" then
         scratch.finish_plan(arg.uri, phases[1])
       end
-      if report_problem(result, inv) then
+      if report_problem(result, inv, client) then
         vim.notify("Phasewise run\n" .. table.concat(vim.tbl_map(summary, phases), "\n"))
       end
     end)
@@ -269,8 +274,14 @@ function subcommands.key(inv)
   end)
 end
 
+--- The server confirms each cancelled phase when it ends ("Phasewise: plan cancelled (…)").
 function subcommands.cancel()
-  vim.notify(("Phasewise: cancelled %d running command(s)"):format(client_mod.cancel_all()), INFO)
+  local names = client_mod.cancel_all()
+  if #names == 0 then
+    vim.notify("Phasewise: nothing is running", INFO)
+  else
+    vim.notify(("Phasewise: cancelling %s …"):format(table.concat(names, ", ")), INFO)
+  end
 end
 
 local NAMES = vim.tbl_keys(subcommands)

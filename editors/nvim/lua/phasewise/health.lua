@@ -87,8 +87,19 @@ function M.check()
   else
     vim.health.error("Phasewise needs Neovim 0.10 or later")
   end
+  local phasewise = require("phasewise")
   local client = client_mod.get()
-  check_server(client and client.config.cmd or require("phasewise").config.cmd)
+  vim.health.start("Setup")
+  local settings = client and client.settings or phasewise.config.settings
+  local warning = phasewise.misplaced_warning(settings)
+  if warning then
+    vim.health.warn((warning:gsub("^Phasewise: ", "")), { "Move them under the `phasewise` key, see :help phasewise-settings" })
+  else
+    vim.health.ok("settings are under the `phasewise` key")
+  end
+  vim.health.info(phasewise.confirms_edits(settings) and "edits are shown as a diff and confirmed before they land (confirm_edits)"
+    or "edits are applied without asking, unless the server asks for confirmation (confirm_edits = false)")
+  check_server(client and client.config.cmd or phasewise.config.cmd)
   if client then
     check_routes(client)
   else

@@ -9,6 +9,7 @@ local M = {}
 --- @field root_markers string[] Files that mark a project root (the server's workspace folder).
 --- @field settings { phasewise: table? } Answers `workspace/configuration`: the contract's `phasewise` section, under that key.
 --- @field secret_input fun(opts: { prompt: string }, on_confirm: fun(value: string?))? Asks for an API key without echoing it (default: `inputsecret()`).
+--- @field confirm_edits boolean? Show the server's edits as a diff and ask before applying them (default: the server's `phases.code.confirm`, on unless set false).
 
 --- @type phasewise.Config
 M.config = {
@@ -22,11 +23,41 @@ M.config = {
 --- @field cmd string[]?
 --- @field root_markers string[]?
 --- @field settings { phasewise: table? }?
+--- @field confirm_edits boolean?
 
---- Titles of the running phases by "client_id:token", for `statusline()`.
---- @type table<string, string>
+--- A phase (or compare) the server reports progress for.
+--- @class phasewise.Running
+--- @field client_id integer
+--- @field token integer|string
+--- @field title string e.g. "Phasewise plan: anthropic/claude-opus-4-5"
+--- @field wait string? the countdown while it waits to retry ("12 s"), for `statusline()`
+--- @field notified_at integer? when its last countdown was notified (`vim.uv.now()`)
+
+--- The running phases by "client_id:token".
+--- @type table<string, phasewise.Running>
 local running = {}
+
+--- Countdown reports ("retrying in 12 s") come once a second: notify at most one per this many ms.
+M.countdown_notify_ms = 5000
 local registered = false
+
+--- The client-side commands of the server's quick fixes, declared to the server (an
+--- `experimental` capability) so that it offers them only to clients that have them.
+M.client_commands = { "phasewise.setApiKey", "phasewise.openSettings" }
+
+--- What the plugin adds to Neovim's client capabilities (0.11 merges a config's capabilities
+--- into the defaults itself; 0.10 is given the merged table).
+--- @return lsp.ClientCapabilities
+local function capabilities()
+  local ours = {
+    workspace = { workspaceEdit = { documentChanges = true, changeAnnotationSupport = { groupsOnLabel = false } } },
+    experimental = { phasewise = { clientCommands = M.client_commands } },
+  }
+  if vim.fn.has("nvim-0.11") == 1 then
+    return ours
+  end
+  return vim.tbl_deep_extend("force", vim.lsp.protocol.make_client_capabilities(), ours)
+end
 
 --- The `vim.lsp.Config` for the server (also what `lsp/phasewise.lua` returns).
 --- @return vim.lsp.Config
@@ -38,9 +69,16 @@ function M.lsp_config()
     filetypes = config.filetypes,
     root_markers = config.root_markers,
     settings = config.settings,
+    -- merged into Neovim's defaults: versioned multi-file edits (checked before they land, see
+    -- phasewise.edits) with their change annotations, and the quick fixes' client commands
+    capabilities = capabilities(),
     handlers = {
       ["phasewise/streamText"] = function(_, params, ctx)
         require("phasewise.scratch").on_stream(params, ctx)
+      end,
+      -- this client's edits only: shown as a diff and confirmed (other servers keep Neovim's)
+      ["workspace/applyEdit"] = function(err, params, ctx)
+        return require("phasewise.edits").handler(err, params, ctx)
       end,
     },
     on_exit = function(_, _, client_id)
@@ -61,6 +99,34 @@ function M.lsp_config()
   }
 end
 
+--- "plan" and "(anthropic/claude-opus-4-5)" from a progress title.
+--- @param title string
+--- @return string name, string who
+local function title_parts(title)
+  local name, who = title:match("^Phasewise ([^:]+):%s*(.*)$")
+  return name or "phase", (who and who ~= "") and (" (" .. who .. ")") or ""
+end
+
+--- A report's message as a notification: the server's retries, waits, key rotations and
+--- fallbacks, the countdown's number first; nil for streamed text (the plan buffer shows that).
+--- @param name string the phase, e.g. "plan"
+--- @param message string
+--- @return string? line, string? wait the countdown ("12 s") when the message is one
+function M.describe_report(name, message)
+  local why, wait, at = message:match("^(.-): retrying in (.-) %(at (.-)%)$")
+  if why then
+    return ("Phasewise %s: retry in %s (at %s) · %s"):format(name, wait, at, why), wait
+  end
+  why = message:match("^(.-): retrying now$")
+  if why then
+    return ("Phasewise %s: retrying now · %s"):format(name, why)
+  end
+  if message:find("falling back to ", 1, true) or message:match(", trying [%w_]+$") then
+    return ("Phasewise %s: %s"):format(name, message)
+  end
+  return nil
+end
+
 --- @param ev { data: { client_id: integer, params: lsp.ProgressParams } }
 local function on_progress(ev)
   local client = vim.lsp.get_client_by_id(ev.data.client_id)
@@ -68,16 +134,65 @@ local function on_progress(ev)
   if not client or client.name ~= "phasewise" or type(value) ~= "table" then
     return
   end
-  local key = ("%d:%s"):format(client.id, ev.data.params.token)
+  local token = ev.data.params.token
+  local key = ("%d:%s"):format(client.id, token)
+  local edits = package.loaded["phasewise.edits"]
   if value.kind == "begin" then
-    running[key] = value.title
+    running[key] = { client_id = client.id, token = token, title = value.title }
+    if edits and vim.startswith(value.title, "Phasewise code:") then
+      edits.forget_declined(client.id)
+    end
     vim.notify(value.title .. " …", vim.log.levels.INFO)
+  elseif value.kind == "report" and running[key] and value.message then
+    local phase = running[key]
+    local line, wait = M.describe_report(title_parts(phase.title), value.message)
+    if line then
+      phase.wait = wait
+      local now = vim.uv.now()
+      if not (wait and phase.notified_at and now - phase.notified_at < M.countdown_notify_ms) then
+        phase.notified_at = wait and now or nil
+        vim.notify(line, vim.log.levels.INFO)
+      end
+    end
   elseif value.kind == "end" then
-    local title = running[key] or "Phasewise"
+    local phase = running[key]
     running[key] = nil
-    vim.notify(value.message and ("Phasewise: " .. value.message) or (title .. ": done"), vim.log.levels.INFO)
+    local title = phase and phase.title or "Phasewise"
+    local message = value.message
+    if message and message:find("document-changed", 1, true) and edits and edits.declined(client.id) then
+      -- the user cancelled the edit: said when it happened ("… edit cancelled, nothing was applied")
+    elseif message and message:find("cancelled", 1, true) then -- not when it finished first
+      local name, who = title_parts(title)
+      vim.notify(("Phasewise: %s cancelled%s"):format(name, who), vim.log.levels.WARN)
+    else
+      vim.notify(message and ("Phasewise: " .. message) or (title .. ": done"), vim.log.levels.INFO)
+    end
   end
   vim.cmd.redrawstatus()
+end
+
+--- The phases running on client `client_id` (all clients when nil), as their progress began.
+--- @param client_id integer?
+--- @return phasewise.Running[]
+function M.running(client_id)
+  local out = {}
+  for _, phase in pairs(running) do
+    if client_id == nil or phase.client_id == client_id then
+      out[#out + 1] = phase
+    end
+  end
+  table.sort(out, function(a, b)
+    return a.title < b.title
+  end)
+  return out
+end
+
+--- What `:Phasewise cancel` says about a running phase: "plan (anthropic/claude-opus-4-5)".
+--- @param phase phasewise.Running
+--- @return string
+function M.describe_running(phase)
+  local name, who = title_parts(phase.title)
+  return name .. who
 end
 
 --- Define `:Phasewise`, the client-side commands and the progress listener (once).
@@ -119,6 +234,51 @@ local function start_010(buf)
   vim.lsp.start(config, { bufnr = buf })
 end
 
+--- The keys of `settings` other than `phasewise`: the server asks for its `phasewise` section
+--- only, so what sits beside it (`settings = { phases = … }`) is never read.
+--- @param settings table?
+--- @return string[]
+function M.misplaced_settings(settings)
+  local keys = {}
+  for key in pairs(type(settings) == "table" and settings or {}) do
+    if key ~= "phasewise" then
+      keys[#keys + 1] = tostring(key)
+    end
+  end
+  table.sort(keys)
+  return keys
+end
+
+--- The warning about `misplaced_settings`, naming the fix; nil when there is nothing to say.
+--- @param settings table?
+--- @return string?
+function M.misplaced_warning(settings)
+  local keys = M.misplaced_settings(settings)
+  if #keys == 0 then
+    return nil
+  end
+  local fields = table.concat(vim.tbl_map(function(key)
+    return key .. " = …"
+  end, keys), ", ")
+  return ("Phasewise: `settings.%s` %s not read (the server reads only `settings.phasewise`), so every phase "
+    .. "keeps its default route (Claude). Write: settings = { phasewise = { %s } }"):format(
+    table.concat(keys, "`, `settings."),
+    #keys == 1 and "is" or "are",
+    fields
+  )
+end
+
+--- Whether the server's edits are shown and confirmed: `confirm_edits`, else the server's own
+--- `phases.code.confirm` in `settings` (on unless set false).
+--- @param settings table? default: the settings given to setup()
+--- @return boolean
+function M.confirms_edits(settings)
+  if M.config.confirm_edits ~= nil then
+    return M.config.confirm_edits == true
+  end
+  return vim.tbl_get(settings or M.config.settings or {}, "phasewise", "phases", "code", "confirm") ~= false
+end
+
 --- Register the server and the commands. Calling it again applies new settings to running servers.
 --- @param opts phasewise.SetupOpts?
 function M.setup(opts)
@@ -127,6 +287,10 @@ function M.setup(opts)
   M.config = vim.tbl_deep_extend("force", M.config, opts)
   if settings then -- replaced, not merged: a removed route must go away
     M.config.settings = settings
+    local warning = M.misplaced_warning(settings)
+    if warning then
+      vim.notify(warning, vim.log.levels.WARN)
+    end
   end
   M.register()
   if vim.fn.has("nvim-0.11") == 1 then
@@ -156,9 +320,9 @@ end
 --- Use in 'statusline': `%{v:lua.require'phasewise'.statusline()}`.
 --- @return string
 function M.statusline()
-  local titles = vim.tbl_values(running)
-  table.sort(titles)
-  return table.concat(titles, " | ")
+  return table.concat(vim.tbl_map(function(phase)
+    return phase.wait and ("%s (retry in %s)"):format(phase.title, phase.wait) or phase.title
+  end, M.running()), " | ")
 end
 
 return M

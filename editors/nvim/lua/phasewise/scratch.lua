@@ -1,5 +1,6 @@
---- Scratch Markdown buffers: one plan per document, filled as `phasewise/streamText` arrives, and
---- reports (compare). Closing a plan's window wipes it, so `:Phasewise code` no longer uses it.
+--- Scratch buffers: one plan per document (reused by every run of its plan), filled as
+--- `phasewise/streamText` arrives, and reports (compare, the diff of an edit). Closing a plan's
+--- window wipes it, so `:Phasewise code` no longer uses it.
 local M = {}
 
 --- Plans by source document URI. `run_id` is the run whose text the buffer shows.
@@ -8,8 +9,9 @@ local plans = {}
 
 --- A scratch buffer named `name`, shown in a split beside the current window (focus stays).
 --- @param name string
+--- @param filetype string? default "markdown"
 --- @return integer buf
-local function show(name)
+local function show(name, filetype)
   local buf = vim.iter(vim.api.nvim_list_bufs()):find(function(b)
     return vim.api.nvim_buf_get_name(b) == name
   end)
@@ -17,7 +19,7 @@ local function show(name)
     buf = vim.api.nvim_create_buf(false, true)
     vim.api.nvim_buf_set_name(buf, name)
     vim.bo[buf].bufhidden = "wipe"
-    vim.bo[buf].filetype = "markdown"
+    vim.bo[buf].filetype = filetype or "markdown"
   end
   if vim.fn.bufwinid(buf) == -1 then
     vim.api.nvim_open_win(buf, false, { split = "right", win = 0 })
@@ -48,12 +50,13 @@ local function plan_name(uri)
   return "phasewise://plan/" .. vim.uri_to_fname(uri)
 end
 
---- Open (empty) the plan buffer of `uri` before a plan starts streaming into it.
+--- Show the plan buffer of `uri` before a plan starts streaming into it: the same buffer for
+--- every run of the document's plan (a retry reuses it), its old text kept until the new text
+--- arrives (a retry that fails or is cancelled leaves the last plan).
 --- @param uri string
---- @param instruction string
+--- @param instruction string?
 function M.open_plan(uri, instruction)
   local buf = show(plan_name(uri))
-  set_text(buf, "")
   plans[uri] = { buf = buf, run_id = nil, instruction = instruction }
 end
 
@@ -111,12 +114,13 @@ function M.plan_for(uri)
   return { text = text, instruction = plan.instruction }
 end
 
---- Show Markdown `lines` in the report buffer `name`.
+--- Show `lines` (Markdown unless `filetype` says otherwise) in the report buffer `name`.
 --- @param name string
 --- @param lines string[]
+--- @param filetype string?
 --- @return integer buf
-function M.report(name, lines)
-  local buf = show("phasewise://" .. name)
+function M.report(name, lines, filetype)
+  local buf = show("phasewise://" .. name, filetype)
   vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
   return buf
 end

@@ -109,3 +109,28 @@ def field_of(obj: Any, name: str) -> Any:
     if isinstance(obj, dict):
         return obj.get(name)
     return getattr(obj, name, None)
+
+
+async def code_actions_json(client: LanguageClient, params: types.CodeActionParams) -> list[dict[str, Any]]:
+    """Code actions as the JSON the server sent: the Python client decodes a ``CodeAction`` that
+    carries a command as a ``Command`` (both have a title) and loses its ``kind``."""
+    protocol = client.protocol
+    typed = protocol.get_result_type
+
+    def untyped_for_code_actions(method: str) -> Any:
+        return None if method == types.TEXT_DOCUMENT_CODE_ACTION else typed(method)
+
+    protocol.get_result_type = untyped_for_code_actions  # type: ignore[method-assign]
+    try:
+        found = await protocol.send_request_async(types.TEXT_DOCUMENT_CODE_ACTION, params)
+    finally:
+        del protocol.get_result_type
+    return [_plain(a) for a in found or ()]
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "_asdict"):
+        return {k: _plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -30,6 +30,7 @@ from pydantic.alias_generators import to_camel
 SECTION = "phasewise"
 BUILTIN_PHASES = ("plan", "code", "review")
 Protocol = Literal["openai", "anthropic"]
+PhaseKind = Literal["plan", "code", "review"]
 EditFormat = Literal["tool", "text"]
 FallbackKind = Literal[
     "missing-credentials",
@@ -200,6 +201,17 @@ class ProviderSettings(_Model):
 class PhaseSettings(_Model):
     """How one phase is served."""
 
+    kind: PhaseKind | None = Field(
+        None,
+        description="What the phase's answer is and what is done with it: `plan` (text, shown), `code` (a "
+        "change, applied after you confirm it) or `review` (findings, shown as problems). The built-in "
+        "phases are their own kind; a phase of your own is a `plan` unless it says otherwise.",
+    )
+    instructions: str | None = Field(
+        None,
+        description="Text added to this phase's prompt (what to focus on, house rules), or `@path` to a file "
+        "in the workspace, e.g. `@.phasewise/test.md`.",
+    )
     model: ModelRefIn | None = Field(
         None, description="The model for this phase, `provider/model`. Unset: Anthropic's Claude."
     )
@@ -319,6 +331,13 @@ class Settings(_Model):
         default_factory=dict,
         description="Per-phase routing: `plan`, `code`, `review`, and any phase of your own.",
     )
+    pipeline: list[str] = Field(
+        default_factory=lambda: list(BUILTIN_PHASES),
+        min_length=1,
+        description="The phases `phasewise.run` runs, in order: each gets what came before (the plans to "
+        "`code`-kind phases, the change so far to `review`-kind ones). E.g. "
+        "`[\"spec\", \"plan\", \"code\", \"test\", \"review\"]`.",
+    )
     providers: dict[str, ProviderSettings] = Field(
         default_factory=dict, description="Overrides of catalogue providers and new providers, by id."
     )
@@ -326,6 +345,10 @@ class Settings(_Model):
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings, description="Timeouts.")
     default_model: ModelRefIn | None = Field(
         None, description="Model for every phase without one. Unset: Anthropic's Claude."
+    )
+    plans_directory: str | None = Field(
+        None, description="Where plans are written for editors without a Phasewise plugin (shown with "
+        "`window/showDocument`), relative to the workspace folder. Unset: `.phasewise/plans`.",
     )
     ledger_path: str | None = Field(
         None, description="File the run record is appended to. Unset: the user's state directory."
@@ -526,12 +549,25 @@ def load_settings(raw: Any) -> LoadedSettings:
             rest[name] = value
     base = Settings.model_validate(rest)
     settings = base.model_copy(update={"phases": phases, "providers": providers})
+    known = {*BUILTIN_PHASES, *phases, *broken_phases}
+    for i, name in enumerate(settings.pipeline):
+        if name not in known:
+            issues.append(ConfigIssue(f"{root}.pipeline[{i}]", f"unknown phase {name!r}: declare it under "
+                                                               f"`phasewise.phases.{name}` or use plan, code, review"))
     return LoadedSettings(
         settings,
         tuple(issues),
         tuple(broken_phases.items()),
         tuple(broken_providers.items()),
     )
+
+
+def phase_kind(settings: Settings, phase: str) -> str:
+    """What ``phase`` is: a built-in phase is its own kind; one of the user's says, else ``plan``."""
+    own = settings.phases.get(phase)
+    if own is not None and own.kind is not None:
+        return own.kind
+    return phase if phase in BUILTIN_PHASES else "plan"
 
 
 def with_phase_model(loaded: LoadedSettings, phase: str, model: str) -> LoadedSettings:

@@ -74,6 +74,20 @@ class PhaseArgs:
 
 
 @attrs.frozen
+class NamedPhaseArgs(PhaseArgs):
+    """``{phase, uri, range?, instruction?, plan?}``: any phase by name, built-in or the user's own."""
+
+    EXPECTED = "{phase, uri, instruction, range?}"
+
+    phase: str = attrs.field(default="", metadata=_doc("`phase` is required (plan, code, review or one of yours)"))
+
+    def check(self) -> str | None:
+        if not self.phase:
+            return "`phase` is required (plan, code, review or one of yours)"
+        return super().check()
+
+
+@attrs.frozen
 class CompareArgs(PhaseArgs):
     """``{uri, range?, instruction, phase, models}``; ``models`` may also be one comma-separated string."""
 
@@ -290,6 +304,7 @@ __all__ = [
     "CommandError",
     "CompareArgs",
     "ModelsArgs",
+    "NamedPhaseArgs",
     "PhaseArgs",
     "RetryArgs",
     "SetKeysNotification",

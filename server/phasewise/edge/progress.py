@@ -29,6 +29,10 @@ STREAM_NOTIFICATION = "phasewise/streamText"
 STATUS_LOG_SECONDS = 5.0
 
 
+def _size(chars: int) -> str:
+    return f"{chars} characters" if chars < 10_000 else f"{chars / 1000:.0f}k characters"
+
+
 def new_token() -> str:
     return f"phasewise-{uuid.uuid4().hex[:12]}"
 
@@ -46,7 +50,8 @@ class PhaseProgress:
         self._buffer: list[str] = []
         self._handle: asyncio.TimerHandle | None = None
         self._last_flush = float("-inf")  # loop time of the last flush
-        self._tail = ""
+        self._received = 0  # characters of the answer streamed so far
+        self.route = ""  # "provider/model" serving the phase, for readable progress
         self._held: list[Callable[[], None]] | None = None  # $/progress waiting for the token
         self.notifications = 0
         self._last_status_log = float("-inf")
@@ -146,8 +151,10 @@ class PhaseProgress:
             "runId": self.run_id, "phase": self.phase, "uri": self.uri, "text": text,
         })
         self.notifications += 1
-        self._tail = (self._tail + text).rsplit("\n", 1)[-1][-120:] or self._tail
-        self._report(self._tail.strip() or "streaming…")
+        self._received += len(text)
+        # Progress says what is happening, never fragments of the answer (those go to streamText).
+        self._report(f"{self.phase}{' on ' + self.route if self.route else ''}: receiving the answer "
+                     f"({_size(self._received)})")
 
     def _report(self, message: str) -> None:
         self._progress(lambda: self.ls.work_done_progress.report(

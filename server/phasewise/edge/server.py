@@ -133,6 +133,13 @@ class PhasewiseServer(LanguageServer):
         win = self.client_capabilities.window
         return bool(win and win.work_done_progress)
 
+    def client_plugin(self) -> dict[str, Any] | None:
+        """What a Phasewise plugin declared (``capabilities.experimental.phasewise``), None for a
+        client without one (Helix, Vim, Kate, any generic LSP client)."""
+        experimental = self.client_capabilities.experimental
+        found = experimental.get("phasewise") if isinstance(experimental, dict) else None
+        return found if isinstance(found, dict) else None
+
     def supports_document_changes(self) -> bool:
         ws = self.client_capabilities.workspace
         return bool(ws and ws.workspace_edit and ws.workspace_edit.document_changes)

@@ -95,6 +95,7 @@ class PhaseResult(Jsonable):
     findings: list[Finding] = field(default_factory=list, metadata=json_rule(when=_review_view))
     new_text: str | None = field(default=None, metadata=json_rule(skip=True))
     range: LineRange | None = field(default=None, metadata=json_rule(skip=True))
+    shown_at: str | None = field(default=None, metadata=json_rule(omit="none"))  # the file a plan was shown in
 
 
 def cost(route: Route, input_tokens: int, output_tokens: int) -> float | None:

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from lsprotocol import types
 
-from phasewise.edge.commands import CommandError, PhaseArgs, RetryArgs, register_command
+from phasewise.edge.commands import CommandError, NamedPhaseArgs, PhaseArgs, RetryArgs, register_command
 from phasewise.edge.diagnostics import line_range
 from phasewise.edge.edits import minimal_edit
 from phasewise.edge.feature import Feature
 from phasewise.edge.progress import PhaseProgress
+from phasewise.edge.shown import show_plan, wants_documents
 
 if TYPE_CHECKING:
     from phasewise.edge.server import PhasewiseServer
@@ -39,6 +40,7 @@ class PhasesFeature(Feature):
         for phase in PHASES:
             self._register_phase(phase)
         register_command(self.ls, "phasewise.retry", RetryArgs, self.retry)
+        register_command(self.ls, "phasewise.phase", NamedPhaseArgs, self.run_named)
 
     def _register_phase(self, phase: str) -> None:
         async def run(args: PhaseArgs) -> dict[str, Any]:
@@ -46,16 +48,25 @@ class PhasesFeature(Feature):
 
         register_command(self.ls, f"phasewise.{phase}", PhaseArgs, run)
 
+    async def run_named(self, args: NamedPhaseArgs) -> dict[str, Any]:
+        """``phasewise.phase``: any phase by name (the built-in three and the user's own)."""
+        loaded = await self.ls.settings_for(args.uri)
+        names = self.ls.engine.resolver(loaded).phase_names()
+        if args.phase not in names:
+            raise CommandError(f"unknown phase {args.phase!r}: use one of {', '.join(names)} or declare it "
+                               f"under `phasewise.phases.{args.phase}`")
+        return await self.run_command(args.phase, args)
+
     async def run_command(self, phase: str, args: PhaseArgs) -> dict[str, Any]:
         """One phase on a document, as a command: the contract's phase result."""
         from phasewise.phases.service import PhaseInput
-        from phasewise.settings import with_phase_model
+        from phasewise.settings import phase_kind, with_phase_model
 
-        if phase != "review":
+        loaded = await self.ls.settings_for(args.uri)
+        if phase_kind(loaded.settings, phase) != "review":
             args.require_instruction()
         doc = self.ls.document(args.uri)
         self._last[(args.uri, phase)] = args
-        loaded = await self.ls.settings_for(args.uri)
         if args.model:
             loaded = with_phase_model(loaded, phase, args.model)
         inp = PhaseInput(doc, args.instruction or "", args.line_range(), args.plan)
@@ -75,6 +86,7 @@ class PhasesFeature(Feature):
     async def execute(self, phase: str, inp: PhaseInput, loaded: LoadedSettings) -> PhaseResult:
         """Run ``phase`` with progress, apply a code result, publish and record the outcome."""
         from phasewise.phases.service import cancelled_result, new_run_id
+        from phasewise.settings import phase_kind
 
         ls = self.ls
         service = ls.service
@@ -86,6 +98,7 @@ class PhasesFeature(Feature):
         # The token is created while the phase runs: no client round trip before the provider call.
         progress = PhaseProgress.creating(ls, run_id=run_id, phase=phase, uri=doc.uri)
         token = progress.token
+        progress.route = who
         progress.begin(f"Phasewise {phase}: {who}")
         ls.log_line(f"[{run_id}] {phase} phase starting on {who}")
         task = asyncio.current_task()
@@ -103,6 +116,9 @@ class PhasesFeature(Feature):
             ls.runs.remove(request_id, token)
         self.publish_outcome(doc, inp.range, result)
         self.record(inp, result, loaded)
+        if result.text and phase_kind(loaded.settings, phase) == "plan" and wants_documents(ls):
+            result.shown_at = await show_plan(ls, doc, phase, inp.instruction, result,
+                                              loaded.settings.plans_directory)
         served = f"{result.provider}/{result.model}"
         outcome = "ok" if result.ok else f"failed: {result.error.kind if result.error else '?'}"
         progress.end(f"{phase} {outcome} ({served})")

@@ -1,0 +1,96 @@
+"""Results a client without a Phasewise plugin can see: Markdown files opened with ``showDocument``.
+
+Helix, Vim, Kate, Sublime and Zed reach the server through code actions and standard requests
+only: the reply of ``workspace/executeCommand`` is dropped and ``phasewise/streamText`` is
+unknown to them. When such a client supports ``window/showDocument`` (and has not said it is a
+Phasewise plugin, which shows plans itself), a plan is written to
+``.phasewise/plans/<file>-<phase>.md`` in the document's workspace folder (or the folder
+``phasewise.plansDirectory`` names) and shown; comparison and verification reports likewise.
+A document outside every workspace folder is not written anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lsprotocol import types
+from pygls.uris import from_fs_path, to_fs_path
+
+if TYPE_CHECKING:
+    from phasewise.edge.server import PhasewiseServer
+    from phasewise.phases.documents import Document
+    from phasewise.phases.service import PhaseResult
+
+log = logging.getLogger("phasewise")
+PLANS_DIR = Path(".phasewise") / "plans"
+
+
+def wants_documents(ls: PhasewiseServer) -> bool:
+    """Whether results should be shown as documents: the client can open them and has no plugin."""
+    window = ls.client_capabilities.window
+    shows = bool(window and window.show_document and window.show_document.support)
+    return shows and ls.client_plugin() is None
+
+
+def workspace_folder(ls: PhasewiseServer, uri: str) -> Path | None:
+    """The workspace folder holding ``uri`` (the deepest one), or None."""
+    path = to_fs_path(uri) if uri.startswith("file:") else None
+    if path is None:
+        return None
+    target = Path(path).resolve()
+    best: Path | None = None
+    for folder in ls.workspace.folders.values():
+        root = to_fs_path(folder.uri)
+        if root is None:
+            continue
+        base = Path(root).resolve()
+        if target.is_relative_to(base) and (best is None or len(base.parts) > len(best.parts)):
+            best = base
+    return best
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "document"
+
+
+def plan_markdown(doc: Document, phase: str, instruction: str, result: PhaseResult) -> str:
+    served = f"{result.provider}/{result.model}" if result.provider else "unrouted"
+    head = [f"# Phasewise {phase}: {Path(doc.path).name}", "",
+            f"- instruction: {instruction.strip() or '(none)'}",
+            f"- served by: {served}" + (" (a fallback)" if result.fallback_used else ""),
+            f"- run: `{result.run_id}`", ""]
+    if result.incomplete:
+        head += ["> The answer stopped part-way; what arrived is below.", ""]
+    return "\n".join(head) + result.text.rstrip() + "\n"
+
+
+async def show_markdown(ls: PhasewiseServer, folder: Path, name: str, text: str, directory: str | None) -> str | None:
+    """Write ``text`` to ``<folder>/<directory or .phasewise/plans>/<name>`` and ask the client to
+    show it; the file's URI, or None when it could not be written or shown."""
+    target_dir = (folder / directory) if directory else folder / PLANS_DIR
+    path = target_dir / name
+    try:
+        target_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        ls.log_line(f"Phasewise could not write {path}: {exc.strerror or exc}")
+        return None
+    uri = from_fs_path(str(path)) or path.as_uri()
+    try:
+        await ls.window_show_document_async(types.ShowDocumentParams(uri=uri, take_focus=True))
+    except Exception as exc:  # a client that refuses: the file is still there
+        log.warning("window/showDocument failed: %s", type(exc).__name__)
+    return uri
+
+
+async def show_plan(ls: PhasewiseServer, doc: Document, phase: str, instruction: str, result: PhaseResult,
+                    directory: str | None) -> str | None:
+    """A plan-kind result as a Markdown file beside the workspace, shown; its URI (None: not shown)."""
+    folder = workspace_folder(ls, doc.uri)
+    if folder is None or not result.text.strip():
+        return None
+    name = f"{_slug(Path(doc.path).name)}-{_slug(phase)}.md"
+    return await show_markdown(ls, folder, name, plan_markdown(doc, phase, instruction, result), directory)

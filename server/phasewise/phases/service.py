@@ -9,9 +9,13 @@ May not import: edge.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from phasewise.phases.documents import (
@@ -30,10 +34,13 @@ from phasewise.phases.documents import (
 from phasewise.phases.prompts import (
     EDIT_TOOL_SPEC,
     FINDINGS_TOOL_SPEC,
+    RUN_TOOLS,
+    Layout,
     ToolSpec,
-    system_prompt,
-    user_prompt,
+    document_block,
+    layout,
 )
+from phasewise.phases.response_cache import ResponseCache, request_key, responses_dir
 from phasewise.problems import Problem, ProblemKind
 from phasewise.router.messages import cancelled
 from phasewise.router.router import (
@@ -43,6 +50,7 @@ from phasewise.router.router import (
     Preflight,
     RouteFailed,
     Router,
+    Served,
     output_budget,
     phase_request,
 )
@@ -60,6 +68,7 @@ class PhaseInput:
     plan: str | None = None
     change: str | None = None
     run_id: str | None = None
+    workspace: str | None = None  # the workspace folder (``prompt_cache_key``); unset: the document's folder
 
 
 @dataclass(slots=True)
@@ -74,6 +83,8 @@ class PhaseResult:
     text: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
     first_token_ms: float | None = None
     total_ms: float = 0.0
     attempts: list[Attempt] = field(default_factory=list)
@@ -87,12 +98,15 @@ class PhaseResult:
     cost_usd: float | None = None
     applied: bool | None = None
     range: LineRange | None = None
+    cached: bool = False  # answered from Phasewise's own response cache
+    saved_usd: float | None = None  # what the provider's prompt cache saved against list input prices
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "ok": self.ok, "runId": self.run_id, "phase": self.phase,
             "provider": self.provider, "model": self.model, "text": self.text,
-            "usage": {"inputTokens": self.input_tokens, "outputTokens": self.output_tokens},
+            "usage": {"inputTokens": self.input_tokens, "outputTokens": self.output_tokens,
+                      "cacheReadTokens": self.cache_read_tokens, "cacheWriteTokens": self.cache_write_tokens},
             "latencyMs": {
                 "firstToken": round(self.first_token_ms, 1) if self.first_token_ms is not None else None,
                 "total": round(self.total_ms, 1),
@@ -104,6 +118,10 @@ class PhaseResult:
         }
         if self.incomplete:
             out["incomplete"] = True
+        if self.cached:
+            out["cached"] = True
+        if self.saved_usd is not None:
+            out["savedUsd"] = round(self.saved_usd, 6)
         if self.phase == "code" or self.edits:
             out["edits"] = [
                 {"startLine": e.start, "endLine": e.end, "newText": e.new_text} for e in self.edits
@@ -115,11 +133,27 @@ class PhaseResult:
         return out
 
 
-def cost(route: Route, input_tokens: int, output_tokens: int) -> float | None:
+def cost(route: Route, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0,
+         cache_write_tokens: int = 0) -> float | None:
+    """The price of one call: uncached input at the input price, cache reads and writes at their
+    own prices (unknown: the input price), output at the output price. ``input_tokens`` counts
+    every prompt token, cached ones included (``Usage``)."""
     info = route.info
     if info.input_price_per_mtok is None or info.output_price_per_mtok is None:
         return None
-    return (input_tokens * info.input_price_per_mtok + output_tokens * info.output_price_per_mtok) / 1e6
+    price_in = info.input_price_per_mtok
+    read = min(max(0, cache_read_tokens), input_tokens)
+    write = min(max(0, cache_write_tokens), input_tokens - read)
+    read_price = info.cache_read_price_per_mtok if info.cache_read_price_per_mtok is not None else price_in
+    write_price = info.cache_write_price_per_mtok if info.cache_write_price_per_mtok is not None else price_in
+    billed_in = (input_tokens - read - write) * price_in + read * read_price + write * write_price
+    return (billed_in + output_tokens * info.output_price_per_mtok) / 1e6
+
+
+def cache_key(workspace: str, route: Route) -> str:
+    """``prompt_cache_key``: stable per workspace and route, naming neither."""
+    digest = hashlib.sha256(f"{workspace}\0{route.label}".encode()).hexdigest()
+    return f"phasewise-{digest[:24]}"
 
 
 def new_run_id() -> str:
@@ -131,36 +165,53 @@ class PhaseService:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # The response cache's clock and directory (tests inject both; None: the user's cache dir).
+        self.clock: Callable[[], float] = time.time
+        self.cache_dir: Path | None = None
 
     def route(self, loaded: LoadedSettings, phase: str) -> PhaseRoute:
         return self.engine.resolver(loaded).phase(phase)
 
     def prepare(self, phase: str, inp: PhaseInput) -> tuple[str, str, ToolSpec | None, LineRange]:
+        """The phase, its documents' text (what ``MAX_DOCUMENT_CHARS`` bounds), its tool, its range."""
         doc = inp.document
         rng = doc.clamp(inp.range)
-        tool = _TOOLS.get(phase)
-        return (
-            phase,
-            user_prompt(
-                instruction=inp.instruction or "Review this code.",
-                path=doc.path, language=doc.language_id(), text=doc.excerpt(rng),
-                first_line=rng.start + 1, plan=inp.plan, change=inp.change,
-            ),
-            tool,
-            rng,
-        )
+        context = document_block(path=doc.path, language=doc.language_id(), text=doc.excerpt(rng),
+                                 first_line=rng.start + 1)
+        return phase, context, _TOOLS.get(phase), rng
+
+    @staticmethod
+    def layout(phase: str, inp: PhaseInput, context: str, tool: ToolSpec | None, use_tools: bool) -> Layout:
+        return layout(phase, instruction=inp.instruction or "Review this code.", context=[context],
+                      tool=tool, use_tools=use_tools, plan=inp.plan, change=inp.change)
 
     def preflight(self, loaded: LoadedSettings, phase: str, inp: PhaseInput) -> Problem | None:
         """Offline checks of one phase: settings, key, model, tool calling, context window."""
         phase_route = self.route(loaded, phase)
-        _, user, tool, _ = self.prepare(phase, inp)
+        _, context, tool, _ = self.prepare(phase, inp)
         main = phase_route.main
         check = Preflight(
             needs_tool=tool is not None,
-            prompt_chars=len(user) + 2000,
+            prompt_chars=self.layout(phase, inp, context, tool, tool is not None).chars() + 2000,
             output_tokens=output_budget(main) if main else 0,
         )
         return Router(self.engine, loaded).check(phase_route, check)
+
+    def request(self, loaded: LoadedSettings, phase: str, inp: PhaseInput, route: Route,
+                context: str, tool: ToolSpec | None) -> Any:
+        """The ``ChatRequest`` of ``phase`` on ``route``, laid out for the provider's prompt cache
+        unless ``promptCaching`` is off: every phase in tool format declares the same tools (the
+        plan phase only on a model known to call tools, and requiring none)."""
+        caching = loaded.settings.prompt_caching
+        tool_format = route.edit_format == "tool"
+        use_tools = tool is not None and tool_format
+        tools: tuple[ToolSpec, ...] = ()
+        if caching and tool_format and (use_tools or route.info.tool_calling is True):
+            tools = RUN_TOOLS
+        text = self.layout(phase, inp, context, tool, use_tools)
+        workspace = inp.workspace or os.path.dirname(inp.document.path)
+        return phase_request(route, system=text.system, context=text.context, user=text.user, tool=tool,
+                             tools=tools, caching=caching, cache_key=cache_key(workspace, route))
 
     async def run(self, loaded: LoadedSettings, phase: str, inp: PhaseInput,
                   observer: Observer) -> PhaseResult:
@@ -170,30 +221,38 @@ class PhaseService:
         main = phase_route.main
         result = PhaseResult(ok=False, run_id=run_id, phase=phase,
                              provider=main.provider if main else None, model=main.model if main else None)
-        _, user, tool, rng = self.prepare(phase, inp)
+        _, context, tool, rng = self.prepare(phase, inp)
         result.range = rng
-        if len(user) > MAX_DOCUMENT_CHARS:  # what would be sent: the range, or the whole document
+        if len(context) > MAX_DOCUMENT_CHARS:  # what would be sent: the range, or the whole document
             who = f" ({main.provider}/{main.model})" if main else ""
             what = "the selected range" if inp.range is not None else "the document"
             result.error = Problem(
                 ProblemKind.CONTEXT_LENGTH,
-                f"The {phase} phase{who} would send {len(user):,} characters of {what}, over the "
+                f"The {phase} phase{who} would send {len(context):,} characters of {what}, over the "
                 f"{MAX_DOCUMENT_CHARS:,} Phasewise sends at once: select a smaller range and run it again. "
                 f"Nothing was sent.",
                 phase=phase, provider=result.provider, model=result.model,
             )
             return result
         router = Router(self.engine, loaded)
-        check = Preflight(needs_tool=tool is not None, prompt_chars=len(user) + 2000,
+        check = Preflight(needs_tool=tool is not None,
+                          prompt_chars=self.layout(phase, inp, context, tool, tool is not None).chars() + 2000,
                           output_tokens=output_budget(main) if main else 0)
 
         def build(route: Route) -> Any:
-            use_tools = tool is not None and route.edit_format == "tool"
-            return phase_request(route, system=system_prompt(phase, tool=tool, use_tools=use_tools),
-                                 user=user, tool=tool)
+            return self.request(loaded, phase, inp, route, context, tool)
 
+        responses, key = self._response_cache(loaded, phase, inp, phase_route, build)
+        hit = responses.get(key) if responses is not None and key is not None else None
         try:
-            served = await router.serve(phase_route, build, check, observer)
+            if hit is not None and main is not None:
+                # Phasewise's own cache: nothing is sent, nothing billed.
+                if hit.text and tool is None:
+                    observer.on_text(hit.text)
+                served = Served(hit, main, [], fallback_used=False)
+                result.cached = True
+            else:
+                served = await router.serve(phase_route, build, check, observer)
         except RouteFailed as failed:
             result.error = failed.problem
             result.attempts = failed.attempts
@@ -209,9 +268,15 @@ class PhaseService:
         result.attempts = served.attempts
         result.fallback_used = served.fallback_used
         result.text = c.text
-        result.input_tokens, result.output_tokens = c.usage.input_tokens, c.usage.output_tokens
+        u = c.usage
+        result.input_tokens, result.output_tokens = u.input_tokens, u.output_tokens
+        result.cache_read_tokens, result.cache_write_tokens = u.cache_read_tokens, u.cache_write_tokens
         result.first_token_ms = c.first_token_ms
-        result.cost_usd = cost(served.route, result.input_tokens, result.output_tokens)
+        result.cost_usd = cost(served.route, u.input_tokens, u.output_tokens, u.cache_read_tokens,
+                               u.cache_write_tokens)
+        if result.cost_usd is not None and (u.cache_read_tokens or u.cache_write_tokens):
+            uncached = cost(served.route, u.input_tokens, u.output_tokens)
+            result.saved_usd = uncached - result.cost_usd if uncached is not None else None
         try:
             if phase == "code":
                 answer = structured_answer(c.tool_input, c.text)
@@ -236,7 +301,25 @@ class PhaseService:
             return result
         result.ok = True
         result.total_ms = (time.perf_counter() - started) * 1000
+        if responses is not None and key is not None and not result.cached and not served.fallback_used:
+            responses.put(key, c)
         return result
+
+    def _response_cache(self, loaded: LoadedSettings, phase: str, inp: PhaseInput, phase_route: PhaseRoute,
+                        build: Callable[[Route], Any]) -> tuple[ResponseCache | None, str | None]:
+        """The response cache and this phase's key on its main route, when ``cache.responses`` is on."""
+        cfg = loaded.settings.cache
+        main = phase_route.main
+        if not cfg.responses or main is None or phase_route.problem is not None:
+            return None, None
+        rng = inp.document.clamp(inp.range)
+        key = request_key(
+            label=main.label, base_url=main.spec.base_url, edit_format=main.edit_format, phase=phase,
+            request=build(main),
+            extra={"range": [rng.start, rng.end],
+                   "document": hashlib.sha256(inp.document.text.encode("utf-8")).hexdigest()},
+        )
+        return ResponseCache(self.cache_dir or responses_dir(), cfg.ttl_seconds, self.clock), key
 
 
 def cancelled_result(phase: str, run_id: str, route: PhaseRoute) -> PhaseResult:

@@ -90,8 +90,7 @@ def prompt_text(protocol: str, body: Mapping[str, Any]) -> tuple[str, int | None
     tools = body.get("tools")
     for tool in tools if isinstance(tools, list) else ():
         add(json.dumps(tool, ensure_ascii=False, sort_keys=True), protocol == "anthropic" and marked(tool))
-    if protocol == "openai":
-        add(json.dumps(body.get("tool_choice"), sort_keys=True))
+    # tool_choice is taken as outside the cached prefix (a constraint on the answer, not prompt text)
     system = body.get("system")
     if isinstance(system, str):
         add(system)

@@ -25,6 +25,8 @@ from phasewise.router.router import Engine, network_config
 from phasewise.router.routes import KeyRef, PhaseRoute
 from phasewise.settings import LoadedSettings
 from phasewise.workflows.discovery import DISCOVERY_TIMEOUTS, provider_message, spec_and_key
+from phasewise.workflows.health import health_report, read_tail
+from phasewise.workflows.ledger import ledger_path
 
 # Errors that mean "this provider has no usable /models", not "the key or the provider is bad".
 _NO_LISTING = {ProblemKind.MODEL_NOT_FOUND, ProblemKind.BAD_REQUEST, ProblemKind.SERVER_ERROR}
@@ -100,6 +102,7 @@ class DoctorReport:
     phases: list[PhaseCheck] = field(default_factory=list)
     named: bool = False  # providers were named: each of them must pass too
     keyring: dict[str, Any] = field(default_factory=dict)  # the OS keyring: available, backend, note
+    health: dict[str, Any] = field(default_factory=dict)  # provider health from the run record (workflows.health)
 
     @property
     def ok(self) -> bool:
@@ -110,7 +113,7 @@ class DoctorReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "providers": [p.to_json() for p in self.providers],
-                "phases": [p.to_json() for p in self.phases], "keyring": self.keyring}
+                "phases": [p.to_json() for p in self.phases], "keyring": self.keyring, "health": self.health}
 
 
 def providers_in_use(routes: list[PhaseRoute]) -> dict[str, dict[str, list[str]]]:
@@ -220,4 +223,5 @@ async def doctor(engine: Engine, loaded: LoadedSettings, *, providers: list[str]
             if problem is not None:
                 problem = replace(problem, phase=pr.phase, model=main.model)
         report.phases.append(PhaseCheck(pr.phase, main.label if main else None, status, problem))
+    report.health = health_report(read_tail(ledger_path(loaded.settings.ledger_path)), resolver)
     return report

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_lsp import LanguageClient
 
 from phasewise import cli
 from phasewise.phases.documents import Document
@@ -25,8 +26,11 @@ from phasewise.sim.wire import common_prefix, prompt_text
 from phasewise.workflows.health import health_report
 from phasewise.workflows.ledger import Ledger, Recorder
 from phasewise.workflows.runs import Step, run_plan_code_review
+from tests.conftest import make_client_fixture, server_env
+from tests.lsp_helpers import Editor
 
 KEYS = {"MAIN_KEY": "test-key-main-0001"}
+client = make_client_fixture(server_env(PHASEWISE_WARMUP="0"))
 URI = "file:///work/proj/inventory.py"
 PRICES = {"toolCalling": True, "inputPricePerMtok": 3.0, "outputPricePerMtok": 15.0, "cacheReadPricePerMtok": 0.3,
           "cacheWritePricePerMtok": 3.75}
@@ -368,3 +372,25 @@ def test_history_stats_command(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert cli.main(["history", "--stats", "--ledger", str(path)]) == 0
     text = capsys.readouterr().out
     assert "alpha/claude-sim" in text and "50 %" in text and "overloaded 2" in text
+
+
+async def test_status_reports_health_with_the_flagged_route(client: LanguageClient, sim: SimulatorThread,
+                                                            tmp_path: Path) -> None:
+    path = tmp_path / "runs.jsonl"
+    failing = {"time": "2026-12-01T10:14:00.000+00:00", "runId": "r14", "phase": "plan", "provider": "alpha",
+               "model": "claude-sim", "result": "network",
+               "attempts": [{"provider": "alpha", "model": "claude-sim", "outcome": "network"}]}
+    path.write_text("".join(json.dumps(x) + "\n" for x in [*seeded_lines(), failing]), encoding="utf-8")
+    editor = Editor(client)
+    editor.configure({
+        "ledgerPath": str(path),
+        "phases": {"plan": {"model": "alpha/claude-sim", "fallbacks": ["beta/glm-sim"]}},
+        "providers": {"alpha": {"protocol": "anthropic", "baseUrl": sim.base_url("alpha", "anthropic")},
+                      "beta": {"protocol": "openai", "baseUrl": sim.base_url("beta")}}})
+    editor.open(URI, "x = 1\n")
+    status = await editor.command("phasewise.status", {"uri": URI})
+    health = status["health"] if isinstance(status, dict) else status.health
+    assert health["ledger"] == str(path)
+    assert health["flagged"] == [{"route": "alpha/claude-sim", "recentFailed": 6, "recentRequests": 10,
+                                  "fallbacks": ["beta/glm-sim"]}]
+    assert [(r["provider"], r["requests"]) for r in health["routes"]] == [("alpha", 11), ("beta", 1)]

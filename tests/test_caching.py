@@ -394,3 +394,22 @@ async def test_status_reports_health_with_the_flagged_route(client: LanguageClie
     assert health["flagged"] == [{"route": "alpha/claude-sim", "recentFailed": 6, "recentRequests": 10,
                                   "fallbacks": ["beta/glm-sim"]}]
     assert [(r["provider"], r["requests"]) for r in health["routes"]] == [("alpha", 11), ("beta", 1)]
+
+
+def test_plan_declares_tools_only_where_the_provider_takes_tools_it_need_not_call(tmp_path: Path) -> None:
+    """GLM's API accepts only tool_choice "auto": there the plan phase declares no tools."""
+    svc = service(tmp_path)
+    doc = Document(URI, big_document(), 1, "python")
+    got = {}
+    for ref in ("zai/glm-4.6", "openai/gpt-5", "anthropic/claude-sonnet-4-5"):
+        loaded = load_settings({"phases": {"plan": {"model": ref}}})
+        route = svc.route(loaded, "plan").main
+        assert route is not None
+        inp = PhaseInput(doc, "add a docstring")
+        _, context, tool, _ = svc.prepare("plan", inp)
+        request = svc.request(loaded, "plan", inp, route, context, tool)
+        got[ref] = ([t.name for t in request.declared_tools()], request.tool, request.cache_prefix,
+                    request.cache_key is not None)
+    assert got == {"zai/glm-4.6": ([], None, False, False),
+                   "openai/gpt-5": (["apply_edits", "report_findings"], None, False, True),
+                   "anthropic/claude-sonnet-4-5": (["apply_edits", "report_findings"], None, True, False)}

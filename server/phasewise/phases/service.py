@@ -201,12 +201,14 @@ class PhaseService:
                 context: str, tool: ToolSpec | None) -> Any:
         """The ``ChatRequest`` of ``phase`` on ``route``, laid out for the provider's prompt cache
         unless ``promptCaching`` is off: every phase in tool format declares the same tools (the
-        plan phase only on a model known to call tools, and requiring none)."""
+        plan phase, which requires none, only on a model known to call tools at a provider that
+        takes tools without requiring one)."""
         caching = loaded.settings.prompt_caching
         tool_format = route.edit_format == "tool"
         use_tools = tool is not None and tool_format
         tools: tuple[ToolSpec, ...] = ()
-        if caching and tool_format and (use_tools or route.info.tool_calling is True):
+        plan_may = route.info.tool_calling is True and route.spec.tool_choice_none
+        if caching and tool_format and (use_tools or plan_may):
             tools = RUN_TOOLS
         text = self.layout(phase, inp, context, tool, use_tools)
         workspace = inp.workspace or os.path.dirname(inp.document.path)

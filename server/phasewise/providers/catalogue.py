@@ -59,6 +59,9 @@ class ProviderSpec:
     # Whether the provider takes OpenAI's ``prompt_cache_key`` (routes repeated prefixes to one
     # cache); only OpenAI documents it, others may refuse an unknown parameter.
     prompt_cache_key: bool = False
+    # Whether the provider takes a request that declares tools but requires none (OpenAI
+    # ``tool_choice: "none"``, Anthropic ``{"type": "none"}``); GLM's API accepts only "auto".
+    tool_choice_none: bool = True
 
     @property
     def name(self) -> str:
@@ -155,11 +158,12 @@ BUILTIN: Final[dict[str, ProviderSpec]] = {
               "Anthropic", token="ANTHROPIC_AUTH_TOKEN"),
         replace(_spec("openai", "openai", "https://api.openai.com/v1", "OPENAI_API_KEY", _GPT, "OpenAI"),
                 prompt_cache_key=True),
-        _spec("zai", "openai", "https://api.z.ai/api/paas/v4", "ZAI_API_KEY", _GLM, "Z.AI"),
-        _spec("zai-anthropic", "anthropic", "https://api.z.ai/api/anthropic", "ZAI_API_KEY", _GLM,
-              "Z.AI (Anthropic protocol)"),
-        _spec("zhipu", "openai", "https://open.bigmodel.cn/api/paas/v4", "ZHIPUAI_API_KEY", _GLM,
-              "Zhipu"),
+        replace(_spec("zai", "openai", "https://api.z.ai/api/paas/v4", "ZAI_API_KEY", _GLM, "Z.AI"),
+                tool_choice_none=False),
+        replace(_spec("zai-anthropic", "anthropic", "https://api.z.ai/api/anthropic", "ZAI_API_KEY", _GLM,
+                      "Z.AI (Anthropic protocol)"), tool_choice_none=False),
+        replace(_spec("zhipu", "openai", "https://open.bigmodel.cn/api/paas/v4", "ZHIPUAI_API_KEY", _GLM,
+                      "Zhipu"), tool_choice_none=False),
         _spec("deepseek", "openai", "https://api.deepseek.com", "DEEPSEEK_API_KEY", _DEEPSEEK,
               "DeepSeek"),
         _spec("deepseek-anthropic", "anthropic", "https://api.deepseek.com/anthropic",

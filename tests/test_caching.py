@@ -413,3 +413,28 @@ def test_plan_declares_tools_only_where_the_provider_takes_tools_it_need_not_cal
     assert got == {"zai/glm-4.6": ([], None, False, False),
                    "openai/gpt-5": (["apply_edits", "report_findings"], None, False, True),
                    "anthropic/claude-sonnet-4-5": (["apply_edits", "report_findings"], None, True, False)}
+
+
+def test_doctor_has_a_health_section(sim: SimulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    ledger_file = tmp_path / "runs.jsonl"
+    failed = [{"time": f"2026-12-01T11:0{n}:00.000+00:00", "runId": f"f{n}", "phase": "review",
+               "provider": "sim-gpt", "model": "gpt-sim", "result": "overloaded",
+               "attempts": [{"provider": "sim-gpt", "model": "gpt-sim", "outcome": "overloaded", "status": 529}]}
+              for n in range(3)]
+    ledger_file.write_text("".join(json.dumps(x) + "\n" for x in failed), encoding="utf-8")
+    monkeypatch.setenv("PHASEWISE_SIM_URL", sim.url)
+    monkeypatch.setenv("PHASEWISE_LEDGER", str(ledger_file))
+    monkeypatch.setenv("COLUMNS", "160")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "phasewise.json").write_text(json.dumps({"phases": {
+        "plan": {"model": "sim-claude/claude-sim"}, "code": {"model": "sim-glm/glm-sim"},
+        "review": {"model": "sim-gpt/gpt-sim", "fallbacks": ["sim-glm/glm-sim"]}}}), encoding="utf-8")
+    assert cli.main(["doctor", str(project), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["health"]["flagged"] == [{"route": "sim-gpt/gpt-sim", "recentFailed": 3, "recentRequests": 3,
+                                            "fallbacks": ["sim-glm/glm-sim"]}]
+    assert cli.main(["doctor", str(project)]) == 0
+    text = capsys.readouterr().out
+    assert "Provider health" in text and "FLAGGED" in text and "runs fall back to sim-glm/glm-sim" in text

@@ -438,3 +438,21 @@ def test_doctor_has_a_health_section(sim: SimulatorThread, tmp_path: Path, monke
     assert cli.main(["doctor", str(project)]) == 0
     text = capsys.readouterr().out
     assert "Provider health" in text and "FLAGGED" in text and "runs fall back to sim-glm/glm-sim" in text
+
+
+def test_status_reads_the_ledger_incrementally(tmp_path: Path) -> None:
+    from phasewise.workflows.health import LedgerTail
+
+    path = tmp_path / "runs.jsonl"
+    lines = seeded_lines()
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines[:4]), encoding="utf-8")
+    tail = LedgerTail(path, keep=5)
+    assert [x["runId"] for x in tail.read()] == ["r0", "r1", "r2", "r3"]
+    with path.open("a", encoding="utf-8") as f:  # two whole lines and half of a third, still being written
+        f.write(json.dumps(lines[4]) + "\n" + json.dumps(lines[5]) + "\n" + json.dumps(lines[6])[:20])
+    assert [x["runId"] for x in tail.read()] == ["r1", "r2", "r3", "r10", "r11"]  # the last 5 whole lines
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(lines[6])[20:] + "\n")
+    assert [x["runId"] for x in tail.read()][-1] == "r12"
+    path.write_text(json.dumps(lines[0]) + "\n", encoding="utf-8")  # replaced by a shorter file
+    assert [x["runId"] for x in tail.read()] == ["r0"]

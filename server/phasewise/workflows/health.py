@@ -7,13 +7,18 @@ successful requests, and the last failure with when it happened. A route that fa
 ``RECENT`` latest requests (at least ``MIN_RECENT`` of them) is *flagged*, with the fallbacks the
 settings give the phases it serves, so a user knows where their runs will go instead.
 Shown by ``phasewise history --stats``, a section of ``phasewise doctor`` and ``health`` in
-``phasewise.status``. Reads only the tail of the ledger (``TAIL_BYTES``), so it stays cheap.
+``phasewise.status``. Reads only the tail of the ledger (``TAIL_BYTES``); for the status, which
+editors ask often, a ``LedgerTail`` per file keeps the last ``STATUS_LINES`` lines in memory and
+reads only what was appended since (the ledger is append only), so a status stays cheap.
 May not import: edge.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import threading
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +29,72 @@ from phasewise.router.routes import RouteResolver
 RECENT = 10
 MIN_RECENT = 3
 TAIL_BYTES = 4 * 1024 * 1024
+STATUS_LINES = 2000
+
+
+def _parse(texts: Iterable[str]) -> list[dict[str, Any]]:
+    out = []
+    for text in texts:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            out.append(value)
+    return out
+
+
+class LedgerTail:
+    """The last ``keep`` lines of one append-only ledger, read incrementally."""
+
+    def __init__(self, path: Path, keep: int = STATUS_LINES) -> None:
+        self.path = path
+        self.lines: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.offset = 0
+        self.lock = threading.Lock()
+
+    def read(self) -> list[dict[str, Any]]:
+        with self.lock:
+            try:
+                size = self.path.stat().st_size
+            except OSError:
+                self.lines.clear()
+                self.offset = 0
+                return []
+            if size < self.offset:  # truncated or replaced: start again
+                self.lines.clear()
+                self.offset = 0
+            if size > self.offset:
+                start = max(self.offset, size - TAIL_BYTES)
+                try:
+                    with self.path.open("rb") as f:
+                        f.seek(start)
+                        raw = f.read(size - start)
+                except OSError:
+                    return list(self.lines)
+                end = raw.rfind(b"\n") + 1  # a line still being written is read next time
+                texts = raw[:end].decode("utf-8", "replace").splitlines()
+                if start > self.offset and texts:
+                    texts = texts[1:]  # skipped ahead into the middle of a line
+                self.lines.extend(_parse(texts))
+                self.offset = start + end
+            return list(self.lines)
+
+
+_TAILS: dict[Path, LedgerTail] = {}
+_TAILS_LOCK = threading.Lock()
+
+
+def ledger_tail(path: Path) -> LedgerTail:
+    with _TAILS_LOCK:
+        tail = _TAILS.get(path)
+        if tail is None:
+            tail = _TAILS[path] = LedgerTail(path)
+        return tail
 
 
 def read_tail(path: Path, max_bytes: int = TAIL_BYTES) -> list[dict[str, Any]]:
     """The ledger's last lines (at most ``max_bytes`` of it), oldest first; torn lines skipped."""
-    import json
-
     try:
         with path.open("rb") as f:
             f.seek(0, 2)
@@ -42,15 +107,7 @@ def read_tail(path: Path, max_bytes: int = TAIL_BYTES) -> list[dict[str, Any]]:
     lines = raw.decode("utf-8", "replace").splitlines()
     if start > 0 and lines:
         lines = lines[1:]  # cut through the middle of a line
-    out = []
-    for text in lines:
-        try:
-            value = json.loads(text)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            out.append(value)
-    return out
+    return _parse(lines)
 
 
 def percentile(values: Sequence[float], share: float) -> float | None:
@@ -185,7 +242,7 @@ def health_report(lines: Iterable[Mapping[str, Any]], resolver: RouteResolver | 
 
 def health_for_status(ledger: Path, resolver: RouteResolver) -> dict[str, Any]:
     """``health`` for ``phasewise.status``: the report from the tail of ``ledger``."""
-    report = health_report(read_tail(ledger), resolver)
+    report = health_report(ledger_tail(ledger).read(), resolver)
     report["ledger"] = str(ledger)
     return report
 

@@ -353,10 +353,10 @@ async def status_report(ls: PhasewiseServer, uri: str | None) -> dict[str, Any]:
         view["problem"] = problem.to_json() if problem else None
         phases.append(view)
     from phasewise import __version__
-    from phasewise.workflows.health import health_for_status  # issue 14: provider health from the run record
+    from phasewise.workflows.health import health_status  # issue 14: provider health from the run record
     from phasewise.workflows.ledger import ledger_path
 
-    health = await asyncio.to_thread(health_for_status, ledger_path(loaded.settings.ledger_path), resolver)
+    health = await health_status(ledger_path(loaded.settings.ledger_path), resolver)
     return {
         "version": __version__,
         "phases": phases,

@@ -8,8 +8,9 @@ successful requests, and the last failure with when it happened. A route that fa
 settings give the phases it serves, so a user knows where their runs will go instead.
 Shown by ``phasewise history --stats``, a section of ``phasewise doctor`` and ``health`` in
 ``phasewise.status``. Reads only the tail of the ledger (``TAIL_BYTES``); for the status, which
-editors ask often, a ``LedgerTail`` per file keeps the last ``STATUS_LINES`` lines in memory and
-reads only what was appended since (the ledger is append only), so a status stays cheap.
+editors ask often, a ``LedgerTail`` per file keeps the last ``STATUS_LINES`` lines in memory,
+reads only what was appended since (the ledger is append only) and keeps the figures until the
+ledger changes, so a status stays cheap.
 May not import: edge.
 """
 
@@ -29,7 +30,7 @@ from phasewise.router.routes import RouteResolver
 RECENT = 10
 MIN_RECENT = 3
 TAIL_BYTES = 4 * 1024 * 1024
-STATUS_LINES = 2000
+STATUS_LINES = 500
 
 
 def _parse(texts: Iterable[str]) -> list[dict[str, Any]]:
@@ -52,6 +53,23 @@ class LedgerTail:
         self.lines: deque[dict[str, Any]] = deque(maxlen=keep)
         self.offset = 0
         self.lock = threading.Lock()
+        self._rows: tuple[int, list[dict[str, Any]]] | None = None
+
+    def route_rows(self) -> list[dict[str, Any]]:
+        """``route_health`` of the lines read so far as JSON (no fallbacks), computed once per
+        change of the ledger."""
+        lines = self.read()
+        with self.lock:
+            if self._rows is None or self._rows[0] != self.offset:
+                self._rows = (self.offset, [h.to_json() for h in route_health(lines)])
+            return self._rows[1]
+
+    def behind(self) -> int:
+        """Bytes appended since the last read (0 when unknown)."""
+        try:
+            return max(0, self.path.stat().st_size - self.offset)
+        except OSError:
+            return 0
 
     def read(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -229,22 +247,40 @@ def fallback_map(resolver: RouteResolver) -> dict[str, list[str]]:
     return out
 
 
-def health_report(lines: Iterable[Mapping[str, Any]], resolver: RouteResolver | None = None) -> dict[str, Any]:
-    """The ``health`` object of ``phasewise.status`` and ``phasewise history --stats --json``."""
-    routes = route_health(lines, fallback_map(resolver) if resolver is not None else None)
+def _report(rows: Iterable[Mapping[str, Any]], fallbacks: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    routes = [{**row, "fallbacks": list(fallbacks.get(f"{row['provider']}/{row['model']}", ()))} for row in rows]
     return {
         "window": RECENT,
-        "routes": [h.to_json() for h in routes],
-        "flagged": [{"route": h.label, "recentFailed": h.recent.count(False), "recentRequests": len(h.recent),
-                     "fallbacks": list(h.fallbacks)} for h in routes if h.flagged],
+        "routes": routes,
+        "flagged": [{"route": f"{r['provider']}/{r['model']}", "recentFailed": r["recent"]["failed"],
+                     "recentRequests": r["recent"]["requests"], "fallbacks": r["fallbacks"]}
+                    for r in routes if r["flagged"]],
     }
 
 
+def health_report(lines: Iterable[Mapping[str, Any]], resolver: RouteResolver | None = None) -> dict[str, Any]:
+    """The ``health`` object of ``phasewise.status`` and ``phasewise history --stats --json``."""
+    rows = [h.to_json() for h in route_health(lines)]
+    return _report(rows, fallback_map(resolver) if resolver is not None else {})
+
+
 def health_for_status(ledger: Path, resolver: RouteResolver) -> dict[str, Any]:
-    """``health`` for ``phasewise.status``: the report from the tail of ``ledger``."""
-    report = health_report(ledger_tail(ledger).read(), resolver)
+    """``health`` for ``phasewise.status``: the report from the tail of ``ledger``, its figures
+    computed once per change of the ledger."""
+    report = _report(ledger_tail(ledger).route_rows(), fallback_map(resolver))
     report["ledger"] = str(ledger)
     return report
+
+
+async def health_status(ledger: Path, resolver: RouteResolver) -> dict[str, Any]:
+    """``health_for_status`` for the LSP edge: in the event loop when nothing was appended since
+    the last status (the usual case: the figures are kept, well under a millisecond), on a worker
+    thread when they must be computed again."""
+    if ledger_tail(ledger).behind() > 0:
+        import asyncio
+
+        return await asyncio.to_thread(health_for_status, ledger, resolver)
+    return health_for_status(ledger, resolver)
 
 
 def flagged_note(route: Mapping[str, Any]) -> str:

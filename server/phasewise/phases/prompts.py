@@ -150,7 +150,8 @@ _FORMAT_TEXT = (
 
 
 def system_prompt(phase: str, *, tool: ToolSpec | None, use_tools: bool) -> str:
-    """The system prompt of a phase; unknown (user-defined) phases are planned like ``plan``."""
+    """The phase's own instructions (the ``<phase>`` block of ``layout``; the system prompt of the
+    older layout); unknown (user-defined) phases are planned like ``plan``."""
     import json
 
     base = _SYSTEM.get(phase, _SYSTEM["plan"].replace("phase: plan", f"phase: {phase}"))
@@ -178,7 +179,8 @@ def user_prompt(
     plan: str | None = None,
     change: str | None = None,
 ) -> str:
-    """The user message of a phase, in the format the module docstring describes."""
+    """The older single user message (instruction, plan, change, document last), which the
+    simulator still reads; phases send ``layout``'s."""
     parts = [f"<instruction>\n{instruction.strip()}\n</instruction>"]
     if plan:
         parts.append(f"<plan>\n{plan.strip()}\n</plan>")

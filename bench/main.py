@@ -38,6 +38,9 @@ TARGETS: dict[str, tuple[str, float]] = {
     "responsiveness_p99_ms": ("<=", 20.0),
     "cancel_to_close_ms": ("<=", 50.0),
     "preflight_ms": ("<=", 5.0),
+    # issue 14: billed input cost of one plan → code → review run on a 40 KB file, lower by
+    "cache_anthropic_40kb_run1_saving_pct": (">=", 50.0),
+    "cache_openai_40kb_run1_saving_pct": (">=", 40.0),
     "verify_ratio": ("<=", 1.5),
 }
 
@@ -114,6 +117,7 @@ class Bench:
                 await asyncio.wait_for(env.start(), 30)
                 await self.step("ttft", lambda: scenarios.ttft(env, "fast", s.ttft), self._ttft)
                 await self.step("preflight", self._preflight_async, self._preflight)
+                await self.step("prompt_caching", scenarios.prompt_caching_runs, self._prompt_caching)
                 await self.step("verify", lambda: scenarios.verify(env, s.verify, 200), self._verify)
                 await self.step("initialize", lambda: scenarios.initialize(env, s.init), self._initialize)
                 await self.step("idle_rss", lambda: scenarios.idle_rss(env), self._idle_rss)
@@ -230,6 +234,17 @@ class Bench:
         self.put("server_cpu_ms_per_run", r["server_cpu_ms_per_run"], 2)
         self.row("50 concurrent runs at 1 s latency (s)", f"{r['lsp_wall_s']:.3f}",
                  f"{r['direct_wall_s']:.3f} SDK, 50 concurrent", "concurrent_50_wall_s")
+
+    def _prompt_caching(self, r: dict[str, Any]) -> None:
+        for key, v in r.items():
+            shape, doc, run = key.split("_")
+            name = f"cache_{key}_saving_pct"
+            self.put(name, v["saving_pct"], 1)
+            self.put(f"cache_{key}_hit_share_pct", v["hit_share_pct"], 1)
+            which = "the same run again" if run == "run2" else "plan → code → review"
+            self.row(f"prompt caching, {shape}, {doc} file, {which}: input cost (hit share "
+                     f"{v['hit_share_pct']:.0f} %)", f"${v['input_usd_with']:.4f}",
+                     f"${v['input_usd_without']:.4f} without cache", name)
 
     async def _preflight_async(self) -> dict[str, Any]:
         return await asyncio.to_thread(scenarios.preflight, self.sizes.preflight)

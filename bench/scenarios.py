@@ -821,3 +821,108 @@ async def ttft_layers(env: Env, provider: str, n: int) -> dict[str, Any]:
         out[f"{k}_p50"] = p50(v)
         out[f"{k}_p99"] = p99(v)
     return out
+
+
+# ----------------------------------------------------------------------------- prompt caching (issue 14)
+
+# Per protocol shape: the simulated provider's protocol and the model's prices (USD per Mtok:
+# input, cache read, cache write), as the catalogue gives them for the real model it stands for.
+CACHE_ROUTES: dict[str, tuple[str, float, float, float]] = {
+    "anthropic": ("anthropic", 3.0, 0.30, 3.75),  # claude-sonnet-4-5
+    "openai": ("openai", 1.25, 0.125, 1.25),  # gpt-5
+    "zai": ("openai", 0.60, 0.11, 0.60),  # glm-4.6
+    "deepseek": ("openai", 0.28, 0.028, 0.28),  # deepseek-chat
+}
+
+
+def forty_kb_module(size: int = 40_000) -> str:
+    """A Python module of about ``size`` characters with a ``find_item`` to rename."""
+    parts = ["def find_item(items, sku):\n    for item in items:\n        if item['sku'] == sku:\n"
+             "            return item\n    return None\n"]
+    n = 0
+    while sum(map(len, parts)) < size:
+        parts.append(f"\n\ndef stock_{n}(items, limit={n}):\n    total = 0\n    for item in items[:limit]:\n"
+                     f"        total += item['count'] * {n}\n    return total, find_item(items, 'sku-{n}')\n")
+        n += 1
+    return "".join(parts)
+
+
+def _file_step(service: Any, loaded: Any, uri: str, text: str, observer: Any) -> Any:
+    """A run's step on one file held in memory: the code phase's change is applied to it."""
+    from phasewise.phases.documents import Document
+    from phasewise.phases.service import PhaseInput, PhaseResult
+    from phasewise.workflows.runs import Step
+
+    state = {"text": text}
+
+    async def step(s: Step) -> PhaseResult:
+        doc = Document(uri, state["text"], 1, "python")
+        result: PhaseResult = await service.run(loaded, s.phase, PhaseInput(
+            doc, s.instruction, plan=s.plan, change=s.change, run_id=s.run_id), observer)
+        if result.phase == "code" and result.ok and result.new_text is not None:
+            state["text"] = result.new_text
+        return result
+
+    return step
+
+
+async def prompt_caching_runs() -> dict[str, Any]:
+    """The demo run and a run on a 40 KB file, plan → code → review, then the same run again on
+    the file as it was left, on a simulator reporting prompt caching the way each protocol does.
+    Billed input cost with the provider's cache (prices as above) against the same requests billed
+    without it, and the share of input tokens read from the cache."""
+    from phasewise.demo import DEMO_INSTRUCTION, example_file
+    from phasewise.phases.service import PhaseService
+    from phasewise.router.router import Engine
+    from phasewise.router.routes import Keyring
+    from phasewise.settings import load_settings
+    from phasewise.sim import SimulatorThread
+    from phasewise.workflows.runs import run_plan_code_review
+
+    class Quiet:
+        def on_text(self, delta: str) -> None:
+            pass
+
+        def on_status(self, message: str) -> None:
+            pass
+
+    documents = {"demo": example_file().read_text(encoding="utf-8"), "40kb": forty_kb_module()}
+    instruction = {"demo": DEMO_INSTRUCTION, "40kb": "Rename find_item to find_by_sku and keep its callers working"}
+    out: dict[str, Any] = {}
+    with SimulatorThread(first_token_ms=0, chunk_interval_ms=0, chunk_words=50) as sim:
+        for shape, (protocol, price_in, price_read, price_write) in CACHE_ROUTES.items():
+            provider = f"cache-{shape}"
+            sim.configure(provider, prompt_cache=shape)
+            ref = f"{provider}/claude-sim"
+            loaded = load_settings({
+                "phases": {p: {"model": ref} for p in ("plan", "code", "review")},
+                "providers": {provider: {"protocol": protocol, "baseUrl": sim.base_url(provider, protocol),
+                                         "requiresKey": False,
+                                         "models": {"claude-sim": {
+                                             "toolCalling": True, "inputPricePerMtok": price_in,
+                                             "outputPricePerMtok": price_in * 5,
+                                             "cacheReadPricePerMtok": price_read,
+                                             "cacheWritePricePerMtok": price_write}}}},
+            })
+            service = PhaseService(Engine(Keyring(environ={})))
+            for name, text in documents.items():
+                step = _file_step(service, loaded, f"file:///bench/{name}.py", text, Quiet())
+                for run in ("run1", "run2"):
+                    outcome = await run_plan_code_review(step, instruction[name])
+                    rs = outcome.results
+                    if not outcome.ok:
+                        raise RuntimeError(f"{shape} {name}: {[r.to_json().get('error') for r in rs]}")
+                    tokens_in = sum(r.input_tokens for r in rs)
+                    read = sum(r.cache_read_tokens for r in rs)
+                    write = sum(r.cache_write_tokens for r in rs)
+                    without = tokens_in * price_in / 1e6
+                    with_cache = ((tokens_in - read - write) * price_in + read * price_read
+                                  + write * price_write) / 1e6
+                    out[f"{shape}_{name}_{run}"] = {
+                        "input_tokens": tokens_in, "cache_read_tokens": read, "cache_write_tokens": write,
+                        "input_usd_without": without, "input_usd_with": with_cache,
+                        "saving_pct": 100 * (1 - with_cache / without) if without else 0.0,
+                        "hit_share_pct": 100 * read / tokens_in if tokens_in else 0.0,
+                    }
+            await service.engine.aclose()
+    return out

@@ -124,7 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--limit", "-n", type=int, default=10, help="how many runs (default 10)")
     history.add_argument("--run", metavar="RUN_ID", help="only this run")
     history.add_argument("--ledger", metavar="PATH", help="read this ledger (default: where runs are recorded)")
+    history.add_argument("--stats", action="store_true",
+                         help="provider health instead: requests, success rate, failures by kind, p50/p95 times")
     _common(history)
+    cache = sub.add_parser("cache", help="Phasewise's local cache of answers (the `cache.responses` setting)")
+    cache.add_argument("action", choices=["clear"], help="clear: remove every cached answer")
+    _common(cache)
     return parser
 
 
@@ -436,6 +441,8 @@ async def cmd_history(args: argparse.Namespace) -> int:
         found = _settings(args, Path.cwd())
         path = ledger_path(found.loaded.settings.ledger_path)
     ledger = Ledger(path)
+    if args.stats:
+        return _history_stats(args, path)
     runs = ledger.runs(limit=10**9 if args.run else args.limit)
     if args.run:
         runs = [r for r in runs if r.run_id == args.run]
@@ -448,6 +455,36 @@ async def cmd_history(args: argparse.Namespace) -> int:
         return EXIT_OK
     console.print(history_table(runs))
     console.print(f"[dim]{path}[/]")
+    return EXIT_OK
+
+
+def _history_stats(args: argparse.Namespace, path: Path) -> int:
+    from phasewise.router.routes import Keyring, RouteResolver
+    from phasewise.workflows.health import health_report, read_tail
+    from phasewise.workflows.render import health_table
+
+    found = _settings(args, Path.cwd())
+    health = health_report(read_tail(path), RouteResolver(found.loaded, Keyring(environ={})))
+    if args.json:
+        _print_json({"ledger": str(path), **health})
+        return EXIT_OK
+    console = _console(args)
+    if not health["routes"]:
+        console.print(f"No provider requests recorded in {path} yet.")
+        return EXIT_OK
+    console.print(health_table(health))
+    console.print(f"[dim]{path}; flagged: most of the last {health['window']} requests failed[/]")
+    return EXIT_OK
+
+
+async def cmd_cache(args: argparse.Namespace) -> int:
+    from phasewise.phases.response_cache import clear_responses
+
+    root, removed = clear_responses()
+    if args.json:
+        _print_json({"cache": str(root), "removed": removed})
+    else:
+        _console(args).print(f"Removed {removed} cached answer{'s' if removed != 1 else ''} from {root}.")
     return EXIT_OK
 
 
@@ -597,6 +634,6 @@ async def cmd_auth(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "run": cmd_run, "plan": cmd_phase, "code": cmd_phase, "review": cmd_phase, "compare": cmd_compare,
-    "doctor": cmd_doctor, "verify": cmd_doctor, "models": cmd_models, "history": cmd_history,
+    "doctor": cmd_doctor, "verify": cmd_doctor, "models": cmd_models, "history": cmd_history, "cache": cmd_cache,
     "auth": cmd_auth,
 }

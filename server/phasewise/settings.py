@@ -103,6 +103,18 @@ class ModelSettings(_Model):
     output_price_per_mtok: float | None = Field(
         None, ge=0, description="Price in USD per million output tokens, for cost estimates."
     )
+    cache_read_price_per_mtok: float | None = Field(
+        None, ge=0, description="Price in USD per million input tokens read from the provider's prompt cache. "
+        "Unset: the catalogue's, else the input price."
+    )
+    cache_write_price_per_mtok: float | None = Field(
+        None, ge=0, description="Price in USD per million input tokens written to the provider's prompt cache "
+        "(Anthropic: 1.25x the input price). Unset: the catalogue's, else the input price."
+    )
+    cache_min_tokens: int | None = Field(
+        None, gt=0, description="Shortest prompt prefix, in tokens, worth an Anthropic `cache_control` mark "
+        "(below it nothing is cached). Unset: the catalogue's, else 1024."
+    )
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -320,6 +332,18 @@ class NetworkSettings(_Model):
         return value.strip().rstrip("/")
 
 
+class CacheSettings(_Model):
+    """Phasewise's own cache of answers (the provider's prompt cache is `promptCaching`)."""
+
+    responses: bool = Field(
+        False, description="Answer an identical request on the same route (same prompt, same files, same settings) "
+        "from a local cache under the user's cache directory instead of asking the provider again.",
+    )
+    ttl_seconds: float = Field(
+        3600, gt=0, le=30 * 86400, description="How long a cached answer is used, in seconds.",
+    )
+
+
 # Settings that decide where keys go: honoured only from the user's own settings.
 USER_LEVEL_FIELDS = ("security", "network")
 
@@ -355,6 +379,13 @@ class Settings(_Model):
     )
     record_content: bool = Field(
         False, description="Whether the run record keeps prompts and answers (off: metadata only)."
+    )
+    prompt_caching: bool = Field(
+        True, description="Lay requests out for the providers' prompt caches and mark them: Anthropic "
+        "`cache_control` on the shared prefix, OpenAI `prompt_cache_key`. Off: no cache marks and no shared tools.",
+    )
+    cache: CacheSettings = Field(
+        default_factory=CacheSettings, description="Local cache of answers (off unless `cache.responses`).",
     )
     security: SecuritySettings = Field(
         default_factory=SecuritySettings,

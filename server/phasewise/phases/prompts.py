@@ -3,24 +3,36 @@
 This module is the one place the prompt wire format is defined. The simulator reads the same
 format to answer plausibly, so a change here is a change there.
 
-Format of the user message (every phase)::
+A request is laid out for the providers' prompt caches by ``layout`` (the one function that
+orders the blocks): what is stable comes first and is byte-identical in every phase of a run on
+the same document, what changes comes last::
 
-    <instruction>
-    free text
-    </instruction>
-    <plan>                      (code phase, when a plan is handed over)
-    free text
-    </plan>
-    <change>                    (review phase after a code phase: the applied diff)
-    unified diff
-    </change>
-    <document path="src/app.py" language="python" first_line="1" last_line="40">
-       1| first line of the document
-       2| ...
-    </document>
+    system   SHARED_SYSTEM                          (the same text in every phase)
+    context  <document path="src/app.py" language="python" first_line="1" last_line="40">
+                1| first line of the document
+                2| ...
+             </document>
+    user     <phase name="code">                    (the phase's own instructions)
+             Phasewise phase: code.
+             ...
+             Edit format: tool. Answer by calling the apply_edits tool exactly once.
+             </phase>
+             <plan>                                 (code phase, when a plan is handed over)
+             free text
+             </plan>
+             <change>                               (review phase after a code phase: the applied diff)
+             unified diff
+             </change>
+             <instruction>
+             free text
+             </instruction>
 
-The system prompt starts with ``Phasewise phase: <name>.`` and, for structured phases, names the
-edit format: tool calling (tools below) or a fenced ```json block holding the same object.
+The phase block starts with ``Phasewise phase: <name>.`` and, for structured phases, names the
+edit format: tool calling (tools below) or a fenced ```json block holding the same object. With
+tool calling, every phase declares the same tools (``RUN_TOOLS``), since tools head the cached
+prefix, and the code and review phases each require theirs. The adapters put ``context`` where
+their protocol caches it (see ``ChatRequest``). ``user_prompt`` is the older single-message form
+(instruction, plan, change, document), still read by the simulator.
 
 Edits are line based, 1-based and inclusive: ``{start_line, end_line, new_text}`` replaces lines
 ``start_line..end_line`` by ``new_text`` (no trailing newline needed). An insertion before line
@@ -29,6 +41,7 @@ Edits are line based, 1-based and inclusive: ``{start_line, end_line, new_text}`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -101,6 +114,14 @@ EDIT_TOOL_SPEC: Final = ToolSpec(
 FINDINGS_TOOL_SPEC: Final = ToolSpec(
     FINDINGS_TOOL, "Report review findings on the document.", FINDINGS_SCHEMA
 )
+# The tools every phase of a run declares (in this order) when it uses tool calling.
+RUN_TOOLS: Final = (EDIT_TOOL_SPEC, FINDINGS_TOOL_SPEC)
+
+SHARED_SYSTEM: Final = (
+    "You are Phasewise, an engineer's assistant that works in phases (plan, code, review) on the "
+    "numbered document below. Each request ends with the phase to carry out, in <phase>, and what it "
+    "is given: the plan, the change, the instruction. Line numbers refer to the numbered document."
+)
 
 _SYSTEM = {
     "plan": (
@@ -128,7 +149,8 @@ _FORMAT_TEXT = (
 
 
 def system_prompt(phase: str, *, tool: ToolSpec | None, use_tools: bool) -> str:
-    """The system prompt of a phase; unknown (user-defined) phases are planned like ``plan``."""
+    """The phase's own instructions (the ``<phase>`` block of ``layout``; the system prompt of the
+    older layout); unknown (user-defined) phases are planned like ``plan``."""
     import json
 
     base = _SYSTEM.get(phase, _SYSTEM["plan"].replace("phase: plan", f"phase: {phase}"))
@@ -156,15 +178,54 @@ def user_prompt(
     plan: str | None = None,
     change: str | None = None,
 ) -> str:
-    """The user message of a phase, in the format the module docstring describes."""
+    """The older single user message (instruction, plan, change, document last), which the
+    simulator still reads; phases send ``layout``'s."""
     parts = [f"<instruction>\n{instruction.strip()}\n</instruction>"]
     if plan:
         parts.append(f"<plan>\n{plan.strip()}\n</plan>")
     if change:
         parts.append(f"<change>\n{change.rstrip()}\n</change>")
-    last_line = first_line + text.count("\n")
-    parts.append(
-        f'<document path="{path}" language="{language}" first_line="{first_line}" '
-        f'last_line="{last_line}">\n{number_lines(text, first_line)}\n</document>'
-    )
+    parts.append(document_block(path=path, language=language, text=text, first_line=first_line))
     return "\n".join(parts)
+
+
+def document_block(*, path: str, language: str, text: str, first_line: int = 1) -> str:
+    """One numbered ``<document>`` block."""
+    last_line = first_line + text.count("\n")
+    return (f'<document path="{path}" language="{language}" first_line="{first_line}" '
+            f'last_line="{last_line}">\n{number_lines(text, first_line)}\n</document>')
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """A request's text in cache order: ``system`` then ``context`` (the documents) are the
+    stable prefix, ``user`` is what changes from phase to phase."""
+
+    system: str
+    context: str
+    user: str
+
+    def chars(self) -> int:
+        return len(self.system) + len(self.context) + len(self.user)
+
+
+def layout(
+    phase: str,
+    *,
+    instruction: str,
+    context: Sequence[str],
+    tool: ToolSpec | None,
+    use_tools: bool,
+    plan: str | None = None,
+    change: str | None = None,
+) -> Layout:
+    """The one function that orders a request's blocks: the shared system text and the context
+    blocks (``document_block``, in a stable order) first; then the phase's own instructions, the
+    plan, the change and the instruction."""
+    changing = [f'<phase name="{phase}">\n{system_prompt(phase, tool=tool, use_tools=use_tools)}\n</phase>']
+    if plan:
+        changing.append(f"<plan>\n{plan.strip()}\n</plan>")
+    if change:
+        changing.append(f"<change>\n{change.rstrip()}\n</change>")
+    changing.append(f"<instruction>\n{instruction.strip()}\n</instruction>")
+    return Layout(SHARED_SYSTEM, "\n".join(context), "\n".join(changing))

@@ -55,24 +55,37 @@ class AnthropicMessagesAdapter:
 
     @staticmethod
     def _params(request: ChatRequest) -> dict[str, Any]:
+        # The documents end the system text: tools, system and documents are then one prefix,
+        # which tool_choice (it differs between phases) does not invalidate.
+        system = f"{request.system}\n\n{request.context}" if request.context else request.system
         params: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens,
-            "system": request.system,
+            "system": ([{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
+                       if request.cache_prefix else system),
             "messages": [{"role": "user", "content": request.user}],
         }
         if request.temperature is not None:
             params["temperature"] = min(request.temperature, 1.0)
-        if request.tool is not None:
+        if tools := request.declared_tools():
             params["tools"] = [
-                {
-                    "name": request.tool.name,
-                    "description": request.tool.description,
-                    "input_schema": request.tool.schema,
-                }
+                {"name": t.name, "description": t.description, "input_schema": t.schema} for t in tools
             ]
-            params["tool_choice"] = {"type": "tool", "name": request.tool.name}
+            params["tool_choice"] = (
+                {"type": "tool", "name": request.tool.name} if request.tool is not None else {"type": "none"}
+            )
         return params
+
+    @staticmethod
+    def _usage(out: Completion, usage: Any, *, with_output: bool = True) -> None:
+        """Anthropic's usage in the common form: its ``input_tokens`` leave out cache reads and
+        writes, which ``Usage.input_tokens`` counts."""
+        read = getattr(usage, "cache_read_input_tokens", None) or 0
+        write = getattr(usage, "cache_creation_input_tokens", None) or 0
+        out.usage.input_tokens = (getattr(usage, "input_tokens", None) or 0) + read + write
+        out.usage.cache_read_tokens, out.usage.cache_write_tokens = read, write
+        if with_output:
+            out.usage.output_tokens = getattr(usage, "output_tokens", None) or 0
 
     async def complete(
         self, endpoint: Endpoint, request: ChatRequest, on_text: TextSink, timeouts: Timeouts
@@ -109,8 +122,7 @@ class AnthropicMessagesAdapter:
                 out.text = "".join(text)
                 if out.text:
                     on_text(out.text)
-                out.usage.input_tokens = message.usage.input_tokens
-                out.usage.output_tokens = message.usage.output_tokens
+                self._usage(out, message.usage)
                 out.stop_reason = message.stop_reason
                 out.request_id = out.headers.get("request-id")
                 return self._finish(out, clock, stopped=True)
@@ -128,7 +140,7 @@ class AnthropicMessagesAdapter:
             async for event in clock.items(stream):
                 kind = event.type
                 if kind == "message_start":
-                    out.usage.input_tokens = event.message.usage.input_tokens or 0
+                    self._usage(out, event.message.usage, with_output=False)
                 elif kind == "content_block_start":
                     in_tool = event.content_block.type == "tool_use" and tool_parts is None
                     if in_tool:

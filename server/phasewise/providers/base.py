@@ -53,7 +53,14 @@ class ToolLike(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
-    """One model call, protocol neutral."""
+    """One model call, protocol neutral.
+
+    Prompt caching: ``tools`` (declared, the same in every phase of a run), ``system`` and
+    ``context`` (the documents) are the stable prefix, ``user`` what changes. ``tool`` is the
+    tool the model must call (None with ``tools``: it may call none). Each adapter places
+    ``context`` where its protocol caches it: Anthropic at the end of the system text, marked
+    with ``cache_control`` when ``cache_prefix``; OpenAI at the start of the user message.
+    ``cache_key`` is sent as ``prompt_cache_key`` (only to providers that take it)."""
 
     model: str
     system: str
@@ -62,12 +69,26 @@ class ChatRequest:
     tool: ToolLike | None = None
     temperature: float | None = None
     stream: bool = True
+    context: str = ""
+    tools: tuple[ToolLike, ...] = ()
+    cache_prefix: bool = False
+    cache_key: str | None = None
+
+    def declared_tools(self) -> tuple[ToolLike, ...]:
+        """The tools the request declares: ``tools``, else the one it must call."""
+        return self.tools or ((self.tool,) if self.tool is not None else ())
 
 
 @dataclass(slots=True)
 class Usage:
+    """Tokens of one call. ``input_tokens`` counts every prompt token, cached or not (each
+    protocol's figures are brought to that form); ``cache_read_tokens`` of them were read from
+    the provider's prompt cache, ``cache_write_tokens`` written to it."""
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 @dataclass(slots=True)

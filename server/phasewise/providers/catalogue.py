@@ -28,6 +28,12 @@ class ModelInfo:
     vision: bool | None = None
     input_price_per_mtok: float | None = None
     output_price_per_mtok: float | None = None
+    # Prompt caching: the price of an input token read from the provider's cache and of one
+    # written to it (unknown: the input price), and the shortest prefix an explicit cache mark
+    # (Anthropic's ``cache_control``) caches, in tokens (unknown: 1,024).
+    cache_read_price_per_mtok: float | None = None
+    cache_write_price_per_mtok: float | None = None
+    cache_min_tokens: int | None = None
 
     def merged(self, override: ModelInfo) -> ModelInfo:
         """This info with every field ``override`` knows replaced."""
@@ -49,6 +55,12 @@ class ProviderSpec:
     models: dict[str, ModelInfo] = field(default_factory=dict)
     label: str = ""
     simulated: bool = False
+    # Whether the provider takes OpenAI's ``prompt_cache_key`` (routes repeated prefixes to one
+    # cache); only OpenAI documents it, others may refuse an unknown parameter.
+    prompt_cache_key: bool = False
+    # Whether the provider takes a request that declares tools but requires none (OpenAI
+    # ``tool_choice: "none"``, Anthropic ``{"type": "none"}``); GLM's API accepts only "auto".
+    tool_choice_none: bool = True
 
     @property
     def name(self) -> str:
@@ -56,68 +68,77 @@ class ProviderSpec:
 
 
 def _m(tools: bool, window: int, out: int | None, price_in: float | None, price_out: float | None,
-       vision: bool | None = None) -> ModelInfo:
-    return ModelInfo(tools, window, out, vision, price_in, price_out)
+       vision: bool | None = None, *, read: float | None = None, write: float | None = None,
+       min_cache: int | None = None) -> ModelInfo:
+    return ModelInfo(tools, window, out, vision, price_in, price_out, read, write, min_cache)
 
 
+def _claude(window: int, out: int, price_in: float, price_out: float, min_cache: int) -> ModelInfo:
+    # Anthropic: a cache read costs 0.1x the input price, a 5-minute cache write 1.25x.
+    return _m(True, window, out, price_in, price_out, True, read=round(price_in * 0.1, 6),
+              write=round(price_in * 1.25, 6), min_cache=min_cache)
+
+
+# Minimum cacheable prompt: 1,024 tokens for Sonnet 4/4.5 and Opus 4.1, 4,096 for Opus 4.5 and
+# Haiku 4.5 (Anthropic's prompt-caching page; the newer figures are less certain).
 _CLAUDE = {
-    "claude-opus-4-5": _m(True, 200_000, 64_000, 5.0, 25.0, True),
-    "claude-sonnet-4-5": _m(True, 200_000, 64_000, 3.0, 15.0, True),
-    "claude-haiku-4-5": _m(True, 200_000, 64_000, 1.0, 5.0, True),
-    "claude-opus-4-1": _m(True, 200_000, 32_000, 15.0, 75.0, True),
-    "claude-sonnet-4-0": _m(True, 200_000, 64_000, 3.0, 15.0, True),
+    "claude-opus-4-5": _claude(200_000, 64_000, 5.0, 25.0, 4096),
+    "claude-sonnet-4-5": _claude(200_000, 64_000, 3.0, 15.0, 1024),
+    "claude-haiku-4-5": _claude(200_000, 64_000, 1.0, 5.0, 4096),
+    "claude-opus-4-1": _claude(200_000, 32_000, 15.0, 75.0, 1024),
+    "claude-sonnet-4-0": _claude(200_000, 64_000, 3.0, 15.0, 1024),
 }
 _GPT = {
-    "gpt-5": _m(True, 400_000, 128_000, 1.25, 10.0, True),
-    "gpt-5-mini": _m(True, 400_000, 128_000, 0.25, 2.0, True),
-    "gpt-5-nano": _m(True, 400_000, 128_000, 0.05, 0.40, True),
-    "gpt-4.1": _m(True, 1_047_576, 32_768, 2.0, 8.0, True),
-    "gpt-4.1-mini": _m(True, 1_047_576, 32_768, 0.40, 1.60, True),
-    "gpt-4o": _m(True, 128_000, 16_384, 2.5, 10.0, True),
-    "gpt-4o-mini": _m(True, 128_000, 16_384, 0.15, 0.60, True),
-    "o3": _m(True, 200_000, 100_000, 2.0, 8.0, True),
-    "o4-mini": _m(True, 200_000, 100_000, 1.10, 4.40, True),
+    "gpt-5": _m(True, 400_000, 128_000, 1.25, 10.0, True, read=0.125),
+    "gpt-5-mini": _m(True, 400_000, 128_000, 0.25, 2.0, True, read=0.025),
+    "gpt-5-nano": _m(True, 400_000, 128_000, 0.05, 0.40, True, read=0.005),
+    "gpt-4.1": _m(True, 1_047_576, 32_768, 2.0, 8.0, True, read=0.5),
+    "gpt-4.1-mini": _m(True, 1_047_576, 32_768, 0.40, 1.60, True, read=0.1),
+    "gpt-4o": _m(True, 128_000, 16_384, 2.5, 10.0, True, read=1.25),
+    "gpt-4o-mini": _m(True, 128_000, 16_384, 0.15, 0.60, True, read=0.075),
+    "o3": _m(True, 200_000, 100_000, 2.0, 8.0, True, read=0.5),
+    "o4-mini": _m(True, 200_000, 100_000, 1.10, 4.40, True, read=0.275),
 }
 _GLM = {
-    "glm-4.7": _m(True, 200_000, 128_000, 0.60, 2.20),
-    "glm-4.6": _m(True, 200_000, 128_000, 0.60, 2.20),
-    "glm-4.5": _m(True, 128_000, 96_000, 0.60, 2.20),
-    "glm-4.5-air": _m(True, 128_000, 96_000, 0.20, 1.10),
-    "glm-4.5-flash": _m(True, 128_000, 96_000, 0.0, 0.0),
+    "glm-4.7": _m(True, 200_000, 128_000, 0.60, 2.20, read=0.11),
+    "glm-4.6": _m(True, 200_000, 128_000, 0.60, 2.20, read=0.11),
+    "glm-4.5": _m(True, 128_000, 96_000, 0.60, 2.20, read=0.11),
+    "glm-4.5-air": _m(True, 128_000, 96_000, 0.20, 1.10, read=0.03),
+    "glm-4.5-flash": _m(True, 128_000, 96_000, 0.0, 0.0, read=0.0),
 }
 _DEEPSEEK = {
-    "deepseek-chat": _m(True, 128_000, 8_000, 0.28, 0.42),
-    "deepseek-reasoner": _m(True, 128_000, 64_000, 0.28, 0.42),
+    "deepseek-chat": _m(True, 128_000, 8_000, 0.28, 0.42, read=0.028),
+    "deepseek-reasoner": _m(True, 128_000, 64_000, 0.28, 0.42, read=0.028),
 }
 _QWEN = {
-    "qwen3-coder-plus": _m(True, 1_000_000, 65_536, 1.0, 5.0),
-    "qwen3-max": _m(True, 262_144, 65_536, 1.2, 6.0),
-    "qwen-plus": _m(True, 131_072, 16_384, 0.40, 1.20),
-    "qwen-turbo": _m(True, 1_000_000, 16_384, 0.05, 0.20),
+    "qwen3-coder-plus": _m(True, 1_000_000, 65_536, 1.0, 5.0, read=0.2),
+    "qwen3-max": _m(True, 262_144, 65_536, 1.2, 6.0, read=0.24),
+    "qwen-plus": _m(True, 131_072, 16_384, 0.40, 1.20, read=0.08),
+    "qwen-turbo": _m(True, 1_000_000, 16_384, 0.05, 0.20, read=0.01),
 }
 _MINIMAX = {
-    "MiniMax-M2": _m(True, 204_800, 128_000, 0.30, 1.20),
+    "MiniMax-M2": _m(True, 204_800, 128_000, 0.30, 1.20, read=0.03, write=0.375),
     "MiniMax-M1": _m(True, 1_000_000, 80_000, 0.40, 2.20),
 }
 _KIMI = {
-    "kimi-k2-0905-preview": _m(True, 262_144, 16_384, 0.60, 2.50),
-    "kimi-k2-turbo-preview": _m(True, 262_144, 16_384, 1.15, 8.0),
-    "kimi-k2-thinking": _m(True, 262_144, 16_384, 0.60, 2.50),
+    "kimi-k2-0905-preview": _m(True, 262_144, 16_384, 0.60, 2.50, read=0.15),
+    "kimi-k2-turbo-preview": _m(True, 262_144, 16_384, 1.15, 8.0, read=0.15),
+    "kimi-k2-thinking": _m(True, 262_144, 16_384, 0.60, 2.50, read=0.15),
     "moonshot-v1-128k": _m(True, 131_072, 8_192, 2.0, 5.0),
 }
 _OPENROUTER = {
-    "anthropic/claude-sonnet-4.5": _m(True, 200_000, 64_000, 3.0, 15.0, True),
-    "anthropic/claude-opus-4.5": _m(True, 200_000, 64_000, 5.0, 25.0, True),
-    "openai/gpt-5": _m(True, 400_000, 128_000, 1.25, 10.0, True),
-    "openai/gpt-5-mini": _m(True, 400_000, 128_000, 0.25, 2.0, True),
-    "z-ai/glm-4.6": _m(True, 200_000, 128_000, 0.60, 2.20),
+    "anthropic/claude-sonnet-4.5": _m(True, 200_000, 64_000, 3.0, 15.0, True, read=0.3, write=3.75),
+    "anthropic/claude-opus-4.5": _m(True, 200_000, 64_000, 5.0, 25.0, True, read=0.5, write=6.25),
+    "openai/gpt-5": _m(True, 400_000, 128_000, 1.25, 10.0, True, read=0.125),
+    "openai/gpt-5-mini": _m(True, 400_000, 128_000, 0.25, 2.0, True, read=0.025),
+    "z-ai/glm-4.6": _m(True, 200_000, 128_000, 0.60, 2.20, read=0.11),
     "deepseek/deepseek-chat": _m(True, 128_000, 8_000, 0.28, 0.42),
     "moonshotai/kimi-k2": _m(True, 131_072, 16_384, 0.60, 2.50),
 }
 _SIM = {
-    "claude-sim": _m(True, 200_000, 8_192, 3.0, 15.0),
-    "glm-sim": _m(True, 128_000, 8_192, 0.60, 2.20),
-    "gpt-sim": _m(True, 128_000, 8_192, 0.25, 2.0),
+    "claude-sim": _m(True, 200_000, 8_192, 3.0, 15.0, read=0.3, write=3.75, min_cache=1024),
+    "glm-sim": _m(True, 128_000, 8_192, 0.60, 2.20, read=0.11),
+    "gpt-sim": _m(True, 128_000, 8_192, 0.25, 2.0, read=0.025),
     "tiny-sim": _m(False, 4_096, 1_024, 0.0, 0.0),
 }
 
@@ -134,12 +155,14 @@ BUILTIN: Final[dict[str, ProviderSpec]] = {
     for s in (
         _spec("anthropic", "anthropic", "https://api.anthropic.com", "ANTHROPIC_API_KEY", _CLAUDE,
               "Anthropic", token="ANTHROPIC_AUTH_TOKEN"),
-        _spec("openai", "openai", "https://api.openai.com/v1", "OPENAI_API_KEY", _GPT, "OpenAI"),
-        _spec("zai", "openai", "https://api.z.ai/api/paas/v4", "ZAI_API_KEY", _GLM, "Z.AI"),
-        _spec("zai-anthropic", "anthropic", "https://api.z.ai/api/anthropic", "ZAI_API_KEY", _GLM,
-              "Z.AI (Anthropic protocol)"),
-        _spec("zhipu", "openai", "https://open.bigmodel.cn/api/paas/v4", "ZHIPUAI_API_KEY", _GLM,
-              "Zhipu"),
+        replace(_spec("openai", "openai", "https://api.openai.com/v1", "OPENAI_API_KEY", _GPT, "OpenAI"),
+                prompt_cache_key=True),
+        replace(_spec("zai", "openai", "https://api.z.ai/api/paas/v4", "ZAI_API_KEY", _GLM, "Z.AI"),
+                tool_choice_none=False),
+        replace(_spec("zai-anthropic", "anthropic", "https://api.z.ai/api/anthropic", "ZAI_API_KEY", _GLM,
+                      "Z.AI (Anthropic protocol)"), tool_choice_none=False),
+        replace(_spec("zhipu", "openai", "https://open.bigmodel.cn/api/paas/v4", "ZHIPUAI_API_KEY", _GLM,
+                      "Zhipu"), tool_choice_none=False),
         _spec("deepseek", "openai", "https://api.deepseek.com", "DEEPSEEK_API_KEY", _DEEPSEEK,
               "DeepSeek"),
         _spec("deepseek-anthropic", "anthropic", "https://api.deepseek.com/anthropic",
@@ -171,6 +194,9 @@ SIMULATED: Final[dict[str, tuple[Protocol, dict[str, ModelInfo], str]]] = {
     "sim-glm": ("openai", _SIM, "Simulated GLM (OpenAI protocol)"),
     "sim-gpt": ("openai", _SIM, "Simulated GPT (OpenAI protocol)"),
 }
+
+# The simulated provider that stands for OpenAI itself takes ``prompt_cache_key``.
+SIM_CACHE_KEY: Final = frozenset({"sim-gpt"})
 
 # Other documented endpoints of the same providers (regions): their keys may go there too.
 REGIONAL_BASE_URLS: Final[dict[str, tuple[str, ...]]] = {
@@ -240,7 +266,7 @@ def builtin(provider_id: str) -> ProviderSpec | None:
         protocol, models, label = SIMULATED[provider_id]
         return ProviderSpec(
             provider_id, protocol, sim_base_url(provider_id, protocol), (), None, False, (),
-            models, label, simulated=True,
+            models, label, simulated=True, prompt_cache_key=provider_id in SIM_CACHE_KEY,
         )
     return None
 

@@ -32,6 +32,21 @@ from phasewise.providers.base import (
 from phasewise.providers.classify import classify, minimax_status
 
 
+def read_usage(out: Completion, usage: Any) -> None:
+    """OpenAI-protocol usage, cached tokens included: ``prompt_tokens_details.cached_tokens``
+    (OpenAI, Z.AI, DashScope) or ``prompt_cache_hit_tokens`` (DeepSeek); both are part of
+    ``prompt_tokens``. None of these providers bills cache writes separately."""
+    out.usage.input_tokens = usage.prompt_tokens or 0
+    out.usage.output_tokens = usage.completion_tokens or 0
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    if not cached:
+        extra = getattr(usage, "model_extra", None) or {}
+        hit = extra.get("prompt_cache_hit_tokens")
+        cached = hit if isinstance(hit, int) else 0
+    out.usage.cache_read_tokens = min(int(cached or 0), out.usage.input_tokens)
+
+
 class OpenAIChatAdapter:
     protocol = "openai"
 
@@ -53,13 +68,16 @@ class OpenAIChatAdapter:
         return self._clients.get(self.protocol, endpoint, build)
 
     def _params(self, endpoint: Endpoint, request: ChatRequest) -> dict[str, Any]:
+        user = f"{request.context}\n{request.user}" if request.context else request.user
         params: dict[str, Any] = {
             "model": request.model,
             "messages": [
                 {"role": "system", "content": request.system},
-                {"role": "user", "content": request.user},
+                {"role": "user", "content": user},
             ],
         }
+        if request.cache_key:
+            params["prompt_cache_key"] = request.cache_key
         # OpenAI's own newer models take max_completion_tokens; compatible servers max_tokens.
         if endpoint.provider == "openai":
             params["max_completion_tokens"] = request.max_tokens
@@ -67,18 +85,15 @@ class OpenAIChatAdapter:
             params["max_tokens"] = request.max_tokens
         if request.temperature is not None:
             params["temperature"] = request.temperature
-        if request.tool is not None:
+        if tools := request.declared_tools():
             params["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": request.tool.name,
-                        "description": request.tool.description,
-                        "parameters": request.tool.schema,
-                    },
-                }
+                {"type": "function", "function": {"name": t.name, "description": t.description,
+                                                  "parameters": t.schema}}
+                for t in tools
             ]
-            params["tool_choice"] = {"type": "function", "function": {"name": request.tool.name}}
+            params["tool_choice"] = (
+                {"type": "function", "function": {"name": request.tool.name}} if request.tool is not None else "none"
+            )
         return params
 
     async def complete(
@@ -126,8 +141,7 @@ class OpenAIChatAdapter:
                 if minimax_status(extra) is not None:
                     raise classify(None, extra, out.headers, secrets=secrets)
                 if chunk.usage is not None:
-                    out.usage.input_tokens = chunk.usage.prompt_tokens or 0
-                    out.usage.output_tokens = chunk.usage.completion_tokens or 0
+                    read_usage(out, chunk.usage)
                 for choice in chunk.choices or ():
                     delta = choice.delta
                     if delta is not None and delta.content:
@@ -180,8 +194,7 @@ class OpenAIChatAdapter:
                 out.tool_input_raw = choice.message.tool_calls[0].function.arguments
             out.stop_reason = choice.finish_reason
         if completion.usage is not None:
-            out.usage.input_tokens = completion.usage.prompt_tokens or 0
-            out.usage.output_tokens = completion.usage.completion_tokens or 0
+            read_usage(out, completion.usage)
         out.request_id = out.headers.get("x-request-id")
         return self._finish(out, clock)
 

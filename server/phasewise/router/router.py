@@ -492,10 +492,35 @@ def _env(key: KeyRef | None) -> str:
     return key.env if key else "no key"
 
 
-def phase_request(route: Route, *, system: str, user: str, tool: ToolLike | None, stream: bool = True) -> ChatRequest:
-    """The ``ChatRequest`` a phase sends on ``route``."""
+DEFAULT_CACHE_MIN_TOKENS = 1024  # Anthropic's minimum cacheable prompt for Sonnet-class models
+
+
+def prefix_tokens(system: str, context: str, tools: tuple[ToolLike, ...]) -> int:
+    """About how many tokens the cacheable prefix (tools, system text, documents) holds."""
+    import json
+
+    tool_chars = sum(len(t.name) + len(t.description) + len(json.dumps(t.schema)) for t in tools)
+    return (len(system) + len(context) + tool_chars) // 4
+
+
+def phase_request(route: Route, *, system: str, user: str, tool: ToolLike | None, stream: bool = True,
+                  context: str = "", tools: tuple[ToolLike, ...] = (), caching: bool = False,
+                  cache_key: str | None = None) -> ChatRequest:
+    """The ``ChatRequest`` a phase sends on ``route``. With ``caching``: Anthropic-protocol requests
+    mark the prefix with ``cache_control`` when it reaches the model's minimum cacheable size
+    (``ModelInfo.cache_min_tokens``); OpenAI-protocol requests carry ``cache_key`` only to providers
+    that take ``prompt_cache_key``; others cache implicitly and need nothing."""
     use_tool = tool is not None and route.edit_format == "tool"
+    required = tool if use_tool else None
+    declared = tools if tools and (required is None or required in tools) else ()
+    mark, key = False, None
+    if caching and route.spec.protocol == "anthropic":
+        minimum = route.info.cache_min_tokens or DEFAULT_CACHE_MIN_TOKENS
+        mark = prefix_tokens(system, context, declared or ((required,) if required else ())) >= minimum
+    elif caching and route.spec.prompt_cache_key:
+        key = cache_key
     return ChatRequest(
         model=route.model, system=system, user=user, max_tokens=output_budget(route),
-        tool=tool if use_tool else None, temperature=route.temperature, stream=stream,
+        tool=required, temperature=route.temperature, stream=stream,
+        context=context, tools=declared, cache_prefix=mark, cache_key=key,
     )

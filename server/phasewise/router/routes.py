@@ -155,7 +155,8 @@ def _override(spec: ProviderSpec, ps: ProviderSettings) -> ProviderSpec:
     models = dict(spec.models)
     for model_id, ms in ps.models.items():
         info = ModelInfo(ms.tool_calling, ms.context_window, ms.max_output_tokens, ms.vision,
-                         ms.input_price_per_mtok, ms.output_price_per_mtok)
+                         ms.input_price_per_mtok, ms.output_price_per_mtok, ms.cache_read_price_per_mtok,
+                         ms.cache_write_price_per_mtok, ms.cache_min_tokens)
         models[model_id] = models[model_id].merged(info) if model_id in models else info
     envs = ps.api_key_env
     key_envs = spec.key_envs if envs is None else ((envs,) if isinstance(envs, str) else tuple(envs))

@@ -3,11 +3,14 @@
 A loopback HTTP/1.1 server that speaks both real wire formats (streaming and not, tool calls,
 usage, model lists), answers each Phasewise phase deterministically from the prompt, and fails
 on request in every documented provider way. It is the test-suite's only fake provider (the real
-SDKs run against it), ``phasewise sim`` on the command line, and the README demo.
+SDKs run against it), ``phasewise sim`` on the command line, and the README demo. With config
+``prompt_cache`` (``anthropic``, ``openai``, ``zai``, ``deepseek``) a provider name keeps a real
+prefix cache of the prompts it saw and reports cached tokens in that provider's usage shape.
 
     with SimulatorThread(first_token_ms=0, chunk_interval_ms=0) as sim:
         base = sim.base_url("sim-claude", "anthropic")
         sim.add_fault("anthropic.overloaded_error", provider="sim-claude")
+        sim.configure("sim-gpt", prompt_cache="openai")
 """
 
 from __future__ import annotations

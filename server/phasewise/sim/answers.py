@@ -104,14 +104,27 @@ def _block(user: str, tag: str) -> str | None:
     return user[start:] if end < 0 else user[start:end]
 
 
-def parse_document(user: str) -> Document | None:
-    match = _DOC_OPEN_RX.search(user)
+def _document_span(text: str) -> tuple[re.Match[str], int, int] | None:
+    """The ``<document>`` block of ``text``: its opening match, where its body ends and where the
+    block ends. In the cache layout the phase block follows the document; otherwise (the older
+    layout, document last) the last closing tag wins, since the text may contain one."""
+    match = _DOC_OPEN_RX.search(text)
     if match is None:
         return None
-    body_start = match.end()
-    # The document text may itself contain "</document>", so the last closing tag wins.
-    body_end = user.rfind("\n</document>")
-    body = user[body_start:] if body_end < body_start else user[body_start:body_end]
+    body_end = text.find("\n</document>\n<phase name=", match.end())
+    if body_end < 0:
+        body_end = text.rfind("\n</document>")
+    if body_end < match.end() - 1:
+        return match, len(text), len(text)
+    return match, body_end, body_end + len("\n</document>")
+
+
+def parse_document(user: str) -> Document | None:
+    span = _document_span(user)
+    if span is None:
+        return None
+    match, body_end, _ = span
+    body = user[match.end():body_end]
     rows: list[tuple[int, str]] = []
     for row in body.split("\n"):
         m = _ROW_RX.match(row)
@@ -126,16 +139,23 @@ def parse_document(user: str) -> Document | None:
 
 
 def parse_prompt(system: str, user: str, offered_tools: tuple[str, ...] = ()) -> Prompt:
-    phase_m = _PHASE_RX.search(system)
-    format_m = _FORMAT_RX.search(system)
-    instruction = _block(user, "instruction")
+    """Either layout: the cache layout (document at the end of the system text or at the start
+    of the user message, then ``<phase>``, plan, change, instruction) or the older one (phase in
+    the system text, document last in the user message). The phase, format and blocks are read
+    outside the document, so a document quoting them cannot mislead."""
+    full = f"{system}\n{user}" if system else user
+    span = _document_span(full)
+    rest = full if span is None else full[:span[0].start()] + full[span[2]:]
+    phase_m = _PHASE_RX.search(rest)
+    format_m = _FORMAT_RX.search(rest)
+    instruction = _block(rest, "instruction")
     return Prompt(
         phase=phase_m.group(1).lower() if phase_m else "chat",
         edit_format=format_m.group(1).lower() if format_m else None,
         instruction=(instruction if instruction is not None else user).strip(),
-        plan=_block(user, "plan"),
-        change=_block(user, "change"),
-        document=parse_document(user),
+        plan=_block(rest, "plan"),
+        change=_block(rest, "change"),
+        document=parse_document(full),
         offered_tools=offered_tools,
     )
 

@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chunk-ms", type=float, default=2.0, help="delay between stream chunks (ms)")
     parser.add_argument("--name", action="append", default=None,
                         help="provider name(s) to show in the banner (any name works; default sim-openai, sim-claude)")
+    parser.add_argument("--prompt-cache", action="append", default=None, metavar="NAME=SHAPE",
+                        help="report prompt caching for provider NAME in a provider's usage shape "
+                             "(anthropic, openai, zai, deepseek); repeatable")
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     parser.add_argument("--list-presets", action="store_true", help="print the fault presets and exit")
     return parser
@@ -72,6 +75,13 @@ async def serve(args: argparse.Namespace, out: TextIO) -> int:
         chunk_interval_ms=args.chunk_ms,
         on_finish=None if args.quiet else (lambda rec: _log_line(rec, out)),
     )
+    for item in args.prompt_cache or ():
+        name, _, shape = item.partition("=")
+        try:
+            sim.configure(name.strip(), prompt_cache=shape.strip())
+        except ValueError as exc:
+            print(f"phasewise sim: --prompt-cache {item!r}: {exc}", file=sys.stderr)
+            return 2
     try:
         await sim.start(args.host, args.port)
     except OSError as exc:

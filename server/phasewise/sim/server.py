@@ -57,7 +57,12 @@ _ANTHROPIC_STATUS = {
     "timeout_error": 504, "overloaded_error": 529,
 }
 _CONFIG_KEYS = frozenset({"models", "require_key", "reject_keys", "first_token_ms", "chunk_interval_ms",
-                          "chunk_words", "ratelimit_headers", "owned_by"})
+                          "chunk_words", "ratelimit_headers", "owned_by", "prompt_cache"})
+# Implicit prompt caches (OpenAI, Z.AI, DeepSeek): the shortest cached prefix and the step its
+# hits come in, in tokens. Anthropic's explicit cache needs 1,024 tokens up to its mark.
+_IMPLICIT_CACHE = {"openai": (1024, 128), "zai": (1024, 128), "deepseek": (64, 64)}
+ANTHROPIC_CACHE_MIN = 1024
+_CACHE_ENTRIES = 128  # prompts (or marked prefixes) remembered per provider and model
 
 
 # --------------------------------------------------------------------------- records
@@ -135,6 +140,7 @@ class ProviderConfig:
     chunk_words: int | None = None
     ratelimit_headers: dict[str, str] | None = None
     owned_by: str | None = None
+    prompt_cache: str | None = None
 
 
 def _config_update(cfg: ProviderConfig, options: Mapping[str, Any]) -> None:
@@ -160,6 +166,10 @@ def _config_update(cfg: ProviderConfig, options: Mapping[str, Any]) -> None:
             cfg.chunk_words = max(1, int(value))
         elif key == "ratelimit_headers":
             cfg.ratelimit_headers = {str(k).lower(): str(v) for k, v in dict(value).items()}
+        elif key == "prompt_cache":
+            if value not in wire.CACHE_SHAPES:
+                raise ValueError(f"prompt_cache is one of {', '.join(wire.CACHE_SHAPES)} (or null: off)")
+            cfg.prompt_cache = str(value)
         else:
             cfg.owned_by = str(value)
 
@@ -320,6 +330,7 @@ class Simulator:
         self._rules: list[FaultRule] = []
         self._mix: FaultMix | None = None
         self._requests: list[SimRequest] = []
+        self._prompt_caches: dict[tuple[str, str], list[str]] = {}
         self._connections: dict[int, SimConnection] = {}
         self._client_closes: list[ClientClose] = []
         self._counter = 0
@@ -466,7 +477,9 @@ class Simulator:
 
         Options: ``models`` (served list; per name it also makes unknown models a 404),
         ``require_key``, ``reject_keys``, ``first_token_ms``, ``chunk_interval_ms``, ``chunk_words``,
-        ``ratelimit_headers`` (merged into successful responses), ``owned_by``. ``None`` resets one.
+        ``ratelimit_headers`` (merged into successful responses), ``owned_by``, ``prompt_cache``
+        (report prompt caching in one provider's usage shape: ``anthropic``, ``openai``, ``zai``,
+        ``deepseek``; see ``_prompt_cache``). ``None`` resets one.
         """
         with self._lock:
             if provider is None:
@@ -497,6 +510,7 @@ class Simulator:
             self._rules.clear()
             self._mix = None
             self._requests.clear()
+            self._prompt_caches.clear()
             self._client_closes.clear()
             self._configs.clear()
             self._base = replace(self._initial_base)
@@ -937,7 +951,7 @@ class Simulator:
             rec.model = body.get("model") if isinstance(body.get("model"), str) else None
             rec.stream = bool(body.get("stream"))
         if call is not None:
-            rec.phase = answers.parse_prompt(call.system, "").phase if call.system else None
+            rec.phase = answers.parse_prompt(call.system, call.user).phase if call.system else None
 
         rule = self._take_fault(rec)
         plan = resolve(rule.fault, self._context(rec, call.prompt_chars if call else 0)) if rule else None
@@ -969,6 +983,7 @@ class Simulator:
         with self._lock:
             self._ids += 1
             serial = self._ids
+        cache = self._prompt_cache(rec.provider, protocol, call.model, body, prompt_tokens)
         ids = (wire.Ids(f"chatcmpl-sim{serial:06d}", f"call_sim{serial:06d}") if protocol == "openai"
                else wire.Ids(f"msg_sim{serial:06d}", f"toolu_sim{serial:06d}"))
         first_ms = float(self._setting(rec.provider, "first_token_ms") or 0)
@@ -984,8 +999,9 @@ class Simulator:
             return await self._send_whole(conn, rec, 200, GARBAGE, extra, outcome)
 
         if call.stream:
-            sse = (wire.openai_stream(ans, call.model, ids, prompt_tokens, call.include_usage, words)
-                   if protocol == "openai" else wire.anthropic_stream(ans, call.model, ids, prompt_tokens, words))
+            sse = (wire.openai_stream(ans, call.model, ids, prompt_tokens, call.include_usage, words, cache)
+                   if protocol == "openai"
+                   else wire.anthropic_stream(ans, call.model, ids, prompt_tokens, words, cache))
             return await self._stream(conn, rec, protocol, sse, plan, extra, outcome, first_ms, interval_ms)
 
         # Non-streaming: the whole answer after the simulated generation time.
@@ -1004,9 +1020,9 @@ class Simulator:
                                               extra, outcome)
             whole = plan.error_payload
         elif protocol == "openai":
-            whole = wire.openai_completion(ans, call.model, ids, prompt_tokens)
+            whole = wire.openai_completion(ans, call.model, ids, prompt_tokens, cache)
         else:
-            whole = wire.anthropic_message(ans, call.model, ids, prompt_tokens)
+            whole = wire.anthropic_message(ans, call.model, ids, prompt_tokens, cache)
         if plan is not None and plan.stream in {"cut", "stall"}:
             data = json.dumps(whole).encode()
             headers = {**self._headers(rec, "application/json", len(data)), **extra}
@@ -1020,6 +1036,39 @@ class Simulator:
             conn.close()
             return False
         return await self._send_whole(conn, rec, 200, whole, extra, outcome)
+
+    def _prompt_cache(self, provider: str, protocol: str, model: str, body: Any, prompt_tokens: int) -> wire.CacheUse:
+        """What this provider's prompt cache (config ``prompt_cache``) serves of this prompt: a real
+        prefix cache per provider and model, keyed by the exact prompt text. Anthropic caches only
+        up to a ``cache_control`` mark of at least 1,024 tokens (a miss writes it); the implicit
+        caches hit on the longest prefix shared with an earlier prompt, in steps."""
+        shape = self._setting(provider, "prompt_cache")
+        if shape is None or not isinstance(body, Mapping):
+            return wire.CacheUse()
+        text, mark = wire.prompt_text(protocol, body)
+        with self._lock:
+            seen = self._prompt_caches.setdefault((provider, model), [])
+            if protocol == "anthropic":
+                if mark is None:
+                    return wire.CacheUse(shape="anthropic")
+                prefix = text[:mark]
+                size = min(wire.tokens(len(prefix)), prompt_tokens)
+                if size < ANTHROPIC_CACHE_MIN:
+                    return wire.CacheUse(shape="anthropic")
+                if prefix in seen:
+                    seen.remove(prefix)
+                    seen.append(prefix)
+                    return wire.CacheUse(read=size, shape="anthropic")
+                seen.append(prefix)
+                del seen[:-_CACHE_ENTRIES]
+                return wire.CacheUse(write=size, shape="anthropic")
+            minimum, step = _IMPLICIT_CACHE.get(shape, _IMPLICIT_CACHE["openai"])
+            shared = max((wire.common_prefix(text, old) for old in seen), default=0)
+            seen.append(text)
+            del seen[:-_CACHE_ENTRIES]
+            size = min(wire.tokens(shared), prompt_tokens)
+            read = size // step * step if size >= minimum else 0
+            return wire.CacheUse(read=read, shape=shape if shape != "anthropic" else "openai")
 
     async def _stream(self, conn: _Conn, rec: SimRequest, protocol: str, sse: wire.StreamPlan,
                       plan: FaultPlan | None, extra: Mapping[str, str], outcome: str, first_ms: float,

@@ -54,6 +54,75 @@ def tokens(chars: int) -> int:
     return max(1, chars // 4) if chars else 0
 
 
+# --------------------------------------------------------------------------- prompt caching
+
+CACHE_SHAPES = ("anthropic", "openai", "zai", "deepseek")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheUse:
+    """Prompt-cache tokens of one answer, and the provider shape its usage reports them in
+    (``anthropic``: ``cache_read_input_tokens``/``cache_creation_input_tokens``; ``openai`` and
+    ``zai``: ``prompt_tokens_details.cached_tokens``; ``deepseek``: ``prompt_cache_hit_tokens``/
+    ``prompt_cache_miss_tokens``; None: no caching reported, the older shapes)."""
+
+    read: int = 0
+    write: int = 0
+    shape: str | None = None
+
+
+def prompt_text(protocol: str, body: Mapping[str, Any]) -> tuple[str, int | None]:
+    """The prompt as one string in the order providers cache it (tools, system, messages), and,
+    for Anthropic, where the last block marked ``cache_control`` ends (None: no mark)."""
+    parts: list[str] = []
+    size, mark = 0, None
+
+    def add(text: str, marked: bool = False) -> None:
+        nonlocal size, mark
+        parts.append(text)
+        size += len(text)
+        if marked:
+            mark = size
+
+    def marked(block: Any) -> bool:
+        return isinstance(block, Mapping) and isinstance(block.get("cache_control"), Mapping)
+
+    tools = body.get("tools")
+    for tool in tools if isinstance(tools, list) else ():
+        add(json.dumps(tool, ensure_ascii=False, sort_keys=True), protocol == "anthropic" and marked(tool))
+    # tool_choice is taken as outside the cached prefix (a constraint on the answer, not prompt text)
+    system = body.get("system")
+    if isinstance(system, str):
+        add(system)
+    elif isinstance(system, list):
+        for block in system:
+            add(str(block.get("text", "")) if isinstance(block, Mapping) else "", marked(block))
+    messages = body.get("messages")
+    for msg in messages if isinstance(messages, list) else ():
+        if not isinstance(msg, Mapping):
+            continue
+        add(f"\x00{msg.get('role')}\x00")
+        content = msg.get("content")
+        if isinstance(content, list):
+            for block in content:
+                add(str(block.get("text", "")) if isinstance(block, Mapping) else "", marked(block))
+        else:
+            add(_text_of(content))
+    return "".join(parts), mark
+
+
+def common_prefix(a: str, b: str) -> int:
+    """Length of the longest common prefix of two strings (binary search on C-speed slices)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -198,12 +267,20 @@ def _openai_finish(ans: Answer) -> str:
     return "length" if ans.stop == "length" else "stop"
 
 
-def openai_usage(prompt_tokens: int, ans: Answer) -> dict[str, int]:
+def openai_usage(prompt_tokens: int, ans: Answer, cache: CacheUse | None = None) -> dict[str, Any]:
     out = tokens(ans.output_chars())
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": out, "total_tokens": prompt_tokens + out}
+    usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": out,
+                             "total_tokens": prompt_tokens + out}
+    if cache is not None and cache.shape in {"openai", "zai"}:
+        usage["prompt_tokens_details"] = {"cached_tokens": cache.read}
+    elif cache is not None and cache.shape == "deepseek":
+        usage["prompt_cache_hit_tokens"] = cache.read
+        usage["prompt_cache_miss_tokens"] = prompt_tokens - cache.read
+    return usage
 
 
-def openai_completion(ans: Answer, model: str, ids: Ids, prompt_tokens: int) -> dict[str, Any]:
+def openai_completion(ans: Answer, model: str, ids: Ids, prompt_tokens: int,
+                      cache: CacheUse | None = None) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": ans.text or None, "refusal": None,
                                "annotations": []}
     if ans.tool_name:
@@ -215,14 +292,14 @@ def openai_completion(ans: Answer, model: str, ids: Ids, prompt_tokens: int) -> 
         "created": ids.created,
         "model": model,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": _openai_finish(ans)}],
-        "usage": openai_usage(prompt_tokens, ans),
+        "usage": openai_usage(prompt_tokens, ans, cache),
         "service_tier": "default",
         "system_fingerprint": "fp_phasewise_sim",
     }
 
 
 def openai_chunk(model: str, ids: Ids, delta: Mapping[str, Any] | None, finish: str | None = None,
-                 include_usage: bool = False, usage: Mapping[str, int] | None = None) -> dict[str, Any]:
+                 include_usage: bool = False, usage: Mapping[str, Any] | None = None) -> dict[str, Any]:
     chunk: dict[str, Any] = {
         "id": ids.message,
         "object": "chat.completion.chunk",
@@ -240,11 +317,11 @@ def openai_chunk(model: str, ids: Ids, delta: Mapping[str, Any] | None, finish: 
 
 
 def openai_stream(ans: Answer, model: str, ids: Ids, prompt_tokens: int, include_usage: bool,
-                  words: int = 3) -> StreamPlan:
+                  words: int = 3, cache: CacheUse | None = None) -> StreamPlan:
     plan = StreamPlan()
 
     def chunk(delta: Mapping[str, Any] | None, finish: str | None = None,
-              usage: Mapping[str, int] | None = None) -> bytes:
+              usage: Mapping[str, Any] | None = None) -> bytes:
         return _sse(openai_chunk(model, ids, delta, finish, include_usage, usage))
 
     if ans.tool_name:
@@ -259,7 +336,7 @@ def openai_stream(ans: Answer, model: str, ids: Ids, prompt_tokens: int, include
             plan.content.append(chunk({"content": piece}))
     plan.closing.append(chunk({}, _openai_finish(ans)))
     if include_usage:
-        plan.closing.append(chunk(None, usage=openai_usage(prompt_tokens, ans)))
+        plan.closing.append(chunk(None, usage=openai_usage(prompt_tokens, ans, cache)))
     plan.closing.append(_sse("[DONE]"))
     return plan
 
@@ -281,12 +358,15 @@ def _anthropic_stop(ans: Answer) -> str:
     return "max_tokens" if ans.stop == "length" else "end_turn"
 
 
-def _anthropic_usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
-    return {"input_tokens": input_tokens, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
-            "output_tokens": output_tokens, "service_tier": "standard"}
+def _anthropic_usage(input_tokens: int, output_tokens: int, cache: CacheUse | None = None) -> dict[str, Any]:
+    """Anthropic's usage: ``input_tokens`` leaves out the tokens read from or written to the cache."""
+    read, write = (cache.read, cache.write) if cache is not None else (0, 0)
+    return {"input_tokens": max(0, input_tokens - read - write), "cache_creation_input_tokens": write,
+            "cache_read_input_tokens": read, "output_tokens": output_tokens, "service_tier": "standard"}
 
 
-def anthropic_message(ans: Answer, model: str, ids: Ids, prompt_tokens: int) -> dict[str, Any]:
+def anthropic_message(ans: Answer, model: str, ids: Ids, prompt_tokens: int,
+                      cache: CacheUse | None = None) -> dict[str, Any]:
     content: list[dict[str, Any]] = []
     if ans.text:
         content.append({"type": "text", "text": ans.text})
@@ -300,14 +380,15 @@ def anthropic_message(ans: Answer, model: str, ids: Ids, prompt_tokens: int) -> 
         "content": content,
         "stop_reason": _anthropic_stop(ans),
         "stop_sequence": None,
-        "usage": _anthropic_usage(prompt_tokens, tokens(ans.output_chars())),
+        "usage": _anthropic_usage(prompt_tokens, tokens(ans.output_chars()), cache),
     }
 
 
-def anthropic_stream(ans: Answer, model: str, ids: Ids, prompt_tokens: int, words: int = 3) -> StreamPlan:
+def anthropic_stream(ans: Answer, model: str, ids: Ids, prompt_tokens: int, words: int = 3,
+                     cache: CacheUse | None = None) -> StreamPlan:
     plan = StreamPlan()
     start: dict[str, Any] = {"id": ids.message, "type": "message", "role": "assistant", "model": model, "content": [],
-             "stop_reason": None, "stop_sequence": None, "usage": _anthropic_usage(prompt_tokens, 1)}
+             "stop_reason": None, "stop_sequence": None, "usage": _anthropic_usage(prompt_tokens, 1, cache)}
     plan.preamble.append(_sse_event("message_start", {"type": "message_start", "message": start}))
     index = 0
     if ans.text:

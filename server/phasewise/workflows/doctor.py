@@ -25,6 +25,8 @@ from phasewise.router.routes import KeyRef, PhaseRoute
 from phasewise.serial import Jsonable, json_property, json_rule
 from phasewise.settings import LoadedSettings
 from phasewise.workflows.discovery import DISCOVERY_TIMEOUTS, provider_message, spec_and_key
+from phasewise.workflows.health import health_report, read_tail
+from phasewise.workflows.ledger import ledger_path
 
 # Errors that mean "this provider has no usable /models", not "the key or the provider is bad".
 _NO_LISTING = {ProblemKind.MODEL_NOT_FOUND, ProblemKind.BAD_REQUEST, ProblemKind.SERVER_ERROR}
@@ -83,6 +85,7 @@ class DoctorReport(Jsonable):
     # providers were named: each of them must pass too
     named: bool = field(default=False, metadata=json_rule(skip=True))
     keyring: dict[str, Any] = field(default_factory=dict)  # the OS keyring: available, backend, note
+    health: dict[str, Any] = field(default_factory=dict)  # provider health from the run record (workflows.health)
 
     @json_property
     def ok(self) -> bool:
@@ -199,4 +202,5 @@ async def doctor(engine: Engine, loaded: LoadedSettings, *, providers: list[str]
             if problem is not None:
                 problem = replace(problem, phase=pr.phase, model=main.model)
         report.phases.append(PhaseCheck(pr.phase, main.label if main else None, status, problem))
+    report.health = health_report(read_tail(ledger_path(loaded.settings.ledger_path)), resolver)
     return report

@@ -1,7 +1,8 @@
 """The run record: one JSON line per phase run, appended to a ledger file.
 
 Each line says which run and phase it was, who served it (provider, model), every attempt with
-its outcome, tokens in and out, time to first token, total time, the cost estimate and the kind
+its outcome, tokens in and out (and of those in, how many the provider's prompt cache read and
+wrote), time to first token, total time, the cost estimate and the kind
 of result (``ok`` or a problem kind). Keys never reach it; prompts, answers and source text only
 when ``recordContent`` is on (and then only the instruction, the answer text and the diff).
 
@@ -70,7 +71,7 @@ def entry(result: Mapping[str, Any], *, source: str, workflow: str | None = None
         if not isinstance(a, Mapping):
             continue
         attempt = {k: a[k] for k in ("provider", "model", "outcome", "keyEnv", "status", "waitSeconds",
-                                     "latencyMs") if a.get(k) is not None}
+                                     "latencyMs", "sent") if a.get(k) is not None}
         attempts.append(attempt)
     error = result.get("error") if isinstance(result.get("error"), Mapping) else None
     line: dict[str, Any] = {
@@ -85,9 +86,13 @@ def entry(result: Mapping[str, Any], *, source: str, workflow: str | None = None
         "attempts": attempts,
         "inputTokens": int(usage.get("inputTokens") or 0),
         "outputTokens": int(usage.get("outputTokens") or 0),
+        "cacheReadTokens": int(usage.get("cacheReadTokens") or 0),
+        "cacheWriteTokens": int(usage.get("cacheWriteTokens") or 0),
         "firstTokenMs": latency.get("firstToken"),
         "totalMs": latency.get("total"),
         "costUsd": result.get("costUsd"),
+        "savedUsd": result.get("savedUsd"),
+        "cached": True if result.get("cached") else None,
         "fallbackUsed": bool(result.get("fallbackUsed")),
         "source": source,
         "workflow": workflow,
@@ -126,6 +131,13 @@ class RunSummary(Jsonable):
     def cost_usd(self) -> float | None:
         costs = [p["costUsd"] for p in self.phases if isinstance(p.get("costUsd"), int | float)]
         return sum(costs) if costs else None
+
+    @json_property(round=6)
+    def saved_usd(self) -> float | None:
+        """What the provider's prompt cache saved on this run (negative: cache writes cost more
+        than they saved); None when no phase reported cached tokens."""
+        saved = [p["savedUsd"] for p in self.phases if isinstance(p.get("savedUsd"), int | float)]
+        return sum(saved) if saved else None
 
     @json_property(round=1)
     def total_ms(self) -> float:

@@ -40,6 +40,14 @@ def usd(value: float | None) -> str:
     return f"${value:.4f}" if value >= 0.0001 or value == 0 else f"${value:.6f}"
 
 
+def tokens_cell(tokens_in: int, tokens_out: int, read: int = 0, write: int = 0) -> str:
+    """``in/out``, with the provider's prompt-cache reads and writes among those in."""
+    cell = f"{tokens_in}/{tokens_out}"
+    if read or write:
+        cell += f" (cache {read} read" + (f", {write} written)" if write else ")")
+    return cell
+
+
 def outcome(result: PhaseResult | dict[str, Any]) -> Text:
     if isinstance(result, dict):
         kind = result.get("result") or "?"
@@ -63,8 +71,11 @@ def phases_table(results: Sequence[PhaseResult], protocols: dict[str, str | None
         result = outcome(r)
         if len(r.attempts) > 1:
             result.append(f" ({len(r.attempts)} attempts)", style="dim")
+        if r.cached:
+            result.append(" (cached answer)", style="dim")
         table.add_row(r.phase, served, protocols.get(r.phase) or "–", result, ms(r.first_token_ms),
-                      ms(r.total_ms), f"{r.input_tokens}/{r.output_tokens}", usd(r.cost_usd))
+                      ms(r.total_ms), tokens_cell(r.input_tokens, r.output_tokens, r.cache_read_tokens,
+                                                  r.cache_write_tokens), usd(r.cost_usd))
     return table
 
 
@@ -106,6 +117,9 @@ def run_summary(console: Console, outcome_: RunOutcome, protocols: dict[str, str
         phase_details(console, r)
     console.print(phases_table(outcome_.results, protocols, f"Run {outcome_.run_id}"))
     cost = usd(outcome_.cost_usd)
+    saved = [r.saved_usd for r in outcome_.results if r.saved_usd is not None]
+    if saved:
+        cost += f" ({usd(sum(saved))} saved by the providers' prompt caches)"
     if outcome_.ok:
         wrote = "not written (--dry-run)" if dry_run else f"written to {path}"
         console.print(f"[green]plan → code → review done[/] in {ms(outcome_.total_ms)}, cost {cost}; change {wrote}.")
@@ -123,21 +137,57 @@ def history_table(runs: Sequence[RunSummary]) -> Table:
     table.add_column("phase")
     table.add_column("served by", overflow="fold")
     table.add_column("result")
-    for header in ("first token", "total", "tokens in/out", "cost"):
+    for header in ("first token", "total", "tokens in/out", "cost", "saved"):
         table.add_column(header, justify="right", no_wrap=True)
     for run in runs:
         for index, p in enumerate(run.phases):
+            result = outcome(p)
+            if p.get("cached"):
+                result.append(" (cached)", style="dim")
             table.add_row(run.time[5:16].replace("T", " ") if index == 0 else "",
                           run.run_id if index == 0 else "", str(p.get("phase") or "?"),
-                          f"{p.get('provider') or '?'}/{p.get('model') or '?'}", outcome(p),
+                          f"{p.get('provider') or '?'}/{p.get('model') or '?'}", result,
                           ms(p.get("firstTokenMs")), ms(p.get("totalMs")),
-                          f"{p.get('inputTokens', 0)}/{p.get('outputTokens', 0)}", usd(p.get("costUsd")))
+                          tokens_cell(int(p.get("inputTokens") or 0), int(p.get("outputTokens") or 0),
+                                      int(p.get("cacheReadTokens") or 0), int(p.get("cacheWriteTokens") or 0)),
+                          usd(p.get("costUsd")), usd(p.get("savedUsd")))
         if len(run.phases) > 1:
             table.add_row("", "", Text("run", style="bold"), "", Text("ok" if run.ok else "failed",
                           style="green" if run.ok else "red"), "", ms(run.total_ms), "",
-                          Text(usd(run.cost_usd), style="bold"), end_section=True)
+                          Text(usd(run.cost_usd), style="bold"), Text(usd(run.saved_usd), style="bold"),
+                          end_section=True)
         else:
             table.add_section()
+    return table
+
+
+def health_table(health: dict[str, Any], title: str = "Provider health (from the run record)") -> Table:
+    """``workflows.health``'s report: one row per provider and model."""
+    from phasewise.workflows.health import flagged_note
+
+    table = Table(title=title, title_justify="left")
+    for header in ("provider/model", "requests", "success", "failures", "first token p50/p95", "total p50/p95",
+                   "last failure"):
+        table.add_column(header, justify="right" if header in {"requests", "success"} else "left")
+    flagged = {f["route"]: f for f in health.get("flagged") or ()}
+    for r in health.get("routes") or ():
+        label = f"{r['provider']}/{r['model']}"
+        rate = r.get("successRate")
+        success = Text(f"{rate * 100:.0f} %" if rate is not None else "–",
+                       style="bold red" if label in flagged else ("green" if rate == 1 else "yellow"))
+        failures = ", ".join(f"{k} {n}" for k, n in (r.get("failures") or {}).items()) or "–"
+        ttft, total = r.get("firstTokenMs") or {}, r.get("totalMs") or {}
+        last = r.get("lastFailure")
+        last_text = f"{last.get('kind')} at {str(last.get('time') or '?')[:19].replace('T', ' ')}" if last else "–"
+        name = Text(label, style="bold red" if label in flagged else "")
+        if label in flagged:
+            name.append("  FLAGGED", style="bold red")
+        table.add_row(name, str(r.get("requests", 0)), success, failures,
+                      f"{ms(ttft.get('p50'))} / {ms(ttft.get('p95'))}",
+                      f"{ms(total.get('p50'))} / {ms(total.get('p95'))}", last_text)
+    if flagged:
+        table.caption = "; ".join(flagged_note(f) for f in flagged.values())
+        table.caption_style = "bold red"
     return table
 
 
@@ -182,11 +232,14 @@ def doctor_view(report: DoctorReport) -> Group:
                        ph.problem.message if ph.problem else "")
     verdict = Text("Every phase can run." if report.ok else "Some phase cannot run: see above.",
                    style="green" if report.ok else "bold red")
+    parts: list[Any] = [providers, phases]
+    if report.health.get("routes"):
+        parts.append(health_table(report.health))
     keyring = report.keyring
     if keyring:
-        line = Text(f"OS keyring: {keyring.get('note', '')}", style="dim" if keyring.get("available") else "yellow")
-        return Group(providers, phases, line, verdict)
-    return Group(providers, phases, verdict)
+        parts.append(Text(f"OS keyring: {keyring.get('note', '')}",
+                          style="dim" if keyring.get("available") else "yellow"))
+    return Group(*parts, verdict)
 
 
 def models_view(found: Discovery) -> Table | Panel:

@@ -20,7 +20,7 @@ from phasewise.edge.diagnostics import line_range
 from phasewise.edge.edits import minimal_edit
 from phasewise.edge.feature import Feature
 from phasewise.edge.progress import PhaseProgress
-from phasewise.edge.shown import show_plan, wants_documents
+from phasewise.edge.shown import show_plan, wants_documents, workspace_folder
 
 if TYPE_CHECKING:
     from phasewise.edge.server import PhasewiseServer
@@ -92,6 +92,8 @@ class PhasesFeature(Feature):
         service = ls.service
         inp.run_id = run_id = inp.run_id or new_run_id()
         doc = inp.document
+        if inp.workspace is None and (folder := workspace_folder(ls, doc.uri)) is not None:
+            inp.workspace = str(folder)
         phase_route = service.route(loaded, phase)
         main = phase_route.main
         who = f"{main.provider}/{main.model}" if main else "unrouted"

@@ -45,9 +45,14 @@ class StatusFeature(Feature):
             problem = ls.service.preflight(loaded, phase, PhaseInput(doc, "status"))
             view["problem"] = problem.to_json() if problem else None
             phases.append(view)
+        from phasewise.workflows.health import health_status
+        from phasewise.workflows.ledger import ledger_path
+
+        health = await health_status(ledger_path(loaded.settings.ledger_path), resolver)
         return {
             "version": __version__,
             "phases": phases,
+            "health": health,
             "settingsIssues": [{"path": i.path, "message": i.message} for i in loaded.issues],
             "keysInMemory": sorted(ls.engine.keyring.memory_envs()),
             "keyring": (await self._keyring_info()).to_json(),

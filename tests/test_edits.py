@@ -18,7 +18,8 @@ from phasewise.phases.edits import (
     parse_whole,
 )
 
-INV = "def find(items, sku):\n    for item in items:\n        if item.sku == sku:\n            return item\n    return None\n"
+INV = ("def find(items, sku):\n    for item in items:\n        if item.sku == sku:\n            return item\n"
+       "    return None\n")
 CALLER = "from inventory import find\n\n\ndef lookup(items):\n    return find(items, 'A1')\n"
 
 
@@ -39,7 +40,7 @@ def sr(*blocks: tuple[str, str, str], fenced: bool = True) -> str:
         body += ["<<<<<<< SEARCH", search, "=======", replace, ">>>>>>> REPLACE"]
         if fenced:
             body.append("```")
-        out += body + [""]
+        out += [*body, ""]
     return "\n".join(out)
 
 
@@ -131,7 +132,7 @@ def test_tool_format_with_paths() -> None:
                             document=FileText("inventory.py", "file:///ws/inventory.py", INV))
     assert {f.path for f in cs.files} == {"inventory.py", "caller.py"}
     bad = {"edits": [{"path": "caller.py", "start_line": 50, "end_line": 50, "new_text": "x"}]}
-    with pytest.raises(EditFailure, match="caller.py"):
+    with pytest.raises(EditFailure, match=r"caller\.py"):
         change_from_answer("tool", text="", tool_input=bad, resolve=resolver(files),
                            document=FileText("inventory.py", "file:///ws/inventory.py", INV))
 

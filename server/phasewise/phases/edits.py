@@ -518,8 +518,8 @@ def change_from_answer(fmt: str, *, text: str, tool_input: dict[str, Any] | None
             raise AnswerError("the answer has no `edits` list")
         groups: dict[str, list[Any]] = {}
         for n, item in enumerate(raw, 1):
-            path = item.get("path") if isinstance(item, dict) else None
-            path = path if isinstance(path, str) and path.strip() else document.path
+            named = item.get("path") if isinstance(item, dict) else None
+            path = named if isinstance(named, str) and named.strip() else document.path
             w = builder.file(path, n)
             if w is not None:
                 groups.setdefault(w.file.path, []).append(item)

@@ -14,22 +14,37 @@ Format of the user message (every phase)::
     <change>                    (review phase after a code phase: the applied diff)
     unified diff
     </change>
+    <file path="src/util.py" language="python" reason="imported by the document" first_line="1" last_line="9">
+       1| a related file (zero or more, see ``context_blocks``)
+    </file>
+    <repository_map>           (when the budget leaves room)
+    src/util.py: helper, Thing
+    </repository_map>
     <document path="src/app.py" language="python" first_line="1" last_line="40">
        1| first line of the document
        2| ...
     </document>
 
+Paths are workspace-relative when the phase knows the workspace folders (absolute otherwise).
+
 The system prompt starts with ``Phasewise phase: <name>.`` and, for structured phases, names the
 edit format: tool calling (tools below) or a fenced ```json block holding the same object.
 
-Edits are line based, 1-based and inclusive: ``{start_line, end_line, new_text}`` replaces lines
+The code phase's edit format is named on its own line, ``Edit format: <name>.``: ``search-replace``
+(SEARCH/REPLACE blocks headed by their file's path, see ``phases.edits``), ``whole`` (whole files
+back), ``tool`` (tool call) or ``text`` (the same object in a fenced JSON block).
+
+In the ``tool``/``text`` formats, edits are line based, 1-based and inclusive:
+``{start_line, end_line, new_text}`` replaces lines
 ``start_line..end_line`` by ``new_text`` (no trailing newline needed). An insertion before line
-``k`` is ``start_line = k, end_line = k - 1``. Deleting is ``new_text = ""``.
+``k`` is ``start_line = k, end_line = k - 1``. Deleting is ``new_text = ""``. An edit of a related
+file names it in ``path``; a new file is an insertion at line 1 of a path that does not exist.
 May not import: edge, router, providers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -47,6 +62,10 @@ EDIT_SCHEMA: Final[dict[str, Any]] = {
             "items": {
                 "type": "object",
                 "properties": {
+                    "path": {
+                        "type": "string",
+                        "description": "Workspace-relative path of the file edited; the document when left out.",
+                    },
                     "start_line": {"type": "integer", "description": "First line replaced (1-based)."},
                     "end_line": {
                         "type": "integer",
@@ -111,8 +130,9 @@ _SYSTEM = {
     ),
     "code": (
         "Phasewise phase: code.\n"
-        "You are a careful engineer. Carry out the instruction on the numbered document with the "
-        "smallest correct change. Line numbers refer to the numbered document."
+        "You are a careful engineer. Carry out the instruction on the document with the smallest "
+        "correct change, updating the related files it affects (callers, tests). Line numbers are "
+        "there for reference only."
     ),
     "review": (
         "Phasewise phase: review.\n"
@@ -128,11 +148,40 @@ _FORMAT_TEXT = (
 )
 
 
-def system_prompt(phase: str, *, tool: ToolSpec | None, use_tools: bool) -> str:
+_FORMAT_SEARCH_REPLACE = """Edit format: search-replace.
+Answer with SEARCH/REPLACE blocks only, one per change. Put each file's workspace-relative path alone on \
+the line before its block. The SEARCH section must copy existing lines of that file exactly (without \
+the line-number gutter) and match exactly one place; keep it short but unique. To create a file, give \
+its new path and leave SEARCH empty. Example:
+
+src/app.py
+```python
+<<<<<<< SEARCH
+def old_name(x):
+=======
+def new_name(x):
+>>>>>>> REPLACE
+```"""
+
+_FORMAT_WHOLE = """Edit format: whole.
+Answer with every file you change, whole: its workspace-relative path alone on a line, then its complete \
+new content in a fenced block. Leave out files you do not change. Example:
+
+src/app.py
+```python
+the complete new content of src/app.py
+```"""
+
+
+def system_prompt(phase: str, *, tool: ToolSpec | None, use_tools: bool, edit_format: str | None = None) -> str:
     """The system prompt of a phase; unknown (user-defined) phases are planned like ``plan``."""
     import json
 
     base = _SYSTEM.get(phase, _SYSTEM["plan"].replace("phase: plan", f"phase: {phase}"))
+    if phase == "code" and edit_format == "search-replace":
+        return f"{base}\n{_FORMAT_SEARCH_REPLACE}"
+    if phase == "code" and edit_format == "whole":
+        return f"{base}\n{_FORMAT_WHOLE}"
     if tool is None:
         return base
     if use_tools:
@@ -156,16 +205,37 @@ def user_prompt(
     first_line: int = 1,
     plan: str | None = None,
     change: str | None = None,
+    context: str = "",
 ) -> str:
-    """The user message of a phase, in the format the module docstring describes."""
+    """The user message of a phase, in the format the module docstring describes; ``context`` is
+    what ``context_blocks`` rendered (related files and the repository map)."""
     parts = [f"<instruction>\n{instruction.strip()}\n</instruction>"]
     if plan:
         parts.append(f"<plan>\n{plan.strip()}\n</plan>")
     if change:
         parts.append(f"<change>\n{change.rstrip()}\n</change>")
+    if context:
+        parts.append(context)
     last_line = first_line + text.count("\n")
     parts.append(
         f'<document path="{path}" language="{language}" first_line="{first_line}" '
         f'last_line="{last_line}">\n{number_lines(text, first_line)}\n</document>'
     )
+    return "\n".join(parts)
+
+
+def context_blocks(files: Sequence[tuple[str, str, str, str]], repo_map: str = "") -> str:
+    """The related files (``(path, language, reason, text)``) and the repository map, as the user
+    message carries them: one ``<file>`` block each (numbered like the document), then the map.
+    Kept in this one function so the layout of the prompt can move it as a whole."""
+    parts = []
+    for path, language, reason, text in files:
+        body = text[:-1] if text.endswith("\n") else text
+        last = 1 + body.count("\n")
+        parts.append(
+            f'<file path="{path}" language="{language}" reason="{reason}" first_line="1" last_line="{last}">\n'
+            f"{number_lines(body)}\n</file>"
+        )
+    if repo_map:
+        parts.append(f"<repository_map>\n{repo_map}\n</repository_map>")
     return "\n".join(parts)

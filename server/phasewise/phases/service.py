@@ -1,19 +1,25 @@
 """The phases: plan, code, review (and any phase of the user's own), as plain async calls.
 
-``PhaseService.run`` builds the prompt, asks the router, and turns the answer into a
-``PhaseResult``: text for ``plan``, a validated edit set and its diff for ``code``, findings for
-``review``. It applies nothing: whoever called it (the LSP edge, the CLI) applies the edits with
-its own safety checks. Knows nothing of LSP.
+``PhaseService.run`` gathers the phase's context from the workspace (``phases.context``, in a
+thread), builds the prompt, asks the router, and turns the answer into a ``PhaseResult``: text for
+``plan``, a ``ChangeSet`` (every file the change touches, each with its diff) for ``code``,
+findings for ``review``. A code answer whose blocks do not match gets one repair round (the model
+is told which block failed and why); if that fails too, the phase fails and nothing is applied.
+It applies nothing itself: whoever called it (the LSP edge, the CLI) applies the change with its
+own safety checks. Knows nothing of LSP.
 May not import: edge.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from phasewise.phases.context import Context, Workspace, gather
 from phasewise.phases.documents import (
     MAX_DOCUMENT_CHARS,
     AnswerError,
@@ -21,16 +27,15 @@ from phasewise.phases.documents import (
     Finding,
     LineEdit,
     LineRange,
-    apply_edits,
-    parse_edits,
     parse_findings,
     structured_answer,
-    unified_diff,
 )
+from phasewise.phases.edits import ChangeSet, EditFailure, FileText, change_from_answer, line_edits
 from phasewise.phases.prompts import (
     EDIT_TOOL_SPEC,
     FINDINGS_TOOL_SPEC,
     ToolSpec,
+    context_blocks,
     system_prompt,
     user_prompt,
 )
@@ -45,9 +50,10 @@ from phasewise.router.router import (
     Router,
     output_budget,
     phase_request,
+    uses_tool,
 )
 from phasewise.router.routes import PhaseRoute, Route
-from phasewise.settings import LoadedSettings
+from phasewise.settings import DEFAULT_CONTEXT_TOKENS, LoadedSettings
 
 _TOOLS: dict[str, ToolSpec] = {"code": EDIT_TOOL_SPEC, "review": FINDINGS_TOOL_SPEC}
 
@@ -60,6 +66,9 @@ class PhaseInput:
     plan: str | None = None
     change: str | None = None
     run_id: str | None = None
+    workspace: Workspace | None = None  # folders and open buffers: related files go with the document
+    changed_files: tuple[str, ...] = ()  # review after code: the files the change touched
+
 
 
 @dataclass(slots=True)
@@ -87,6 +96,8 @@ class PhaseResult:
     cost_usd: float | None = None
     applied: bool | None = None
     range: LineRange | None = None
+    changes: ChangeSet | None = None
+    context: Context | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -110,8 +121,11 @@ class PhaseResult:
             ]
             out["diff"] = self.diff
             out["applied"] = self.applied
+            out["files"] = self.changes.to_json() if self.changes else []
         if self.phase == "review" or self.findings:
             out["findings"] = [f.to_json() for f in self.findings]
+        if self.context is not None:
+            out["context"] = self.context.to_json()
         return out
 
 
@@ -135,19 +149,38 @@ class PhaseService:
     def route(self, loaded: LoadedSettings, phase: str) -> PhaseRoute:
         return self.engine.resolver(loaded).phase(phase)
 
-    def prepare(self, phase: str, inp: PhaseInput) -> tuple[str, str, ToolSpec | None, LineRange]:
+    def prepare(self, phase: str, inp: PhaseInput,
+                context: Context | None = None) -> tuple[str, str, ToolSpec | None, LineRange]:
         doc = inp.document
         rng = doc.clamp(inp.range)
         tool = _TOOLS.get(phase)
+        ws = inp.workspace
+        path = (ws.rel(doc.uri) if ws else None) or doc.path
         return (
             phase,
             user_prompt(
                 instruction=inp.instruction or "Review this code.",
-                path=doc.path, language=doc.language_id(), text=doc.excerpt(rng),
+                path=path, language=doc.language_id(), text=doc.excerpt(rng),
                 first_line=rng.start + 1, plan=inp.plan, change=inp.change,
+                context=related_blocks(context),
             ),
             tool,
             rng,
+        )
+
+    async def gather(self, loaded: LoadedSettings, phase: str, inp: PhaseInput) -> Context | None:
+        """The phase's related files (off the event loop), or None without a workspace."""
+        if inp.workspace is None:
+            return None
+        ps = loaded.settings.phases.get(phase)
+        budget = ps.context_tokens if ps else DEFAULT_CONTEXT_TOKENS
+        doc = inp.document
+        rng = doc.clamp(inp.range) if inp.range is not None else None
+        instruction = " ".join([inp.instruction, *inp.changed_files])
+        return await asyncio.to_thread(
+            gather, inp.workspace, document_uri=doc.uri, document_text=doc.text,
+            range_text=doc.excerpt(rng) if rng else None, instruction=instruction,
+            plan=inp.plan if phase == "code" else None, budget_tokens=budget,
         )
 
     def preflight(self, loaded: LoadedSettings, phase: str, inp: PhaseInput) -> Problem | None:
@@ -170,7 +203,9 @@ class PhaseService:
         main = phase_route.main
         result = PhaseResult(ok=False, run_id=run_id, phase=phase,
                              provider=main.provider if main else None, model=main.model if main else None)
-        _, user, tool, rng = self.prepare(phase, inp)
+        context = await self.gather(loaded, phase, inp)
+        result.context = context
+        _, user, tool, rng = self.prepare(phase, inp, context)
         result.range = rng
         if len(user) > MAX_DOCUMENT_CHARS:  # what would be sent: the range, or the whole document
             who = f" ({main.provider}/{main.model})" if main else ""
@@ -187,10 +222,10 @@ class PhaseService:
         check = Preflight(needs_tool=tool is not None, prompt_chars=len(user) + 2000,
                           output_tokens=output_budget(main) if main else 0)
 
-        def build(route: Route) -> Any:
-            use_tools = tool is not None and route.edit_format == "tool"
-            return phase_request(route, system=system_prompt(phase, tool=tool, use_tools=use_tools),
-                                 user=user, tool=tool)
+        def build(route: Route, text: str = user) -> Any:
+            use_tools = tool is not None and uses_tool(route)
+            system = system_prompt(phase, tool=tool, use_tools=use_tools, edit_format=route.edit_format)
+            return phase_request(route, system=system, user=text, tool=tool)
 
         try:
             served = await router.serve(phase_route, build, check, observer)
@@ -214,15 +249,28 @@ class PhaseService:
         result.cost_usd = cost(served.route, result.input_tokens, result.output_tokens)
         try:
             if phase == "code":
-                answer = structured_answer(c.tool_input, c.text)
-                result.edits = parse_edits(answer, inp.document, rng)
-                result.new_text = apply_edits(inp.document.text, result.edits)
-                result.diff = unified_diff(inp.document.text, result.new_text, inp.document.path)
-                result.text = str(answer.get("summary") or c.text or "")
+                try:
+                    self._code_result(result, served.route, c.text, c.tool_input, inp, rng, context)
+                except EditFailure as failed:
+                    await self._repair(result, router, served, build, user, failed, check, observer,
+                                       inp, rng, context)
             elif phase == "review":
                 answer = structured_answer(c.tool_input, c.text)
                 result.findings = parse_findings(answer, inp.document, rng)
                 result.text = str(answer.get("summary") or c.text or "")
+        except EditFailure as err:
+            f = err.first
+            result.error = Problem(
+                ProblemKind.BAD_REQUEST,
+                f"{result.provider}/{result.model} answered the code phase with edits that do not apply, "
+                f"even after being told why: {f.path}, {f.reason}"
+                + (f" (and {len(err.failures) - 1} more)" if len(err.failures) > 1 else "")
+                + ". Nothing was applied; retry, or set `phasewise.phases.code.editFormat` (e.g. \"whole\").",
+                phase=phase, provider=result.provider, model=result.model,
+            )
+            result.edits, result.new_text, result.diff, result.changes = [], None, None, None
+            result.total_ms = (time.perf_counter() - started) * 1000
+            return result
         except AnswerError as err:
             result.error = Problem(
                 ProblemKind.BAD_REQUEST,
@@ -231,12 +279,95 @@ class PhaseService:
                 f"retry, or set `phasewise.phases.{phase}.editFormat`.",
                 phase=phase, provider=served.route.provider, model=served.route.model,
             )
-            result.edits, result.new_text, result.diff = [], None, None
+            result.edits, result.new_text, result.diff, result.changes = [], None, None, None
             result.total_ms = (time.perf_counter() - started) * 1000
             return result
         result.ok = True
         result.total_ms = (time.perf_counter() - started) * 1000
         return result
+
+
+    def _resolver(self, inp: PhaseInput, context: Context | None) -> tuple[FileText, Any]:
+        """The document as a change sees it, and the resolver of the paths an answer names."""
+        doc, ws = inp.document, inp.workspace
+        rel = (ws.rel(doc.uri) if ws else None) or doc.path
+        main = FileText(rel, doc.uri, doc.text, doc.version)
+        sent = {f.path: FileText(f.path, f.uri, f.text, f.version) for f in context.files} if context else {}
+
+        def resolve(name: str) -> FileText | None:
+            name = name.strip().lstrip("@")
+            if name in (rel, doc.path, "./" + rel) or (ws is None and name == doc.path.rsplit("/", 1)[-1]):
+                return main
+            if name in sent:
+                return sent[name]
+            if ws is None:
+                return None
+            found = ws.resolve(name)
+            if found is not None and found.path == rel:
+                return main
+            return found
+
+        return main, resolve
+
+    def _code_result(self, result: PhaseResult, route: Route, text: str, tool_input: dict[str, Any] | None,
+                     inp: PhaseInput, rng: LineRange, context: Context | None) -> None:
+        main, resolve = self._resolver(inp, context)
+        windows = {main.path: rng} if inp.range is not None else {}
+        changes = change_from_answer(route.edit_format, text=text, tool_input=tool_input, resolve=resolve,
+                                     document=main, windows=windows)
+        result.changes = changes
+        mine = changes.get(main.path)
+        result.new_text = mine.after if mine else inp.document.text
+        result.edits = line_edits(inp.document.text, result.new_text) if mine else []
+        result.diff = changes.diff
+        summary = ""
+        if route.edit_format in ("tool", "text"):
+            try:
+                summary = str(structured_answer(tool_input, text).get("summary") or "")
+            except AnswerError:
+                summary = ""
+        result.text = summary or text or ""
+
+    async def _repair(self, result: PhaseResult, router: Router, served: Any, build: Any, user: str,
+                      failed: EditFailure, check: Preflight, observer: Observer, inp: PhaseInput,
+                      rng: LineRange, context: Context | None) -> None:
+        """One repair round on the route that answered; raises ``EditFailure`` when it fails again."""
+        if result.attempts and result.attempts[-1].outcome == "ok":
+            result.attempts[-1] = dataclasses.replace(result.attempts[-1], outcome="edit-failed")
+        f = failed.first
+        observer.on_status(f"edit block {f.block} of {f.path} did not apply: asking "
+                           f"{served.route.label} once more")
+        previous = served.completion.text or (str(served.completion.tool_input) if served.completion.tool_input else "")
+        repair_user = (f"{user}\n<previous_answer>\n{previous.rstrip()}\n</previous_answer>\n"
+                       f"<repair>\n{failed.repair_prompt()}\n</repair>")
+        route = served.route
+        only = PhaseRoute(route.phase, routes=(route,))
+        try:
+            again = await router.serve(only, lambda r: build(r, repair_user), check, observer)
+        except RouteFailed as err:
+            result.attempts += err.attempts
+            raise failed from None
+        result.attempts += again.attempts
+        c = again.completion
+        result.input_tokens += c.usage.input_tokens
+        result.output_tokens += c.usage.output_tokens
+        result.cost_usd = cost(route, result.input_tokens, result.output_tokens)
+        try:
+            self._code_result(result, route, c.text, c.tool_input, inp, rng, context)
+        except EditFailure:
+            if result.attempts and result.attempts[-1].outcome == "ok":
+                result.attempts[-1] = dataclasses.replace(result.attempts[-1], outcome="edit-failed")
+            raise
+
+
+def related_blocks(context: Context | None) -> str:
+    """The related files and repository map of ``context``, in the prompt's ``<file>`` layout."""
+    if context is None:
+        return ""
+    from phasewise.phases.documents import Document as _Doc
+
+    files = [(f.path, _Doc(f.uri, "").language_id(), f.reason, f.text) for f in context.files]
+    return context_blocks(files, context.repo_map)
 
 
 def cancelled_result(phase: str, run_id: str, route: PhaseRoute) -> PhaseResult:

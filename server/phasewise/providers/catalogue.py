@@ -29,6 +29,7 @@ class ModelInfo:
     vision: bool | None = None
     input_price_per_mtok: float | None = None
     output_price_per_mtok: float | None = None
+    edit_format: str | None = None  # the edit format the model does best; None: search-replace
 
     def merged(self, override: ModelInfo) -> ModelInfo:
         """This info with every field ``override`` knows replaced."""
@@ -57,8 +58,8 @@ class ProviderSpec:
 
 
 def _m(tools: bool, window: int, out: int | None, price_in: float | None, price_out: float | None,
-       vision: bool | None = None) -> ModelInfo:
-    return ModelInfo(tools, window, out, vision, price_in, price_out)
+       vision: bool | None = None, edit: str | None = None) -> ModelInfo:
+    return ModelInfo(tools, window, out, vision, price_in, price_out, edit)
 
 
 _CLAUDE = {
@@ -93,8 +94,8 @@ _DEEPSEEK = {
 _QWEN = {
     "qwen3-coder-plus": _m(True, 1_000_000, 65_536, 1.0, 5.0),
     "qwen3-max": _m(True, 262_144, 65_536, 1.2, 6.0),
-    "qwen-plus": _m(True, 131_072, 16_384, 0.40, 1.20),
-    "qwen-turbo": _m(True, 1_000_000, 16_384, 0.05, 0.20),
+    "qwen-plus": _m(True, 131_072, 16_384, 0.40, 1.20, edit="whole"),
+    "qwen-turbo": _m(True, 1_000_000, 16_384, 0.05, 0.20, edit="whole"),
 }
 _MINIMAX = {
     "MiniMax-M2": _m(True, 204_800, 128_000, 0.30, 1.20),
@@ -119,7 +120,7 @@ _SIM = {
     "claude-sim": _m(True, 200_000, 8_192, 3.0, 15.0),
     "glm-sim": _m(True, 128_000, 8_192, 0.60, 2.20),
     "gpt-sim": _m(True, 128_000, 8_192, 0.25, 2.0),
-    "tiny-sim": _m(False, 4_096, 1_024, 0.0, 0.0),
+    "tiny-sim": _m(False, 4_096, 1_024, 0.0, 0.0, edit="whole"),
 }
 
 

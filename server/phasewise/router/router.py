@@ -265,11 +265,12 @@ def preflight(resolver: RouteResolver, route: Route, check: Preflight, known: se
             phase=route.phase, provider=spec.id, model=route.model,
         )
     info = route.info
-    if check.needs_tool and route.edit_format == "tool" and info.tool_calling is False:
+    if check.needs_tool and uses_tool(route) and info.tool_calling is False:
+        other = "\"search-replace\" (or \"text\")" if route.phase == "code" else "\"text\""
         return Problem(
             K.CAPABILITY,
             f"{route.model} at {spec.name} has no tool calling, which the {route.phase} phase uses "
-            f"for structured answers: set `phasewise.phases.{route.phase}.editFormat` to \"text\" "
+            f"for structured answers: set `phasewise.phases.{route.phase}.editFormat` to {other} "
             f"or pick a model with tool calling.",
             phase=route.phase, provider=spec.id, model=route.model,
             setting=f"phasewise.phases.{route.phase}.editFormat",
@@ -507,9 +508,18 @@ def _env(key: KeyRef | None) -> str:
     return key.env if key else "no key"
 
 
+def uses_tool(route: Route) -> bool:
+    """Whether a structured phase answers by tool call on ``route``: the code phase only in the ``tool``
+    edit format (``search-replace`` and ``whole`` are plain text, ``text`` a JSON block); review's
+    findings by tool call unless the format is ``text``."""
+    if route.phase == "code":
+        return route.edit_format == "tool"
+    return route.edit_format != "text"
+
+
 def phase_request(route: Route, *, system: str, user: str, tool: ToolSpec | None, stream: bool = True) -> ChatRequest:
     """The ``ChatRequest`` a phase sends on ``route``."""
-    use_tool = tool is not None and route.edit_format == "tool"
+    use_tool = tool is not None and uses_tool(route)
     return ChatRequest(
         model=route.model, system=system, user=user, max_tokens=output_budget(route),
         tool=tool if use_tool else None, temperature=route.temperature, stream=stream,

@@ -28,6 +28,7 @@ class Step:
     instruction: str
     plan: str | None = None
     change: str | None = None
+    files: tuple[str, ...] = ()  # review: the workspace-relative paths the code phase changed
 
 
 PhaseStep = Callable[[Step], Awaitable[PhaseResult]]
@@ -79,6 +80,7 @@ class RunOutcome:
             "totalMs": round(self.total_ms, 1),
             "plan": (p.text if (p := self.get("plan")) is not None and p.ok else None),
             "diff": code.diff if code is not None and code.ok else None,
+            "files": code.changes.to_json() if code is not None and code.ok and code.changes else [],
             "findings": [f.to_json() for f in review.findings] if review is not None and review.ok else None,
             "phases": [r.to_json() for r in self.results],
         }
@@ -96,7 +98,8 @@ async def run_plan_code_review(step: PhaseStep, instruction: str, *, run_id: str
     if not code.ok:
         return outcome
     change = code.diff or "(the code phase changed nothing)"
-    review = await step(Step("review", outcome.run_id, review_instruction(instruction), change=change))
+    files = tuple(f.path for f in code.changes.files) if code.changes else ()
+    review = await step(Step("review", outcome.run_id, review_instruction(instruction), change=change, files=files))
     outcome.results.append(review)
     return outcome
 

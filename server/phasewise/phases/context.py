@@ -44,7 +44,7 @@ SKIP_DIRS = frozenset({".git", "node_modules", "__pycache__", ".venv", "venv", "
                        ".ruff_cache", ".pytest_cache", ".tox", "target", ".idea", ".vscode", "site-packages"})
 SOURCE_EXT = frozenset({".py", ".pyi", ".js", ".jsx", ".ts", ".tsx", ".go", ".rs", ".java", ".c", ".h", ".cpp",
                         ".hpp", ".rb", ".lua", ".el", ".sh", ".kt", ".swift", ".cs", ".php", ".scala"})
-_PATHISH = re.compile(r"@?([\w./-]*[\w-]\.[A-Za-z0-9]{1,8}|[\w.-]+/[\w./-]+)")
+_PATHISH = re.compile(r"(?<![\w/.])@?([\w./-]*[\w-]\.[A-Za-z0-9]{1,8}|[\w.-]+/[\w./-]+|\.[\w][\w.-]*)")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DEF = re.compile(
     r"^(?:export\s+)?(?:default\s+)?(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?"
@@ -305,7 +305,12 @@ def _gitignore(folder: Path) -> Any:
                     if ln.strip() and not ln.startswith(("#", "!"))]
         return lambda rel: any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(rel.rsplit("/", 1)[-1], p)
                                or rel.startswith(p + "/") for p in patterns)
-    spec = pathspec.PathSpec.from_lines("gitwildmatch", path.read_text("utf-8", "replace").splitlines())
+    lines = path.read_text("utf-8", "replace").splitlines()
+    spec: Any
+    try:
+        spec = pathspec.PathSpec.from_lines("gitignore", lines)
+    except (KeyError, LookupError):  # pathspec before 0.12 names it gitwildmatch
+        spec = pathspec.PathSpec.from_lines("gitwildmatch", lines)
     return spec.match_file
 
 
@@ -322,8 +327,7 @@ def named_paths(ws: Workspace, text: str, listing: Sequence[str]) -> list[str]:
     known = set(listing)
     out: list[str] = []
     for m in _PATHISH.finditer(text):
-        token = m.group(1).strip("./") if not m.group(1).startswith("./") else m.group(1)[2:]
-        token = token.rstrip(".")
+        token = m.group(1).removeprefix("./").rstrip(".")
         if not token:
             continue
         if token in known:

@@ -1,0 +1,167 @@
+"""A code phase's ``ChangeSet`` as one LSP ``WorkspaceEdit``, and the check that nothing moved on.
+
+Plain functions for the edge to call before ``workspace/applyEdit``:
+
+``stale_problem(changes, open_docs, read)``
+    ``document-changed`` naming the first file that is no longer what the change was computed on:
+    an open document whose version or text moved on, a closed file whose content on disk moved on,
+    or a file to create that now exists. ``None`` when the change still fits everywhere.
+``workspace_edit(changes, capabilities, ...)``
+    ``documentChanges``: a ``TextDocumentEdit`` per file carrying the version of the open document
+    the change was computed on (``null`` for a file not open), a ``CreateFile`` before the edit of a
+    new file (only when the client declares ``resourceOperations`` with ``create``; otherwise a
+    ``capability`` problem and nothing to apply). With ``confirm`` and a client that declares
+    ``changeAnnotationSupport``, every edit carries one change annotation with
+    ``needsConfirmation`` (VS Code then shows its refactor preview first). A client without
+    ``documentChanges`` gets the ``changes`` map (no new files possible there).
+
+Positions are in the negotiated position encoding (UTF-16 unless told otherwise). One minimal
+``TextEdit`` per file (the span between the common prefix and suffix), so cursor and marks outside
+the change stay where they are.
+May import: phases, problems, lsprotocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from lsprotocol import types
+
+from phasewise.phases.context import uri_to_path
+from phasewise.phases.edits import ChangeSet, FileChange
+from phasewise.problems import Problem, ProblemKind
+
+ANNOTATION_ID = "phasewise-code"
+OpenDocs = Mapping[str, tuple[str, int | None]]  # uri → (text, version) of the editor's open documents
+
+
+def _read_disk(path: Path) -> str | None:
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError):
+        return "\0unreadable"
+
+
+def stale_problem(changes: ChangeSet, open_docs: OpenDocs, read: Callable[[Path], str | None] = _read_disk,
+                  *, provider: str | None = None, model: str | None = None) -> Problem | None:
+    """``document-changed`` naming the first file of ``changes`` that moved on, else ``None``."""
+    for f in changes.files:
+        why = _moved(f, open_docs, read)
+        if why is not None:
+            return Problem(
+                ProblemKind.DOCUMENT_CHANGED,
+                f"{f.path} {why} while the code phase ran, so none of its change ({len(changes.files)} "
+                f"file{'s' if len(changes.files) != 1 else ''}) was applied. Run it again.",
+                phase="code", provider=provider, model=model,
+            )
+    return None
+
+
+def _moved(f: FileChange, open_docs: OpenDocs, read: Callable[[Path], str | None]) -> str | None:
+    opened = open_docs.get(f.uri)
+    if f.created:
+        if opened is not None or read(uri_to_path(f.uri)) is not None:
+            return "was created by someone else"
+        return None
+    if opened is not None:
+        text, version = opened
+        if f.version is not None and version is not None and version != f.version:
+            return f"changed in the editor (version {f.version} → {version})"
+        if text != f.before:
+            return "changed in the editor"
+        return None
+    if read(uri_to_path(f.uri)) != f.before:
+        return "changed on disk"
+    return None
+
+
+def _units(text: str, encoding: str) -> int:
+    if encoding == types.PositionEncodingKind.Utf8:
+        return len(text.encode("utf-8"))
+    if encoding == types.PositionEncodingKind.Utf32:
+        return len(text)
+    return len(text.encode("utf-16-le")) // 2
+
+
+def position_at(text: str, offset: int, encoding: str = types.PositionEncodingKind.Utf16) -> types.Position:
+    """The LSP position of string index ``offset`` of ``text``."""
+    head = text[:offset]
+    line = head.count("\n")
+    start = head.rfind("\n") + 1
+    return types.Position(line=line, character=_units(head[start:], encoding))
+
+
+def minimal_text_edit(before: str, after: str,
+                      encoding: str = types.PositionEncodingKind.Utf16) -> types.TextEdit:
+    """One ``TextEdit`` turning ``before`` into ``after``: the span between their common ends."""
+    limit = min(len(before), len(after))
+    a = 0
+    while a < limit and before[a] == after[a]:
+        a += 1
+    b = 0
+    while b < limit - a and before[len(before) - 1 - b] == after[len(after) - 1 - b]:
+        b += 1
+    # never split a CRLF pair or a surrogate-free code point (str indices are code points already)
+    if 0 < a < len(before) and before[a - 1] == "\r" and before[a] == "\n":
+        a -= 1
+    rng = types.Range(start=position_at(before, a, encoding), end=position_at(before, len(before) - b, encoding))
+    return types.TextEdit(range=rng, new_text=after[a : len(after) - b])
+
+
+def _caps(capabilities: types.ClientCapabilities | None) -> types.WorkspaceEditClientCapabilities | None:
+    ws = capabilities.workspace if capabilities else None
+    return ws.workspace_edit if ws else None
+
+
+def workspace_edit(changes: ChangeSet, capabilities: types.ClientCapabilities | None, *, confirm: bool = True,
+                   label: str = "Phasewise code phase", description: str | None = None,
+                   encoding: str = types.PositionEncodingKind.Utf16, provider: str | None = None,
+                   model: str | None = None) -> types.WorkspaceEdit | Problem:
+    """The ``WorkspaceEdit`` carrying every file of ``changes`` at once, or why the client cannot take it."""
+    caps = _caps(capabilities)
+    document_changes = bool(caps and caps.document_changes)
+    creates = [f for f in changes.files if f.created]
+    ops = set(caps.resource_operations or ()) if caps else set()
+    if creates and (not document_changes or types.ResourceOperationKind.Create not in ops):
+        names = ", ".join(f.path for f in creates)
+        return Problem(
+            ProblemKind.CAPABILITY,
+            f"The change creates {names}, but this editor does not declare that it can create files in an "
+            f"edit (workspace.workspaceEdit.resourceOperations \"create\"), so nothing was applied. Run it "
+            f"from the command line (`phasewise code FILE`), or ask for the change without new files.",
+            phase="code", provider=provider, model=model,
+        )
+    annotated = bool(confirm and caps and caps.change_annotation_support is not None)
+    annotation = ANNOTATION_ID if annotated else None
+    edits_by_file = [(f, minimal_text_edit(f.before if not f.created else "", f.after, encoding))
+                     for f in changes.files]
+    if not document_changes:
+        return types.WorkspaceEdit(changes={f.uri: [e] for f, e in edits_by_file})
+    out: list[types.TextDocumentEdit | types.CreateFile | types.RenameFile | types.DeleteFile] = []
+    for f, e in edits_by_file:
+        if f.created:
+            out.append(types.CreateFile(uri=f.uri, options=types.CreateFileOptions(overwrite=False,
+                                                                                   ignore_if_exists=False),
+                                        annotation_id=annotation))
+        edit: types.TextEdit | types.AnnotatedTextEdit = (
+            types.AnnotatedTextEdit(range=e.range, new_text=e.new_text, annotation_id=annotation)
+            if annotation else e
+        )
+        version = None if f.created else f.version
+        out.append(types.TextDocumentEdit(
+            text_document=types.OptionalVersionedTextDocumentIdentifier(uri=f.uri, version=version),
+            edits=[edit],
+        ))
+    annotations = None
+    if annotation:
+        files = len(changes.files)
+        annotations = {annotation: types.ChangeAnnotation(
+            label=label, needs_confirmation=True,
+            description=description or f"{files} file{'s' if files != 1 else ''}: "
+                                       + ", ".join(f.path for f in changes.files),
+        )}
+    return types.WorkspaceEdit(document_changes=out, change_annotations=annotations)

@@ -33,6 +33,7 @@ from phasewise.providers.catalogue import (
 )
 from phasewise.settings import (
     BUILTIN_PHASES,
+    DEFAULT_CONTEXT_TOKENS,
     DEFAULT_EDIT_FORMAT,
     LoadedSettings,
     ModelRef,
@@ -350,4 +351,8 @@ class RouteResolver:
         out.update(view(phase_route.main))
         out["fallbacks"] = [view(r) for r in phase_route.routes[1:]]
         out["fallbackOn"] = sorted(phase_route.fallback_on)
+        ps = self.loaded.settings.phases.get(phase_route.phase)
+        out["contextTokens"] = ps.context_tokens if ps else DEFAULT_CONTEXT_TOKENS
+        if phase_route.phase == "code":
+            out["confirm"] = ps.confirm if ps else True
         return out

@@ -195,6 +195,13 @@ def test_the_demo_rename_updates_the_caller_through_the_cli(sim: SimulatorThread
                                                                   for c in plan_phase["context"]]
     assert ["orders.py", "named in the plan"] in [[c["path"], c["reason"]] for c in code_phase["context"]]
     assert all(c["tokens"] > 0 for c in code_phase["context"])
+    # review saw the other changed file and reports on it there
+    review = out["phases"][2]
+    assert ["orders.py", "changed by the code phase"] in [[c["path"], c["reason"]] for c in review["context"]]
+    on_orders = [f for f in out["findings"] if f.get("path") == "orders.py"]
+    assert [(f["startLine"], f["uri"]) for f in on_orders if "TODO" in f["message"]] == [
+        (10, (work / "orders.py").as_uri())]
+    assert any("path" not in f for f in out["findings"])  # and on the document itself, as before
 
 
 def test_dry_run_prints_every_diff_and_writes_nothing(sim: SimulatorThread, tmp_path: Path) -> None:

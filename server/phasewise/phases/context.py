@@ -52,6 +52,9 @@ _DEF = re.compile(
 _JS_IMPORT = re.compile(r"""(?:from\s+|require\(\s*|import\s+)['"](\.{1,2}/[^'"]+)['"]""")
 
 
+CHANGED = "changed by the code phase"
+
+
 def estimate_tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
@@ -388,7 +391,8 @@ def _allowed(rel: str, named: set[str]) -> bool:
 
 
 def gather(ws: Workspace, *, document_uri: str, document_text: str, range_text: str | None = None,
-           instruction: str = "", plan: str | None = None, budget_tokens: int = 8000) -> Context:
+           instruction: str = "", plan: str | None = None, budget_tokens: int = 8000,
+           changed: Sequence[str] = ()) -> Context:
     """The related files and repository map one phase sends (blocking: run it in a thread)."""
     doc_rel = ws.rel(document_uri)
     doc_entry = ContextFile(doc_rel or uri_to_path(document_uri).name, document_uri, document_text, "document",
@@ -407,7 +411,8 @@ def gather(ws: Workspace, *, document_uri: str, document_text: str, range_text: 
                 chosen.append((r, reason))
 
     named_i = named_paths(ws, instruction, listing)
-    named = set(named_i)
+    named = set(named_i) | set(changed)
+    add(changed, CHANGED)  # review after code: the other files of the change come first
     add(named_i, "named in the instruction")
     if plan:
         add([r for r in named_paths(ws, plan, listing) if r in listed], "named in the plan")

@@ -89,6 +89,10 @@ FINDINGS_SCHEMA: Final[dict[str, Any]] = {
             "items": {
                 "type": "object",
                 "properties": {
+                    "path": {
+                        "type": "string",
+                        "description": "Path of a changed file the finding is on; the document when left out.",
+                    },
                     "start_line": {"type": "integer"},
                     "end_line": {"type": "integer"},
                     "severity": {"type": "string", "enum": list(SEVERITIES)},

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from phasewise.phases.context import Context, Workspace, gather
+from phasewise.phases.context import CHANGED, Context, Workspace, gather
 from phasewise.phases.documents import (
     MAX_DOCUMENT_CHARS,
     AnswerError,
@@ -176,11 +176,10 @@ class PhaseService:
         budget = ps.context_tokens if ps else DEFAULT_CONTEXT_TOKENS
         doc = inp.document
         rng = doc.clamp(inp.range) if inp.range is not None else None
-        instruction = " ".join([inp.instruction, *inp.changed_files])
         return await asyncio.to_thread(
             gather, inp.workspace, document_uri=doc.uri, document_text=doc.text,
-            range_text=doc.excerpt(rng) if rng else None, instruction=instruction,
-            plan=inp.plan if phase == "code" else None, budget_tokens=budget,
+            range_text=doc.excerpt(rng) if rng else None, instruction=inp.instruction,
+            plan=inp.plan if phase == "code" else None, budget_tokens=budget, changed=inp.changed_files,
         )
 
     def preflight(self, loaded: LoadedSettings, phase: str, inp: PhaseInput) -> Problem | None:
@@ -256,7 +255,9 @@ class PhaseService:
                                        inp, rng, context)
             elif phase == "review":
                 answer = structured_answer(c.tool_input, c.text)
-                result.findings = parse_findings(answer, inp.document, rng)
+                changed = {f.path: Document(f.uri, f.text) for f in context.files
+                           if f.reason == CHANGED} if context else {}
+                result.findings = parse_findings(answer, inp.document, rng, changed)
                 result.text = str(answer.get("summary") or c.text or "")
         except EditFailure as err:
             f = err.first

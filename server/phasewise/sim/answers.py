@@ -24,7 +24,7 @@ from phasewise.phases.prompts import EDIT_TOOL, FINDINGS_TOOL
 _PHASE_RX = re.compile(r"Phasewise phase:\s*([\w-]+)")
 _FORMAT_RX = re.compile(r"Edit format:\s*(search-replace|whole|tool|text)\b", re.I)
 _FILE_OPEN_RX = re.compile(
-    r'<file path="(?P<path>[^"]*)" language="(?P<language>[^"]*)" reason="[^"]*" '
+    r'<file path="(?P<path>[^"]*)" language="(?P<language>[^"]*)" reason="(?P<reason>[^"]*)" '
     r'first_line="(?P<first>\d+)" last_line="(?P<last>\d+)">\n'
 )
 _DOC_OPEN_RX = re.compile(
@@ -60,6 +60,7 @@ class Document:
     first_line: int
     last_line: int
     lines: tuple[tuple[int, str], ...]
+    reason: str = ""  # a related <file>: why it was sent
 
     def text_of(self, number: int) -> str | None:
         index = number - self.first_line
@@ -154,7 +155,7 @@ def parse_files(user: str) -> tuple[Document, ...]:
         end = head.find("\n</file>", m.end())
         body = head[m.end():] if end < 0 else head[m.end():end]
         out.append(Document(m.group("path"), m.group("language"), int(m.group("first")), int(m.group("last")),
-                            tuple(_rows(body))))
+                            tuple(_rows(body)), m.group("reason")))
     return tuple(out)
 
 
@@ -474,10 +475,18 @@ def _def_header_rows(doc: Document) -> set[int]:
 
 
 def review_findings(prompt: Prompt) -> list[dict[str, Any]]:
-    doc = prompt.document
+    """Findings on the document, then on each other file of the change (those carry ``path``)."""
+    out = _findings_of(prompt.document, prompt.is_python)
+    for f in prompt.files:
+        if f.reason == "changed by the code phase":
+            python = f.language.lower() == "python" or f.path.endswith((".py", ".pyi"))
+            out += [{"path": f.path, **x} for x in _findings_of(f, python)]
+    return out
+
+
+def _findings_of(doc: Document | None, python: bool) -> list[dict[str, Any]]:
     if doc is None:
         return []
-    python = prompt.is_python
     headers = _def_header_rows(doc) if python else set()
     findings: list[dict[str, Any]] = []
 

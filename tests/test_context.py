@@ -252,3 +252,20 @@ def test_write_all_rolls_back_when_a_rename_fails(tmp_path: Path, monkeypatch: p
     assert a.read_text(encoding="utf-8") == "a\n" and b.read_text(encoding="utf-8") == "b\n"
     assert not (tmp_path / "new" / "c.py").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.py", "b.py", "new"]
+
+
+@pytest.mark.parametrize("fmt", ["search-replace", "whole", "tool"])
+async def test_a_new_test_file_is_created_and_written(sim: SimulatorThread, tmp_path: Path, fmt: str) -> None:
+    root = project(tmp_path / "ws")
+    session = FileSession(root / "lib.py", root=root)
+    inp = PhaseInput(session.document(), "add a test for find_item", workspace=session.workspace())
+    result = await service().run(routes(sim, editFormat=fmt), "code", inp, NullObserver())
+    assert result.ok, result.error
+    assert result.changes is not None and [(f.path, f.created) for f in result.changes.files] == [
+        ("tests/test_lib.py", True)]
+    assert result.to_json()["files"][0]["diff"].startswith("--- /dev/null\n+++ b/tests/test_lib.py")
+    session.apply(result)
+    assert result.applied is True
+    created = (root / "tests" / "test_lib.py").read_text(encoding="utf-8")
+    assert created.startswith("from lib import find_item\n") and created.endswith("assert callable(find_item)\n")
+    assert (root / "lib.py").read_text(encoding="utf-8") == LIB

@@ -353,11 +353,36 @@ def _rename_edits(prompt: Prompt) -> tuple[list[dict[str, Any]], str] | None:
     return edits, f"Renamed `{m.group(1)}` to `{m.group(2)}` on {len(edits)} {lines}."
 
 
+_ADD_TEST_RX = re.compile(r"\b(?:add|write|create)\b[^.]*\btests?\b", re.I)
+
+
+def _new_test(prompt: Prompt) -> tuple[dict[str, Any], str] | None:
+    """A new test file for the document's first function (an insertion at line 1 of a new path)."""
+    doc = prompt.document
+    if doc is None or not prompt.is_python or not _ADD_TEST_RX.search(prompt.instruction):
+        return None
+    names = [n for n, _ in _symbols(doc, True, limit=10) if not n[:1].isupper()]
+    if not names:
+        return None
+    stem = doc.path.rsplit("/", 1)[-1].removesuffix(".py")
+    module = doc.path.removesuffix(".py").lstrip("/").replace("/", ".") if not doc.path.startswith("/") else stem
+    path = f"tests/test_{stem}.py"
+    if any(f.path == path for f in prompt.files):
+        return None
+    body = (f"from {module} import {names[0]}\n\n\ndef test_{names[0]}_is_callable():\n"
+            f"    assert callable({names[0]})")
+    return ({"path": path, "start_line": 1, "end_line": 0, "new_text": body},
+            f"Added {path} with a first test of `{names[0]}`.")
+
+
 def code_object(prompt: Prompt) -> dict[str, Any]:
     """The ``apply_edits`` input: always valid against the document (and the related files, each
-    edit of one naming its ``path``), deterministic."""
+    edit of one naming its ``path``; a new file is an insertion at line 1 of a new path), deterministic."""
     if prompt.document is None:
         return {"summary": "No document was given, so there is nothing to edit.", "edits": []}
+    created = _new_test(prompt)
+    if created is not None:
+        return {"summary": created[1], "edits": [created[0]]}
     renamed = _rename_edits(prompt)
     if renamed is not None:
         edits, summary = renamed
@@ -438,6 +463,8 @@ def code_text(prompt: Prompt, fmt: str, model: str) -> str:
         by_path.setdefault(f.path, (f, []))
     for e in obj["edits"]:
         path = e.get("path", doc.path)
+        if path not in by_path:  # a new file
+            by_path[path] = (Document(path, "", 1, 0, ()), [])
         by_path[path][1].append({k: v for k, v in e.items() if k != "path"})
     wrong = "misquote" in model and not ("misquote-once" in model and prompt.repair)
     out = [str(obj["summary"]), ""]
@@ -445,6 +472,10 @@ def code_text(prompt: Prompt, fmt: str, model: str) -> str:
         if not edits:
             continue
         old, new = [t for _, t in d.lines], _new_lines(d, edits)
+        if not d.lines:  # a new file: an empty SEARCH section creates it
+            out += [path, "```", *new, "```", ""] if fmt == "whole" else [
+                path, "```", "<<<<<<< SEARCH", "=======", *new, ">>>>>>> REPLACE", "```", ""]
+            continue
         if fmt == "whole":
             out += [path, "```", *new, "```", ""]
             continue

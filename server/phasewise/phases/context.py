@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import heapq
 import os
 import re
 import subprocess
@@ -111,17 +112,21 @@ def uri_to_path(uri: str) -> Path:
     return Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(uri)
 
 
-def _matches(name: str, patterns: Iterable[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+def _one_pattern(patterns: Iterable[str]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+
+
+_SENSITIVE_RX = _one_pattern(SENSITIVE)
+_GENERATED_RX = _one_pattern(GENERATED)
 
 
 def sensitive(rel: str) -> bool:
-    return _matches(rel.rsplit("/", 1)[-1], SENSITIVE)
+    """Key files and ``.env*``: never sent unless the instruction names them."""
+    return _SENSITIVE_RX.match(rel[rel.rfind("/") + 1 :]) is not None
 
 
 def generated(rel: str, head: str = "") -> bool:
-    name = rel.rsplit("/", 1)[-1]
-    return _matches(name, GENERATED) or "@generated" in head or "DO NOT EDIT" in head
+    return _GENERATED_RX.match(rel[rel.rfind("/") + 1 :]) is not None or "@generated" in head or "DO NOT EDIT" in head
 
 
 def symbols_of(path: str, text: str) -> tuple[str, ...]:
@@ -151,9 +156,15 @@ class Workspace:
     _listing: dict[Path, list[str]] = field(default_factory=dict)
     _open_by_path: dict[Path, tuple[str, str, int | None]] = field(default_factory=dict)
 
+    _open_by_rel: dict[str, tuple[str, str, int | None]] = field(default_factory=dict)
+
     def __post_init__(self) -> None:
         self.folders = [Path(f).resolve() for f in self.folders]
         self._open_by_path = {uri_to_path(u).resolve(): (u, t, v) for u, (t, v) in self.open_docs.items()}
+        for path, opened in self._open_by_path.items():
+            found = self.locate(path)
+            if found is not None:
+                self._open_by_rel.setdefault(found[1], opened)
 
     # ------------------------------------------------------------------ paths
 
@@ -189,12 +200,15 @@ class Workspace:
     # ------------------------------------------------------------------ listing
 
     def listing(self) -> list[str]:
-        """Workspace-relative paths of the files git does not ignore (every folder)."""
+        """Workspace-relative paths of the files git does not ignore (every folder); a folder's list is
+        reused for ``LISTING_TTL`` seconds unless git's index changed."""
         out: list[str] = []
         for folder in self.folders:
             if folder not in self._listing:
-                self._listing[folder] = _list_folder(folder)
+                self._listing[folder] = _cached_listing(folder)
             out += self._listing[folder]
+        if self._open_by_rel:
+            out += [r for r in self._open_by_rel if r not in set(out)]
         return out
 
     def file_path(self, rel: str) -> Path | None:
@@ -212,7 +226,7 @@ class Workspace:
         return self.read_path(p, rel)
 
     def read_path(self, p: Path, rel: str) -> FileText | None:
-        opened = self._open_by_path.get(p.resolve())
+        opened = self._open_by_rel.get(rel) or (self._open_by_path.get(p.resolve()) if self._open_by_path else None)
         if opened is not None:
             uri, text, version = opened
             return FileText(rel, uri, text, version)
@@ -245,30 +259,92 @@ class Workspace:
         return FileText(rel, p.as_uri(), None, None)
 
     def facts(self, rel: str) -> _Facts | None:
-        p = self.file_path(rel)
-        if p is None:
-            return None
-        opened = self._open_by_path.get(p.resolve())
+        """Top-level symbols and identifiers of a file, cached by path, size and mtime."""
+        opened = self._open_by_rel.get(rel)
         if opened is not None:
             text = opened[1]
             return _Facts(symbols_of(rel, text), frozenset(_IDENT.findall(text)))
-        try:
-            st = p.stat()
-        except OSError:
-            return None
-        key = (str(p), st.st_size, st.st_mtime_ns)
-        with _FACTS_LOCK:
+        for folder in self.folders:
+            full = f"{folder}/{rel}"
+            try:
+                st = os.stat(full)
+            except OSError:
+                continue
+            key = (full, st.st_size, st.st_mtime_ns)
             got = _FACTS.get(key)
-        if got is not None:
-            return got
-        ft = self.read_path(p, rel) if st.st_size <= MAX_FILE_BYTES else None
-        if ft is None or ft.text is None or generated(rel, ft.text[:400]):
+            if got is not None:
+                return got
             facts = _Facts((), frozenset())
+            if st.st_size <= MAX_FILE_BYTES:
+                ft = self.read_path(Path(full), rel)
+                if ft is not None and ft.text is not None and not generated(rel, ft.text[:400]):
+                    facts = _Facts(symbols_of(rel, ft.text), frozenset(_IDENT.findall(ft.text)))
+            with _FACTS_LOCK:
+                _FACTS[key] = facts
+            return facts
+        return None
+
+
+    def all_facts(self, listing: Sequence[str]) -> dict[str, _Facts]:
+        """Facts of every listed source file. Files on disk are re-checked (one ``stat`` each) at most
+        every ``LISTING_TTL`` seconds, like the file list; open buffers are always current."""
+        import time
+
+        key = (tuple(self.folders), len(listing))
+        got = _SNAPSHOTS.get(key)
+        now = time.monotonic()
+        stamp = tuple(id(_LISTINGS[f][2]) if f in _LISTINGS else 0 for f in self.folders)  # the lists it was made of
+        if got is not None and now - got[0] < LISTING_TTL and got[1] == stamp:
+            base = got[2]
         else:
-            facts = _Facts(symbols_of(rel, ft.text), frozenset(_IDENT.findall(ft.text)))
-        with _FACTS_LOCK:
-            _FACTS[key] = facts
-        return facts
+            base = {}
+            for rel in listing:
+                dot = rel.rfind(".")
+                if dot > rel.rfind("/") and rel[dot:] in SOURCE_EXT and not sensitive(rel) \
+                        and rel not in self._open_by_rel:
+                    facts = self.facts(rel)
+                    if facts is not None:
+                        base[rel] = facts
+            _SNAPSHOTS[key] = (now, stamp, base)
+        if not self._open_by_rel:
+            return base
+        out = dict(base)
+        for rel in self._open_by_rel:
+            dot = rel.rfind(".")
+            if dot > rel.rfind("/") and rel[dot:] in SOURCE_EXT and not sensitive(rel):
+                facts = self.facts(rel)
+                if facts is not None:
+                    out[rel] = facts
+        return out
+
+
+LISTING_TTL = 10.0
+_LISTINGS: dict[Path, tuple[float, float, list[str]]] = {}
+_SNAPSHOTS: dict[tuple[tuple[Path, ...], int], tuple[float, tuple[int, ...], dict[str, _Facts]]] = {}
+
+
+def clear_caches() -> None:
+    """Forget every cached file list and file fact (tests, benchmarks)."""
+    with _FACTS_LOCK:
+        _FACTS.clear()
+    _LISTINGS.clear()
+    _SNAPSHOTS.clear()
+
+
+def _cached_listing(folder: Path) -> list[str]:
+    import time
+
+    try:
+        index = (folder / ".git" / "index").stat().st_mtime
+    except OSError:
+        index = 0.0
+    now = time.monotonic()
+    got = _LISTINGS.get(folder)
+    if got is not None and now - got[0] < LISTING_TTL and got[1] == index:
+        return got[2]
+    names = _list_folder(folder)
+    _LISTINGS[folder] = (now, index, names)
+    return names
 
 
 def _list_folder(folder: Path) -> list[str]:
@@ -420,13 +496,11 @@ def gather(ws: Workspace, *, document_uri: str, document_text: str, range_text: 
         add(imports_of(ws, doc_rel, document_text, listing), "imported by the document")
     focus = range_text if range_text is not None else document_text
     syms = set(symbols_of(doc_rel or "", focus)) if doc_rel else set()
+    all_facts = ws.all_facts(listing)
     if syms:
         users: list[tuple[int, str, str]] = []
-        for rel in listing:
-            if rel in seen or Path(rel).suffix not in SOURCE_EXT or not _allowed(rel, named):
-                continue
-            facts = ws.facts(rel)
-            if facts is None:
+        for rel, facts in all_facts.items():
+            if rel in seen:
                 continue
             hit = syms & facts.idents
             if hit:
@@ -448,32 +522,34 @@ def gather(ws: Workspace, *, document_uri: str, document_text: str, range_text: 
             continue
         spent += tokens
         files.append(ContextFile(rel, ft.uri, ft.text, reason, tokens, ft.version))
-    repo_map = _repo_map(ws, listing, doc_rel, syms | set(_IDENT.findall(instruction)),
+    repo_map = _repo_map(all_facts, doc_rel, syms | set(_IDENT.findall(instruction)),
                          budget_tokens - spent, {f.path for f in files} | ({doc_rel} if doc_rel else set()))
     return Context(tuple(files), repo_map, doc_entry)
 
 
-def _repo_map(ws: Workspace, listing: Sequence[str], doc_rel: str | None, focus: set[str], budget: int,
+def _repo_map(all_facts: Mapping[str, _Facts], doc_rel: str | None, focus: set[str], budget: int,
               sent: set[str]) -> str:
     if budget <= 20:
         return ""
     here = doc_rel.split("/")[:-1] if doc_rel else []
+    dir_score: dict[str, float] = {}  # closeness to the document's folder, per folder
     ranked: list[tuple[float, str, tuple[str, ...]]] = []
-    for rel in listing:
-        if Path(rel).suffix not in SOURCE_EXT or sensitive(rel):
+    for rel, facts in all_facts.items():
+        if not facts.symbols:
             continue
-        facts = ws.facts(rel)
-        if facts is None or not facts.symbols:
-            continue
-        parts = rel.split("/")[:-1]
-        common = 0
-        for a, b in zip(here, parts, strict=False):
-            if a != b:
-                break
-            common += 1
-        score = 3.0 * len(focus & facts.idents) + common - 0.1 * len(parts) + (5.0 if rel in sent else 0.0)
+        folder = rel[: rel.rfind("/") + 1]
+        near = dir_score.get(folder)
+        if near is None:
+            parts = folder.split("/")[:-1]
+            common = 0
+            for a, b in zip(here, parts, strict=False):
+                if a != b:
+                    break
+                common += 1
+            near = dir_score[folder] = common - 0.1 * len(parts)
+        score = 3.0 * len(focus & facts.idents) + near + (5.0 if rel in sent else 0.0)
         ranked.append((-score, rel, facts.symbols))
-    ranked.sort()
+    ranked = heapq.nsmallest(max(50, budget // 4), ranked)  # more lines than the budget can hold
     lines: list[str] = []
     used = 0
     for _, rel, syms in ranked:

@@ -274,35 +274,36 @@ class _Match:
     replace: list[str]
 
 
-def _find(hay: list[str], needle: list[str], eq: Callable[[str, str], bool]) -> list[int]:
+def _find(hay: list[str], needle: list[str]) -> list[int]:
+    """Where ``needle`` stands in ``hay`` (both already normalised the same way); C-speed first-line jumps."""
     n = len(needle)
     if n == 0 or n > len(hay):
         return []
-    first = needle[0]
-    return [i for i in range(len(hay) - n + 1)
-            if eq(hay[i], first) and all(eq(hay[i + k], needle[k]) for k in range(1, n))]
-
-
-def _exact(a: str, b: str) -> bool:
-    return a == b
-
-
-def _rstripped(a: str, b: str) -> bool:
-    return a.rstrip() == b.rstrip()
+    first, rest, last = needle[0], needle[1:], len(hay) - n
+    out: list[int] = []
+    i = -1
+    while True:
+        try:
+            i = hay.index(first, i + 1, last + 1)
+        except ValueError:
+            return out
+        if hay[i + 1 : i + n] == rest:
+            out.append(i)
 
 
 def _indent(line: str) -> str:
     return line[: len(line) - len(line.lstrip())]
 
 
-def _reindented(hay: list[str], search: list[str], replace: list[str]) -> tuple[list[_Match], str]:
+def _reindented(hay: list[str], stripped: list[str], search: list[str],
+                replace: list[str]) -> tuple[list[_Match], str]:
     """Matches where the block is uniformly indented differently; the replacement takes the file's indent."""
     widths = [len(_indent(s)) for s in search + replace if s.strip()]
     cut = min(widths) if widths else 0
     s_lines = [s[cut:] if s.strip() else "" for s in search]
     r_lines = [s[cut:] if s.strip() else s for s in replace]
     found: list[_Match] = []
-    for i in _find(hay, s_lines, lambda a, b: a.strip() == b.strip()):
+    for i in _find(stripped, [x.strip() for x in s_lines]):
         adds = {hay[i + k][: len(hay[i + k].rstrip()) - len(s_lines[k].rstrip())]
                 for k in range(len(s_lines)) if s_lines[k].strip()}
         if len(adds) != 1:
@@ -329,21 +330,33 @@ def _candidates(search: list[str], replace: list[str]) -> list[tuple[list[str], 
 def match_block(text: str, search: str, replace: str,
                 window: LineRange | None = None) -> list[str] | str:
     """``text`` with ``search`` replaced once (as lines), or why it cannot be (a reason)."""
-    hay = text.split("\n")
+    return match_lines(text.split("\n"), search, replace, window)
+
+
+def match_lines(hay: list[str], search: str, replace: str,
+                window: LineRange | None = None) -> list[str] | str:
+    """``match_block`` on a text already split into lines."""
     lo, hi = (window.start, window.end + 1) if window else (0, len(hay))
     part = hay[lo:hi]
     s_lines = search.split("\n")
     r_lines = replace.split("\n") if replace != "" else []
+    rstripped: list[str] | None = None
+    stripped: list[str] | None = None
     for s, r in _candidates(s_lines, r_lines):
-        for eq in (_exact, _rstripped):
-            hits = _find(part, s, eq)
+        for tier in ("exact", "rstrip"):
+            if tier == "exact":
+                hits = _find(part, s)
+            else:
+                rstripped = rstripped if rstripped is not None else [x.rstrip() for x in part]
+                hits = _find(rstripped, [x.rstrip() for x in s])
             if len(hits) == 1:
                 i = hits[0] + lo
                 return hay[:i] + r + hay[i + len(s):]
             if len(hits) > 1:
                 return f"its SEARCH section matches {len(hits)} places (lines " + \
                     ", ".join(str(h + lo + 1) for h in hits[:5]) + "); include more lines to make it unique"
-        matches, _ = _reindented(part, s, r)
+        stripped = stripped if stripped is not None else [x.strip() for x in part]
+        matches, _ = _reindented(part, stripped, s, r)
         if len(matches) == 1:
             m = matches[0]
             return hay[: m.start + lo] + m.replace + hay[m.stop + lo:]
@@ -376,9 +389,32 @@ def similar_lines(search: str, text: str, limit_lines: int = 20_000) -> str:
 
 @dataclass(slots=True)
 class _Work:
+    """A file's text as the blocks change it; kept as lines between blocks (no split/join per block)."""
+
     file: FileText
-    text: str
+    _text: str | None
     touched: bool = False
+    _lines: list[str] | None = None
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = "\n".join(self._lines or [])
+        return self._text
+
+    @text.setter
+    def text(self, value: str) -> None:
+        self._text, self._lines = value, None
+
+    @property
+    def lines(self) -> list[str]:
+        if self._lines is None:
+            self._lines = self.text.split("\n")
+        return self._lines
+
+    @lines.setter
+    def lines(self, value: list[str]) -> None:
+        self._lines, self._text = value, None
 
 
 @dataclass(slots=True)
@@ -389,9 +425,12 @@ class ChangeBuilder:
     windows: Mapping[str, LineRange] = field(default_factory=dict)
     work: dict[str, _Work] = field(default_factory=dict)
     failures: list[BlockFailure] = field(default_factory=list)
+    resolved: dict[str, FileText | None] = field(default_factory=dict)
 
     def file(self, path: str, block: int) -> _Work | None:
-        found = self.resolve(path)
+        if path not in self.resolved:
+            self.resolved[path] = self.resolve(path)
+        found = self.resolved[path]
         if found is None:
             self.failures.append(BlockFailure(path, block, "this path is outside the workspace folders"))
             return None
@@ -416,7 +455,7 @@ class ChangeBuilder:
                                               "(an empty SEARCH section creates it)"))
             return
         window = self.windows.get(w.file.path) if not w.touched else None
-        result = match_block(w.text, b.search, b.replace, window)
+        result = match_lines(w.lines, b.search, b.replace, window)
         if isinstance(result, str):
             hint = ""
             near = similar_lines(b.search, w.text)
@@ -426,7 +465,7 @@ class ChangeBuilder:
                 hint += f"\nThe REPLACE lines are already in {w.file.path}."
             self.failures.append(BlockFailure(w.file.path, b.index, f"{b.head()}: {result}", hint.strip()))
             return
-        w.text = "\n".join(result)
+        w.lines = result
         w.touched = True
 
     def whole(self, path: str, content: str, index: int) -> None:

@@ -110,3 +110,32 @@ def test_minimal_edit_positions_in_utf16_and_utf8() -> None:
     assert same_line.range.start == types.Position(0, 7)  # the emoji is two UTF-16 units
     utf8 = minimal_text_edit("a = '😀b'\n", "a = '😀c'\n", types.PositionEncodingKind.Utf8)
     assert utf8.range.start == types.Position(0, 9)
+
+
+async def test_apply_change_set_sends_one_edit_or_a_problem(tmp_path: Path) -> None:
+    from phasewise.edge.workspace_edit import apply_change_set, open_documents
+
+    cs = change(tmp_path)
+    sent: list[types.ApplyWorkspaceEditParams] = []
+
+    async def accept(params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
+        sent.append(params)
+        return types.ApplyWorkspaceEditResult(applied=True)
+
+    async def decline(params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
+        sent.append(params)
+        return types.ApplyWorkspaceEditResult(applied=False, failure_reason="cancelled in the preview")
+
+    class Doc:
+        def __init__(self, source: str, version: int) -> None:
+            self.source, self.version = source, version
+
+    fresh = open_documents({cs.files[0].uri: Doc(LIB, 4)})
+    assert await apply_change_set(accept, cs, fresh, caps()) is None
+    assert len(sent) == 1 and sent[0].edit.change_annotations is not None
+    refused = await apply_change_set(decline, cs, fresh, caps())
+    assert refused is not None and "cancelled in the preview" in refused.message and len(sent) == 2
+    stale = await apply_change_set(accept, cs, open_documents({cs.files[0].uri: Doc(LIB, 9)}), caps())
+    assert stale is not None and stale.kind == "document-changed" and len(sent) == 2  # nothing sent
+    no_create = await apply_change_set(accept, cs, fresh, caps(create=False))
+    assert no_create is not None and no_create.kind == "capability" and len(sent) == 2

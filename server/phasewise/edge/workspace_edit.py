@@ -1,6 +1,7 @@
 """A code phase's ``ChangeSet`` as one LSP ``WorkspaceEdit``, and the check that nothing moved on.
 
-Plain functions for the edge to call before ``workspace/applyEdit``:
+Plain functions for the edge to call (``apply_change_set`` does all three steps; ``open_documents``
+turns pygls's open documents into what ``phases.context.Workspace`` and the check take):
 
 ``stale_problem(changes, open_docs, read)``
     ``document-changed`` naming the first file that is no longer what the change was computed on:
@@ -23,7 +24,7 @@ May import: phases, problems, lsprotocol.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from lsprotocol import types
@@ -165,3 +166,51 @@ def workspace_edit(changes: ChangeSet, capabilities: types.ClientCapabilities | 
                                        + ", ".join(f.path for f in changes.files),
         )}
     return types.WorkspaceEdit(document_changes=out, change_annotations=annotations)
+
+
+def open_documents(text_documents: Mapping[str, object]) -> dict[str, tuple[str, int | None]]:
+    """The editor's open documents (pygls ``workspace.text_documents``: uri → TextDocument) as
+    ``OpenDocs`` for ``phases.context.Workspace`` and ``stale_problem``."""
+    out: dict[str, tuple[str, int | None]] = {}
+    for uri, doc in text_documents.items():
+        source = getattr(doc, "source", None)
+        if isinstance(source, str):
+            out[uri] = (source, getattr(doc, "version", None))
+    return out
+
+
+async def apply_change_set(
+    send: Callable[[types.ApplyWorkspaceEditParams], Awaitable[object]],
+    changes: ChangeSet,
+    open_docs: OpenDocs,
+    capabilities: types.ClientCapabilities | None,
+    *,
+    confirm: bool = True,
+    label: str = "Phasewise code phase",
+    encoding: str = types.PositionEncodingKind.Utf16,
+    provider: str | None = None,
+    model: str | None = None,
+    read: Callable[[Path], str | None] = _read_disk,
+) -> Problem | None:
+    """Check, build and send one ``workspace/applyEdit`` for the whole change; the problem if any file
+    moved on, the client cannot take it, or it refused (then nothing was applied), else ``None``.
+    ``send`` is the server's ``workspace_apply_edit_async``."""
+    stale = stale_problem(changes, open_docs, read, provider=provider, model=model)
+    if stale is not None:
+        return stale
+    edit = workspace_edit(changes, capabilities, confirm=confirm, label=label, encoding=encoding,
+                          provider=provider, model=model)
+    if isinstance(edit, Problem):
+        return edit
+    try:
+        response = await send(types.ApplyWorkspaceEditParams(edit=edit, label=label))
+    except Exception as exc:  # an editor without workspace/applyEdit, or one that answers with an error
+        said = getattr(exc, "message", None) or type(exc).__name__
+        reason = f"it answered workspace/applyEdit with an error ({said})"
+    else:
+        if getattr(response, "applied", False):
+            return None
+        reason = getattr(response, "failure_reason", None) or "the user declined it, or a document changed"
+    return Problem(ProblemKind.DOCUMENT_CHANGED,
+                   f"The editor did not apply the code phase's change ({provider}/{model}): {reason}. "
+                   f"Nothing was applied.", phase="code", provider=provider, model=model)

@@ -163,3 +163,14 @@ def test_five_thousand_line_file_blocks_match_exactly() -> None:
     assert after.count(" * ") == 10 and after.count("\n") == 5000
     assert "return x * 250\n" in after and "return x + 251\n" in after
     print(f"matched 10 blocks on a 5,000-line file in {elapsed * 1000:.1f} ms")
+
+
+def test_whole_keeps_the_files_own_ending() -> None:
+    for answer in ("a.py\n```\nx = 2\n```\n", "a.py\n```\nx = 2\n\n\n```\n"):
+        cs = change_from_answer("whole", text=answer, tool_input=None, resolve=resolver({"a.py": "x = 1\n"}),
+                                document=FileText("a.py", "file:///ws/a.py", "x = 1\n"))
+        assert cs.files[0].after == "x = 2\n"
+    bare = change_from_answer("whole", text="a.py\n```\nx = 2\n```\n", tool_input=None,
+                              resolve=resolver({"a.py": "x = 1"}),
+                              document=FileText("a.py", "file:///ws/a.py", "x = 1"))
+    assert bare.files[0].after == "x = 2"

@@ -472,8 +472,9 @@ class ChangeBuilder:
         w = self.file(path, index)
         if w is None:
             return
-        if w.file.text is not None and not w.file.text.endswith("\n") and content.endswith("\n"):
-            content = content[:-1]
+        # the file keeps its own ending (one final newline, or none): models add or drop blank last lines
+        ends = w.file.text is None or w.file.text.endswith("\n")
+        content = content.rstrip("\n") + ("\n" if ends and content.strip() else "")
         w.text, w.touched = content, True
 
     def lines(self, path: str, edits: list[LineEdit]) -> None:

@@ -104,6 +104,22 @@ async def test_secrets_ignored_and_binary_files_are_never_sent(sim: SimulatorThr
     assert {c["path"] for c in result.to_json()["context"]} >= {"pkg/a.py", "pkg/b.py"}
 
 
+async def test_progress_says_what_context_is_sent(sim: SimulatorThread, tmp_path: Path) -> None:
+    root = project(tmp_path / "ws")
+    statuses: list[str] = []
+
+    class Seen(NullObserver):
+        def on_status(self, message: str) -> None:
+            statuses.append(message)
+
+    ws = Workspace([root])
+    doc = Document((root / "lib.py").as_uri(), LIB, None, "python")
+    result = await service().run(routes(sim), "code", PhaseInput(doc, RENAME, workspace=ws), Seen())
+    assert result.ok, result.error
+    said = [s for s in statuses if s.startswith("context: ")]
+    assert len(said) == 1 and "2 related files (pkg/a.py, pkg/b.py) + repository map" in said[0]
+
+
 async def test_a_named_file_is_sent_even_if_git_ignores_it(sim: SimulatorThread, tmp_path: Path) -> None:
     root = project(tmp_path / "ws")
     result = await code(sim, root, instruction=f"{RENAME}, see @ignored_build.py and .env")

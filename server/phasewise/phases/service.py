@@ -204,6 +204,11 @@ class PhaseService:
                              provider=main.provider if main else None, model=main.model if main else None)
         context = await self.gather(loaded, phase, inp)
         result.context = context
+        if context is not None and (context.files or context.repo_map):
+            names = ", ".join(f.path for f in context.files[:3]) + (" …" if len(context.files) > 3 else "")
+            observer.on_status(f"context: {len(context.files)} related file{'s' if len(context.files) != 1 else ''}"
+                               f"{f' ({names})' if names else ''}"
+                               f"{' + repository map' if context.repo_map else ''}, {context.tokens:,} tokens")
         _, user, tool, rng = self.prepare(phase, inp, context)
         result.range = rng
         if len(user) > MAX_DOCUMENT_CHARS:  # what would be sent: the range, or the whole document

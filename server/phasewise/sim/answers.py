@@ -24,12 +24,12 @@ from phasewise.phases.prompts import EDIT_TOOL, FINDINGS_TOOL
 _PHASE_RX = re.compile(r"Phasewise phase:\s*([\w-]+)")
 _FORMAT_RX = re.compile(r"Edit format:\s*(search-replace|whole|tool|text)\b", re.I)
 _FILE_OPEN_RX = re.compile(
-    r'<file path="(?P<path>[^"]*)" language="(?P<language>[^"]*)" reason="(?P<reason>[^"]*)" '
-    r'first_line="(?P<first>\d+)" last_line="(?P<last>\d+)">\n'
+    r'^<file path="(?P<path>[^"]*)" language="(?P<language>[^"]*)" reason="(?P<reason>[^"]*)" '
+    r'first_line="(?P<first>\d+)" last_line="(?P<last>\d+)">\n', re.M
 )
-_DOC_OPEN_RX = re.compile(
-    r'<document path="(?P<path>[^"]*)" language="(?P<language>[^"]*)" '
-    r'first_line="(?P<first>\d+)" last_line="(?P<last>\d+)">\n'
+_DOC_OPEN_RX = re.compile(  # at a line's start: a numbered row of a file cannot look like it
+    r'^<document path="(?P<path>[^"]*)" language="(?P<language>[^"]*)" '
+    r'first_line="(?P<first>\d+)" last_line="(?P<last>\d+)">\n', re.M
 )
 _ROW_RX = re.compile(r"^\s*(\d+)\|(.*)$")
 _RENAME_RX = re.compile(
@@ -107,10 +107,11 @@ class Answer:
 
 
 def _block(user: str, tag: str) -> str | None:
-    start = user.find(f"<{tag}>\n")
+    opening = f"<{tag}>\n"
+    start = 0 if user.startswith(opening) else user.find(f"\n{opening}")
     if start < 0:
         return None
-    start += len(tag) + 3
+    start += len(tag) + 3 + (0 if user.startswith(opening) else 1)
     end = user.find(f"\n</{tag}>", start)
     return user[start:] if end < 0 else user[start:end]
 
@@ -147,10 +148,10 @@ def _rows(body: str) -> list[tuple[int, str]]:
 
 
 def parse_files(user: str) -> tuple[Document, ...]:
-    """The related ``<file>`` blocks of a prompt (they stand before the ``<document>``)."""
+    """The related ``<file>`` blocks of a prompt."""
     out: list[Document] = []
-    stop = user.find("\n<document ")
-    head = user if stop < 0 else user[:stop]
+    head = user  # anywhere in the message (the layout may move them); rows are numbered, so a
+    # file's own text never starts a line with "<file " or "</file>"
     for m in _FILE_OPEN_RX.finditer(head):
         end = head.find("\n</file>", m.end())
         body = head[m.end():] if end < 0 else head[m.end():end]

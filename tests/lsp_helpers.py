@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+from pygls.uris import to_fs_path
 from pytest_lsp import LanguageClient
 
 
@@ -50,20 +52,36 @@ class Editor:
         ))
 
     def _apply(self, params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
+        """As an editor applies a workspace edit: all of it or none, open documents in memory (their
+        version checked), files not open on disk, new files created (annotated edits included:
+        this editor confirms every change it is asked to)."""
         self.applied.append(params)
         edit = params.edit
-        per_doc: list[tuple[str, int | None, list[types.TextEdit]]] = []
+        per_doc: list[tuple[str, int | None, list[Any]]] = []
+        created: list[str] = []
         for doc_edit in edit.document_changes or ():
-            assert isinstance(doc_edit, types.TextDocumentEdit)
+            if isinstance(doc_edit, types.CreateFile):
+                created.append(doc_edit.uri)
+                continue
+            assert isinstance(doc_edit, types.TextDocumentEdit), doc_edit
             per_doc.append((doc_edit.text_document.uri, doc_edit.text_document.version,
-                            [e for e in doc_edit.edits if isinstance(e, types.TextEdit)]))
+                            [e for e in doc_edit.edits if isinstance(e, types.TextEdit | types.AnnotatedTextEdit)]))
         for uri, edits in (edit.changes or {}).items():
             per_doc.append((uri, None, list(edits)))
         for uri, version, _ in per_doc:
             if version is not None and version != self.versions.get(uri):
                 return types.ApplyWorkspaceEditResult(applied=False, failure_reason="version mismatch")
+            if uri not in self.texts and uri not in created and not _file_of(uri).exists():
+                return types.ApplyWorkspaceEditResult(applied=False, failure_reason=f"no such file: {uri}")
+        for uri in created:
+            _file_of(uri).parent.mkdir(parents=True, exist_ok=True)
+            _file_of(uri).write_text("", encoding="utf-8")
         for uri, _, edits in per_doc:
-            self.change(uri, apply_text_edits(self.texts[uri], edits))
+            if uri in self.texts:
+                self.change(uri, apply_text_edits(self.texts[uri], edits))
+            else:
+                path = _file_of(uri)
+                path.write_text(apply_text_edits(path.read_text(encoding="utf-8"), edits), encoding="utf-8")
         return types.ApplyWorkspaceEditResult(applied=True)
 
     async def command(self, name: str, arg: dict[str, Any] | None = None, *, msg_id: str | None = None) -> Any:
@@ -91,12 +109,16 @@ class Editor:
         return await asyncio.wait_for(wait(), timeout)
 
 
+def _file_of(uri: str) -> Path:
+    return Path(to_fs_path(uri) or uri)
+
+
 def _offset(text: str, pos: types.Position) -> int:
     lines = text.split("\n")
     return sum(len(line) + 1 for line in lines[: pos.line]) + pos.character
 
 
-def apply_text_edits(text: str, edits: list[types.TextEdit]) -> str:
+def apply_text_edits(text: str, edits: list[Any]) -> str:
     """Apply LSP edits (ASCII test documents: UTF-16 units equal characters)."""
     for e in sorted(edits, key=lambda e: (e.range.start.line, e.range.start.character), reverse=True):
         a, b = _offset(text, e.range.start), _offset(text, e.range.end)

@@ -112,7 +112,7 @@ async def test_three_phase_run_shares_one_prefix(sim: SimulatorThread, tmp_path:
     results = await three_phases(svc, loaded, big_document())
     plan, code, review = chats(sim)
     assert [r.phase for r in (plan, code, review)] == ["plan", "code", "review"]
-    # every phase declares the same tools, in the same order; code and review each require theirs
+    # every phase declares the same tools, in the same order; a phase that answers by tool requires its own
     names = [[t.get("name") or t["function"]["name"] for t in r.body["tools"]] for r in (plan, code, review)]
     assert names == [["apply_edits", "report_findings"]] * 3
     assert [json.dumps(r.body["tools"]) for r in (code, review)] == [json.dumps(plan.body["tools"])] * 2
@@ -122,8 +122,9 @@ async def test_three_phase_run_shares_one_prefix(sim: SimulatorThread, tmp_path:
         systems = [r.body["system"] for r in (plan, code, review)]
         assert systems[0] == systems[1] and all(s[0]["cache_control"] == {"type": "ephemeral"} for s in systems)
         assert "<document" in systems[0][0]["text"] and "Phasewise phase" not in systems[0][0]["text"]
+        # plan and code (search-replace blocks, the default edit format) answer in text, review by its tool
         assert [r.body["tool_choice"] for r in (plan, code, review)] == [
-            {"type": "none"}, {"type": "tool", "name": "apply_edits"}, {"type": "tool", "name": "report_findings"}]
+            {"type": "none"}, {"type": "none"}, {"type": "tool", "name": "report_findings"}]
         # the review sees the changed document: only the tools and the system text are shared with it
         assert systems[2][0]["text"] != systems[0][0]["text"] and "def read_file(path)" in systems[2][0]["text"]
     else:

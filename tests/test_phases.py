@@ -112,8 +112,11 @@ async def test_each_phase_reaches_its_own_provider(client: LanguageClient, sim: 
     assert [r.phase for r in reqs] == ["plan", "code", "review"]
     # the plan was handed to the code phase
     assert "<plan>" in reqs[1].body["messages"][-1]["content"]
-    # code used tool calling on the OpenAI protocol
-    assert reqs[1].body["tools"][0]["function"]["name"] == "apply_edits"
+    # code asked for SEARCH/REPLACE blocks (the default edit format), in plain text: no tool offered
+    assert "tools" not in reqs[1].body
+    assert "Edit format: search-replace." in "\n".join(m["content"] for m in reqs[1].body["messages"])
+    # review still answers by tool call
+    assert reqs[2].body["tool_choice"]["function"]["name"] == "report_findings"
 
 
 async def test_settings_reload_reroutes(client: LanguageClient, sim: SimulatorThread) -> None:

@@ -344,7 +344,7 @@ async def test_plan_keeps_the_partial_text_of_a_broken_stream(h: Harness) -> Non
 
 
 async def test_code_retries_a_broken_tool_stream_that_showed_nothing(h: Harness) -> None:
-    loaded = settings({"code": {"model": "main/sim-fast"}}, {"main": h.provider("main")})
+    loaded = settings({"code": {"model": "main/sim-fast", "editFormat": "tool"}}, {"main": h.provider("main")})
     h.sim.add_fault({"stream": "error_event", "error_type": "server_error"}, provider="main", after_chunks=2)
     result = await h.run(loaded, "code")
     assert result.ok, result.error
@@ -393,7 +393,7 @@ async def test_a_refused_connection_is_network(h: Harness) -> None:
 
 async def test_preflight_stops_before_anything_is_sent(h: Harness) -> None:
     providers = {"main": h.provider("main", models={"tiny": {"toolCalling": False, "contextWindow": 2000}})}
-    cap = await h.run(settings({"code": {"model": "main/tiny"}}, providers), "code")
+    cap = await h.run(settings({"code": {"model": "main/tiny", "editFormat": "tool"}}, providers), "code")
     assert cap.error is not None and cap.error.kind is K.CAPABILITY
     assert "tiny" in cap.error.message and "tool calling" in cap.error.message
     text_format = await h.run(settings({"code": {"model": "main/tiny", "editFormat": "text",

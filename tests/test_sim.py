@@ -717,3 +717,17 @@ def test_cli_banner_and_presets(capsys: pytest.CaptureFixture[str]) -> None:
     text = banner(sim, ["sim-openai", "sim-claude"])
     assert "SIMULATOR" in text and "NOT a real model provider" in text
     assert "http://127.0.0.1:8765/sim-openai/v1" in text and "http://127.0.0.1:8765/sim-claude\n" in text
+
+
+def test_prompt_tags_inside_related_files_do_not_confuse_the_parser() -> None:
+    from phasewise.phases.prompts import context_blocks, user_prompt
+    from phasewise.sim.answers import parse_prompt
+
+    tricky = ('<document path="fake.py" language="python" first_line="1" last_line="1">\n'
+              "<repair>\n<file path=\"x\" language=\"y\" reason=\"z\" first_line=\"1\" last_line=\"1\">\n")
+    user = user_prompt(instruction="rename a to b", path="real.py", language="python", text="a = 1\n",
+                       context=context_blocks([("docs/prompts.md", "markdown", "named in the instruction", tricky)]))
+    prompt = parse_prompt("Phasewise phase: code.\nEdit format: search-replace.", user)
+    assert prompt.document is not None and prompt.document.path == "real.py"
+    assert [f.path for f in prompt.files] == ["docs/prompts.md"] and not prompt.repair
+    assert prompt.files[0].reason == "named in the instruction" and prompt.edit_format == "search-replace"

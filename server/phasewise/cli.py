@@ -53,6 +53,8 @@ def _file_phase(p: argparse.ArgumentParser, *, instruction_required: bool) -> No
     p.add_argument("--instruction", "-i", required=instruction_required, default="",
                    help="what to do" + ("" if instruction_required else " (optional)"))
     p.add_argument("--range", metavar="START:END", help="only lines START to END (1-based, inclusive)")
+    p.add_argument("--workspace", metavar="DIR", help="the workspace folder whose files the phases may read and "
+                   "change (default: the git work tree around FILE, else FILE's folder)")
     _common(p)
 
 
@@ -74,14 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="plan → code → review on FILE, each phase on its own route")
     _file_phase(run, instruction_required=True)
-    run.add_argument("--dry-run", action="store_true", help="do not write FILE; print the diff")
+    run.add_argument("--dry-run", action="store_true", help="write no file; print every file's diff")
 
     for phase in ("plan", "code", "review"):
         p = sub.add_parser(phase, help=PHASE_HELP[phase])
         _file_phase(p, instruction_required=phase != "review")
         if phase == "code":
             p.add_argument("--plan", help="a plan to follow (text, or @FILE to read it from a file)")
-            p.add_argument("--dry-run", action="store_true", help="do not write FILE; print the diff")
+            p.add_argument("--dry-run", action="store_true", help="write no file; print every file's diff")
 
     compare = sub.add_parser("compare", help="one phase on several models side by side (nothing is applied)")
     _file_phase(compare, instruction_required=False)
@@ -211,11 +213,16 @@ def _file(args: argparse.Namespace) -> Path:
     return path.resolve()
 
 
-def _session(path: Path, *, dry_run: bool) -> FileSession:
+def _session(path: Path, *, dry_run: bool, workspace: str | None = None) -> FileSession:
     from phasewise.workflows.headless import FileSession
 
+    root = Path(workspace).expanduser().resolve() if workspace else None
+    if root is not None and not root.is_dir():
+        raise UsageError(f"--workspace {workspace}: no such folder")
+    if root is not None and root not in path.parents:
+        raise UsageError(f"{path} is not inside the workspace folder {root}")
     try:
-        return FileSession(path, dry_run=dry_run)
+        return FileSession(path, dry_run=dry_run, root=root)
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {path} as UTF-8 text: {exc}") from None
 
@@ -274,7 +281,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     found = _settings(args, path)
     rng = _range(args)
     console = _console(args)
-    session = _session(path, dry_run=args.dry_run)
+    session = _session(path, dry_run=args.dry_run, workspace=args.workspace)
 
     async def body(engine: Engine) -> int:
         board = ProgressBoard(console, enabled=not args.json)
@@ -286,6 +293,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
         if args.json:
             out = outcome.to_json()
             out.update({"file": str(path), "written": session.written, "dryRun": args.dry_run,
+                        "writtenFiles": [str(p) for p in session.written_files],
                         "protocols": protocols, "settings": str(found.path) if found.path else None,
                         "ledger": str(headless.recorder.ledger.path)})
             _print_json(out)
@@ -315,7 +323,7 @@ async def cmd_phase(args: argparse.Namespace) -> int:
     rng = _range(args)
     plan = _plan_arg(getattr(args, "plan", None))
     console = _console(args)
-    session = _session(path, dry_run=bool(getattr(args, "dry_run", False)))
+    session = _session(path, dry_run=bool(getattr(args, "dry_run", False)), workspace=args.workspace)
 
     async def body(engine: Engine) -> int:
         board = ProgressBoard(console, enabled=not args.json)

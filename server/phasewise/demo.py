@@ -48,6 +48,12 @@ def example_file() -> Path:
     return Path(str(resources.files("phasewise") / "examples" / "inventory.py"))
 
 
+def example_project() -> list[Path]:
+    """The files of the packaged example project: ``inventory.py`` and its caller ``orders.py``."""
+    folder = example_file().parent
+    return [folder / "inventory.py", folder / "orders.py"]
+
+
 def demo_settings() -> dict[str, Any]:
     return {"phases": {phase: {"model": ref} for phase, ref in DEMO_ROUTES.items()}}
 
@@ -68,6 +74,12 @@ def _offset(text: str, pos: types.Position) -> int:
     lines = text.split("\n")
     line = min(pos.line, len(lines) - 1)
     return sum(len(x) + 1 for x in lines[:line]) + _utf16_to_index(lines[line], pos.character)
+
+
+def uri_path(uri: str) -> str:
+    from urllib.parse import unquote, urlparse
+
+    return unquote(urlparse(uri).path)
 
 
 def apply_text_edits(text: str, edits: list[types.TextEdit]) -> str:
@@ -126,6 +138,18 @@ class DemoClient(LanguageClient):
         state = self.state
         edits: list[types.TextEdit] = []
         for change in params.edit.document_changes or ():
+            if isinstance(change, types.CreateFile):
+                path = Path(uri_path(change.uri))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch()
+                continue
+            if isinstance(change, types.TextDocumentEdit) and change.text_document.uri != state.uri:
+                # a file the demo's editor has not open: edited on disk, as editors do
+                other = Path(uri_path(change.text_document.uri))
+                text = other.read_text(encoding="utf-8") if other.exists() else ""
+                other.write_text(apply_text_edits(text, [e for e in change.edits if isinstance(e, types.TextEdit)]),
+                                 encoding="utf-8")
+                continue
             if isinstance(change, types.TextDocumentEdit) and change.text_document.uri == state.uri:
                 if change.text_document.version not in (None, state.version):
                     return types.ApplyWorkspaceEditResult(applied=False, failure_reason="version mismatch")
@@ -317,8 +341,11 @@ def run_demo(args: argparse.Namespace) -> int:
             return 2
     else:
         source = example_file()
-    # The demo edits a copy in a temp folder (kept, so the result can be looked at).
+    # The demo edits a copy in a temp folder (kept, so the result can be looked at): the whole
+    # example project (the file and its caller), or the --real file alone.
     target = Path(tempfile.mkdtemp(prefix="phasewise-demo-")) / source.name
+    for extra in ([] if real else example_project()):
+        shutil.copyfile(extra, target.parent / extra.name)
     shutil.copyfile(source, target)
     instruction = args.instruction or DEMO_INSTRUCTION
     env = dict(os.environ)

@@ -31,7 +31,9 @@ SECTION = "phasewise"
 BUILTIN_PHASES = ("plan", "code", "review")
 Protocol = Literal["openai", "anthropic"]
 PhaseKind = Literal["plan", "code", "review"]
-EditFormat = Literal["tool", "text"]
+EditFormat = Literal["search-replace", "whole", "tool", "text"]
+DEFAULT_EDIT_FORMAT = "search-replace"
+DEFAULT_CONTEXT_TOKENS = 8000
 FallbackKind = Literal[
     "missing-credentials",
     "rate-limit",
@@ -97,6 +99,9 @@ class ModelSettings(_Model):
     context_window: int | None = Field(None, gt=0, description="Context window in tokens.")
     max_output_tokens: int | None = Field(None, gt=0, description="Largest answer the model gives, in tokens.")
     vision: bool | None = Field(None, description="Whether the model reads images.")
+    edit_format: EditFormat | None = Field(
+        None, description="The edit format the model does best, used where a phase sets none."
+    )
     input_price_per_mtok: float | None = Field(
         None, ge=0, description="Price in USD per million input tokens, for cost estimates."
     )
@@ -239,10 +244,21 @@ class PhaseSettings(_Model):
     )
     temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature.")
     max_output_tokens: int | None = Field(None, gt=0, description="Cap on the answer's length, in tokens.")
-    edit_format: EditFormat = Field(
-        "tool",
-        description="How `code`/`review` answers are structured: `tool` (tool calling) or `text` (a "
-        "JSON block in the answer, for models without tool calling).",
+    edit_format: EditFormat | None = Field(
+        None,
+        description="How answers are structured. `code`: `search-replace` (SEARCH/REPLACE blocks, each "
+        "headed by its file's path), `whole` (whole files back, for small files and weak coders), `tool` "
+        "(line edits in a tool call) or `text` (the same line edits as a JSON block). `review`: findings "
+        "by tool call, or as a JSON block with `text`. Unset: the model's default from the catalogue, "
+        "else `search-replace`.",
+    )
+    context_tokens: int = Field(
+        DEFAULT_CONTEXT_TOKENS, ge=0, le=1_000_000,
+        description="Tokens of related files (named, imported, callers, repository map) sent with the "
+        "document; 0 sends the document only.",
+    )
+    confirm: bool = Field(
+        True, description="`code`: show the change for confirmation before it lands, where the editor can.",
     )
 
 

@@ -66,8 +66,10 @@ def test_nested_fields_keep_descriptions_enums_and_defaults() -> None:
     phase = props[f"{SECTION}.phases"]["additionalProperties"]
     assert set(props[f"{SECTION}.phases"]["properties"]) == {"plan", "code", "review"}
     assert phase["additionalProperties"] is False
-    assert phase["properties"]["editFormat"]["enum"] == ["tool", "text"]
-    assert phase["properties"]["editFormat"]["default"] == "tool"
+    edit_format = phase["properties"]["editFormat"]
+    assert {"enum": ["search-replace", "whole", "tool", "text"], "type": "string"} in edit_format["anyOf"]
+    assert edit_format["default"] is None and "search-replace" in edit_format["markdownDescription"]
+    assert phase["properties"]["contextTokens"]["default"] == 8000
     assert "rate-limit" in phase["properties"]["fallbackOn"]["items"]["enum"]
     assert phase["properties"]["fallbackOn"]["default"] == ["rate-limit", "overloaded", "server-error", "network",
                                                             "timeout"]

@@ -26,6 +26,8 @@ def minimal_edit(codec: PositionCodec, old: str, new: str) -> types.TextEdit:
     client's position units (``codec``)."""
     limit = min(len(old), len(new))
     a = _common_length(old, new, limit, lambda s, n: s[:n])
+    if 0 < a < len(old) and old[a - 1] == "\r" and old[a] == "\n":
+        a -= 1  # never split a CRLF pair
     b = _common_length(old, new, limit - a, lambda s, n: s[len(s) - n:])
     lines = old.split("\n")
 

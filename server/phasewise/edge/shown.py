@@ -42,8 +42,8 @@ def workspace_folder(ls: PhasewiseServer, uri: str) -> Path | None:
         return None
     target = Path(path).resolve()
     best: Path | None = None
-    for folder in ls.workspace.folders.values():
-        root = to_fs_path(folder.uri)
+    roots = [to_fs_path(f.uri) for f in ls.workspace.folders.values()] or [ls.workspace.root_path]
+    for root in roots:  # a client that sends only rootUri: that is the one folder
         if root is None:
             continue
         base = Path(root).resolve()

@@ -88,6 +88,9 @@ class Finding(Jsonable):
     severity: str
     message: str
     suggestion: str | None = field(default=None, metadata=json_rule(omit="none"))
+    # another file of the change (workspace-relative); None: the document
+    path: str | None = field(default=None, metadata=json_rule(omit="none"))
+    uri: str | None = field(default=None, metadata=json_rule(when=lambda f: f.path is not None))
 
 
 _FENCE = re.compile(r"```(?:json)?\s*\n(.*?)\n```", re.S)
@@ -158,8 +161,10 @@ def unified_diff(before: str, after: str, path: str) -> str:
     )
 
 
-def parse_findings(answer: dict[str, Any], doc: Document, rng: LineRange) -> list[Finding]:
-    """Findings kept within the range; malformed single findings are dropped, not fatal."""
+def parse_findings(answer: dict[str, Any], doc: Document, rng: LineRange,
+                   others: dict[str, Document] | None = None) -> list[Finding]:
+    """Findings kept within the range; malformed single findings are dropped, not fatal. A finding
+    whose ``path`` names one of ``others`` (the other files of a change) is kept on that file."""
     raw = answer.get("findings")
     if not isinstance(raw, list):
         raise AnswerError("the answer has no `findings` list")
@@ -172,8 +177,11 @@ def parse_findings(answer: dict[str, Any], doc: Document, rng: LineRange) -> lis
             end = _int(item, "end_line", "finding") - 1
         except AnswerError:
             continue
-        start = min(max(start, rng.start), rng.end)
-        end = min(max(end, start), rng.end)
+        path = item.get("path")
+        other = (others or {}).get(path) if isinstance(path, str) else None
+        bounds = LineRange(0, len(other.lines) - 1) if other is not None else rng
+        start = min(max(start, bounds.start), bounds.end)
+        end = min(max(end, start), bounds.end)
         severity = str(item.get("severity", "warning")).lower()
         if severity not in SEVERITIES:
             severity = "warning"
@@ -181,6 +189,6 @@ def parse_findings(answer: dict[str, Any], doc: Document, rng: LineRange) -> lis
         if not message:
             continue
         suggestion = item.get("suggestion")
-        out.append(Finding(start, end, severity, message,
-                           suggestion if isinstance(suggestion, str) else None))
+        out.append(Finding(start, end, severity, message, suggestion if isinstance(suggestion, str) else None,
+                           path if other is not None else None, other.uri if other is not None else None))
     return out

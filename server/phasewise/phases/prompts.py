@@ -8,14 +8,20 @@ orders the blocks): what is stable comes first and is byte-identical in every ph
 the same document, what changes comes last::
 
     system   SHARED_SYSTEM                          (the same text in every phase)
-    context  <document path="src/app.py" language="python" first_line="1" last_line="40">
+    context  <repository_map>                       (when the budget leaves room)
+             src/util.py: helper, Thing
+             </repository_map>
+             <file path="src/util.py" language="python" reason="imported by the document" first_line="1" last_line="9">
+                1| a related file (zero or more, see ``context_blocks``)
+             </file>
+             <document path="src/app.py" language="python" first_line="1" last_line="40">
                 1| first line of the document
                 2| ...
              </document>
     user     <phase name="code">                    (the phase's own instructions)
              Phasewise phase: code.
              ...
-             Edit format: tool. Answer by calling the apply_edits tool exactly once.
+             Edit format: search-replace. ...
              </phase>
              <plan>                                 (code phase, when a plan is handed over)
              free text
@@ -27,16 +33,24 @@ the same document, what changes comes last::
              free text
              </instruction>
 
-The phase block starts with ``Phasewise phase: <name>.`` and, for structured phases, names the
-edit format: tool calling (tools below) or a fenced ```json block holding the same object. With
-tool calling, every phase declares the same tools (``RUN_TOOLS``), since tools head the cached
-prefix, and the code and review phases each require theirs. The adapters put ``context`` where
-their protocol caches it (see ``ChatRequest``). ``user_prompt`` is the older single-message form
-(instruction, plan, change, document), still read by the simulator.
+Paths are workspace-relative when the phase knows the workspace folders (absolute otherwise). The
+phase block starts with ``Phasewise phase: <name>.`` and names the edit format: SEARCH/REPLACE
+blocks or whole files for ``code`` (the default), else tool calling (tools below) or a fenced
+```json block holding the same object. With tool calling, every phase declares the same tools
+(``RUN_TOOLS``), since tools head the cached prefix, and the code and review phases each require
+theirs. The adapters put ``context`` where their protocol caches it (see ``ChatRequest``).
+``user_prompt`` is the older single-message form (instruction, plan, change, related files,
+document), still read by the simulator and used for preflight's size estimate.
 
-Edits are line based, 1-based and inclusive: ``{start_line, end_line, new_text}`` replaces lines
+The code phase's edit format is named on its own line, ``Edit format: <name>.``: ``search-replace``
+(SEARCH/REPLACE blocks headed by their file's path, see ``phases.edits``), ``whole`` (whole files
+back), ``tool`` (tool call) or ``text`` (the same object in a fenced JSON block).
+
+In the ``tool``/``text`` formats, edits are line based, 1-based and inclusive:
+``{start_line, end_line, new_text}`` replaces lines
 ``start_line..end_line`` by ``new_text`` (no trailing newline needed). An insertion before line
-``k`` is ``start_line = k, end_line = k - 1``. Deleting is ``new_text = ""``.
+``k`` is ``start_line = k, end_line = k - 1``. Deleting is ``new_text = ""``. An edit of a related
+file names it in ``path``; a new file is an insertion at line 1 of a path that does not exist.
 """
 
 from __future__ import annotations
@@ -59,6 +73,10 @@ EDIT_SCHEMA: Final[dict[str, Any]] = {
             "items": {
                 "type": "object",
                 "properties": {
+                    "path": {
+                        "type": "string",
+                        "description": "Workspace-relative path of the file edited; the document when left out.",
+                    },
                     "start_line": {"type": "integer", "description": "First line replaced (1-based)."},
                     "end_line": {
                         "type": "integer",
@@ -82,6 +100,10 @@ FINDINGS_SCHEMA: Final[dict[str, Any]] = {
             "items": {
                 "type": "object",
                 "properties": {
+                    "path": {
+                        "type": "string",
+                        "description": "Path of a changed file the finding is on; the document when left out.",
+                    },
                     "start_line": {"type": "integer"},
                     "end_line": {"type": "integer"},
                     "severity": {"type": "string", "enum": list(SEVERITIES)},
@@ -131,8 +153,9 @@ _SYSTEM = {
     ),
     "code": (
         "Phasewise phase: code.\n"
-        "You are a careful engineer. Carry out the instruction on the numbered document with the "
-        "smallest correct change. Line numbers refer to the numbered document."
+        "You are a careful engineer. Carry out the instruction on the document with the smallest "
+        "correct change, updating the related files it affects (callers, tests). Line numbers are "
+        "there for reference only."
     ),
     "review": (
         "Phasewise phase: review.\n"
@@ -148,12 +171,41 @@ _FORMAT_TEXT = (
 )
 
 
-def system_prompt(phase: str, *, tool: ToolSpec | None, use_tools: bool) -> str:
+_FORMAT_SEARCH_REPLACE = """Edit format: search-replace.
+Answer with SEARCH/REPLACE blocks only, one per change. Put each file's workspace-relative path alone on \
+the line before its block. The SEARCH section must copy existing lines of that file exactly (without \
+the line-number gutter) and match exactly one place; keep it short but unique. To create a file, give \
+its new path and leave SEARCH empty. Example:
+
+src/app.py
+```python
+<<<<<<< SEARCH
+def old_name(x):
+=======
+def new_name(x):
+>>>>>>> REPLACE
+```"""
+
+_FORMAT_WHOLE = """Edit format: whole.
+Answer with every file you change, whole: its workspace-relative path alone on a line, then its complete \
+new content in a fenced block. Leave out files you do not change. Example:
+
+src/app.py
+```python
+the complete new content of src/app.py
+```"""
+
+
+def system_prompt(phase: str, *, tool: ToolSpec | None, use_tools: bool, edit_format: str | None = None) -> str:
     """The phase's own instructions (the ``<phase>`` block of ``layout``; the system prompt of the
     older layout); unknown (user-defined) phases are planned like ``plan``."""
     import json
 
     base = _SYSTEM.get(phase, _SYSTEM["plan"].replace("phase: plan", f"phase: {phase}"))
+    if phase == "code" and edit_format == "search-replace":
+        return f"{base}\n{_FORMAT_SEARCH_REPLACE}"
+    if phase == "code" and edit_format == "whole":
+        return f"{base}\n{_FORMAT_WHOLE}"
     if tool is None:
         return base
     if use_tools:
@@ -177,14 +229,18 @@ def user_prompt(
     first_line: int = 1,
     plan: str | None = None,
     change: str | None = None,
+    context: str = "",
 ) -> str:
-    """The older single user message (instruction, plan, change, document last), which the
-    simulator still reads; phases send ``layout``'s."""
+    """The older single user message (instruction, plan, change, related files, document last),
+    which the simulator still reads; ``context`` is what ``context_blocks`` rendered. Phases send
+    ``layout``'s."""
     parts = [f"<instruction>\n{instruction.strip()}\n</instruction>"]
     if plan:
         parts.append(f"<plan>\n{plan.strip()}\n</plan>")
     if change:
         parts.append(f"<change>\n{change.rstrip()}\n</change>")
+    if context:
+        parts.append(context)
     parts.append(document_block(path=path, language=language, text=text, first_line=first_line))
     return "\n".join(parts)
 
@@ -196,10 +252,26 @@ def document_block(*, path: str, language: str, text: str, first_line: int = 1) 
             f'last_line="{last_line}">\n{number_lines(text, first_line)}\n</document>')
 
 
+def context_blocks(files: Sequence[tuple[str, str, str, str]], repo_map: str = "") -> str:
+    """The repository map and the related files (``(path, language, reason, text)``): the map
+    first (the most stable), then one ``<file>`` block each, numbered like the document."""
+    parts = []
+    if repo_map:
+        parts.append(f"<repository_map>\n{repo_map}\n</repository_map>")
+    for path, language, reason, text in files:
+        body = text[:-1] if text.endswith("\n") else text
+        last = 1 + body.count("\n")
+        parts.append(
+            f'<file path="{path}" language="{language}" reason="{reason}" first_line="1" last_line="{last}">\n'
+            f"{number_lines(body)}\n</file>"
+        )
+    return "\n".join(parts)
+
+
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """A request's text in cache order: ``system`` then ``context`` (the documents) are the
-    stable prefix, ``user`` is what changes from phase to phase."""
+    """A request's text in cache order: ``system`` then ``context`` (the repository map, related
+    files, the document) are the stable prefix, ``user`` is what changes from phase to phase."""
 
     system: str
     context: str
@@ -218,14 +290,16 @@ def layout(
     use_tools: bool,
     plan: str | None = None,
     change: str | None = None,
+    edit_format: str | None = None,
 ) -> Layout:
     """The one function that orders a request's blocks: the shared system text and the context
-    blocks (``document_block``, in a stable order) first; then the phase's own instructions, the
-    plan, the change and the instruction."""
-    changing = [f'<phase name="{phase}">\n{system_prompt(phase, tool=tool, use_tools=use_tools)}\n</phase>']
+    blocks (``context_blocks`` and ``document_block``, in a stable order) first; then the phase's
+    own instructions, the plan, the change and the instruction."""
+    own = system_prompt(phase, tool=tool, use_tools=use_tools, edit_format=edit_format)
+    changing = [f'<phase name="{phase}">\n{own}\n</phase>']
     if plan:
         changing.append(f"<plan>\n{plan.strip()}\n</plan>")
     if change:
         changing.append(f"<change>\n{change.rstrip()}\n</change>")
     changing.append(f"<instruction>\n{instruction.strip()}\n</instruction>")
-    return Layout(SHARED_SYSTEM, "\n".join(context), "\n".join(changing))
+    return Layout(SHARED_SYSTEM, "\n".join(c for c in context if c), "\n".join(changing))

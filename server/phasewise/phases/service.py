@@ -1,13 +1,20 @@
 """The phases: plan, code, review (and any phase of the user's own), as plain async calls.
 
-``PhaseService.run`` builds the prompt, asks the router, and turns the answer into a
-``PhaseResult``: text for ``plan``, a validated edit set and its diff for ``code``, findings for
-``review``. It applies nothing: whoever called it (the LSP edge, the CLI) applies the edits with
-its own safety checks. Knows nothing of LSP.
+``PhaseService.run`` gathers the phase's context from the workspace (``phases.context``, in a
+thread), builds the prompt (``prompts.layout``: what is stable first, for the providers' prompt
+caches), asks the router, and turns the answer into a ``PhaseResult``: text for ``plan``, a
+``ChangeSet`` (every file the change touches, each with its diff) for ``code``, findings for
+``review``. A code answer whose blocks do not match gets one repair round (the model is told which
+block failed and why); if that fails too, the phase fails and nothing is applied. An identical
+request may be answered from the response cache (``cache.responses``). It applies nothing itself:
+whoever called it (the LSP edge, the CLI) applies the change with its own safety checks. Knows
+nothing of LSP.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import os
 import time
@@ -17,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from phasewise.phases.context import CHANGED, Context, Workspace, gather
 from phasewise.phases.documents import (
     MAX_DOCUMENT_CHARS,
     AnswerError,
@@ -24,18 +32,17 @@ from phasewise.phases.documents import (
     Finding,
     LineEdit,
     LineRange,
-    apply_edits,
-    parse_edits,
     parse_findings,
     structured_answer,
-    unified_diff,
 )
+from phasewise.phases.edits import ChangeSet, EditFailure, FileText, change_from_answer, line_edits
 from phasewise.phases.prompts import (
     EDIT_TOOL_SPEC,
     FINDINGS_TOOL_SPEC,
     RUN_TOOLS,
     Layout,
     ToolSpec,
+    context_blocks,
     document_block,
     layout,
 )
@@ -52,10 +59,11 @@ from phasewise.router.router import (
     Served,
     output_budget,
     phase_request,
+    uses_tool,
 )
 from phasewise.router.routes import PhaseRoute, Route
 from phasewise.serial import Jsonable, json_rule
-from phasewise.settings import LoadedSettings
+from phasewise.settings import DEFAULT_CONTEXT_TOKENS, LoadedSettings
 
 _TOOLS: dict[str, ToolSpec] = {"code": EDIT_TOOL_SPEC, "review": FINDINGS_TOOL_SPEC}
 
@@ -68,7 +76,8 @@ class PhaseInput:
     plan: str | None = None
     change: str | None = None
     run_id: str | None = None
-    workspace: str | None = None  # the workspace folder (``prompt_cache_key``); unset: the document's folder
+    workspace: Workspace | None = None  # folders and open buffers: related files go with the document
+    changed_files: tuple[str, ...] = ()  # review after code: the files the change touched
 
 
 def _code_view(result: PhaseResult) -> bool:
@@ -106,7 +115,12 @@ class PhaseResult(Jsonable):
     edits: list[LineEdit] = field(default_factory=list, metadata=json_rule(when=_code_view))
     diff: str | None = field(default=None, metadata=json_rule(when=_code_view))
     applied: bool | None = field(default=None, metadata=json_rule(when=_code_view))
+    # every file the change touches, each with its diff
+    changes: ChangeSet | None = field(default=None, metadata=json_rule(
+        key="files", when=_code_view, encode=lambda c: list(c.files) if c else []))
     findings: list[Finding] = field(default_factory=list, metadata=json_rule(when=_review_view))
+    # what the phase sent besides its instruction: [{path, reason, tokens}]
+    context: Context | None = field(default=None, metadata=json_rule(omit="none", encode=lambda c: c.sent()))
     new_text: str | None = field(default=None, metadata=json_rule(skip=True))
     range: LineRange | None = field(default=None, metadata=json_rule(skip=True))
     shown_at: str | None = field(default=None, metadata=json_rule(omit="none"))  # the file a plan was shown in
@@ -151,47 +165,70 @@ class PhaseService:
     def route(self, loaded: LoadedSettings, phase: str) -> PhaseRoute:
         return self.engine.resolver(loaded).phase(phase)
 
-    def prepare(self, phase: str, inp: PhaseInput) -> tuple[str, str, ToolSpec | None, LineRange]:
-        """The phase, its documents' text (what ``MAX_DOCUMENT_CHARS`` bounds), its tool, its range."""
+    def prepare(self, phase: str, inp: PhaseInput,
+                context: Context | None = None) -> tuple[str, str, ToolSpec | None, LineRange]:
+        """The phase, the text of its context blocks (related files, repository map, then the
+        document), its tool and its range."""
         doc = inp.document
         rng = doc.clamp(inp.range)
-        context = document_block(path=doc.path, language=doc.language_id(), text=doc.excerpt(rng),
-                                 first_line=rng.start + 1)
-        return phase, context, _TOOLS.get(phase), rng
+        ws = inp.workspace
+        path = (ws.rel(doc.uri) if ws else None) or doc.path
+        blocks = [related_blocks(context),
+                  document_block(path=path, language=doc.language_id(), text=doc.excerpt(rng),
+                                 first_line=rng.start + 1)]
+        return phase, "\n".join(b for b in blocks if b), _TOOLS.get(phase), rng
 
     @staticmethod
-    def layout(phase: str, inp: PhaseInput, context: str, tool: ToolSpec | None, use_tools: bool) -> Layout:
+    def layout(phase: str, inp: PhaseInput, context: str, tool: ToolSpec | None, use_tools: bool,
+               edit_format: str | None = None) -> Layout:
         return layout(phase, instruction=inp.instruction or "Review this code.", context=[context],
-                      tool=tool, use_tools=use_tools, plan=inp.plan, change=inp.change)
+                      tool=tool, use_tools=use_tools, plan=inp.plan, change=inp.change, edit_format=edit_format)
+
+    async def gather(self, loaded: LoadedSettings, phase: str, inp: PhaseInput) -> Context | None:
+        """The phase's related files (off the event loop), or None without a workspace."""
+        if inp.workspace is None:
+            return None
+        ps = loaded.settings.phases.get(phase)
+        budget = ps.context_tokens if ps else DEFAULT_CONTEXT_TOKENS
+        doc = inp.document
+        rng = doc.clamp(inp.range) if inp.range is not None else None
+        return await asyncio.to_thread(
+            gather, inp.workspace, document_uri=doc.uri, document_text=doc.text,
+            range_text=doc.excerpt(rng) if rng else None, instruction=inp.instruction,
+            plan=inp.plan if phase == "code" else None, budget_tokens=budget, changed=inp.changed_files,
+        )
 
     def preflight(self, loaded: LoadedSettings, phase: str, inp: PhaseInput) -> Problem | None:
         """Offline checks of one phase: settings, key, model, tool calling, context window."""
         phase_route = self.route(loaded, phase)
         _, context, tool, _ = self.prepare(phase, inp)
         main = phase_route.main
+        size = self.layout(phase, inp, context, tool, tool is not None, main.edit_format if main else None).chars()
         check = Preflight(
             needs_tool=tool is not None,
-            prompt_chars=self.layout(phase, inp, context, tool, tool is not None).chars() + 2000,
+            prompt_chars=size + 2000,
             output_tokens=output_budget(main) if main else 0,
         )
         return Router(self.engine, loaded).check(phase_route, check)
 
     def request(self, loaded: LoadedSettings, phase: str, inp: PhaseInput, route: Route,
-                context: str, tool: ToolSpec | None) -> Any:
+                context: str, tool: ToolSpec | None, repair: str | None = None) -> Any:
         """The ``ChatRequest`` of ``phase`` on ``route``, laid out for the provider's prompt cache
-        unless ``promptCaching`` is off: every phase in tool format declares the same tools (the
-        plan phase, which requires none, only on a model known to call tools at a provider that
-        takes tools without requiring one)."""
+        unless ``promptCaching`` is off: every phase that answers by tool call declares the same
+        tools, and so does a phase answering in text (plan; code in search-replace or whole), which
+        requires none, on a model known to call tools at a provider that takes tools without
+        requiring one. ``repair`` (a code answer's repair round) goes after the request's blocks."""
         caching = loaded.settings.prompt_caching
-        tool_format = route.edit_format == "tool"
-        use_tools = tool is not None and tool_format
+        use_tools = tool is not None and uses_tool(route)
         tools: tuple[ToolSpec, ...] = ()
-        plan_may = route.info.tool_calling is True and route.spec.tool_choice_none
-        if caching and tool_format and (use_tools or plan_may):
+        may_declare = route.info.tool_calling is True and route.spec.tool_choice_none
+        if caching and (use_tools or may_declare):
             tools = RUN_TOOLS
-        text = self.layout(phase, inp, context, tool, use_tools)
-        workspace = inp.workspace or os.path.dirname(inp.document.path)
-        return phase_request(route, system=text.system, context=text.context, user=text.user, tool=tool,
+        text = self.layout(phase, inp, context, tool, use_tools, route.edit_format)
+        user = f"{text.user}\n{repair}" if repair else text.user
+        ws = inp.workspace
+        workspace = str(ws.folders[0]) if ws and ws.folders else os.path.dirname(inp.document.path)
+        return phase_request(route, system=text.system, context=text.context, user=user, tool=tool,
                              tools=tools, caching=caching, cache_key=cache_key(workspace, route))
 
     async def run(self, loaded: LoadedSettings, phase: str, inp: PhaseInput,
@@ -202,26 +239,35 @@ class PhaseService:
         main = phase_route.main
         result = PhaseResult(ok=False, run_id=run_id, phase=phase,
                              provider=main.provider if main else None, model=main.model if main else None)
-        _, context, tool, rng = self.prepare(phase, inp)
+        context = await self.gather(loaded, phase, inp)
+        result.context = context
+        if context is not None and (context.files or context.repo_map):
+            names = ", ".join(f.path for f in context.files[:3]) + (" …" if len(context.files) > 3 else "")
+            observer.on_status(f"context: {len(context.files)} related file{'s' if len(context.files) != 1 else ''}"
+                               f"{f' ({names})' if names else ''}"
+                               f"{' + repository map' if context.repo_map else ''}, {context.tokens:,} tokens")
+        _, context_text, tool, rng = self.prepare(phase, inp, context)
         result.range = rng
-        if len(context) > MAX_DOCUMENT_CHARS:  # what would be sent: the range, or the whole document
+        sent_chars = len(context_text)
+        if sent_chars > MAX_DOCUMENT_CHARS:  # what would be sent: the range (or document) and related files
             who = f" ({main.provider}/{main.model})" if main else ""
             what = "the selected range" if inp.range is not None else "the document"
             result.error = Problem(
                 ProblemKind.CONTEXT_LENGTH,
-                f"The {phase} phase{who} would send {len(context):,} characters of {what}, over the "
+                f"The {phase} phase{who} would send {sent_chars:,} characters of {what}, over the "
                 f"{MAX_DOCUMENT_CHARS:,} Phasewise sends at once: select a smaller range and run it again. "
                 f"Nothing was sent.",
                 phase=phase, provider=result.provider, model=result.model,
             )
             return result
         router = Router(self.engine, loaded)
-        check = Preflight(needs_tool=tool is not None,
-                          prompt_chars=self.layout(phase, inp, context, tool, tool is not None).chars() + 2000,
+        text_size = self.layout(phase, inp, context_text, tool, tool is not None,
+                                main.edit_format if main else None).chars()
+        check = Preflight(needs_tool=tool is not None, prompt_chars=text_size + 2000,
                           output_tokens=output_budget(main) if main else 0)
 
-        def build(route: Route) -> Any:
-            return self.request(loaded, phase, inp, route, context, tool)
+        def build(route: Route, repair: str | None = None) -> Any:
+            return self.request(loaded, phase, inp, route, context_text, tool, repair)
 
         responses, key = self._response_cache(loaded, phase, inp, phase_route, build)
         hit = responses.get(key) if responses is not None and key is not None else None
@@ -249,26 +295,35 @@ class PhaseService:
         result.attempts = served.attempts
         result.fallback_used = served.fallback_used
         result.text = c.text
-        u = c.usage
-        result.input_tokens, result.output_tokens = u.input_tokens, u.output_tokens
-        result.cache_read_tokens, result.cache_write_tokens = u.cache_read_tokens, u.cache_write_tokens
         result.first_token_ms = c.first_token_ms
-        result.cost_usd = cost(served.route, u.input_tokens, u.output_tokens, u.cache_read_tokens,
-                               u.cache_write_tokens)
-        if result.cost_usd is not None and (u.cache_read_tokens or u.cache_write_tokens):
-            uncached = cost(served.route, u.input_tokens, u.output_tokens)
-            result.saved_usd = uncached - result.cost_usd if uncached is not None else None
+        _account(result, served.route, c.usage)
+        repaired = False
         try:
             if phase == "code":
-                answer = structured_answer(c.tool_input, c.text)
-                result.edits = parse_edits(answer, inp.document, rng)
-                result.new_text = apply_edits(inp.document.text, result.edits)
-                result.diff = unified_diff(inp.document.text, result.new_text, inp.document.path)
-                result.text = str(answer.get("summary") or c.text or "")
+                try:
+                    self._code_result(result, served.route, c.text, c.tool_input, inp, rng, context)
+                except EditFailure as failed:
+                    repaired = True
+                    await self._repair(result, router, served, build, failed, check, observer, inp, rng, context)
             elif phase == "review":
                 answer = structured_answer(c.tool_input, c.text)
-                result.findings = parse_findings(answer, inp.document, rng)
+                changed = {f.path: Document(f.uri, f.text) for f in context.files
+                           if f.reason == CHANGED} if context else {}
+                result.findings = parse_findings(answer, inp.document, rng, changed)
                 result.text = str(answer.get("summary") or c.text or "")
+        except EditFailure as err:
+            f = err.first
+            result.error = Problem(
+                ProblemKind.BAD_REQUEST,
+                f"{result.provider}/{result.model} answered the code phase with edits that do not apply, "
+                f"even after being told why: {f.path}, {f.reason}"
+                + (f" (and {len(err.failures) - 1} more)" if len(err.failures) > 1 else "")
+                + ". Nothing was applied; retry, or set `phasewise.phases.code.editFormat` (e.g. \"whole\").",
+                phase=phase, provider=result.provider, model=result.model,
+            )
+            result.edits, result.new_text, result.diff, result.changes = [], None, None, None
+            result.total_ms = (time.perf_counter() - started) * 1000
+            return result
         except AnswerError as err:
             result.error = Problem(
                 ProblemKind.BAD_REQUEST,
@@ -277,12 +332,12 @@ class PhaseService:
                 f"retry, or set `phasewise.phases.{phase}.editFormat`.",
                 phase=phase, provider=served.route.provider, model=served.route.model,
             )
-            result.edits, result.new_text, result.diff = [], None, None
+            result.edits, result.new_text, result.diff, result.changes = [], None, None, None
             result.total_ms = (time.perf_counter() - started) * 1000
             return result
         result.ok = True
         result.total_ms = (time.perf_counter() - started) * 1000
-        if responses is not None and key is not None and not result.cached and not served.fallback_used:
+        if responses is not None and key is not None and not (result.cached or served.fallback_used or repaired):
             responses.put(key, c)
         return result
 
@@ -301,6 +356,101 @@ class PhaseService:
                    "document": hashlib.sha256(inp.document.text.encode("utf-8")).hexdigest()},
         )
         return ResponseCache(self.cache_dir or responses_dir(), cfg.ttl_seconds, self.clock), key
+
+
+    def _resolver(self, inp: PhaseInput, context: Context | None) -> tuple[FileText, Any]:
+        """The document as a change sees it, and the resolver of the paths an answer names."""
+        doc, ws = inp.document, inp.workspace
+        rel = (ws.rel(doc.uri) if ws else None) or doc.path
+        main = FileText(rel, doc.uri, doc.text, doc.version)
+        sent = {f.path: FileText(f.path, f.uri, f.text, f.version) for f in context.files} if context else {}
+
+        def resolve(name: str) -> FileText | None:
+            name = name.strip().lstrip("@")
+            if name in (rel, doc.path, "./" + rel) or (ws is None and name == doc.path.rsplit("/", 1)[-1]):
+                return main
+            if name in sent:
+                return sent[name]
+            if ws is None:
+                return None
+            found = ws.resolve(name)
+            if found is not None and found.path == rel:
+                return main
+            return found
+
+        return main, resolve
+
+    def _code_result(self, result: PhaseResult, route: Route, text: str, tool_input: dict[str, Any] | None,
+                     inp: PhaseInput, rng: LineRange, context: Context | None) -> None:
+        main, resolve = self._resolver(inp, context)
+        windows = {main.path: rng} if inp.range is not None else {}
+        changes = change_from_answer(route.edit_format, text=text, tool_input=tool_input, resolve=resolve,
+                                     document=main, windows=windows)
+        result.changes = changes
+        mine = changes.get(main.path)
+        result.new_text = mine.after if mine else inp.document.text
+        result.edits = line_edits(inp.document.text, result.new_text) if mine else []
+        result.diff = changes.diff
+        summary = ""
+        if route.edit_format in ("tool", "text"):
+            try:
+                summary = str(structured_answer(tool_input, text).get("summary") or "")
+            except AnswerError:
+                summary = ""
+        result.text = summary or text or ""
+
+    async def _repair(self, result: PhaseResult, router: Router, served: Any, build: Any,
+                      failed: EditFailure, check: Preflight, observer: Observer, inp: PhaseInput,
+                      rng: LineRange, context: Context | None) -> None:
+        """One repair round on the route that answered; raises ``EditFailure`` when it fails again."""
+        if result.attempts and result.attempts[-1].outcome == "ok":
+            result.attempts[-1] = dataclasses.replace(result.attempts[-1], outcome="edit-failed")
+        f = failed.first
+        observer.on_status(f"edit block {f.block} of {f.path} did not apply: asking "
+                           f"{served.route.label} once more")
+        previous = served.completion.text or (str(served.completion.tool_input) if served.completion.tool_input else "")
+        # after the request's own blocks, so the cached prefix still holds
+        repair = (f"<previous_answer>\n{previous.rstrip()}\n</previous_answer>\n"
+                  f"<repair>\n{failed.repair_prompt()}\n</repair>")
+        route = served.route
+        only = PhaseRoute(route.phase, routes=(route,))
+        try:
+            again = await router.serve(only, lambda r: build(r, repair), check, observer)
+        except RouteFailed as err:
+            result.attempts += err.attempts
+            raise failed from None
+        result.attempts += again.attempts
+        c = again.completion
+        _account(result, route, c.usage)
+        try:
+            self._code_result(result, route, c.text, c.tool_input, inp, rng, context)
+        except EditFailure:
+            if result.attempts and result.attempts[-1].outcome == "ok":
+                result.attempts[-1] = dataclasses.replace(result.attempts[-1], outcome="edit-failed")
+            raise
+
+
+def _account(result: PhaseResult, route: Route, usage: Any) -> None:
+    """Add one call's tokens to ``result`` and price them all (a repair round is a second call)."""
+    result.input_tokens += usage.input_tokens
+    result.output_tokens += usage.output_tokens
+    result.cache_read_tokens += usage.cache_read_tokens
+    result.cache_write_tokens += usage.cache_write_tokens
+    result.cost_usd = cost(route, result.input_tokens, result.output_tokens, result.cache_read_tokens,
+                           result.cache_write_tokens)
+    if result.cost_usd is not None and (result.cache_read_tokens or result.cache_write_tokens):
+        uncached = cost(route, result.input_tokens, result.output_tokens)
+        result.saved_usd = uncached - result.cost_usd if uncached is not None else None
+
+
+def related_blocks(context: Context | None) -> str:
+    """The related files and repository map of ``context``, in the prompt's ``<file>`` layout."""
+    if context is None:
+        return ""
+    from phasewise.phases.documents import Document as _Doc
+
+    files = [(f.path, _Doc(f.uri, "").language_id(), f.reason, f.text) for f in context.files]
+    return context_blocks(files, context.repo_map)
 
 
 def cancelled_result(phase: str, run_id: str, route: PhaseRoute) -> PhaseResult:

@@ -34,6 +34,7 @@ class ModelInfo:
     cache_read_price_per_mtok: float | None = None
     cache_write_price_per_mtok: float | None = None
     cache_min_tokens: int | None = None
+    edit_format: str | None = None  # the edit format the model does best; None: search-replace
 
     def merged(self, override: ModelInfo) -> ModelInfo:
         """This info with every field ``override`` knows replaced."""
@@ -69,8 +70,8 @@ class ProviderSpec:
 
 def _m(tools: bool, window: int, out: int | None, price_in: float | None, price_out: float | None,
        vision: bool | None = None, *, read: float | None = None, write: float | None = None,
-       min_cache: int | None = None) -> ModelInfo:
-    return ModelInfo(tools, window, out, vision, price_in, price_out, read, write, min_cache)
+       min_cache: int | None = None, edit: str | None = None) -> ModelInfo:
+    return ModelInfo(tools, window, out, vision, price_in, price_out, read, write, min_cache, edit)
 
 
 def _claude(window: int, out: int, price_in: float, price_out: float, min_cache: int) -> ModelInfo:
@@ -113,8 +114,8 @@ _DEEPSEEK = {
 _QWEN = {
     "qwen3-coder-plus": _m(True, 1_000_000, 65_536, 1.0, 5.0, read=0.2),
     "qwen3-max": _m(True, 262_144, 65_536, 1.2, 6.0, read=0.24),
-    "qwen-plus": _m(True, 131_072, 16_384, 0.40, 1.20, read=0.08),
-    "qwen-turbo": _m(True, 1_000_000, 16_384, 0.05, 0.20, read=0.01),
+    "qwen-plus": _m(True, 131_072, 16_384, 0.40, 1.20, read=0.08, edit="whole"),
+    "qwen-turbo": _m(True, 1_000_000, 16_384, 0.05, 0.20, read=0.01, edit="whole"),
 }
 _MINIMAX = {
     "MiniMax-M2": _m(True, 204_800, 128_000, 0.30, 1.20, read=0.03, write=0.375),
@@ -139,7 +140,7 @@ _SIM = {
     "claude-sim": _m(True, 200_000, 8_192, 3.0, 15.0, read=0.3, write=3.75, min_cache=1024),
     "glm-sim": _m(True, 128_000, 8_192, 0.60, 2.20, read=0.11),
     "gpt-sim": _m(True, 128_000, 8_192, 0.25, 2.0, read=0.025),
-    "tiny-sim": _m(False, 4_096, 1_024, 0.0, 0.0),
+    "tiny-sim": _m(False, 4_096, 1_024, 0.0, 0.0, edit="whole"),
 }
 
 

@@ -250,11 +250,12 @@ def preflight(resolver: RouteResolver, route: Route, check: Preflight, known: se
             phase=route.phase, provider=spec.id, model=route.model,
         )
     info = route.info
-    if check.needs_tool and route.edit_format == "tool" and info.tool_calling is False:
+    if check.needs_tool and uses_tool(route) and info.tool_calling is False:
+        other = "\"search-replace\" (or \"text\")" if route.phase == "code" else "\"text\""
         return Problem(
             K.CAPABILITY,
             f"{route.model} at {spec.name} has no tool calling, which the {route.phase} phase uses "
-            f"for structured answers: set `phasewise.phases.{route.phase}.editFormat` to \"text\" "
+            f"for structured answers: set `phasewise.phases.{route.phase}.editFormat` to {other} "
             f"or pick a model with tool calling.",
             phase=route.phase, provider=spec.id, model=route.model,
             setting=f"phasewise.phases.{route.phase}.editFormat",
@@ -495,6 +496,15 @@ def _env(key: KeyRef | None) -> str:
 DEFAULT_CACHE_MIN_TOKENS = 1024  # Anthropic's minimum cacheable prompt for Sonnet-class models
 
 
+def uses_tool(route: Route) -> bool:
+    """Whether a structured phase answers by tool call on ``route``: the code phase only in the ``tool``
+    edit format (``search-replace`` and ``whole`` are plain text, ``text`` a JSON block); review's
+    findings by tool call unless the format is ``text``."""
+    if route.phase == "code":
+        return route.edit_format == "tool"
+    return route.edit_format != "text"
+
+
 def prefix_tokens(system: str, context: str, tools: tuple[ToolLike, ...]) -> int:
     """About how many tokens the cacheable prefix (tools, system text, documents) holds."""
     import json
@@ -510,7 +520,7 @@ def phase_request(route: Route, *, system: str, user: str, tool: ToolLike | None
     mark the prefix with ``cache_control`` when it reaches the model's minimum cacheable size
     (``ModelInfo.cache_min_tokens``); OpenAI-protocol requests carry ``cache_key`` only to providers
     that take ``prompt_cache_key``; others cache implicitly and need nothing."""
-    use_tool = tool is not None and route.edit_format == "tool"
+    use_tool = tool is not None and uses_tool(route)
     required = tool if use_tool else None
     declared = tools if tools and (required is None or required in tools) else ()
     mark, key = False, None

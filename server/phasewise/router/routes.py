@@ -32,6 +32,8 @@ from phasewise.providers.catalogue import (
 )
 from phasewise.settings import (
     BUILTIN_PHASES,
+    DEFAULT_CONTEXT_TOKENS,
+    DEFAULT_EDIT_FORMAT,
     LoadedSettings,
     ModelRef,
     PhaseSettings,
@@ -121,7 +123,7 @@ class Route:
     info: ModelInfo
     temperature: float | None = None
     max_output_tokens: int | None = None
-    edit_format: str = "tool"
+    edit_format: str = DEFAULT_EDIT_FORMAT
 
     @property
     def provider(self) -> str:
@@ -156,7 +158,7 @@ def _override(spec: ProviderSpec, ps: ProviderSettings) -> ProviderSpec:
     for model_id, ms in ps.models.items():
         info = ModelInfo(ms.tool_calling, ms.context_window, ms.max_output_tokens, ms.vision,
                          ms.input_price_per_mtok, ms.output_price_per_mtok, ms.cache_read_price_per_mtok,
-                         ms.cache_write_price_per_mtok, ms.cache_min_tokens)
+                         ms.cache_write_price_per_mtok, ms.cache_min_tokens, ms.edit_format)
         models[model_id] = models[model_id].merged(info) if model_id in models else info
     envs = ps.api_key_env
     key_envs = spec.key_envs if envs is None else ((envs,) if isinstance(envs, str) else tuple(envs))
@@ -289,7 +291,8 @@ class RouteResolver:
             phase, spec, ref.model, info,
             temperature=ps.temperature if ps else None,
             max_output_tokens=ps.max_output_tokens if ps else None,
-            edit_format=ps.edit_format if ps else "tool",
+            # the phase's setting, else the model's default (catalogue or provider settings), else search-replace
+            edit_format=(ps.edit_format if ps else None) or info.edit_format or DEFAULT_EDIT_FORMAT,
         )
 
     def phase(self, phase: str) -> PhaseRoute:
@@ -348,4 +351,8 @@ class RouteResolver:
         out.update(view(phase_route.main))
         out["fallbacks"] = [view(r) for r in phase_route.routes[1:]]
         out["fallbackOn"] = sorted(phase_route.fallback_on)
+        ps = self.loaded.settings.phases.get(phase_route.phase)
+        out["contextTokens"] = ps.context_tokens if ps else DEFAULT_CONTEXT_TOKENS
+        if phase_route.phase == "code":
+            out["confirm"] = ps.confirm if ps else True
         return out

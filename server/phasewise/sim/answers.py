@@ -2,8 +2,12 @@
 
 Reads the Phasewise prompt wire format (``phasewise.phases.prompts``) back out of a request and
 answers each phase the way a careful model would, but by rule: a numbered plan naming real
-functions, valid line edits (rename, docstring, comment), and review findings computed from the
-document. Protocol neutral: ``wire`` turns an ``Answer`` into OpenAI or Anthropic bytes.
+functions, valid edits (a rename across the document and every related ``<file>`` of the prompt, a
+docstring, a comment) in the edit format the system prompt names (SEARCH/REPLACE blocks, whole
+files, or line edits by tool call or JSON block), and review findings computed from the document.
+A model whose id contains ``misquote`` answers SEARCH blocks that quote a line wrongly (as models
+do): ``misquote-once`` gets it right when the prompt carries a ``<repair>`` block, any other
+``misquote`` model never does. Protocol neutral: ``wire`` turns an ``Answer`` into OpenAI or Anthropic bytes.
 Nothing here does I/O, so every answer is a pure function of the request.
 """
 
@@ -18,10 +22,14 @@ from typing import Any
 from phasewise.phases.prompts import EDIT_TOOL, FINDINGS_TOOL
 
 _PHASE_RX = re.compile(r"Phasewise phase:\s*([\w-]+)")
-_FORMAT_RX = re.compile(r"Edit format:\s*(tool|text)\b", re.I)
-_DOC_OPEN_RX = re.compile(
-    r'<document path="(?P<path>[^"]*)" language="(?P<language>[^"]*)" '
-    r'first_line="(?P<first>\d+)" last_line="(?P<last>\d+)">\n'
+_FORMAT_RX = re.compile(r"Edit format:\s*(search-replace|whole|tool|text)\b", re.I)
+_FILE_OPEN_RX = re.compile(
+    r'^<file path="(?P<path>[^"]*)" language="(?P<language>[^"]*)" reason="(?P<reason>[^"]*)" '
+    r'first_line="(?P<first>\d+)" last_line="(?P<last>\d+)">\n', re.M
+)
+_DOC_OPEN_RX = re.compile(  # at a line's start: a numbered row of a file cannot look like it
+    r'^<document path="(?P<path>[^"]*)" language="(?P<language>[^"]*)" '
+    r'first_line="(?P<first>\d+)" last_line="(?P<last>\d+)">\n', re.M
 )
 _ROW_RX = re.compile(r"^\s*(\d+)\|(.*)$")
 _RENAME_RX = re.compile(
@@ -52,6 +60,7 @@ class Document:
     first_line: int
     last_line: int
     lines: tuple[tuple[int, str], ...]
+    reason: str = ""  # a related <file>: why it was sent
 
     def text_of(self, number: int) -> str | None:
         index = number - self.first_line
@@ -71,6 +80,8 @@ class Prompt:
     change: str | None
     document: Document | None
     offered_tools: tuple[str, ...] = ()
+    files: tuple[Document, ...] = ()  # the related files of the prompt, whole
+    repair: bool = False  # the prompt asks to repair an answer whose blocks did not apply
 
     @property
     def is_python(self) -> bool:
@@ -96,10 +107,11 @@ class Answer:
 
 
 def _block(user: str, tag: str) -> str | None:
-    start = user.find(f"<{tag}>\n")
+    opening = f"<{tag}>\n"
+    start = 0 if user.startswith(opening) else user.find(f"\n{opening}")
     if start < 0:
         return None
-    start += len(tag) + 3
+    start += len(tag) + 3 + (0 if user.startswith(opening) else 1)
     end = user.find(f"\n</{tag}>", start)
     return user[start:] if end < 0 else user[start:end]
 
@@ -138,6 +150,29 @@ def parse_document(user: str) -> Document | None:
     return Document(match.group("path"), match.group("language"), first, last, tuple(rows))
 
 
+def _rows(body: str) -> list[tuple[int, str]]:
+    rows: list[tuple[int, str]] = []
+    for row in body.split("\n"):
+        m = _ROW_RX.match(row)
+        if m is not None:
+            text = m.group(2)
+            rows.append((int(m.group(1)), text[1:] if text.startswith(" ") else text))
+    return rows
+
+
+def parse_files(user: str) -> tuple[Document, ...]:
+    """The related ``<file>`` blocks of a prompt."""
+    out: list[Document] = []
+    head = user  # anywhere in the message (the layout may move them); rows are numbered, so a
+    # file's own text never starts a line with "<file " or "</file>"
+    for m in _FILE_OPEN_RX.finditer(head):
+        end = head.find("\n</file>", m.end())
+        body = head[m.end():] if end < 0 else head[m.end():end]
+        out.append(Document(m.group("path"), m.group("language"), int(m.group("first")), int(m.group("last")),
+                            tuple(_rows(body)), m.group("reason")))
+    return tuple(out)
+
+
 def parse_prompt(system: str, user: str, offered_tools: tuple[str, ...] = ()) -> Prompt:
     """Either layout: the cache layout (document at the end of the system text or at the start
     of the user message, then ``<phase>``, plan, change, instruction) or the older one (phase in
@@ -157,6 +192,8 @@ def parse_prompt(system: str, user: str, offered_tools: tuple[str, ...] = ()) ->
         change=_block(rest, "change"),
         document=parse_document(full),
         offered_tools=offered_tools,
+        files=parse_files(user),
+        repair=_block(user, "repair") is not None,
     )
 
 
@@ -220,6 +257,9 @@ def plan_text(prompt: Prompt, provider: str, model: str) -> str:
             out.append(f"3. Update `{other}` (line {other_line}) and any callers so the names stay consistent.")
         else:
             out.append(f"3. Update the callers of `{main}` so they keep working.")
+        users = [f"`{f.path}`" for f in prompt.files]
+        if users:
+            out[-1] = out[-1].rstrip(".") + f", in {where} and in {', '.join(users[:4])}."
     else:
         out += [
             f"1. Read {where}{span} and find the code the instruction is about.",
@@ -316,35 +356,155 @@ def _comment_edit(prompt: Prompt) -> tuple[dict[str, Any], str] | None:
     return edit, f"Added a comment at line {first} recording the instruction."
 
 
+def _rename_in(doc: Document, old: str, new: str) -> list[dict[str, Any]]:
+    word = re.compile(rf"\b{re.escape(old)}\b")
+    return [{"start_line": n, "end_line": n, "new_text": word.sub(new, text)} for n, text in doc.lines
+            if word.search(text)]
+
+
 def _rename_edits(prompt: Prompt) -> tuple[list[dict[str, Any]], str] | None:
     doc = prompt.document
     m = _RENAME_RX.search(prompt.instruction)
     if doc is None or m is None:
         return None
-    old, new = m.group(1), m.group(2)
-    word = re.compile(rf"\b{re.escape(old)}\b")
-    edits = [
-        {"start_line": n, "end_line": n, "new_text": word.sub(new, text)}
-        for n, text in doc.lines
-        if word.search(text)
-    ]
+    edits = _rename_in(doc, m.group(1), m.group(2))
     if not edits:
         return None
     lines = "line" if len(edits) == 1 else "lines"
-    return edits, f"Renamed `{old}` to `{new}` on {len(edits)} {lines}."
+    return edits, f"Renamed `{m.group(1)}` to `{m.group(2)}` on {len(edits)} {lines}."
+
+
+_ADD_TEST_RX = re.compile(r"\b(?:add|write|create)\b[^.]*\btests?\b", re.I)
+
+
+def _new_test(prompt: Prompt) -> tuple[dict[str, Any], str] | None:
+    """A new test file for the document's first function (an insertion at line 1 of a new path)."""
+    doc = prompt.document
+    if doc is None or not prompt.is_python or not _ADD_TEST_RX.search(prompt.instruction):
+        return None
+    names = [n for n, _ in _symbols(doc, True, limit=10) if not n[:1].isupper()]
+    if not names:
+        return None
+    stem = doc.path.rsplit("/", 1)[-1].removesuffix(".py")
+    module = doc.path.removesuffix(".py").lstrip("/").replace("/", ".") if not doc.path.startswith("/") else stem
+    path = f"tests/test_{stem}.py"
+    if any(f.path == path for f in prompt.files):
+        return None
+    body = (f"from {module} import {names[0]}\n\n\ndef test_{names[0]}_is_callable():\n"
+            f"    assert callable({names[0]})")
+    return ({"path": path, "start_line": 1, "end_line": 0, "new_text": body},
+            f"Added {path} with a first test of `{names[0]}`.")
 
 
 def code_object(prompt: Prompt) -> dict[str, Any]:
-    """The ``apply_edits`` input: always valid against the document, deterministic."""
+    """The ``apply_edits`` input: always valid against the document (and the related files, each
+    edit of one naming its ``path``; a new file is an insertion at line 1 of a new path), deterministic."""
     if prompt.document is None:
         return {"summary": "No document was given, so there is nothing to edit.", "edits": []}
+    created = _new_test(prompt)
+    if created is not None:
+        return {"summary": created[1], "edits": [created[0]]}
     renamed = _rename_edits(prompt)
     if renamed is not None:
-        return {"summary": renamed[1], "edits": renamed[0]}
+        edits, summary = renamed
+        m = _RENAME_RX.search(prompt.instruction)
+        assert m is not None
+        others = 0
+        for f in prompt.files:
+            more = _rename_in(f, m.group(1), m.group(2))
+            if more:
+                others += 1
+                edits = edits + [{"path": f.path, **e} for e in more]
+        if others:
+            summary = summary.rstrip(".") + f", and in {others} other file{'s' if others != 1 else ''}."
+        return {"summary": summary, "edits": edits}
     single = _docstring_edit(prompt) or _comment_edit(prompt)
     if single is None:
         return {"summary": "The document is empty; nothing to edit.", "edits": []}
     return {"summary": single[1], "edits": [single[0]]}
+
+
+def _new_lines(doc: Document, edits: list[dict[str, Any]]) -> list[str]:
+    lines = [t for _, t in doc.lines]
+    for e in sorted(edits, key=lambda e: e["start_line"], reverse=True):
+        a, b = e["start_line"] - doc.first_line, e["end_line"] - doc.first_line
+        lines[a : b + 1] = e["new_text"].split("\n") if e["new_text"] != "" else []
+    return lines
+
+
+def _count(hay: list[str], needle: list[str]) -> int:
+    n = len(needle)
+    return sum(1 for i in range(len(hay) - n + 1) if hay[i : i + n] == needle)
+
+
+def _blocks(old: list[str], new: list[str]) -> list[tuple[list[str], list[str]]]:
+    """SEARCH/REPLACE pairs turning ``old`` into ``new``, each SEARCH unique in ``old``."""
+    import difflib
+
+    hunks: list[list[int]] = []  # [i1, i2, j1, j2]
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
+        if tag != "equal":
+            hunks.append([i1, i2, j1, j2])
+    for h in hunks:
+        if h[0] == h[1]:  # pure insertion: anchor it on a neighbouring line
+            if h[0] < len(old):
+                h[1] += 1
+                h[3] += 1
+            elif h[0] > 0:
+                h[0] -= 1
+                h[2] -= 1
+        while _count(old, old[h[0] : h[1]]) != 1 and (h[0] > 0 or h[1] < len(old)):
+            if h[0] > 0:
+                h[0] -= 1
+                h[2] -= 1
+            if _count(old, old[h[0] : h[1]]) != 1 and h[1] < len(old):
+                h[1] += 1
+                h[3] += 1
+    merged: list[list[int]] = []
+    for h in hunks:
+        if merged and h[0] < merged[-1][1]:
+            merged[-1][1], merged[-1][3] = max(merged[-1][1], h[1]), max(merged[-1][3], h[3])
+        else:
+            merged.append(h)
+    return [(old[i1:i2], new[j1:j2]) for i1, i2, j1, j2 in merged]
+
+
+def _misquoted(search: list[str]) -> list[str]:
+    return [search[0].rstrip() + "  # as it was", *search[1:]] if search else search
+
+
+def code_text(prompt: Prompt, fmt: str, model: str) -> str:
+    """A code answer as text: SEARCH/REPLACE blocks, whole files, or (``text``) a JSON block."""
+    obj = code_object(prompt)
+    doc = prompt.document
+    if doc is None or not obj["edits"]:
+        return str(obj["summary"])
+    by_path: dict[str, tuple[Document, list[dict[str, Any]]]] = {doc.path: (doc, [])}
+    for f in prompt.files:
+        by_path.setdefault(f.path, (f, []))
+    for e in obj["edits"]:
+        path = e.get("path", doc.path)
+        if path not in by_path:  # a new file
+            by_path[path] = (Document(path, "", 1, 0, ()), [])
+        by_path[path][1].append({k: v for k, v in e.items() if k != "path"})
+    wrong = "misquote" in model and not ("misquote-once" in model and prompt.repair)
+    out = [str(obj["summary"]), ""]
+    for path, (d, edits) in by_path.items():
+        if not edits:
+            continue
+        old, new = [t for _, t in d.lines], _new_lines(d, edits)
+        if not d.lines:  # a new file: an empty SEARCH section creates it
+            out += [path, "```", *new, "```", ""] if fmt == "whole" else [
+                path, "```", "<<<<<<< SEARCH", "=======", *new, ">>>>>>> REPLACE", "```", ""]
+            continue
+        if fmt == "whole":
+            out += [path, "```", *new, "```", ""]
+            continue
+        for search, replace in _blocks(old, new):
+            if wrong:
+                search, wrong = _misquoted(search), False  # the first block only
+            out += [path, "```", "<<<<<<< SEARCH", *search, "=======", *replace, ">>>>>>> REPLACE", "```", ""]
+    return "\n".join(out)
 
 
 # --------------------------------------------------------------------------- review
@@ -367,10 +527,18 @@ def _def_header_rows(doc: Document) -> set[int]:
 
 
 def review_findings(prompt: Prompt) -> list[dict[str, Any]]:
-    doc = prompt.document
+    """Findings on the document, then on each other file of the change (those carry ``path``)."""
+    out = _findings_of(prompt.document, prompt.is_python)
+    for f in prompt.files:
+        if f.reason == "changed by the code phase":
+            python = f.language.lower() == "python" or f.path.endswith((".py", ".pyi"))
+            out += [{"path": f.path, **x} for x in _findings_of(f, python)]
+    return out
+
+
+def _findings_of(doc: Document | None, python: bool) -> list[dict[str, Any]]:
     if doc is None:
         return []
-    python = prompt.is_python
     headers = _def_header_rows(doc) if python else set()
     findings: list[dict[str, Any]] = []
 
@@ -433,6 +601,8 @@ def _text_with_json(lead: str, obj: Mapping[str, Any], provider: str, model: str
 def answer(prompt: Prompt, provider: str, model: str) -> Answer:
     """The simulated reply to one parsed prompt."""
     if prompt.phase == "code":
+        if prompt.edit_format in ("search-replace", "whole") and EDIT_TOOL not in prompt.offered_tools:
+            return Answer(text=f"{attribution(provider, model)}\n\n{code_text(prompt, prompt.edit_format, model)}")
         obj = code_object(prompt)
         if EDIT_TOOL in prompt.offered_tools:
             return Answer(tool_name=EDIT_TOOL, tool_input=obj)

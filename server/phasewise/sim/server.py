@@ -978,7 +978,7 @@ class Simulator:
         if plan is not None and plan.stream == "empty":
             ans = answers.Answer()
         else:
-            prompt = answers.parse_prompt(call.system, call.user, call.tools)
+            prompt = answers.parse_prompt(call.system, call.user, call.callable)
             ans = wire.truncate(answers.answer(prompt, rec.provider, call.model), call.max_tokens)
         with self._lock:
             self._ids += 1

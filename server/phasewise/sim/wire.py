@@ -39,6 +39,19 @@ class Call:
     max_tokens: int | None
     tools: tuple[str, ...]
     prompt_chars: int
+    callable: tuple[str, ...] = ()  # the tools ``tool_choice`` lets the model call (a subset of ``tools``)
+
+
+def callable_tools(names: tuple[str, ...], choice: Any) -> tuple[str, ...]:
+    """The tools the model may call under ``tool_choice`` (either protocol's shape): none for
+    "none", the named one when one is forced, else all of them."""
+    if choice == "none" or (isinstance(choice, Mapping) and choice.get("type") == "none"):
+        return ()
+    if isinstance(choice, Mapping):
+        forced = choice.get("name") or (choice.get("function") or {}).get("name")
+        if isinstance(forced, str):
+            return tuple(n for n in names if n == forced)
+    return names
 
 
 @dataclass(slots=True)
@@ -185,6 +198,7 @@ def parse_openai(body: Any) -> Call:
         max_tokens=limit if isinstance(limit, int) and limit > 0 else None,
         tools=tuple(names),
         prompt_chars=chars + (len(json.dumps(body.get("tools"))) if body.get("tools") else 0),
+        callable=callable_tools(tuple(names), body.get("tool_choice")),
     )
 
 
@@ -221,6 +235,7 @@ def parse_anthropic(body: Any) -> Call:
         max_tokens=int(body["max_tokens"]),
         tools=names,
         prompt_chars=chars + (len(json.dumps(body.get("tools"))) if body.get("tools") else 0),
+        callable=callable_tools(names, body.get("tool_choice")),
     )
 
 

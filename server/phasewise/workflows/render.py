@@ -86,6 +86,8 @@ def findings_table(result: PhaseResult) -> Table:
     table.add_column("finding")
     for f in result.findings:
         where = str(f.start + 1) if f.end == f.start else f"{f.start + 1}-{f.end + 1}"
+        if f.path:
+            where = f"{f.path}:{where}"
         table.add_row(where, Text(f.severity, style=_SEVERITY_STYLE.get(f.severity, "")), f.message)
     return table
 

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from phasewise.phases.documents import Finding, LineRange
+from phasewise.phases.edits import FileChange
 from phasewise.phases.service import PhaseResult, new_run_id
 from phasewise.problems import Problem
 from phasewise.serial import Jsonable, json_property, json_rule
@@ -28,6 +29,7 @@ class Step:
     instruction: str
     plan: str | None = None
     change: str | None = None
+    files: tuple[str, ...] = ()  # review: the workspace-relative paths the code phase changed
 
 
 PhaseStep = Callable[[Step], Awaitable[PhaseResult]]
@@ -91,6 +93,11 @@ class RunOutcome(Jsonable):
     def findings(self) -> list[Finding] | None:
         return r.findings if (r := self._ok("review")) is not None else None
 
+    @json_property
+    def files(self) -> list[FileChange]:
+        c = self._ok("code")
+        return list(c.changes.files) if c is not None and c.changes else []
+
 
 async def run_plan_code_review(step: PhaseStep, instruction: str, *, run_id: str | None = None) -> RunOutcome:
     """Plan, then code with the plan, then review the applied change; stop at a failure."""
@@ -104,7 +111,8 @@ async def run_plan_code_review(step: PhaseStep, instruction: str, *, run_id: str
     if not code.ok:
         return outcome
     change = code.diff or "(the code phase changed nothing)"
-    review = await step(Step("review", outcome.run_id, review_instruction(instruction), change=change))
+    files = tuple(f.path for f in code.changes.files) if code.changes else ()
+    review = await step(Step("review", outcome.run_id, review_instruction(instruction), change=change, files=files))
     outcome.results.append(review)
     return outcome
 

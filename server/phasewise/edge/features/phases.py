@@ -10,20 +10,22 @@ The feature remembers each document's last arguments per phase, for ``phasewise.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from lsprotocol import types
+from pygls.uris import to_fs_path
 
 from phasewise.edge.commands import CommandError, NamedPhaseArgs, PhaseArgs, RetryArgs, register_command
 from phasewise.edge.diagnostics import line_range
-from phasewise.edge.edits import minimal_edit
 from phasewise.edge.feature import Feature
 from phasewise.edge.progress import PhaseProgress
 from phasewise.edge.shown import show_plan, wants_documents, workspace_folder
 
 if TYPE_CHECKING:
     from phasewise.edge.server import PhasewiseServer
+    from phasewise.phases.context import Workspace
     from phasewise.phases.documents import Document, LineRange
     from phasewise.phases.service import PhaseInput, PhaseResult
     from phasewise.settings import LoadedSettings
@@ -92,8 +94,8 @@ class PhasesFeature(Feature):
         service = ls.service
         inp.run_id = run_id = inp.run_id or new_run_id()
         doc = inp.document
-        if inp.workspace is None and (folder := workspace_folder(ls, doc.uri)) is not None:
-            inp.workspace = str(folder)
+        if inp.workspace is None:
+            inp.workspace = self.workspace_of(doc.uri)
         phase_route = service.route(loaded, phase)
         main = phase_route.main
         who = f"{main.provider}/{main.model}" if main else "unrouted"
@@ -110,7 +112,7 @@ class PhasesFeature(Feature):
         try:
             result = await service.run(loaded, phase, inp, progress)
             if phase == "code" and result.ok:
-                await self.apply_code(doc, result)
+                await self.apply_code(result, loaded)
         except asyncio.CancelledError:
             task.uncancel()
             result = cancelled_result(phase, run_id, phase_route)
@@ -126,6 +128,19 @@ class PhasesFeature(Feature):
         progress.end(f"{phase} {outcome} ({served})")
         ls.log_line(f"[{run_id}] {phase} phase {outcome}, served by {served} in {result.total_ms:.0f} ms")
         return result
+
+    def workspace_of(self, uri: str) -> Workspace | None:
+        """The workspace a phase on ``uri`` reads related files from: the client's workspace folders
+        and open buffers, when the document lies inside one of the folders (else none: a file
+        from elsewhere is worked on alone)."""
+        from phasewise.phases.context import Workspace
+
+        if workspace_folder(self.ls, uri) is None:
+            return None
+        roots = [to_fs_path(f.uri) for f in self.ls.workspace.folders.values()] or [self.ls.workspace.root_path]
+        folders = [Path(p) for p in roots if p]
+        open_docs = {u: (d.source, d.version) for u, d in self.ls.workspace.text_documents.items()}
+        return Workspace(folders, open_docs)
 
     def record(self, inp: PhaseInput, result: PhaseResult, loaded: LoadedSettings) -> None:
         """Append one phase run to the run record."""
@@ -166,63 +181,50 @@ class PhasesFeature(Feature):
         if result.phase == "review":
             book.set_findings(uri, doc.lines, result.findings, result.run_id)
 
-    async def apply_code(self, doc: Document, result: PhaseResult) -> None:
-        """Apply a code result if the document is unchanged since the phase started; all or nothing."""
+    async def apply_code(self, result: PhaseResult, loaded: LoadedSettings) -> None:
+        """Apply a code result's change, every file or none, if nothing moved on since the phase
+        read it; with ``phases.code.confirm`` the edit asks the editor to show it first."""
+        from phasewise.edge.workspace_edit import apply_change_set, open_documents
         from phasewise.problems import Problem, ProblemKind
 
         ls = self.ls
-        current = ls.workspace.text_documents.get(doc.uri)
-        changed = (
-            (current is None and doc.version is not None)
-            or (current is not None and (current.version != doc.version or current.source != doc.text))
-        )
-        if doc.version is None and current is None:
-            try:
-                changed = ls.document(doc.uri).text != doc.text
-            except Exception:
-                changed = True
-        if changed:
-            result.ok, result.applied = False, False
-            result.error = Problem(
-                ProblemKind.DOCUMENT_CHANGED,
-                f"The document changed while the code phase ({result.provider}/{result.model}) was "
-                f"running, so its edit was not applied (nothing was changed). Run the phase again.",
-                phase="code", provider=result.provider, model=result.model,
-            )
+        changes = result.changes
+        if not changes:
+            result.applied = True  # nothing to change
             return
-        if not result.edits or result.new_text is None:
-            result.applied = True
-            return
-        edit = minimal_edit(ls.workspace.position_codec, doc.text, result.new_text)
-        if ls.supports_document_changes():
-            workspace_edit = types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
-                text_document=types.OptionalVersionedTextDocumentIdentifier(uri=doc.uri, version=doc.version),
-                edits=[edit],
-            )])
-        else:
-            workspace_edit = types.WorkspaceEdit(changes={doc.uri: [edit]})
-        reason = "the document changed"
-        try:
+        own = loaded.settings.phases.get(result.phase)
+        confirm = own.confirm if own is not None else True
+        who = f"{result.provider}/{result.model}"
+
+        async def send(params: types.ApplyWorkspaceEditParams) -> object:
             # shielded: a cancel must not fail pygls on the late answer (pygls issue 621)
-            response = await asyncio.shield(ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
-                edit=workspace_edit, label=f"Phasewise code ({result.provider}/{result.model})"
-            )))
-            result.applied = bool(getattr(response, "applied", False))
-            reason = getattr(response, "failure_reason", None) or reason
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # an editor without workspace/applyEdit, or one that answers with an error
-            result.applied = False
-            said = getattr(exc, "message", None) or type(exc).__name__
-            reason = f"it answered workspace/applyEdit with an error ({said})"
-        if not result.applied:
-            result.ok = False
-            result.error = Problem(
-                ProblemKind.DOCUMENT_CHANGED,
-                f"The editor refused the code phase's edit ({result.provider}/{result.model}): "
-                f"{reason}. Nothing was applied.",
-                phase="code", provider=result.provider, model=result.model,
-            )
+            return await asyncio.shield(ls.workspace_apply_edit_async(params))
+
+        problem = await apply_change_set(
+            send, changes, open_documents(ls.workspace.text_documents), ls.client_capabilities,
+            confirm=confirm, label=f"Phasewise code ({who})",
+            encoding=types.PositionEncodingKind(ls.workspace.position_encoding or types.PositionEncodingKind.Utf16),
+            provider=result.provider, model=result.model,
+        )
+        result.applied = problem is None
+        if problem is None:
+            return
+        result.ok = False
+        if problem.kind is ProblemKind.DOCUMENT_CHANGED and _declined(problem.message):
+            # the user said no in the editor's preview: that is not a failure to show as a problem
+            problem = Problem(ProblemKind.CANCELLED,
+                              f"The code phase's change ({who}, {len(changes.files)} file"
+                              f"{'s' if len(changes.files) != 1 else ''}) was declined in the editor; "
+                              f"nothing was applied.", phase=result.phase, provider=result.provider,
+                              model=result.model)
+        result.error = problem
+
+
+def _declined(message: str) -> bool:
+    """Whether an editor's refusal reads as the user declining the change (VS Code's preview
+    answers with no reason at all; Neovim's plugin says "cancelled by the user")."""
+    lowered = message.lower()
+    return any(word in lowered for word in ("cancel", "declin", "reject", "the user declined it"))
 
 
 def _problem_range(doc: Document, rng: LineRange | None) -> types.Range:

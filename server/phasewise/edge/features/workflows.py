@@ -70,7 +70,7 @@ class WorkflowsFeature(Feature):
                     # The editor applied the edit but has not synced it yet: review what was applied.
                     doc = Document(doc.uri, code_text[0], None, doc.language)
                 rng = shifted(rng, first.text, doc.text)
-            inp = PhaseInput(doc, s.instruction, rng, s.plan, s.change, s.run_id)
+            inp = PhaseInput(doc, s.instruction, rng, s.plan, s.change, s.run_id, changed_files=s.files)
             result = await phases.execute(s.phase, inp, loaded)
             if s.phase == "code" and result.ok and result.new_text is not None:
                 code_text.append(result.new_text)

@@ -1,0 +1,191 @@
+"""``python bench/workspace.py [--files N]``: workspace-scale phases, printed (never asserted).
+
+1. Context gathering on a generated workspace (20,000 files by default, a git work tree with a
+   ``.gitignore``): cold (no per-file facts cached, fresh file list) and warm (same ``Workspace``,
+   facts cached) time to pick a phase's context; and, while gathering runs in a thread as the
+   service runs it, how late the event loop answers a 1 ms tick (a stand-in for ``phasewise.status``).
+2. Matching a whole answer's SEARCH/REPLACE blocks on a 5,000-line file.
+3. Tokens sent per phase for the demo task (the two-file example project) beside "whole document
+   only" (``contextTokens: 0``), as the simulator counts them, through the real CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "server"))
+
+from phasewise.phases import context as ctx  # noqa: E402
+from phasewise.phases.edits import FileText, change_from_answer  # noqa: E402
+
+
+def p(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
+def generate(root: Path, files: int) -> Path:
+    per_dir = 20
+    for i in range(files):
+        d = root / f"pkg{i // (per_dir * 50)}" / f"mod{i // per_dir}"
+        d.mkdir(parents=True, exist_ok=True)
+        other = (i * 7919) % files
+        body = [f"from pkg{other // 1000}.mod{other // per_dir}.f{other} import func_{other}", "", ""]
+        for k in range(4):
+            body += [f"def func_{i}{'' if k == 0 else f'_{k}'}(x):", f"    return func_{other}(x) + {k}", "", ""]
+        body += [f"class Thing{i}:", "    pass", ""]
+        (d / f"f{i}.py").write_text("\n".join(body), encoding="utf-8")
+    (root / "build").mkdir()
+    for i in range(200):
+        (root / "build" / f"gen{i}.py").write_text("def func_1(x):\n    return x\n", encoding="utf-8")
+    (root / ".gitignore").write_text("build/\n", encoding="utf-8")
+    (root / ".env").write_text("SECRET=1\n", encoding="utf-8")
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    return root / "pkg0" / "mod0" / "f1.py"
+
+
+def bench_context(files: int) -> dict[str, float]:
+    tmp = Path(tempfile.mkdtemp(prefix="phasewise-bench-ws-"))
+    try:
+        started = time.perf_counter()
+        doc = generate(tmp, files)
+        gen_s = time.perf_counter() - started
+        text = doc.read_text(encoding="utf-8")
+
+        def pick(ws: ctx.Workspace) -> ctx.Context:
+            return ctx.gather(ws, document_uri=doc.as_uri(), document_text=text,
+                              instruction="rename func_1 to func_one and keep its callers working",
+                              budget_tokens=8000)
+
+        ctx.clear_caches()
+        t = time.perf_counter()
+        ws = ctx.Workspace([tmp])
+        first = pick(ws)
+        cold = (time.perf_counter() - t) * 1000
+        warm = []
+        for _ in range(10):
+            t = time.perf_counter()
+            pick(ws)
+            warm.append((time.perf_counter() - t) * 1000)
+        fresh_list = []
+        for _ in range(3):  # a new Workspace each time (as the edge makes one per phase), caches warm
+            t = time.perf_counter()
+            pick(ctx.Workspace([tmp]))
+            fresh_list.append((time.perf_counter() - t) * 1000)
+
+        async def loop_lag() -> list[float]:
+            lags: list[float] = []
+            ctx.clear_caches()
+            task = asyncio.ensure_future(asyncio.to_thread(pick, ctx.Workspace([tmp])))
+            while not task.done():
+                t0 = time.perf_counter()
+                await asyncio.sleep(0.001)
+                lags.append((time.perf_counter() - t0) * 1000 - 1.0)
+            await task
+            return lags
+
+        lags = asyncio.run(loop_lag())
+        print(f"context: generated {files:,} files in {gen_s:.1f} s; picked {len(first.files)} files "
+              f"({', '.join(f.reason.split(' ')[0] for f in first.files[:5])}...) + map of "
+              f"{first.repo_map.count(chr(10)) + 1 if first.repo_map else 0} lines, {first.tokens} tokens")
+        ctx.clear_caches()
+        ctx.LISTING_TTL = 0.0  # every gathering re-lists and re-checks every file (one stat each)
+        revalidated = []
+        for _ in range(3):
+            t = time.perf_counter()
+            pick(ctx.Workspace([tmp]))
+            revalidated.append((time.perf_counter() - t) * 1000)
+        ctx.LISTING_TTL = 10.0
+        out = {"context_cold_ms": cold,
+               "context_revalidated_p50_ms": statistics.median(revalidated[1:]),
+               "context_warm_p50_ms": statistics.median(warm),
+               "context_warm_max_ms": max(warm), "context_new_workspace_p50_ms": statistics.median(fresh_list),
+               "loop_lag_p50_ms": p(lags, 0.5), "loop_lag_p99_ms": p(lags, 0.99), "loop_ticks": float(len(lags))}
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench_matching() -> dict[str, float]:
+    text = "".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(2500))
+    blocks = []
+    for i in range(0, 2500, 125):  # 20 blocks spread over the file
+        blocks += ["big.py", "```python", "<<<<<<< SEARCH", f"def f{i}(x):", f"    return x + {i}", "=======",
+                   f"def f{i}(x):", f"    return x * {i}", ">>>>>>> REPLACE", "```", ""]
+    markers = ("big.py", "```", "<<<<<<<", "=======", ">>>>>>>")
+    drifted = [ln if not ln or ln.startswith(markers) else "    " + ln for ln in blocks]  # uniformly over-indented
+    answer, answer_drift = "\n".join(blocks), "\n".join(drifted)
+
+    def resolve(path: str) -> FileText:
+        return FileText(path, "file:///b/big.py", text)
+
+    def once(a: str) -> float:
+        t = time.perf_counter()
+        cs = change_from_answer("search-replace", text=a, tool_input=None, resolve=resolve,
+                                document=resolve("big.py"))
+        assert cs.files[0].after.count(" * ") == 20
+        return (time.perf_counter() - t) * 1000
+
+    exact = [once(answer) for _ in range(20)]
+    drift = [once(answer_drift) for _ in range(20)]
+    return {"match_5000_lines_20_blocks_p50_ms": statistics.median(exact),
+            "match_5000_lines_20_blocks_drifted_p50_ms": statistics.median(drift)}
+
+
+def bench_tokens() -> dict[str, float]:
+    from phasewise.demo import example_project
+    from phasewise.sim import SimulatorThread
+
+    out: dict[str, float] = {}
+    with SimulatorThread() as sim:
+        for label, budget in (("with_context", None), ("document_only", 0)):
+            work = Path(tempfile.mkdtemp(prefix="phasewise-bench-demo-"))
+            for f in example_project():
+                shutil.copyfile(f, work / f.name)
+            phases = {"plan": {"model": "sim-claude/claude-sim"}, "code": {"model": "sim-glm/glm-sim"},
+                      "review": {"model": "sim-gpt/gpt-sim"}}
+            if budget is not None:
+                for v in phases.values():
+                    v["contextTokens"] = budget
+            (work / "phasewise.json").write_text(json.dumps({"phases": phases}), encoding="utf-8")
+            env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_AUTH_TOKEN"))}
+            env.update(PHASEWISE_SIM_URL=sim.url, PHASEWISE_LEDGER=str(work / "runs.jsonl"),
+                       PYTHONPATH=str(ROOT / "server"))
+            done = subprocess.run([sys.executable, "-m", "phasewise", "run", "inventory.py", "--json", "--dry-run",
+                                   "-i", "Rename find_item to find_by_sku and keep its callers working"],
+                                  cwd=work, env=env, capture_output=True, text=True, timeout=120, check=False)
+            result = json.loads(done.stdout)
+            for phase in result["phases"]:
+                out[f"tokens_{phase['phase']}_{label}"] = float(phase["usage"]["inputTokens"])
+            out[f"files_changed_{label}"] = float(len(result.get("files") or []))
+            shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--files", type=int, default=20_000)
+    args = parser.parse_args()
+    figures: dict[str, float] = {}
+    figures.update(bench_matching())
+    figures.update(bench_tokens())
+    figures.update(bench_context(args.files))
+    width = max(len(k) for k in figures)
+    for k, v in figures.items():
+        print(f"{k:<{width}}  {v:10.1f}")
+    print(json.dumps({k: round(v, 2) for k, v in figures.items()}))
+
+
+if __name__ == "__main__":
+    main()

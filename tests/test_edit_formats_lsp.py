@@ -1,0 +1,83 @@
+"""Edit formats through a real LSP client (VS Code's and Neovim's capability profiles) to the
+simulator's wire: each format's answer is matched and applied to the open document, the result
+lists the change's files, and a misquoted block is repaired once or fails with nothing applied.
+(Multi-file changes reach the editor once the edge applies ``edge.workspace_edit``; see
+tests/test_workspace_edit.py and tests/test_context.py for those.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pytest_lsp import LanguageClient
+
+from phasewise.sim import SimulatorThread
+from tests.conftest import make_client_fixture, server_env
+from tests.lsp_helpers import Editor
+
+client = make_client_fixture(server_env(CODER_KEY="test-key-coder-2222", PHASEWISE_WARMUP="0"))
+
+DOC = "def load(path):\n    with open(path) as f:\n        return f.read()\n\n\ndef main():\n    return load('x')\n"
+URI = "file:///work/example/loader.py"
+
+
+def settings(sim: SimulatorThread, model: str = "glm-sim", **code: Any) -> dict[str, Any]:
+    return {"phases": {"code": {"model": f"coder/{model}", **code}},
+            "providers": {"coder": {"protocol": "openai", "baseUrl": sim.base_url("coder", "openai"),
+                                    "apiKeyEnv": "CODER_KEY"}},
+            "retry": {"maxAttempts": 1}}
+
+
+def plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple) and not hasattr(value, "_asdict"):
+        return [plain(v) for v in value]
+    if hasattr(value, "_asdict"):
+        return {k: plain(v) for k, v in value._asdict().items()}
+    return value
+
+
+def chats(sim: SimulatorThread) -> list[Any]:
+    return [r for r in sim.requests if r.endpoint == "chat"]
+
+
+@pytest.mark.parametrize("fmt", ["search-replace", "whole", "tool", "text"])
+async def test_each_edit_format_renames_in_the_open_document(client: LanguageClient, sim: SimulatorThread,
+                                                             fmt: str) -> None:
+    editor = Editor(client)
+    editor.configure(settings(sim, editFormat=fmt))
+    editor.open(URI, DOC)
+    code = plain(await editor.command("phasewise.code", {"uri": URI, "instruction": "rename load to read_file"}))
+    assert code["ok"] and code["applied"] is True, code
+    assert editor.texts[URI] == DOC.replace("load", "read_file")
+    assert [f["path"] for f in code["files"]] == ["/work/example/loader.py"] and code["files"][0]["created"] is False
+    assert code["edits"] and "+def read_file(path):" in code["diff"]
+    request = chats(sim)[-1].body
+    prompt = "\n".join(m["content"] for m in request["messages"])
+    assert f"Edit format: {fmt}" in prompt
+    # only the tool format makes the code phase answer by (a forced) tool call
+    assert (request.get("tool_choice", {}).get("function", {}).get("name") == "apply_edits") is (fmt == "tool")
+
+
+async def test_a_misquoted_block_is_repaired_then_applied(client: LanguageClient, sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    editor.configure(settings(sim, "glm-misquote-once"))
+    editor.open(URI, DOC)
+    code = plain(await editor.command("phasewise.code", {"uri": URI, "instruction": "rename load to read_file"}))
+    assert code["ok"] and code["applied"] is True, code
+    assert [a["outcome"] for a in code["attempts"]] == ["edit-failed", "ok"]
+    assert editor.texts[URI] == DOC.replace("load", "read_file")
+    assert "<repair>" in chats(sim)[-1].body["messages"][-1]["content"]
+
+
+async def test_a_block_that_stays_wrong_applies_nothing(client: LanguageClient, sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    editor.configure(settings(sim, "glm-misquote"))
+    editor.open(URI, DOC)
+    code = plain(await editor.command("phasewise.code", {"uri": URI, "instruction": "rename load to read_file"}))
+    assert not code["ok"] and code["applied"] is None
+    assert code["error"]["kind"] == "bad-request" and "block 1" in code["error"]["message"]
+    assert "loader.py" in code["error"]["message"] and "Nothing was applied" in code["error"]["message"]
+    assert code["files"] == [] and code["edits"] == []
+    assert editor.texts[URI] == DOC and len(chats(sim)) == 2

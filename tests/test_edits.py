@@ -174,3 +174,14 @@ def test_whole_keeps_the_files_own_ending() -> None:
                               resolve=resolver({"a.py": "x = 1"}),
                               document=FileText("a.py", "file:///ws/a.py", "x = 1"))
     assert bare.files[0].after == "x = 2"
+
+
+def test_prose_only_is_no_change_but_code_in_another_shape_is_refused() -> None:
+    doc = FileText("a.py", "file:///ws/a.py", "x = 1\n")
+    for fmt in ("search-replace", "whole"):
+        empty = change_from_answer(fmt, text="Nothing needs to change: x is already 1.", tool_input=None,
+                                   resolve=resolver({"a.py": "x = 1\n"}), document=doc)
+        assert not empty and empty.files == ()
+    with pytest.raises(AnswerError, match="no SEARCH/REPLACE block"):
+        change_from_answer("search-replace", text="```diff\n--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x\n+y\n```",
+                           tool_input=None, resolve=resolver({"a.py": "x = 1\n"}), document=doc)

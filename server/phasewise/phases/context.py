@@ -15,8 +15,10 @@ call ``gather`` off the event loop (``asyncio.to_thread``). Per-file facts (symb
 cached by path, size and mtime, so a second gathering on an unchanged tree reads nothing again.
 
 Symbols come from Python's ``ast`` for Python files and a small definition regex for other
-languages. tree-sitter with a language pack would be more exact for other languages but costs a
-large native wheel per platform; the map only needs top-level names, which the regex finds.
+languages. tree-sitter would be more exact for other languages, but ``tree-sitter-language-pack``
+(1.25 on PyPI, checked) ships no grammars in its wheel: it downloads them at run time
+(``DownloadManager``), which a server that must work offline and send nothing unasked cannot do;
+the map only needs top-level names, which the regex finds.
 May not import: edge, router, providers.
 """
 

@@ -543,10 +543,14 @@ def change_from_answer(fmt: str, *, text: str, tool_input: dict[str, Any] | None
     if fmt == "search-replace":
         blocks = parse_search_replace(text)
         if not blocks:
-            raise AnswerError("the answer holds no SEARCH/REPLACE block")
+            if _has_code(text):
+                raise AnswerError("the answer holds code but no SEARCH/REPLACE block")
+            return ChangeSet()  # prose only: the model saw nothing to change
         for b in blocks:
             builder.block(b)
     elif fmt == "whole":
+        if not _has_code(text):
+            return ChangeSet()  # prose only: the model saw nothing to change
         for n, (path, content) in enumerate(parse_whole(text), 1):
             builder.whole(path, content, n)
     else:
@@ -578,6 +582,11 @@ def change_from_answer(fmt: str, *, text: str, tool_input: dict[str, Any] | None
             builder.lines(path, edits)
     cs = builder.build(blocks)
     return _restore_crlf(cs, crlf, originals)
+
+
+def _has_code(text: str) -> bool:
+    """Whether an answer holds code of some shape (a fence, a diff hunk), not only prose."""
+    return "```" in text or "~~~" in text or "\n+++ " in text or "\n@@ " in text
 
 
 def line_edits(before: str, after: str) -> list[LineEdit]:

@@ -171,6 +171,11 @@ def test_outside_the_workspace_is_never_read_or_written(tmp_path: Path) -> None:
     assert ws.resolve("../outside.py") is None and ws.resolve(str(tmp_path / "outside.py")) is None
     new = ws.resolve("tests/test_new.py")
     assert new is not None and new.text is None and new.uri == (root / "tests" / "test_new.py").as_uri()
+    # never written: git's own files (hooks run code), key files and .env unless the user named them
+    assert ws.resolve(".git/hooks/pre-commit") is None and ws.resolve(".git/config") is None
+    assert ws.resolve(".env") is None and ws.resolve("deploy/id_rsa") is None and ws.resolve("tls/site.pem") is None
+    named = ws.resolve(".env", frozenset({".env"}))
+    assert named is not None and named.text == SECRET + "\n"
 
 
 # ----------------------------------------------------------------------------- the command line

@@ -56,6 +56,7 @@ _JS_IMPORT = re.compile(r"""(?:from\s+|require\(\s*|import\s+)['"](\.{1,2}/[^'"]
 
 
 CHANGED = "changed by the code phase"
+NAMED = "named in the instruction"
 
 
 def estimate_tokens(text: str) -> int:
@@ -246,8 +247,9 @@ class Workspace:
             return None
         return FileText(rel, p.resolve().as_uri(), text, None)
 
-    def resolve(self, name: str) -> FileText | None:
-        """The ``edits.Resolve`` of a change: the named file (``text=None`` when new), None outside."""
+    def resolve(self, name: str, allowed: frozenset[str] = frozenset()) -> FileText | None:
+        """The ``edits.Resolve`` of a change: the named file (``text=None`` when new); None outside the
+        folders, inside ``.git``, or a key file / ``.env*`` not in ``allowed`` (the ones the user named)."""
         p = self.absolute(name)
         if p is None:
             return None
@@ -255,6 +257,8 @@ class Workspace:
         if found is None:
             return None
         rel = found[1]
+        if ".git" in rel.split("/") or (sensitive(rel) and rel not in allowed):
+            return None
         if p.exists() or p in self._open_by_path:
             got = self.read_path(p, rel)
             return got if got is not None else None
@@ -491,7 +495,7 @@ def gather(ws: Workspace, *, document_uri: str, document_text: str, range_text: 
     named_i = named_paths(ws, instruction, listing)
     named = set(named_i) | set(changed)
     add(changed, CHANGED)  # review after code: the other files of the change come first
-    add(named_i, "named in the instruction")
+    add(named_i, NAMED)
     if plan:
         add([r for r in named_paths(ws, plan, listing) if r in listed], "named in the plan")
     if doc_rel:

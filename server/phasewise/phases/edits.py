@@ -166,7 +166,7 @@ class EditFailure(AnswerError):
 
 Resolve = Callable[[str], FileText | None]
 """A path named by the model → the file it means (``text=None``: does not exist yet), or None when the
-path is outside the workspace."""
+path may not be changed (outside the workspace, inside ``.git``, a key file not named)."""
 
 
 # --------------------------------------------------------------------------- parsing
@@ -432,7 +432,9 @@ class ChangeBuilder:
             self.resolved[path] = self.resolve(path)
         found = self.resolved[path]
         if found is None:
-            self.failures.append(BlockFailure(path, block, "this path is outside the workspace folders"))
+            self.failures.append(BlockFailure(path, block, "this path may not be changed: it is outside the "
+                                              "workspace folders, inside .git, or a key or .env file "
+                                              "the instruction did not name"))
             return None
         if found.path not in self.work:
             self.work[found.path] = _Work(found, found.text if found.text is not None else "")

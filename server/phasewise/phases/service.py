@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from phasewise.phases.context import CHANGED, Context, Workspace, gather
+from phasewise.phases.context import CHANGED, NAMED, Context, Workspace, gather
 from phasewise.phases.documents import (
     MAX_DOCUMENT_CHARS,
     AnswerError,
@@ -299,6 +299,7 @@ class PhaseService:
         rel = (ws.rel(doc.uri) if ws else None) or doc.path
         main = FileText(rel, doc.uri, doc.text, doc.version)
         sent = {f.path: FileText(f.path, f.uri, f.text, f.version) for f in context.files} if context else {}
+        named = frozenset(f.path for f in context.files if f.reason == NAMED) if context else frozenset()
 
         def resolve(name: str) -> FileText | None:
             name = name.strip().lstrip("@")
@@ -308,7 +309,7 @@ class PhaseService:
                 return sent[name]
             if ws is None:
                 return None
-            found = ws.resolve(name)
+            found = ws.resolve(name, named)
             if found is not None and found.path == rel:
                 return main
             return found

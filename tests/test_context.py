@@ -145,6 +145,7 @@ async def test_a_block_that_stays_wrong_fails_and_changes_nothing(sim: Simulator
     assert not result.ok and result.error is not None and result.error.kind == "bad-request"
     assert "lib.py" in result.error.message and "block 1" in result.error.message
     assert "Nothing was applied" in result.error.message
+    assert "def find_item" not in result.error.message  # problems never quote source
     assert result.changes is None and result.new_text is None and result.edits == []
     assert [a.outcome for a in result.attempts] == ["edit-failed", "edit-failed"]
     assert (root / "lib.py").read_text(encoding="utf-8") == LIB

@@ -97,7 +97,8 @@ def test_ambiguous_and_missing_blocks_name_file_and_block_and_nothing_applies() 
     assert [(f.path, f.block) for f in failures] == [("a.py", 2), ("b.py", 3)]
     assert "matches 2 places" in failures[0].reason and "matches no lines" in failures[1].reason
     prompt = info.value.repair_prompt()
-    assert "a.py, block 2" in prompt and "b.py, block 3" in prompt
+    assert "a.py: block 2" in prompt and "b.py: block 3" in prompt
+    assert "SEARCH section starts `def missing():`" in prompt  # the model is shown which block; problems are not
 
 
 def test_outside_workspace_and_missing_path_refused() -> None:

@@ -123,8 +123,13 @@ class Block:
     replace: str
 
     def head(self) -> str:
+        """``block N``: what problems name (never the block's text: problems hold no source)."""
+        return f"block {self.index}"
+
+    def quote(self) -> str:
+        """The block's first SEARCH line, for the repair prompt only (it goes to the model)."""
         first = next((ln.strip() for ln in self.search.split("\n") if ln.strip()), "")
-        return f"block {self.index} (SEARCH starting `{first[:60]}`)" if first else f"block {self.index}"
+        return f"Its SEARCH section starts `{first[:80]}`." if first else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +161,7 @@ class EditFailure(AnswerError):
         out = [f"{n} edit block{'s' if n != 1 else ''} of your answer could not be applied, so nothing was "
                "applied. Answer again with the whole corrected change (every block, in the same format)."]
         for f in self.failures:
-            out.append(f"\n## {f.path}, block {f.block}: {f.reason}")
+            out.append(f"\n## {f.path}: {f.reason}")
             if f.hint:
                 out.append(f.hint)
         out.append("\nEach SEARCH section must match existing lines of its file exactly once: copy them "
@@ -454,7 +459,7 @@ class ChangeBuilder:
             return
         if w.file.text is None and not w.touched:
             self.failures.append(BlockFailure(w.file.path, b.index, f"{b.head()}: the file does not exist "
-                                              "(an empty SEARCH section creates it)"))
+                                              "(an empty SEARCH section creates it)", b.quote()))
             return
         window = self.windows.get(w.file.path) if not w.touched else None
         result = match_lines(w.lines, b.search, b.replace, window)
@@ -465,7 +470,8 @@ class ChangeBuilder:
                 hint = f"Did you mean these lines of {w.file.path}?\n```\n{near}\n```"
             if b.replace.strip() and b.replace in w.text:
                 hint += f"\nThe REPLACE lines are already in {w.file.path}."
-            self.failures.append(BlockFailure(w.file.path, b.index, f"{b.head()}: {result}", hint.strip()))
+            self.failures.append(BlockFailure(w.file.path, b.index, f"{b.head()}: {result}",
+                                              f"{b.quote()}\n{hint}".strip()))
             return
         w.lines = result
         w.touched = True

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -344,7 +345,8 @@ class PhaseService:
         f = failed.first
         observer.on_status(f"edit block {f.block} of {f.path} did not apply: asking "
                            f"{served.route.label} once more")
-        previous = served.completion.text or (str(served.completion.tool_input) if served.completion.tool_input else "")
+        tool_input = served.completion.tool_input
+        previous = served.completion.text or (json.dumps(tool_input, ensure_ascii=False) if tool_input else "")
         repair_user = (f"{user}\n<previous_answer>\n{previous.rstrip()}\n</previous_answer>\n"
                        f"<repair>\n{failed.repair_prompt()}\n</repair>")
         route = served.route

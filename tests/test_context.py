@@ -291,3 +291,19 @@ async def test_a_new_test_file_is_created_and_written(sim: SimulatorThread, tmp_
     created = (root / "tests" / "test_lib.py").read_text(encoding="utf-8")
     assert created.startswith("from lib import find_item\n") and created.endswith("assert callable(find_item)\n")
     assert (root / "lib.py").read_text(encoding="utf-8") == LIB
+
+
+def test_repository_map_ranks_what_is_used_most(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    (root / "a").mkdir(parents=True)
+    (root / "core.py").write_text("def popular():\n    pass\n\n\ndef lonely():\n    pass\n", encoding="utf-8")
+    for i in range(5):
+        (root / "a" / f"user{i}.py").write_text(f"from core import popular\n\n\ndef u{i}():\n    return popular()\n",
+                                                encoding="utf-8")
+    (root / "a" / "solo.py").write_text("def alone():\n    pass\n", encoding="utf-8")
+    (root / "doc.md").write_text("# notes\n", encoding="utf-8")
+    ctx = gather(Workspace([root]), document_uri=(root / "doc.md").as_uri(), document_text="# notes\n",
+                 budget_tokens=4000)
+    lines = ctx.repo_map.split("\n")
+    assert lines[0] == "core.py: popular, lonely"  # most used file first, its most used symbol first
+    assert lines.index("a/solo.py: alone") > 0

@@ -4,8 +4,8 @@
 ``gather`` picks, in this order, until ``phases.<p>.contextTokens`` is spent: files the instruction
 names (a path or ``@path``), files the plan names (code phase), files the document imports, files
 that use the top-level symbols of the range (or of the whole document), then a compact repository
-map (paths with their top-level symbols, ranked by how close and how related they are, cut to what
-is left of the budget).
+map (paths with their top-level symbols, ranked by how related they are to the document and the
+instruction, how close, and how many files use their symbols; cut to what is left of the budget).
 
 Only files inside the workspace folders are read. The file list honours ``.gitignore`` (``git
 ls-files`` in a git work tree; a walk that skips the usual build folders otherwise). Binary, huge
@@ -27,6 +27,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import heapq
+import math
 import os
 import re
 import subprocess
@@ -160,6 +161,7 @@ class Workspace:
     _open_by_path: dict[Path, tuple[str, str, int | None]] = field(default_factory=dict)
 
     _open_by_rel: dict[str, tuple[str, str, int | None]] = field(default_factory=dict)
+    _base: dict[str, _Facts] = field(default_factory=dict)  # the cached facts the last all_facts used
 
     def __post_init__(self) -> None:
         self.folders = [Path(f).resolve() for f in self.folders]
@@ -312,6 +314,7 @@ class Workspace:
                     if facts is not None:
                         base[rel] = facts
             _SNAPSHOTS[key] = (now, stamp, base)
+        self._base = base
         if not self._open_by_rel:
             return base
         out = dict(base)
@@ -327,6 +330,29 @@ class Workspace:
 LISTING_TTL = 10.0
 _LISTINGS: dict[Path, tuple[float, float, list[str]]] = {}
 _SNAPSHOTS: dict[tuple[tuple[Path, ...], int], tuple[float, tuple[int, ...], dict[str, _Facts]]] = {}
+_REFS: dict[int, tuple[dict[str, _Facts], dict[str, tuple[float, tuple[str, ...]]]]] = {}
+
+
+def references(all_facts: dict[str, _Facts]) -> dict[str, tuple[float, tuple[str, ...]]]:
+    """Per file: log(1 + how many other files mention its top-level symbols), and its symbols most
+    referenced first (aider's map ranks by references too); computed once per facts snapshot."""
+    got = _REFS.get(id(all_facts))
+    if got is not None and got[0] is all_facts:
+        return got[1]
+    defined = {sym for f in all_facts.values() for sym in f.symbols}
+    counts: dict[str, int] = dict.fromkeys(defined, 0)
+    for f in all_facts.values():
+        for ident in (f.idents & defined) if len(f.idents) < len(defined) else (defined & f.idents):
+            counts[ident] += 1
+    ranks: dict[str, tuple[float, tuple[str, ...]]] = {}
+    for rel, f in all_facts.items():
+        if f.symbols:
+            used_by = sum(counts[x] for x in f.symbols) - len(f.symbols)  # other files
+            ranks[rel] = (math.log1p(max(used_by, 0)), tuple(sorted(f.symbols, key=lambda x: -counts[x])))
+    if len(_REFS) > 8:
+        _REFS.clear()
+    _REFS[id(all_facts)] = (all_facts, ranks)
+    return ranks
 
 
 def clear_caches() -> None:
@@ -335,6 +361,7 @@ def clear_caches() -> None:
         _FACTS.clear()
     _LISTINGS.clear()
     _SNAPSHOTS.clear()
+    _REFS.clear()
 
 
 def _cached_listing(folder: Path) -> list[str]:
@@ -528,13 +555,16 @@ def gather(ws: Workspace, *, document_uri: str, document_text: str, range_text: 
             continue
         spent += tokens
         files.append(ContextFile(rel, ft.uri, ft.text, reason, tokens, ft.version))
-    repo_map = _repo_map(all_facts, doc_rel, syms | set(_IDENT.findall(instruction)),
+    repo_map = _repo_map(all_facts, references(ws._base), doc_rel, syms | set(_IDENT.findall(instruction)),
                          budget_tokens - spent, {f.path for f in files} | ({doc_rel} if doc_rel else set()))
     return Context(tuple(files), repo_map, doc_entry)
 
 
-def _repo_map(all_facts: Mapping[str, _Facts], doc_rel: str | None, focus: set[str], budget: int,
-              sent: set[str]) -> str:
+_Ranks = Mapping[str, tuple[float, tuple[str, ...]]]
+
+
+def _repo_map(all_facts: Mapping[str, _Facts], refs: _Ranks, doc_rel: str | None, focus: set[str],
+              budget: int, sent: set[str]) -> str:
     if budget <= 20:
         return ""
     here = doc_rel.split("/")[:-1] if doc_rel else []
@@ -553,8 +583,9 @@ def _repo_map(all_facts: Mapping[str, _Facts], doc_rel: str | None, focus: set[s
                     break
                 common += 1
             near = dir_score[folder] = common - 0.1 * len(parts)
-        score = 3.0 * len(focus & facts.idents) + near + (5.0 if rel in sent else 0.0)
-        ranked.append((-score, rel, facts.symbols))
+        used, symbols = refs.get(rel) or (0.0, facts.symbols)
+        score = 3.0 * len(focus & facts.idents) + near + (5.0 if rel in sent else 0.0) + used
+        ranked.append((-score, rel, symbols))
     ranked = heapq.nsmallest(max(50, budget // 4), ranked)  # more lines than the budget can hold
     lines: list[str] = []
     used = 0

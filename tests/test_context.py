@@ -307,3 +307,32 @@ def test_repository_map_ranks_what_is_used_most(tmp_path: Path) -> None:
     lines = ctx.repo_map.split("\n")
     assert lines[0] == "core.py: popular, lonely"  # most used file first, its most used symbol first
     assert lines.index("a/solo.py: alone") > 0
+
+
+async def test_a_small_window_gets_a_smaller_context(sim: SimulatorThread, tmp_path: Path) -> None:
+    root = project(tmp_path / "ws")
+    big = "from lib import find_item\n\n" + "".join(f"def f{i}(items):\n    return find_item(items, {i})\n\n"
+                                                    for i in range(300))
+    (root / "pkg" / "big.py").write_text(big, encoding="utf-8")  # about 3,000 tokens
+    doc = Document((root / "lib.py").as_uri(), LIB, None, "python")
+
+    def loaded(window: int | None) -> Any:
+        # roomy: no window known, room for the answer renaming in all 300 functions
+        model: dict[str, Any] = {"maxOutputTokens": 1000 if window else 16000}
+        if window:
+            model["contextWindow"] = window
+        return load_settings({
+            "phases": {"code": {"model": "main/small"}},
+            "providers": {"main": {"protocol": "openai", "baseUrl": sim.base_url("main", "openai"),
+                                   "apiKeyEnv": "MAIN_KEY", "models": {"small": model}}},
+        })
+
+    roomy = await service().run(loaded(None), "code", PhaseInput(doc, RENAME, workspace=Workspace([root])),
+                                NullObserver())
+    assert roomy.ok, roomy.error
+    assert roomy.context is not None and "pkg/big.py" in {f.path for f in roomy.context.files}
+    small = await service().run(loaded(2400), "code", PhaseInput(doc, RENAME, workspace=Workspace([root])),
+                                NullObserver())
+    assert small.ok, small.error
+    assert small.context is not None and "pkg/big.py" not in {f.path for f in small.context.files}
+    assert small.context.tokens <= (2400 - 1000) // 2

@@ -177,6 +177,11 @@ class PhaseService:
         budget = ps.context_tokens if ps else DEFAULT_CONTEXT_TOKENS
         doc = inp.document
         rng = doc.clamp(inp.range) if inp.range is not None else None
+        main = self.route(loaded, phase).main
+        window = main.info.context_window if main else None
+        if main is not None and window:  # related files never crowd out the document and the answer
+            sent = len(doc.excerpt(rng) if rng else doc.text) // 4
+            budget = min(budget, max(0, (window - output_budget(main)) // 2 - sent))
         return await asyncio.to_thread(
             gather, inp.workspace, document_uri=doc.uri, document_text=doc.text,
             range_text=doc.excerpt(rng) if rng else None, instruction=inp.instruction,

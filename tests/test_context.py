@@ -336,3 +336,14 @@ async def test_a_small_window_gets_a_smaller_context(sim: SimulatorThread, tmp_p
     assert small.ok, small.error
     assert small.context is not None and "pkg/big.py" not in {f.path for f in small.context.files}
     assert small.context.tokens <= (2400 - 1000) // 2
+
+
+def test_listing_a_repository_never_runs_its_fsmonitor_hook(tmp_path: Path) -> None:
+    root = project(tmp_path / "ws")
+    marker = tmp_path / "hook-ran"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n", encoding="utf-8")
+    hook.chmod(0o755)
+    subprocess.run(["git", "-C", str(root), "config", "core.fsmonitor", str(hook)], check=True)
+    ctx = gather(Workspace([root]), document_uri=(root / "lib.py").as_uri(), document_text=LIB, instruction=RENAME)
+    assert {f.path for f in ctx.files} == {"pkg/a.py", "pkg/b.py"} and not marker.exists()

@@ -383,7 +383,9 @@ def _cached_listing(folder: Path) -> list[str]:
 def _list_folder(folder: Path) -> list[str]:
     try:
         done = subprocess.run(
-            ["git", "-C", str(folder), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            # core.fsmonitor off: a repository's own config must not make listing its files run a hook
+            ["git", "-c", "core.fsmonitor=false", "-C", str(folder), "ls-files", "-z", "--cached", "--others",
+             "--exclude-standard"],
             capture_output=True, timeout=20, check=False,
         )
     except (OSError, subprocess.SubprocessError):

@@ -347,3 +347,14 @@ def test_listing_a_repository_never_runs_its_fsmonitor_hook(tmp_path: Path) -> N
     subprocess.run(["git", "-C", str(root), "config", "core.fsmonitor", str(hook)], check=True)
     ctx = gather(Workspace([root]), document_uri=(root / "lib.py").as_uri(), document_text=LIB, instruction=RENAME)
     assert {f.path for f in ctx.files} == {"pkg/a.py", "pkg/b.py"} and not marker.exists()
+
+
+def test_a_symbolic_link_out_of_the_workspace_is_never_read(tmp_path: Path) -> None:
+    root = project(tmp_path / "ws")
+    outside = tmp_path / "outside.py"
+    outside.write_text("from lib import find_item\nSECRET_OUTSIDE = 1\n", encoding="utf-8")
+    (root / "pkg" / "link.py").symlink_to(outside)
+    ws = Workspace([root])
+    ctx = gather(ws, document_uri=(root / "lib.py").as_uri(), document_text=LIB, instruction=f"{RENAME} in pkg/link.py")
+    assert "pkg/link.py" not in {f.path for f in ctx.files} and "SECRET_OUTSIDE" not in ctx.repo_map
+    assert ws.read("pkg/link.py") is None and ws.resolve("pkg/link.py") is None

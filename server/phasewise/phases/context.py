@@ -30,6 +30,7 @@ import heapq
 import math
 import os
 import re
+import stat
 import subprocess
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -224,9 +225,10 @@ class Workspace:
         return None
 
     def read(self, rel: str) -> FileText | None:
-        """A file's text (the open buffer's when open), or None when missing, binary or huge."""
+        """A file's text (the open buffer's when open), or None when missing, binary, huge, or (through a
+        symbolic link) outside the workspace folders."""
         p = self.file_path(rel)
-        if p is None:
+        if p is None or (rel not in self._open_by_rel and self.locate(p) is None):
             return None
         return self.read_path(p, rel)
 
@@ -275,9 +277,11 @@ class Workspace:
         for folder in self.folders:
             full = f"{folder}/{rel}"
             try:
-                st = os.stat(full)
+                st = os.lstat(full)  # a symbolic link is not followed (it may lead out of the workspace)
             except OSError:
                 continue
+            if stat.S_ISLNK(st.st_mode):
+                return _Facts((), frozenset())
             key = (full, st.st_size, st.st_mtime_ns)
             got = _FACTS.get(key)
             if got is not None:

@@ -186,3 +186,11 @@ def test_prose_only_is_no_change_but_code_in_another_shape_is_refused() -> None:
     with pytest.raises(AnswerError, match="no SEARCH/REPLACE block"):
         change_from_answer("search-replace", text="```diff\n--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x\n+y\n```",
                            tool_input=None, resolve=resolver({"a.py": "x = 1\n"}), document=doc)
+
+
+def test_whole_answer_for_a_shown_range_replaces_that_range_only() -> None:
+    text = "a = 1\nb = 2\nc = 3\nd = 4\n"
+    cs = change_from_answer("whole", text="x.py\n```\nb = 20\nc = 30\n```\n", tool_input=None,
+                            resolve=resolver({"x.py": text}), document=FileText("x.py", "file:///ws/x.py", text),
+                            windows={"x.py": LineRange(1, 2)})
+    assert cs.files[0].after == "a = 1\nb = 20\nc = 30\nd = 4\n"

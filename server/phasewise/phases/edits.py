@@ -480,6 +480,13 @@ class ChangeBuilder:
         w = self.file(path, index)
         if w is None:
             return
+        window = self.windows.get(w.file.path)
+        if window is not None and w.file.text is not None:
+            # only part of the document was shown: the answer is that part, whole
+            lines = w.file.text.split("\n")
+            part = content.rstrip("\n").split("\n") if content.strip() else []
+            w.lines, w.touched = lines[: window.start] + part + lines[window.end + 1 :], True
+            return
         # the file keeps its own ending (one final newline, or none): models add or drop blank last lines
         ends = w.file.text is None or w.file.text.endswith("\n")
         content = content.rstrip("\n") + ("\n" if ends and content.strip() else "")

@@ -194,3 +194,17 @@ def test_whole_answer_for_a_shown_range_replaces_that_range_only() -> None:
                             resolve=resolver({"x.py": text}), document=FileText("x.py", "file:///ws/x.py", text),
                             windows={"x.py": LineRange(1, 2)})
     assert cs.files[0].after == "a = 1\nb = 20\nc = 30\nd = 4\n"
+
+
+def test_elided_lines_with_dots_are_matched_piece_by_piece() -> None:
+    search = "def find(items, sku):\n...\n    return None"
+    replace = "def find_by_sku(items, sku):\n...\n    return False"
+    out = match_block(INV, search, replace)
+    assert isinstance(out, str)  # the plain matcher cannot do it
+    files = {"inv.py": INV}
+    cs = change_from_answer("search-replace", text=sr(("inv.py", search, replace)), tool_input=None,
+                            resolve=resolver(files), document=FileText("inv.py", "file:///ws/inv.py", INV))
+    assert cs.files[0].after == INV.replace("def find(", "def find_by_sku(").replace("return None", "return False")
+    with pytest.raises(EditFailure, match=r"skip lines with `\.\.\.` a different number"):
+        change_from_answer("search-replace", text=sr(("inv.py", search, "def f():")), tool_input=None,
+                           resolve=resolver(files), document=FileText("inv.py", "file:///ws/inv.py", INV))

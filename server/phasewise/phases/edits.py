@@ -24,7 +24,8 @@ Three formats a model may answer in (``phases.<p>.editFormat``):
 Matching follows the ideas of aider's edit-block matcher: an exact match of the SEARCH lines
 first, then one that ignores trailing whitespace, then one where the whole block is uniformly
 indented differently (the indentation is carried over to the replacement), then the same without a
-spurious leading blank line or with the prompt's line-number gutter (``  12| ``) copied in. A block
+spurious leading blank line or with the prompt's line-number gutter (``  12| ``) copied in, and a
+block whose SEARCH and REPLACE skip the same unchanged lines with ``...`` is matched piece by piece. A block
 that matches no place, or more than one, is a ``BlockFailure`` naming its file and block; the
 change set is built only when every block matched (all or nothing).
 May not import: edge, router, providers.
@@ -370,6 +371,39 @@ def match_lines(hay: list[str], search: str, replace: str,
     return "its SEARCH section matches no lines of the file"
 
 
+def _has_dots(text: str) -> bool:
+    return any(line.strip() == "..." for line in text.split("\n"))
+
+
+def _pieces(text: str) -> list[str]:
+    out: list[list[str]] = [[]]
+    for line in text.split("\n"):
+        if line.strip() == "...":
+            out.append([])
+        else:
+            out[-1].append(line)
+    return ["\n".join(p) for p in out]
+
+
+def _match_elided(hay: list[str], search: str, replace: str, window: LineRange | None) -> list[str] | str | None:
+    """A block whose SEARCH and REPLACE skip the same unchanged lines with ``...`` lines (as models do):
+    each piece between them replaced once, in order. None when the ``...`` lines do not pair up."""
+    s_parts, r_parts = _pieces(search), _pieces(replace)
+    if len(s_parts) != len(r_parts):
+        return "its SEARCH and REPLACE sections skip lines with `...` a different number of times"
+    lines = hay
+    for s_part, r_part in zip(s_parts, r_parts, strict=True):
+        if not s_part.strip():
+            if r_part.strip():
+                return "a `...` in it leaves new lines with no place to go"
+            continue
+        got = match_lines(lines, s_part, r_part, window if lines is hay else None)
+        if isinstance(got, str):
+            return got
+        lines = got
+    return lines
+
+
 def similar_lines(search: str, text: str, limit_lines: int = 20_000) -> str:
     """The lines of ``text`` most like ``search`` (for the repair prompt), or ``""``."""
     s = search.split("\n")
@@ -463,6 +497,8 @@ class ChangeBuilder:
             return
         window = self.windows.get(w.file.path) if not w.touched else None
         result = match_lines(w.lines, b.search, b.replace, window)
+        if isinstance(result, str) and _has_dots(b.search):
+            result = _match_elided(w.lines, b.search, b.replace, window) or result
         if isinstance(result, str):
             hint = ""
             near = similar_lines(b.search, w.text)

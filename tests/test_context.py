@@ -145,6 +145,7 @@ async def test_a_block_that_stays_wrong_fails_and_changes_nothing(sim: Simulator
     assert not result.ok and result.error is not None and result.error.kind == "bad-request"
     assert "lib.py" in result.error.message and "block 1" in result.error.message
     assert "Nothing was applied" in result.error.message
+    assert "def find_item" not in result.error.message  # problems never quote source
     assert result.changes is None and result.new_text is None and result.edits == []
     assert [a.outcome for a in result.attempts] == ["edit-failed", "edit-failed"]
     assert (root / "lib.py").read_text(encoding="utf-8") == LIB
@@ -171,6 +172,11 @@ def test_outside_the_workspace_is_never_read_or_written(tmp_path: Path) -> None:
     assert ws.resolve("../outside.py") is None and ws.resolve(str(tmp_path / "outside.py")) is None
     new = ws.resolve("tests/test_new.py")
     assert new is not None and new.text is None and new.uri == (root / "tests" / "test_new.py").as_uri()
+    # never written: git's own files (hooks run code), key files and .env unless the user named them
+    assert ws.resolve(".git/hooks/pre-commit") is None and ws.resolve(".git/config") is None
+    assert ws.resolve(".env") is None and ws.resolve("deploy/id_rsa") is None and ws.resolve("tls/site.pem") is None
+    named = ws.resolve(".env", frozenset({".env"}))
+    assert named is not None and named.text == SECRET + "\n"
 
 
 # ----------------------------------------------------------------------------- the command line
@@ -285,3 +291,70 @@ async def test_a_new_test_file_is_created_and_written(sim: SimulatorThread, tmp_
     created = (root / "tests" / "test_lib.py").read_text(encoding="utf-8")
     assert created.startswith("from lib import find_item\n") and created.endswith("assert callable(find_item)\n")
     assert (root / "lib.py").read_text(encoding="utf-8") == LIB
+
+
+def test_repository_map_ranks_what_is_used_most(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    (root / "a").mkdir(parents=True)
+    (root / "core.py").write_text("def popular():\n    pass\n\n\ndef lonely():\n    pass\n", encoding="utf-8")
+    for i in range(5):
+        (root / "a" / f"user{i}.py").write_text(f"from core import popular\n\n\ndef u{i}():\n    return popular()\n",
+                                                encoding="utf-8")
+    (root / "a" / "solo.py").write_text("def alone():\n    pass\n", encoding="utf-8")
+    (root / "doc.md").write_text("# notes\n", encoding="utf-8")
+    ctx = gather(Workspace([root]), document_uri=(root / "doc.md").as_uri(), document_text="# notes\n",
+                 budget_tokens=4000)
+    lines = ctx.repo_map.split("\n")
+    assert lines[0] == "core.py: popular, lonely"  # most used file first, its most used symbol first
+    assert lines.index("a/solo.py: alone") > 0
+
+
+async def test_a_small_window_gets_a_smaller_context(sim: SimulatorThread, tmp_path: Path) -> None:
+    root = project(tmp_path / "ws")
+    big = "from lib import find_item\n\n" + "".join(f"def f{i}(items):\n    return find_item(items, {i})\n\n"
+                                                    for i in range(300))
+    (root / "pkg" / "big.py").write_text(big, encoding="utf-8")  # about 3,000 tokens
+    doc = Document((root / "lib.py").as_uri(), LIB, None, "python")
+
+    def loaded(window: int | None) -> Any:
+        # roomy: no window known, room for the answer renaming in all 300 functions
+        model: dict[str, Any] = {"maxOutputTokens": 1000 if window else 16000}
+        if window:
+            model["contextWindow"] = window
+        return load_settings({
+            "phases": {"code": {"model": "main/small"}},
+            "providers": {"main": {"protocol": "openai", "baseUrl": sim.base_url("main", "openai"),
+                                   "apiKeyEnv": "MAIN_KEY", "models": {"small": model}}},
+        })
+
+    roomy = await service().run(loaded(None), "code", PhaseInput(doc, RENAME, workspace=Workspace([root])),
+                                NullObserver())
+    assert roomy.ok, roomy.error
+    assert roomy.context is not None and "pkg/big.py" in {f.path for f in roomy.context.files}
+    small = await service().run(loaded(2400), "code", PhaseInput(doc, RENAME, workspace=Workspace([root])),
+                                NullObserver())
+    assert small.ok, small.error
+    assert small.context is not None and "pkg/big.py" not in {f.path for f in small.context.files}
+    assert small.context.tokens <= (2400 - 1000) // 2
+
+
+def test_listing_a_repository_never_runs_its_fsmonitor_hook(tmp_path: Path) -> None:
+    root = project(tmp_path / "ws")
+    marker = tmp_path / "hook-ran"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n", encoding="utf-8")
+    hook.chmod(0o755)
+    subprocess.run(["git", "-C", str(root), "config", "core.fsmonitor", str(hook)], check=True)
+    ctx = gather(Workspace([root]), document_uri=(root / "lib.py").as_uri(), document_text=LIB, instruction=RENAME)
+    assert {f.path for f in ctx.files} == {"pkg/a.py", "pkg/b.py"} and not marker.exists()
+
+
+def test_a_symbolic_link_out_of_the_workspace_is_never_read(tmp_path: Path) -> None:
+    root = project(tmp_path / "ws")
+    outside = tmp_path / "outside.py"
+    outside.write_text("from lib import find_item\nSECRET_OUTSIDE = 1\n", encoding="utf-8")
+    (root / "pkg" / "link.py").symlink_to(outside)
+    ws = Workspace([root])
+    ctx = gather(ws, document_uri=(root / "lib.py").as_uri(), document_text=LIB, instruction=f"{RENAME} in pkg/link.py")
+    assert "pkg/link.py" not in {f.path for f in ctx.files} and "SECRET_OUTSIDE" not in ctx.repo_map
+    assert ws.read("pkg/link.py") is None and ws.resolve("pkg/link.py") is None

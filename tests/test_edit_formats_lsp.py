@@ -81,3 +81,16 @@ async def test_a_block_that_stays_wrong_applies_nothing(client: LanguageClient, 
     assert "loader.py" in code["error"]["message"] and "Nothing was applied" in code["error"]["message"]
     assert code["files"] == [] and code["edits"] == []
     assert editor.texts[URI] == DOC and len(chats(sim)) == 2
+
+
+@pytest.mark.parametrize("fmt", ["search-replace", "whole"])
+async def test_a_selected_range_is_all_that_changes(client: LanguageClient, sim: SimulatorThread, fmt: str) -> None:
+    editor = Editor(client)
+    editor.configure(settings(sim, editFormat=fmt))
+    editor.open(URI, DOC)
+    selection = {"start": {"line": 5, "character": 0}, "end": {"line": 6, "character": 0}}  # main() only
+    code = plain(await editor.command("phasewise.code", {"uri": URI, "instruction": "rename load to read_file",
+                                                         "range": selection}))
+    assert code["ok"] and code["applied"] is True, code
+    assert editor.texts[URI] == DOC.replace("return load('x')", "return read_file('x')")
+    assert "def load(path):" in editor.texts[URI]

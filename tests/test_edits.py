@@ -97,7 +97,8 @@ def test_ambiguous_and_missing_blocks_name_file_and_block_and_nothing_applies() 
     assert [(f.path, f.block) for f in failures] == [("a.py", 2), ("b.py", 3)]
     assert "matches 2 places" in failures[0].reason and "matches no lines" in failures[1].reason
     prompt = info.value.repair_prompt()
-    assert "a.py, block 2" in prompt and "b.py, block 3" in prompt
+    assert "a.py: block 2" in prompt and "b.py: block 3" in prompt
+    assert "SEARCH section starts `def missing():`" in prompt  # the model is shown which block; problems are not
 
 
 def test_outside_workspace_and_missing_path_refused() -> None:
@@ -174,3 +175,36 @@ def test_whole_keeps_the_files_own_ending() -> None:
                               resolve=resolver({"a.py": "x = 1"}),
                               document=FileText("a.py", "file:///ws/a.py", "x = 1"))
     assert bare.files[0].after == "x = 2"
+
+
+def test_prose_only_is_no_change_but_code_in_another_shape_is_refused() -> None:
+    doc = FileText("a.py", "file:///ws/a.py", "x = 1\n")
+    for fmt in ("search-replace", "whole"):
+        empty = change_from_answer(fmt, text="Nothing needs to change: x is already 1.", tool_input=None,
+                                   resolve=resolver({"a.py": "x = 1\n"}), document=doc)
+        assert not empty and empty.files == ()
+    with pytest.raises(AnswerError, match="no SEARCH/REPLACE block"):
+        change_from_answer("search-replace", text="```diff\n--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x\n+y\n```",
+                           tool_input=None, resolve=resolver({"a.py": "x = 1\n"}), document=doc)
+
+
+def test_whole_answer_for_a_shown_range_replaces_that_range_only() -> None:
+    text = "a = 1\nb = 2\nc = 3\nd = 4\n"
+    cs = change_from_answer("whole", text="x.py\n```\nb = 20\nc = 30\n```\n", tool_input=None,
+                            resolve=resolver({"x.py": text}), document=FileText("x.py", "file:///ws/x.py", text),
+                            windows={"x.py": LineRange(1, 2)})
+    assert cs.files[0].after == "a = 1\nb = 20\nc = 30\nd = 4\n"
+
+
+def test_elided_lines_with_dots_are_matched_piece_by_piece() -> None:
+    search = "def find(items, sku):\n...\n    return None"
+    replace = "def find_by_sku(items, sku):\n...\n    return False"
+    out = match_block(INV, search, replace)
+    assert isinstance(out, str)  # the plain matcher cannot do it
+    files = {"inv.py": INV}
+    cs = change_from_answer("search-replace", text=sr(("inv.py", search, replace)), tool_input=None,
+                            resolve=resolver(files), document=FileText("inv.py", "file:///ws/inv.py", INV))
+    assert cs.files[0].after == INV.replace("def find(", "def find_by_sku(").replace("return None", "return False")
+    with pytest.raises(EditFailure, match=r"skip lines with `\.\.\.` a different number"):
+        change_from_answer("search-replace", text=sr(("inv.py", search, "def f():")), tool_input=None,
+                           resolve=resolver(files), document=FileText("inv.py", "file:///ws/inv.py", INV))

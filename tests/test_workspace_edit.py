@@ -139,3 +139,16 @@ async def test_apply_change_set_sends_one_edit_or_a_problem(tmp_path: Path) -> N
     assert stale is not None and stale.kind == "document-changed" and len(sent) == 2  # nothing sent
     no_create = await apply_change_set(accept, cs, fresh, caps(create=False))
     assert no_create is not None and no_create.kind == "capability" and len(sent) == 2
+
+
+def test_workspace_of_takes_file_folders_and_open_buffers(tmp_path: Path) -> None:
+    from phasewise.edge.workspace_edit import workspace_of
+
+    class Doc:
+        source, version = "x = 2\n", 3
+
+    (tmp_path / "a.py").write_text("x = 1\n", encoding="utf-8")
+    ws = workspace_of([tmp_path.as_uri(), "untitled:Untitled-1"], {(tmp_path / "a.py").as_uri(): Doc()})
+    assert ws.folders == [tmp_path.resolve()]
+    got = ws.read("a.py")
+    assert got is not None and (got.text, got.version) == ("x = 2\n", 3)  # the open buffer wins over disk

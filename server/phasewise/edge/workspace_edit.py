@@ -23,14 +23,14 @@ the change stay where they are.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 
 from lsprotocol import types
 from pygls.workspace import PositionCodec
 
 from phasewise.edge.edits import minimal_edit
-from phasewise.phases.context import uri_to_path
+from phasewise.phases.context import Workspace, uri_to_path
 from phasewise.phases.edits import ChangeSet, FileChange
 from phasewise.problems import Problem, ProblemKind
 
@@ -188,3 +188,10 @@ async def apply_change_set(
     return Problem(ProblemKind.DOCUMENT_CHANGED,
                    f"The editor did not apply the code phase's change ({provider}/{model}): {reason}. "
                    f"Nothing was applied.", phase="code", provider=provider, model=model)
+
+
+def workspace_of(folder_uris: Iterable[str], text_documents: Mapping[str, object]) -> Workspace:
+    """The core's ``Workspace`` for a phase: the client's workspace folders (``file:`` URIs; pygls
+    ``workspace.folders`` values' ``uri``, else ``root_uri``) and its open documents."""
+    folders = [uri_to_path(u) for u in folder_uris if u.startswith("file:")]
+    return Workspace(folders, open_documents(text_documents))

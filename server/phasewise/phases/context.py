@@ -4,8 +4,8 @@
 ``gather`` picks, in this order, until ``phases.<p>.contextTokens`` is spent: files the instruction
 names (a path or ``@path``), files the plan names (code phase), files the document imports, files
 that use the top-level symbols of the range (or of the whole document), then a compact repository
-map (paths with their top-level symbols, ranked by how close and how related they are, cut to what
-is left of the budget).
+map (paths with their top-level symbols, ranked by how related they are to the document and the
+instruction, how close, and how many files use their symbols; cut to what is left of the budget).
 
 Only files inside the workspace folders are read. The file list honours ``.gitignore`` (``git
 ls-files`` in a git work tree; a walk that skips the usual build folders otherwise). Binary, huge
@@ -15,8 +15,10 @@ call ``gather`` off the event loop (``asyncio.to_thread``). Per-file facts (symb
 cached by path, size and mtime, so a second gathering on an unchanged tree reads nothing again.
 
 Symbols come from Python's ``ast`` for Python files and a small definition regex for other
-languages. tree-sitter with a language pack would be more exact for other languages but costs a
-large native wheel per platform; the map only needs top-level names, which the regex finds.
+languages. tree-sitter would be more exact for other languages, but ``tree-sitter-language-pack``
+(1.25 on PyPI, checked) ships no grammars in its wheel: it downloads them at run time
+(``DownloadManager``), which a server that must work offline and send nothing unasked cannot do;
+the map only needs top-level names, which the regex finds.
 May not import: edge, router, providers.
 """
 
@@ -25,8 +27,10 @@ from __future__ import annotations
 import ast
 import fnmatch
 import heapq
+import math
 import os
 import re
+import stat
 import subprocess
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -55,6 +59,7 @@ _JS_IMPORT = re.compile(r"""(?:from\s+|require\(\s*|import\s+)['"](\.{1,2}/[^'"]
 
 
 CHANGED = "changed by the code phase"
+NAMED = "named in the instruction"
 
 
 def estimate_tokens(text: str) -> int:
@@ -158,6 +163,7 @@ class Workspace:
     _open_by_path: dict[Path, tuple[str, str, int | None]] = field(default_factory=dict)
 
     _open_by_rel: dict[str, tuple[str, str, int | None]] = field(default_factory=dict)
+    _base: dict[str, _Facts] = field(default_factory=dict)  # the cached facts the last all_facts used
 
     def __post_init__(self) -> None:
         self.folders = [Path(f).resolve() for f in self.folders]
@@ -220,9 +226,10 @@ class Workspace:
         return None
 
     def read(self, rel: str) -> FileText | None:
-        """A file's text (the open buffer's when open), or None when missing, binary or huge."""
+        """A file's text (the open buffer's when open), or None when missing, binary, huge, or (through a
+        symbolic link) outside the workspace folders."""
         p = self.file_path(rel)
-        if p is None:
+        if p is None or (rel not in self._open_by_rel and self.locate(p) is None):
             return None
         return self.read_path(p, rel)
 
@@ -245,8 +252,9 @@ class Workspace:
             return None
         return FileText(rel, p.resolve().as_uri(), text, None)
 
-    def resolve(self, name: str) -> FileText | None:
-        """The ``edits.Resolve`` of a change: the named file (``text=None`` when new), None outside."""
+    def resolve(self, name: str, allowed: frozenset[str] = frozenset()) -> FileText | None:
+        """The ``edits.Resolve`` of a change: the named file (``text=None`` when new); None outside the
+        folders, inside ``.git``, or a key file / ``.env*`` not in ``allowed`` (the ones the user named)."""
         p = self.absolute(name)
         if p is None:
             return None
@@ -254,6 +262,8 @@ class Workspace:
         if found is None:
             return None
         rel = found[1]
+        if ".git" in rel.split("/") or (sensitive(rel) and rel not in allowed):
+            return None
         if p.exists() or p in self._open_by_path:
             got = self.read_path(p, rel)
             return got if got is not None else None
@@ -268,9 +278,11 @@ class Workspace:
         for folder in self.folders:
             full = f"{folder}/{rel}"
             try:
-                st = os.stat(full)
+                st = os.lstat(full)  # a symbolic link is not followed (it may lead out of the workspace)
             except OSError:
                 continue
+            if stat.S_ISLNK(st.st_mode):
+                return _Facts((), frozenset())
             key = (full, st.st_size, st.st_mtime_ns)
             got = _FACTS.get(key)
             if got is not None:
@@ -307,6 +319,7 @@ class Workspace:
                     if facts is not None:
                         base[rel] = facts
             _SNAPSHOTS[key] = (now, stamp, base)
+        self._base = base
         if not self._open_by_rel:
             return base
         out = dict(base)
@@ -322,6 +335,29 @@ class Workspace:
 LISTING_TTL = 10.0
 _LISTINGS: dict[Path, tuple[float, float, list[str]]] = {}
 _SNAPSHOTS: dict[tuple[tuple[Path, ...], int], tuple[float, tuple[int, ...], dict[str, _Facts]]] = {}
+_REFS: dict[int, tuple[dict[str, _Facts], dict[str, tuple[float, tuple[str, ...]]]]] = {}
+
+
+def references(all_facts: dict[str, _Facts]) -> dict[str, tuple[float, tuple[str, ...]]]:
+    """Per file: log(1 + how many other files mention its top-level symbols), and its symbols most
+    referenced first (aider's map ranks by references too); computed once per facts snapshot."""
+    got = _REFS.get(id(all_facts))
+    if got is not None and got[0] is all_facts:
+        return got[1]
+    defined = {sym for f in all_facts.values() for sym in f.symbols}
+    counts: dict[str, int] = dict.fromkeys(defined, 0)
+    for f in all_facts.values():
+        for ident in (f.idents & defined) if len(f.idents) < len(defined) else (defined & f.idents):
+            counts[ident] += 1
+    ranks: dict[str, tuple[float, tuple[str, ...]]] = {}
+    for rel, f in all_facts.items():
+        if f.symbols:
+            used_by = sum(counts[x] for x in f.symbols) - len(f.symbols)  # other files
+            ranks[rel] = (math.log1p(max(used_by, 0)), tuple(sorted(f.symbols, key=lambda x: -counts[x])))
+    if len(_REFS) > 8:
+        _REFS.clear()
+    _REFS[id(all_facts)] = (all_facts, ranks)
+    return ranks
 
 
 def clear_caches() -> None:
@@ -330,6 +366,7 @@ def clear_caches() -> None:
         _FACTS.clear()
     _LISTINGS.clear()
     _SNAPSHOTS.clear()
+    _REFS.clear()
 
 
 def _cached_listing(folder: Path) -> list[str]:
@@ -351,7 +388,9 @@ def _cached_listing(folder: Path) -> list[str]:
 def _list_folder(folder: Path) -> list[str]:
     try:
         done = subprocess.run(
-            ["git", "-C", str(folder), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            # core.fsmonitor off: a repository's own config must not make listing its files run a hook
+            ["git", "-c", "core.fsmonitor=false", "-C", str(folder), "ls-files", "-z", "--cached", "--others",
+             "--exclude-standard"],
             capture_output=True, timeout=20, check=False,
         )
     except (OSError, subprocess.SubprocessError):
@@ -490,7 +529,7 @@ def gather(ws: Workspace, *, document_uri: str, document_text: str, range_text: 
     named_i = named_paths(ws, instruction, listing)
     named = set(named_i) | set(changed)
     add(changed, CHANGED)  # review after code: the other files of the change come first
-    add(named_i, "named in the instruction")
+    add(named_i, NAMED)
     if plan:
         add([r for r in named_paths(ws, plan, listing) if r in listed], "named in the plan")
     if doc_rel:
@@ -523,13 +562,16 @@ def gather(ws: Workspace, *, document_uri: str, document_text: str, range_text: 
             continue
         spent += tokens
         files.append(ContextFile(rel, ft.uri, ft.text, reason, tokens, ft.version))
-    repo_map = _repo_map(all_facts, doc_rel, syms | set(_IDENT.findall(instruction)),
+    repo_map = _repo_map(all_facts, references(ws._base), doc_rel, syms | set(_IDENT.findall(instruction)),
                          budget_tokens - spent, {f.path for f in files} | ({doc_rel} if doc_rel else set()))
     return Context(tuple(files), repo_map, doc_entry)
 
 
-def _repo_map(all_facts: Mapping[str, _Facts], doc_rel: str | None, focus: set[str], budget: int,
-              sent: set[str]) -> str:
+_Ranks = Mapping[str, tuple[float, tuple[str, ...]]]
+
+
+def _repo_map(all_facts: Mapping[str, _Facts], refs: _Ranks, doc_rel: str | None, focus: set[str],
+              budget: int, sent: set[str]) -> str:
     if budget <= 20:
         return ""
     here = doc_rel.split("/")[:-1] if doc_rel else []
@@ -548,8 +590,9 @@ def _repo_map(all_facts: Mapping[str, _Facts], doc_rel: str | None, focus: set[s
                     break
                 common += 1
             near = dir_score[folder] = common - 0.1 * len(parts)
-        score = 3.0 * len(focus & facts.idents) + near + (5.0 if rel in sent else 0.0)
-        ranked.append((-score, rel, facts.symbols))
+        used, symbols = refs.get(rel) or (0.0, facts.symbols)
+        score = 3.0 * len(focus & facts.idents) + near + (5.0 if rel in sent else 0.0) + used
+        ranked.append((-score, rel, symbols))
     ranked = heapq.nsmallest(max(50, budget // 4), ranked)  # more lines than the budget can hold
     lines: list[str] = []
     used = 0

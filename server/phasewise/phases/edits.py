@@ -24,7 +24,8 @@ Three formats a model may answer in (``phases.<p>.editFormat``):
 Matching follows the ideas of aider's edit-block matcher: an exact match of the SEARCH lines
 first, then one that ignores trailing whitespace, then one where the whole block is uniformly
 indented differently (the indentation is carried over to the replacement), then the same without a
-spurious leading blank line or with the prompt's line-number gutter (``  12| ``) copied in. A block
+spurious leading blank line or with the prompt's line-number gutter (``  12| ``) copied in, and a
+block whose SEARCH and REPLACE skip the same unchanged lines with ``...`` is matched piece by piece. A block
 that matches no place, or more than one, is a ``BlockFailure`` naming its file and block; the
 change set is built only when every block matched (all or nothing).
 May not import: edge, router, providers.
@@ -118,8 +119,13 @@ class Block:
     replace: str
 
     def head(self) -> str:
+        """``block N``: what problems name (never the block's text: problems hold no source)."""
+        return f"block {self.index}"
+
+    def quote(self) -> str:
+        """The block's first SEARCH line, for the repair prompt only (it goes to the model)."""
         first = next((ln.strip() for ln in self.search.split("\n") if ln.strip()), "")
-        return f"block {self.index} (SEARCH starting `{first[:60]}`)" if first else f"block {self.index}"
+        return f"Its SEARCH section starts `{first[:80]}`." if first else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +157,7 @@ class EditFailure(AnswerError):
         out = [f"{n} edit block{'s' if n != 1 else ''} of your answer could not be applied, so nothing was "
                "applied. Answer again with the whole corrected change (every block, in the same format)."]
         for f in self.failures:
-            out.append(f"\n## {f.path}, block {f.block}: {f.reason}")
+            out.append(f"\n## {f.path}: {f.reason}")
             if f.hint:
                 out.append(f.hint)
         out.append("\nEach SEARCH section must match existing lines of its file exactly once: copy them "
@@ -161,7 +167,7 @@ class EditFailure(AnswerError):
 
 Resolve = Callable[[str], FileText | None]
 """A path named by the model → the file it means (``text=None``: does not exist yet), or None when the
-path is outside the workspace."""
+path may not be changed (outside the workspace, inside ``.git``, a key file not named)."""
 
 
 # --------------------------------------------------------------------------- parsing
@@ -360,6 +366,39 @@ def match_lines(hay: list[str], search: str, replace: str,
     return "its SEARCH section matches no lines of the file"
 
 
+def _has_dots(text: str) -> bool:
+    return any(line.strip() == "..." for line in text.split("\n"))
+
+
+def _pieces(text: str) -> list[str]:
+    out: list[list[str]] = [[]]
+    for line in text.split("\n"):
+        if line.strip() == "...":
+            out.append([])
+        else:
+            out[-1].append(line)
+    return ["\n".join(p) for p in out]
+
+
+def _match_elided(hay: list[str], search: str, replace: str, window: LineRange | None) -> list[str] | str | None:
+    """A block whose SEARCH and REPLACE skip the same unchanged lines with ``...`` lines (as models do):
+    each piece between them replaced once, in order. None when the ``...`` lines do not pair up."""
+    s_parts, r_parts = _pieces(search), _pieces(replace)
+    if len(s_parts) != len(r_parts):
+        return "its SEARCH and REPLACE sections skip lines with `...` a different number of times"
+    lines = hay
+    for s_part, r_part in zip(s_parts, r_parts, strict=True):
+        if not s_part.strip():
+            if r_part.strip():
+                return "a `...` in it leaves new lines with no place to go"
+            continue
+        got = match_lines(lines, s_part, r_part, window if lines is hay else None)
+        if isinstance(got, str):
+            return got
+        lines = got
+    return lines
+
+
 def similar_lines(search: str, text: str, limit_lines: int = 20_000) -> str:
     """The lines of ``text`` most like ``search`` (for the repair prompt), or ``""``."""
     s = search.split("\n")
@@ -427,7 +466,9 @@ class ChangeBuilder:
             self.resolved[path] = self.resolve(path)
         found = self.resolved[path]
         if found is None:
-            self.failures.append(BlockFailure(path, block, "this path is outside the workspace folders"))
+            self.failures.append(BlockFailure(path, block, "this path may not be changed: it is outside the "
+                                              "workspace folders, inside .git, or a key or .env file "
+                                              "the instruction did not name"))
             return None
         if found.path not in self.work:
             self.work[found.path] = _Work(found, found.text if found.text is not None else "")
@@ -447,10 +488,12 @@ class ChangeBuilder:
             return
         if w.file.text is None and not w.touched:
             self.failures.append(BlockFailure(w.file.path, b.index, f"{b.head()}: the file does not exist "
-                                              "(an empty SEARCH section creates it)"))
+                                              "(an empty SEARCH section creates it)", b.quote()))
             return
         window = self.windows.get(w.file.path) if not w.touched else None
         result = match_lines(w.lines, b.search, b.replace, window)
+        if isinstance(result, str) and _has_dots(b.search):
+            result = _match_elided(w.lines, b.search, b.replace, window) or result
         if isinstance(result, str):
             hint = ""
             near = similar_lines(b.search, w.text)
@@ -458,7 +501,8 @@ class ChangeBuilder:
                 hint = f"Did you mean these lines of {w.file.path}?\n```\n{near}\n```"
             if b.replace.strip() and b.replace in w.text:
                 hint += f"\nThe REPLACE lines are already in {w.file.path}."
-            self.failures.append(BlockFailure(w.file.path, b.index, f"{b.head()}: {result}", hint.strip()))
+            self.failures.append(BlockFailure(w.file.path, b.index, f"{b.head()}: {result}",
+                                              f"{b.quote()}\n{hint}".strip()))
             return
         w.lines = result
         w.touched = True
@@ -466,6 +510,13 @@ class ChangeBuilder:
     def whole(self, path: str, content: str, index: int) -> None:
         w = self.file(path, index)
         if w is None:
+            return
+        window = self.windows.get(w.file.path)
+        if window is not None and w.file.text is not None:
+            # only part of the document was shown: the answer is that part, whole
+            lines = w.file.text.split("\n")
+            part = content.rstrip("\n").split("\n") if content.strip() else []
+            w.lines, w.touched = lines[: window.start] + part + lines[window.end + 1 :], True
             return
         # the file keeps its own ending (one final newline, or none): models add or drop blank last lines
         ends = w.file.text is None or w.file.text.endswith("\n")
@@ -538,10 +589,14 @@ def change_from_answer(fmt: str, *, text: str, tool_input: dict[str, Any] | None
     if fmt == "search-replace":
         blocks = parse_search_replace(text)
         if not blocks:
-            raise AnswerError("the answer holds no SEARCH/REPLACE block")
+            if _has_code(text):
+                raise AnswerError("the answer holds code but no SEARCH/REPLACE block")
+            return ChangeSet()  # prose only: the model saw nothing to change
         for b in blocks:
             builder.block(b)
     elif fmt == "whole":
+        if not _has_code(text):
+            return ChangeSet()  # prose only: the model saw nothing to change
         for n, (path, content) in enumerate(parse_whole(text), 1):
             builder.whole(path, content, n)
     else:
@@ -573,6 +628,11 @@ def change_from_answer(fmt: str, *, text: str, tool_input: dict[str, Any] | None
             builder.lines(path, edits)
     cs = builder.build(blocks)
     return _restore_crlf(cs, crlf, originals)
+
+
+def _has_code(text: str) -> bool:
+    """Whether an answer holds code of some shape (a fence, a diff hunk), not only prose."""
+    return "```" in text or "~~~" in text or "\n+++ " in text or "\n@@ " in text
 
 
 def line_edits(before: str, after: str) -> list[LineEdit]:

@@ -188,7 +188,8 @@ def new_name(x):
 
 _FORMAT_WHOLE = """Edit format: whole.
 Answer with every file you change, whole: its workspace-relative path alone on a line, then its complete \
-new content in a fenced block. Leave out files you do not change. Example:
+new content in a fenced block. Leave out files you do not change. When only some lines of the document \
+are shown (first_line/last_line), give back those lines only, whole. Example:
 
 src/app.py
 ```python

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import json
 import os
 import time
 import uuid
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from phasewise.phases.context import CHANGED, Context, Workspace, gather
+from phasewise.phases.context import CHANGED, NAMED, Context, Workspace, gather
 from phasewise.phases.documents import (
     MAX_DOCUMENT_CHARS,
     AnswerError,
@@ -192,6 +193,11 @@ class PhaseService:
         budget = ps.context_tokens if ps else DEFAULT_CONTEXT_TOKENS
         doc = inp.document
         rng = doc.clamp(inp.range) if inp.range is not None else None
+        main = self.route(loaded, phase).main
+        window = main.info.context_window if main else None
+        if main is not None and window:  # related files never crowd out the document and the answer
+            sent = len(doc.excerpt(rng) if rng else doc.text) // 4
+            budget = min(budget, max(0, (window - output_budget(main)) // 2 - sent))
         return await asyncio.to_thread(
             gather, inp.workspace, document_uri=doc.uri, document_text=doc.text,
             range_text=doc.excerpt(rng) if rng else None, instruction=inp.instruction,
@@ -364,6 +370,7 @@ class PhaseService:
         rel = (ws.rel(doc.uri) if ws else None) or doc.path
         main = FileText(rel, doc.uri, doc.text, doc.version)
         sent = {f.path: FileText(f.path, f.uri, f.text, f.version) for f in context.files} if context else {}
+        named = frozenset(f.path for f in context.files if f.reason == NAMED) if context else frozenset()
 
         def resolve(name: str) -> FileText | None:
             name = name.strip().lstrip("@")
@@ -373,7 +380,7 @@ class PhaseService:
                 return sent[name]
             if ws is None:
                 return None
-            found = ws.resolve(name)
+            found = ws.resolve(name, named)
             if found is not None and found.path == rel:
                 return main
             return found
@@ -408,7 +415,8 @@ class PhaseService:
         f = failed.first
         observer.on_status(f"edit block {f.block} of {f.path} did not apply: asking "
                            f"{served.route.label} once more")
-        previous = served.completion.text or (str(served.completion.tool_input) if served.completion.tool_input else "")
+        tool_input = served.completion.tool_input
+        previous = served.completion.text or (json.dumps(tool_input, ensure_ascii=False) if tool_input else "")
         # after the request's own blocks, so the cached prefix still holds
         repair = (f"<previous_answer>\n{previous.rstrip()}\n</previous_answer>\n"
                   f"<repair>\n{failed.repair_prompt()}\n</repair>")

@@ -10,12 +10,10 @@ The feature remembers each document's last arguments per phase, for ``phasewise.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from lsprotocol import types
-from pygls.uris import to_fs_path
 
 from phasewise.edge.commands import CommandError, NamedPhaseArgs, PhaseArgs, RetryArgs, register_command
 from phasewise.edge.diagnostics import line_range
@@ -133,14 +131,13 @@ class PhasesFeature(Feature):
         """The workspace a phase on ``uri`` reads related files from: the client's workspace folders
         and open buffers, when the document lies inside one of the folders (else none: a file
         from elsewhere is worked on alone)."""
-        from phasewise.phases.context import Workspace
+        from phasewise.edge.workspace_edit import workspace_of
 
         if workspace_folder(self.ls, uri) is None:
             return None
-        roots = [to_fs_path(f.uri) for f in self.ls.workspace.folders.values()] or [self.ls.workspace.root_path]
-        folders = [Path(p) for p in roots if p]
-        open_docs = {u: (d.source, d.version) for u, d in self.ls.workspace.text_documents.items()}
-        return Workspace(folders, open_docs)
+        ws = self.ls.workspace
+        folder_uris = [f.uri for f in ws.folders.values()] or ([ws.root_uri] if ws.root_uri else [])
+        return workspace_of(folder_uris, ws.text_documents)
 
     def record(self, inp: PhaseInput, result: PhaseResult, loaded: LoadedSettings) -> None:
         """Append one phase run to the run record."""

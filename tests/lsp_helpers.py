@@ -109,3 +109,42 @@ def field_of(obj: Any, name: str) -> Any:
     if isinstance(obj, dict):
         return obj.get(name)
     return getattr(obj, name, None)
+
+
+# ------------------------------------------------- added for the editor-experience tests (issue 12)
+
+
+def plain(result: Any) -> Any:
+    """A command's result as plain dicts and lists, however the client library decoded it."""
+    if hasattr(result, "_asdict"):
+        return {k: plain(v) for k, v in result._asdict().items()}
+    if isinstance(result, dict):
+        return {k: plain(v) for k, v in result.items()}
+    if isinstance(result, list):
+        return [plain(v) for v in result]
+    return result
+
+
+async def code_actions_for(client: LanguageClient, uri: str, diags: list[types.Diagnostic],
+                           rng: types.Range | None = None) -> list[Any]:
+    """The code actions a client gets for ``diags`` (as the editor sends them) at ``rng``."""
+    actions = await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri), range=rng or diags[0].range,
+        context=types.CodeActionContext(diagnostics=diags),
+    ))
+    return list(actions or [])
+
+
+def action_command(action: Any) -> tuple[str, dict[str, Any]]:
+    """A code action's command name and argument (the Python client may decode a CodeAction that
+    carries a command as a ``Command`` whose ``command`` is the nested object's repr)."""
+    import ast
+
+    inner = action.command
+    if isinstance(inner, types.Command):
+        return inner.command, dict(inner.arguments[0]) if inner.arguments else {}
+    if isinstance(inner, str) and inner.startswith("{"):
+        inner = ast.literal_eval(inner)
+    if isinstance(inner, dict):
+        return inner["command"], dict(inner["arguments"][0]) if inner.get("arguments") else {}
+    return inner, dict(action.arguments[0]) if getattr(action, "arguments", None) else {}

@@ -7,6 +7,9 @@ client (Vim's yegappan/lsp stands for every client without Phasewise's plugin: i
 
 from __future__ import annotations
 
+import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
@@ -14,8 +17,8 @@ from pytest_lsp import LanguageClient
 
 from phasewise.providers.classify import classify
 from phasewise.sim import SimulatorThread
-from tests.conftest import make_client_fixture, server_env
-from tests.lsp_helpers import Editor, plain
+from tests.conftest import make_client_fixture, make_plugin_client_fixture, server_env
+from tests.lsp_helpers import Editor, action_command, code_actions_for, plain
 
 KEYS = {
     "ACME_O_KEY": "test-key-acme-o-0a1b2c3d4e",
@@ -23,6 +26,21 @@ KEYS = {
     "ACME_M_KEY": "test-key-acme-m-0e1f2a3b4c",
 }
 client = make_client_fixture(server_env(**KEYS, PHASEWISE_WARMUP="0"))
+
+# A workspace folder with a VS Code settings file holding the phasewise section (point 3).
+WORKSPACE = Path(tempfile.mkdtemp(prefix="phasewise-editor-ws-"))
+SETTINGS_FILE = WORKSPACE / ".vscode" / "settings.json"
+SETTINGS_FILE.parent.mkdir()
+SETTINGS_FILE.write_text(json.dumps({
+    "editor.tabSize": 4,
+    "phasewise": {"phases": {"plan": {"model": "acme-o/m-plan"}},
+                  "providers": {"acme-o": {"protocol": "openai", "apiKeyEnv": "NOPE_KEY"}}},
+}, indent=2) + "\n")
+WS_URI = (WORKSPACE / "src" / "cart.py").as_uri()
+# A generic client (Vim's yegappan/lsp stands for it): the editors' profiles, no Phasewise capability.
+generic = make_plugin_client_fixture(server_env(**KEYS, PHASEWISE_WARMUP="0"), experimental=None, root=WORKSPACE)
+# VS Code and Neovim with Phasewise's plugins, which declare their client-side commands.
+plugin = make_plugin_client_fixture(server_env(**KEYS, PHASEWISE_WARMUP="0"), root=WORKSPACE)
 
 DOC = "def total(items):\n    return sum(i.price for i in items)\n\n\ndef count(items):\n    return len(items)\n"
 URI = "file:///work/editor/cart.py"
@@ -117,3 +135,111 @@ def test_only_the_providers_own_words_make_a_limit_account_wide() -> None:
     billing = classify(429, {"error": {"code": "insufficient_quota", "message": "Your account reached its quota."}})
     assert (openai.account_wide, anthropic.account_wide, moonshot.account_wide) == (False, False, True)
     assert billing.kind.value == "billing" and billing.account_wide is False
+
+
+# ------------------------------------------------------------------ 1: provider problems are Warnings
+
+
+def overlapping(diags: list[types.Diagnostic], start: int, end: int) -> list[types.Diagnostic]:
+    """What an editor sends as the code-action context for lines ``start..end``."""
+    return [d for d in diags if d.range.start.line <= end and d.range.end.line >= start]
+
+
+def titles(actions: list[Any]) -> list[str]:
+    return [a.title for a in actions]
+
+
+async def test_provider_problems_are_warnings_one_per_phase_at_the_commands_range(
+        client: LanguageClient, sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    settings = acme(sim, {"plan": {"model": "acme-o/m-plan"}, "code": {"model": "acme-o/m-code"}})
+    settings["providers"]["acme-o"]["apiKeyEnv"] = "NOPE_KEY"
+    editor.configure(settings)
+    editor.open(URI, DOC)
+    lines = DOC.split("\n")
+    whole = {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 0}}
+    plan = await run(editor, "phasewise.plan", {"uri": URI, "instruction": "x", "range": whole})
+    part = {"start": {"line": 4, "character": 3}, "end": {"line": 5, "character": 0}}
+    code = await run(editor, "phasewise.code", {"uri": URI, "instruction": "x", "range": part})
+    assert plan["error"]["kind"] == code["error"]["kind"] == "missing-credentials"
+    diags = await editor.diagnostics_where(URI, lambda ds: len(ds) == 2)
+    by_phase = {d.data["phase"]: d for d in diags}
+    for phase, (start, end) in (("plan", (0, 1)), ("code", (4, 5))):
+        d = by_phase[phase]
+        assert d.severity == types.DiagnosticSeverity.Warning, d
+        assert d.message.startswith(f"{phase}: No key for") and "`" not in d.message, d.message
+        assert (d.range.start.line, d.range.start.character) == (start, 0)
+        assert (d.range.end.line, d.range.end.character) == (end, len(lines[end]))
+    assert sim.requests == []
+
+    # the code problem's fixes, asked for where it is, are only the code phase's
+    context = overlapping(diags, 4, 5)
+    actions = await code_actions_for(client, URI, context)
+    assert actions and not any("plan" in t for t in titles(actions)), titles(actions)
+    assert {arg.get("phase", "code") for _, arg in map(action_command, actions)} == {"code"}
+
+    # a new plan problem replaces the old one: one per phase and document, on line 1 without a range
+    old_plan = by_phase["plan"]
+    await run(editor, "phasewise.plan", {"uri": URI, "instruction": "again", "model": "acme-o/m-other"})
+    diags = await editor.diagnostics_where(
+        URI, lambda ds: [d.range.start.line for d in ds if d.data["phase"] == "plan"] == [0]
+        and next(d for d in ds if d.data["phase"] == "plan").range.end.line == 0)
+    assert sorted(d.data["phase"] for d in diags) == ["code", "plan"]
+    # the replaced diagnostic, sent back by a client that has not caught up, offers nothing
+    assert await code_actions_for(client, URI, [old_plan]) == []
+
+
+# ------------------------------------------------------------------ 3: quick fixes in every client
+
+
+async def missing_key_fixes(client: LanguageClient) -> tuple[Editor, types.Diagnostic, list[Any]]:
+    editor = Editor(client)
+    editor.configure({"phases": {"plan": {"model": "acme-o/m-plan"}},
+                      "providers": {"acme-o": {"protocol": "openai", "baseUrl": "http://127.0.0.1:9/v1",
+                                               "apiKeyEnv": "NOPE_KEY"}}})
+    editor.open(WS_URI, DOC)
+    result = await run(editor, "phasewise.plan", {"uri": WS_URI, "instruction": "x"})
+    assert result["error"]["kind"] == "missing-credentials"
+    diags = await editor.diagnostics_where(WS_URI, lambda ds: any(d.code == "missing-credentials" for d in ds))
+    diag = next(d for d in diags if d.code == "missing-credentials")
+    return editor, diag, await code_actions_for(client, WS_URI, [diag])
+
+
+async def test_a_generic_client_gets_fixes_the_server_carries_out(generic: LanguageClient) -> None:
+    editor, _, actions = await missing_key_fixes(generic)
+    commands = [action_command(a) for a in actions]
+    names = {name for name, _ in commands}
+    assert not names & {"phasewise.setApiKey", "phasewise.openSettings"}, names
+    assert commands[0][0] == "phasewise.showKeyHelp"
+    assert actions[0].title.startswith("Set NOPE_KEY")
+    # every fix runs on the server: none is "not defined"
+    for name, arg in commands:
+        if name == "phasewise.retry":
+            continue
+        await editor.command(name, arg)
+    help_text = next(m.message for m in generic.messages if "NOPE_KEY" in m.message)
+    assert "export NOPE_KEY=" in help_text and "phasewise auth set acme-o" in help_text
+    assert "`" not in help_text
+
+    # the key path's own setting opens the settings file at its line
+    key_setting = next(arg for name, arg in commands if name == "phasewise.showSettings"
+                       and arg["setting"] == "phasewise.providers.acme-o.apiKeyEnv")
+    generic.shown_documents.clear()
+    shown = plain(await editor.command("phasewise.showSettings", key_setting))
+    file_lines = SETTINGS_FILE.read_text().split("\n")
+    line = next(i for i, text in enumerate(file_lines) if '"apiKeyEnv"' in text)
+    window = generic.capabilities.window
+    if window is not None and window.show_document is not None and window.show_document.support:
+        doc = generic.shown_documents[-1]
+        assert doc.uri == SETTINGS_FILE.as_uri() and doc.selection.start.line == line
+    else:
+        assert f"line {line + 1}" in shown["message"]
+    assert shown["shown"] == str(SETTINGS_FILE) and shown["line"] == line + 1
+
+
+async def test_the_plugins_declare_their_commands_and_get_them(plugin: LanguageClient) -> None:
+    _, _, actions = await missing_key_fixes(plugin)
+    commands = [action_command(a) for a in actions]
+    assert commands[0] == ("phasewise.setApiKey", {"env": "NOPE_KEY", "provider": "acme-o"})
+    assert "phasewise.openSettings" in {name for name, _ in commands}
+    assert "phasewise.showSettings" not in {name for name, _ in commands}

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
-from phasewise.edge.diagnostics import REVIEW_SOURCE, SOURCE, line_range
-from phasewise.edge.fixes import problem_fixes
+from phasewise.edge import fixes
+from phasewise.edge.diagnostics import problem_range
 from phasewise.edge.progress import PhaseProgress
 from phasewise.edge.server import (
     SET_KEYS,
@@ -44,10 +44,17 @@ def register(ls: PhasewiseServer) -> None:
     @ls.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def on_config(ls: PhasewiseServer, params: types.DidChangeConfigurationParams) -> None:
         ls.settings_changed(params.settings)
+        ls.diagnostics.recheck_soon()  # issue 12: problems the new settings fixed go (offline)
 
     @ls.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def on_open(ls: PhasewiseServer, params: types.DidOpenTextDocumentParams) -> None:
         pass  # pygls keeps the document; registering makes the client send full text sync
+
+    @ls.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def on_change(ls: PhasewiseServer, params: types.DidChangeTextDocumentParams) -> None:
+        # issue 12: findings whose lines changed go; offline problems are checked again
+        uri = params.text_document.uri
+        ls.diagnostics.document_changed(uri, ls.workspace.get_text_document(uri).lines)
 
     @ls.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
     def on_progress_cancel(ls: PhasewiseServer, params: types.WorkDoneProgressCancelParams) -> None:
@@ -62,6 +69,7 @@ def register(ls: PhasewiseServer) -> None:
         else:
             ls.engine.keyring.set_memory({str(k): str(v or "") for k, v in keys.items()})
             ls.log_line(f"keys received in memory for: {', '.join(sorted(keys)) or 'none'}")
+            ls.diagnostics.recheck_soon()  # issue 12: a "no key" problem the key fixed goes (offline)
 
     @ls.feature(
         types.TEXT_DOCUMENT_CODE_ACTION,
@@ -76,6 +84,7 @@ def register(ls: PhasewiseServer) -> None:
     from phasewise.edge import workflow_commands
 
     workflow_commands.register(ls)
+    fixes.register(ls)  # issue 12: phasewise.showSettings, phasewise.showKeyHelp
 
     @ls.command("phasewise.status")
     async def status(ls: PhasewiseServer, *args: Any) -> dict[str, Any]:
@@ -191,10 +200,7 @@ async def execute_phase(ls: PhasewiseServer, phase: str, args: PhaseArgs, doc: D
 
 
 def _problem_range(doc: Document, args: PhaseArgs) -> types.Range:
-    lines = doc.lines
-    if args.range is not None:
-        return line_range(lines, args.range.start, args.range.start)
-    return line_range(lines, 0, 0)
+    return problem_range(doc.lines, args.range)  # issue 12: the whole range the command ran on
 
 
 def publish_outcome(ls: PhasewiseServer, args: PhaseArgs, doc: Document, result: PhaseResult) -> None:
@@ -203,7 +209,7 @@ def publish_outcome(ls: PhasewiseServer, args: PhaseArgs, doc: Document, result:
     uri = args.uri
     if result.error is not None:
         if result.error.kind is not ProblemKind.CANCELLED:
-            ls.diagnostics.set_problem(uri, doc.lines, result.error, _problem_range(doc, args))
+            ls.diagnostics.set_problem(uri, doc.lines, result.error, args.range)
         return
     ls.diagnostics.clear_problem(uri, result.phase)
     if result.fallback_used and result.attempts:
@@ -309,22 +315,7 @@ def minimal_edit(ls: PhasewiseServer, doc: Document, new_text: str) -> types.Tex
 
 
 def code_actions(ls: PhasewiseServer, params: types.CodeActionParams) -> list[types.CodeAction]:
-    uri = params.text_document.uri
-    actions: list[types.CodeAction] = []
-    for diag in params.context.diagnostics:
-        data = diag.data if isinstance(diag.data, dict) else None
-        if data is None:
-            continue
-        if diag.source == REVIEW_SOURCE and isinstance(data.get("suggestion"), str):
-            actions.append(types.CodeAction(
-                title=f"Apply review suggestion: {diag.message[:60]}",
-                kind=types.CodeActionKind.QuickFix, diagnostics=[diag], is_preferred=True,
-                edit=types.WorkspaceEdit(changes={uri: [types.TextEdit(range=diag.range,
-                                                                       new_text=data["suggestion"])]}),
-            ))
-        elif diag.source == SOURCE and isinstance(data.get("kind"), str):
-            actions.extend(problem_fixes(uri, diag, data))
-    return actions
+    return fixes.code_actions(ls, params)  # issue 12: moved to edge/fixes.py
 
 
 async def _keyring_info(ls: PhasewiseServer) -> KeyStoreInfo:

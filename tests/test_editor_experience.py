@@ -243,3 +243,116 @@ async def test_the_plugins_declare_their_commands_and_get_them(plugin: LanguageC
     assert commands[0] == ("phasewise.setApiKey", {"env": "NOPE_KEY", "provider": "acme-o"})
     assert "phasewise.openSettings" in {name for name, _ in commands}
     assert "phasewise.showSettings" not in {name for name, _ in commands}
+
+
+# ------------------------------------------------------------------ 2: problems that track reality
+
+
+def phasewise_problems(diags: list[types.Diagnostic]) -> list[types.Diagnostic]:
+    return [d for d in diags if d.source == "phasewise"]
+
+
+async def test_setting_the_missing_key_clears_its_problem_without_sending(client: LanguageClient,
+                                                                          sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    settings = acme(sim, {"plan": {"model": "acme-o/m-plan"}})
+    settings["providers"]["acme-o"]["apiKeyEnv"] = "LATE_KEY"
+    editor.configure(settings)
+    editor.open(URI, DOC)
+    result = await run(editor, "phasewise.plan", {"uri": URI, "instruction": "x"})
+    assert result["error"]["kind"] == "missing-credentials"
+    await editor.diagnostics_where(URI, lambda ds: any(d.code == "missing-credentials" for d in ds))
+    # an unrelated key first (the problem still holds), then the missing one
+    client.protocol.notify("phasewise/setKeys", {"keys": {"UNRELATED_KEY": "test-key-unrelated-1234"}})
+    client.protocol.notify("phasewise/setKeys", {"keys": {"LATE_KEY": "test-key-late-5f6e7d8c9b"}})
+    await editor.diagnostics_where(URI, lambda ds: phasewise_problems(ds) == [])
+    assert sim.requests == []
+
+
+async def test_fixing_the_settings_clears_the_config_problem_without_sending(client: LanguageClient,
+                                                                             sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    good = acme(sim, {"plan": {"model": "acme-o/m-plan"}, "code": {"model": "acme-o/m-code"}})
+    bad = json.loads(json.dumps(good))
+    bad["phases"]["code"] = {"model": "glm-4.7"}  # not a provider/model reference
+    bad["phases"]["plan"] = {"model": "nowhere/x"}
+    editor.configure(bad)
+    editor.open(URI, DOC)
+    code = await run(editor, "phasewise.code", {"uri": URI, "instruction": "x"})
+    plan = await run(editor, "phasewise.plan", {"uri": URI, "instruction": "x"})
+    assert code["error"]["kind"] == plan["error"]["kind"] == "config"
+    await editor.diagnostics_where(URI, lambda ds: len(phasewise_problems(ds)) == 2)
+    # code fixed, plan still wrong: only the code problem goes
+    half = json.loads(json.dumps(bad))
+    half["phases"]["code"] = good["phases"]["code"]
+    editor.configure(half)
+    diags = await editor.diagnostics_where(
+        URI, lambda ds: [d.data["phase"] for d in phasewise_problems(ds)] == ["plan"])
+    assert "nowhere" in diags[0].message
+    editor.configure(good)
+    await editor.diagnostics_where(URI, lambda ds: phasewise_problems(ds) == [])
+    assert sim.requests == []
+
+
+REVIEW_DOC = """import os
+
+
+def load(path, cache={}):
+    try:
+        return open(path).read()
+    except:
+        print("failed", path)
+        return None
+"""
+
+
+async def test_an_applied_suggestion_takes_its_finding_and_fix_away(client: LanguageClient,
+                                                                    sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    editor.configure(acme(sim, {"review": {"model": "acme-a/claude-sim"}}))
+    editor.open(URI, REVIEW_DOC)
+    review = await run(editor, "phasewise.review", {"uri": URI})
+    assert review["ok"] and len(review["findings"]) >= 2, review
+    diags = await editor.diagnostics_where(URI, lambda ds: any(d.source == "phasewise-review" for d in ds))
+    findings = [d for d in diags if d.source == "phasewise-review"]
+    assert all(d.code is None for d in findings)  # the column reads "phasewise-review", not "(review)"
+    bare = next(d for d in findings if "except" in d.message.lower())
+    fix = next(a for a in await code_actions_for(client, URI, [bare]) if getattr(a, "edit", None) is not None)
+    sent = len(sim.requests)
+    editor._apply(types.ApplyWorkspaceEditParams(edit=fix.edit))
+    left = await editor.diagnostics_where(
+        URI, lambda ds: len([d for d in ds if d.source == "phasewise-review"]) == len(findings) - 1)
+    assert bare.message not in [d.message for d in left]
+    # the others stay where their lines are
+    for d in findings:
+        if d is not bare:
+            now = next(x for x in left if x.message == d.message)
+            assert now.range == d.range
+    # a line typed above moves the remaining findings with their lines
+    editor.change(URI, "# header\n" + editor.texts[URI])
+    moved = await editor.diagnostics_where(
+        URI, lambda ds: all(x.range.start.line == d.range.start.line + 1 for d in left
+                            for x in ds if x.message == d.message and x.source == "phasewise-review"))
+    assert len([d for d in moved if d.source == "phasewise-review"]) == len(left)
+    assert len(sim.requests) == sent
+
+
+async def test_a_rate_limit_says_when_it_lifts_then_that_a_retry_works_now(client: LanguageClient,
+                                                                            sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    editor.configure(acme(sim, {"plan": {"model": "acme-o/m-plan"}},
+                          retry={"maxAttempts": 2, "maxWaitSeconds": 0.05}))
+    editor.open(URI, DOC)
+    sim.add_fault("openai.rate_limit", provider="acme-o", retry_after=None, retry_after_ms=1500)
+    result = await run(editor, "phasewise.plan", {"uri": URI, "instruction": "x"})
+    at = result["error"]["retryAt"][11:19]
+    diags = await editor.diagnostics_where(URI, lambda ds: any(d.code == "rate-limit" for d in ds))
+    limited = next(d for d in diags if d.code == "rate-limit")
+    assert at in limited.message and limited.severity == types.DiagnosticSeverity.Warning
+    # the time passes (a timer on the server's loop; nothing polled here): "you can retry now"
+    diags = await editor.diagnostics_where(URI, lambda ds: any("you can retry now" in d.message for d in ds))
+    lifted = next(d for d in diags if d.code == "rate-limit")
+    assert lifted.message.startswith("plan: ") and lifted.severity == types.DiagnosticSeverity.Information
+    actions = await code_actions_for(client, URI, [lifted])
+    assert actions[0].title == "Retry the plan phase now (the limit has lifted)"
+    assert len(sim.requests) == 1

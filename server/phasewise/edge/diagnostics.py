@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -179,7 +179,10 @@ class DiagnosticsBook:
         """For a rate limit that said when it lifts: at that time, "you can retry now"."""
         if entry.problem.kind != "rate-limit" or _data(entry.diag).get(LIFTED):
             return
-        left = _seconds_until(entry.problem.retry_at, self.now)
+        # retryAt is whole seconds; the wait the provider asked for, from now, is the precise one
+        left = entry.problem.retry_after_seconds
+        if left is None:
+            left = _seconds_until(entry.problem.retry_at, self.now)
         if left is None:
             return
         try:
@@ -193,11 +196,6 @@ class DiagnosticsBook:
         doc = self._doc(uri)
         entry = doc.problems.get(phase)
         if entry is None or entry.problem.kind != "rate-limit":
-            return
-        left = _seconds_until(entry.problem.retry_at, self.now)
-        if left is not None and left > 0.05:  # not yet (the clock moved back): wait the rest
-            self._stop_timer(entry)
-            self._arm_lift(uri, phase, entry)
             return
         entry.timer = None
         p = entry.problem
@@ -244,20 +242,25 @@ class DiagnosticsBook:
         self.publish(uri)
 
     # problems that go stale -----------------------------------------------------------------
-    def document_changed(self, uri: str, lines: Sequence[str]) -> None:
+    def document_changed(self, uri: str) -> None:
         """The document changed: findings whose lines changed go (their suggestion was applied,
         or the code was edited), findings whose lines only moved follow them; then the offline
         problems are checked again (a smaller range may now fit the window)."""
         doc = self._docs.get(uri)
         if doc is None:
             return
-        lines = list(lines)
+        text_doc = self.ls.workspace.text_documents.get(uri)
+        if text_doc is None:
+            return
+        lines = text_doc.source.split("\n")  # as ``Document.lines``: without line ends
         kept: list[_Finding] = []
+        moved = False
         for f in doc.findings:
             at = _find_lines(lines, f.text, f.start)
             if at is None:
                 continue
             if at != f.start:
+                moved = True
                 shift = at - f.start
                 f.start, f.end = at, f.end + shift
                 data = {**_data(f.diag), "startLine": f.start, "endLine": f.end}
@@ -265,8 +268,7 @@ class DiagnosticsBook:
                     range=self._client_range(lines, line_range(lines, f.start, f.end)), message=f.diag.message,
                     severity=f.diag.severity, source=f.diag.source, code=f.diag.code, data=data)
             kept.append(f)
-        changed = len(kept) != len(doc.findings) or any(
-            k.diag is not f.diag for k, f in zip(kept, doc.findings, strict=False))
+        changed = moved or len(kept) != len(doc.findings)
         doc.findings = kept
         if changed:
             self.publish(uri)

@@ -53,8 +53,7 @@ def register(ls: PhasewiseServer) -> None:
     @ls.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def on_change(ls: PhasewiseServer, params: types.DidChangeTextDocumentParams) -> None:
         # issue 12: findings whose lines changed go; offline problems are checked again
-        uri = params.text_document.uri
-        ls.diagnostics.document_changed(uri, ls.workspace.get_text_document(uri).lines)
+        ls.diagnostics.document_changed(params.text_document.uri)
 
     @ls.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
     def on_progress_cancel(ls: PhasewiseServer, params: types.WorkDoneProgressCancelParams) -> None:

@@ -356,3 +356,50 @@ async def test_a_rate_limit_says_when_it_lifts_then_that_a_retry_works_now(clien
     actions = await code_actions_for(client, URI, [lifted])
     assert actions[0].title == "Retry the plan phase now (the limit has lifted)"
     assert len(sim.requests) == 1
+
+
+# ------------------------------------------------------------------ 4: a retry that waits
+
+
+def progress_titled(client: LanguageClient, words: str) -> list[str]:
+    return [token for token, reports in client.progress_reports.items()
+            if any(words in (getattr(r, "title", None) or "") for r in reports)]
+
+
+async def test_retry_waits_until_the_limit_lifts_then_runs(client: LanguageClient, sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    editor.configure(acme(sim, {"plan": {"model": "acme-o/m-plan"}},
+                          retry={"maxAttempts": 2, "maxWaitSeconds": 0.05}))
+    editor.open(URI, DOC)
+    sim.add_fault("openai.rate_limit", provider="acme-o", retry_after=None, retry_after_ms=1500)
+    first = await run(editor, "phasewise.plan", {"uri": URI, "instruction": "x"})
+    assert first["error"]["kind"] == "rate-limit" and first["error"]["retryAfterSeconds"] == 1.5
+    await editor.diagnostics_where(URI, lambda ds: any(d.code == "rate-limit" for d in ds))
+    again = await run(editor, "phasewise.retry", {"uri": URI, "phase": "plan"})
+    assert again["ok"], again
+    refused, served = [r for r in sim.requests if r.endpoint == "chat"]
+    assert served.started_at - (refused.finished_at or refused.started_at) >= 1.4  # not at once
+    token = progress_titled(client, "waiting for the rate limit on acme-o/m-plan")
+    assert len(token) == 1
+    messages = [getattr(r, "message", None) or "" for r in client.progress_reports[token[0]]]
+    assert any(m.startswith("retrying in 1 s") or m.startswith("retrying in 2 s") for m in messages), messages
+    assert "has lifted" in messages[-1]
+
+
+async def test_cancelling_the_wait_sends_nothing(client: LanguageClient, sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    editor.configure(acme(sim, {"plan": {"model": "acme-o/m-plan"}},
+                          retry={"maxAttempts": 2, "maxWaitSeconds": 1}))
+    editor.open(URI, DOC)
+    sim.add_fault("openai.rate_limit", provider="acme-o", retry_after=300)
+    first = await run(editor, "phasewise.plan", {"uri": URI, "instruction": "x"})
+    assert first["error"]["kind"] == "rate-limit"
+    await editor.diagnostics_where(URI, lambda ds: any(d.code == "rate-limit" for d in ds))
+    pending = editor.start("phasewise.retry", {"uri": URI, "phase": "plan"}, msg_id="retry-1")
+    while not progress_titled(client, "waiting for the rate limit"):
+        await client.wait_for_notification("$/progress")
+    token = progress_titled(client, "waiting for the rate limit")[0]
+    client.protocol.notify(types.WINDOW_WORK_DONE_PROGRESS_CANCEL, types.WorkDoneProgressCancelParams(token=token))
+    result = plain(await pending)
+    assert result["error"]["kind"] == "cancelled" and "nothing was sent" in result["error"]["message"]
+    assert len([r for r in sim.requests if r.endpoint == "chat"]) == 1

@@ -101,6 +101,10 @@ def register(ls: PhasewiseServer) -> None:
         again = dict(last)
         if isinstance(arg.get("model"), str):
             again["model"] = arg["model"]
+        from phasewise.edge.retry_wait import wait_for_limit  # issue 12: wait until the limit lifts
+
+        if (cancelled := await wait_for_limit(ls, arg["uri"], arg["phase"], again.get("model"))) is not None:
+            return cancelled
         return await run_phase_command(ls, arg["phase"], again)
 
 

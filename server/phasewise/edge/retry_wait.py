@@ -34,7 +34,7 @@ def seconds_until_lifted(ls: PhasewiseServer, problem: dict[str, Any], model: st
         return 0.0  # a retry on another model: that limit does not hold it
     left = 0.0
     if isinstance(provider, str):
-        key_env = problem.get("keyEnv") if isinstance(problem.get("keyEnv"), str) else "no key"
+        key_env: str = problem["keyEnv"] if isinstance(problem.get("keyEnv"), str) else "no key"
         left = ls.engine.cooldowns.remaining(provider, key_env, on if isinstance(on, str) else None)
     at = problem.get("retryAt")
     if isinstance(at, str):

@@ -8,13 +8,16 @@ client (Vim's yegappan/lsp stands for every client without Phasewise's plugin: i
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
+from phasewise import cli
 from phasewise.providers.classify import classify
 from phasewise.sim import SimulatorThread
 from tests.conftest import make_client_fixture, make_plugin_client_fixture, server_env
@@ -403,3 +406,35 @@ async def test_cancelling_the_wait_sends_nothing(client: LanguageClient, sim: Si
     result = plain(await pending)
     assert result["error"]["kind"] == "cancelled" and "nothing was sent" in result["error"]["message"]
     assert len([r for r in sim.requests if r.endpoint == "chat"]) == 1
+
+
+# ------------------------------------------------------------------ 10: doctor without a key
+
+
+@pytest.fixture
+def project(tmp_path: Path, sim: SimulatorThread, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder with no settings (every phase on Anthropic) and no provider key in the environment."""
+    for name in list(os.environ):
+        if name.endswith(("_API_KEY", "_AUTH_TOKEN")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PHASEWISE_SIM_URL", sim.url)
+    monkeypatch.setenv("PHASEWISE_LEDGER", str(tmp_path / "state" / "runs.jsonl"))
+    monkeypatch.setenv("COLUMNS", "200")
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "app.py").write_text(DOC, encoding="utf-8")
+    return folder
+
+
+def test_doctor_without_a_key_says_not_set_and_the_protocol(project: Path, sim: SimulatorThread,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["doctor", str(project)])
+    out = capsys.readouterr().out
+    assert code == 1
+    row = next(line for line in out.splitlines() if "ANTHROPIC_API_KEY" in line)
+    assert "None" not in row and "ANTHROPIC_API_KEY (not set)" in row, row
+    assert row.split("│")[2].strip() == "anthropic", row  # the protocol column of a catalogue provider
+    code = cli.main(["doctor", str(project), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["providers"][0]["protocol"] == "anthropic" and report["providers"][0]["keyMasked"] is None
+    assert sim.requests == []

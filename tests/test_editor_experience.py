@@ -438,3 +438,35 @@ def test_doctor_without_a_key_says_not_set_and_the_protocol(project: Path, sim: 
     report = json.loads(capsys.readouterr().out)
     assert report["providers"][0]["protocol"] == "anthropic" and report["providers"][0]["keyMasked"] is None
     assert sim.requests == []
+
+
+# ------------------------------------------------------------------ 11: the way out where the phase runs
+
+
+def test_on_the_command_line_a_missing_key_says_export_or_auth_set(project: Path, sim: SimulatorThread,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["plan", str(project / "app.py"), "-i", "add a discount", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code != 0 and result["error"]["kind"] == "missing-credentials"
+    message = result["error"]["message"]
+    assert "export ANTHROPIC_API_KEY=" in message and "phasewise auth set anthropic" in message, message
+    assert "editor" not in message
+    # a key written into the CLI's settings file: the same way out
+    (project / "phasewise.json").write_text(json.dumps({"providers": {"anthropic": {"apiKey": "whatever-it-is"}}}))
+    code = cli.main(["doctor", str(project), "--json"])
+    out = capsys.readouterr()
+    assert "whatever-it-is" not in out.out + out.err
+    assert "Set API key" not in out.out + out.err and "export ANTHROPIC_API_KEY=" in out.out + out.err
+    assert sim.requests == []
+
+
+async def test_in_the_editor_a_missing_key_names_the_set_key_command(client: LanguageClient,
+                                                                     sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    settings = acme(sim, {"plan": {"model": "acme-o/m-plan"}})
+    settings["providers"]["acme-o"]["apiKeyEnv"] = "NOPE_KEY"
+    editor.configure(settings)
+    editor.open(URI, DOC)
+    result = await run(editor, "phasewise.plan", {"uri": URI, "instruction": "x"})
+    assert "'Phasewise: Set API key' command" in result["error"]["message"]
+    assert "export NOPE_KEY" not in result["error"]["message"]

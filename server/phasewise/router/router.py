@@ -276,7 +276,7 @@ def preflight(resolver: RouteResolver, route: Route, check: Preflight, known: se
     if spec.requires_key and not resolver.keys(spec):
         envs = spec.key_envs or ((spec.auth_token_env,) if spec.auth_token_env else ())
         return missing_key(phase=route.phase, provider=spec.id, provider_name=spec.name,
-                           model=route.model, envs=envs)
+                           model=route.model, envs=envs, surface=resolver.loaded.surface)
     if known is not None and route.model not in known:
         return Problem(
             K.MODEL_NOT_FOUND,
@@ -446,6 +446,7 @@ class Router:
                 raise RouteFailed(provider_problem(
                     err, phase=route.phase, provider=spec.id, provider_name=spec.name, model=route.model,
                     key_env=key.env if key else None, max_wait=self.retry.max_wait_seconds,
+                    surface=self.loaded.surface,
                 ), attempts) from None
         raise AssertionError("unreachable: the last key either answers or raises")
 

@@ -30,7 +30,7 @@ def settings_with_model(loaded: LoadedSettings, phase: str, model: str) -> Loade
     entry["model"] = model
     entry["fallbacks"] = []
     raw.setdefault("phases", {})[phase] = entry
-    return load_settings(raw)
+    return load_settings(raw, surface=loaded.surface)
 
 
 @dataclass(slots=True)

@@ -470,3 +470,35 @@ async def test_in_the_editor_a_missing_key_names_the_set_key_command(client: Lan
     result = await run(editor, "phasewise.plan", {"uri": URI, "instruction": "x"})
     assert "'Phasewise: Set API key' command" in result["error"]["message"]
     assert "export NOPE_KEY" not in result["error"]["message"]
+
+
+# ------------------------------------------------------------------ 12: percent-escapes in file URIs
+
+
+async def test_an_escaped_file_uri_reaches_the_model_the_diff_and_the_record_decoded(
+        client: LanguageClient, sim: SimulatorThread, tmp_path: Path) -> None:
+    editor = Editor(client)
+    ledger = tmp_path / "runs.jsonl"
+    editor.configure(acme(sim, {"plan": {"model": "acme-o/m-plan"},
+                                "code": {"model": "acme-o/m-code", "editFormat": "text"}},
+                          ledgerPath=str(ledger), recordContent=True))
+    uri = "file:///work/editor/my%20m%C3%B3dulo.py"
+    editor.open(uri, DOC)
+    plan = await run(editor, "phasewise.plan", {"uri": uri, "instruction": "add a discount"})
+    assert plan["ok"], plan
+    sent = json.dumps([r.body for r in sim.requests if r.endpoint == "chat"], ensure_ascii=False)
+    assert "/work/editor/my módulo.py" in sent and "%20" not in sent and "%C3" not in sent
+    code = await run(editor, "phasewise.code", {"uri": uri, "instruction": "add a discount"})
+    assert code["ok"] and code["diff"], code
+    assert "my módulo.py" in code["diff"] and "%20" not in code["diff"]
+    records = [json.loads(line) for line in ledger.read_text(encoding="utf-8").splitlines()]
+    assert [r["content"]["document"] for r in records] == ["/work/editor/my módulo.py"] * 2
+
+
+def test_file_uris_become_paths() -> None:
+    from phasewise.phases.documents import uri_path
+
+    assert uri_path("file:///work/my%20m%C3%B3dulo.py") == "/work/my módulo.py"
+    assert uri_path("file:///c%3A/src/a%23b.py") == "c:/src/a#b.py"
+    assert uri_path("file://server/share/x.py") == "//server/share/x.py"
+    assert uri_path("untitled:Untitled-1") == "untitled:Untitled-1"

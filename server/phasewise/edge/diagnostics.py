@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
+from phasewise.edge.uris import open_document
 from phasewise.phases.documents import Finding, LineRange
 from phasewise.problems import Problem
 
@@ -249,7 +250,7 @@ class DiagnosticsBook:
         doc = self._docs.get(uri)
         if doc is None:
             return
-        text_doc = self.ls.workspace.text_documents.get(uri)
+        text_doc = open_document(self.ls.workspace, uri)
         if text_doc is None:
             return
         lines = text_doc.source.split("\n")  # as ``Document.lines``: without line ends
@@ -315,7 +316,7 @@ class DiagnosticsBook:
     def publish(self, uri: str) -> None:
         doc = self._doc(uri)
         items = [*(e.diag for e in doc.problems.values()), *doc.notes.values(), *(f.diag for f in doc.findings)]
-        text_doc = self.ls.workspace.text_documents.get(uri)
+        text_doc = open_document(self.ls.workspace, uri)
         self.ls.text_document_publish_diagnostics(
             types.PublishDiagnosticsParams(uri=uri, diagnostics=items,
                                            version=text_doc.version if text_doc else None)

@@ -231,9 +231,10 @@ def publish_outcome(ls: PhasewiseServer, args: PhaseArgs, doc: Document, result:
 
 async def apply_code(ls: PhasewiseServer, doc: Document, result: PhaseResult) -> None:
     """Apply a code result if the document is unchanged since the phase started; all or nothing."""
+    from phasewise.edge.uris import open_document  # issue 12: pygls files documents unquoted
     from phasewise.problems import Problem, ProblemKind
 
-    current = ls.workspace.text_documents.get(doc.uri)
+    current = open_document(ls.workspace, doc.uri)
     changed = (
         (current is None and doc.version is not None)
         or (current is not None and (current.version != doc.version or current.source != doc.text))

@@ -273,9 +273,10 @@ class PhasewiseServer(LanguageServer):
 
     # documents --------------------------------------------------------------------------------
     def document(self, uri: str) -> Document:
+        from phasewise.edge.uris import open_document  # issue 12: pygls files documents unquoted
         from phasewise.phases.documents import Document
 
-        doc = self.workspace.text_documents.get(uri)
+        doc = open_document(self.workspace, uri)
         if doc is not None:
             return Document(uri, doc.source, doc.version, doc.language_id)
         if not uri.startswith("file:"):

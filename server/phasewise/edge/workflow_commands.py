@@ -263,7 +263,9 @@ async def model_id_completion(ls: PhasewiseServer, params: types.CompletionParam
     uri = params.text_document.uri
     if not _is_settings_file(uri):
         return None
-    text_doc = ls.workspace.text_documents.get(uri)
+    from phasewise.edge.uris import open_document  # issue 12: pygls files documents unquoted
+
+    text_doc = open_document(ls.workspace, uri)
     if text_doc is None:
         return None
     from phasewise.problems import Problem

@@ -502,3 +502,46 @@ def test_file_uris_become_paths() -> None:
     assert uri_path("file:///c%3A/src/a%23b.py") == "c:/src/a#b.py"
     assert uri_path("file://server/share/x.py") == "//server/share/x.py"
     assert uri_path("untitled:Untitled-1") == "untitled:Untitled-1"
+
+
+# ------------------------------------------------------------------ 14: messages that read well
+
+
+def test_a_provider_is_named_with_its_id_once() -> None:
+    from phasewise.router.messages import provider_label
+
+    assert provider_label("Simulated Claude (Anthropic protocol)", "sim-claude") == \
+        "Simulated Claude (sim-claude, Anthropic protocol)"
+    assert provider_label("Anthropic", "anthropic") == "Anthropic"
+    assert provider_label("acme-o", "acme-o") == "acme-o"
+    assert provider_label("Z.AI", "zai") == "Z.AI (zai)"
+
+
+async def test_messages_are_plain_text_and_a_result_that_sent_nothing_says_so(
+        client: LanguageClient, sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    settings = acme(sim, {"plan": {"model": "acme-o/m-plan"}, "code": {"model": "glm-4.7"}})
+    settings["providers"]["acme-o"]["apiKeyEnv"] = "NOPE_KEY"
+    settings["retry"] = {**settings["retry"], "maxAttempts": "many"}  # a settings issue: a notification
+    editor.configure(settings)
+    editor.open(URI, DOC)
+    plan = await run(editor, "phasewise.plan", {"uri": URI, "instruction": "x"})
+    code = await run(editor, "phasewise.code", {"uri": URI, "instruction": "x"})
+    assert plan["sent"] is False and code["sent"] is False  # header: no "0.0 s, 0 → 0 tokens"
+    assert "`" in code["error"]["message"]  # the problem's own words keep their marks
+    diags = await editor.diagnostics_where(URI, lambda ds: len(ds) == 2)
+    assert all("`" not in d.message for d in diags), [d.message for d in diags]
+    notes = [m.message for m in client.messages if "Phasewise settings" in m.message]
+    assert notes and all("`" not in m for m in notes), notes
+    # a phase that reached the provider has no "sent" mark
+    editor.configure(acme(sim, {"plan": {"model": "acme-o/m-plan"}}))
+    served = await run(editor, "phasewise.plan", {"uri": URI, "instruction": "x"})
+    assert served["ok"] and "sent" not in served
+
+
+def test_the_cli_shows_no_time_or_tokens_for_a_phase_that_sent_nothing(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cli.main(["plan", str(project / "app.py"), "-i", "x"])
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("│ plan") and "missing-credentials" in line)
+    assert "nothing sent" in row and "0/0" not in row and "$0" not in row, row

@@ -268,7 +268,8 @@ class PhasewiseServer(LanguageServer):
                 continue
             self._warned_issues.add(text)
             self.window_show_message(types.ShowMessageParams(
-                type=types.MessageType.Warning, message=f"Phasewise settings: {text}"
+                # issue 12: no Markdown backticks in a notification
+                type=types.MessageType.Warning, message=f"Phasewise settings: {text}".replace("`", "")
             ))
 
     # documents --------------------------------------------------------------------------------

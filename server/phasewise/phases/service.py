@@ -35,7 +35,7 @@ from phasewise.phases.prompts import (
     user_prompt,
 )
 from phasewise.problems import Problem, ProblemKind
-from phasewise.router.messages import cancelled
+from phasewise.router.messages import cancelled, provider_label
 from phasewise.router.router import (
     Attempt,
     Engine,
@@ -112,7 +112,14 @@ class PhaseResult:
             out["applied"] = self.applied
         if self.phase == "review" or self.findings:
             out["findings"] = [f.to_json() for f in self.findings]
+        if not self.sent:
+            out["sent"] = False  # nothing reached a provider: no time or tokens to speak of
         return out
+
+    @property
+    def sent(self) -> bool:
+        """Whether any request reached a provider (False: settings, preflight or a cooldown stopped it)."""
+        return any(a.sent for a in self.attempts)
 
 
 def cost(route: Route, input_tokens: int, output_tokens: int) -> float | None:
@@ -226,7 +233,7 @@ class PhaseService:
         except AnswerError as err:
             result.error = Problem(
                 ProblemKind.BAD_REQUEST,
-                f"{served.route.spec.name} ({served.route.provider}) answered the {phase} phase "
+                f"{provider_label(served.route.spec.name, served.route.provider)} answered the {phase} phase "
                 f"({served.route.model}) in a shape Phasewise cannot use: {err}. Nothing was applied; "
                 f"retry, or set `phasewise.phases.{phase}.editFormat`.",
                 phase=phase, provider=served.route.provider, model=served.route.model,

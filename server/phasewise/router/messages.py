@@ -28,6 +28,18 @@ def seconds_text(s: float) -> str:
     return f"{minutes} min {rest} s" if rest else f"{minutes} min"
 
 
+def provider_label(name: str, provider: str) -> str:
+    """A provider as messages name it, the id once: ``Anthropic (anthropic)``, ``Simulated Claude
+    (sim-claude, Anthropic protocol)`` (not "… (Anthropic protocol) (sim-claude)"), and just the
+    name when it already holds the id."""
+    if provider.lower() in name.lower():
+        return name
+    base, paren, rest = name.partition(" (")
+    if paren and rest.endswith(")"):
+        return f"{base} ({provider}, {rest[:-1]})"
+    return f"{name} ({provider})"
+
+
 def _at(seconds: float, now: datetime | None = None) -> datetime:
     return (now or datetime.now().astimezone()) + timedelta(seconds=seconds)
 
@@ -41,7 +53,7 @@ def provider_problem(err: ProviderError, *, phase: str, provider: str, provider_
                      key_env: str | None, max_wait: float | None = None,
                      now: datetime | None = None, surface: Surface = "editor") -> Problem:
     """A classified provider failure as the contract's problem, with the way out."""
-    who = f"{provider_name} ({provider})"
+    who = provider_label(provider_name, provider)
     where = f"the {phase} phase ({model})"
     detail = err.detail.rstrip(".")
     wait = err.retry_after if err.kind in _WAIT_KINDS else None
@@ -130,7 +142,7 @@ def missing_key(*, phase: str, provider: str, provider_name: str, model: str,
     names = (" or ".join(envs) if surface == "editor" else envs[0]) if envs else None
     return Problem(
         K.MISSING_CREDENTIALS,
-        f"No key for {provider_name} ({provider}), needed by the {phase} phase ({model}): "
+        f"No key for {provider_label(provider_name, provider)}, needed by the {phase} phase ({model}): "
         f"{key_way_out(names, provider, surface)}. Nothing was sent.",
         phase=phase, provider=provider, model=model, key_env=envs[0] if envs else None,
         setting=f"phasewise.providers.{provider}.apiKeyEnv",

@@ -56,7 +56,14 @@ from phasewise.providers.base import (
 )
 from phasewise.providers.catalogue import ProviderSpec
 from phasewise.providers.classify import exhausted_until
-from phasewise.router.messages import clock_time, fallback_note, missing_key, provider_problem, seconds_text
+from phasewise.router.messages import (
+    clock_time,
+    fallback_note,
+    missing_key,
+    provider_label,
+    provider_problem,
+    seconds_text,
+)
 from phasewise.router.routes import KeyRef, Keyring, PhaseRoute, Route, RouteResolver
 from phasewise.settings import LoadedSettings
 
@@ -280,7 +287,7 @@ def preflight(resolver: RouteResolver, route: Route, check: Preflight, known: se
     if known is not None and route.model not in known:
         return Problem(
             K.MODEL_NOT_FOUND,
-            f"{spec.name} ({spec.id}) does not list model {route.model!r}, set for the "
+            f"{provider_label(spec.name, spec.id)} does not list model {route.model!r}, set for the "
             f"{route.phase} phase: check `phasewise.phases.{route.phase}.model` "
             f"(`phasewise models {spec.id}` lists what it serves).",
             phase=route.phase, provider=spec.id, model=route.model,

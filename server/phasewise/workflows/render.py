@@ -65,6 +65,10 @@ def phases_table(results: Sequence[PhaseResult], protocols: dict[str, str | None
         result = outcome(r)
         if len(r.attempts) > 1:
             result.append(f" ({len(r.attempts)} attempts)", style="dim")
+        if not r.sent:  # stopped before any request: no time, tokens or cost to show
+            result.append(" (nothing sent)", style="dim")
+            table.add_row(r.phase, served, protocols.get(r.phase) or "–", result, "–", "–", "–", "–")
+            continue
         table.add_row(r.phase, served, protocols.get(r.phase) or "–", result, ms(r.first_token_ms),
                       ms(r.total_ms), f"{r.input_tokens}/{r.output_tokens}", usd(r.cost_usd))
     return table

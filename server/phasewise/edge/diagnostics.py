@@ -307,7 +307,10 @@ class DiagnosticsBook:
             for phase, entry in stale.items():
                 if doc.problems.get(phase) is not entry:
                     continue  # replaced while the settings were read
-                now = self.ls.service.preflight(loaded, phase, PhaseInput(text_doc, "recheck", entry.range))
+                inp = PhaseInput(text_doc, "recheck", entry.range)
+                now = self.ls.service.preflight(loaded, phase, inp)
+                if now is None and str(entry.problem.kind) == "context-length" and too_large(self.ls, phase, inp):
+                    continue  # still over what Phasewise sends at once (a check of the run, not preflight)
                 if now is None:
                     self.clear_problem(doc_uri, phase)
                 elif (str(now.kind), now.message) != (str(entry.problem.kind), entry.problem.message):
@@ -324,6 +327,14 @@ class DiagnosticsBook:
 
 
 _BLANK = re.compile(r"\s*")
+
+
+def too_large(ls: PhasewiseServer, phase: str, inp: Any) -> bool:
+    """Whether what ``phase`` would send for ``inp`` is over ``MAX_DOCUMENT_CHARS``."""
+    from phasewise.phases.documents import MAX_DOCUMENT_CHARS
+
+    _, user, _, _ = ls.service.prepare(phase, inp)
+    return len(user) > MAX_DOCUMENT_CHARS
 
 
 def _data(diag: types.Diagnostic) -> dict[str, Any]:

@@ -95,3 +95,33 @@ def make_client_fixture(env: dict[str, str] | None = None, clients: list[str] | 
         await lsp_client.shutdown_session()
 
     return client
+
+
+# ------------------------------------------------- added for the editor-experience tests (issue 12)
+
+# What Phasewise's own plugins (VS Code, Neovim, Emacs) declare in ``initialize``: the client-side
+# commands they carry out. Quick fixes name them only for a client that declares them.
+PLUGIN_EXPERIMENTAL = {"phasewise": {"clientCommands": ["phasewise.setApiKey", "phasewise.openSettings"]}}
+
+
+def make_plugin_client_fixture(env: dict[str, str] | None = None, clients: list[str] | None = None,
+                               experimental: Any = PLUGIN_EXPERIMENTAL, root: Path | None = None) -> Any:
+    """``make_client_fixture`` with the editor's profile plus ``experimental`` capabilities (the
+    plugin's; ``None`` for a generic client, which declares none) and an optional workspace root."""
+
+    @pytest_lsp.fixture(
+        params=clients or CLIENTS,
+        config=ClientServerConfig(
+            server_command=[sys.executable, "-m", "phasewise", "serve"],
+            server_env=env or server_env(),
+        ),
+    )
+    async def client(lsp_client: LanguageClient, request: pytest.FixtureRequest) -> AsyncIterator[LanguageClient]:
+        capabilities = pytest_lsp.client_capabilities(str(request.param))
+        capabilities.experimental = experimental
+        params = types.InitializeParams(capabilities=capabilities, root_uri=(root or ROOT).as_uri())
+        await lsp_client.initialize_session(params)
+        yield lsp_client
+        await lsp_client.shutdown_session()
+
+    return client

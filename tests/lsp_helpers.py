@@ -156,3 +156,44 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+# ------------------------------------------------- added for the editor-experience tests (issue 12)
+
+
+def plain(result: Any) -> Any:
+    """A command's result as plain dicts and lists, however the client library decoded it."""
+    if hasattr(result, "_asdict"):
+        return {k: plain(v) for k, v in result._asdict().items()}
+    if isinstance(result, dict):
+        return {k: plain(v) for k, v in result.items()}
+    if isinstance(result, list):
+        return [plain(v) for v in result]
+    return result
+
+
+async def code_actions_for(client: LanguageClient, uri: str, diags: list[types.Diagnostic],
+                           rng: types.Range | None = None) -> list[Any]:
+    """The quick fixes a client gets for ``diags`` (as the editor sends them) at ``rng`` (asked with
+    ``only: quickfix``, as an editor's quick-fix menu does: the phases offered at the cursor are
+    other code actions)."""
+    actions = await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri), range=rng or diags[0].range,
+        context=types.CodeActionContext(diagnostics=diags, only=[types.CodeActionKind.QuickFix]),
+    ))
+    return list(actions or [])
+
+
+def action_command(action: Any) -> tuple[str, dict[str, Any]]:
+    """A code action's command name and argument (the Python client may decode a CodeAction that
+    carries a command as a ``Command`` whose ``command`` is the nested object's repr)."""
+    import ast
+
+    inner = action.command
+    if isinstance(inner, types.Command):
+        return inner.command, dict(inner.arguments[0]) if inner.arguments else {}
+    if isinstance(inner, str) and inner.startswith("{"):
+        inner = ast.literal_eval(inner)
+    if isinstance(inner, dict):
+        return inner["command"], dict(inner["arguments"][0]) if inner.get("arguments") else {}
+    return inner, dict(action.arguments[0]) if getattr(action, "arguments", None) else {}

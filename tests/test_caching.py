@@ -203,9 +203,10 @@ async def test_prompt_caching_off_sends_no_cache_markers(sim: SimulatorThread, t
     keys = {r.body["prompt_cache_key"] for r in on if r.protocol == "openai"}
     assert len(keys) == 1 and next(iter(keys)).startswith("phasewise-") and "proj" not in next(iter(keys))
     assert all(len(r.body["tools"]) == 2 for r in on)
-    # off: no marks, no key, and each phase declares only what it needs (the plan phase: no tools)
+    # off: no marks, no key, and each phase declares only what it needs (plan, and code in
+    # search-replace blocks, the default edit format, answer in text: no tools)
     assert all("cache_control" not in json.dumps(r.body) and "prompt_cache_key" not in r.body for r in off)
-    assert [len(r.body.get("tools") or ()) for r in off] == [0, 1, 0, 1]
+    assert [len(r.body.get("tools") or ()) for r in off] == [0, 0, 0, 0]
 
 
 @pytest.mark.parametrize(("protocol", "shape", "step"),

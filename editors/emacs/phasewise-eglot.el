@@ -68,6 +68,14 @@ this variable only, which a directory-local setting cannot change."
 (defclass phasewise-eglot-server (eglot-lsp-server) ()
   :documentation "Eglot's connection to the Phasewise language server.")
 
+(cl-defmethod eglot-client-capabilities :around ((_server phasewise-eglot-server))
+  "Eglot's capabilities, plus the client-side commands this package carries out.
+Quick fixes name `phasewise.setApiKey' and `phasewise.openSettings' only for a
+client that declares them; others get commands the server runs itself."
+  (let ((caps (cl-call-next-method)))
+    (plist-put caps :experimental
+               '(:phasewise (:clientCommands ["phasewise.setApiKey" "phasewise.openSettings"])))))
+
 (defvar phasewise--keys nil
   "Alist (ENV . KEY) of the keys typed in this session.
 Memory only: handed again to a restarted server, never written to disk.")

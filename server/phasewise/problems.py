@@ -217,8 +217,11 @@ class ProviderError(PhasewiseError):
         request_id: str | None = None,
         partial_text: str | None = None,
         after_output: bool = False,
+        account_wide: bool = False,
     ) -> None:
         super().__init__(detail)
+        # the provider said the limit is the whole account's, not the model's (see router.Cooldowns)
+        self.account_wide = account_wide
         self.kind = kind
         self.detail = detail
         self.status = status

@@ -5,7 +5,7 @@ the snake_case one, for classes that say ``__json_case__ = "snake"``), then the 
 marked ``json_property``. What a field needs beyond that is said where it is declared, with
 ``json_rule``, the field's metadata: another key (a dotted key nests it: ``"usage.inputTokens"``), ``round`` to
 that many decimals, ``omit`` (``"none"``, ``"empty"`` for None/[]/{}/"", ``"falsy"``,
-``"default"``), ``when`` (a predicate of the object), ``encode`` (applied to the value), or
+``"truthy"``, ``"default"``), ``when`` (a predicate of the object), ``encode`` (applied to the value), or
 ``skip``. A class-wide ``__json_omit__`` is the ``omit`` of fields that say none. Enums become
 their values; lists, tuples and dicts are walked.
 """
@@ -87,6 +87,8 @@ def _omitted(value: Any, omit: str | None, default: Any) -> bool:
         return value is None or (isinstance(value, list | tuple | dict | str) and not value)
     if omit == "falsy":
         return not value
+    if omit == "truthy":
+        return bool(value)
     if omit == "default":
         return value == default
     raise ValueError(f"unknown omit rule {omit!r}")

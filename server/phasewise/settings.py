@@ -160,6 +160,19 @@ def _env_names(value: str | list[str] | None, what: str) -> str | list[str] | No
 
 KEY_HELP = "keys never live in settings (they are shared, synced and committed)"
 
+# Where a phase runs: in the language server (an editor) or the command line. Decides the way
+# out a message gives for a key: the editor's "Set API key" command, or export / phasewise auth.
+Surface = Literal["editor", "cli"]
+
+
+def key_way_out(env: str | None, provider: str | None, surface: Surface = "editor") -> str:
+    """How to set a missing or wrong key, where the phase runs: the one text every message uses."""
+    auth = f"run `phasewise auth set {provider or '<provider>'}` (OS keyring)"
+    if surface == "cli":
+        return f"export {env or '<KEY_VARIABLE>'}=… in the shell that runs phasewise, or {auth}"
+    return (f"set the environment variable {env or 'the provider names'} where the editor starts Phasewise, "
+            f"{auth}, or use the editor's 'Phasewise: Set API key' command")
+
 
 class ProviderSettings(_Model):
     """A provider: overrides of a catalogue entry, or a new provider declared in full."""
@@ -462,14 +475,12 @@ def key_env_hint(provider_id: str, raw: Any = None) -> str:
     return re.sub(r"[^A-Z0-9_]", "_", provider_id.upper()) + "_API_KEY"
 
 
-def secret_help(provider_id: str | None, env: str | None) -> str:
+def secret_help(provider_id: str | None, env: str | None, surface: Surface = "editor") -> str:
     """Where a key goes instead of settings."""
     if provider_id is None or env is None:
-        return (f"{KEY_HELP}: set the provider's key environment variable (named in "
-                f"`phasewise.providers.<id>.apiKeyEnv`), or run `phasewise auth set <provider>`, or use the "
-                f"editor's 'Phasewise: Set API key' command")
-    return (f"{KEY_HELP}: set the environment variable {env}, or run `phasewise auth set {provider_id}` "
-            f"(OS keyring), or use the editor's 'Phasewise: Set API key' command; settings only name the "
+        return (f"{KEY_HELP}: {key_way_out(None, None, surface)} (the variable is named in "
+                f"`phasewise.providers.<id>.apiKeyEnv`)")
+    return (f"{KEY_HELP}: {key_way_out(env, provider_id, surface)}; settings only name the "
             f"variable, in `phasewise.providers.{provider_id}.apiKeyEnv`")
 
 
@@ -480,13 +491,14 @@ def _norm(name: str) -> str:
 _URL_SECRET = re.compile(r"[?&](api[_-]?key|key|token|access[_-]?token|auth)=", re.IGNORECASE)
 
 
-def _provider_secret_issues(provider_id: str, prefix: str, raw: Any) -> list[ConfigIssue]:
+def _provider_secret_issues(provider_id: str, prefix: str, raw: Any, surface: Surface = "editor",
+                            ) -> list[ConfigIssue]:
     """Keys written into a provider's entry: secret fields, key-shaped variable names, secret
     headers, credentials in the base URL. The messages never repeat the value."""
     if not isinstance(raw, dict):
         return []
     env = key_env_hint(provider_id, raw)
-    help_text = secret_help(provider_id, env)
+    help_text = secret_help(provider_id, env, surface)
     found: list[ConfigIssue] = []
     for name in raw:
         if isinstance(name, str) and _norm(name) in _SECRET_FIELDS:
@@ -531,6 +543,7 @@ class LoadedSettings:
     issues: tuple[ConfigIssue, ...] = ()
     broken_phases: tuple[tuple[str, tuple[ConfigIssue, ...]], ...] = ()
     broken_providers: tuple[tuple[str, tuple[ConfigIssue, ...]], ...] = ()
+    surface: Surface = "editor"  # where the phases run: the way out of a key problem depends on it
 
     def phase_issues(self, phase: str) -> tuple[ConfigIssue, ...]:
         return dict(self.broken_phases).get(phase, ())
@@ -539,14 +552,15 @@ class LoadedSettings:
         return dict(self.broken_providers).get(provider, ())
 
 
-def load_settings(raw: Any) -> LoadedSettings:
-    """Validate a raw ``phasewise`` section. Never raises; wrong entries become issues."""
+def load_settings(raw: Any, *, surface: Surface = "editor") -> LoadedSettings:
+    """Validate a raw ``phasewise`` section. Never raises; wrong entries become issues.
+    ``surface`` says where the phases run (the language server, or the command line)."""
     root = SECTION
     if raw is None:
-        return LoadedSettings(Settings())
+        return LoadedSettings(Settings(), surface=surface)
     if not isinstance(raw, dict):
         issue = ConfigIssue(root, f"expected an object, got {type(raw).__name__}")
-        return LoadedSettings(Settings(), (issue,))
+        return LoadedSettings(Settings(), (issue,), surface=surface)
     issues: list[ConfigIssue] = []
     broken_phases: dict[str, tuple[ConfigIssue, ...]] = {}
     broken_providers: dict[str, tuple[ConfigIssue, ...]] = {}
@@ -571,7 +585,7 @@ def load_settings(raw: Any) -> LoadedSettings:
     providers: dict[str, ProviderSettings] = {}
     for name, value in section("providers").items():
         before = len(issues)
-        if secret := _provider_secret_issues(name, f"{root}.providers.{name}", value):
+        if secret := _provider_secret_issues(name, f"{root}.providers.{name}", value, surface):
             issues.extend(secret)
             broken_providers[name] = tuple(secret)
             continue
@@ -586,7 +600,7 @@ def load_settings(raw: Any) -> LoadedSettings:
             continue
         if isinstance(name, str) and _norm(name) in _SECRET_FIELDS:
             issues.append(ConfigIssue(f"{root}.{name}", f"a key written into settings is refused; "
-                                                        f"{secret_help(None, None)}"))
+                                                        f"{secret_help(None, None, surface)}"))
             continue
         if name not in Settings.model_fields and to_snake(name) not in Settings.model_fields:
             issues.append(ConfigIssue(f"{root}.{name}", "unknown setting (check the spelling)"))
@@ -606,6 +620,7 @@ def load_settings(raw: Any) -> LoadedSettings:
         tuple(issues),
         tuple(broken_phases.items()),
         tuple(broken_providers.items()),
+        surface,
     )
 
 

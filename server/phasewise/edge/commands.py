@@ -168,6 +168,36 @@ class StatusArgs:
 
 
 @attrs.frozen
+class ShowSettingsArgs:
+    """``{setting?, uri?}``: open the settings file Phasewise reads for ``uri`` at ``setting``."""
+
+    EXPECTED = "{setting?, uri?}"
+    OPTIONAL = True
+
+    setting: str = attrs.field(default="phasewise", metadata=_doc("`setting` must be a key path such as "
+                                                                  "phasewise.phases.plan"))
+    uri: str | None = attrs.field(default=None, metadata=_doc("`uri` must be the document's URI"))
+
+    def check(self) -> str | None:
+        return None
+
+
+@attrs.frozen
+class KeyHelpArgs:
+    """``{env?, provider?, phase?}``: say where a provider's key goes."""
+
+    EXPECTED = "{env?, provider?, phase?}"
+    OPTIONAL = True
+
+    env: str | None = attrs.field(default=None, metadata=_doc("`env` must be an environment variable's name"))
+    provider: str | None = attrs.field(default=None, metadata=_doc("`provider` must be a provider id"))
+    phase: str | None = attrs.field(default=None, metadata=_doc("`phase` must be a phase name"))
+
+    def check(self) -> str | None:
+        return None
+
+
+@attrs.frozen
 class SetKeysParams:
     """``phasewise/setKeys``: keys an editor's secret store hands over, by env var name (an empty
     value forgets the key). Never logged, never stored on disk."""
@@ -303,12 +333,14 @@ __all__ = [
     "CONVERTER",
     "CommandError",
     "CompareArgs",
+    "KeyHelpArgs",
     "ModelsArgs",
     "NamedPhaseArgs",
     "PhaseArgs",
     "RetryArgs",
     "SetKeysNotification",
     "SetKeysParams",
+    "ShowSettingsArgs",
     "StatusArgs",
     "VerifyArgs",
     "convert",

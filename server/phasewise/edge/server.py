@@ -25,6 +25,7 @@ from phasewise.edge._pygls_compat import CompatProtocol
 from phasewise.edge.commands import CommandError, SetKeysNotification
 from phasewise.edge.diagnostics import DiagnosticsBook
 from phasewise.edge.stdio import RedactingWriter
+from phasewise.edge.uris import open_document
 from phasewise.edge.workspace_settings import WorkspaceSettings
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ class PhasewiseServer(LanguageServer):
         saying why when there is neither."""
         from phasewise.phases.documents import Document
 
-        doc = self.workspace.text_documents.get(uri)
+        doc = open_document(self.workspace, uri)
         if doc is not None:
             return Document(uri, doc.source, doc.version, doc.language_id)
         if not uri.startswith("file:"):

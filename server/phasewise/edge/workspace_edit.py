@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
+from urllib.parse import unquote
 
 from lsprotocol import types
 from pygls.workspace import PositionCodec
@@ -64,7 +65,8 @@ def stale_problem(changes: ChangeSet, open_docs: OpenDocs, read: Callable[[Path]
 
 
 def _moved(f: FileChange, open_docs: OpenDocs, read: Callable[[Path], str | None]) -> str | None:
-    opened = open_docs.get(f.uri)
+    # pygls files open documents under the URI with its percent-escapes decoded (edge.uris)
+    opened = open_docs.get(f.uri) or open_docs.get(unquote(f.uri))
     if f.created:
         if opened is not None or read(uri_to_path(f.uri)) is not None:
             return "was created by someone else"

@@ -77,5 +77,6 @@ class WorkspaceSettings:
                 continue
             self._warned.add(text)
             self.ls.window_show_message(types.ShowMessageParams(
-                type=types.MessageType.Warning, message=f"Phasewise settings: {text}"
+                # no Markdown backticks in a notification (it is plain text everywhere)
+                type=types.MessageType.Warning, message=f"Phasewise settings: {text}".replace("`", "")
             ))

@@ -13,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from phasewise.phases.prompts import SEVERITIES
 from phasewise.problems import PhasewiseError
@@ -24,6 +25,21 @@ _LANGS = {
     ".lua": "lua", ".go": "go", ".rs": "rust", ".java": "java", ".c": "c", ".h": "c",
     ".cpp": "cpp", ".rb": "ruby", ".md": "markdown", ".el": "emacs-lisp", ".sh": "shellscript",
 }
+
+
+_DRIVE = re.compile(r"^/[A-Za-z]:")
+
+
+def uri_path(uri: str) -> str:
+    """A ``file:`` URI as the file's path, percent-escapes decoded (``my%20m%C3%B3dulo.py`` is
+    ``my módulo.py``; ``/c%3A/x`` is ``c:/x``; a host gives ``//host/share``); any other URI as it is."""
+    if not uri.startswith("file:"):
+        return uri
+    parts = urlsplit(uri)
+    path = unquote(parts.path)
+    if _DRIVE.match(path):
+        path = path[1:]
+    return f"//{parts.netloc}{path}" if parts.netloc and parts.netloc != "localhost" else path
 
 
 class AnswerError(PhasewiseError, ValueError):
@@ -47,7 +63,7 @@ class Document:
 
     @property
     def path(self) -> str:
-        return self.uri.removeprefix("file://")
+        return uri_path(self.uri)
 
     @property
     def lines(self) -> list[str]:

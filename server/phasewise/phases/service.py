@@ -49,7 +49,7 @@ from phasewise.phases.prompts import (
 )
 from phasewise.phases.response_cache import ResponseCache, request_key, responses_dir
 from phasewise.problems import Problem, ProblemKind
-from phasewise.router.messages import cancelled
+from phasewise.router.messages import cancelled, provider_label
 from phasewise.router.router import (
     Attempt,
     Engine,
@@ -63,7 +63,7 @@ from phasewise.router.router import (
     uses_tool,
 )
 from phasewise.router.routes import PhaseRoute, Route
-from phasewise.serial import Jsonable, json_rule
+from phasewise.serial import Jsonable, json_property, json_rule
 from phasewise.settings import DEFAULT_CONTEXT_TOKENS, LoadedSettings
 
 _TOOLS: dict[str, ToolSpec] = {"code": EDIT_TOOL_SPEC, "review": FINDINGS_TOOL_SPEC}
@@ -125,6 +125,13 @@ class PhaseResult(Jsonable):
     new_text: str | None = field(default=None, metadata=json_rule(skip=True))
     range: LineRange | None = field(default=None, metadata=json_rule(skip=True))
     shown_at: str | None = field(default=None, metadata=json_rule(omit="none"))  # the file a plan was shown in
+
+    @json_property(omit="truthy")
+    def sent(self) -> bool:
+        """Whether any request reached a provider (False: settings, preflight, a cooldown or the
+        response cache answered; ``sent: false`` in JSON then, and only then)."""
+        return any(a.sent for a in self.attempts)
+
 
 
 def cost(route: Route, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0,
@@ -333,7 +340,7 @@ class PhaseService:
         except AnswerError as err:
             result.error = Problem(
                 ProblemKind.BAD_REQUEST,
-                f"{served.route.spec.name} ({served.route.provider}) answered the {phase} phase "
+                f"{provider_label(served.route.spec.name, served.route.provider)} answered the {phase} phase "
                 f"({served.route.model}) in a shape Phasewise cannot use: {err}. Nothing was applied; "
                 f"retry, or set `phasewise.phases.{phase}.editFormat`.",
                 phase=phase, provider=served.route.provider, model=served.route.model,

@@ -102,6 +102,15 @@ _GENERIC_CODES = {"invalid_request_error", "unknown_error", "error"}
 # A 404/405 for the path itself, not for the model: the base URL is wrong.
 _WRONG_URL = re.compile(r"unknown (request )?url|no route|invalid url|not found: /|cannot (post|get) /", re.I)
 _OVERLOAD_TEXT = re.compile(r"overloaded", re.I)
+# A rate limit whose words say it is the whole account's, not the model's: Moonshot's "Your
+# account ... reached organization max RPM" / "Your account reached max request rate". OpenAI's
+# ("Rate limit reached for gpt-4o in organization org-… on requests per min") and Anthropic's
+# ("would exceed the rate limit for your organization … of 50 requests per minute") name an
+# organization but are per model (class): their headers describe the model's limit. A message
+# that names a model is never account-wide.
+_ACCOUNT_WIDE = re.compile(r"\byour account\b[^.]*\breached\b|organization max|account[- ]wide|"
+                           r"across all (of your )?models", re.I)
+_NAMES_MODEL = re.compile(r"\bmodel\b|\bfor (gpt|claude|glm|o\d)", re.I)
 
 
 def _error_object(body: Any) -> Mapping[str, Any] | None:
@@ -227,7 +236,15 @@ def classify(
         code=code,
         retry_after=retry_after_seconds(headers),
         request_id=rid,
+        account_wide=account_wide(kind, message),
     )
+
+
+def account_wide(kind: ProblemKind, message: str | None) -> bool:
+    """Whether a rate limit holds every model of the provider with that key (the provider's
+    words say the limit is the account's), rather than only the model that was refused."""
+    return (kind is K.RATE_LIMIT and bool(message) and _ACCOUNT_WIDE.search(message or "") is not None
+            and _NAMES_MODEL.search(message or "") is None)
 
 
 def _status_kind(status: int, message: str | None, body: Any = None) -> ProblemKind:

@@ -11,6 +11,7 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from phasewise.problems import TRANSIENT_KINDS, Problem, ProblemKind, ProviderError
+from phasewise.settings import Surface, key_way_out
 
 K = ProblemKind
 _WAIT_KINDS = {K.RATE_LIMIT, K.OVERLOADED}
@@ -26,6 +27,18 @@ def seconds_text(s: float) -> str:
     return f"{minutes} min {rest} s" if rest else f"{minutes} min"
 
 
+def provider_label(name: str, provider: str) -> str:
+    """A provider as messages name it, the id once: ``Anthropic (anthropic)``, ``Simulated Claude
+    (sim-claude, Anthropic protocol)`` (not "… (Anthropic protocol) (sim-claude)"), and just the
+    name when it already holds the id."""
+    if provider.lower() in name.lower():
+        return name
+    base, paren, rest = name.partition(" (")
+    if paren and rest.endswith(")"):
+        return f"{base} ({provider}, {rest[:-1]})"
+    return f"{name} ({provider})"
+
+
 def _at(seconds: float, now: datetime | None = None) -> datetime:
     return (now or datetime.now().astimezone()) + timedelta(seconds=seconds)
 
@@ -37,9 +50,9 @@ def clock_time(seconds: float, now: datetime | None = None) -> str:
 
 def provider_problem(err: ProviderError, *, phase: str, provider: str, provider_name: str, model: str,
                      key_env: str | None, max_wait: float | None = None,
-                     now: datetime | None = None) -> Problem:
+                     now: datetime | None = None, surface: Surface = "editor") -> Problem:
     """A classified provider failure as the contract's problem, with the way out."""
-    who = f"{provider_name} ({provider})"
+    who = provider_label(provider_name, provider)
     where = f"the {phase} phase ({model})"
     detail = err.detail.rstrip(".")
     wait = err.retry_after if err.kind in _WAIT_KINDS else None
@@ -52,8 +65,7 @@ def provider_problem(err: ProviderError, *, phase: str, provider: str, provider_
     if err.kind is K.AUTH:
         setting = key_setting
         text = (f"{who} rejected the key in {key_env or 'its key variable'} for {where}: {detail}. "
-                f"Check or replace the key in {key_env or 'that variable'} (or use the editor's "
-                f"'Phasewise: Set API key' command).")
+                f"Check or replace the key: {key_way_out(key_env, provider, surface)}.")
     elif err.kind is K.PERMISSION:
         text = (f"{who} refused {where}: the key is valid but not allowed this model or region "
                 f"({detail}). Pick another model or check the account's access.")
@@ -124,13 +136,13 @@ def fallback_note(*, phase: str, kind: ProblemKind, fallbacks: list[str], tried:
 
 
 def missing_key(*, phase: str, provider: str, provider_name: str, model: str,
-                envs: tuple[str, ...]) -> Problem:
-    names = " or ".join(envs) if envs else "its key variable"
+                envs: tuple[str, ...], surface: Surface = "editor") -> Problem:
+    # the editor's way names every variable that would do; a shell's export names the first
+    names = (" or ".join(envs) if surface == "editor" else envs[0]) if envs else None
     return Problem(
         K.MISSING_CREDENTIALS,
-        f"No key for {provider_name} ({provider}), needed by the {phase} phase ({model}): set "
-        f"{names} in the environment the editor starts Phasewise from, or use the editor's "
-        f"'Phasewise: Set API key' command. Nothing was sent.",
+        f"No key for {provider_label(provider_name, provider)}, needed by the {phase} phase ({model}): "
+        f"{key_way_out(names, provider, surface)}. Nothing was sent.",
         phase=phase, provider=provider, model=model, key_env=envs[0] if envs else None,
         setting=f"phasewise.providers.{provider}.apiKeyEnv",
     )

@@ -6,8 +6,10 @@ attempts. The policy, in the order it applies:
 
 - Preflight (offline, well under a millisecond) stops a route before anything is sent: settings,
   key, model, tool calling, context window.
-- A key that is cooling down (a provider said "rate limited until T", or a successful answer said
-  its window is used up) is waited for, shared by every phase and document; a wait longer than
+- A model and key that are cooling down (a provider said "rate limited until T", or a successful
+  answer said its window is used up) are waited for, shared by every phase and document (per
+  provider, key and model; provider-wide only when the provider says the limit is the
+  account's: see ``Cooldowns``); a wait longer than
   ``retry.maxWaitSeconds`` fails at once as ``rate-limit`` with ``retryAfterSeconds``, nothing sent.
 - ``rate-limit`` and ``billing`` move to the provider's next key before anything else.
 - Transient kinds (rate-limit, overloaded, server-error, network, timeout) are retried after
@@ -53,7 +55,14 @@ from phasewise.providers.base import (
 )
 from phasewise.providers.catalogue import ProviderSpec
 from phasewise.providers.classify import exhausted_until
-from phasewise.router.messages import clock_time, fallback_note, missing_key, provider_problem, seconds_text
+from phasewise.router.messages import (
+    clock_time,
+    fallback_note,
+    missing_key,
+    provider_label,
+    provider_problem,
+    seconds_text,
+)
 from phasewise.router.routes import KeyRef, Keyring, PhaseRoute, Route, RouteResolver
 from phasewise.serial import Jsonable, json_rule
 from phasewise.settings import LoadedSettings
@@ -119,27 +128,46 @@ class _Hold:
 
 
 class Cooldowns:
-    """Per provider and key: "rate limited until T" (or "window used up until T"), shared by
-    every phase and document, and which keys last answered ``billing``."""
+    """Per provider, key and model: "rate limited until T" (or "window used up until T"), shared
+    by every phase and document, and which keys last answered ``billing`` (per key: billing is
+    the account's).
+
+    The scope rule: OpenAI's and Anthropic's limits are per model (class) and every header they
+    send about them (``x-ratelimit-*``, ``anthropic-ratelimit-*``) describes the limit of the
+    model the request used, so a rate limit holds only that model of that provider and key; the
+    same provider's other models and every fallback stay free. A hold is provider-wide (every
+    model of that provider with that key) only when the provider's own answer says the limit is
+    the account's (``ProviderError.account_wide``, set by the classifier, e.g. Moonshot's
+    "reached organization max RPM"). ``model=None`` is that provider-wide slot.
+    """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._holds: dict[tuple[str, str], _Hold] = {}
+        self._holds: dict[tuple[str, str, str | None], _Hold] = {}
         self._billing: dict[tuple[str, str], float] = {}
         self._clock = clock
 
-    def hold(self, provider: str, key_env: str, seconds: float, why: str = "rate-limited") -> None:
+    def hold(self, provider: str, key_env: str, seconds: float, why: str = "rate-limited", *,
+             model: str | None = None) -> None:
         until = self._clock() + max(0.0, seconds)
-        slot = (provider, key_env)
+        slot = (provider, key_env, model)
         current = self._holds.get(slot)
         if current is None or until > current.until:
             self._holds[slot] = _Hold(until, why)
 
-    def remaining(self, provider: str, key_env: str) -> float:
-        hold = self._holds.get((provider, key_env))
+    def _hold(self, provider: str, key_env: str, model: str | None) -> _Hold | None:
+        """The hold that keeps ``model`` waiting longest: its own or the provider-wide one."""
+        found = [h for h in (self._holds.get((provider, key_env, None)),
+                             self._holds.get((provider, key_env, model)) if model is not None else None)
+                 if h is not None]
+        return max(found, key=lambda h: h.until) if found else None
+
+    def remaining(self, provider: str, key_env: str, model: str | None = None) -> float:
+        """Seconds until a request for ``model`` (None: any model) of ``provider`` with ``key_env`` may go."""
+        hold = self._hold(provider, key_env, model)
         return max(0.0, hold.until - self._clock()) if hold is not None else 0.0
 
-    def why(self, provider: str, key_env: str) -> str:
-        hold = self._holds.get((provider, key_env))
+    def why(self, provider: str, key_env: str, model: str | None = None) -> str:
+        hold = self._hold(provider, key_env, model)
         return hold.why if hold is not None else ""
 
     def note_billing(self, provider: str, key_env: str, seconds: float = BILLING_DEMOTION_SECONDS) -> None:
@@ -240,11 +268,11 @@ def preflight(resolver: RouteResolver, route: Route, check: Preflight, known: se
     if spec.requires_key and not resolver.keys(spec):
         envs = spec.key_envs or ((spec.auth_token_env,) if spec.auth_token_env else ())
         return missing_key(phase=route.phase, provider=spec.id, provider_name=spec.name,
-                           model=route.model, envs=envs)
+                           model=route.model, envs=envs, surface=resolver.loaded.surface)
     if known is not None and route.model not in known:
         return Problem(
             K.MODEL_NOT_FOUND,
-            f"{spec.name} ({spec.id}) does not list model {route.model!r}, set for the "
+            f"{provider_label(spec.name, spec.id)} does not list model {route.model!r}, set for the "
             f"{route.phase} phase: check `phasewise.phases.{route.phase}.model` "
             f"(`phasewise models {spec.id}` lists what it serves).",
             phase=route.phase, provider=spec.id, model=route.model,
@@ -383,7 +411,7 @@ class Router:
         problem.fallbacks = [label for label in labels if label != route.label]
         return problem
 
-    def _keys(self, spec: ProviderSpec) -> list[KeyRef | None]:
+    def _keys(self, spec: ProviderSpec, model: str) -> list[KeyRef | None]:
         """The provider's keys, those free now first, then by shortest cooldown; keys that last
         answered ``billing`` after the others (an order, never a block: a topped-up account
         works again at once)."""
@@ -392,13 +420,13 @@ class Router:
             return [None]
         cooldowns = self.engine.cooldowns
         ordered: list[KeyRef] = sorted(keys, key=lambda k: (cooldowns.billing_noted(spec.id, k.env),
-                                                            cooldowns.remaining(spec.id, k.env)))
+                                                            cooldowns.remaining(spec.id, k.env, model)))
         return list(ordered)
 
     async def _serve_route(self, route: Route, request: ChatRequest, attempts: list[Attempt],
                            observer: Observer) -> Completion:
         spec = route.spec
-        keys = self._keys(spec)
+        keys = self._keys(spec, route.model)
         for index, key in enumerate(keys):
             more_keys = index + 1 < len(keys)
             try:
@@ -411,6 +439,7 @@ class Router:
                 raise RouteFailed(provider_problem(
                     err, phase=route.phase, provider=spec.id, provider_name=spec.name, model=route.model,
                     key_env=key.env if key else None, max_wait=self.retry.max_wait_seconds,
+                    surface=self.loaded.surface,
                 ), attempts) from None
         raise AssertionError("unreachable: the last key either answers or raises")
 
@@ -426,16 +455,16 @@ class Router:
         endpoint = self.engine.endpoint(spec, key, self.network)
         max_wait = self.retry.max_wait_seconds
         for attempt_no in range(1, self.retry.max_attempts + 1):
-            held = cooldowns.remaining(spec.id, env)
+            held = cooldowns.remaining(spec.id, env, route.model)
             if held > 0:
-                why = cooldowns.why(spec.id, env)
+                why = cooldowns.why(spec.id, env, route.model)
                 if held > max_wait:
                     attempts.append(Attempt(spec.id, route.model, str(K.RATE_LIMIT), key_env,
                                             wait_seconds=held, sent=False))
                     raise ProviderError(
                         K.RATE_LIMIT,
                         f"{why} until {clock_time(held)} (an earlier answer, shared by every phase using "
-                        f"{spec.id}{' with ' + key_env if key_env else ''}); nothing was sent",
+                        f"{spec.id}/{route.model}{' with ' + key_env if key_env else ''}); nothing was sent",
                         retry_after=held,
                     )
                 await self._wait(held, f"{spec.name} {why} (shared by every phase)", observer)
@@ -447,7 +476,9 @@ class Router:
                                         err.retry_after, (time.perf_counter() - started) * 1000))
                 wait = err.retry_after if err.retry_after is not None else self._backoff(attempt_no)
                 if err.kind is K.RATE_LIMIT:
-                    cooldowns.hold(spec.id, env, wait, "rate-limited")
+                    # per model unless the provider said the limit is the account's (see Cooldowns)
+                    cooldowns.hold(spec.id, env, wait, "rate-limited",
+                                   model=None if err.account_wide else route.model)
                 elif err.kind is K.BILLING:
                     cooldowns.note_billing(spec.id, env)
                 final = (
@@ -467,7 +498,8 @@ class Router:
             attempts.append(Attempt(spec.id, route.model, "ok", key_env, latency_ms=completion.total_ms))
             if (until := exhausted_until(completion.headers)) is not None:
                 # The window is used up: pace the next request instead of sending one to be refused.
-                cooldowns.hold(spec.id, env, until, "has no requests or tokens left in its window")
+                cooldowns.hold(spec.id, env, until, "has no requests or tokens left in its window",
+                               model=route.model)
             return completion
         raise AssertionError("unreachable: the last attempt either answers or raises")
 

@@ -192,7 +192,7 @@ def parse_prompt(system: str, user: str, offered_tools: tuple[str, ...] = ()) ->
         change=_block(rest, "change"),
         document=parse_document(full),
         offered_tools=offered_tools,
-        files=parse_files(user),
+        files=parse_files(full),  # the related files sit in the cached prefix: system text or user message
         repair=_block(user, "repair") is not None,
     )
 

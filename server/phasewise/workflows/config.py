@@ -188,7 +188,7 @@ def _combine(project: Any, project_path: Path | None) -> FoundSettings:
                     f"settings could otherwise allow their own origin for your keys",
                 ))
     raw = project if not user else user if project is None else _merge(user, project)
-    loaded = load_settings(raw)
+    loaded = load_settings(raw, surface="cli")
     if ignored:
         loaded = replace(loaded, issues=(*ignored, *loaded.issues))
     return FoundSettings(loaded, project_path, user_path)

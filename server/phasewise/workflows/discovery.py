@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from phasewise.problems import Problem, ProblemKind, ProviderError
 from phasewise.providers.base import Timeouts
 from phasewise.providers.catalogue import ModelInfo, ProviderSpec, known_ids
+from phasewise.router.messages import provider_label
 from phasewise.router.router import Engine, network_config, network_problem
 from phasewise.router.routes import KeyRef, RouteResolver
 from phasewise.serial import Jsonable, json_property, json_rule
@@ -68,7 +69,7 @@ class ModelView(Jsonable):
 
 def provider_message(err: ProviderError, spec: ProviderSpec, key: KeyRef | None, what: str) -> str:
     """A live check's failure: who, what was checked, why, and what to do."""
-    who = f"{spec.name} ({spec.id})"
+    who = provider_label(spec.name, spec.id)
     detail = err.detail.rstrip(".")
     env = key.env if key else None
     todo = {
@@ -97,7 +98,7 @@ def spec_and_key(resolver: RouteResolver, provider: str) -> tuple[ProviderSpec, 
         envs = spec.key_envs or ((spec.auth_token_env,) if spec.auth_token_env else ())
         names = " or ".join(envs) if envs else "its key variable"
         return Problem(ProblemKind.MISSING_CREDENTIALS,
-                       f"No key for {spec.name} ({spec.id}): set {names}. Nothing was sent.",
+                       f"No key for {provider_label(spec.name, spec.id)}: set {names}. Nothing was sent.",
                        provider=spec.id, key_env=envs[0] if envs else None)
     return spec, (keys[0] if keys else None)
 

@@ -127,6 +127,10 @@ async def check_provider(engine: Engine, loaded: LoadedSettings, provider: str, 
     if isinstance(found, Problem):
         found.phase = next((p for ps in models.values() for p in ps), None)
         check = ProviderCheck(provider, provider, problem=found, key_env=found.key_env)
+        known = resolver.provider(provider)  # a provider that exists but cannot be used: say what it is
+        if not isinstance(known, Problem):
+            check.name, check.protocol, check.base_url = known.name, known.protocol, known.base_url
+            check.simulated = known.simulated
         check.models = [ModelCheck(m, ps, False, "not checked") for m, ps in models.items()]
         return check
     spec, key = found

@@ -207,6 +207,10 @@ class Recorder:
 
     def record(self, result: Mapping[str, Any], *, protocol: str | None = None, workflow: str | None = None,
                instruction: str | None = None, document: str | None = None) -> dict[str, Any] | None:
+        if document is not None:
+            from phasewise.phases.documents import uri_path
+
+            document = uri_path(document)  # a file URI is recorded as its path, escapes decoded
         line = entry(result, source=self.source, workflow=workflow, record_content=self.record_content,
                      instruction=instruction, document=document, protocol=protocol)
         try:

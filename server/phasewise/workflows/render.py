@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from phasewise.phases.service import PhaseResult
+from phasewise.problems import Problem
 from phasewise.workflows.compare import SUMMARY_HEADERS, CompareReport, output_text, summary_rows
 from phasewise.workflows.discovery import Discovery
 from phasewise.workflows.doctor import DoctorReport
@@ -73,6 +74,10 @@ def phases_table(results: Sequence[PhaseResult], protocols: dict[str, str | None
             result.append(f" ({len(r.attempts)} attempts)", style="dim")
         if r.cached:
             result.append(" (cached answer)", style="dim")
+        elif not r.sent:  # stopped before any request: no time, tokens or cost to show
+            result.append(" (nothing sent)", style="dim")
+            table.add_row(r.phase, served, protocols.get(r.phase) or "–", result, "–", "–", "–", "–")
+            continue
         table.add_row(r.phase, served, protocols.get(r.phase) or "–", result, ms(r.first_token_ms),
                       ms(r.total_ms), tokens_cell(r.input_tokens, r.output_tokens, r.cache_read_tokens,
                                                   r.cache_write_tokens), usd(r.cost_usd))
@@ -208,12 +213,21 @@ def compare_view(report: CompareReport) -> Group:
 
 # ----------------------------------------------------------------------------- doctor, models
 
+def doctor_key(env: str | None, masked: str | None, source: str | None, problem: Problem | None) -> str:
+    """The doctor's key column: ``ENV (sk-…abcd, environment)``, ``ENV (not set)``, ``none needed``."""
+    if env is None:
+        return "none needed" if problem is None or problem.kind != "missing-credentials" else "not set"
+    if masked is None:
+        return f"{env} (not set)" if problem is not None and problem.kind == "missing-credentials" else env
+    return f"{env} ({masked}, {source})" if source else f"{env} ({masked})"
+
+
 def doctor_view(report: DoctorReport) -> Group:
     providers = Table(title="Providers (live checks)", title_justify="left")
     for header in ("provider", "protocol", "key", "key accepted", "model", "served", "latency", "problem"):
         providers.add_column(header)
     for p in report.providers:
-        key = f"{p.key_env} ({p.key_masked}, {p.key_source})" if p.key_env else "none needed"
+        key = doctor_key(p.key_env, p.key_masked, p.key_source, p.problem)
         accepted = {True: Text("yes", style="green"), False: Text("no", style="red"), None: Text("–")}[p.key_accepted]
         name = f"{p.provider} (simulated)" if p.simulated else p.provider
         if not p.models:

@@ -10,7 +10,8 @@ there, else the phase's own default; the title names phase, route and instructio
 clients can filter them. Offering them is cheap (clients ask on every cursor move): a few lines
 of the document are read, the routes are resolved once per settings, nothing is sent anywhere.
 A review finding with a suggestion offers to apply it; a problem offers the ways out of its kind
-(``edge.fixes``).
+(``edge.fixes``), through the editor's own commands where it declared them, else through
+``phasewise.showSettings`` and ``phasewise.showKeyHelp``, which the server carries out.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
-from phasewise.edge.diagnostics import REVIEW_SOURCE, SOURCE
+from phasewise.edge import fixes
+from phasewise.edge.commands import KeyHelpArgs, ShowSettingsArgs, register_command
 from phasewise.edge.feature import Feature
-from phasewise.edge.fixes import problem_fixes
 
 if TYPE_CHECKING:
     from phasewise.settings import LoadedSettings
@@ -82,25 +83,21 @@ class CodeActionsFeature(Feature):
                 actions += await self.phase_actions(params)
             return actions
 
+        # the fixes a client without Phasewise's own commands can use (edge.fixes)
+        register_command(self.ls, fixes.SHOW_SETTINGS, ShowSettingsArgs, self.show_settings)
+        register_command(self.ls, fixes.SHOW_KEY_HELP, KeyHelpArgs, self.show_key_help)
+
     def quick_fixes(self, params: types.CodeActionParams) -> list[types.CodeAction]:
-        uri = params.text_document.uri
-        actions: list[types.CodeAction] = []
         if not _offered(params.context.only, types.CodeActionKind.QuickFix):
-            return actions
-        for diag in params.context.diagnostics:
-            data = diag.data if isinstance(diag.data, dict) else None
-            if data is None:
-                continue
-            if diag.source == REVIEW_SOURCE and isinstance(data.get("suggestion"), str):
-                actions.append(types.CodeAction(
-                    title=f"Apply review suggestion: {diag.message[:60]}",
-                    kind=types.CodeActionKind.QuickFix, diagnostics=[diag], is_preferred=True,
-                    edit=types.WorkspaceEdit(changes={uri: [types.TextEdit(range=diag.range,
-                                                                           new_text=data["suggestion"])]}),
-                ))
-            elif diag.source == SOURCE and isinstance(data.get("kind"), str):
-                actions.extend(problem_fixes(uri, diag, data))
-        return actions
+            return []
+        return fixes.code_actions(self.ls, params)
+
+    async def show_settings(self, args: ShowSettingsArgs) -> dict[str, Any]:
+        return await fixes.show_settings_command(self.ls, {"setting": args.setting, "uri": args.uri})
+
+    async def show_key_help(self, args: KeyHelpArgs) -> dict[str, Any]:
+        return fixes.show_key_help_command(self.ls, {"env": args.env, "provider": args.provider,
+                                                     "phase": args.phase})
 
     def _phase_routes(self, loaded: LoadedSettings) -> list[tuple[str, str, str]]:
         cached, routes = self._routes

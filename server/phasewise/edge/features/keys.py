@@ -25,6 +25,7 @@ class KeysFeature(Feature):
                 return
             self.take(params.keys)
             self.ls.log_line(f"keys received in memory for: {', '.join(sorted(params.keys)) or 'none'}")
+            self.ls.diagnostics.recheck_soon()  # a "no key" problem the key fixed goes (offline)
 
     def take(self, keys: Mapping[str, str | None]) -> None:
         """Keep ``keys`` (env var name → value; an empty value forgets that key) in memory."""

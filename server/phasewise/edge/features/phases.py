@@ -16,9 +16,10 @@ import attrs
 from lsprotocol import types
 
 from phasewise.edge.commands import CommandError, NamedPhaseArgs, PhaseArgs, RetryArgs, register_command
-from phasewise.edge.diagnostics import line_range
+from phasewise.edge.diagnostics import problem_range
 from phasewise.edge.feature import Feature
 from phasewise.edge.progress import PhaseProgress
+from phasewise.edge.retry_wait import wait_for_limit
 from phasewise.edge.shown import show_plan, wants_documents, workspace_folder
 
 if TYPE_CHECKING:
@@ -81,6 +82,9 @@ class PhasesFeature(Feature):
         if last is None:
             raise CommandError("nothing to retry for that document and phase")
         again = attrs.evolve(last, model=args.model) if args.model else last
+        # a rate limit: wait (a visible, cancellable countdown) until it lifts, then run
+        if (cancelled := await wait_for_limit(self.ls, args.uri, args.phase, again.model)) is not None:
+            return cancelled
         return await self.run_command(args.phase, again)
 
     async def execute(self, phase: str, inp: PhaseInput, loaded: LoadedSettings) -> PhaseResult:
@@ -159,10 +163,10 @@ class PhasesFeature(Feature):
 
         book = self.ls.diagnostics
         uri = doc.uri
-        where = _problem_range(doc, rng)
+        where = problem_range(doc.lines, rng)
         if result.error is not None:
             if result.error.kind is not ProblemKind.CANCELLED:
-                book.set_problem(uri, doc.lines, result.error, where)
+                book.set_problem(uri, doc.lines, result.error, rng)
             return
         book.clear_problem(uri, result.phase)
         if result.fallback_used and result.attempts:
@@ -222,10 +226,3 @@ def _declined(message: str) -> bool:
     answers with no reason at all; Neovim's plugin says "cancelled by the user")."""
     lowered = message.lower()
     return any(word in lowered for word in ("cancel", "declin", "reject", "the user declined it"))
-
-
-def _problem_range(doc: Document, rng: LineRange | None) -> types.Range:
-    lines = doc.lines
-    if rng is not None:
-        return line_range(lines, rng.start, rng.start)
-    return line_range(lines, 0, 0)

@@ -1,5 +1,6 @@
 """The session: ``initialize`` (settings and keys handed over at start), warm-up once
-initialized, settings changes, documents kept in sync, and a progress bar's Cancel."""
+initialized, settings and document changes (problems that no longer hold are cleared, offline),
+and a progress bar's Cancel."""
 
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ class SessionFeature(Feature):
         @ls.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
         def on_config(params: types.DidChangeConfigurationParams) -> None:
             ls.settings.changed(params.settings)
+            ls.diagnostics.recheck_soon()  # problems the new settings fixed go (offline, nothing sent)
+
+        @ls.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+        def on_change(params: types.DidChangeTextDocumentParams) -> None:
+            # findings whose lines changed go; offline problems are checked again
+            ls.diagnostics.document_changed(params.text_document.uri)
 
         @ls.feature(types.TEXT_DOCUMENT_DID_OPEN)
         def on_open(params: types.DidOpenTextDocumentParams) -> None:

@@ -1,4 +1,7 @@
-/** One status bar item: each phase's model and whether its key is there; a click shows Status. */
+/**
+ * One status bar item: each phase's provider/model and whether its key is there; a click shows
+ * Status, which offers the actions (Set API Key…, Open Settings, Verify Providers, …).
+ */
 
 import * as vscode from "vscode";
 
@@ -7,7 +10,7 @@ import { keyReady, routeOf, type PhaseStatus, type StatusReport } from "./protoc
 
 function phaseText(phase: PhaseStatus): string {
   const icon = phase.problem ? "$(error)" : keyReady(phase) ? "$(pass)" : "$(key)";
-  return `${icon} ${phase.phase} ${phase.model ?? "?"}`;
+  return `${icon} ${phase.phase}: ${routeOf(phase)}`;
 }
 
 function keyCell(phase: PhaseStatus): string {
@@ -70,7 +73,9 @@ export class StatusBar implements vscode.Disposable {
 
   showReport(report: StatusReport): void {
     this.item.text = report.phases.map(phaseText).join("  ");
-    const tooltip = new vscode.MarkdownString(`**Phasewise** ${report.version ?? ""}\n\n${statusMarkdown(report)}`);
+    const tooltip = new vscode.MarkdownString(
+      `**Phasewise** ${report.version ?? ""}\n\n${statusMarkdown(report)}\n\n_Click for actions: Set API Key…, Open Settings, Verify Providers._`,
+    );
     tooltip.supportHtml = true;
     this.item.tooltip = tooltip;
     const broken = report.phases.some((p) => p.problem) || (report.settingsIssues?.length ?? 0) > 0;

@@ -137,6 +137,32 @@ try {
   );
   await pause(800);
   await shot("code-edit", "Code: the edit as it landed in the file (no confirmation step yet: the server sends no change annotations)");
+
+  // 4. Cancel, with the notification's own button, during a second rate-limit wait.
+  const queued = await fetch(process.env.SIM_FAULTS_URL, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      provider: "sim-planner",
+      fault: { preset: "anthropic.rate_limit_error", retry_after: Number(process.env.RATE_LIMIT_SECONDS) },
+    }),
+  });
+  if (!queued.ok) {
+    throw new Error(`queuing the rate limit: ${queued.status} ${await queued.text()}`);
+  }
+  await palette("Phasewise: Plan");
+  await answer("What should the plan achieve?", "Add type hints to Store.get");
+  await waitForText(".notifications-toasts", "until retry");
+  await page.evaluate(() => {
+    const toast = [...document.querySelectorAll(".notifications-toasts .notification-toast")].find((e) =>
+      e.textContent.includes("until retry"),
+    );
+    [...toast.querySelectorAll(".monaco-button")].find((b) => b.textContent.trim() === "Cancel").click();
+  });
+  await waitForText(".notifications-toasts", "cancelled");
+  await waitForFrameText("cancelled");
+  await pause(500);
+  await shot("cancelled", "the countdown's Cancel button clicked: the notification and the plan view say it was cancelled");
 } catch (err) {
   await shot("failed", `the page when the script failed: ${err}`);
   console.error(err);

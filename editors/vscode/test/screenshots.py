@@ -106,6 +106,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="phasewise-shots-") as tmp, \
             SimulatorThread(first_token_ms=400, chunk_interval_ms=60) as sim:
         home = Path(tmp)
+        # the first plan waits out a rate limit (screenshots.mjs queues the next one through /_sim/faults)
         sim.add_fault("anthropic.rate_limit_error", provider="sim-planner", retry_after=RATE_LIMIT_SECONDS)
         env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_AUTH_TOKEN"))}
         env.update({f"XDG_{d}_HOME": str(home / f"xdg-{d.lower()}") for d in ("CONFIG", "DATA", "CACHE", "STATE")})
@@ -144,7 +145,8 @@ def main() -> int:
                         sys.exit(f"code-server did not start; log: {home / 'code-server.log'}")
                     time.sleep(0.2)
             shot_env = {**env, "PUPPETEER_PREFIX": str(PUPPETEER), "CHROMIUM": shutil.which("chromium") or "",
-                        "RATE_LIMIT_SECONDS": str(RATE_LIMIT_SECONDS)}
+                        "RATE_LIMIT_SECONDS": str(RATE_LIMIT_SECONDS),
+                        "SIM_FAULTS_URL": f"{sim.url.rstrip('/')}/_sim/faults"}
             done = subprocess.run([str(NODE), str(Path(__file__).with_name("screenshots.mjs")),
                                    f"http://127.0.0.1:{port}/?folder={folder}", str(args.out)], env=shot_env,
                                   check=False)

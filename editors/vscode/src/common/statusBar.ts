@@ -93,7 +93,7 @@ export class StatusBar implements vscode.Disposable {
         item = vscode.window.createStatusBarItem(
           `phasewise.status.${phase.phase}`,
           vscode.StatusBarAlignment.Left,
-          50 - index / 100,
+          200 - index, // contiguous, before the Problems item (priority 50)
         );
         item.name = `Phasewise ${phase.phase}`;
         item.command = "phasewise.status";

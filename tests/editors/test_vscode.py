@@ -345,6 +345,11 @@ def test_extension_in_code_server(editor_session: Callable[..., Any], sim: Simul
     assert all(m in bar for m in ("claude-sim", "glm-sim", "gpt-sim")), bar
     assert all(f"{phase}: {route}" in bar for phase, route in (
         ("plan", "e2e-planner/claude-sim"), ("code", "e2e-coder/glm-sim"), ("review", "e2e-reviewer/gpt-sim"))), bar
+    # ... and a click offers the actions, under the palette's names
+    offered = report["statusBarClick"]["offered"]
+    for action in ("$(key) Set API Key…", "$(gear) Open Settings", "$(check-all) Verify Providers"):
+        assert action in offered, offered
+    assert any(label.endswith(" code") for label in offered), offered
     coder = next(p for p in report["statusBefore"]["phases"] if p["phase"] == "code")
     assert coder["keys"] == [{"env": CODER_ENV, "present": False, "source": None, "masked": None}]
 

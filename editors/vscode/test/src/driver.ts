@@ -58,6 +58,8 @@ function phaseResultsIn(value: unknown, depth = 0): PhaseResult[] {
 /** Answers questions from a queue: text for input boxes, a label (prefix) for quick picks. */
 class ScriptedPrompter implements Prompter {
   readonly asked: string[] = [];
+  /** The labels of each quick pick shown, in order. */
+  readonly offered: string[][] = [];
 
   constructor(private readonly answers: (string | undefined)[] = []) {}
 
@@ -76,6 +78,7 @@ class ScriptedPrompter implements Prompter {
 
   pick<T extends vscode.QuickPickItem>(items: T[], options: vscode.QuickPickOptions): Thenable<T | undefined> {
     this.asked.push(options.title ?? options.placeHolder ?? "pick");
+    this.offered.push(items.map((i) => i.label));
     const answer = this.answers.shift();
     return Promise.resolve(answer === undefined ? undefined : items.find((i) => i.label.startsWith(answer)));
   }
@@ -189,6 +192,10 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
 
     report.statusBefore = await api.commands.refreshStatus(file);
     report.statusBarBefore = api.statusBar.text;
+    // A click on the status bar runs its item's command: the Status pick with the actions (dismissed).
+    const offeredBefore = prompter.offered.length;
+    await vscode.commands.executeCommand(api.statusBar.item.command as string);
+    report.statusBarClick = { command: api.statusBar.item.command, offered: prompter.offered[offeredBefore] ?? [] };
 
     // Plan, from the palette command: the input box is answered, the plan document streams.
     const instruction = "Rename load to read_file";

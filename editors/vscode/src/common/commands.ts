@@ -207,7 +207,7 @@ export class Commands {
     }
     const planDoc =
       arg.phase === "plan"
-        ? await this.docs.beginPlan(vscode.Uri.parse(arg.uri), "retry", arg.model ?? this.routeHint("plan"))
+        ? await this.docs.beginPlan(vscode.Uri.parse(arg.uri), undefined, arg.model ?? this.routeHint("plan"))
         : undefined;
     const answer = await this.send(COMMANDS.retry, arg);
     const result = isPhaseResult(answer) ? answer : undefined;

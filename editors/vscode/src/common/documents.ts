@@ -53,6 +53,8 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
   readonly onDidChange = this.changed.event;
   private readonly plans = new Map<string, PlanEntry>();
   private readonly reports = new Map<string, string>();
+  /** The latest successful plan of each document (its view may show a later failed run). */
+  private readonly good = new Map<string, { instruction: string; text: string; runId: string }>();
   private readonly registrations: vscode.Disposable[];
 
   constructor() {
@@ -70,20 +72,23 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
     return this.reports.get(uri.toString()) ?? "";
   }
 
-  /** The plan view of `source`, shown rendered beside the editor, emptied for a new run and filled as it streams. */
-  async beginPlan(source: vscode.Uri, instruction: string, route: string): Promise<vscode.Uri> {
+  /**
+   * The plan view of `source`, shown rendered beside the editor, emptied for a new run and filled
+   * as it streams. `instruction` undefined (a retry): the view's previous instruction.
+   */
+  async beginPlan(source: vscode.Uri, instruction: string | undefined, route: string): Promise<vscode.Uri> {
     const name = path.basename(source.path) || "untitled";
     const uri = vscode.Uri.from({
       scheme: PLAN_SCHEME,
       path: `/${name} plan.md`,
       query: `for=${encodeURIComponent(source.toString())}`,
     });
-    const previous = this.plans.get(uri.toString());
+    const asked = instruction ?? this.plans.get(uri.toString())?.instruction ?? "retry";
     this.plans.set(uri.toString(), {
       uri,
       source: source.toString(),
-      instruction: instruction === "retry" && previous ? previous.instruction : instruction,
-      header: `# Plan: ${instruction === "retry" && previous ? previous.instruction : instruction}\n\n`,
+      instruction: asked,
+      header: `# Plan: ${asked}\n\n`,
       footer: "",
       body: "",
       chunks: 0,
@@ -138,6 +143,7 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
     if (result?.ok) {
       entry.body = result.text || entry.body;
       entry.footer = `_${describeResult(result)}_`;
+      this.good.set(entry.source, { instruction: entry.instruction, text: result.text, runId: result.runId });
     } else if (result?.error?.kind === "cancelled") {
       entry.footer = `_${entry.name} · ${routeOf(result)} · cancelled_`;
       entry.states.push("cancelled");
@@ -154,11 +160,7 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
 
   /** The latest successful plan for `source`, to hand to the code phase. */
   latestPlan(source: vscode.Uri): { instruction: string; text: string; runId: string } | undefined {
-    const done = [...this.plans.values()].filter((p) => p.source === source.toString() && p.result?.ok);
-    const last = done[done.length - 1];
-    return last?.result
-      ? { instruction: last.instruction, text: last.result.text, runId: last.result.runId }
-      : undefined;
+    return this.good.get(source.toString());
   }
 
   async showReport(title: string, markdown: string): Promise<vscode.Uri> {
@@ -188,7 +190,7 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
     );
   }
 
-  /** Opens `uri` rendered, beside the editor; an open preview of it is revealed, not doubled. */
+  /** Opens `uri` rendered, beside the editor; an open preview of it follows its changes, so none is added. */
   private async show(uri: vscode.Uri): Promise<void> {
     const doc = await vscode.workspace.openTextDocument(uri); // `.md`: a Markdown document
     this.changed.fire(uri);

@@ -64,7 +64,7 @@ if [ "$(cs_version)" != "$CODE_SERVER_VERSION" ] || [ ! -f "$CACHE/code-server/.
   touch "$CACHE/code-server/.complete"
 fi
 
-# 3. The extension: dependencies, then the .vsix when its sources are newer ---------------------------
+# 3. The extension: dependencies, then the .vsix (and the test driver's) when sources are newer -------
 cd "$EXT"
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   run npm ci --loglevel=error || warn "npm ci in editors/vscode failed"
@@ -73,5 +73,10 @@ fi
 if [ ! -f phasewise.vsix ] || [ -n "$(find src package.json package-lock.json README.md -newer phasewise.vsix 2>/dev/null | head -n 1)" ]; then
   run npm run --silent package || warn "packing the extension failed"
   echo "packed editors/vscode/phasewise.vsix"
+fi
+# The test driver (test/, never in phasewise.vsix) type-checks against the extension's out/*.d.ts.
+if [ ! -f phasewise-test-driver.vsix ] || [ -n "$(find src test/src test/package.json -newer phasewise-test-driver.vsix 2>/dev/null | head -n 1)" ]; then
+  run npm run --silent package:driver || warn "packing the test driver failed"
+  echo "packed editors/vscode/phasewise-test-driver.vsix"
 fi
 echo "VS Code test ready: code-server $(cs_version) on node $("$NODE24" --version), $(chromium --version 2>/dev/null | head -n 1)"

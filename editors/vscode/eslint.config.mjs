@@ -1,13 +1,13 @@
-// Flat config: eslint's and typescript-eslint's recommended rules, type-aware for src/.
+// Flat config: eslint's and typescript-eslint's recommended rules, type-aware for src/ and the test driver (test/src/).
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["out/**", "node_modules/**", "*.vsix"] },
+  { ignores: ["out/**", "test/out/**", "node_modules/**", "*.vsix"] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
-    files: ["src/**/*.ts"],
+    files: ["src/**/*.ts", "test/src/**/*.ts"],
     languageOptions: {
       parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
     },

@@ -1,12 +1,13 @@
-"""Issue 4, in real VS Code: the packed extension in code-server, opened by headless Chromium.
+"""Issues 4, 10 and 12, in real VS Code: the packed extension in code-server, opened by headless Chromium.
 
-code-server (VS Code in a browser, run under node 24) gets the ``.vsix`` installed, a workspace
-whose ``.vscode/settings.json`` routes each phase to its own provider on the simulator, and
-``PHASEWISE_TEST_REPORT``: on activation the extension then runs its scripted session (the real
-palette commands, input boxes answered by script; ``editors/vscode/src/scriptedSession.ts``) and
-writes what VS Code showed as JSON. The extension host starts only once a browser connects,
-hence Chromium. ``.ci/setup.d/10-vscode.sh`` installs all of it; without it the test skips
-locally and fails in CI.
+code-server (VS Code in a browser, run under node 24) gets the product ``.vsix`` installed and,
+beside it, the test driver's (``editors/vscode/test/``, a separate extension that depends on
+Phasewise and drives it through its exported API; nothing of it ships), a workspace whose
+``.vscode/settings.json`` routes each phase to its own provider on the simulator, and
+``PHASEWISE_TEST_REPORT``: on activation the driver runs its scripted session (the real palette
+commands, input boxes answered by script, notifications recorded) and writes what VS Code showed
+as JSON. The extension host starts only once a browser connects, hence Chromium.
+``.ci/setup.d/10-vscode.sh`` installs all of it; without it the test skips locally and fails in CI.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,6 +23,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +36,7 @@ from phasewise.sim import SimulatorThread
 ROOT = Path(__file__).resolve().parents[2]
 EXT_DIR = ROOT / "editors" / "vscode"
 VSIX = EXT_DIR / "phasewise.vsix"
+DRIVER_VSIX = EXT_DIR / "phasewise-test-driver.vsix"
 CACHE = Path(os.environ.get("PHASEWISE_VSCODE_CACHE", ROOT / ".ci" / ".cache" / "vscode"))
 NODE = CACHE / "node24" / "node_modules" / "node" / "bin" / "node"
 CODE_SERVER = CACHE / "code-server" / "node_modules" / "code-server" / "out" / "node" / "entry.js"
@@ -75,14 +80,22 @@ def _missing() -> list[str]:
         missing.append("chromium")
     if not VSIX.exists():
         missing.append(f"the packed extension ({VSIX})")
+    if not DRIVER_VSIX.exists():
+        missing.append(f"the packed test driver ({DRIVER_VSIX})")
     return missing
 
 
 def _stale_vsix() -> list[str]:
-    """Sources newer than the .vsix: the test would exercise an old build."""
-    built = VSIX.stat().st_mtime
-    sources = [EXT_DIR / "package.json", *sorted((EXT_DIR / "src").rglob("*.ts"))]
-    return [str(p.relative_to(ROOT)) for p in sources if p.stat().st_mtime > built + 1]
+    """Sources newer than their .vsix: the test would exercise an old build. The driver is
+    type-checked against the extension's sources, so it is stale when they are newer too."""
+    ext_sources = [EXT_DIR / "package.json", *sorted((EXT_DIR / "src").rglob("*.ts"))]
+    driver = EXT_DIR / "test"
+    driver_sources = [*ext_sources, driver / "package.json", *sorted((driver / "src").rglob("*.ts"))]
+    stale = []
+    for vsix, sources in ((VSIX, ext_sources), (DRIVER_VSIX, driver_sources)):
+        built = vsix.stat().st_mtime
+        stale += [str(p.relative_to(ROOT)) for p in sources if p.stat().st_mtime > built + 1]
+    return sorted(set(stale))
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +108,8 @@ def prerequisites() -> None:
         pytest.skip(reason)
     stale = _stale_vsix()
     if stale:
-        pytest.fail(f"{VSIX.name} is older than {', '.join(stale[:3])}: run `npm run package` in editors/vscode "
-                    f"(or bash {SETUP})")
+        pytest.fail(f"the .vsix files are older than {', '.join(stale[:3])}: run `npm run package && "
+                    f"npm run package:driver` in editors/vscode (or bash {SETUP})")
 
 
 def _free_port() -> int:
@@ -280,6 +293,7 @@ def editor_session(prerequisites: None, tmp_path: Path, sim: SimulatorThread) ->
         cs = CodeServer(home, _editor_env(home, report_path))
         servers.append(cs)
         cs.install(VSIX)
+        cs.install(DRIVER_VSIX)
         cs.user_settings({**USER_SETTINGS, **(settings or {})})
         folder = _workspace(home, sim)
         url = cs.start(folder, trust=trust)
@@ -298,17 +312,44 @@ def editor_session(prerequisites: None, tmp_path: Path, sim: SimulatorThread) ->
         cs.stop()
 
 
+def _is_preview(tab: dict[str, str]) -> bool:
+    return tab["kind"].startswith("webview:") and "markdown.preview" in tab["kind"]
+
+
+def test_nothing_of_the_tests_ships() -> None:
+    if not VSIX.exists():
+        pytest.skip(f"{VSIX} not packed (run: bash {SETUP})")
+    with zipfile.ZipFile(VSIX) as vsix:
+        names = vsix.namelist()
+        ours = [n for n in names if n.startswith("extension/") and "/node_modules/" not in n]
+        texts = {n: vsix.read(n).decode("utf-8", "replace") for n in ours if n.endswith((".js", ".json"))}
+    assert not [n for n in ours if n.startswith("extension/test/") or "driver" in n or "scripted" in n.lower()], ours
+    assert "extension/out/extension.js" in ours
+    for name, text in texts.items():
+        assert "PHASEWISE_TEST" not in text and "ScriptedPrompter" not in text, name
+
+
 def test_extension_in_code_server(editor_session: Callable[..., Any], sim: SimulatorThread) -> None:
     started = time.monotonic()
+    # the driver's rate-limit step waits out a 2 s retry-after; its cancel step stalls at the provider
+    sim.add_fault("anthropic.rate_limit_error", provider="e2e-planner", model="limited-sim", retry_after=2)
+    sim.add_fault({"delay_ms": 60_000}, provider="e2e-planner", model="stalled-sim")
     report, cs, folder = editor_session("trusted", trust=True)
     assert report.get("error") is None, report["error"]
     assert report["trusted"] is True
     assert report["serverState"] == "running", report
     assert report["launch"]["origin"] == "phasewise.server.pythonPath"
 
-    # the status bar shows every phase's model, and the missing key
+    # the status bar names every phase's provider and model, and the missing key
     bar = report["statusBarBefore"]
     assert all(m in bar for m in ("claude-sim", "glm-sim", "gpt-sim")), bar
+    assert all(f"{phase}: {route}" in bar for phase, route in (
+        ("plan", "e2e-planner/claude-sim"), ("code", "e2e-coder/glm-sim"), ("review", "e2e-reviewer/gpt-sim"))), bar
+    # ... and a click offers the actions, under the palette's names
+    offered = report["statusBarClick"]["offered"]
+    for action in ("$(key) Set API Key…", "$(gear) Open Settings", "$(check-all) Verify Providers"):
+        assert action in offered, offered
+    assert any(label.endswith(" code") for label in offered), offered
     coder = next(p for p in report["statusBefore"]["phases"] if p["phase"] == "code")
     assert coder["keys"] == [{"env": CODER_ENV, "present": False, "source": None, "masked": None}]
 
@@ -320,6 +361,17 @@ def test_extension_in_code_server(editor_session: Callable[..., Any], sim: Simul
     assert plan["result"]["text"].strip()[:40] in plan["document"]["text"]
     assert "served by e2e-planner/claude-sim" in plan["document"]["text"]
     assert plan["streamedChunks"] >= 1
+    # ... opened rendered (a Markdown preview tab), not as source
+    assert len(plan["tabs"]) == 1 and _is_preview(plan["tabs"][0]), plan["tabs"]
+
+    # code from the palette without its key: said before asking for the instruction, nothing sent
+    preflight = report["preflight"]
+    assert preflight["result"] is None and preflight["asked"] == [], preflight
+    [notice] = preflight["notices"]
+    assert notice["kind"] == "warning", notice
+    assert notice["message"].startswith("Phasewise code cannot run on e2e-coder/glm-sim"), notice
+    assert CODER_ENV in notice["message"] and "`" not in notice["message"]
+    assert notice["actions"][0] == "Set API Key…", notice
 
     # code without its key: a problem diagnostic and its quick fixes, nothing sent
     missing = report["missingKey"]
@@ -349,6 +401,33 @@ def test_extension_in_code_server(editor_session: Callable[..., Any], sim: Simul
     assert review["findings"] == len(review["result"]["findings"]) > 0
     assert any(d["source"] == "phasewise-review" for d in report["diagnostics"])
 
+    # a rate limit: the notification counts down with the number first, the plan view says it waits
+    limited = report["rateLimit"]
+    assert limited["result"]["ok"], limited["result"]
+    messages = [p["message"] for p in limited["progress"]]
+    waits = [m for m in messages if "until retry" in m]
+    assert waits and all(m[0].isdigit() for m in waits), messages
+    assert all(p["title"] == "Phasewise plan: e2e-planner/limited-sim" for p in limited["progress"]), limited
+    assert any(s.startswith("waiting for a rate limit to lift: retrying in") for s in limited["planStates"]), limited
+    assert any(s.startswith("retrying") for s in limited["planStates"]), limited
+    # ... and never the model's raw text
+    assert not [m for m in messages if not re.match(
+        r"(\d[\d.]* (ms|s|min).* until retry \(at |retrying now · |waiting for the first token…$|receiving the answer…$"
+        r"|plan ok )", m)], messages
+    assert len(limited["planTabs"]) == 1, limited["planTabs"]  # the same plan view, reused
+
+    # a cancel: sent as window/workDoneProgress/cancel, answered `cancelled`, and said so
+    cancel = report["cancel"]
+    assert cancel["cancelled"] == 1, cancel
+    assert cancel["result"]["ok"] is False and cancel["result"]["error"]["kind"] == "cancelled", cancel
+    assert [n["message"] for n in cancel["notices"]] == [
+        "Phasewise plan cancelled: nothing more was sent, nothing was changed."], cancel
+    assert cancel["planStates"][-1] == "cancelled" and "cancelled" in cancel["planText"], cancel
+
+    # a retry reuses the plan view: one plan tab after plan, rate limit, cancel and retry
+    assert report["retry"]["result"]["ok"], report["retry"]
+    assert len(report["retry"]["planTabs"]) == 1, report["retry"]["planTabs"]
+
     # the workflow commands, where the server has them: run's phases, verify's and compare's reports
     if "run" in report:
         assert report["run"]["ok"], report["run"]
@@ -357,6 +436,7 @@ def test_extension_in_code_server(editor_session: Callable[..., Any], sim: Simul
     if "verify" in report:
         assert report["verify"]["ok"], report["verify"]
         assert "| **e2e-coder** |" in report["verify"]["document"]
+        assert len(report["verify"]["tabs"]) == 1 and _is_preview(report["verify"]["tabs"][0]), report["verify"]
         assert SECRET not in report["verify"]["document"]
     if "compare" in report:
         assert [(r["provider"], r["ok"]) for r in report["compare"]["results"]] == [
@@ -368,6 +448,18 @@ def test_extension_in_code_server(editor_session: Callable[..., Any], sim: Simul
     for route in ("plan served by e2e-planner/claude-sim", "code served by e2e-coder/glm-sim",
                   "review served by e2e-reviewer/gpt-sim"):
         assert route in output, output
+
+    # the output channel has the server's log lines once, at their own level: its info lines
+    # (stderr and window/logMessage) once at info, the stderr copy at trace; its warnings as warnings
+    entries = report["outputEntries"]
+    shown = [e for e in entries if e["level"] != "trace"]
+    assert not [e for e in shown if e["level"] == "error" and "phasewise INFO" in e["message"]], shown
+    starting = [e for e in shown if "plan phase starting on e2e-planner/claude-sim" in e["message"]]
+    assert starting and {e["level"] for e in starting} == {"info"}, starting
+    assert max(Counter(e["message"] for e in starting).values()) == 1, starting  # each run's line once
+    assert report["serverWarning"]["level"] == "warn", report["serverWarning"]
+    assert report["serverWarning"]["message"].startswith("phasewise WARNING ")
+    assert len([e for e in shown if "phasewise/setKeys without" in e["message"]]) == 1
 
     # what reached the providers: each phase its own, the key only from SecretStorage
     chats = [r for r in sim.requests if r.endpoint == "chat"]

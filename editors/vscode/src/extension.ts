@@ -12,14 +12,14 @@ import { COMMANDS, Commands } from "./common/commands";
 import { PhasewiseDocuments } from "./common/documents";
 import { KeyStore } from "./common/keys";
 import { Log } from "./common/log";
+import type { ProgressBoard } from "./common/progress";
 import { ServerManager } from "./common/server";
 import { StatusBar } from "./common/statusBar";
 import { Ui } from "./common/ui";
-import { runScriptedSession } from "./scriptedSession";
 
 let manager: ServerManager | undefined;
 
-/** What the extension exports to other extensions (and to its scripted session). */
+/** What the extension exports to other extensions (the test driver in test/ drives it through this). */
 export interface PhasewiseApi {
   readonly server: ServerManager;
   readonly commands: Commands;
@@ -27,6 +27,7 @@ export interface PhasewiseApi {
   readonly statusBar: StatusBar;
   readonly log: Log;
   readonly ui: Ui;
+  readonly progress: ProgressBoard;
 }
 
 export function activate(context: vscode.ExtensionContext): PhasewiseApi {
@@ -58,18 +59,13 @@ export function activate(context: vscode.ExtensionContext): PhasewiseApi {
     { dispose: () => clearTimeout(refresh) },
   );
 
-  const api: PhasewiseApi = { server, commands, documents, statusBar, log, ui };
-  const report = process.env.PHASEWISE_TEST_REPORT;
-  if (report) {
-    void runScriptedSession(api, report);
-  } else {
-    void server.ensureStarted().then((client) => {
-      if (!client && server.state !== "untrusted") {
-        void vscode.commands.executeCommand(COMMANDS.status);
-      }
-    });
-  }
-  return api;
+  context.subscriptions.push(server.progress.onStatus((status) => documents.onRunStatus(status)));
+  void server.ensureStarted().then((client) => {
+    if (!client && server.state !== "untrusted") {
+      void vscode.commands.executeCommand(COMMANDS.status);
+    }
+  });
+  return { server, commands, documents, statusBar, log, ui, progress: server.progress };
 }
 
 export async function deactivate(): Promise<void> {

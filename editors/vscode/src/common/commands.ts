@@ -25,6 +25,20 @@ import { ServerUnavailable, type ServerManager } from "./server";
 import { statusMarkdown, type StatusBar } from "./statusBar";
 import type { Ui } from "./ui";
 
+/** The actions' names, as the palette shows them (package.json titles), used in every message. */
+export const ACTIONS = {
+  setApiKey: "Set API Key…",
+  openSettings: "Open Settings",
+  showOutput: "Show Output",
+  verify: "Verify Providers",
+  restartServer: "Restart Server",
+} as const;
+
+/** Notifications and the Problems panel show Markdown literally: no backticks there. */
+export function plainText(message: string): string {
+  return message.replace(/`([^`]*)`/g, "$1");
+}
+
 export const COMMANDS = {
   plan: "phasewise.plan",
   code: "phasewise.code",
@@ -82,6 +96,8 @@ function errorText(err: unknown): string {
 
 export class Commands {
   private lastStatus: StatusReport | undefined;
+  /** The file last worked on: a plan preview beside it may have the focus. */
+  private lastFile: vscode.Uri | undefined;
 
   constructor(
     private readonly server: ServerManager,
@@ -107,6 +123,11 @@ export class Commands {
       reg(COMMANDS.openSettings, (arg?: { setting?: string }) => this.openSettings(arg)),
       reg(COMMANDS.restartServer, () => this.restartServer()),
       reg(COMMANDS.showOutput, () => this.log.show()),
+      vscode.window.onDidChangeActiveTextEditor((editor) => {
+        if (editor && !INTERNAL_SCHEMES.has(editor.document.uri.scheme)) {
+          this.lastFile = editor.document.uri;
+        }
+      }),
     ];
   }
 
@@ -119,6 +140,9 @@ export class Commands {
     }
     let instruction = arg?.instruction;
     let plan = arg?.plan;
+    if (instruction === undefined && (await this.preflightFails([phase], target))) {
+      return undefined;
+    }
     if (instruction === undefined) {
       const latest = phase === "code" ? this.docs.latestPlan(target.uri) : undefined;
       instruction = await this.askInstruction(phase, target, latest?.instruction);
@@ -148,6 +172,9 @@ export class Commands {
   async run(arg?: PhaseArg): Promise<unknown> {
     const target = this.target(arg);
     if (!target || !(await this.ready())) {
+      return undefined;
+    }
+    if (arg?.instruction === undefined && (await this.preflightFails([...PHASES], target))) {
       return undefined;
     }
     const instruction = arg?.instruction ?? (await this.askInstruction("run", target));
@@ -180,7 +207,7 @@ export class Commands {
     }
     const planDoc =
       arg.phase === "plan"
-        ? await this.docs.beginPlan(vscode.Uri.parse(arg.uri), "retry", arg.model ?? this.routeHint("plan"))
+        ? await this.docs.beginPlan(vscode.Uri.parse(arg.uri), undefined, arg.model ?? this.routeHint("plan"))
         : undefined;
     const answer = await this.send(COMMANDS.retry, arg);
     const result = isPhaseResult(answer) ? answer : undefined;
@@ -227,14 +254,15 @@ export class Commands {
     }
     items.push(
       { label: "", kind: vscode.QuickPickItemKind.Separator },
-      { label: "$(key) Set API key…", act: () => this.setApiKey() },
-      { label: "$(gear) Open settings", act: () => this.openSettings() },
-      { label: "$(debug-restart) Restart server", act: () => this.restartServer() },
-      { label: "$(output) Show output", act: () => this.log.show() },
+      { label: `$(key) ${ACTIONS.setApiKey}`, act: () => this.setApiKey() },
+      { label: `$(gear) ${ACTIONS.openSettings}`, act: () => this.openSettings() },
+      { label: `$(check-all) ${ACTIONS.verify}`, act: () => this.verify() },
+      { label: `$(debug-restart) ${ACTIONS.restartServer}`, act: () => this.restartServer() },
+      { label: `$(output) ${ACTIONS.showOutput}`, act: () => this.log.show() },
     );
     const picked = await this.ui.prompter.pick(items, {
       title: `Phasewise ${report.version ?? ""} — routes of ${uri ? vscode.Uri.parse(uri).path.split("/").pop() : "this workspace"}`,
-      placeHolder: "Pick a phase to fix its key or settings",
+      placeHolder: "Pick a phase to fix its key or settings, or an action",
     });
     await picked?.act?.();
     return report;
@@ -369,7 +397,7 @@ export class Commands {
       }
     }
     if (!isEnvName(env)) {
-      void vscode.window.showErrorMessage(`Phasewise: '${env}' is not an environment variable name.`);
+      void this.ui.notify("error", `Phasewise: '${env}' is not an environment variable name.`);
       return false;
     }
     const value = await this.ui.prompter.input({
@@ -482,25 +510,53 @@ export class Commands {
     }
     const problem = result.error;
     this.log.warn(`${line}: ${problem?.kind ?? "?"}: ${problem?.message ?? ""}`);
-    if (options.quiet || problem?.kind === "cancelled") {
+    if (problem?.kind === "cancelled") {
+      void this.ui.notify("info", `Phasewise ${result.phase} cancelled: nothing more was sent, nothing was changed.`);
       return;
     }
+    if (options.quiet) {
+      return;
+    }
+    this.offerFixes("error", plainText(problem?.message ?? `Phasewise ${result.phase} failed`), problem ?? undefined);
+  }
+
+  /**
+   * Before asking for the instruction: a phase the server's preflight already knows cannot run
+   * (a missing key, broken settings) says so, with its fixes, and nothing is asked or sent.
+   */
+  private async preflightFails(phases: readonly string[], target: Target): Promise<boolean> {
+    const report = await this.fetchStatus(target.uri.toString(), false);
+    const blocked = report?.phases.find((p) => phases.includes(p.phase) && p.problem);
+    if (!blocked?.problem) {
+      return false;
+    }
+    const problem = blocked.problem;
+    this.log.warn(`${blocked.phase} cannot run (${problem.kind}): ${problem.message}`);
+    this.offerFixes(
+      "warning",
+      `Phasewise ${blocked.phase} cannot run on ${routeOf(blocked)}: ${plainText(problem.message)}`,
+      problem,
+      blocked.provider,
+    );
+    return true;
+  }
+
+  /** A problem's notification with the actions that fix it (the palette's names). */
+  private offerFixes(kind: "warning" | "error", message: string, problem?: Problem, provider?: string): void {
     const actions: string[] = [];
     if (problem?.keyEnv) {
-      actions.push("Set API key");
+      actions.push(ACTIONS.setApiKey);
     }
-    actions.push("Open settings", "Show output");
-    void vscode.window
-      .showErrorMessage(problem?.message ?? `Phasewise ${result.phase} failed`, ...actions)
-      .then((choice) => {
-        if (choice === "Set API key") {
-          void this.setApiKey({ env: problem?.keyEnv ?? undefined, provider: problem?.provider ?? undefined });
-        } else if (choice === "Open settings") {
-          void this.openSettings({ setting: problem?.setting ?? `${SECTION}.phases` });
-        } else if (choice === "Show output") {
-          this.log.show();
-        }
-      });
+    actions.push(ACTIONS.openSettings, ACTIONS.showOutput);
+    void this.ui.notify(kind, message, ...actions).then((choice) => {
+      if (choice === ACTIONS.setApiKey) {
+        void this.setApiKey({ env: problem?.keyEnv ?? undefined, provider: problem?.provider ?? provider });
+      } else if (choice === ACTIONS.openSettings) {
+        void this.openSettings({ setting: problem?.setting ?? `${SECTION}.phases` });
+      } else if (choice === ACTIONS.showOutput) {
+        this.log.show();
+      }
+    });
   }
 
   private fail(err: unknown): void {
@@ -509,7 +565,9 @@ export class Commands {
     if (err instanceof ServerUnavailable) {
       this.showUnavailable(message);
     } else {
-      void vscode.window.showErrorMessage(`Phasewise: ${message}`, "Show output").then((c) => c && this.log.show());
+      void this.ui
+        .notify("error", `Phasewise: ${plainText(message)}`, ACTIONS.showOutput)
+        .then((c) => c && this.log.show());
     }
   }
 
@@ -519,18 +577,18 @@ export class Commands {
       state === "untrusted"
         ? ["Manage Workspace Trust"]
         : state === "not-found"
-          ? ["Copy install command", "Open settings", "Show output"]
-          : ["Restart server", "Show output"];
-    void vscode.window.showErrorMessage(message, ...actions).then(async (choice) => {
+          ? ["Copy install command", ACTIONS.openSettings, ACTIONS.showOutput]
+          : [ACTIONS.restartServer, ACTIONS.showOutput];
+    void this.ui.notify("error", plainText(message), ...actions).then(async (choice) => {
       if (choice === "Manage Workspace Trust") {
         await vscode.commands.executeCommand("workbench.trust.manage");
       } else if (choice === "Copy install command") {
         await vscode.env.clipboard.writeText(this.server.installCommand ?? INSTALL_COMMAND);
-      } else if (choice === "Open settings") {
+      } else if (choice === ACTIONS.openSettings) {
         await this.openSettings({ setting: `${SECTION}.server` });
-      } else if (choice === "Restart server") {
+      } else if (choice === ACTIONS.restartServer) {
         await this.restartServer();
-      } else if (choice === "Show output") {
+      } else if (choice === ACTIONS.showOutput) {
         this.log.show();
       }
     });
@@ -540,19 +598,27 @@ export class Commands {
     if (arg?.uri) {
       return { uri: vscode.Uri.parse(arg.uri), range: arg.range };
     }
-    const editor = vscode.window.activeTextEditor;
-    if (!editor || INTERNAL_SCHEMES.has(editor.document.uri.scheme)) {
-      void vscode.window.showWarningMessage(
-        "Phasewise: open the file to work on first (the selection, if any, narrows it).",
-      );
+    const editor = this.fileEditor();
+    if (!editor) {
+      void this.ui.notify("warning", "Phasewise: open the file to work on first (the selection, if any, narrows it).");
       return undefined;
     }
     return { uri: editor.document.uri, range: selectionRange(editor) };
   }
 
   private activeUri(): vscode.Uri | undefined {
-    const uri = vscode.window.activeTextEditor?.document.uri;
-    return uri && !INTERNAL_SCHEMES.has(uri.scheme) ? uri : undefined;
+    return this.fileEditor()?.document.uri;
+  }
+
+  /** The active file editor; with the focus on a Phasewise preview, the file last worked on, if visible. */
+  private fileEditor(): vscode.TextEditor | undefined {
+    const active = vscode.window.activeTextEditor;
+    if (active && !INTERNAL_SCHEMES.has(active.document.uri.scheme)) {
+      this.lastFile = active.document.uri;
+      return active;
+    }
+    const last = this.lastFile?.toString();
+    return vscode.window.visibleTextEditors.find((e) => e.document.uri.toString() === last);
   }
 
   private askInstruction(phase: Phase | "run", target: Target, value?: string): Thenable<string | undefined> {

@@ -1,13 +1,17 @@
 /**
  * Read-only Markdown documents the extension shows: a plan, streamed as it arrives
  * (`phasewise/streamText`), and reports (status, verify, compare). They live in memory under
- * their own URI schemes, so closing one never asks to save.
+ * their own URI schemes, so closing one never asks to save, and open rendered (Markdown
+ * preview). One plan view per document: a new plan or a retry of the same document reuses it,
+ * and its status line says what the run is doing (waiting for a rate limit, retrying, on a
+ * fallback, streaming, cancelled).
  */
 
 import * as path from "node:path";
 import * as vscode from "vscode";
 
 import { PLAN_SCHEME, REPORT_SCHEME } from "./constants";
+import type { RunStatus } from "./progress";
 import { routeOf, type PhaseResult, type StreamTextParams } from "./protocol";
 
 interface PlanEntry {
@@ -20,6 +24,11 @@ interface PlanEntry {
   footer: string;
   chunks: number;
   result?: PhaseResult;
+  name: string;
+  route: string;
+  /** Every status line the view showed for the current run. */
+  states: string[];
+  running: boolean;
 }
 
 export function describeResult(result: PhaseResult): string {
@@ -44,7 +53,8 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
   readonly onDidChange = this.changed.event;
   private readonly plans = new Map<string, PlanEntry>();
   private readonly reports = new Map<string, string>();
-  private counter = 0;
+  /** The latest successful plan of each document (its view may show a later failed run). */
+  private readonly good = new Map<string, { instruction: string; text: string; runId: string }>();
   private readonly registrations: vscode.Disposable[];
 
   constructor() {
@@ -62,21 +72,46 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
     return this.reports.get(uri.toString()) ?? "";
   }
 
-  /** A new plan document for `source`, shown beside the editor, filled as the plan streams in. */
-  async beginPlan(source: vscode.Uri, instruction: string, route: string): Promise<vscode.Uri> {
+  /**
+   * The plan view of `source`, shown rendered beside the editor, emptied for a new run and filled
+   * as it streams. `instruction` undefined (a retry): the view's previous instruction.
+   */
+  async beginPlan(source: vscode.Uri, instruction: string | undefined, route: string): Promise<vscode.Uri> {
     const name = path.basename(source.path) || "untitled";
-    const uri = vscode.Uri.from({ scheme: PLAN_SCHEME, path: `/${name} plan.md`, query: `n=${++this.counter}` });
+    const uri = vscode.Uri.from({
+      scheme: PLAN_SCHEME,
+      path: `/${name} plan.md`,
+      query: `for=${encodeURIComponent(source.toString())}`,
+    });
+    const asked = instruction ?? this.plans.get(uri.toString())?.instruction ?? "retry";
     this.plans.set(uri.toString(), {
       uri,
       source: source.toString(),
-      instruction,
-      header: `# Plan: ${instruction}\n\n`,
-      footer: `_${name} · ${route} · streaming…_`,
+      instruction: asked,
+      header: `# Plan: ${asked}\n\n`,
+      footer: "",
       body: "",
       chunks: 0,
+      name,
+      route,
+      states: [],
+      running: true,
     });
+    this.setStatus(this.plans.get(uri.toString())!, "waiting for the first token…");
     await this.show(uri);
     return uri;
+  }
+
+  /** A progress step of a run: the running plan view of that phase shows it. */
+  onRunStatus(status: RunStatus): void {
+    if (status.phase !== "plan" || status.state === "done") {
+      return;
+    }
+    const running = [...this.plans.values()].filter((p) => p.running);
+    const entry = running[running.length - 1];
+    if (entry && !(status.state === "streaming" && entry.chunks > 0)) {
+      this.setStatus(entry, status.view);
+    }
   }
 
   /** Streamed plan text: goes to the plan of that run, or binds the oldest waiting plan of the document. */
@@ -92,6 +127,9 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
     entry.runId = params.runId;
     entry.body += params.text;
     entry.chunks += 1;
+    if (entry.chunks === 1) {
+      this.setStatus(entry, "streaming…");
+    }
     this.changed.fire(entry.uri);
   }
 
@@ -101,9 +139,14 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
       return;
     }
     entry.result = result;
+    entry.running = false;
     if (result?.ok) {
       entry.body = result.text || entry.body;
       entry.footer = `_${describeResult(result)}_`;
+      this.good.set(entry.source, { instruction: entry.instruction, text: result.text, runId: result.runId });
+    } else if (result?.error?.kind === "cancelled") {
+      entry.footer = `_${entry.name} · ${routeOf(result)} · cancelled_`;
+      entry.states.push("cancelled");
     } else {
       const message = result?.error?.message ?? failure ?? "the plan phase did not finish";
       entry.footer = `_${result ? describeResult(result) : "not run"}_\n\n> **${result?.error?.kind ?? "failed"}**: ${message}`;
@@ -117,15 +160,11 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
 
   /** The latest successful plan for `source`, to hand to the code phase. */
   latestPlan(source: vscode.Uri): { instruction: string; text: string; runId: string } | undefined {
-    const done = [...this.plans.values()].filter((p) => p.source === source.toString() && p.result?.ok);
-    const last = done[done.length - 1];
-    return last?.result
-      ? { instruction: last.instruction, text: last.result.text, runId: last.result.runId }
-      : undefined;
+    return this.good.get(source.toString());
   }
 
   async showReport(title: string, markdown: string): Promise<vscode.Uri> {
-    const uri = vscode.Uri.from({ scheme: REPORT_SCHEME, path: `/${title}.md`, query: `n=${++this.counter}` });
+    const uri = vscode.Uri.from({ scheme: REPORT_SCHEME, path: `/${title}.md` });
     this.reports.set(uri.toString(), markdown);
     await this.show(uri);
     return uri;
@@ -138,12 +177,40 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
     this.changed.dispose();
   }
 
+  private setStatus(entry: PlanEntry, line: string): void {
+    entry.states.push(line);
+    entry.footer = `_${entry.name} · ${entry.route} · ${line}_`;
+    this.changed.fire(entry.uri);
+  }
+
+  private previewOpen(uri: vscode.Uri): boolean {
+    const label = `Preview ${path.basename(uri.path)}`;
+    return vscode.window.tabGroups.all.some((g) =>
+      g.tabs.some((t) => t.input instanceof vscode.TabInputWebview && t.label === label),
+    );
+  }
+
+  /** Opens `uri` rendered, beside the editor; an open preview of it follows its changes, so none is added. */
   private async show(uri: vscode.Uri): Promise<void> {
-    const doc = await vscode.workspace.openTextDocument(uri); // `.md`: opens as Markdown
-    await vscode.window.showTextDocument(doc, {
-      viewColumn: vscode.ViewColumn.Beside,
-      preview: false,
-      preserveFocus: true,
-    });
+    const doc = await vscode.workspace.openTextDocument(uri); // `.md`: a Markdown document
+    this.changed.fire(uri);
+    if (this.previewOpen(uri)) {
+      return; // the open preview follows the document's changes: no second tab
+    }
+    const before = vscode.window.activeTextEditor;
+    try {
+      await vscode.commands.executeCommand("markdown.showPreviewToSide", uri);
+      if (before && vscode.window.activeTextEditor !== before) {
+        // the preview took the focus: give it back to the file being worked on
+        await vscode.window.showTextDocument(before.document, { viewColumn: before.viewColumn, preserveFocus: false });
+      }
+    } catch {
+      // no Markdown preview (the built-in extension disabled): the source, then
+      await vscode.window.showTextDocument(doc, {
+        viewColumn: vscode.ViewColumn.Beside,
+        preview: false,
+        preserveFocus: true,
+      });
+    }
   }
 }

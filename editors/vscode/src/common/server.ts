@@ -11,6 +11,7 @@ import {
   LanguageClient,
   RevealOutputChannelOn,
   State,
+  WorkDoneProgressCreateRequest,
   type DynamicFeature,
   type LanguageClientOptions,
   type ServerOptions,
@@ -21,7 +22,9 @@ import { CLIENT_SUBSECTIONS, SECTION, SERVER_SETTINGS, SET_KEYS, STREAM_TEXT } f
 import type { KeyStore } from "./keys";
 import { LaunchError, resolveLaunch, type Launch } from "./launch";
 import type { Log } from "./log";
+import { NotificationProgressFeature, ProgressBoard } from "./progress";
 import type { StreamTextParams } from "./protocol";
+import { serverStdio } from "./serverLog";
 
 export type ServerState = "stopped" | "starting" | "running" | "untrusted" | "not-found" | "failed";
 
@@ -38,14 +41,27 @@ export class ServerUnavailable extends Error {
 /**
  * vscode-languageclient would register a VS Code command for every server command; the
  * extension registers its own under those names instead (they ask for the instruction and show
- * the result), so the built-in forwarding is left out.
+ * the result), so the built-in forwarding is left out. Its work-done progress (status bar only)
+ * is left out too: NotificationProgressFeature takes its place.
  */
 class PhasewiseLanguageClient extends LanguageClient {
   override registerFeature(feature: StaticFeature | DynamicFeature<unknown>): void {
     if ("registrationType" in feature && feature.registrationType.method === ExecuteCommandRequest.method) {
       return;
     }
+    if (!(feature instanceof NotificationProgressFeature) && isBuiltinProgress(feature)) {
+      return;
+    }
     super.registerFeature(feature);
+  }
+}
+
+function isBuiltinProgress(feature: StaticFeature | DynamicFeature<unknown>): boolean {
+  try {
+    const state = feature.getState();
+    return state.kind === "window" && state.id === WorkDoneProgressCreateRequest.method;
+  } catch {
+    return false;
   }
 }
 
@@ -67,6 +83,8 @@ export class ServerManager implements vscode.Disposable {
   private readonly stateEmitter = new vscode.EventEmitter<ServerState>();
   private readonly streamEmitter = new vscode.EventEmitter<StreamTextParams>();
   private readonly settingsEmitter = new vscode.EventEmitter<void>();
+  /** The phase runs' progress notifications, across restarts. */
+  readonly progress = new ProgressBoard();
   private readonly forwarded = new Map<string, vscode.Disposable>();
   private readonly disposables: vscode.Disposable[] = [];
   launch: Launch | undefined;
@@ -97,6 +115,7 @@ export class ServerManager implements vscode.Disposable {
       this.stateEmitter,
       this.streamEmitter,
       this.settingsEmitter,
+      this.progress,
     );
   }
 
@@ -216,6 +235,7 @@ export class ServerManager implements vscode.Disposable {
     const serverOptions: ServerOptions = { command: launch.command, args: launch.args };
     this.startKeys = await this.keys.all();
     const client = new PhasewiseLanguageClient(SECTION, "Phasewise", serverOptions, this.clientOptions());
+    client.registerFeature(new NotificationProgressFeature(client, this.progress));
     client.onNotification(STREAM_TEXT, (params: StreamTextParams) => this.streamEmitter.fire(params));
     client.onDidChangeState((e) => {
       // After a crash vscode-languageclient restarts the server: it needs the keys again.
@@ -246,6 +266,8 @@ export class ServerManager implements vscode.Disposable {
     return {
       documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
       outputChannel: this.log.channel,
+      // stderr lines at their own level, once (see serverLog.ts)
+      stdioOptions: serverStdio,
       revealOutputChannelOn: RevealOutputChannelOn.Never,
       diagnosticCollectionName: SECTION,
       // The keys also travel with `initialize`, so the first command never races `setKeys`.

@@ -1,4 +1,7 @@
-/** One status bar item: each phase's model and whether its key is there; a click shows Status. */
+/**
+ * One status bar item: each phase's provider/model and whether its key is there; a click shows
+ * Status, which offers the actions (Set API Key…, Open Settings, Verify Providers, …).
+ */
 
 import * as vscode from "vscode";
 
@@ -7,7 +10,7 @@ import { keyReady, routeOf, type PhaseStatus, type StatusReport } from "./protoc
 
 function phaseText(phase: PhaseStatus): string {
   const icon = phase.problem ? "$(error)" : keyReady(phase) ? "$(pass)" : "$(key)";
-  return `${icon} ${phase.phase} ${phase.model ?? "?"}`;
+  return `${icon} ${phase.phase}: ${routeOf(phase)}`;
 }
 
 function keyCell(phase: PhaseStatus): string {
@@ -37,19 +40,25 @@ export function statusMarkdown(report: StatusReport): string {
   ].join("\n");
 }
 
+/**
+ * One item while the server starts or cannot run; once it reports, one item per phase (VS Code
+ * cuts a long status bar item at 40% of the window's width, so one item for all would hide the
+ * last routes).
+ */
 export class StatusBar implements vscode.Disposable {
   readonly item: vscode.StatusBarItem;
+  private readonly phaseItems = new Map<string, vscode.StatusBarItem>();
 
   constructor() {
     this.item = vscode.window.createStatusBarItem("phasewise.status", vscode.StatusBarAlignment.Left, 50);
     this.item.name = "Phasewise";
     this.item.command = "phasewise.status";
     this.showState("starting");
-    this.item.show();
   }
 
+  /** What the status bar shows, all items together. */
   get text(): string {
-    return this.item.text;
+    return this.phaseItems.size === 0 ? this.item.text : [...this.phaseItems.values()].map((i) => i.text).join("  ");
   }
 
   showState(state: ServerState, detail?: string): void {
@@ -62,22 +71,60 @@ export class StatusBar implements vscode.Disposable {
       failed: ["$(error) Phasewise", detail ?? "The Phasewise language server failed to start."],
     };
     const [text, tooltip] = texts[state];
+    this.clearPhases();
     this.item.text = text;
     this.item.tooltip = tooltip;
     this.item.backgroundColor =
       state === "not-found" || state === "failed" ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
+    this.item.show();
   }
 
   showReport(report: StatusReport): void {
-    this.item.text = report.phases.map(phaseText).join("  ");
-    const tooltip = new vscode.MarkdownString(`**Phasewise** ${report.version ?? ""}\n\n${statusMarkdown(report)}`);
+    const tooltip = new vscode.MarkdownString(
+      `**Phasewise** ${report.version ?? ""}\n\n${statusMarkdown(report)}\n\n_Click for actions: Set API Key…, Open Settings, Verify Providers._`,
+    );
     tooltip.supportHtml = true;
-    this.item.tooltip = tooltip;
-    const broken = report.phases.some((p) => p.problem) || (report.settingsIssues?.length ?? 0) > 0;
-    this.item.backgroundColor = broken ? new vscode.ThemeColor("statusBarItem.warningBackground") : undefined;
+    const seen = new Set<string>();
+    const settingsBroken = (report.settingsIssues?.length ?? 0) > 0;
+    report.phases.forEach((phase, index) => {
+      seen.add(phase.phase);
+      let item = this.phaseItems.get(phase.phase);
+      if (!item) {
+        item = vscode.window.createStatusBarItem(
+          `phasewise.status.${phase.phase}`,
+          vscode.StatusBarAlignment.Left,
+          200 - index, // contiguous, before the Problems item (priority 50)
+        );
+        item.name = `Phasewise ${phase.phase}`;
+        item.command = "phasewise.status";
+        this.phaseItems.set(phase.phase, item);
+      }
+      item.text = phaseText(phase);
+      item.tooltip = tooltip;
+      item.backgroundColor =
+        phase.problem || settingsBroken ? new vscode.ThemeColor("statusBarItem.warningBackground") : undefined;
+      item.show();
+    });
+    for (const [name, item] of this.phaseItems) {
+      if (!seen.has(name)) {
+        item.dispose();
+        this.phaseItems.delete(name);
+      }
+    }
+    if (this.phaseItems.size > 0) {
+      this.item.hide();
+    }
   }
 
   dispose(): void {
+    this.clearPhases();
     this.item.dispose();
+  }
+
+  private clearPhases(): void {
+    for (const item of this.phaseItems.values()) {
+      item.dispose();
+    }
+    this.phaseItems.clear();
   }
 }

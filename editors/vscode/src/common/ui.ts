@@ -1,6 +1,7 @@
 /**
- * Questions to the user go through a Prompter, so the scripted session (tests) can answer them
- * while the commands run exactly as they do from the palette.
+ * Questions and notifications go through an injectable Prompter and Notifier, so another
+ * extension (the test driver) can answer and observe them while the commands run exactly as
+ * they do from the palette.
  */
 
 import * as vscode from "vscode";
@@ -15,33 +16,29 @@ export const windowPrompter: Prompter = {
   pick: (items, options) => vscode.window.showQuickPick(items, options),
 };
 
-/** Answers questions from a queue: text for input boxes, a label (prefix) for quick picks. */
-export class ScriptedPrompter implements Prompter {
-  readonly asked: string[] = [];
+export type NoticeKind = "info" | "warning" | "error";
 
-  constructor(private readonly answers: (string | undefined)[] = []) {}
-
-  push(...answers: (string | undefined)[]): void {
-    this.answers.push(...answers);
-  }
-
-  input(options: vscode.InputBoxOptions): Thenable<string | undefined> {
-    this.asked.push(options.prompt ?? options.title ?? "input");
-    const answer = this.answers.shift();
-    if (answer !== undefined && options.validateInput) {
-      return Promise.resolve(options.validateInput(answer)).then((problem) => (problem ? undefined : answer));
-    }
-    return Promise.resolve(answer);
-  }
-
-  pick<T extends vscode.QuickPickItem>(items: T[], options: vscode.QuickPickOptions): Thenable<T | undefined> {
-    this.asked.push(options.title ?? options.placeHolder ?? "pick");
-    const answer = this.answers.shift();
-    return Promise.resolve(answer === undefined ? undefined : items.find((i) => i.label.startsWith(answer)));
-  }
+export interface Notifier {
+  show(kind: NoticeKind, message: string, ...actions: string[]): Thenable<string | undefined>;
 }
 
-/** Holds the prompter the commands use. */
+export const windowNotifier: Notifier = {
+  show: (kind, message, ...actions) =>
+    kind === "error"
+      ? vscode.window.showErrorMessage(message, ...actions)
+      : kind === "warning"
+        ? vscode.window.showWarningMessage(message, ...actions)
+        : vscode.window.showInformationMessage(message, ...actions),
+};
+
+/** Holds the prompter and the notifier the commands use. */
 export class Ui {
-  constructor(public prompter: Prompter = windowPrompter) {}
+  constructor(
+    public prompter: Prompter = windowPrompter,
+    public notifier: Notifier = windowNotifier,
+  ) {}
+
+  notify(kind: NoticeKind, message: string, ...actions: string[]): Thenable<string | undefined> {
+    return this.notifier.show(kind, message, ...actions);
+  }
 }

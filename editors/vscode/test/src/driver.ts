@@ -1,0 +1,432 @@
+/**
+ * The test driver for tests/editors/test_vscode.py: a separate extension (never shipped with
+ * Phasewise) that depends on it and drives it through its exported API. On activation, when
+ * `PHASEWISE_TEST_REPORT` names a file, it runs a scripted session: the real palette commands,
+ * their questions answered by a ScriptedPrompter, their notifications recorded (and still shown),
+ * and writes what VS Code showed as JSON.
+ *
+ * `PHASEWISE_TEST_FILE` (workspace-relative, default `app.py`) is the file worked on;
+ * `PHASEWISE_TEST_SECRET` is the key the session enters when the missing-key quick fix asks.
+ */
+
+import * as fs from "node:fs";
+import * as vscode from "vscode";
+
+import type { PhasewiseApi } from "../../out/extension";
+import type { Prompter } from "../../out/common/ui";
+
+const EXTENSION_ID = "phasewise.phasewise";
+const COMMANDS = {
+  plan: "phasewise.plan",
+  code: "phasewise.code",
+  review: "phasewise.review",
+  run: "phasewise.run",
+  verify: "phasewise.verify",
+  compare: "phasewise.compare",
+  retry: "phasewise.retry",
+  setApiKey: "phasewise.setApiKey",
+} as const;
+const PLAN_SCHEME = "phasewise-plan";
+const REPORT_SCHEME = "phasewise-report";
+const PROBLEM_SOURCE = "phasewise";
+const REVIEW_SOURCE = "phasewise-review";
+
+interface PhaseResult {
+  ok: boolean;
+  phase: string;
+  provider: string | null;
+  model: string | null;
+  text: string;
+  error: { kind: string; message: string } | null;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function phaseResultsIn(value: unknown, depth = 0): PhaseResult[] {
+  if (depth > 4) {
+    return [];
+  }
+  if (isObject(value) && typeof value.ok === "boolean" && typeof value.phase === "string" && "provider" in value) {
+    return [value as unknown as PhaseResult];
+  }
+  const children = Array.isArray(value) ? value : isObject(value) ? Object.values(value) : [];
+  return children.flatMap((child) => phaseResultsIn(child, depth + 1));
+}
+
+/** Answers questions from a queue: text for input boxes, a label (prefix) for quick picks. */
+class ScriptedPrompter implements Prompter {
+  readonly asked: string[] = [];
+  /** The labels of each quick pick shown, in order. */
+  readonly offered: string[][] = [];
+
+  constructor(private readonly answers: (string | undefined)[] = []) {}
+
+  push(...answers: (string | undefined)[]): void {
+    this.answers.push(...answers);
+  }
+
+  input(options: vscode.InputBoxOptions): Thenable<string | undefined> {
+    this.asked.push(options.prompt ?? options.title ?? "input");
+    const answer = this.answers.shift();
+    if (answer !== undefined && options.validateInput) {
+      return Promise.resolve(options.validateInput(answer)).then((problem) => (problem ? undefined : answer));
+    }
+    return Promise.resolve(answer);
+  }
+
+  pick<T extends vscode.QuickPickItem>(items: T[], options: vscode.QuickPickOptions): Thenable<T | undefined> {
+    this.asked.push(options.title ?? options.placeHolder ?? "pick");
+    this.offered.push(items.map((i) => i.label));
+    const answer = this.answers.shift();
+    return Promise.resolve(answer === undefined ? undefined : items.find((i) => i.label.startsWith(answer)));
+  }
+}
+
+interface Notice {
+  kind: string;
+  message: string;
+  actions: string[];
+}
+
+/** What the editor area shows: each tab's label and what it is (a text editor, a preview, …). */
+function tabsView() {
+  return vscode.window.tabGroups.all.flatMap((group) =>
+    group.tabs.map((tab) => {
+      const input = tab.input;
+      const kind =
+        input instanceof vscode.TabInputText
+          ? `text:${input.uri.scheme}`
+          : input instanceof vscode.TabInputWebview
+            ? `webview:${input.viewType}`
+            : "other";
+      return { label: tab.label, kind };
+    }),
+  );
+}
+
+const WAIT_MS = 30_000;
+const POLL_MS = 50;
+
+/** Polls `probe` until it returns something (bounded); undefined when time ran out. */
+async function waitFor<T>(probe: () => T | undefined | Promise<T | undefined>, ms = WAIT_MS): Promise<T | undefined> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined || Date.now() > deadline) {
+      return value;
+    }
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+}
+
+function diagnosticsView(uri: vscode.Uri) {
+  return vscode.languages.getDiagnostics(uri).map((d) => ({
+    source: d.source,
+    code: typeof d.code === "object" ? String(d.code.value) : d.code,
+    message: d.message,
+    severity: d.severity,
+    line: d.range.start.line,
+  }));
+}
+
+export async function activate(): Promise<void> {
+  const reportPath = process.env.PHASEWISE_TEST_REPORT;
+  if (!reportPath) {
+    return;
+  }
+  const extension = vscode.extensions.getExtension<PhasewiseApi>(EXTENSION_ID);
+  if (!extension) {
+    fs.writeFileSync(reportPath, JSON.stringify({ finished: true, error: `${EXTENSION_ID} is not installed` }));
+    return;
+  }
+  const api = await extension.activate();
+  void runScriptedSession(api, reportPath);
+}
+
+async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promise<void> {
+  const started = Date.now();
+  const report: Record<string, unknown> = {
+    finished: false,
+    steps: [] as string[],
+    trusted: vscode.workspace.isTrusted,
+  };
+  const steps = report.steps as string[];
+  const write = () => fs.writeFileSync(reportPath, JSON.stringify(report, null, 2));
+  const step = (name: string) => {
+    steps.push(`${name} +${Date.now() - started} ms`);
+    write();
+  };
+  const prompter = new ScriptedPrompter();
+  api.ui.prompter = prompter;
+  const notices: Notice[] = [];
+  const shown = api.ui.notifier;
+  api.ui.notifier = {
+    show: (kind, message, ...actions) => {
+      notices.push({ kind, message, actions });
+      return shown.show(kind, message, ...actions);
+    },
+  };
+  try {
+    step("activated");
+    const client = await api.server.ensureStarted();
+    report.serverState = api.server.state;
+    report.serverVersion = api.server.serverVersion();
+    report.launch = api.server.launch;
+    if (!client) {
+      report.unavailable = api.server.unavailableMessage();
+      report.statusBarText = api.statusBar.text;
+      return;
+    }
+    step("server running");
+    const folder = vscode.workspace.workspaceFolders?.[0];
+    if (!folder) {
+      throw new Error("no workspace folder open");
+    }
+    const file = vscode.Uri.joinPath(folder.uri, process.env.PHASEWISE_TEST_FILE ?? "app.py");
+    const doc = await vscode.workspace.openTextDocument(file);
+    await vscode.window.showTextDocument(doc);
+    const original = doc.getText();
+    step("file opened");
+
+    report.statusBefore = await api.commands.refreshStatus(file);
+    report.statusBarBefore = api.statusBar.text;
+    // A click on the status bar runs its item's command: the Status pick with the actions (dismissed).
+    const offeredBefore = prompter.offered.length;
+    await vscode.commands.executeCommand(api.statusBar.item.command as string);
+    report.statusBarClick = { command: api.statusBar.item.command, offered: prompter.offered[offeredBefore] ?? [] };
+
+    // Plan, from the palette command: the input box is answered, the plan document streams.
+    const instruction = "Rename load to read_file";
+    prompter.push(instruction);
+    const plan = await vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.plan);
+    // The document re-reads its content after each change event: wait for the final version.
+    const planDoc = await waitFor(() =>
+      vscode.workspace.textDocuments.find(
+        (d) => d.uri.scheme === PLAN_SCHEME && /served by|failed by/.test(d.getText()),
+      ),
+    );
+    const planEntry = planDoc ? api.documents.planEntry(planDoc.uri) : undefined;
+    // The plan opens rendered: a Markdown preview tab, not its source.
+    const planTabs = await waitFor(() => {
+      const tabs = tabsView().filter((t) => t.label.includes("plan.md"));
+      return tabs.some((t) => t.kind.startsWith("webview:")) ? tabs : undefined;
+    }, 10_000);
+    report.plan = {
+      result: plan,
+      document: planDoc
+        ? { uri: planDoc.uri.toString(), languageId: planDoc.languageId, text: planDoc.getText() }
+        : null,
+      streamedChunks: planEntry?.chunks ?? 0,
+      states: planEntry?.states ?? [],
+      tabs: planTabs ?? tabsView(),
+    };
+    step("plan done");
+
+    // Code from the palette without its key: preflight says so before asking anything.
+    const askedBefore = prompter.asked.length;
+    const noticesBefore = notices.length;
+    const refused = await vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.code);
+    report.preflight = {
+      result: refused ?? null,
+      asked: prompter.asked.slice(askedBefore),
+      notices: notices.slice(noticesBefore),
+    };
+    step("preflight shown");
+
+    // The same phase run anyway (an argument call asks nothing): the server's problem diagnostic.
+    const failedCode = await vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.code, {
+      uri: file.toString(),
+      instruction,
+    });
+    const problem = await waitFor(() =>
+      vscode.languages
+        .getDiagnostics(file)
+        .find((d) => d.source === PROBLEM_SOURCE && d.code === "missing-credentials"),
+    );
+    const actions = problem
+      ? await vscode.commands.executeCommand<vscode.CodeAction[]>(
+          "vscode.executeCodeActionProvider",
+          file,
+          problem.range,
+        )
+      : [];
+    const fixes = actions.map((a) => ({
+      title: a.title,
+      command: a.command?.command,
+      arguments: a.command?.arguments as unknown[] | undefined,
+    }));
+    report.missingKey = {
+      result: failedCode,
+      diagnostic: problem
+        ? { message: problem.message, code: problem.code, source: problem.source, line: problem.range.start.line }
+        : null,
+      quickFixes: fixes,
+    };
+    step("missing key shown");
+
+    // The quick fix's own command, its password box answered: SecretStorage, then setKeys.
+    const setKey = fixes.find((f) => f.command === COMMANDS.setApiKey);
+    if (setKey) {
+      prompter.push(process.env.PHASEWISE_TEST_SECRET ?? "e2e-secret");
+      report.keySet = await vscode.commands.executeCommand(setKey.command!, ...(setKey.arguments ?? []));
+    }
+    step("key set");
+
+    prompter.push(instruction);
+    const code = await vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.code);
+    const changed = await waitFor(() => (doc.getText() !== original ? true : undefined), 10_000);
+    const cleared = await waitFor(
+      () =>
+        vscode.languages
+          .getDiagnostics(file)
+          .some((d) => d.source === PROBLEM_SOURCE && d.code === "missing-credentials")
+          ? undefined
+          : true,
+      10_000,
+    );
+    report.code = {
+      result: code,
+      documentChanged: changed === true,
+      problemCleared: cleared === true,
+      text: doc.getText(),
+    };
+    step("code done");
+
+    prompter.push("");
+    const review = await vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.review);
+    const findings = await waitFor(() => {
+      const found = vscode.languages.getDiagnostics(file).filter((d) => d.source === REVIEW_SOURCE);
+      return found.length > 0 ? found : undefined;
+    }, 10_000);
+    report.review = { result: review, findings: (findings ?? []).length };
+    step("review done");
+
+    // A rate limit with retry-after on the plan phase (the test's simulator fault on model
+    // "limited-sim"): the notification counts down, the plan view says it is waiting.
+    const historyBefore = api.progress.history().length;
+    const limited = await vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.plan, {
+      uri: file.toString(),
+      instruction: "Plan again",
+      model: "e2e-planner/limited-sim",
+    });
+    const limitedEntry = [...vscode.workspace.textDocuments]
+      .filter((d) => d.uri.scheme === PLAN_SCHEME)
+      .map((d) => api.documents.planEntry(d.uri))
+      .find((e) => e !== undefined);
+    report.rateLimit = {
+      result: limited,
+      progress: api.progress.history().slice(historyBefore),
+      planStates: limitedEntry?.states ?? [],
+      planTabs: tabsView().filter((t) => t.label.includes("plan.md")),
+    };
+    step("rate limit waited");
+
+    // A cancel (what the notification's Cancel button does) of a plan stalled at the provider
+    // (the fault on model "stalled-sim"): the answer says cancelled, and so does the editor.
+    const cancelNotices = notices.length;
+    const stalled = vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.plan, {
+      uri: file.toString(),
+      instruction: "Plan slowly",
+      model: "e2e-planner/stalled-sim",
+    });
+    const runningToken = await waitFor(() => api.progress.running()[0], 10_000);
+    const cancelledCount = runningToken ? api.progress.cancel(runningToken) : 0;
+    const cancelled = await stalled;
+    const cancelledEntry = [...vscode.workspace.textDocuments]
+      .filter((d) => d.uri.scheme === PLAN_SCHEME)
+      .map((d) => api.documents.planEntry(d.uri))
+      .find((e) => e !== undefined);
+    report.cancel = {
+      token: runningToken ?? null,
+      cancelled: cancelledCount,
+      result: cancelled,
+      notices: notices.slice(cancelNotices),
+      planStates: cancelledEntry?.states ?? [],
+      // the document re-reads its content after the change event: wait for the cancelled version
+      planText: cancelledEntry
+        ? await waitFor(async () => {
+            const text = (await vscode.workspace.openTextDocument(cancelledEntry.uri)).getText();
+            return text.includes("cancelled") ? text : undefined;
+          }, 10_000)
+        : null,
+    };
+    step("cancel done");
+
+    // The Retry quick fix's command reuses the plan view: still one plan tab.
+    const retried = await vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.retry, {
+      uri: file.toString(),
+      phase: "plan",
+    });
+    report.retry = {
+      result: retried,
+      planTabs: tabsView().filter((t) => t.label.includes("plan.md")),
+    };
+    step("retry done");
+
+    // A server warning (stderr only): once, at warning level, in the output channel.
+    await api.server.running?.sendNotification("phasewise/setKeys", { notKeys: true });
+    report.serverWarning = await waitFor(
+      () => api.log.entries().find((e) => e.message.includes("phasewise/setKeys without")),
+      10_000,
+    );
+    step("server warning logged");
+
+    // The workflow commands, where this server has them.
+    const reportDoc = (title: string) =>
+      waitFor(
+        () =>
+          vscode.workspace.textDocuments
+            .find((d) => d.uri.scheme === REPORT_SCHEME && d.uri.path.startsWith(`/${title}`) && d.getText() !== "")
+            ?.getText(),
+        10_000,
+      );
+    if (api.server.supports(COMMANDS.run)) {
+      prompter.push("Add type hints to Store.get");
+      const run = await vscode.commands.executeCommand<unknown>(COMMANDS.run);
+      report.run = {
+        ok: (run as { ok?: unknown } | undefined)?.ok,
+        phases: phaseResultsIn(run).map((r) => ({ phase: r.phase, ok: r.ok, provider: r.provider, model: r.model })),
+      };
+      step("run done");
+    }
+    if (api.server.supports(COMMANDS.verify)) {
+      const verified = await vscode.commands.executeCommand<unknown>(COMMANDS.verify);
+      report.verify = {
+        ok: (verified as { ok?: unknown } | undefined)?.ok,
+        document: await reportDoc("Phasewise providers"),
+        tabs: await waitFor(() => {
+          const tabs = tabsView().filter((t) => t.label.includes("Phasewise providers"));
+          return tabs.some((t) => t.kind.startsWith("webview:")) ? tabs : undefined;
+        }, 10_000),
+      };
+      step("verify done");
+    }
+    if (api.server.supports(COMMANDS.compare)) {
+      prompter.push("plan", "e2e-planner/claude-sim, e2e-reviewer/gpt-sim", "Summarise the module");
+      const compared = await vscode.commands.executeCommand<unknown>(COMMANDS.compare);
+      report.compare = {
+        ok: (compared as { ok?: unknown } | undefined)?.ok,
+        results: phaseResultsIn(compared).map((r) => ({ ok: r.ok, provider: r.provider, model: r.model })),
+        document: await reportDoc("Phasewise compare plan"),
+      };
+      step("compare done");
+    }
+
+    report.statusAfter = await api.commands.refreshStatus(file);
+    report.statusBarAfter = api.statusBar.text;
+    report.diagnostics = diagnosticsView(file);
+    report.asked = prompter.asked;
+    report.notices = notices;
+    await doc.save();
+  } catch (err) {
+    report.error = err instanceof Error ? `${err.message}\n${err.stack ?? ""}` : String(err);
+  } finally {
+    report.output = api.log.lines();
+    report.outputEntries = api.log.entries();
+    report.elapsedMs = Date.now() - started;
+    report.finished = true;
+    write();
+  }
+}

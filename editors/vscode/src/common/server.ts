@@ -12,7 +12,9 @@ import {
   RevealOutputChannelOn,
   State,
   WorkDoneProgressCreateRequest,
+  type ClientCapabilities,
   type DynamicFeature,
+  type FeatureState,
   type LanguageClientOptions,
   type ServerOptions,
   type StaticFeature,
@@ -54,6 +56,28 @@ class PhasewiseLanguageClient extends LanguageClient {
     }
     super.registerFeature(feature);
   }
+}
+
+/**
+ * Tells the server this client is the Phasewise plugin: it has the client-side quick-fix commands
+ * (so the server offers them, not its own fallbacks) and shows plans itself (so the server does
+ * not write them to files for `window/showDocument`).
+ */
+class PhasewiseCapabilities implements StaticFeature {
+  fillClientCapabilities(capabilities: ClientCapabilities): void {
+    capabilities.experimental = {
+      ...(capabilities.experimental as Record<string, unknown> | undefined),
+      phasewise: { clientCommands: ["phasewise.setApiKey", "phasewise.openSettings"] },
+    };
+  }
+
+  initialize(): void {}
+
+  getState(): FeatureState {
+    return { kind: "static" };
+  }
+
+  clear(): void {}
 }
 
 function isBuiltinProgress(feature: StaticFeature | DynamicFeature<unknown>): boolean {
@@ -236,6 +260,7 @@ export class ServerManager implements vscode.Disposable {
     this.startKeys = await this.keys.all();
     const client = new PhasewiseLanguageClient(SECTION, "Phasewise", serverOptions, this.clientOptions());
     client.registerFeature(new NotificationProgressFeature(client, this.progress));
+    client.registerFeature(new PhasewiseCapabilities());
     client.onNotification(STREAM_TEXT, (params: StreamTextParams) => this.streamEmitter.fire(params));
     client.onDidChangeState((e) => {
       // After a crash vscode-languageclient restarts the server: it needs the keys again.

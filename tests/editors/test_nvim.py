@@ -423,3 +423,61 @@ def test_progress_countdown_cancel_and_one_plan_buffer(sim: SimulatorThread, tmp
     assert [(n["msg"], n["level"]) for n in ends] == [("Phasewise: plan cancelled (limited/claude-sim)", 3)]
     assert obs["statusline_end"] == ""
     assert obs["buffer_unchanged"] == DOC.rstrip("\n")
+
+
+COMMENTED = DOC.replace("\n\ndef load(", "\n\n# phasewise: rename load to read_file\ndef load(", 1)
+
+
+def test_plain_neovim_without_the_plugin_runs_phases_from_its_own_code_action_menu(
+        sim: SimulatorThread, tmp_path: Path) -> None:
+    """Issue 13: `vim.lsp.config` + `vim.lsp.enable` only, and the plain `vim.lsp.buf.code_action()`."""
+    settings = {
+        "phases": {"plan": {"model": "planner/claude-sim"}, "code": {"model": "coder/glm-sim"},
+                   "review": {"model": "coder/glm-sim"},
+                   "docs": {"kind": "plan", "model": "planner/claude-sim",
+                            "instructions": "Write the docstrings this code lacks."}},
+        "providers": {"planner": route(sim, "planner", "anthropic", "PLANNER_KEY"),
+                      "coder": route(sim, "coder", "openai", "CODER_KEY")},
+    }
+    doc = write_doc(tmp_path)
+    doc.write_text(COMMENTED)
+    lines = COMMENTED.splitlines()
+    comment_line = lines.index("def load(path, cache={}):") + 1  # 1-based, under the comment
+    plan_path = doc.parent / ".phasewise" / "plans" / "store.py-plan.md"
+    obs = run_nvim("nvim_plain_actions.lua", tmp_path, env=KEYS, plugin=None, settings=settings, file=str(doc),
+                   root=str(doc.parent), comment_line=comment_line, bare_line=1, plan_path=str(plan_path))
+
+    # no plugin anywhere: no :Phasewise, no phasewise module, no experimental capability
+    assert (obs["plugin_loaded"], obs["command_exists"]) == (False, False)
+    assert obs["experimental"] is None and obs["show_document"] is True
+
+    # every phase at the cursor, titled with its route and the comment's instruction
+    listed = {a["kind"]: a for a in obs["actions"]}
+    assert {kind: a["title"] for kind, a in listed.items()} == {
+        "source.phasewise.plan": "Phasewise plan (planner/claude-sim): rename load to read_file",
+        "refactor.rewrite.phasewise.code": "Phasewise code (coder/glm-sim): rename load to read_file",
+        "source.phasewise.review": "Phasewise review (coder/glm-sim): rename load to read_file",
+        "source.phasewise.docs": "Phasewise docs (planner/claude-sim): rename load to read_file",
+    }
+    assert {a["command"] for a in obs["actions"]} == {"phasewise.phase"}
+    assert all(a["listed"].endswith(a["title"]) for a in obs["actions"]), obs["actions"]
+    bare = {a["kind"]: a["title"] for a in obs["bare_actions"]}
+    assert bare["source.phasewise.plan"] == "Phasewise plan (planner/claude-sim): Plan a change to this code"
+    # a phase of yours: the first line of its instructions (titles stop at 72 characters)
+    assert bare["source.phasewise.docs"] == "Phasewise docs (planner/claude-sim): Write the docstrings this code lac…"
+
+    # the plan ran on its route and Neovim opened the file the server wrote (showDocument)
+    chat = [r for r in sim.requests if r.endpoint == "chat"]
+    assert [(r.provider, r.phase) for r in chat] == [("planner", "plan"), ("coder", "code")]
+    assert "rename load to read_file" in str(chat[0].body["messages"])
+    plan = obs["plan"]
+    assert plan["name"] == str(plan_path) and plan["current"] and plan["filetype"] == "markdown"
+    assert plan["text"] == plan_path.read_text().rstrip("\n")
+    assert plan["text"].startswith("# Phasewise plan: store.py\n\n- instruction: rename load to read_file\n"
+                                   "- served by: planner/claude-sim\n")
+    assert "load" in plan["text"].split("- run: ", 1)[1]
+
+    # the code action, applied by Neovim's own workspace/applyEdit: the buffer changed, not saved
+    assert "def read_file(path, cache={}):" in obs["text_after_code"]
+    assert "def load(" not in obs["text_after_code"] and obs["modified"] is True
+    assert doc.read_text() == COMMENTED

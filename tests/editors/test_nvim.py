@@ -204,7 +204,7 @@ def test_set_api_key_quick_fix_hands_the_key_to_the_server(problems: dict[str, A
 
 HELP_TAGS = ["phasewise", "phasewise.setup()", "phasewise-settings", ":Phasewise", ":Phasewise-compare",
              "phasewise-progress", "phasewise.statusline()", "phasewise-problems", "phasewise-keys",
-             "phasewise-health", "phasewise-edits", ":Phasewise-cancel", "phasewise-capabilities"]
+             "phasewise-health", "phasewise-edits", ":Phasewise-cancel", "phasewise-capabilities", ":Phasewise-phase"]
 
 
 def test_plugin_without_setup_help_and_health(tmp_path: Path) -> None:
@@ -481,3 +481,49 @@ def test_plain_neovim_without_the_plugin_runs_phases_from_its_own_code_action_me
     assert "def read_file(path, cache={}):" in obs["text_after_code"]
     assert "def load(" not in obs["text_after_code"] and obs["modified"] is True
     assert doc.read_text() == COMMENTED
+
+
+def test_any_phase_by_name_with_completion_from_the_server(sim: SimulatorThread, tmp_path: Path) -> None:
+    """Issue 13: `:Phasewise {phase}` for the phases of your own, completed from `phasewise.status`."""
+    settings = {
+        "phases": {"plan": {"model": "planner/claude-sim"}, "code": {"model": "coder/glm-sim"},
+                   "review": {"model": "coder/glm-sim"},
+                   "docs": {"kind": "plan", "model": "coder/glm-sim",
+                            "instructions": "Write the docstrings this code lacks."}},
+        "providers": {"planner": route(sim, "planner", "anthropic", "PLANNER_KEY"),
+                      "coder": route(sim, "coder", "openai", "CODER_KEY")},
+    }
+    doc = write_doc(tmp_path)
+    obs = run_nvim("nvim_named_phases.lua", tmp_path, env=KEYS, settings=settings, file=str(doc))
+
+    subcommands = ["cancel", "code", "compare", "key", "plan", "review", "run", "status", "verify"]
+    assert obs["complete"] == {
+        "Phasewise ": [*subcommands, "docs"],
+        "Phasewise d": ["docs"],
+        "Phasewise compare d": ["docs"],
+        "Phasewise docs ": [],
+    }
+
+    # the range and instruction went to phasewise.phase, the phase to its own route
+    first, asked = obs["sent"]
+    assert first["command"] == asked["command"] == "phasewise.phase"
+    assert first["arg"]["phase"] == "docs" and first["arg"]["instruction"] == "document what load returns"
+    assert (first["arg"]["range"]["start"]["line"], first["arg"]["range"]["end"]["line"]) == (3, 5)
+    assert first["arg"]["uri"] == doc.as_uri()
+    chat = [r for r in sim.requests if r.endpoint == "chat"]
+    assert [(r.provider, r.model) for r in chat] == [("coder", "glm-sim"), ("coder", "glm-sim")]
+    assert "document what load returns" in str(chat[0].body["messages"])
+
+    # its text in a Markdown scratch buffer beside the window; no file written (the plugin shows it)
+    docs = obs["docs"]
+    assert docs["name"] == "phasewise://docs/store.py"
+    assert (docs["filetype"], docs["shown"], obs["current_after"]) == ("markdown", True, True)
+    assert "load" in docs["text"], docs["text"]
+    assert not (doc.parent / ".phasewise").exists()
+
+    assert obs["prompt"] == "Phasewise docs: "
+    assert asked["arg"]["instruction"] == "list the missing tests" and "range" not in asked["arg"]
+
+    # an unknown name: the usage, naming the subcommands and the server's phases
+    assert obs["unknown"] == [{"msg": "usage: :[range]Phasewise {" + "|".join(subcommands) + "|docs} [instruction]",
+                               "level": 4}]

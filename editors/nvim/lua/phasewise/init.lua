@@ -206,7 +206,7 @@ function M.register()
   end, {
     nargs = "*",
     range = true,
-    desc = "Phasewise: plan, code, review, run, status, verify, compare, key, cancel",
+    desc = "Phasewise: plan, code, review, run, status, verify, compare, key, cancel, or any phase by name",
     complete = function(arglead, cmdline)
       return require("phasewise.command").complete(arglead, cmdline)
     end,

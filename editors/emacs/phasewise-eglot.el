@@ -71,6 +71,17 @@ this variable only, which a directory-local setting cannot change."
 (defclass phasewise-eglot-server (eglot-lsp-server) ()
   :documentation "Eglot's connection to the Phasewise language server.")
 
+(defconst phasewise-client-commands ["phasewise.setApiKey" "phasewise.openSettings"]
+  "The quick fixes' commands this recipe runs itself.
+See the `eglot-execute-command' methods below.")
+
+(cl-defmethod eglot-client-capabilities :around ((_server phasewise-eglot-server))
+  "Declare the recipe to the server: it shows plans itself.
+So the server writes no files under .phasewise/plans for it."
+  (let ((caps (cl-call-next-method)))
+    (plist-put caps :experimental
+               (list :phasewise (list :clientCommands phasewise-client-commands)))))
+
 (defvar phasewise--keys nil
   "Alist (ENV . KEY) of the keys typed in this session.
 Memory only: handed again to a restarted server, never written to disk.")

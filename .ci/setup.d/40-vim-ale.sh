@@ -6,7 +6,7 @@ set -euo pipefail
 
 have_ale() {
   command -v vim >/dev/null 2>&1 && command -v tmux >/dev/null 2>&1 &&
-    [ -f /usr/share/vim-ale/autoload/ale/codefix.vim ] 2>/dev/null
+    [ -f /usr/share/vim/vimfiles/pack/dist-bundle/opt/ale/autoload/ale/codefix.vim ]
 }
 
 if have_ale; then

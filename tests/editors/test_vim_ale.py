@@ -83,11 +83,12 @@ def test_ale_lists_and_runs_every_phase_from_its_code_action_menu(sim: Simulator
     }
     root = tmp_path / "work"
     root.mkdir()
+    (root / "pyproject.toml").write_text("[project]\nname = 'store'\n")  # what ALE's Python root finder looks for
     doc = root / "store.py"
     doc.write_text(DOC)
     plan_path = root / ".phasewise" / "plans" / "store.py-plan.md"
     comment_line = DOC.splitlines().index("def load(path, cache={}):") + 1  # 1-based, under the comment
-    obs = run_vim(tmp_path, {"cmd": [sys.executable, "-m", "phasewise", "serve"], "root": str(root),
+    obs = run_vim(tmp_path, {"cmd": [sys.executable, "-m", "phasewise", "serve"],
                              "settings": settings, "comment_line": comment_line, "bare_line": 1,
                              "plan_path": str(plan_path)}, doc)
     chat = [r for r in sim.requests if r.endpoint == "chat"]

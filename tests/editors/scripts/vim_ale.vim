@@ -1,6 +1,6 @@
 " Vim 9 with ALE and no Phasewise plugin: the server is one more LSP linter for Python. Run as
 " `vim -Nu vim_ale.vim FILE` inside tmux (a real terminal, so the screen can be captured).
-" Input: JSON in $PHASEWISE_TEST_INPUT {cmd, root, settings, comment_line, bare_line, tmux,
+" Input: JSON in $PHASEWISE_TEST_INPUT {cmd, settings, comment_line, bare_line, tmux,
 " screens}. Output: what was observed, as JSON in $PHASEWISE_TEST_OUT, then the tmux channel
 " `phasewise-done` is signalled. Waiting is for conditions (`:sleep` lets ALE's channel callbacks
 " run), never a fixed delay.
@@ -18,12 +18,13 @@ let g:ale_lint_on_text_changed = 'never'
 let g:ale_echo_cursor = 1
 let g:ale_set_loclist = 1
 let g:ale_lsp_show_message_severity = 'information' " ALE shows only errors by default
+" as the README has it (the root: the folder with pyproject.toml)
 call ale#linter#Define('python', {
 \   'name': 'phasewise',
 \   'lsp': 'stdio',
 \   'executable': s:input.cmd[0],
 \   'command': join(map(copy(s:input.cmd), 'shellescape(v:val)'), ' '),
-\   'project_root': s:input.root,
+\   'project_root': function('ale#python#FindProjectRoot'),
 \   'initialization_options': {'phasewise': s:input.settings},
 \   'lsp_config': {'phasewise': s:input.settings},
 \})

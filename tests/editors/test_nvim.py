@@ -505,13 +505,13 @@ def test_any_phase_by_name_with_completion_from_the_server(sim: SimulatorThread,
     }
 
     # the range and instruction went to phasewise.phase, the phase to its own route
-    first, asked = obs["sent"]
+    first, asked = obs["sent"][:2]
     assert first["command"] == asked["command"] == "phasewise.phase"
     assert first["arg"]["phase"] == "docs" and first["arg"]["instruction"] == "document what load returns"
     assert (first["arg"]["range"]["start"]["line"], first["arg"]["range"]["end"]["line"]) == (3, 5)
     assert first["arg"]["uri"] == doc.as_uri()
     chat = [r for r in sim.requests if r.endpoint == "chat"]
-    assert [(r.provider, r.model) for r in chat] == [("coder", "glm-sim"), ("coder", "glm-sim")]
+    assert [(r.provider, r.model) for r in chat[:2]] == [("coder", "glm-sim"), ("coder", "glm-sim")]
     assert "document what load returns" in str(chat[0].body["messages"])
 
     # its text in a Markdown scratch buffer beside the window; no file written (the plugin shows it)
@@ -527,3 +527,14 @@ def test_any_phase_by_name_with_completion_from_the_server(sim: SimulatorThread,
     # an unknown name: the usage, naming the subcommands and the server's phases
     assert obs["unknown"] == [{"msg": "usage: :[range]Phasewise {" + "|".join(subcommands) + "|docs} [instruction]",
                                "level": 4}]
+
+    # picked from vim.lsp.buf.code_action(): the plugin runs them and shows their answers too
+    from_actions = obs["sent"][2:]
+    assert [(s["command"], s["arg"]["phase"]) for s in from_actions] == [("phasewise.phase", "docs"),
+                                                                          ("phasewise.phase", "plan")]
+    assert from_actions[0]["arg"]["instruction"] == "Write the docstrings this code lacks"  # the default
+    assert [(r.provider, r.phase) for r in sim.requests if r.endpoint == "chat"][2:] == [
+        ("coder", "docs"), ("planner", "plan")]
+    assert "load" in obs["docs_from_action"] and obs["docs_from_action"] != docs["text"]
+    assert "load" in obs["plan_from_action"] and obs["plan_handed_to_code"] is True
+    assert not (doc.parent / ".phasewise").exists()

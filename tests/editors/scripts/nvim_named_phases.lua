@@ -51,4 +51,30 @@ T.run(function()
   before = #obs.notifications
   vim.cmd("Phasewise nope")
   obs.unknown = vim.list_slice(obs.notifications, before + 1)
+
+  -- the same phases from vim.lsp.buf.code_action(): the plugin shows what Neovim would drop
+  local function code_action(kind, done)
+    local count = #obs.sent
+    vim.api.nvim_win_set_buf(0, buf)
+    vim.api.nvim_win_set_cursor(0, { 4, 4 })
+    vim.lsp.buf.code_action({
+      filter = function(action)
+        return action.kind == kind
+      end,
+      apply = true,
+    })
+    T.wait("the " .. kind .. " code action", function()
+      return T.idle(client) and #obs.sent > count and done()
+    end, 30000)
+  end
+  local docs_text = T.text(T.find_buf("phasewise://docs/"))
+  code_action("source.phasewise.docs", function()
+    return T.text(T.find_buf("phasewise://docs/")) ~= docs_text
+  end)
+  obs.docs_from_action = T.text(T.find_buf("phasewise://docs/"))
+  code_action("source.phasewise.plan", function()
+    return T.find_buf("phasewise://plan/") ~= -1 and T.text(T.find_buf("phasewise://plan/")) ~= ""
+  end)
+  obs.plan_from_action = T.text(T.find_buf("phasewise://plan/"))
+  obs.plan_handed_to_code = require("phasewise.scratch").plan_for(vim.uri_from_bufnr(buf)) ~= nil
 end)

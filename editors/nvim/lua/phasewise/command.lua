@@ -309,10 +309,42 @@ function M.phase_names(buf, timeout_ms)
   return names
 end
 
+--- Run `phasewise.phase` with `arg` ({phase, uri, range?, instruction?}) and show its answer by
+--- what it holds: findings in the diagnostics, an edit applied (after the diff, like `code`), the
+--- plan in its streaming buffer, any other text in a Markdown buffer `phasewise://<phase>/<file>`.
+--- @param client vim.lsp.Client
+--- @param inv phasewise.Invocation
+--- @param arg table
+local function execute_phase(client, inv, arg)
+  local phase = arg.phase
+  if phase == "plan" then
+    scratch.open_plan(arg.uri, arg.instruction)
+  end
+  client_mod.execute(client, inv.buf, "phasewise.phase", arg, function(result)
+    if phase == "plan" then
+      scratch.finish_plan(arg.uri, result)
+    end
+    if not report_problem(result, inv, client) then
+      return
+    end
+    if #(result.findings or {}) > 0 then
+      local n = #result.findings
+      vim.notify(("Phasewise %s (%s): %d finding%s in the diagnostics"):format(phase, who(result), n,
+        n == 1 and "" or "s"))
+    elseif result.applied ~= nil or #(result.edits or {}) > 0 then
+      vim.notify(("Phasewise %s (%s): %s"):format(phase, who(result), result.applied and "applied" or "no change"))
+    else
+      if phase ~= "plan" then
+        local name = ("%s/%s"):format(phase, vim.fn.fnamemodify(vim.uri_to_fname(arg.uri), ":t"))
+        scratch.report(name, vim.split(result.text or "", "\n", { plain = true }))
+      end
+      vim.notify(("Phasewise: %s ok (%s)"):format(phase, who(result)))
+    end
+  end)
+end
+
 --- `:[range]Phasewise {phase} [instruction]`: any phase by name through `phasewise.phase`, for the
---- phases of your own (`phasewise.phases.<name>`); its answer is shown by what it holds: findings
---- in the diagnostics, an edit applied (after the diff, like `code`), or its text in a Markdown
---- buffer `phasewise://<phase>/<file>`.
+--- phases of your own (`phasewise.phases.<name>`).
 --- @param phase string
 --- @param inv phasewise.Invocation
 local function run_phase(phase, inv)
@@ -323,22 +355,7 @@ local function run_phase(phase, inv)
   local function run(instruction)
     local arg = phase_arg(client, inv, instruction)
     arg.phase = phase
-    client_mod.execute(client, inv.buf, "phasewise.phase", arg, function(result)
-      if not report_problem(result, inv, client) then
-        return
-      end
-      if #(result.findings or {}) > 0 then
-        local n = #result.findings
-        vim.notify(("Phasewise %s (%s): %d finding%s in the diagnostics"):format(phase, who(result), n,
-          n == 1 and "" or "s"))
-      elseif result.applied ~= nil or #(result.edits or {}) > 0 then
-        vim.notify(("Phasewise %s (%s): %s"):format(phase, who(result), result.applied and "applied" or "no change"))
-      else
-        local name = ("%s/%s"):format(phase, vim.fn.fnamemodify(vim.uri_to_fname(arg.uri), ":t"))
-        scratch.report(name, vim.split(result.text or "", "\n", { plain = true }))
-        vim.notify(("Phasewise: %s ok (%s)"):format(phase, who(result)))
-      end
-    end)
+    execute_phase(client, inv, arg)
   end
   if inv.rest ~= "" then
     return run(inv.rest)
@@ -349,6 +366,21 @@ local function run_phase(phase, inv)
       run(vim.trim(input) ~= "" and vim.trim(input) or nil)
     end
   end)
+end
+
+--- The server's phase code actions (`vim.lsp.commands["phasewise.phase"]`): run from
+--- `vim.lsp.buf.code_action()`, their answer is shown as `:Phasewise {phase}` shows it (Neovim
+--- alone would drop the reply of `workspace/executeCommand`).
+--- @param command lsp.Command
+--- @param ctx { client_id: integer, bufnr: integer? }
+function M.code_action(command, ctx)
+  local client = vim.lsp.get_client_by_id(ctx.client_id)
+  local arg = command.arguments and command.arguments[1]
+  if not (client and type(arg) == "table" and arg.phase and arg.uri) then
+    return
+  end
+  local range = arg.range and { arg.range.start.line + 1, arg.range["end"].line + 1 } or nil
+  execute_phase(client, { buf = ctx.bufnr or vim.uri_to_bufnr(arg.uri), rest = "", range = range }, arg)
 end
 
 --- @param cmd { args: string, range: integer, line1: integer, line2: integer }

@@ -217,6 +217,10 @@ function M.register()
   vim.lsp.commands["phasewise.openSettings"] = function(command, ctx)
     require("phasewise.actions").open_settings(command, ctx)
   end
+  -- the phases' code actions: their answers shown like `:Phasewise {phase}`'s
+  vim.lsp.commands["phasewise.phase"] = function(command, ctx)
+    require("phasewise.command").code_action(command, ctx)
+  end
   vim.api.nvim_create_autocmd("LspProgress", {
     group = vim.api.nvim_create_augroup("phasewise.progress", { clear = true }),
     callback = on_progress,

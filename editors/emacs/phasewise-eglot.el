@@ -14,6 +14,9 @@
 ;; - `phasewise-plan', `phasewise-code', `phasewise-review', `phasewise-run', `phasewise-status',
 ;;   `phasewise-verify', `phasewise-compare' run the server's commands (asynchronously, on the
 ;;   region when it is active); the plan fills the *phasewise-plan* buffer as it streams;
+;; - `phasewise-phase' runs any phase by name, yours included (completed from the server);
+;;   every phase is also one of `eglot-code-actions' at point, its instruction taken from a
+;;   "phasewise: ..." comment on or above the line;
 ;; - problems (a missing key, a rate limit, ...) are Flymake diagnostics and their quick fixes are
 ;;   `eglot-code-actions'; the client-side ones (set an API key, open the settings) are here.
 ;;
@@ -68,13 +71,18 @@ this variable only, which a directory-local setting cannot change."
 (defclass phasewise-eglot-server (eglot-lsp-server) ()
   :documentation "Eglot's connection to the Phasewise language server.")
 
+(defconst phasewise-client-commands ["phasewise.setApiKey" "phasewise.openSettings"]
+  "The quick fixes' commands this recipe runs itself.
+See the `eglot-execute-command' methods below.")
+
 (cl-defmethod eglot-client-capabilities :around ((_server phasewise-eglot-server))
-  "Eglot's capabilities, plus the client-side commands this package carries out.
-Quick fixes name `phasewise.setApiKey' and `phasewise.openSettings' only for a
-client that declares them; others get commands the server runs itself."
+  "Eglot's capabilities, plus what the server should know of this recipe.
+It runs the client-side quick-fix commands itself (so the server offers
+them, not its own fallbacks) and shows plans itself (so the server writes
+no files under .phasewise/plans for it)."
   (let ((caps (cl-call-next-method)))
     (plist-put caps :experimental
-               '(:phasewise (:clientCommands ["phasewise.setApiKey" "phasewise.openSettings"])))))
+               (list :phasewise (list :clientCommands phasewise-client-commands)))))
 
 (defvar phasewise--keys nil
   "Alist (ENV . KEY) of the keys typed in this session.
@@ -141,11 +149,31 @@ ON-RESULT is called with the answer."
                (if (equal (plist-get err :kind) "cancelled") "" " (fixes: M-x eglot-code-actions)"))
       nil)))
 
-(defun phasewise--show-result (result)
-  "Show any command's RESULT: a phase result, or a report as JSON."
+(defun phasewise--show-result (result &optional uri)
+  "Show any command's RESULT: a phase result, or a report as JSON.
+URI is the document a phase ran on."
   (if (plist-member result :provider)
-      (phasewise--report result)
+      (phasewise--show-phase result uri)
     (phasewise--show-report "*phasewise-report*" (phasewise--json result))))
+
+(defun phasewise--show-phase (result &optional uri)
+  "Say how a phase RESULT went and show what it holds, by what it holds.
+Findings are in Flymake already, an edit came through `workspace/applyEdit';
+text (a plan, or any plan-kind phase of yours) goes to *phasewise-plan* for
+the plan phase of the document URI, else to *phasewise-PHASE*."
+  (when (phasewise--report result)
+    (let ((phase (plist-get result :phase))
+          (text (plist-get result :text))
+          (findings (plist-get result :findings)))
+      (cond ((> (length findings) 0)
+             (message "Phasewise %s: %d finding(s), see M-x flymake-show-buffer-diagnostics"
+                      phase (length findings)))
+            ((plist-member result :applied) nil)
+            ((and (stringp text) (not (string-blank-p text)))
+             (if (equal phase "plan")
+                 (progn (setq phasewise--plan (list :uri uri :run-id (plist-get result :runId)))
+                        (phasewise--plan-set text))
+               (phasewise--show-report (format "*phasewise-%s*" phase) text)))))))
 
 ;;;; Plan buffers
 
@@ -259,6 +287,31 @@ The findings become Flymake diagnostics."
                             (message "Phasewise run: done")
                           (phasewise--report result)))))
 
+(defun phasewise--phase-names (server uri)
+  "The phases SERVER knows for URI, from `phasewise.status'.
+The built-in three and the phases of your own, in the server's order."
+  (let ((status (jsonrpc-request server :workspace/executeCommand
+                                 (list :command "phasewise.status" :arguments (vector (list :uri uri)))
+                                 :timeout 10)))
+    (cl-loop for view across (plist-get status :phases) collect (plist-get view :phase))))
+
+(defun phasewise-phase (phase &optional instruction)
+  "Run PHASE, any phase by name (yours included), on the buffer or region.
+INSTRUCTION may be empty for a review-kind phase.  Interactively, PHASE is
+read with completion from the server's phases.  Its text is shown in
+*phasewise-PHASE* (the plan's in *phasewise-plan*); findings are Flymake
+diagnostics; an edit comes as for `phasewise-code'."
+  (interactive
+   (let* ((names (phasewise--phase-names (phasewise--server) (phasewise--uri)))
+          (phase (completing-read "Phasewise phase: " names nil t)))
+     (list phase (read-string (format "Phasewise %s: " phase)))))
+  (let ((uri (phasewise--uri)))
+    (phasewise--execute (phasewise--server) "phasewise.phase"
+                        (phasewise--arg :phase phase
+                                        :instruction (and instruction (not (string-blank-p instruction))
+                                                          instruction))
+                        (lambda (result) (phasewise--show-phase result uri)))))
+
 (defun phasewise-compare (phase models instruction)
   "Run PHASE for INSTRUCTION on each of MODELS (comma-separated).
 The answers are shown side by side."
@@ -344,8 +397,9 @@ PROVIDER names who the key is for.  The key stays in memory only."
 (cl-defmethod eglot-execute-command ((server phasewise-eglot-server) command arguments)
   "Run COMMAND with ARGUMENTS on SERVER asynchronously.
 A retried phase can take minutes: Eglot's own call would block and time out."
-  (phasewise--execute server (format "%s" command) (and (> (length arguments) 0) (aref arguments 0))
-                      #'phasewise--show-result))
+  (let ((arg (and (> (length arguments) 0) (aref arguments 0))))
+    (phasewise--execute server (format "%s" command) arg
+                        (lambda (result) (phasewise--show-result result (plist-get arg :uri))))))
 
 (cl-defmethod eglot-execute-command
   ((server phasewise-eglot-server) (_command (eql phasewise.setApiKey)) arguments)

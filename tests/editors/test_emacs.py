@@ -133,3 +133,71 @@ def test_a_project_cannot_allow_its_own_key_origin_only_the_user_can(eglot: dict
     # the same allowance in `phasewise-user-settings`: the key goes there
     assert eglot["allowed_ok"] is True and eglot["allowed_provider"] == "openai"
     assert eglot["openai_keys"] == [True]
+
+
+COMMENTED = DOC.replace("\n\ndef load(", "\n\n# phasewise: rename load to read_file\ndef load(", 1)
+
+
+def test_any_phase_by_name_and_every_phase_among_eglots_code_actions(sim: SimulatorThread, tmp_path: Path) -> None:
+    """Issue 13: `phasewise-phase` (completed from the server) and `eglot-code-actions` at a cursor."""
+    keys = {"PLANNER_KEY": PLANNER_KEY, "CODER_KEY": "test-key-coder-in-emacs-5151"}
+    doc = tmp_path / "work" / "store.py"
+    doc.parent.mkdir()
+    doc.write_text(COMMENTED)
+    settings = {
+        "phases": {"plan": {"model": "planner/claude-sim"}, "code": {"model": "coder/glm-sim"},
+                   "review": {"model": "coder/glm-sim"},
+                   "docs": {"kind": "plan", "model": "coder/glm-sim",
+                            "instructions": "Write the docstrings this code lacks."}},
+        "providers": {
+            "planner": {"protocol": "anthropic", "baseUrl": sim.base_url("planner", "anthropic"),
+                        "apiKeyEnv": "PLANNER_KEY"},
+            "coder": {"protocol": "openai", "baseUrl": sim.base_url("coder", "openai"), "apiKeyEnv": "CODER_KEY"},
+        },
+    }
+    comment_line = COMMENTED.splitlines().index("def load(path, cache={}):") + 1
+    out = tmp_path / "observed.json"
+    env = server_env(**keys, HOME=str(tmp_path), XDG_STATE_HOME=str(tmp_path / "state"))
+    env["PHASEWISE_TEST_INPUT"] = json.dumps({
+        "recipe": str(RECIPE), "cmd": [sys.executable, "-m", "phasewise", "serve"], "settings": settings,
+        "file": str(doc), "comment_line": comment_line, "bare_line": 1,
+    })
+    env["PHASEWISE_TEST_OUT"] = str(out)
+    assert EMACS is not None
+    proc = subprocess.run([EMACS, "-Q", "--batch", "-l", str(SCRIPTS / "emacs_phases.el")], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False)
+    obs: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {"error": "no output written"}
+    assert proc.returncode == 0 and "error" not in obs, (
+        f"emacs failed ({proc.returncode}): {obs.get('error')}\nstderr: {proc.stderr[-3000:]}")
+    chat = [r for r in sim.requests if r.endpoint == "chat"]
+
+    # M-x phasewise-phase: the names came from the server (yours included), the text to its buffer
+    assert obs["phase_names"] == ["plan", "code", "review", "docs"]
+    assert obs["prompts"] == ["Phasewise phase: ", "Phasewise docs: "]
+    assert (obs["docs_ok"], obs["docs_phase"], obs["docs_text_matches"]) == (True, "docs", True)
+    assert chat[0].provider == "coder" and "document what load returns" in str(chat[0].body["messages"])
+    assert "load" in obs["docs_buffer"]
+
+    # eglot-code-actions at the cursor: every phase, with its route and the comment's instruction
+    assert {a["kind"]: a["title"] for a in obs["actions"]} == {
+        "source.phasewise.plan": "Phasewise plan (planner/claude-sim): rename load to read_file",
+        "refactor.rewrite.phasewise.code": "Phasewise code (coder/glm-sim): rename load to read_file",
+        "source.phasewise.review": "Phasewise review (coder/glm-sim): rename load to read_file",
+        "source.phasewise.docs": "Phasewise docs (coder/glm-sim): rename load to read_file",
+    }
+    assert {a["command"] for a in obs["actions"]} == {"phasewise.phase"}
+    bare = {a["kind"]: a["title"] for a in obs["bare_actions"]}
+    assert bare["source.phasewise.review"] == "Phasewise review (coder/glm-sim): Review this code"
+
+    # picked from M-x eglot-code-actions' menu: the plan in *phasewise-plan*, ready for the code phase
+    assert sorted(obs["menu"]) == sorted(a["title"] for a in obs["actions"])
+    assert (obs["plan_ok"], obs["plan_provider"], obs["plan_text_matches"]) == (True, "planner", True)
+    assert "load" in obs["plan_buffer"] and obs["plan_handed_to_code"] is True
+    assert [(r.provider, r.phase) for r in chat[1:]] == [("planner", "plan"), ("coder", "code")]
+    assert "rename load to read_file" in str(chat[1].body["messages"])
+    assert not (doc.parent / ".phasewise").exists(), "Eglot 1.9 has no showDocument: nothing is written"
+
+    # the code action from the same menu: applied through Eglot's workspace/applyEdit, not saved
+    assert (obs["code_ok"], obs["code_applied"]) == (True, True)
+    assert "def read_file(path, cache={}):" in obs["text_after_code"] and obs["modified"] is True
+    assert doc.read_text() == COMMENTED

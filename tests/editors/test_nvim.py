@@ -204,7 +204,7 @@ def test_set_api_key_quick_fix_hands_the_key_to_the_server(problems: dict[str, A
 
 HELP_TAGS = ["phasewise", "phasewise.setup()", "phasewise-settings", ":Phasewise", ":Phasewise-compare",
              "phasewise-progress", "phasewise.statusline()", "phasewise-problems", "phasewise-keys",
-             "phasewise-health", "phasewise-edits", ":Phasewise-cancel", "phasewise-capabilities"]
+             "phasewise-health", "phasewise-edits", ":Phasewise-cancel", "phasewise-capabilities", ":Phasewise-phase"]
 
 
 def test_plugin_without_setup_help_and_health(tmp_path: Path) -> None:
@@ -423,3 +423,118 @@ def test_progress_countdown_cancel_and_one_plan_buffer(sim: SimulatorThread, tmp
     assert [(n["msg"], n["level"]) for n in ends] == [("Phasewise: plan cancelled (limited/claude-sim)", 3)]
     assert obs["statusline_end"] == ""
     assert obs["buffer_unchanged"] == DOC.rstrip("\n")
+
+
+COMMENTED = DOC.replace("\n\ndef load(", "\n\n# phasewise: rename load to read_file\ndef load(", 1)
+
+
+def test_plain_neovim_without_the_plugin_runs_phases_from_its_own_code_action_menu(
+        sim: SimulatorThread, tmp_path: Path) -> None:
+    """Issue 13: `vim.lsp.config` + `vim.lsp.enable` only, and the plain `vim.lsp.buf.code_action()`."""
+    settings = {
+        "phases": {"plan": {"model": "planner/claude-sim"}, "code": {"model": "coder/glm-sim"},
+                   "review": {"model": "coder/glm-sim"},
+                   "docs": {"kind": "plan", "model": "planner/claude-sim",
+                            "instructions": "Write the docstrings this code lacks."}},
+        "providers": {"planner": route(sim, "planner", "anthropic", "PLANNER_KEY"),
+                      "coder": route(sim, "coder", "openai", "CODER_KEY")},
+    }
+    doc = write_doc(tmp_path)
+    doc.write_text(COMMENTED)
+    lines = COMMENTED.splitlines()
+    comment_line = lines.index("def load(path, cache={}):") + 1  # 1-based, under the comment
+    plan_path = doc.parent / ".phasewise" / "plans" / "store.py-plan.md"
+    obs = run_nvim("nvim_plain_actions.lua", tmp_path, env=KEYS, plugin=None, settings=settings, file=str(doc),
+                   root=str(doc.parent), comment_line=comment_line, bare_line=1, plan_path=str(plan_path))
+
+    # no plugin anywhere: no :Phasewise, no phasewise module, no experimental capability
+    assert (obs["plugin_loaded"], obs["command_exists"]) == (False, False)
+    assert obs["experimental"] is None and obs["show_document"] is True
+
+    # every phase at the cursor, titled with its route and the comment's instruction
+    listed = {a["kind"]: a for a in obs["actions"]}
+    assert {kind: a["title"] for kind, a in listed.items()} == {
+        "source.phasewise.plan": "Phasewise plan (planner/claude-sim): rename load to read_file",
+        "refactor.rewrite.phasewise.code": "Phasewise code (coder/glm-sim): rename load to read_file",
+        "source.phasewise.review": "Phasewise review (coder/glm-sim): rename load to read_file",
+        "source.phasewise.docs": "Phasewise docs (planner/claude-sim): rename load to read_file",
+    }
+    assert {a["command"] for a in obs["actions"]} == {"phasewise.phase"}
+    assert all(a["listed"].endswith(a["title"]) for a in obs["actions"]), obs["actions"]
+    bare = {a["kind"]: a["title"] for a in obs["bare_actions"]}
+    assert bare["source.phasewise.plan"] == "Phasewise plan (planner/claude-sim): Plan a change to this code"
+    # a phase of yours: the first line of its instructions (titles stop at 72 characters)
+    assert bare["source.phasewise.docs"] == "Phasewise docs (planner/claude-sim): Write the docstrings this code lac…"
+
+    # the plan ran on its route and Neovim opened the file the server wrote (showDocument)
+    chat = [r for r in sim.requests if r.endpoint == "chat"]
+    assert [(r.provider, r.phase) for r in chat] == [("planner", "plan"), ("coder", "code")]
+    assert "rename load to read_file" in str(chat[0].body["messages"])
+    plan = obs["plan"]
+    assert plan["name"] == str(plan_path) and plan["current"] and plan["filetype"] == "markdown"
+    assert plan["text"] == plan_path.read_text().rstrip("\n")
+    assert plan["text"].startswith("# Phasewise plan: store.py\n\n- instruction: rename load to read_file\n"
+                                   "- served by: planner/claude-sim\n")
+    assert "load" in plan["text"].split("- run: ", 1)[1]
+
+    # the code action, applied by Neovim's own workspace/applyEdit: the buffer changed, not saved
+    assert "def read_file(path, cache={}):" in obs["text_after_code"]
+    assert "def load(" not in obs["text_after_code"] and obs["modified"] is True
+    assert doc.read_text() == COMMENTED
+
+
+def test_any_phase_by_name_with_completion_from_the_server(sim: SimulatorThread, tmp_path: Path) -> None:
+    """Issue 13: `:Phasewise {phase}` for the phases of your own, completed from `phasewise.status`."""
+    settings = {
+        "phases": {"plan": {"model": "planner/claude-sim"}, "code": {"model": "coder/glm-sim"},
+                   "review": {"model": "coder/glm-sim"},
+                   "docs": {"kind": "plan", "model": "coder/glm-sim",
+                            "instructions": "Write the docstrings this code lacks."}},
+        "providers": {"planner": route(sim, "planner", "anthropic", "PLANNER_KEY"),
+                      "coder": route(sim, "coder", "openai", "CODER_KEY")},
+    }
+    doc = write_doc(tmp_path)
+    obs = run_nvim("nvim_named_phases.lua", tmp_path, env=KEYS, settings=settings, file=str(doc))
+
+    subcommands = ["cancel", "code", "compare", "key", "plan", "review", "run", "status", "verify"]
+    assert obs["complete"] == {
+        "Phasewise ": [*subcommands, "docs"],
+        "Phasewise d": ["docs"],
+        "Phasewise compare d": ["docs"],
+        "Phasewise docs ": [],
+    }
+
+    # the range and instruction went to phasewise.phase, the phase to its own route
+    first, asked = obs["sent"][:2]
+    assert first["command"] == asked["command"] == "phasewise.phase"
+    assert first["arg"]["phase"] == "docs" and first["arg"]["instruction"] == "document what load returns"
+    assert (first["arg"]["range"]["start"]["line"], first["arg"]["range"]["end"]["line"]) == (3, 5)
+    assert first["arg"]["uri"] == doc.as_uri()
+    chat = [r for r in sim.requests if r.endpoint == "chat"]
+    assert [(r.provider, r.model) for r in chat[:2]] == [("coder", "glm-sim"), ("coder", "glm-sim")]
+    assert "document what load returns" in str(chat[0].body["messages"])
+
+    # its text in a Markdown scratch buffer beside the window; no file written (the plugin shows it)
+    docs = obs["docs"]
+    assert docs["name"] == "phasewise://docs/store.py"
+    assert (docs["filetype"], docs["shown"], obs["current_after"]) == ("markdown", True, True)
+    assert "load" in docs["text"], docs["text"]
+    assert not (doc.parent / ".phasewise").exists()
+
+    assert obs["prompt"] == "Phasewise docs: "
+    assert asked["arg"]["instruction"] == "list the missing tests" and "range" not in asked["arg"]
+
+    # an unknown name: the usage, naming the subcommands and the server's phases
+    assert obs["unknown"] == [{"msg": "usage: :[range]Phasewise {" + "|".join(subcommands) + "|docs} [instruction]",
+                               "level": 4}]
+
+    # picked from vim.lsp.buf.code_action(): the plugin runs them and shows their answers too
+    from_actions = obs["sent"][2:]
+    assert [(s["command"], s["arg"]["phase"]) for s in from_actions] == [("phasewise.phase", "docs"),
+                                                                          ("phasewise.phase", "plan")]
+    assert from_actions[0]["arg"]["instruction"] == "Write the docstrings this code lacks"  # the default
+    assert [(r.provider, r.phase) for r in sim.requests if r.endpoint == "chat"][2:] == [
+        ("coder", "docs"), ("planner", "plan")]
+    assert "load" in obs["docs_from_action"] and obs["docs_from_action"] != docs["text"]
+    assert "load" in obs["plan_from_action"] and obs["plan_handed_to_code"] is True
+    assert not (doc.parent / ".phasewise").exists()

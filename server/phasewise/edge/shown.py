@@ -2,10 +2,11 @@
 
 Helix, Vim, Kate, Sublime and Zed reach the server through code actions and standard requests
 only: the reply of ``workspace/executeCommand`` is dropped and ``phasewise/streamText`` is
-unknown to them. When such a client supports ``window/showDocument`` (and has not said it is a
-Phasewise plugin, which shows plans itself), a plan is written to
-``.phasewise/plans/<file>-<phase>.md`` in the document's workspace folder (or the folder
-``phasewise.plansDirectory`` names) and shown; comparison and verification reports likewise.
+unknown to them. When such a client has not said it is a Phasewise plugin (which shows plans
+itself), a plan is written to ``.phasewise/plans/<file>-<phase>.md`` in the document's workspace
+folder (or the folder ``phasewise.plansDirectory`` names) and shown with ``window/showDocument``,
+or, for a client that cannot open documents (ALE), named in a ``window/showMessage``;
+comparison and verification reports likewise.
 A document outside every workspace folder is not written anywhere.
 """
 
@@ -29,10 +30,14 @@ PLANS_DIR = Path(".phasewise") / "plans"
 
 
 def wants_documents(ls: PhasewiseServer) -> bool:
-    """Whether results should be shown as documents: the client can open them and has no plugin."""
+    """Whether results should be written as documents: the client has no plugin (which shows plans
+    itself). A client that cannot open them (ALE, no ``showDocument``) is told where they are."""
+    return ls.client_plugin() is None
+
+
+def _opens_documents(ls: PhasewiseServer) -> bool:
     window = ls.client_capabilities.window
-    shows = bool(window and window.show_document and window.show_document.support)
-    return shows and ls.client_plugin() is None
+    return bool(window and window.show_document and window.show_document.support)
 
 
 def workspace_folder(ls: PhasewiseServer, uri: str) -> Path | None:
@@ -49,6 +54,9 @@ def workspace_folder(ls: PhasewiseServer, uri: str) -> Path | None:
         base = Path(root).resolve()
         if target.is_relative_to(base) and (best is None or len(base.parts) > len(best.parts)):
             best = base
+    root = ls.workspace.root_path  # a client that sends rootUri only (ALE): its one folder
+    if best is None and not ls.workspace.folders and root and target.is_relative_to(Path(root).resolve()):
+        best = Path(root).resolve()
     return best
 
 
@@ -79,6 +87,11 @@ async def show_markdown(ls: PhasewiseServer, folder: Path, name: str, text: str,
         ls.log_line(f"Phasewise could not write {path}: {exc.strerror or exc}")
         return None
     uri = from_fs_path(str(path)) or path.as_uri()
+    if not _opens_documents(ls):
+        where = path.relative_to(folder) if path.is_relative_to(folder) else path
+        message = f"Phasewise: wrote {where}"
+        ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Info, message=message))
+        return uri
     try:
         await ls.window_show_document_async(types.ShowDocumentParams(uri=uri, take_focus=True))
     except Exception as exc:  # a client that refuses: the file is still there

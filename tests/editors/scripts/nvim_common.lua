@@ -7,7 +7,9 @@ local T = {}
 T.observed = { notifications = {} }
 T.input = vim.json.decode((assert(os.getenv("PHASEWISE_TEST_INPUT"), "PHASEWISE_TEST_INPUT")))
 
-vim.opt.runtimepath:prepend(T.input.plugin)
+if T.input.plugin ~= vim.NIL then -- null: a test of Neovim with no Phasewise plugin at all
+  vim.opt.runtimepath:prepend(T.input.plugin)
+end
 
 -- every vim.notify message, in order (they never carry a key)
 vim.notify = function(msg, level)

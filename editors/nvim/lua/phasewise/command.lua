@@ -1,5 +1,6 @@
 --- `:[range]Phasewise {subcommand} [args]`: each subcommand runs one server command on the
---- current buffer. The rest of the command line is the instruction; without one, it is asked for.
+--- current buffer; `:Phasewise {phase}` runs any phase the server knows by name (`phasewise.phase`).
+--- The rest of the command line is the instruction; without one, it is asked for.
 local client_mod = require("phasewise.client")
 local scratch = require("phasewise.scratch")
 
@@ -287,22 +288,125 @@ end
 local NAMES = vim.tbl_keys(subcommands)
 table.sort(NAMES)
 
+--- The phases the server knows for `buf` (the built-in three and the user's own), in its order,
+--- from `phasewise.status`; {} when no server answers within `timeout_ms`.
+--- @param buf integer
+--- @param timeout_ms integer?
+--- @return string[]
+function M.phase_names(buf, timeout_ms)
+  local own = client_mod.get(buf)
+  local client = own or client_mod.get()
+  if not (client and client_mod.offers(client, "phasewise.status")) then
+    return {}
+  end
+  local arg = own and { uri = vim.uri_from_bufnr(buf) } or vim.empty_dict()
+  local response = client_mod.request_sync(client, "workspace/executeCommand",
+    { command = "phasewise.status", arguments = { arg } }, timeout_ms or 1000, buf)
+  local names = {}
+  for _, view in ipairs(response and response.result and response.result.phases or {}) do
+    names[#names + 1] = view.phase
+  end
+  return names
+end
+
+--- Run `phasewise.phase` with `arg` ({phase, uri, range?, instruction?}) and show its answer by
+--- what it holds: findings in the diagnostics, an edit applied (after the diff, like `code`), the
+--- plan in its streaming buffer, any other text in a Markdown buffer `phasewise://<phase>/<file>`.
+--- @param client vim.lsp.Client
+--- @param inv phasewise.Invocation
+--- @param arg table
+local function execute_phase(client, inv, arg)
+  local phase = arg.phase
+  if phase == "plan" then
+    scratch.open_plan(arg.uri, arg.instruction)
+  end
+  client_mod.execute(client, inv.buf, "phasewise.phase", arg, function(result)
+    if phase == "plan" then
+      scratch.finish_plan(arg.uri, result)
+    end
+    if not report_problem(result, inv, client) then
+      return
+    end
+    if #(result.findings or {}) > 0 then
+      local n = #result.findings
+      vim.notify(("Phasewise %s (%s): %d finding%s in the diagnostics"):format(phase, who(result), n,
+        n == 1 and "" or "s"))
+    elseif result.applied ~= nil or #(result.edits or {}) > 0 then
+      vim.notify(("Phasewise %s (%s): %s"):format(phase, who(result), result.applied and "applied" or "no change"))
+    else
+      if phase ~= "plan" then
+        local name = ("%s/%s"):format(phase, vim.fn.fnamemodify(vim.uri_to_fname(arg.uri), ":t"))
+        scratch.report(name, vim.split(result.text or "", "\n", { plain = true }))
+      end
+      vim.notify(("Phasewise: %s ok (%s)"):format(phase, who(result)))
+    end
+  end)
+end
+
+--- `:[range]Phasewise {phase} [instruction]`: any phase by name through `phasewise.phase`, for the
+--- phases of your own (`phasewise.phases.<name>`).
+--- @param phase string
+--- @param inv phasewise.Invocation
+local function run_phase(phase, inv)
+  local client = attached(inv)
+  if not client then
+    return
+  end
+  local function run(instruction)
+    local arg = phase_arg(client, inv, instruction)
+    arg.phase = phase
+    execute_phase(client, inv, arg)
+  end
+  if inv.rest ~= "" then
+    return run(inv.rest)
+  end
+  -- a review-kind phase needs no instruction: an empty answer runs it without one
+  vim.ui.input({ prompt = ("Phasewise %s: "):format(phase) }, function(input)
+    if input ~= nil then
+      run(vim.trim(input) ~= "" and vim.trim(input) or nil)
+    end
+  end)
+end
+
+--- The server's phase code actions (`vim.lsp.commands["phasewise.phase"]`): run from
+--- `vim.lsp.buf.code_action()`, their answer is shown as `:Phasewise {phase}` shows it (Neovim
+--- alone would drop the reply of `workspace/executeCommand`).
+--- @param command lsp.Command
+--- @param ctx { client_id: integer, bufnr: integer? }
+function M.code_action(command, ctx)
+  local client = vim.lsp.get_client_by_id(ctx.client_id)
+  local arg = command.arguments and command.arguments[1]
+  if not (client and type(arg) == "table" and arg.phase and arg.uri) then
+    return
+  end
+  local range = arg.range and { arg.range.start.line + 1, arg.range["end"].line + 1 } or nil
+  execute_phase(client, { buf = ctx.bufnr or vim.uri_to_bufnr(arg.uri), rest = "", range = range }, arg)
+end
+
 --- @param cmd { args: string, range: integer, line1: integer, line2: integer }
 function M.run(cmd)
   local sub, rest = cmd.args:match("^%s*(%S*)%s*(.-)%s*$")
-  local handler = subcommands[sub]
-  if not handler then
-    vim.notify(("usage: :[range]Phasewise {%s} [instruction]"):format(table.concat(NAMES, "|")), ERROR)
-    return
-  end
-  handler({
+  local inv = {
     buf = vim.api.nvim_get_current_buf(),
     rest = rest,
     range = cmd.range > 0 and { cmd.line1, cmd.line2 } or nil,
-  })
+  }
+  local handler = subcommands[sub]
+  if handler then
+    return handler(inv)
+  end
+  local phases = sub ~= "" and M.phase_names(inv.buf) or {}
+  if vim.tbl_contains(phases, sub) then
+    return run_phase(sub, inv)
+  end
+  local choices = vim.list_extend(vim.list_slice(NAMES), vim.tbl_filter(function(name)
+    return not subcommands[name]
+  end, phases))
+  vim.notify(("usage: :[range]Phasewise {%s} [instruction]"):format(table.concat(choices, "|")), ERROR)
 end
 
---- Completion of `:Phasewise`: subcommands, then the phase of `compare`.
+--- Completion of `:Phasewise`: subcommands and the server's phases (your own included, from
+--- `phasewise.status`), then the phase of `compare`.
 --- @param arglead string
 --- @param cmdline string
 --- @return string[]
@@ -310,9 +414,17 @@ function M.complete(arglead, cmdline)
   local words = vim.split(cmdline:match("Phasewise!?%s+(.*)$") or "", "%s+")
   local candidates = {}
   if #words <= 1 then
-    candidates = NAMES
+    candidates = vim.list_slice(NAMES)
+    for _, phase in ipairs(M.phase_names(vim.api.nvim_get_current_buf())) do
+      if not subcommands[phase] then
+        candidates[#candidates + 1] = phase
+      end
+    end
   elseif #words == 2 and words[1] == "compare" then
-    candidates = { "plan", "code", "review" }
+    candidates = M.phase_names(vim.api.nvim_get_current_buf())
+    if #candidates == 0 then
+      candidates = { "plan", "code", "review" }
+    end
   end
   return vim.tbl_filter(function(name)
     return vim.startswith(name, arglead)

@@ -206,7 +206,7 @@ function M.register()
   end, {
     nargs = "*",
     range = true,
-    desc = "Phasewise: plan, code, review, run, status, verify, compare, key, cancel",
+    desc = "Phasewise: plan, code, review, run, status, verify, compare, key, cancel, or any phase by name",
     complete = function(arglead, cmdline)
       return require("phasewise.command").complete(arglead, cmdline)
     end,
@@ -216,6 +216,10 @@ function M.register()
   end
   vim.lsp.commands["phasewise.openSettings"] = function(command, ctx)
     require("phasewise.actions").open_settings(command, ctx)
+  end
+  -- the phases' code actions: their answers shown like `:Phasewise {phase}`'s
+  vim.lsp.commands["phasewise.phase"] = function(command, ctx)
+    require("phasewise.command").code_action(command, ctx)
   end
   vim.api.nvim_create_autocmd("LspProgress", {
     group = vim.api.nvim_create_augroup("phasewise.progress", { clear = true }),

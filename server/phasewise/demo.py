@@ -98,7 +98,8 @@ class EditorState:
     text: str
     version: int = 1
     edits_applied: int = 0
-    diagnostics: list[types.Diagnostic] = field(default_factory=list)
+    diagnostics: list[types.Diagnostic] = field(default_factory=list)  # of the open file
+    elsewhere: dict[str, list[types.Diagnostic]] = field(default_factory=dict)  # of the project's other files
     log: list[str] = field(default_factory=list)
     streamed: dict[str, int] = field(default_factory=dict)
     stderr: list[str] = field(default_factory=list)
@@ -120,6 +121,8 @@ class DemoClient(LanguageClient):
         def diagnostics(client: DemoClient, params: types.PublishDiagnosticsParams) -> None:
             if params.uri == client.state.uri:
                 client.state.diagnostics = list(params.diagnostics)
+            else:
+                client.state.elsewhere[params.uri] = list(params.diagnostics)
 
         @self.feature(types.WINDOW_LOG_MESSAGE)
         def log_message(client: DemoClient, params: types.LogMessageParams) -> None:
@@ -265,7 +268,9 @@ class DemoResult(Jsonable):
 
     @json_property
     def review_diagnostics(self) -> int:
-        return sum(1 for d in self.state.diagnostics if d.source == "phasewise-review")
+        """Review findings published as diagnostics, on the file and on the other files of the change."""
+        every = [*self.state.diagnostics, *(d for ds in self.state.elsewhere.values() for d in ds)]
+        return sum(1 for d in every if d.source == "phasewise-review")
 
 
 async def drive_server(state: EditorState, instruction: str, settings: dict[str, Any], env: dict[str, str]) -> tuple[
@@ -442,9 +447,8 @@ def show(result: DemoResult) -> None:
             for f in p.get("findings") or ():
                 table.add_row(str(int(f.get("startLine", 0)) + 1), str(f.get("severity")), str(f.get("message")))
             console.print(table)
-            shown = sum(1 for d in result.state.diagnostics if d.source == "phasewise-review")
-            console.print(f"[dim]The server published {shown} review diagnostics on the file, as an editor "
-                          f"would show them.[/]")
+            console.print(f"[dim]The server published {result.review_diagnostics} review diagnostics on the "
+                          f"files they are about, as an editor would show them.[/]")
 
     console.print(Rule("summary", align="left"))
     summary = Table()

@@ -58,9 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--instruction", "-i", help="instruction for --real (or the demo's own)")
     demo.add_argument("--settings", metavar="PATH", help="settings file for --real")
 
-    run = sub.add_parser("run", help="plan → code → review on FILE, each phase on its own route")
+    run = sub.add_parser("run", help="the pipeline (plan → code → review unless the settings' pipeline says "
+                                     "otherwise) on FILE, each phase on its own route")
     _file_phase(run, instruction_required=True)
     run.add_argument("--dry-run", action="store_true", help="write no file; print every file's diff")
+    run.add_argument("--pipeline", metavar="A,B,C", help="the phases to run, in order, e.g. spec,plan,code,test,review "
+                                                         "(phases of your own are declared in the settings)")
 
     for phase in ("plan", "code", "review"):
         p = sub.add_parser(phase, help=PHASE_HELP[phase])

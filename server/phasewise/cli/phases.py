@@ -36,12 +36,20 @@ async def cmd_run(args: argparse.Namespace) -> int:
     rng = range_arg(args)
     console = console_for(args)
     session = session_for(path, dry_run=args.dry_run, workspace=args.workspace)
+    pipeline = [p.strip() for p in (args.pipeline or "").split(",") if p.strip()] or None
+    known = {"plan", "code", "review", *found.loaded.settings.phases}
+    if pipeline and (unknown := [p for p in pipeline if p not in known]):
+        raise UsageError(f"--pipeline names {', '.join(unknown)}, which are not phases: use plan, code, review or "
+                         f"phases declared in the settings (phasewise.phases.<name>)")
+    wrong = [i.describe() for i in found.loaded.issues if i.path.startswith("phasewise.pipeline")]
+    if pipeline is None and wrong:
+        raise UsageError("the settings' pipeline cannot run: " + "; ".join(wrong))
 
     async def body(engine: Engine) -> int:
         board = ProgressBoard(console, enabled=not args.json)
         headless = headless_for(engine, found, board, "run")
         with board.shown():
-            outcome = await headless.run(session, args.instruction, rng=rng)
+            outcome = await headless.run(session, args.instruction, rng=rng, pipeline=pipeline)
         protocols = {r.phase: headless.protocol_of(r.provider) for r in outcome.results}
         report_ledger_failures(headless)
         if args.json:

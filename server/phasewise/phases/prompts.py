@@ -197,15 +197,23 @@ the complete new content of src/app.py
 ```"""
 
 
-def system_prompt(phase: str, *, tool: ToolSpec | None, use_tools: bool, edit_format: str | None = None) -> str:
+def system_prompt(phase: str, *, tool: ToolSpec | None, use_tools: bool, edit_format: str | None = None,
+                  kind: str | None = None, instructions: str | None = None) -> str:
     """The phase's own instructions (the ``<phase>`` block of ``layout``; the system prompt of the
-    older layout); unknown (user-defined) phases are planned like ``plan``."""
+    older layout). A phase of the user's own is its ``kind``'s (plan unless it says) under its own
+    name, ``Phasewise phase: test (a code phase).``; ``instructions`` (the phase's own text from
+    settings) follow the kind's."""
     import json
 
-    base = _SYSTEM.get(phase, _SYSTEM["plan"].replace("phase: plan", f"phase: {phase}"))
-    if phase == "code" and edit_format == "search-replace":
+    kind = kind or (phase if phase in _SYSTEM else "plan")
+    base = _SYSTEM[kind]
+    if phase != kind:
+        base = base.replace(f"Phasewise phase: {kind}.", f"Phasewise phase: {phase} (a {kind} phase).", 1)
+    if instructions and instructions.strip():
+        base = f"{base}\n<phase_instructions>\n{instructions.strip()}\n</phase_instructions>"
+    if kind == "code" and edit_format == "search-replace":
         return f"{base}\n{_FORMAT_SEARCH_REPLACE}"
-    if phase == "code" and edit_format == "whole":
+    if kind == "code" and edit_format == "whole":
         return f"{base}\n{_FORMAT_WHOLE}"
     if tool is None:
         return base
@@ -292,11 +300,14 @@ def layout(
     plan: str | None = None,
     change: str | None = None,
     edit_format: str | None = None,
+    kind: str | None = None,
+    instructions: str | None = None,
 ) -> Layout:
     """The one function that orders a request's blocks: the shared system text and the context
     blocks (``context_blocks`` and ``document_block``, in a stable order) first; then the phase's
     own instructions, the plan, the change and the instruction."""
-    own = system_prompt(phase, tool=tool, use_tools=use_tools, edit_format=edit_format)
+    own = system_prompt(phase, tool=tool, use_tools=use_tools, edit_format=edit_format, kind=kind,
+                        instructions=instructions)
     changing = [f'<phase name="{phase}">\n{own}\n</phase>']
     if plan:
         changing.append(f"<plan>\n{plan.strip()}\n</plan>")

@@ -64,9 +64,10 @@ from phasewise.router.router import (
 )
 from phasewise.router.routes import PhaseRoute, Route
 from phasewise.serial import Jsonable, json_property, json_rule
-from phasewise.settings import DEFAULT_CONTEXT_TOKENS, LoadedSettings
+from phasewise.settings import DEFAULT_CONTEXT_TOKENS, LoadedSettings, phase_kind
 
-_TOOLS: dict[str, ToolSpec] = {"code": EDIT_TOOL_SPEC, "review": FINDINGS_TOOL_SPEC}
+_TOOLS: dict[str, ToolSpec] = {"code": EDIT_TOOL_SPEC, "review": FINDINGS_TOOL_SPEC}  # by the phase's kind
+_MAX_INSTRUCTIONS = 100_000  # characters of an instructions file that are sent
 
 
 @dataclass(slots=True)
@@ -82,11 +83,11 @@ class PhaseInput:
 
 
 def _code_view(result: PhaseResult) -> bool:
-    return result.phase == "code" or bool(result.edits)
+    return (result.kind or result.phase) == "code" or bool(result.edits)
 
 
 def _review_view(result: PhaseResult) -> bool:
-    return result.phase == "review" or bool(result.findings)
+    return (result.kind or result.phase) == "review" or bool(result.findings)
 
 
 @dataclass(slots=True)
@@ -96,6 +97,8 @@ class PhaseResult(Jsonable):
     ok: bool
     run_id: str
     phase: str
+    # what the phase's answer is (plan, code, review): written only for a phase of the user's own
+    kind: str = field(default="", metadata=json_rule(when=lambda r: bool(r.kind) and r.kind != r.phase))
     provider: str | None = None
     model: str | None = None
     text: str = ""
@@ -173,10 +176,10 @@ class PhaseService:
     def route(self, loaded: LoadedSettings, phase: str) -> PhaseRoute:
         return self.engine.resolver(loaded).phase(phase)
 
-    def prepare(self, phase: str, inp: PhaseInput,
-                context: Context | None = None) -> tuple[str, str, ToolSpec | None, LineRange]:
+    def prepare(self, phase: str, inp: PhaseInput, context: Context | None = None,
+                kind: str | None = None) -> tuple[str, str, ToolSpec | None, LineRange]:
         """The phase, the text of its context blocks (related files, repository map, then the
-        document), its tool and its range."""
+        document), its tool (by its ``kind``) and its range."""
         doc = inp.document
         rng = doc.clamp(inp.range)
         ws = inp.workspace
@@ -184,13 +187,41 @@ class PhaseService:
         blocks = [related_blocks(context),
                   document_block(path=path, language=doc.language_id(), text=doc.excerpt(rng),
                                  first_line=rng.start + 1)]
-        return phase, "\n".join(b for b in blocks if b), _TOOLS.get(phase), rng
+        return phase, "\n".join(b for b in blocks if b), _TOOLS.get(kind or phase), rng
 
     @staticmethod
     def layout(phase: str, inp: PhaseInput, context: str, tool: ToolSpec | None, use_tools: bool,
-               edit_format: str | None = None) -> Layout:
+               edit_format: str | None = None, kind: str | None = None,
+               instructions: str | None = None) -> Layout:
         return layout(phase, instruction=inp.instruction or "Review this code.", context=[context],
-                      tool=tool, use_tools=use_tools, plan=inp.plan, change=inp.change, edit_format=edit_format)
+                      tool=tool, use_tools=use_tools, plan=inp.plan, change=inp.change, edit_format=edit_format,
+                      kind=kind, instructions=instructions)
+
+    @staticmethod
+    def instructions(loaded: LoadedSettings, phase: str, inp: PhaseInput) -> str | Problem | None:
+        """The phase's own ``instructions`` from settings: the text, or the file ``@path`` names in
+        the workspace (else beside the document); a ``config`` problem when that file is not there."""
+        own = loaded.settings.phases.get(phase)
+        text = own.instructions if own is not None else None
+        if not text or not text.strip().startswith("@"):
+            return text
+        name = text.strip()[1:].strip()
+        ws = inp.workspace
+        bases = list(ws.folders) if ws is not None and ws.folders else [Path(inp.document.path).parent]
+        for base in bases:
+            path = (Path(base) / name).resolve()
+            if path.is_relative_to(Path(base).resolve()) and path.is_file():
+                try:
+                    return path.read_text(encoding="utf-8")[:_MAX_INSTRUCTIONS]
+                except (OSError, UnicodeDecodeError):
+                    break
+        return Problem(
+            ProblemKind.CONFIG,
+            f"`phasewise.phases.{phase}.instructions` names {name}, which is not a readable file in the "
+            f"workspace ({', '.join(str(b) for b in bases)}): fix the path, or write the instructions "
+            f"themselves there. Nothing was sent.",
+            phase=phase, setting=f"phasewise.phases.{phase}.instructions",
+        )
 
     async def gather(self, loaded: LoadedSettings, phase: str, inp: PhaseInput) -> Context | None:
         """The phase's related files (off the event loop), or None without a workspace."""
@@ -208,15 +239,21 @@ class PhaseService:
         return await asyncio.to_thread(
             gather, inp.workspace, document_uri=doc.uri, document_text=doc.text,
             range_text=doc.excerpt(rng) if rng else None, instruction=inp.instruction,
-            plan=inp.plan if phase == "code" else None, budget_tokens=budget, changed=inp.changed_files,
+            plan=inp.plan if phase_kind(loaded.settings, phase) == "code" else None, budget_tokens=budget,
+            changed=inp.changed_files,
         )
 
     def preflight(self, loaded: LoadedSettings, phase: str, inp: PhaseInput) -> Problem | None:
         """Offline checks of one phase: settings, key, model, tool calling, context window."""
         phase_route = self.route(loaded, phase)
-        _, context, tool, _ = self.prepare(phase, inp)
+        kind = phase_kind(loaded.settings, phase)
+        instructions = self.instructions(loaded, phase, inp)
+        if isinstance(instructions, Problem):
+            return instructions
+        _, context, tool, _ = self.prepare(phase, inp, kind=kind)
         main = phase_route.main
-        size = self.layout(phase, inp, context, tool, tool is not None, main.edit_format if main else None).chars()
+        size = self.layout(phase, inp, context, tool, tool is not None, main.edit_format if main else None,
+                           kind, instructions).chars()
         check = Preflight(
             needs_tool=tool is not None,
             prompt_chars=size + 2000,
@@ -225,7 +262,8 @@ class PhaseService:
         return Router(self.engine, loaded).check(phase_route, check)
 
     def request(self, loaded: LoadedSettings, phase: str, inp: PhaseInput, route: Route,
-                context: str, tool: ToolSpec | None, repair: str | None = None) -> Any:
+                context: str, tool: ToolSpec | None, repair: str | None = None,
+                instructions: str | None = None) -> Any:
         """The ``ChatRequest`` of ``phase`` on ``route``, laid out for the provider's prompt cache
         unless ``promptCaching`` is off: every phase that answers by tool call declares the same
         tools, and so does a phase answering in text (plan; code in search-replace or whole), which
@@ -237,7 +275,7 @@ class PhaseService:
         may_declare = route.info.tool_calling is True and route.spec.tool_choice_none
         if caching and (use_tools or may_declare):
             tools = RUN_TOOLS
-        text = self.layout(phase, inp, context, tool, use_tools, route.edit_format)
+        text = self.layout(phase, inp, context, tool, use_tools, route.edit_format, route.kind, instructions)
         user = f"{text.user}\n{repair}" if repair else text.user
         ws = inp.workspace
         workspace = str(ws.folders[0]) if ws and ws.folders else os.path.dirname(inp.document.path)
@@ -250,8 +288,13 @@ class PhaseService:
         started = time.perf_counter()
         phase_route = self.route(loaded, phase)
         main = phase_route.main
-        result = PhaseResult(ok=False, run_id=run_id, phase=phase,
+        kind = phase_kind(loaded.settings, phase)
+        result = PhaseResult(ok=False, run_id=run_id, phase=phase, kind=kind,
                              provider=main.provider if main else None, model=main.model if main else None)
+        instructions = self.instructions(loaded, phase, inp)
+        if isinstance(instructions, Problem):
+            result.error = instructions
+            return result
         context = await self.gather(loaded, phase, inp)
         result.context = context
         if context is not None and (context.files or context.repo_map):
@@ -259,7 +302,7 @@ class PhaseService:
             observer.on_status(f"context: {len(context.files)} related file{'s' if len(context.files) != 1 else ''}"
                                f"{f' ({names})' if names else ''}"
                                f"{' + repository map' if context.repo_map else ''}, {context.tokens:,} tokens")
-        _, context_text, tool, rng = self.prepare(phase, inp, context)
+        _, context_text, tool, rng = self.prepare(phase, inp, context, kind)
         result.range = rng
         sent_chars = len(context_text)
         if sent_chars > MAX_DOCUMENT_CHARS:  # what would be sent: the range (or document) and related files
@@ -275,12 +318,12 @@ class PhaseService:
             return result
         router = Router(self.engine, loaded)
         text_size = self.layout(phase, inp, context_text, tool, tool is not None,
-                                main.edit_format if main else None).chars()
+                                main.edit_format if main else None, kind, instructions).chars()
         check = Preflight(needs_tool=tool is not None, prompt_chars=text_size + 2000,
                           output_tokens=output_budget(main) if main else 0)
 
         def build(route: Route, repair: str | None = None) -> Any:
-            return self.request(loaded, phase, inp, route, context_text, tool, repair)
+            return self.request(loaded, phase, inp, route, context_text, tool, repair, instructions)
 
         responses, key = self._response_cache(loaded, phase, inp, phase_route, build)
         hit = responses.get(key) if responses is not None and key is not None else None
@@ -312,13 +355,13 @@ class PhaseService:
         _account(result, served.route, c.usage)
         repaired = False
         try:
-            if phase == "code":
+            if kind == "code":
                 try:
                     self._code_result(result, served.route, c.text, c.tool_input, inp, rng, context)
                 except EditFailure as failed:
                     repaired = True
                     await self._repair(result, router, served, build, failed, check, observer, inp, rng, context)
-            elif phase == "review":
+            elif kind == "review":
                 answer = structured_answer(c.tool_input, c.text)
                 changed = {f.path: Document(f.uri, f.text) for f in context.files
                            if f.reason == CHANGED} if context else {}
@@ -468,9 +511,9 @@ def related_blocks(context: Context | None) -> str:
     return context_blocks(files, context.repo_map)
 
 
-def cancelled_result(phase: str, run_id: str, route: PhaseRoute) -> PhaseResult:
+def cancelled_result(phase: str, run_id: str, route: PhaseRoute, kind: str = "") -> PhaseResult:
     """The result of a phase the user cancelled."""
     main = route.main
     provider, model = (main.provider, main.model) if main else (None, None)
-    return PhaseResult(ok=False, run_id=run_id, phase=phase, provider=provider, model=model,
+    return PhaseResult(ok=False, run_id=run_id, phase=phase, kind=kind, provider=provider, model=model,
                        error=cancelled(phase=phase, provider=provider, model=model))

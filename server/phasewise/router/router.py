@@ -279,7 +279,7 @@ def preflight(resolver: RouteResolver, route: Route, check: Preflight, known: se
         )
     info = route.info
     if check.needs_tool and uses_tool(route) and info.tool_calling is False:
-        other = "\"search-replace\" (or \"text\")" if route.phase == "code" else "\"text\""
+        other = "\"search-replace\" (or \"text\")" if route.kind == "code" else "\"text\""
         return Problem(
             K.CAPABILITY,
             f"{route.model} at {spec.name} has no tool calling, which the {route.phase} phase uses "
@@ -532,7 +532,7 @@ def uses_tool(route: Route) -> bool:
     """Whether a structured phase answers by tool call on ``route``: the code phase only in the ``tool``
     edit format (``search-replace`` and ``whole`` are plain text, ``text`` a JSON block); review's
     findings by tool call unless the format is ``text``."""
-    if route.phase == "code":
+    if route.kind == "code":
         return route.edit_format == "tool"
     return route.edit_format != "text"
 

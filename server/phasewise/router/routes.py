@@ -38,6 +38,7 @@ from phasewise.settings import (
     ModelRef,
     PhaseSettings,
     ProviderSettings,
+    phase_kind,
 )
 
 
@@ -124,6 +125,7 @@ class Route:
     temperature: float | None = None
     max_output_tokens: int | None = None
     edit_format: str = DEFAULT_EDIT_FORMAT
+    kind: str = "plan"  # what the phase's answer is: plan, code or review (``settings.phase_kind``)
 
     @property
     def provider(self) -> str:
@@ -293,6 +295,7 @@ class RouteResolver:
             max_output_tokens=ps.max_output_tokens if ps else None,
             # the phase's setting, else the model's default (catalogue or provider settings), else search-replace
             edit_format=(ps.edit_format if ps else None) or info.edit_format or DEFAULT_EDIT_FORMAT,
+            kind=phase_kind(self.loaded.settings, phase),
         )
 
     def phase(self, phase: str) -> PhaseRoute:
@@ -353,6 +356,7 @@ class RouteResolver:
         out["fallbackOn"] = sorted(phase_route.fallback_on)
         ps = self.loaded.settings.phases.get(phase_route.phase)
         out["contextTokens"] = ps.context_tokens if ps else DEFAULT_CONTEXT_TOKENS
-        if phase_route.phase == "code":
+        out["kind"] = phase_kind(self.loaded.settings, phase_route.phase)
+        if out["kind"] == "code":
             out["confirm"] = ps.confirm if ps else True
         return out

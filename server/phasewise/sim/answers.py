@@ -21,7 +21,8 @@ from typing import Any
 
 from phasewise.phases.prompts import EDIT_TOOL, FINDINGS_TOOL
 
-_PHASE_RX = re.compile(r"Phasewise phase:\s*([\w-]+)")
+# "Phasewise phase: plan." or, for a phase of the user's own, "Phasewise phase: test (a code phase)."
+_PHASE_RX = re.compile(r"Phasewise phase:\s*([\w-]+)(?: \(an? (plan|code|review) phase\))?")
 _FORMAT_RX = re.compile(r"Edit format:\s*(search-replace|whole|tool|text)\b", re.I)
 _FILE_OPEN_RX = re.compile(
     r'^<file path="(?P<path>[^"]*)" language="(?P<language>[^"]*)" reason="(?P<reason>[^"]*)" '
@@ -185,7 +186,8 @@ def parse_prompt(system: str, user: str, offered_tools: tuple[str, ...] = ()) ->
     format_m = _FORMAT_RX.search(rest)
     instruction = _block(rest, "instruction")
     return Prompt(
-        phase=phase_m.group(1).lower() if phase_m else "chat",
+        # a phase of the user's own is answered as its kind is
+        phase=(phase_m.group(2) or phase_m.group(1)).lower() if phase_m else "chat",
         edit_format=format_m.group(1).lower() if format_m else None,
         instruction=(instruction if instruction is not None else user).strip(),
         plan=_block(rest, "plan"),

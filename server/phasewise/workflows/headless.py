@@ -14,7 +14,7 @@ import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from phasewise.problems import Problem, ProblemKind
 from phasewise.router.router import Engine, NullObserver, Observer
 from phasewise.settings import LoadedSettings
 from phasewise.workflows.ledger import Recorder
-from phasewise.workflows.runs import RunOutcome, Step, run_plan_code_review, shifted
+from phasewise.workflows.runs import RunOutcome, Step, pipeline_of, run_pipeline, shifted
 
 
 class FileSession:
@@ -215,19 +215,21 @@ class Headless:
         inp = PhaseInput(doc, instruction, rng, plan, change, run_id, workspace=session.workspace(),
                          changed_files=files)
         result = await self.service.run(self.loaded, phase, inp, observer)
-        if phase == "code":
+        if result.kind == "code":
             session.apply(result)
         self.recorder.record(result.to_json(), protocol=self.protocol_of(result.provider), workflow=self.workflow,
                              instruction=instruction, document=str(session.path))
         return result
 
-    async def run(self, session: FileSession, instruction: str, *, rng: LineRange | None = None) -> RunOutcome:
-        """plan → code → review on ``session``; the review sees the applied (or dry-run) text."""
+    async def run(self, session: FileSession, instruction: str, *, rng: LineRange | None = None,
+                  pipeline: Sequence[str] | None = None) -> RunOutcome:
+        """The pipeline (``pipeline``, else the settings') on ``session``; a phase after a code-kind
+        one sees the applied (or dry-run) text."""
         before = session.text
 
         async def step(s: Step) -> PhaseResult:
-            use = shifted(rng, before, session.text) if s.phase == "review" else rng
+            use = shifted(rng, before, session.text) if session.text != before else rng
             return await self.phase(session, s.phase, s.instruction, rng=use, plan=s.plan, change=s.change,
                                     run_id=s.run_id, files=s.files)
 
-        return await run_plan_code_review(step, instruction)
+        return await run_pipeline(step, instruction, pipeline_of(self.loaded.settings, pipeline))

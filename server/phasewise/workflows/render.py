@@ -104,13 +104,13 @@ def phase_details(console: Console, result: PhaseResult) -> None:
                             border_style="red", title_align="left"))
         if result.phase != "code" or not result.diff:
             return
-    if result.phase == "code":
+    if (result.kind or result.phase) == "code":
         if result.diff:
             console.print(Panel(Syntax(result.diff.rstrip(), "diff", theme="ansi_dark", word_wrap=True),
                                 title=f"code: {result.text or 'the change'}", title_align="left"))
         else:
             console.print(Panel(result.text or "no change", title="code: no change", title_align="left"))
-    elif result.phase == "review":
+    elif (result.kind or result.phase) == "review":
         console.print(result.text)
         if result.findings:
             console.print(findings_table(result))

@@ -113,11 +113,11 @@ class PhasesFeature(Feature):
         ls.runs.add(request_id, token, task)
         try:
             result = await service.run(loaded, phase, inp, progress)
-            if phase == "code" and result.ok:
+            if result.kind == "code" and result.ok:
                 await self.apply_code(result, loaded)
         except asyncio.CancelledError:
             task.uncancel()
-            result = cancelled_result(phase, run_id, phase_route)
+            result = cancelled_result(phase, run_id, phase_route, phase_kind(loaded.settings, phase))
         finally:
             ls.runs.remove(request_id, token)
         self.publish_outcome(doc, inp.range, result)
@@ -179,8 +179,21 @@ class PhasesFeature(Feature):
                 {"phase": result.phase, "provider": result.provider, "model": result.model,
                  "attempts": [a.to_json() for a in result.attempts]},
             )
-        if result.phase == "review":
-            book.set_findings(uri, doc.lines, result.findings, result.run_id)
+        if result.kind == "review":
+            # each finding on the file it is about: the document, or another file the change touched
+            by_file: dict[str, list[Any]] = {uri: []}
+            for finding in result.findings:
+                by_file.setdefault(finding.uri or uri, []).append(finding)
+            for file_uri, found in by_file.items():
+                lines = doc.lines if file_uri == uri else self._lines_of(file_uri)
+                if lines is not None:
+                    book.set_findings(file_uri, lines, found, result.run_id)
+
+    def _lines_of(self, uri: str) -> list[str] | None:
+        try:
+            return self.ls.document(uri).lines
+        except CommandError:
+            return None
 
     async def apply_code(self, result: PhaseResult, loaded: LoadedSettings) -> None:
         """Apply a code result's change, every file or none, if nothing moved on since the phase

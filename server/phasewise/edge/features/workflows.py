@@ -43,16 +43,19 @@ class WorkflowsFeature(Feature):
     # ------------------------------------------------------------------------- phasewise.run
 
     async def run(self, args: PhaseArgs) -> dict[str, Any]:
-        """plan → code → review, each phase through ``PhasesFeature.execute`` on its own route, one run id."""
+        """The pipeline (plan → code → review unless the settings say otherwise), each phase through
+        ``PhasesFeature.execute`` on its own route, one run id."""
         from phasewise.phases.documents import Document
         from phasewise.phases.service import PhaseInput, PhaseResult
         from phasewise.problems import Problem, ProblemKind
-        from phasewise.workflows.runs import Step, run_plan_code_review, shifted
+        from phasewise.workflows.runs import Step, pipeline_of, run_pipeline, shifted
 
         ls = self.ls
         args.require_instruction()
         first = ls.document(args.uri)
         loaded = await ls.settings_for(args.uri)
+        if wrong := [i.describe() for i in loaded.issues if i.path.startswith("phasewise.pipeline")]:
+            raise CommandError("the settings' pipeline cannot run: " + "; ".join(wrong).replace("`", ""))
         phases = ls.get_feature(PhasesFeature)
         code_text: list[str] = []
         instruction = args.instruction or ""
@@ -65,18 +68,18 @@ class WorkflowsFeature(Feature):
                     ProblemKind.CONFIG, f"The {s.phase} phase of run {s.run_id} cannot read the document: {err}.",
                     phase=s.phase))
             rng = args.line_range()
-            if s.phase == "review" and code_text:
-                if doc.text != code_text[0]:
-                    # The editor applied the edit but has not synced it yet: review what was applied.
-                    doc = Document(doc.uri, code_text[0], None, doc.language)
+            if s.kind != "code" and code_text:
+                if doc.text != code_text[-1]:
+                    # The editor applied the edit but has not synced it yet: work on what was applied.
+                    doc = Document(doc.uri, code_text[-1], None, doc.language)
                 rng = shifted(rng, first.text, doc.text)
             inp = PhaseInput(doc, s.instruction, rng, s.plan, s.change, s.run_id, changed_files=s.files)
             result = await phases.execute(s.phase, inp, loaded)
-            if s.phase == "code" and result.ok and result.new_text is not None:
+            if s.kind == "code" and result.ok and result.new_text is not None:
                 code_text.append(result.new_text)
             return result
 
-        outcome = await run_plan_code_review(step, instruction)
+        outcome = await run_pipeline(step, instruction, pipeline_of(loaded.settings))
         done = "done" if outcome.ok else f"stopped at {outcome.stopped_at}"
         ls.log_line(f"[{outcome.run_id}] run {done}: "
                     + ", ".join(f"{r.phase} on {r.provider}/{r.model}" for r in outcome.results))

@@ -13,10 +13,10 @@ from phasewise.phases.edits import (
     FileText,
     change_from_answer,
     line_edits,
-    match_block,
     parse_search_replace,
     parse_whole,
 )
+from phasewise.phases.matching import match_block
 
 INV = ("def find(items, sku):\n    for item in items:\n        if item.sku == sku:\n            return item\n"
        "    return None\n")

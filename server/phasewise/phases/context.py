@@ -31,23 +31,19 @@ import math
 import os
 import re
 import stat
-import subprocess
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlparse
 
 from phasewise.phases.edits import FileText
+from phasewise.phases.listing import LISTING_TTL, LISTINGS, cached_listing
 from phasewise.serial import Jsonable, json_rule
 
 MAX_FILE_BYTES = 200_000
-MAX_LIST = 200_000
 SENSITIVE = (".env", ".env.*", "*.pem", "*.key", "id_*", "*.p12", "*.pfx")
 GENERATED = ("*.min.js", "*.min.css", "*.lock", "package-lock.json", "*.map", "*_pb2.py", "*.pyc")
-SKIP_DIRS = frozenset({".git", "node_modules", "__pycache__", ".venv", "venv", "dist", "build", ".mypy_cache",
-                       ".ruff_cache", ".pytest_cache", ".tox", "target", ".idea", ".vscode", "site-packages"})
 SOURCE_EXT = frozenset({".py", ".pyi", ".js", ".jsx", ".ts", ".tsx", ".go", ".rs", ".java", ".c", ".h", ".cpp",
                         ".hpp", ".rb", ".lua", ".el", ".sh", ".kt", ".swift", ".cs", ".php", ".scala"})
 _PATHISH = re.compile(r"(?<![\w/.])@?([\w./-]*[\w-]\.[A-Za-z0-9]{1,8}|[\w.-]+/[\w./-]+|\.[\w][\w.-]*)")
@@ -212,7 +208,7 @@ class Workspace:
         out: list[str] = []
         for folder in self.folders:
             if folder not in self._listing:
-                self._listing[folder] = _cached_listing(folder)
+                self._listing[folder] = cached_listing(folder)
             out += self._listing[folder]
         if self._open_by_rel:
             out += [r for r in self._open_by_rel if r not in set(out)]
@@ -306,7 +302,7 @@ class Workspace:
         key = (tuple(self.folders), len(listing))
         got = _SNAPSHOTS.get(key)
         now = time.monotonic()
-        stamp = tuple(id(_LISTINGS[f][2]) if f in _LISTINGS else 0 for f in self.folders)  # the lists it was made of
+        stamp = tuple(id(LISTINGS[f][2]) if f in LISTINGS else 0 for f in self.folders)  # the lists it was made of
         if got is not None and now - got[0] < LISTING_TTL and got[1] == stamp:
             base = got[2]
         else:
@@ -332,8 +328,6 @@ class Workspace:
         return out
 
 
-LISTING_TTL = 10.0
-_LISTINGS: dict[Path, tuple[float, float, list[str]]] = {}
 _SNAPSHOTS: dict[tuple[tuple[Path, ...], int], tuple[float, tuple[int, ...], dict[str, _Facts]]] = {}
 _REFS: dict[int, tuple[dict[str, _Facts], dict[str, tuple[float, tuple[str, ...]]]]] = {}
 
@@ -364,73 +358,9 @@ def clear_caches() -> None:
     """Forget every cached file list and file fact (tests, benchmarks)."""
     with _FACTS_LOCK:
         _FACTS.clear()
-    _LISTINGS.clear()
+    LISTINGS.clear()
     _SNAPSHOTS.clear()
     _REFS.clear()
-
-
-def _cached_listing(folder: Path) -> list[str]:
-    import time
-
-    try:
-        index = (folder / ".git" / "index").stat().st_mtime
-    except OSError:
-        index = 0.0
-    now = time.monotonic()
-    got = _LISTINGS.get(folder)
-    if got is not None and now - got[0] < LISTING_TTL and got[1] == index:
-        return got[2]
-    names = _list_folder(folder)
-    _LISTINGS[folder] = (now, index, names)
-    return names
-
-
-def _list_folder(folder: Path) -> list[str]:
-    try:
-        done = subprocess.run(
-            # core.fsmonitor off: a repository's own config must not make listing its files run a hook
-            ["git", "-c", "core.fsmonitor=false", "-C", str(folder), "ls-files", "-z", "--cached", "--others",
-             "--exclude-standard"],
-            capture_output=True, timeout=20, check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        done = None
-    if done is not None and done.returncode == 0:
-        names = [n for n in done.stdout.decode("utf-8", "replace").split("\0") if n]
-        return [n for n in names if not (set(n.split("/")[:-1]) & SKIP_DIRS)][:MAX_LIST]
-    ignore = _gitignore(folder)
-    out: list[str] = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
-        base = Path(root).relative_to(folder).as_posix()
-        for name in files:
-            rel = name if base == "." else f"{base}/{name}"
-            if ignore is None or not ignore(rel):
-                out.append(rel)
-        if len(out) >= MAX_LIST:
-            break
-    return sorted(out)
-
-
-def _gitignore(folder: Path) -> Any:
-    """A matcher of the folder's top-level ``.gitignore`` (pathspec when installed), or None."""
-    path = folder / ".gitignore"
-    if not path.exists():
-        return None
-    try:
-        import pathspec
-    except ImportError:
-        patterns = [ln.strip().rstrip("/") for ln in path.read_text("utf-8", "replace").splitlines()
-                    if ln.strip() and not ln.startswith(("#", "!"))]
-        return lambda rel: any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(rel.rsplit("/", 1)[-1], p)
-                               or rel.startswith(p + "/") for p in patterns)
-    lines = path.read_text("utf-8", "replace").splitlines()
-    spec: Any
-    try:
-        spec = pathspec.PathSpec.from_lines("gitignore", lines)
-    except (KeyError, LookupError):  # pathspec before 0.12 names it gitwildmatch
-        spec = pathspec.PathSpec.from_lines("gitwildmatch", lines)
-    return spec.match_file
 
 
 # --------------------------------------------------------------------------- selection

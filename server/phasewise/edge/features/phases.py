@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from phasewise.settings import LoadedSettings
 
 PHASES = ("plan", "code", "review")
+UNDECLARED_APPLY_SECONDS = 10.0
 
 
 class PhasesFeature(Feature):
@@ -210,9 +211,22 @@ class PhasesFeature(Feature):
         confirm = own.confirm if own is not None else True
         who = f"{result.provider}/{result.model}"
 
+        ws_caps = ls.client_capabilities.workspace
+        declared = bool(ws_caps and ws_caps.apply_edit)
+
         async def send(params: types.ApplyWorkspaceEditParams) -> object:
             # shielded: a cancel must not fail pygls on the late answer (pygls issue 621)
-            return await asyncio.shield(ls.workspace_apply_edit_async(params))
+            pending = asyncio.shield(ls.workspace_apply_edit_async(params))
+            if declared:
+                return await pending  # the user may take their time over the editor's preview
+            # A client that does not declare workspace/applyEdit may apply the edit and never answer
+            # (Vim's ALE does): wait a while, then take the edit as applied and say so.
+            try:
+                return await asyncio.wait_for(pending, UNDECLARED_APPLY_SECONDS)
+            except TimeoutError:
+                ls.log_line(f"Phasewise code ({who}): the editor did not answer workspace/applyEdit within "
+                            f"{UNDECLARED_APPLY_SECONDS:.0f} s (it does not declare it); taken as applied")
+                return types.ApplyWorkspaceEditResult(applied=True)
 
         problem = await apply_change_set(
             send, changes, open_documents(ls.workspace.text_documents), ls.client_capabilities,

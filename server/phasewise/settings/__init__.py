@@ -27,6 +27,21 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from phasewise.settings.secrets import (
+    SECRET_FIELDS,
+    SECRET_HEADERS,
+    URL_SECRET,
+    Surface,
+    env_names,
+    key_env_hint,
+    looks_like_key,
+    normalised,
+    secret_help,
+)
+from phasewise.settings.secrets import (
+    key_way_out as key_way_out,
+)
+
 SECTION = "phasewise"
 BUILTIN_PHASES = ("plan", "code", "review")
 Protocol = Literal["openai", "anthropic"]
@@ -122,58 +137,6 @@ class ModelSettings(_Model):
     )
 
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_KEY_PREFIX = re.compile(r"^(sk-|sk_|pk-|rk-|key-|xai-|gsk_|hf_|AIza|ghp_|github_pat_|glpat-|eyJ)", re.IGNORECASE)
-# Field names that can only mean "the key itself", compared without case, `_` or `-`.
-_SECRET_FIELDS = frozenset({
-    "apikey", "apikeys", "key", "keys", "token", "apitoken", "authtoken", "accesstoken", "bearertoken",
-    "secret", "secretkey", "clientsecret", "password", "passwd", "credentials",
-})
-SECRET_HEADERS = frozenset({
-    "authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "x-auth-token", "cookie",
-})
-
-
-def looks_like_key(value: str, *, shape: bool = True) -> bool:
-    """Whether ``value`` is shaped like an API key or token rather than a name (heuristic, errs
-    towards "key": a well-known key prefix, or, with ``shape``, long, unbroken and mixing letters
-    and digits; header values are checked without ``shape``, since URLs and ids are legitimate)."""
-    v = value.strip()
-    if _KEY_PREFIX.match(v) and len(v) >= 12:
-        return True
-    if v.lower().startswith(("bearer ", "basic ", "token ")):
-        return True
-    if shape and len(v) >= 24 and " " not in v and any(c.isdigit() for c in v) and any(c.isalpha() for c in v):
-        return not (_ENV_NAME.match(v) and v == v.upper())  # UPPER_SNAKE_CASE_123 is a variable name
-    return False
-
-
-def _env_names(value: str | list[str] | None, what: str) -> str | list[str] | None:
-    names = [value] if isinstance(value, str) else list(value or [])
-    for name in names:
-        if looks_like_key(name):
-            raise ValueError(f"this looks like a key itself, not the name of an environment variable: {KEY_HELP}")
-        if not _ENV_NAME.match(name):
-            raise ValueError(f"expected the name of an environment variable ({what}), e.g. TEAM_GATEWAY_KEY")
-    return value
-
-
-KEY_HELP = "keys never live in settings (they are shared, synced and committed)"
-
-# Where a phase runs: in the language server (an editor) or the command line. Decides the way
-# out a message gives for a key: the editor's "Set API key" command, or export / phasewise auth.
-Surface = Literal["editor", "cli"]
-
-
-def key_way_out(env: str | None, provider: str | None, surface: Surface = "editor") -> str:
-    """How to set a missing or wrong key, where the phase runs: the one text every message uses."""
-    auth = f"run `phasewise auth set {provider or '<provider>'}` (OS keyring)"
-    if surface == "cli":
-        return f"export {env or '<KEY_VARIABLE>'}=… in the shell that runs phasewise, or {auth}"
-    return (f"set the environment variable {env or 'the provider names'} where the editor starts Phasewise, "
-            f"{auth}, or use the editor's 'Phasewise: Set API key' command")
-
-
 class ProviderSettings(_Model):
     """A provider: overrides of a catalogue entry, or a new provider declared in full."""
 
@@ -209,12 +172,12 @@ class ProviderSettings(_Model):
     @field_validator("api_key_env")
     @classmethod
     def _key_env_names(cls, value: str | list[str] | None) -> str | list[str] | None:
-        return _env_names(value, "the one holding the key")
+        return env_names(value, "the one holding the key")
 
     @field_validator("auth_token_env")
     @classmethod
     def _token_env_name(cls, value: str | None) -> str | None:
-        _env_names(value, "the one holding the token")
+        env_names(value, "the one holding the token")
         return value
 
     @model_validator(mode="after")
@@ -459,38 +422,6 @@ def _issues(prefix: str, err: ValidationError) -> list[ConfigIssue]:
     return found
 
 
-def key_env_hint(provider_id: str, raw: Any = None) -> str:
-    """The environment variable a provider's key belongs in: the entry's own ``apiKeyEnv``, else the
-    catalogue's, else ``<ID>_API_KEY``."""
-    named = raw.get("apiKeyEnv", raw.get("api_key_env")) if isinstance(raw, dict) else None
-    if isinstance(named, list) and named:
-        named = named[0]
-    if isinstance(named, str) and _ENV_NAME.match(named) and not looks_like_key(named):
-        return named
-    from phasewise.providers.catalogue import builtin  # a data module: key variable names only
-
-    spec = builtin(provider_id)
-    if spec is not None and (spec.key_envs or spec.auth_token_env):
-        return (spec.key_envs or (spec.auth_token_env,))[0] or ""
-    return re.sub(r"[^A-Z0-9_]", "_", provider_id.upper()) + "_API_KEY"
-
-
-def secret_help(provider_id: str | None, env: str | None, surface: Surface = "editor") -> str:
-    """Where a key goes instead of settings."""
-    if provider_id is None or env is None:
-        return (f"{KEY_HELP}: {key_way_out(None, None, surface)} (the variable is named in "
-                f"`phasewise.providers.<id>.apiKeyEnv`)")
-    return (f"{KEY_HELP}: {key_way_out(env, provider_id, surface)}; settings only name the "
-            f"variable, in `phasewise.providers.{provider_id}.apiKeyEnv`")
-
-
-def _norm(name: str) -> str:
-    return name.replace("_", "").replace("-", "").lower()
-
-
-_URL_SECRET = re.compile(r"[?&](api[_-]?key|key|token|access[_-]?token|auth)=", re.IGNORECASE)
-
-
 def _provider_secret_issues(provider_id: str, prefix: str, raw: Any, surface: Surface = "editor",
                             ) -> list[ConfigIssue]:
     """Keys written into a provider's entry: secret fields, key-shaped variable names, secret
@@ -501,7 +432,7 @@ def _provider_secret_issues(provider_id: str, prefix: str, raw: Any, surface: Su
     help_text = secret_help(provider_id, env, surface)
     found: list[ConfigIssue] = []
     for name in raw:
-        if isinstance(name, str) and _norm(name) in _SECRET_FIELDS:
+        if isinstance(name, str) and normalised(name) in SECRET_FIELDS:
             found.append(ConfigIssue(f"{prefix}.{name}", f"a key written into settings is refused; {help_text}"))
     for field in ("apiKeyEnv", "api_key_env", "authTokenEnv", "auth_token_env"):
         value = raw.get(field)
@@ -520,7 +451,7 @@ def _provider_secret_issues(provider_id: str, prefix: str, raw: Any, surface: Su
     url = raw.get("baseUrl", raw.get("base_url"))
     if isinstance(url, str):
         netloc = url.partition("://")[2].split("/", 1)[0]
-        if "@" in netloc or _URL_SECRET.search(url):
+        if "@" in netloc or URL_SECRET.search(url):
             found.append(ConfigIssue(f"{prefix}.baseUrl", f"credentials in the URL would put a key in settings; "
                                                           f"{help_text}"))
     return found
@@ -598,7 +529,7 @@ def load_settings(raw: Any, *, surface: Surface = "editor") -> LoadedSettings:
     for name, value in raw.items():
         if name in {"phases", "providers"}:
             continue
-        if isinstance(name, str) and _norm(name) in _SECRET_FIELDS:
+        if isinstance(name, str) and normalised(name) in SECRET_FIELDS:
             issues.append(ConfigIssue(f"{root}.{name}", f"a key written into settings is refused; "
                                                         f"{secret_help(None, None, surface)}"))
             continue

@@ -26,8 +26,7 @@ from phasewise.sim.wire import common_prefix, prompt_text
 from phasewise.workflows.health import health_report
 from phasewise.workflows.ledger import Ledger, Recorder
 from phasewise.workflows.runs import Step, run_plan_code_review
-from tests.conftest import make_client_fixture, server_env
-from tests.lsp_helpers import Editor
+from tests.helpers import Editor, make_client_fixture, server_env
 
 KEYS = {"MAIN_KEY": "test-key-main-0001"}
 client = make_client_fixture(server_env(PHASEWISE_WARMUP="0"))

@@ -22,7 +22,7 @@ from phasewise.sim import SimulatorThread
 from phasewise.workflows.config import load_cli_settings, strip_jsonc
 from phasewise.workflows.headless import FileSession
 from phasewise.workflows.ledger import Ledger, ledger_path
-from tests.conftest import server_env
+from tests.helpers import server_env
 
 ROUTES = {"plan": {"model": "sim-claude/claude-sim"}, "code": {"model": "sim-glm/glm-sim"},
           "review": {"model": "sim-gpt/gpt-sim"}}

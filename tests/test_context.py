@@ -23,7 +23,7 @@ from phasewise.router.routes import Keyring
 from phasewise.settings import load_settings
 from phasewise.sim import SimulatorThread
 from phasewise.workflows.headless import FileSession
-from tests.conftest import server_env
+from tests.helpers import server_env
 
 LIB = "def find_item(items, sku):\n    for item in items:\n        if item.sku == sku:\n            return item\n"
 OPEN_CALLER = "from lib import find_item\n\n\ndef a(items):\n    return find_item(items, 'A')\n"

@@ -20,7 +20,7 @@ from phasewise.phases.prompts import number_lines, user_prompt
 from phasewise.providers.catalogue import BUILTIN, builtin, known_ids
 from phasewise.router.routes import Keyring, RouteResolver
 from phasewise.settings import json_schema, load_settings
-from tests.lsp_helpers import apply_text_edits
+from tests.helpers import apply_text_edits
 
 
 def test_model_reference_splits_at_the_first_slash() -> None:

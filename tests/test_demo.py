@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from phasewise.demo import example_file
-from tests.conftest import server_env
+from tests.helpers import server_env
 
 
 def _demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -12,8 +12,7 @@ from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
 from phasewise import problems
-from tests.conftest import make_client_fixture, server_env
-from tests.lsp_helpers import Editor
+from tests.helpers import Editor, make_client_fixture, server_env
 
 PACKAGE = Path(problems.__file__).resolve().parent
 client = make_client_fixture(server_env(PHASEWISE_WARMUP="0"), clients=["visual-studio-code"])
@@ -77,3 +76,18 @@ async def test_a_wrong_argument_gets_invalid_params_naming_the_field(
         await editor.command(command, arg)
     assert err.value.code == -32602
     assert f"{command}: " in err.value.message and expected in err.value.message, err.value.message
+
+
+def test_no_test_imports_another_test_module() -> None:
+    """What tests share lives in ``tests.helpers``; a test module is never imported by another."""
+    import ast
+
+    tests = Path(__file__).resolve().parent
+    offenders = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tests."):
+                leaf = node.module.rsplit(".", 1)[-1]
+                if leaf.startswith("test_") or leaf == "conftest":
+                    offenders.append(f"{path.relative_to(tests)}: from {node.module}")
+    assert offenders == []

@@ -12,8 +12,7 @@ import pytest
 from pytest_lsp import LanguageClient
 
 from phasewise.sim import SimulatorThread
-from tests.conftest import make_client_fixture, server_env
-from tests.lsp_helpers import Editor
+from tests.helpers import Editor, make_client_fixture, server_env
 
 client = make_client_fixture(server_env(CODER_KEY="test-key-coder-2222", PHASEWISE_WARMUP="0"))
 

@@ -20,8 +20,15 @@ from pytest_lsp import LanguageClient
 from phasewise import cli
 from phasewise.providers.classify import classify
 from phasewise.sim import SimulatorThread
-from tests.conftest import make_client_fixture, make_plugin_client_fixture, server_env
-from tests.lsp_helpers import Editor, action_command, code_actions_for, plain
+from tests.helpers import (
+    Editor,
+    action_command,
+    code_actions_for,
+    make_client_fixture,
+    make_plugin_client_fixture,
+    plain,
+    server_env,
+)
 
 KEYS = {
     "ACME_O_KEY": "test-key-acme-o-0a1b2c3d4e",

@@ -30,8 +30,8 @@ from pytest_lsp import LanguageClient
 from phasewise.problems import ProblemKind
 from phasewise.settings import load_settings
 from phasewise.sim import SimulatorThread
-from tests.conftest import make_client_fixture, server_env
-from tests.hostile import (
+from tests.helpers import Editor, answer, make_client_fixture, server_env
+from tests.helpers.hostile import (
     FULL,
     BackgroundClient,
     closed_port,
@@ -39,8 +39,6 @@ from tests.hostile import (
     sandbox_env,
     size,
 )
-from tests.lsp_helpers import Editor
-from tests.test_phases import answer
 
 KINDS = {str(k) for k in ProblemKind}
 INVALID_PARAMS, INTERNAL_ERROR = -32602, -32603

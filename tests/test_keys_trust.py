@@ -2,7 +2,7 @@
 
 - Secret sources, in order: the environment, the OS keyring (``phasewise auth set``), the editor's
   secret storage (in memory). The keyring is the real ``keyring`` library with a real backend
-  class (``tests.keyring_backend.FileKeyring``: headless, a temp file), driven through the real
+  class (``tests.helpers.keyring_backend.FileKeyring``: headless, a temp file), driven through the real
   command line in subprocesses, the key on stdin.
 - Keys written into settings are refused with a ``config`` problem naming the key path and where
   the key belongs.
@@ -33,9 +33,7 @@ from phasewise.providers.catalogue import builtin
 from phasewise.router.routes import Keyring, RouteResolver
 from phasewise.settings import load_settings
 from phasewise.sim import SimulatorThread
-from tests.conftest import ROOT, make_client_fixture, server_env
-from tests.lsp_helpers import Editor
-from tests.test_phases import answer
+from tests.helpers import ROOT, Editor, answer, make_client_fixture, server_env
 
 OPENAI_KEY = "sk-test-openai-key-0000111122223333"
 KR_KEY = "test-key-from-the-keyring-4444555566667777"
@@ -45,7 +43,8 @@ KEYRING_FILE = Path(tempfile.gettempdir()) / f"phasewise-tests-{os.getpid()}" / 
 
 
 def keyring_env(path: Path, **extra: str) -> dict[str, str]:
-    env = server_env(PYTHON_KEYRING_BACKEND="tests.keyring_backend.FileKeyring", PHASEWISE_TEST_KEYRING=str(path),
+    env = server_env(PYTHON_KEYRING_BACKEND="tests.helpers.keyring_backend.FileKeyring",
+                     PHASEWISE_TEST_KEYRING=str(path),
                      PYTHONPATH=str(ROOT), **extra)
     return env
 

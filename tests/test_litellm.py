@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from phasewise import cli
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 LITELLM = ROOT / ".ci" / ".cache" / "litellm-venv" / "bin" / "litellm"
 pytestmark = pytest.mark.skipif(

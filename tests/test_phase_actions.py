@@ -21,8 +21,7 @@ from pygls.uris import from_fs_path, to_fs_path
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from phasewise.sim import SimulatorThread
-from tests.conftest import server_env
-from tests.lsp_helpers import Editor, code_actions_json
+from tests.helpers import Editor, code_actions_json, server_env
 
 WORKSPACE = Path(tempfile.mkdtemp(prefix="phasewise-actions-"))
 CART = WORKSPACE / "cart.py"

@@ -12,8 +12,9 @@ from lsprotocol import types
 from pytest_lsp import LanguageClient
 
 from phasewise.sim import SimulatorThread
-from tests.conftest import make_client_fixture, server_env
-from tests.lsp_helpers import Editor, field_of
+from tests.helpers import SAMPLE_DOC as DOC
+from tests.helpers import SAMPLE_URI as URI
+from tests.helpers import Editor, answer, field_of, make_client_fixture, server_env
 
 KEYS = {
     "PLANNER_KEY": "test-key-planner-1111",
@@ -24,24 +25,6 @@ KEYS = {
 }
 client = make_client_fixture(server_env(**KEYS, PHASEWISE_WARMUP="0"))
 
-DOC = """import os
-
-
-def load(path, cache={}):
-    try:
-        return open(path).read()
-    except:
-        print("failed", path)
-        return None
-
-
-class Store:
-    def get(self, key):
-        if key == None:
-            return None
-        return os.environ.get(key)
-"""
-URI = "file:///work/example/store.py"
 
 
 def routes(sim: SimulatorThread, **phases: tuple[str, str, str, str]) -> dict[str, Any]:
@@ -53,23 +36,6 @@ def routes(sim: SimulatorThread, **phases: tuple[str, str, str, str]) -> dict[st
                                "apiKeyEnv": env}
         out[phase] = {"model": f"{provider}/{model}"}
     return {"phases": out, "providers": providers}
-
-
-def answer(result: Any) -> dict[str, Any]:
-    """The phase result as a plain dict, however the client library decoded it."""
-    if isinstance(result, dict):
-        return result
-    import cattrs
-
-    return cattrs.unstructure(result) if not hasattr(result, "_asdict") else _deep(result)
-
-
-def _deep(value: Any) -> Any:
-    if hasattr(value, "_asdict"):
-        return {k: _deep(v) for k, v in value._asdict().items()}
-    if isinstance(value, list):
-        return [_deep(v) for v in value]
-    return value
 
 
 async def test_each_phase_reaches_its_own_provider(client: LanguageClient, sim: SimulatorThread) -> None:
@@ -208,7 +174,7 @@ async def test_review_publishes_findings_with_quick_fixes(client: LanguageClient
     fix = next(a for a in actions or [] if isinstance(a, types.CodeAction) and a.edit is not None)
     assert fix.kind == types.CodeActionKind.QuickFix
     edits = fix.edit.changes[URI]
-    from tests.lsp_helpers import apply_text_edits
+    from tests.helpers import apply_text_edits
 
     fixed = apply_text_edits(DOC, edits)
     assert "    except Exception:" in fixed.split("\n")

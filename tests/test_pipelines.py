@@ -13,8 +13,7 @@ from typing import Any
 from pytest_lsp import LanguageClient
 
 from phasewise.sim import SimulatorThread
-from tests.conftest import make_client_fixture, server_env
-from tests.lsp_helpers import Editor, plain
+from tests.helpers import Editor, make_client_fixture, plain, server_env
 
 KEYS = {"PIPE_KEY": "test-key-pipeline-3c4d5e6f"}
 client = make_client_fixture(server_env(**KEYS, PHASEWISE_WARMUP="0"), clients=["visual-studio-code"])

@@ -19,8 +19,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from phasewise.sim import SimulatorThread
-from tests.conftest import server_env
-from tests.lsp_helpers import Editor, code_actions_json
+from tests.helpers import Editor, code_actions_json, server_env
 
 KEYS = {"PLAIN_KEY": "test-key-plain-9a8b7c6d"}
 CART_TEXT = "def total(items):\n    # phasewise: make total skip None items\n    return sum(i.price for i in items)\n"

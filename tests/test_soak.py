@@ -31,8 +31,9 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 
 from phasewise.problems import ProblemKind
 from phasewise.sim import SimulatorThread
-from tests.conftest import ROOT
-from tests.hostile import (
+from tests.helpers import ROOT, Editor, answer
+from tests.helpers.faults import ANTHROPIC_ROWS, ATTEMPTS, OPENAI_ROWS, Row, run_matrix
+from tests.helpers.hostile import (
     FULL,
     TeeFiles,
     canary_env,
@@ -44,9 +45,6 @@ from tests.hostile import (
     tee_command,
     tee_dir,
 )
-from tests.lsp_helpers import Editor
-from tests.test_faults import ANTHROPIC_ROWS, ATTEMPTS, OPENAI_ROWS, Row, run_matrix
-from tests.test_phases import answer
 
 KINDS = {str(k) for k in ProblemKind}
 ROUTE_KEYS = ["SOAK_KEY", "SOAK_SPARE", "ROW_KEY", "MAIN_KEY", "SPARE_KEY", "FALLBACK_KEY"]

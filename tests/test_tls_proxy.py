@@ -24,7 +24,7 @@ from phasewise.router.router import Engine, NullObserver
 from phasewise.router.routes import Keyring
 from phasewise.settings import LoadedSettings, load_settings
 from phasewise.sim import SimulatorThread
-from tests.net_helpers import RecordingProxy, TlsFront, self_signed_cert
+from tests.helpers.net import RecordingProxy, TlsFront, self_signed_cert
 
 KEY = "test-key-tls-0000111122223333"
 DOC = "def add(a, b):\n    return a + b\n"

@@ -18,9 +18,9 @@ from pytest_lsp import LanguageClient
 from phasewise.providers.catalogue import builtin, known_ids
 from phasewise.sim import SimulatorThread
 from phasewise.workflows.discovery import model_completions
-from tests.conftest import make_client_fixture, server_env
-from tests.lsp_helpers import Editor
-from tests.test_phases import DOC, URI, answer
+from tests.helpers import SAMPLE_DOC as DOC
+from tests.helpers import SAMPLE_URI as URI
+from tests.helpers import Editor, answer, make_client_fixture, server_env
 
 KEYS = {"ALPHA_KEY": "test-key-alpha-1111", "BETA_KEY": "test-key-beta-2222", "GAMMA_KEY": "test-key-gamma-3333"}
 _FALLBACK_LEDGER = Path(tempfile.mkdtemp(prefix="phasewise-test-ledger-")) / "runs.jsonl"

@@ -19,7 +19,7 @@ import pytest
 
 from phasewise import __version__
 from phasewise.sim import SimulatorThread
-from tests.conftest import ROOT, server_env
+from tests.helpers import ROOT, SAMPLE_DOC, server_env
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 RECIPE = ROOT / "editors" / "emacs" / "phasewise-eglot.el"
@@ -41,16 +41,7 @@ pytestmark = pytest.mark.skipif(
     reason="emacs with Eglot not found: run .ci/setup.d/20-emacs.sh (apt-get install emacs-nox elpa-eglot)",
 )
 
-DOC = """import os
-
-
-def load(path, cache={}):
-    try:
-        return open(path).read()
-    except:
-        print("failed", path)
-        return None
-"""
+DOC = SAMPLE_DOC  # the suites' one sample document
 PLANNER_KEY = "test-key-planner-1111"
 LATE_KEY = "test-key-typed-in-emacs-8888"
 OPENAI_KEY = "test-key-openai-in-emacs-4242"

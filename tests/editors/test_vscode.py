@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import pytest
 
 from phasewise.sim import SimulatorThread
+from tests.helpers import SAMPLE_DOC
 
 ROOT = Path(__file__).resolve().parents[2]
 EXT_DIR = ROOT / "editors" / "vscode"
@@ -47,23 +48,7 @@ CODER_ENV = "PW_E2E_CODER_KEY"
 SESSION_SECONDS = 150
 T = TypeVar("T")
 
-DOC = """import os
-
-
-def load(path, cache={}):
-    try:
-        return open(path).read()
-    except:
-        print("failed", path)
-        return None
-
-
-class Store:
-    def get(self, key):
-        if key == None:
-            return None
-        return os.environ.get(key)
-"""
+DOC = SAMPLE_DOC  # the suites' one sample document
 
 
 def _chromium() -> str | None:

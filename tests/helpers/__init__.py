@@ -1,16 +1,32 @@
-"""What a test needs to act like an editor: open documents, apply the server's edits, run commands."""
+"""The one helpers module of the tests: the server's environment and LSP client fixtures, what a
+test needs to act like an editor (open documents, apply the server's edits, run commands), the
+shared sample document, and reading results however the client library decoded them.
+``tests.helpers.net`` (TLS and proxy fronts), ``.hostile`` (raw JSON-RPC), ``.faults`` (the fault
+matrix) and ``.keyring_backend`` are its parts for particular suites."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import tempfile
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+import pytest_lsp
 from lsprotocol import types
 from pygls.uris import to_fs_path
-from pytest_lsp import LanguageClient
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+from phasewise.sim import SimulatorThread
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+CLIENTS = ["visual-studio-code", "neovim"]
+LEDGER = str(Path(tempfile.gettempdir()) / f"phasewise-tests-{os.getpid()}" / "runs.jsonl")
 
 
 @dataclass
@@ -147,29 +163,29 @@ async def code_actions_json(client: LanguageClient, params: types.CodeActionPara
         found = await protocol.send_request_async(types.TEXT_DOCUMENT_CODE_ACTION, params)
     finally:
         del protocol.get_result_type
-    return [_plain(a) for a in found or ()]
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "_asdict"):
-        return {k: _plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
+    return [plain(a) for a in found or ()]
 
 
 # ------------------------------------------------- added for the editor-experience tests (issue 12)
 
 
 def plain(result: Any) -> Any:
-    """A command's result as plain dicts and lists, however the client library decoded it."""
+    """A command's result as plain dicts and lists, however the client library decoded it
+    (namedtuples for custom results, attrs classes for LSP types)."""
     if hasattr(result, "_asdict"):
         return {k: plain(v) for k, v in result._asdict().items()}
     if isinstance(result, dict):
         return {k: plain(v) for k, v in result.items()}
-    if isinstance(result, list):
+    if isinstance(result, list | tuple):
         return [plain(v) for v in result]
+    if hasattr(result, "__attrs_attrs__"):
+        import cattrs
+
+        return cattrs.unstructure(result)
     return result
+
+
+answer = plain  # the name the older suites use
 
 
 async def code_actions_for(client: LanguageClient, uri: str, diags: list[types.Diagnostic],
@@ -197,3 +213,95 @@ def action_command(action: Any) -> tuple[str, dict[str, Any]]:
     if isinstance(inner, dict):
         return inner["command"], dict(inner["arguments"][0]) if inner.get("arguments") else {}
     return inner, dict(action.arguments[0]) if getattr(action, "arguments", None) else {}
+
+# The sample document the suites and the editor tests share: a module with a rename to do
+# (``load``) and review findings to find (a mutable default, a bare except, ``== None``).
+SAMPLE_DOC = """import os
+
+
+def load(path, cache={}):
+    try:
+        return open(path).read()
+    except:
+        print("failed", path)
+        return None
+
+
+class Store:
+    def get(self, key):
+        if key == None:
+            return None
+        return os.environ.get(key)
+"""
+SAMPLE_URI = "file:///work/example/store.py"
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    """The server's environment: no real provider keys leak in from the developer's shell."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_AUTH_TOKEN"))}
+    # the run record of every test session goes to a temporary folder, never the home folder
+    env.setdefault("PHASEWISE_LEDGER", LEDGER)
+    env.update(extra)
+    return env
+
+
+def sim_settings(sim: SimulatorThread, **phases: str) -> dict[str, Any]:
+    """A ``phasewise`` section routing phases to simulated providers declared on ``sim``."""
+    providers: dict[str, Any] = {}
+    routes: dict[str, Any] = {}
+    for phase, ref in phases.items():
+        provider, _, model = ref.partition("/")
+        protocol = "anthropic" if "claude" in provider or provider.endswith("-anthropic") else "openai"
+        providers[provider] = {
+            "protocol": protocol,
+            "baseUrl": sim.base_url(provider, protocol),
+            "apiKeyEnv": f"{provider.upper().replace('-', '_')}_KEY",
+        }
+        routes[phase] = {"model": model}
+        routes[phase]["model"] = f"{provider}/{model}"
+    return {"phases": routes, "providers": providers}
+
+
+def sim_keys(settings: dict[str, Any]) -> dict[str, str]:
+    """A distinct fake key for every provider in ``settings`` (never a real key)."""
+    return {p["apiKeyEnv"]: f"test-key-{name}" for name, p in settings["providers"].items()}
+
+
+# What Phasewise's own plugins (VS Code, Neovim, Emacs) declare in ``initialize``: the client-side
+# commands they carry out. Quick fixes name them only for a client that declares them.
+PLUGIN_EXPERIMENTAL = {"phasewise": {"clientCommands": ["phasewise.setApiKey", "phasewise.openSettings"]}}
+
+
+def make_client_fixture(env: dict[str, str] | None = None, clients: list[str] | None = None,
+                        experimental: Any = None, root: Path | None = None) -> Any:
+    """A pytest-lsp client fixture running ``phasewise serve``, once per editor profile in
+    ``clients`` (``"emacs/without-progress"``: that profile with work-done progress switched off),
+    declaring ``experimental`` capabilities (a plugin's; None: a generic client) and ``root``."""
+
+    @pytest_lsp.fixture(
+        params=clients or CLIENTS,
+        config=ClientServerConfig(
+            server_command=[sys.executable, "-m", "phasewise", "serve"],
+            server_env=env or server_env(),
+        ),
+    )
+    async def client(lsp_client: LanguageClient, request: pytest.FixtureRequest) -> AsyncIterator[LanguageClient]:
+        profile, _, without = str(request.param).partition("/without-")
+        capabilities = pytest_lsp.client_capabilities(profile)
+        if without == "progress" and capabilities.window is not None:
+            capabilities.window.work_done_progress = False  # a client with no progress UI
+        if experimental is not None:
+            capabilities.experimental = experimental
+        params = types.InitializeParams(capabilities=capabilities, root_uri=(root or ROOT).as_uri())
+        await lsp_client.initialize_session(params)
+        yield lsp_client
+        await lsp_client.shutdown_session()
+
+    return client
+
+
+def make_plugin_client_fixture(env: dict[str, str] | None = None, clients: list[str] | None = None,
+                               experimental: Any = PLUGIN_EXPERIMENTAL, root: Path | None = None) -> Any:
+    """``make_client_fixture`` for a Phasewise plugin: the profile plus the plugin's capabilities
+    (``experimental=None``: a generic client, which declares none)."""
+    return make_client_fixture(env, clients, experimental, root)

@@ -23,7 +23,7 @@ from lsprotocol import types
 from pytest_lsp import LanguageClient, make_test_lsp_client
 
 from phasewise.providers.catalogue import builtin, known_ids
-from tests.conftest import ROOT, server_env
+from tests.helpers import ROOT, server_env
 
 T = TypeVar("T")
 

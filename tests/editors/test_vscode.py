@@ -375,6 +375,8 @@ def test_extension_in_code_server(editor_session: Callable[..., Any], sim: Simul
     assert code["result"]["ok"], code["result"]
     assert code["result"]["provider"] == "e2e-coder"
     assert code["documentChanged"] and "def read_file(path" in code["text"]
+    # the change was shown in VS Code's Refactor Preview and landed only once accepted there
+    assert code["previewsAccepted"] >= 1 and code["landedUnconfirmed"] is False, code
     assert code["problemCleared"]
     after = next(p for p in report["statusAfter"]["phases"] if p["phase"] == "code")
     assert after["keys"][0]["present"] and after["keys"][0]["source"] == "editor secret storage"

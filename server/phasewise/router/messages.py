@@ -7,7 +7,8 @@ retrying will work, as a clock time and in seconds.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from phasewise.problems import TRANSIENT_KINDS, Problem, ProblemKind, ProviderError
@@ -48,72 +49,86 @@ def clock_time(seconds: float, now: datetime | None = None) -> str:
     return _at(seconds, now).strftime("%H:%M:%S")
 
 
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """What a problem's sentence is made of."""
+
+    who: str  # the provider as messages name it
+    where: str  # "the plan phase (model)"
+    detail: str  # the provider's own words
+    phase: str
+    provider: str
+    model: str
+    key_env: str | None
+    when: str  # "after 12:00:03 (in 12 s)", or ""
+    wait: float | None
+    max_wait: float | None
+    surface: Surface
+
+
+def _rate_limited(f: _Failure) -> str:
+    if f.wait is not None and f.max_wait is not None and f.wait > f.max_wait:
+        return (f"{f.who} rate-limited {f.where}: {f.detail}. It asked to wait {seconds_text(f.wait)}, longer "
+                f"than `phasewise.retry.maxWaitSeconds` ({seconds_text(f.max_wait)}), so Phasewise did "
+                f"not wait: retry {f.when}.")
+    return f"{f.who} rate-limited {f.where}: {f.detail}. Retry {f.when or 'in a little while'}."
+
+
+# Each kind's sentence (who failed, why, what to do) and the setting it points at, in one table.
+_SENTENCES: dict[ProblemKind, tuple[Callable[[_Failure], str], Callable[[_Failure], str | None]]] = {
+    K.AUTH: (lambda f: f"{f.who} rejected the key in {f.key_env or 'its key variable'} for {f.where}: {f.detail}. "
+                       f"Check or replace the key: {key_way_out(f.key_env, f.provider, f.surface)}.",
+             lambda f: f"phasewise.providers.{f.provider}.apiKeyEnv"),
+    K.PERMISSION: (lambda f: f"{f.who} refused {f.where}: the key is valid but not allowed this model or region "
+                             f"({f.detail}). Pick another model or check the account's access.", lambda f: None),
+    K.BILLING: (lambda f: f"{f.who} refused {f.where} for billing: {f.detail}. Retrying will not help: top up the "
+                          f"account{' behind ' + f.key_env if f.key_env else ''} or switch the phase to another "
+                          f"provider.", lambda f: None),
+    K.RATE_LIMIT: (_rate_limited, lambda f: None),
+    K.OVERLOADED: (lambda f: f"{f.who} is overloaded and could not serve {f.where}: {f.detail}. "
+                             f"Retry {f.when or 'shortly'}.", lambda f: None),
+    K.MODEL_NOT_FOUND: (lambda f: f"{f.who} does not serve model {f.model!r} for the {f.phase} phase: {f.detail}. "
+                                  f"Check `phasewise.phases.{f.phase}.model` (`phasewise models {f.provider}` lists "
+                                  f"them).", lambda f: f"phasewise.phases.{f.phase}.model"),
+    K.CONTEXT_LENGTH: (lambda f: f"The request for {f.where} is larger than {f.model}'s window at {f.who}: "
+                                 f"{f.detail}. Select a smaller range or pick a model with a larger window.",
+                       lambda f: None),
+    K.CAPABILITY: (lambda f: f"{f.model} at {f.who} lacks what {f.where} needs: {f.detail}.", lambda f: None),
+    K.CONTENT_FILTER: (lambda f: f"{f.who}'s content filter refused {f.where}: {f.detail}. Rephrase the "
+                                 f"instruction or use another model.", lambda f: None),
+    K.BAD_REQUEST: (lambda f: f"{f.who} rejected the request for {f.where}: {f.detail}. Check the phase's settings "
+                              f"(temperature, maxOutputTokens) for this model.", lambda f: None),
+    K.SERVER_ERROR: (lambda f: f"{f.who} failed while serving {f.where}: {f.detail}. Retry shortly.", lambda f: None),
+    K.TIMEOUT: (lambda f: f"{f.who} did not answer {f.where} in time: {f.detail}. Retry, or raise "
+                          f"`phasewise.timeouts`.", lambda f: None),
+    K.NETWORK: (lambda f: f"{f.who} could not be reached for {f.where} ({f.detail}). Check the network and the "
+                          f"provider's baseUrl.", lambda f: None),
+    K.CONFIG: (lambda f: f"{f.who} does not know the address Phasewise called for {f.where} ({f.detail}): check "
+                         f"`phasewise.providers.{f.provider}.baseUrl` (OpenAI-protocol base URLs usually end in /v1).",
+               lambda f: f"phasewise.providers.{f.provider}.baseUrl"),
+}
+
+
 def provider_problem(err: ProviderError, *, phase: str, provider: str, provider_name: str, model: str,
                      key_env: str | None, max_wait: float | None = None,
                      now: datetime | None = None, surface: Surface = "editor") -> Problem:
     """A classified provider failure as the contract's problem, with the way out."""
-    who = provider_label(provider_name, provider)
-    where = f"the {phase} phase ({model})"
-    detail = err.detail.rstrip(".")
     wait = err.retry_after if err.kind in _WAIT_KINDS else None
-    when = ""
-    if wait is not None:
-        when = f"after {clock_time(wait, now)} (in {seconds_text(wait)})"
-    too_long = wait is not None and max_wait is not None and wait > max_wait
-    key_setting = f"phasewise.providers.{provider}.apiKeyEnv"
-    setting: str | None = None
-    if err.kind is K.AUTH:
-        setting = key_setting
-        text = (f"{who} rejected the key in {key_env or 'its key variable'} for {where}: {detail}. "
-                f"Check or replace the key: {key_way_out(key_env, provider, surface)}.")
-    elif err.kind is K.PERMISSION:
-        text = (f"{who} refused {where}: the key is valid but not allowed this model or region "
-                f"({detail}). Pick another model or check the account's access.")
-    elif err.kind is K.BILLING:
-        text = (f"{who} refused {where} for billing: {detail}. Retrying will not help: top up the "
-                f"account{' behind ' + key_env if key_env else ''} or switch the phase to another provider.")
-    elif err.kind is K.RATE_LIMIT:
-        if too_long:
-            text = (f"{who} rate-limited {where}: {detail}. It asked to wait {seconds_text(wait or 0)}, longer "
-                    f"than `phasewise.retry.maxWaitSeconds` ({seconds_text(max_wait or 0)}), so Phasewise did "
-                    f"not wait: retry {when}.")
-        else:
-            text = f"{who} rate-limited {where}: {detail}. Retry {when or 'in a little while'}."
-    elif err.kind is K.OVERLOADED:
-        text = f"{who} is overloaded and could not serve {where}: {detail}. Retry {when or 'shortly'}."
-    elif err.kind is K.MODEL_NOT_FOUND:
-        setting = f"phasewise.phases.{phase}.model"
-        text = (f"{who} does not serve model {model!r} for the {phase} phase: {detail}. Check "
-                f"`phasewise.phases.{phase}.model` (`phasewise models {provider}` lists them).")
-    elif err.kind is K.CONTEXT_LENGTH:
-        text = (f"The request for {where} is larger than {model}'s window at {who}: {detail}. Select a "
-                f"smaller range or pick a model with a larger window.")
-    elif err.kind is K.CAPABILITY:
-        text = f"{model} at {who} lacks what {where} needs: {detail}."
-    elif err.kind is K.CONTENT_FILTER:
-        text = (f"{who}'s content filter refused {where}: {detail}. Rephrase the instruction or use "
-                f"another model.")
-    elif err.kind is K.BAD_REQUEST:
-        text = (f"{who} rejected the request for {where}: {detail}. Check the phase's settings "
-                f"(temperature, maxOutputTokens) for this model.")
-    elif err.kind is K.SERVER_ERROR:
-        text = f"{who} failed while serving {where}: {detail}. Retry shortly."
-    elif err.kind is K.TIMEOUT:
-        text = f"{who} did not answer {where} in time: {detail}. Retry, or raise `phasewise.timeouts`."
-    elif err.kind is K.NETWORK:
-        text = f"{who} could not be reached for {where} ({detail}). Check the network and the provider's baseUrl."
-    elif err.kind is K.CONFIG:
-        setting = f"phasewise.providers.{provider}.baseUrl"
-        text = (f"{who} does not know the address Phasewise called for {where} ({detail}): check "
-                f"`{setting}` (OpenAI-protocol base URLs usually end in /v1).")
-    else:
-        text = f"{who} failed {where}: {detail}."
+    failure = _Failure(
+        who=provider_label(provider_name, provider), where=f"the {phase} phase ({model})",
+        detail=err.detail.rstrip("."), phase=phase, provider=provider, model=model, key_env=key_env,
+        when=f"after {clock_time(wait, now)} (in {seconds_text(wait)})" if wait is not None else "",
+        wait=wait, max_wait=max_wait, surface=surface,
+    )
+    sentence, setting_of = _SENTENCES.get(err.kind, (lambda f: f"{f.who} failed {f.where}: {f.detail}.",
+                                                      lambda f: None))
+    text = sentence(failure)
     if err.partial_text:
         text += " The answer stopped part-way: what arrived is kept, marked incomplete; nothing was applied."
     return Problem(
         err.kind, text, phase=phase, provider=provider, model=model,
         retry_after_seconds=wait, retry_at=_at(wait, now).isoformat(timespec="seconds") if wait is not None else None,
-        request_id=err.request_id, key_env=key_env, setting=setting, status=err.status,
+        request_id=err.request_id, key_env=key_env, setting=setting_of(failure), status=err.status,
         partial_text=err.partial_text,
     )
 

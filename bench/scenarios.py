@@ -926,3 +926,24 @@ async def prompt_caching_runs() -> dict[str, Any]:
                     }
             await service.engine.aclose()
     return out
+
+
+async def code_actions(env: Env, lines: int, n: int) -> dict[str, Any]:
+    """``textDocument/codeAction`` answer time at cursors spread over a ``lines``-line open document
+    (every phase offered, no network): p50/p99 beside the JSON-RPC round trip of an unknown command."""
+    await env.route(plan="live/sim-fast")
+    uri = "file:///bench/actions/big.py"
+    body = "".join(f"def f{i}(x):  # phasewise: make f{i} faster\n    return x * {i}\n" for i in range(lines // 2))
+    env.server.open(uri, body)
+    params = lambda line: {"textDocument": {"uri": uri},  # noqa: E731
+                           "range": {"start": {"line": line, "character": 4}, "end": {"line": line, "character": 4}},
+                           "context": {"diagnostics": []}}
+    for _ in range(5):
+        await env.server.request("textDocument/codeAction", params(0))
+    times, offered = [], 0
+    for i in range(n):
+        reply = await env.server.request("textDocument/codeAction", params((i * 7919) % lines))
+        times.append(reply.ms)
+        offered = len(reply.result or [])
+    rtt = [(await env.server.command("phasewise.none")).ms for _ in range(n)]
+    return {"p50": p50(times), "p99": p99(times), "rtt_p50": p50(rtt), "actions": offered, "lines": lines}

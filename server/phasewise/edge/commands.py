@@ -213,6 +213,7 @@ class SetKeysNotification:
     """The ``phasewise/setKeys`` message, typed for pygls (``get_message_type``)."""
 
     METHOD = "phasewise/setKeys"
+    INVALID = "phasewise/setKeys without a {keys: {ENV: value}} object: ignored"
 
     params: SetKeysParams
     method: str = METHOD

@@ -173,7 +173,12 @@ def handle_body(protocol: LanguageServerProtocol, body: bytes) -> None:
         message = protocol.structure_message(data)
     except Exception as exc:
         method = data.get("method")
-        log.warning("cannot read the params of %r: %s", method, type(exc).__name__)
+        typed = protocol.get_message_type(method) if isinstance(method, str) else None
+        said = getattr(typed, "INVALID", None)  # a custom message's own words for params it cannot use
+        if said:
+            log.warning("%s", said)
+        else:
+            log.warning("cannot read the params of %r: %s", method, type(exc).__name__)
         if "method" in data and msg_id is not None:
             send_error(protocol, msg_id, JsonRpcInvalidParams.CODE,
                        f"Invalid params for {method!r}: they do not match the LSP type of that method")

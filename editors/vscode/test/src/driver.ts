@@ -110,39 +110,6 @@ const WAIT_MS = 30_000;
 const POLL_MS = 50;
 
 /** Polls `probe` until it returns something (bounded); undefined when time ran out. */
-/**
- * Runs a command whose edit VS Code shows in its Refactor Preview before it lands (the server marks
- * a code change `needsConfirmation`), and accepts the preview as a user would ("Apply"), once it is
- * there. Returns the command's result and how many previews were accepted.
- */
-async function acceptingPreview<T>(
-  run: Thenable<T>,
-  unchanged: () => boolean,
-): Promise<{ result: T; accepted: number; landedUnconfirmed: boolean }> {
-  let settled = false;
-  const pending = Promise.resolve(run).finally(() => {
-    settled = true;
-  });
-  let accepted = 0;
-  let landedUnconfirmed = false;
-  while (!settled) {
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS * 4));
-    if (settled) {
-      break;
-    }
-    if (accepted === 0 && !unchanged()) {
-      landedUnconfirmed = true; // the edit landed before anyone accepted it
-    }
-    try {
-      await vscode.commands.executeCommand("refactorPreview.apply");
-      accepted += 1;
-    } catch {
-      // no preview open yet
-    }
-  }
-  return { result: await pending, accepted, landedUnconfirmed };
-}
-
 async function waitFor<T>(probe: () => T | undefined | Promise<T | undefined>, ms = WAIT_MS): Promise<T | undefined> {
   const deadline = Date.now() + ms;
   for (;;) {
@@ -308,11 +275,7 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
     step("key set");
 
     prompter.push(instruction);
-    const coded = await acceptingPreview(
-      vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.code),
-      () => doc.getText() === original,
-    );
-    const code = coded.result;
+    const code = await vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.code);
     const changed = await waitFor(() => (doc.getText() !== original ? true : undefined), 10_000);
     const cleared = await waitFor(
       () =>
@@ -326,8 +289,6 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
     report.code = {
       result: code,
       documentChanged: changed === true,
-      previewsAccepted: coded.accepted,
-      landedUnconfirmed: coded.landedUnconfirmed,
       problemCleared: cleared === true,
       text: doc.getText(),
     };
@@ -423,11 +384,7 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
       );
     if (api.server.supports(COMMANDS.run)) {
       prompter.push("Add type hints to Store.get");
-      const before = doc.getText();
-      const { result: run } = await acceptingPreview(
-        vscode.commands.executeCommand<unknown>(COMMANDS.run),
-        () => doc.getText() === before,
-      );
+      const run = await vscode.commands.executeCommand<unknown>(COMMANDS.run);
       report.run = {
         ok: (run as { ok?: unknown } | undefined)?.ok,
         phases: phaseResultsIn(run).map((r) => ({ phase: r.phase, ok: r.ok, provider: r.provider, model: r.model })),

@@ -21,7 +21,7 @@ class KeysFeature(Feature):
         @self.ls.feature(SetKeysNotification.METHOD)
         def on_set_keys(params: SetKeysParams) -> None:
             if not isinstance(params, SetKeysParams):  # pygls could not type them (wrong shape)
-                log.warning("phasewise/setKeys without a {keys: {ENV: value}} object: ignored")
+                log.warning("%s", SetKeysNotification.INVALID)
                 return
             self.take(params.keys)
             self.ls.log_line(f"keys received in memory for: {', '.join(sorted(params.keys)) or 'none'}")

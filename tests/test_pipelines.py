@@ -93,7 +93,7 @@ async def test_a_five_phase_pipeline_runs_in_order_each_given_what_came_before(c
     assert [p["phase"] for p in run["phases"]] == ["spec", "plan", "code", "test", "review"]
     assert len({p["runId"] for p in run["phases"]}) == 1
     chats = [r for r in sim.requests if r.endpoint == "chat"]
-    assert [r.phase for r in chats] == ["plan", "plan", "code", "code", "review"]  # as the simulator reads kinds
+    assert [r.phase for r in chats] == ["spec", "plan", "code", "test", "review"]
     spec, plan, code, test, review = (prompt(r) for r in chats)
     assert "<plan>" not in spec                                  # the first phase gets nothing before it
     assert "## spec" not in plan and "<plan>" in plan            # plan gets the spec

@@ -74,7 +74,7 @@ class Document:
 class Prompt:
     """What a Phasewise request asked, parsed back out of its system and user messages."""
 
-    phase: str
+    phase: str  # the phase's name ("test", a phase of the user's own)
     edit_format: str | None
     instruction: str
     plan: str | None
@@ -83,6 +83,7 @@ class Prompt:
     offered_tools: tuple[str, ...] = ()
     files: tuple[Document, ...] = ()  # the related files of the prompt, whole
     repair: bool = False  # the prompt asks to repair an answer whose blocks did not apply
+    kind: str = ""  # what it is answered as (plan, code, review); "": as its name says
 
     @property
     def is_python(self) -> bool:
@@ -186,8 +187,8 @@ def parse_prompt(system: str, user: str, offered_tools: tuple[str, ...] = ()) ->
     format_m = _FORMAT_RX.search(rest)
     instruction = _block(rest, "instruction")
     return Prompt(
-        # a phase of the user's own is answered as its kind is
-        phase=(phase_m.group(2) or phase_m.group(1)).lower() if phase_m else "chat",
+        phase=phase_m.group(1).lower() if phase_m else "chat",
+        kind=(phase_m.group(2) or phase_m.group(1)).lower() if phase_m else "chat",  # a phase of yours: its kind
         edit_format=format_m.group(1).lower() if format_m else None,
         instruction=(instruction if instruction is not None else user).strip(),
         plan=_block(rest, "plan"),
@@ -602,14 +603,14 @@ def _text_with_json(lead: str, obj: Mapping[str, Any], provider: str, model: str
 
 def answer(prompt: Prompt, provider: str, model: str) -> Answer:
     """The simulated reply to one parsed prompt."""
-    if prompt.phase == "code":
+    if (prompt.kind or prompt.phase) == "code":
         if prompt.edit_format in ("search-replace", "whole") and EDIT_TOOL not in prompt.offered_tools:
             return Answer(text=f"{attribution(provider, model)}\n\n{code_text(prompt, prompt.edit_format, model)}")
         obj = code_object(prompt)
         if EDIT_TOOL in prompt.offered_tools:
             return Answer(tool_name=EDIT_TOOL, tool_input=obj)
         return Answer(text=_text_with_json(str(obj["summary"]), obj, provider, model))
-    if prompt.phase == "review":
+    if (prompt.kind or prompt.phase) == "review":
         obj = review_object(prompt)
         if FINDINGS_TOOL in prompt.offered_tools:
             return Answer(tool_name=FINDINGS_TOOL, tool_input=obj)

@@ -16,7 +16,6 @@ May not import: edge.
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from collections import deque
@@ -27,23 +26,12 @@ from typing import Any
 
 from phasewise.router.routes import RouteResolver
 from phasewise.serial import Jsonable, json_property, json_rule
+from phasewise.workflows.ledger import parse_lines
 
 RECENT = 10
 MIN_RECENT = 3
 TAIL_BYTES = 4 * 1024 * 1024
 STATUS_LINES = 500
-
-
-def _parse(texts: Iterable[str]) -> list[dict[str, Any]]:
-    out = []
-    for text in texts:
-        try:
-            value = json.loads(text)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            out.append(value)
-    return out
 
 
 class LedgerTail:
@@ -95,7 +83,7 @@ class LedgerTail:
                 texts = raw[:end].decode("utf-8", "replace").splitlines()
                 if start > self.offset and texts:
                     texts = texts[1:]  # skipped ahead into the middle of a line
-                self.lines.extend(_parse(texts))
+                self.lines.extend(parse_lines(texts))
                 self.offset = start + end
             return list(self.lines)
 
@@ -126,7 +114,7 @@ def read_tail(path: Path, max_bytes: int = TAIL_BYTES) -> list[dict[str, Any]]:
     lines = raw.decode("utf-8", "replace").splitlines()
     if start > 0 and lines:
         lines = lines[1:]  # cut through the middle of a line
-    return _parse(lines)
+    return parse_lines(lines)
 
 
 def percentile(values: Sequence[float], share: float) -> float | None:

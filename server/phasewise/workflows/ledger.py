@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,6 +144,19 @@ class RunSummary(Jsonable):
         return sum(float(p.get("totalMs") or 0) for p in self.phases)
 
 
+def parse_lines(texts: Iterable[str]) -> list[dict[str, Any]]:
+    """The ledger lines that are JSON objects (a line cut short by a crash, or garbage, is skipped)."""
+    out = []
+    for text in texts:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            out.append(value)
+    return out
+
+
 class Ledger:
     """Appends run records to one JSONL file; safe to share between threads and processes.
 
@@ -171,15 +184,7 @@ class Ledger:
             raw = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
-        out = []
-        for text in raw.splitlines():
-            try:
-                value = json.loads(text)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                out.append(value)
-        return out
+        return parse_lines(raw.splitlines())
 
     def runs(self, limit: int = 20) -> list[RunSummary]:
         """The latest ``limit`` runs, newest first, each with its phases in order."""

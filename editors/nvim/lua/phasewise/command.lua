@@ -107,7 +107,8 @@ local function report_problem(result, inv, client)
     return true
   end
   local problem = result.error or {}
-  if client and problem.kind == "document-changed" and require("phasewise.edits").declined(client.id) then
+  local declinable = problem.kind == "document-changed" or problem.kind == "cancelled"
+  if client and declinable and require("phasewise.edits").declined(client.id) then
     return false -- the user cancelled the edit: already said when it happened
   end
   local message = problem.message or ("the %s phase failed"):format(result.phase)

@@ -159,7 +159,9 @@ local function on_progress(ev)
     running[key] = nil
     local title = phase and phase.title or "Phasewise"
     local message = value.message
-    if message and message:find("document-changed", 1, true) and edits and edits.declined(client.id) then
+    -- the server ends a declined edit's phase as cancelled (older servers: document-changed)
+    local ended = message and (message:find("document-changed", 1, true) or message:find("cancelled", 1, true))
+    if ended and edits and edits.declined(client.id) then
       -- the user cancelled the edit: said when it happened ("… edit cancelled, nothing was applied")
     elseif message and message:find("cancelled", 1, true) then -- not when it finished first
       local name, who = title_parts(title)

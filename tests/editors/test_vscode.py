@@ -378,6 +378,8 @@ def test_extension_in_code_server(editor_session: Callable[..., Any], sim: Simul
     assert code["result"]["ok"], code["result"]
     assert code["result"]["provider"] == "e2e-coder"
     assert code["documentChanged"] and "def read_file(path" in code["text"]
+    # "Run Phase…" picked the plan phase from the server's phases and ran it by name
+    assert report["runPhase"] == {"ok": True, "phase": "plan", "provider": "e2e-planner"}, report.get("runPhase")
     assert code["problemCleared"]
     after = next(p for p in report["statusAfter"]["phases"] if p["phase"] == "code")
     assert after["keys"][0]["present"] and after["keys"][0]["source"] == "editor secret storage"

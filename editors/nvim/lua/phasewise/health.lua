@@ -78,6 +78,20 @@ local function check_routes(client)
   if #(status.keysInMemory or {}) > 0 then
     vim.health.info("keys set in this session (memory): " .. table.concat(status.keysInMemory, ", "))
   end
+  -- provider health from the run record: a route that failed most of its recent requests
+  local health = status.health or {}
+  vim.health.start("Provider health (run record)")
+  if #(health.flagged or {}) == 0 then
+    vim.health.ok(("no route failing: %d route(s) in the last runs"):format(#(health.routes or {})))
+  end
+  for _, flag in ipairs(health.flagged or {}) do
+    local fallbacks = #(flag.fallbacks or {}) > 0 and ("fallbacks: " .. table.concat(flag.fallbacks, ", "))
+      or "no fallback configured"
+    vim.health.warn(
+      ("%s failed %d of its last %d requests"):format(flag.route, flag.recentFailed or 0, flag.recentRequests or 0),
+      { fallbacks }
+    )
+  end
 end
 
 function M.check()

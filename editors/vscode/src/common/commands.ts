@@ -48,6 +48,7 @@ export const COMMANDS = {
   verify: "phasewise.verify",
   compare: "phasewise.compare",
   retry: "phasewise.retry",
+  runPhase: "phasewise.phase",
   setApiKey: "phasewise.setApiKey",
   openSettings: "phasewise.openSettings",
   restartServer: "phasewise.restartServer",
@@ -115,6 +116,7 @@ export class Commands {
       reg(COMMANDS.code, (arg?: PhaseArg) => this.phase("code", arg)),
       reg(COMMANDS.review, (arg?: PhaseArg) => this.phase("review", arg)),
       reg(COMMANDS.run, (arg?: PhaseArg) => this.run(arg)),
+      reg(COMMANDS.runPhase, (arg?: PhaseArg & { phase?: string }) => this.runPhase(arg)),
       reg(COMMANDS.status, (arg?: { uri?: string; quiet?: boolean }) => this.status(arg)),
       reg(COMMANDS.verify, (arg?: { uri?: string; providers?: string[] }) => this.verify(arg)),
       reg(COMMANDS.compare, (arg?: PhaseArg & { phase?: Phase; models?: string[] }) => this.compare(arg)),
@@ -199,6 +201,48 @@ export class Commands {
     }
     void this.refreshStatus(target.uri);
     return answer;
+  }
+
+  /**
+   * Any phase by name, the user's own included: picked from the server's phases (with their kind
+   * and route), then the instruction; the server's `phasewise.phase` runs it. A code action's
+   * command comes here with its phase and instruction, and is sent as it is.
+   */
+  async runPhase(arg?: PhaseArg & { phase?: string }): Promise<PhaseResult | undefined> {
+    const target = this.target(arg);
+    if (!target || !(await this.ready())) {
+      return undefined;
+    }
+    let phase = arg?.phase;
+    if (!phase) {
+      const report = await this.fetchStatus(target.uri.toString(), false);
+      const items = (report?.phases ?? []).map((p) => ({
+        label: p.phase,
+        description: `${p.kind ?? p.phase} phase · ${routeOf(p)}`,
+        detail: p.problem?.message,
+      }));
+      const picked = await this.ui.prompter.pick(items, {
+        title: "Phasewise: Run Phase…",
+        placeHolder: "the phase to run: plan, code, review or one of yours",
+      });
+      if (!picked) {
+        return undefined;
+      }
+      phase = picked.label;
+    }
+    const kind = (phase in { plan: 1, code: 1, review: 1 } ? phase : "plan") as Phase;
+    const instruction = arg?.instruction ?? (await this.askInstruction(kind, target));
+    if (instruction === undefined) {
+      return undefined;
+    }
+    const args = { phase, uri: target.uri.toString(), instruction, range: target.range };
+    const answer = await this.send(COMMANDS.runPhase, args);
+    const result = isPhaseResult(answer) ? answer : undefined;
+    if (result) {
+      this.present(result);
+    }
+    void this.refreshStatus(target.uri);
+    return result;
   }
 
   async retry(arg?: { uri: string; phase: Phase; model?: string }): Promise<PhaseResult | undefined> {

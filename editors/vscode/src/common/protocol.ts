@@ -42,6 +42,7 @@ export interface KeyView {
 
 export interface PhaseStatus {
   phase: string;
+  kind?: string;
   provider?: string;
   providerName?: string;
   model?: string;
@@ -58,6 +59,10 @@ export interface StatusReport {
   phases: PhaseStatus[];
   settingsIssues?: { path: string; message: string }[];
   keysInMemory?: string[];
+  /** Provider health from the run record; `flagged`: routes that failed most of their recent requests. */
+  health?: {
+    flagged?: { route: string; recentFailed?: number; recentRequests?: number; fallbacks?: string[] }[];
+  };
 }
 
 /** `phasewise.verify`: live checks of each provider in use, then each phase's verdict. */

@@ -81,7 +81,7 @@ export class StatusBar implements vscode.Disposable {
 
   showReport(report: StatusReport): void {
     const tooltip = new vscode.MarkdownString(
-      `**Phasewise** ${report.version ?? ""}\n\n${statusMarkdown(report)}\n\n_Click for actions: Set API Key…, Open Settings, Verify Providers._`,
+      `**Phasewise** ${report.version ?? ""}\n\n${statusMarkdown(report)}${healthMarkdown(report)}\n\n_Click for actions: Set API Key…, Open Settings, Verify Providers._`,
     );
     tooltip.supportHtml = true;
     const seen = new Set<string>();
@@ -127,4 +127,18 @@ export class StatusBar implements vscode.Disposable {
     }
     this.phaseItems.clear();
   }
+}
+
+/** The routes the run record flags (most recent requests failed), with their fallbacks. */
+function healthMarkdown(report: StatusReport): string {
+  const flagged = report.health?.flagged ?? [];
+  if (flagged.length === 0) {
+    return "";
+  }
+  const lines = flagged.map(
+    (f) =>
+      `- $(warning) \`${f.route}\` failed ${f.recentFailed ?? 0} of its last ${f.recentRequests ?? 0} requests` +
+      (f.fallbacks?.length ? ` (fallbacks: ${f.fallbacks.join(", ")})` : " (no fallback configured)"),
+  );
+  return `\n\n**Provider health**\n\n${lines.join("\n")}`;
 }

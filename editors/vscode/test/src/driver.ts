@@ -24,6 +24,7 @@ const COMMANDS = {
   verify: "phasewise.verify",
   compare: "phasewise.compare",
   retry: "phasewise.retry",
+  runPhase: "phasewise.phase",
   setApiKey: "phasewise.setApiKey",
 } as const;
 const PLAN_SCHEME = "phasewise-plan";
@@ -412,6 +413,13 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
         document: await reportDoc("Phasewise compare plan"),
       };
       step("compare done");
+    }
+    if (api.server.supports(COMMANDS.runPhase)) {
+      // "Run Phase…": the phase picked from the server's phases, then the instruction
+      prompter.push("plan", "Summarise the module");
+      const ran = await vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.runPhase);
+      report.runPhase = { ok: ran?.ok, phase: ran?.phase, provider: ran?.provider };
+      step("run phase done");
     }
 
     report.statusAfter = await api.commands.refreshStatus(file);

@@ -895,7 +895,8 @@ async def prompt_caching_runs() -> dict[str, Any]:
             sim.configure(provider, prompt_cache=shape)
             ref = f"{provider}/claude-sim"
             loaded = load_settings({
-                "phases": {p: {"model": ref} for p in ("plan", "code", "review")},
+                # a rename across 40 KB is a long answer: the budget a user would set for it
+                "phases": {p: {"model": ref, "maxOutputTokens": 64_000} for p in ("plan", "code", "review")},
                 "providers": {provider: {"protocol": protocol, "baseUrl": sim.base_url(provider, protocol),
                                          "requiresKey": False,
                                          "models": {"claude-sim": {

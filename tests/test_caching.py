@@ -457,3 +457,28 @@ def test_status_reads_the_ledger_incrementally(tmp_path: Path) -> None:
     assert [x["runId"] for x in tail.read()][-1] == "r12"
     path.write_text(json.dumps(lines[0]) + "\n", encoding="utf-8")  # replaced by a shorter file
     assert [x["runId"] for x in tail.read()] == ["r0"]
+
+
+# --------------------------------------------------------------------------- an answer cut at the output limit
+
+
+@pytest.mark.parametrize("protocol", ["anthropic", "openai"])
+async def test_code_answer_cut_at_the_output_limit_says_so(sim: SimulatorThread, tmp_path: Path,
+                                                          protocol: str) -> None:
+    """A code answer that stopped at ``maxOutputTokens`` mid-block is reported as cut off, naming the
+    limit and the setting that raises it, not as a model that got the edit format wrong."""
+    loaded = load_settings({
+        "phases": {"code": {"model": "solo/claude-sim", "maxOutputTokens": 20}},
+        "providers": {"solo": {"protocol": protocol, "baseUrl": sim.base_url("solo", protocol),
+                               "apiKeyEnv": "MAIN_KEY", "models": {"claude-sim": PRICES}}},
+        "retry": {"maxAttempts": 1}})
+    assert not loaded.issues, loaded.issues
+    doc = Document(URI, big_document(), 1, "python")
+    result = await service(tmp_path).run(loaded, "code", PhaseInput(doc, "Rename load to read_file"), Quiet())
+    assert not result.ok and result.error is not None
+    assert chats(sim)[-1].body.get("max_tokens", chats(sim)[-1].body.get("max_completion_tokens")) == 20
+    message = result.error.message
+    assert "stopped answering the code phase (claude-sim) at its output limit of 20 tokens" in message
+    assert "`phasewise.phases.code.maxOutputTokens`" in message and "Nothing was applied" in message
+    assert "shape Phasewise cannot use" not in message
+    assert result.new_text is None and not result.edits

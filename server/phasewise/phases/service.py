@@ -66,6 +66,9 @@ from phasewise.router.routes import PhaseRoute, Route
 from phasewise.serial import Jsonable, json_property, json_rule
 from phasewise.settings import DEFAULT_CONTEXT_TOKENS, LoadedSettings, phase_kind
 
+#: Stop reasons meaning "cut at the output limit": Chat Completions' and Anthropic Messages'.
+CUT_AT_LIMIT = frozenset({"length", "max_tokens"})
+
 _TOOLS: dict[str, ToolSpec] = {"code": EDIT_TOOL_SPEC, "review": FINDINGS_TOOL_SPEC}  # by the phase's kind
 _MAX_INSTRUCTIONS = 100_000  # characters of an instructions file that are sent
 
@@ -356,6 +359,9 @@ class PhaseService:
         repaired = False
         try:
             if kind == "code":
+                if c.stop_reason in CUT_AT_LIMIT:
+                    # whatever edits came before the cut are a part of the change: none is applied
+                    raise AnswerError("its edits end where the answer was cut off")
                 try:
                     self._code_result(result, served.route, c.text, c.tool_input, inp, rng, context)
                 except EditFailure as failed:
@@ -381,13 +387,18 @@ class PhaseService:
             result.total_ms = (time.perf_counter() - started) * 1000
             return result
         except AnswerError as err:
-            result.error = Problem(
-                ProblemKind.BAD_REQUEST,
-                f"{provider_label(served.route.spec.name, served.route.provider)} answered the {phase} phase "
-                f"({served.route.model}) in a shape Phasewise cannot use: {err}. Nothing was applied; "
-                f"retry, or set `phasewise.phases.{phase}.editFormat`.",
-                phase=phase, provider=served.route.provider, model=served.route.model,
-            )
+            who = f"{provider_label(served.route.spec.name, served.route.provider)}"
+            if c.stop_reason in CUT_AT_LIMIT:
+                # the answer is unusable because it was cut off, not because the model got the format wrong
+                message = (f"{who} stopped answering the {phase} phase ({served.route.model}) at its output "
+                           f"limit of {output_budget(served.route)} tokens: {err}. Nothing was applied; raise "
+                           f"`phasewise.phases.{phase}.maxOutputTokens`, or ask for a smaller change.")
+            else:
+                message = (f"{who} answered the {phase} phase ({served.route.model}) in a shape Phasewise "
+                           f"cannot use: {err}. Nothing was applied; retry, or set "
+                           f"`phasewise.phases.{phase}.editFormat`.")
+            result.error = Problem(ProblemKind.BAD_REQUEST, message,
+                                   phase=phase, provider=served.route.provider, model=served.route.model)
             result.edits, result.new_text, result.diff, result.changes = [], None, None, None
             result.total_ms = (time.perf_counter() - started) * 1000
             return result

@@ -12,7 +12,7 @@ import pytest
 from pytest_lsp import LanguageClient
 
 from phasewise.sim import SimulatorThread
-from tests.helpers import Editor, make_client_fixture, server_env
+from tests.helpers import Editor, make_client_fixture, plain, server_env
 
 client = make_client_fixture(server_env(CODER_KEY="test-key-coder-2222", PHASEWISE_WARMUP="0"))
 
@@ -25,16 +25,6 @@ def settings(sim: SimulatorThread, model: str = "glm-sim", **code: Any) -> dict[
             "providers": {"coder": {"protocol": "openai", "baseUrl": sim.base_url("coder", "openai"),
                                     "apiKeyEnv": "CODER_KEY"}},
             "retry": {"maxAttempts": 1}}
-
-
-def plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple) and not hasattr(value, "_asdict"):
-        return [plain(v) for v in value]
-    if hasattr(value, "_asdict"):
-        return {k: plain(v) for k, v in value._asdict().items()}
-    return value
 
 
 def chats(sim: SimulatorThread) -> list[Any]:

@@ -66,9 +66,6 @@ from phasewise.router.routes import PhaseRoute, Route
 from phasewise.serial import Jsonable, json_property, json_rule
 from phasewise.settings import DEFAULT_CONTEXT_TOKENS, LoadedSettings, phase_kind
 
-#: Stop reasons meaning "cut at the output limit": Chat Completions' and Anthropic Messages'.
-CUT_AT_LIMIT = frozenset({"length", "max_tokens"})
-
 _TOOLS: dict[str, ToolSpec] = {"code": EDIT_TOOL_SPEC, "review": FINDINGS_TOOL_SPEC}  # by the phase's kind
 _MAX_INSTRUCTIONS = 100_000  # characters of an instructions file that are sent
 
@@ -359,7 +356,7 @@ class PhaseService:
         repaired = False
         try:
             if kind == "code":
-                if c.stop_reason in CUT_AT_LIMIT:
+                if c.cut_at_limit:
                     # whatever edits came before the cut are a part of the change: none is applied
                     raise AnswerError("its edits end where the answer was cut off")
                 try:
@@ -388,7 +385,7 @@ class PhaseService:
             return result
         except AnswerError as err:
             who = f"{provider_label(served.route.spec.name, served.route.provider)}"
-            if c.stop_reason in CUT_AT_LIMIT:
+            if c.cut_at_limit:
                 # the answer is unusable because it was cut off, not because the model got the format wrong
                 message = (f"{who} stopped answering the {phase} phase ({served.route.model}) at its output "
                            f"limit of {output_budget(served.route)} tokens: {err}. Nothing was applied; raise "

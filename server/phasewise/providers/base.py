@@ -105,6 +105,11 @@ class Completion:
     stop_reason: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def cut_at_limit(self) -> bool:
+        """The answer stopped at the output limit (Chat Completions' ``length``, Messages' ``max_tokens``)."""
+        return self.stop_reason in ("length", "max_tokens")
+
 
 class TextSink(Protocol):
     def __call__(self, delta: str) -> None: ...

@@ -83,3 +83,24 @@ async def test_a_selected_range_is_all_that_changes(client: LanguageClient, sim:
     assert code["ok"] and code["applied"] is True, code
     assert editor.texts[URI] == DOC.replace("return load('x')", "return read_file('x')")
     assert "def load(path):" in editor.texts[URI]
+
+
+@pytest.mark.parametrize("confirm", [True, False])
+async def test_progress_says_the_change_waits_for_the_editor(client: LanguageClient, sim: SimulatorThread,
+                                                             confirm: bool) -> None:
+    # while the editor shows the change, the phase waits for the user, not for the provider
+    editor = Editor(client)
+    editor.configure(settings(sim, confirm=confirm))
+    editor.open(URI, DOC)
+    code = plain(await editor.command("phasewise.code", {"uri": URI, "instruction": "rename load to read_file"}))
+    assert code["ok"] and code["applied"] is True, code
+    [params] = editor.applied
+    asked = params.edit.change_annotations is not None
+    ws = client.capabilities.workspace
+    assert asked is (confirm and ws is not None and ws.workspace_edit is not None
+                     and ws.workspace_edit.change_annotation_support is not None)
+    messages = [getattr(p, "message", None) for reports in client.progress_reports.values() for p in reports]
+    expected = ("the change to 1 file is shown for review: waiting for it to be applied or discarded" if asked
+                else "applying the change to 1 file")
+    assert expected in messages, messages
+    assert messages.index(expected) < len(messages) - 1  # before the end, which says how it went

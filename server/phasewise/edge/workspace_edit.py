@@ -94,6 +94,13 @@ def _caps(capabilities: types.ClientCapabilities | None) -> types.WorkspaceEditC
     return ws.workspace_edit if ws else None
 
 
+def asks_confirmation(capabilities: types.ClientCapabilities | None, confirm: bool = True) -> bool:
+    """Whether the edit will ask the editor to confirm it: ``confirm`` and a client that declares
+    ``changeAnnotationSupport``."""
+    caps = _caps(capabilities)
+    return bool(confirm and caps and caps.change_annotation_support is not None)
+
+
 def workspace_edit(changes: ChangeSet, capabilities: types.ClientCapabilities | None, *, confirm: bool = True,
                    label: str = "Phasewise code phase", description: str | None = None,
                    encoding: str = types.PositionEncodingKind.Utf16, provider: str | None = None,
@@ -112,7 +119,7 @@ def workspace_edit(changes: ChangeSet, capabilities: types.ClientCapabilities | 
             f"from the command line (`phasewise code FILE`), or ask for the change without new files.",
             phase="code", provider=provider, model=model,
         )
-    annotated = bool(confirm and caps and caps.change_annotation_support is not None)
+    annotated = asks_confirmation(capabilities, confirm)
     annotation = ANNOTATION_ID if annotated else None
     edits_by_file = [(f, minimal_text_edit(f.before if not f.created else "", f.after, encoding))
                      for f in changes.files]

@@ -115,7 +115,7 @@ class PhasesFeature(Feature):
         try:
             result = await service.run(loaded, phase, inp, progress)
             if result.kind == "code" and result.ok:
-                await self.apply_code(result, loaded)
+                await self.apply_code(result, loaded, progress)
         except asyncio.CancelledError:
             task.uncancel()
             result = cancelled_result(phase, run_id, phase_route, phase_kind(loaded.settings, phase))
@@ -196,10 +196,12 @@ class PhasesFeature(Feature):
         except CommandError:
             return None
 
-    async def apply_code(self, result: PhaseResult, loaded: LoadedSettings) -> None:
+    async def apply_code(self, result: PhaseResult, loaded: LoadedSettings,
+                         progress: PhaseProgress | None = None) -> None:
         """Apply a code result's change, every file or none, if nothing moved on since the phase
-        read it; with ``phases.code.confirm`` the edit asks the editor to show it first."""
-        from phasewise.edge.workspace_edit import apply_change_set, open_documents
+        read it; with ``phases.code.confirm`` the edit asks the editor to show it first (and the
+        progress says the phase now waits for the user, not for the provider)."""
+        from phasewise.edge.workspace_edit import apply_change_set, asks_confirmation, open_documents
         from phasewise.problems import Problem, ProblemKind
 
         ls = self.ls
@@ -228,6 +230,11 @@ class PhasesFeature(Feature):
                             f"{UNDECLARED_APPLY_SECONDS:.0f} s (it does not declare it); taken as applied")
                 return types.ApplyWorkspaceEditResult(applied=True)
 
+        if progress is not None:
+            files = f"{len(changes.files)} file{'s' if len(changes.files) != 1 else ''}"
+            progress.on_status(f"the change to {files} is shown for review: waiting for it to be applied or "
+                               f"discarded" if asks_confirmation(ls.client_capabilities, confirm)
+                               else f"applying the change to {files}")
         problem = await apply_change_set(
             send, changes, open_documents(ls.workspace.text_documents), ls.client_capabilities,
             confirm=confirm, label=f"Phasewise code ({who})",

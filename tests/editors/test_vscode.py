@@ -49,6 +49,13 @@ SESSION_SECONDS = 150
 T = TypeVar("T")
 
 DOC = SAMPLE_DOC  # the suites' one sample document
+CALLER = """from app import load
+
+
+def order_lines(path):
+    text = load(path)
+    return text.splitlines() if text else []
+"""
 
 
 def _chromium() -> str | None:
@@ -226,6 +233,7 @@ def _workspace(root: Path, sim: SimulatorThread) -> Path:
     folder = root / "workspace"
     (folder / ".vscode").mkdir(parents=True)
     (folder / "app.py").write_text(DOC)
+    (folder / "orders.py").write_text(CALLER)  # a caller of app.load, not open in the editor
     providers = {
         "e2e-planner": {"protocol": "anthropic", "baseUrl": sim.base_url("e2e-planner", "anthropic"),
                         "requiresKey": False},
@@ -236,10 +244,7 @@ def _workspace(root: Path, sim: SimulatorThread) -> Path:
     settings = {
         "phasewise.phases": {
             "plan": {"model": "e2e-planner/claude-sim"},
-            # applied without the Refactor Preview: the scripted session cannot press its Apply button
-            # (refactorPreview.apply through the API resolved the edit as declined), so this test
-            # covers the edit itself; the confirmation is the server's needsConfirmation annotation
-            "code": {"model": "e2e-coder/glm-sim", "confirm": False},
+            "code": {"model": "e2e-coder/glm-sim"},  # confirm: on, the default
             "review": {"model": "e2e-reviewer/gpt-sim"},
         },
         "phasewise.providers": providers,
@@ -374,10 +379,44 @@ def test_extension_in_code_server(editor_session: Callable[..., Any], sim: Simul
 
     # the quick fix stored the key in SecretStorage and the server got it in memory
     assert report["keySet"] is True
+
+    # the code phase's change to both files is shown as a diff before it lands ...
+    discard = report["discard"]
+    shown = discard["shown"]
+    assert shown is not None, discard
+    assert shown["label"] == "Phasewise code (e2e-coder/glm-sim)", shown
+    assert shown["files"] == [{"path": "app.py", "created": False, "changes": True},
+                              {"path": "orders.py", "created": False, "changes": True}], shown
+    assert shown["question"].startswith("Review the change to app.py, orders.py, then Apply it"), shown
+    assert "from app import read_file" in shown["proposed"] and "def read_file(path" in shown["proposed"]
+    # ... in the multi-file diff editor: each file as it is, beside what it would become
+    [tab] = discard["tabs"]
+    assert tab["kind"] == "multidiff:file→phasewise-proposed,file→phasewise-proposed", discard["tabs"]
+    assert tab["label"] == "Phasewise code (e2e-coder/glm-sim): proposed change (2 files)", tab
+    # ... and discarding it changes nothing, closes the diff, and says so (not as a problem)
+    assert discard["result"]["ok"] is False and discard["result"]["applied"] is False, discard["result"]
+    assert discard["result"]["error"]["kind"] == "cancelled", discard["result"]
+    assert discard["documentUnchanged"] and discard["callerUnchanged"], discard
+    assert discard["pendingAfter"] is False and discard["diffTabsAfter"] == [], discard
+    # ... and the file worked on is still open, and has the focus again (the plan still beside it)
+    assert any("app.py" in g["tabs"] for g in discard["tabsAfter"]), discard["tabsAfter"]
+    assert discard["activeAfter"] == (folder / "app.py").as_uri(), discard
+    assert any("Preview app.py plan.md" in g["tabs"] for g in discard["tabsAfter"]), discard["tabsAfter"]
+    assert [n["message"] for n in discard["notices"]] == [
+        "The code phase's change (e2e-coder/glm-sim, 2 files) was declined in the editor; nothing was applied."
+    ], discard["notices"]
+    assert discard["problems"] == [], discard["problems"]
+
+    # applied: both files at once, the open one and the caller that was not open
     code = report["code"]
+    assert code["shownFiles"] == ["app.py", "orders.py"], code
     assert code["result"]["ok"], code["result"]
     assert code["result"]["provider"] == "e2e-coder"
+    assert code["result"]["applied"] is True, code["result"]
+    assert [f["path"] for f in code["result"]["files"]] == ["app.py", "orders.py"], code["result"]
+    assert code["diffTabsAfter"] == [], code
     assert code["documentChanged"] and "def read_file(path" in code["text"]
+    assert code["callerText"] is not None and "from app import read_file" in code["callerText"], code
     # "Run Phase…" picked the plan phase from the server's phases and ran it by name
     assert report["runPhase"] == {"ok": True, "phase": "plan", "provider": "e2e-planner"}, report.get("runPhase")
     assert code["problemCleared"]
@@ -453,14 +492,15 @@ def test_extension_in_code_server(editor_session: Callable[..., Any], sim: Simul
 
     # what reached the providers: each phase its own, the key only from SecretStorage
     chats = [r for r in sim.requests if r.endpoint == "chat"]
-    assert [(r.provider, r.phase) for r in chats][:3] == [
-        ("e2e-planner", "plan"), ("e2e-coder", "code"), ("e2e-reviewer", "review"),
+    assert [(r.provider, r.phase) for r in chats][:4] == [  # code twice: discarded, then applied
+        ("e2e-planner", "plan"), ("e2e-coder", "code"), ("e2e-coder", "code"), ("e2e-reviewer", "review"),
     ]
     assert {r.api_key for r in chats if r.provider == "e2e-coder"} == {SECRET}
     # ... and was never written to settings or logs
     for path in [*cs.user_data.rglob("*.json"), folder / ".vscode" / "settings.json", *cs.user_data.rglob("*.log")]:
         assert SECRET not in path.read_text(errors="replace"), path
     assert "def read_file(path" in (folder / "app.py").read_text()  # saved by the session
+    assert "text = read_file(path)" in (folder / "orders.py").read_text()
     print(f"VS Code session: {report['elapsedMs']} ms in the extension, {time.monotonic() - started:.1f} s in all")
 
 

@@ -8,6 +8,7 @@
 
 import * as vscode from "vscode";
 
+import { CHANGE_COMMANDS, ChangeReview } from "./common/changeReview";
 import { COMMANDS, Commands } from "./common/commands";
 import { PhasewiseDocuments } from "./common/documents";
 import { KeyStore } from "./common/keys";
@@ -28,6 +29,7 @@ export interface PhasewiseApi {
   readonly log: Log;
   readonly ui: Ui;
   readonly progress: ProgressBoard;
+  readonly review: ChangeReview;
 }
 
 export function activate(context: vscode.ExtensionContext): PhasewiseApi {
@@ -36,10 +38,16 @@ export function activate(context: vscode.ExtensionContext): PhasewiseApi {
   const documents = new PhasewiseDocuments();
   const statusBar = new StatusBar();
   const ui = new Ui();
-  const server = new ServerManager(log, keys, new Set(Object.values(COMMANDS)));
+  const review = new ChangeReview(log);
+  const server = new ServerManager(
+    log,
+    keys,
+    new Set([...Object.values(COMMANDS), ...Object.values(CHANGE_COMMANDS)]),
+    review,
+  );
   manager = server;
   const commands = new Commands(server, documents, keys, log, ui, statusBar);
-  context.subscriptions.push(log, keys, documents, statusBar, server, ...commands.register());
+  context.subscriptions.push(log, keys, documents, statusBar, server, review, ...commands.register());
 
   let refresh: NodeJS.Timeout | undefined;
   const refreshSoon = () => {
@@ -65,7 +73,7 @@ export function activate(context: vscode.ExtensionContext): PhasewiseApi {
       void vscode.commands.executeCommand(COMMANDS.status);
     }
   });
-  return { server, commands, documents, statusBar, log, ui, progress: server.progress };
+  return { server, commands, documents, statusBar, log, ui, progress: server.progress, review };
 }
 
 export async function deactivate(): Promise<void> {

@@ -6,7 +6,7 @@
 
 import * as vscode from "vscode";
 
-import { INSTALL_COMMAND, PHASES, PLAN_SCHEME, REPORT_SCHEME, SECTION, type Phase } from "./constants";
+import { INSTALL_COMMAND, PHASES, SECTION, type Phase } from "./constants";
 import { describeResult, type PhasewiseDocuments } from "./documents";
 import { isEnvName, type KeyStore } from "./keys";
 import type { Log } from "./log";
@@ -73,7 +73,9 @@ interface Target {
   range?: LspRange;
 }
 
-const INTERNAL_SCHEMES = new Set([PLAN_SCHEME, REPORT_SCHEME, "output", "vscode-settings"]);
+/** The documents a phase works on (the language client's selector): not plans, reports, output,
+ * settings, or the proposed side of a change's diff. */
+const WORK_SCHEMES = new Set(["file", "untitled"]);
 
 function selectionRange(editor: vscode.TextEditor): LspRange | undefined {
   const selection = editor.selection;
@@ -126,7 +128,7 @@ export class Commands {
       reg(COMMANDS.restartServer, () => this.restartServer()),
       reg(COMMANDS.showOutput, () => this.log.show()),
       vscode.window.onDidChangeActiveTextEditor((editor) => {
-        if (editor && !INTERNAL_SCHEMES.has(editor.document.uri.scheme)) {
+        if (editor && WORK_SCHEMES.has(editor.document.uri.scheme)) {
           this.lastFile = editor.document.uri;
         }
       }),
@@ -554,6 +556,11 @@ export class Commands {
     }
     const problem = result.error;
     this.log.warn(`${line}: ${problem?.kind ?? "?"}: ${problem?.message ?? ""}`);
+    if (problem?.kind === "cancelled" && result.applied === false && (result.files?.length ?? 0) > 0) {
+      // the user discarded the change in the diff review: the server's words say which
+      void this.ui.notify("info", problem.message);
+      return;
+    }
     if (problem?.kind === "cancelled") {
       void this.ui.notify("info", `Phasewise ${result.phase} cancelled: nothing more was sent, nothing was changed.`);
       return;
@@ -657,7 +664,7 @@ export class Commands {
   /** The active file editor; with the focus on a Phasewise preview, the file last worked on, if visible. */
   private fileEditor(): vscode.TextEditor | undefined {
     const active = vscode.window.activeTextEditor;
-    if (active && !INTERNAL_SCHEMES.has(active.document.uri.scheme)) {
+    if (active && WORK_SCHEMES.has(active.document.uri.scheme)) {
       this.lastFile = active.document.uri;
       return active;
     }

@@ -61,6 +61,15 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
     this.registrations = [
       vscode.workspace.registerTextDocumentContentProvider(PLAN_SCHEME, this),
       vscode.workspace.registerTextDocumentContentProvider(REPORT_SCHEME, this),
+      // A preview brought back into view (another tab had covered it) re-renders what VS Code
+      // last read of the document: tell it the document changed, so it shows the current one.
+      vscode.window.tabGroups.onDidChangeTabs((e) => {
+        for (const tab of e.changed) {
+          if (tab.isActive && tab.input instanceof vscode.TabInputWebview) {
+            this.refreshPreview(tab.label);
+          }
+        }
+      }),
     ];
   }
 
@@ -181,6 +190,14 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
     entry.states.push(line);
     entry.footer = `_${entry.name} · ${entry.route} · ${line}_`;
     this.changed.fire(entry.uri);
+  }
+
+  private refreshPreview(label: string): void {
+    for (const uri of [...[...this.plans.values()].map((p) => p.uri.toString()), ...this.reports.keys()]) {
+      if (label === `Preview ${path.basename(vscode.Uri.parse(uri).path)}`) {
+        this.changed.fire(vscode.Uri.parse(uri));
+      }
+    }
   }
 
   private previewOpen(uri: vscode.Uri): boolean {

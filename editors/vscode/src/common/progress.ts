@@ -22,7 +22,8 @@ import {
   type WorkDoneProgressBegin,
 } from "vscode-languageclient/node";
 
-export type RunState = "starting" | "streaming" | "waiting" | "retrying" | "fallback" | "key" | "done" | "cancelled";
+export type RunState =
+  "starting" | "streaming" | "waiting" | "retrying" | "fallback" | "key" | "applying" | "done" | "cancelled";
 
 /** One step of a run, as shown. */
 export interface RunStatus {
@@ -63,6 +64,9 @@ export function describeStatus(message: string): { state: RunState; message: str
   }
   if (/, trying [A-Za-z_][A-Za-z0-9_]*$/.test(text)) {
     return { state: "key", message: text, view: `trying another key: ${text}` };
+  }
+  if (/^(the change to .+ is shown for review|applying the change to )/.test(text)) {
+    return { state: "applying", message: text, view: text };
   }
   if (text === "" || text === "starting") {
     return { state: "starting", message: "waiting for the first token…", view: "waiting for the first token…" };

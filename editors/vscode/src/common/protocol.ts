@@ -29,6 +29,8 @@ export interface PhaseResult {
   attempts?: Attempt[];
   error: Problem | null;
   applied?: boolean;
+  /** Every file a code phase's change touches, each with its diff. */
+  files?: { path: string; uri?: string; diff?: string; created?: boolean }[];
   findings?: unknown[];
   costUsd?: number | null;
 }

@@ -20,6 +20,7 @@ import {
   type StaticFeature,
 } from "vscode-languageclient/node";
 
+import type { ChangeReview } from "./changeReview";
 import { CLIENT_SUBSECTIONS, SECTION, SERVER_SETTINGS, SET_KEYS, STREAM_TEXT } from "./constants";
 import type { KeyStore } from "./keys";
 import { LaunchError, resolveLaunch, type Launch } from "./launch";
@@ -128,6 +129,8 @@ export class ServerManager implements vscode.Disposable {
     private readonly keys: KeyStore,
     /** VS Code commands the extension registers itself; other server commands are forwarded. */
     private readonly ownCommands: ReadonlySet<string>,
+    /** Shows a change that needs confirmation as a diff and asks before it lands. */
+    private readonly review: ChangeReview,
   ) {
     this.disposables.push(
       keys.onDidChange((changed) => void this.pushKeys(changed)),
@@ -299,6 +302,7 @@ export class ServerManager implements vscode.Disposable {
       initializationOptions: () => (Object.keys(this.startKeys).length > 0 ? { keys: this.startKeys } : {}),
       middleware: {
         workspace: {
+          handleApplyEdit: (params, next) => this.review.handle(params, next),
           configuration: async (params, token, next) => {
             const answer = await next(params, token);
             if (!Array.isArray(answer)) {

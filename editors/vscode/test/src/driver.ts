@@ -27,6 +27,8 @@ const COMMANDS = {
   runPhase: "phasewise.phase",
   setApiKey: "phasewise.setApiKey",
 } as const;
+/** What the diff title bar's ✓ and discard buttons run. */
+const CHANGE = { apply: "phasewise.applyChange", discard: "phasewise.discardChange" } as const;
 const PLAN_SCHEME = "phasewise-plan";
 const REPORT_SCHEME = "phasewise-report";
 const PROBLEM_SOURCE = "phasewise";
@@ -96,12 +98,17 @@ function tabsView() {
   return vscode.window.tabGroups.all.flatMap((group) =>
     group.tabs.map((tab) => {
       const input = tab.input;
+      const diffs = (input as { textDiffs?: vscode.TabInputTextDiff[] } | undefined)?.textDiffs;
       const kind =
         input instanceof vscode.TabInputText
           ? `text:${input.uri.scheme}`
           : input instanceof vscode.TabInputWebview
             ? `webview:${input.viewType}`
-            : "other";
+            : input instanceof vscode.TabInputTextDiff
+              ? `diff:${input.original.scheme}→${input.modified.scheme}`
+              : Array.isArray(diffs)
+                ? `multidiff:${diffs.map((d) => `${d.original.scheme}→${d.modified.scheme}`).join(",")}`
+                : "other";
       return { label: tab.label, kind };
     }),
   );
@@ -275,9 +282,60 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
     }
     step("key set");
 
+    // Code, confirmed (phases.code.confirm is on by default): the change to both files opens as a
+    // diff and waits. Discard (the diff title bar's button) changes nothing.
+    const caller = vscode.Uri.joinPath(folder.uri, "orders.py");
+    const callerBefore = fs.readFileSync(caller.fsPath, "utf-8");
+    const isDiffTab = (t: { kind: string }) => t.kind.startsWith("diff:") || t.kind.startsWith("multidiff:");
+    const noticesBeforeDiscard = notices.length;
     prompter.push(instruction);
-    const code = await vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.code);
+    const discarding = vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.code);
+    const first = await waitFor(() => api.review.pending);
+    const firstTabs = await waitFor(() => {
+      const tabs = tabsView().filter(isDiffTab);
+      return tabs.length > 0 ? tabs : undefined;
+    }, 10_000);
+    await vscode.commands.executeCommand(CHANGE.discard);
+    const discarded = await discarding;
+    report.discard = {
+      shown: first
+        ? {
+            label: first.label,
+            question: first.question,
+            files: first.files.map((f) => ({ path: f.path, created: f.created, changes: f.before !== f.after })),
+            proposed: first.files.map((f) => f.after).join("\n"),
+          }
+        : null,
+      tabs: firstTabs ?? tabsView(),
+      result: discarded,
+      pendingAfter: api.review.pending !== undefined,
+      diffTabsAfter: tabsView().filter(isDiffTab),
+      tabsAfter: vscode.window.tabGroups.all.map((g) => ({
+        column: g.viewColumn,
+        active: g.activeTab?.label,
+        tabs: g.tabs.map((t) => t.label),
+      })),
+      visibleAfter: vscode.window.visibleTextEditors.map((e) => e.document.uri.toString()),
+      activeAfter: vscode.window.activeTextEditor?.document.uri.toString() ?? null,
+      documentUnchanged: doc.getText() === original,
+      callerUnchanged:
+        fs.readFileSync(caller.fsPath, "utf-8") === callerBefore &&
+        !vscode.workspace.textDocuments.some((d) => d.uri.toString() === caller.toString() && d.isDirty),
+      notices: notices.slice(noticesBeforeDiscard),
+      problems: diagnosticsView(file).filter((d) => d.source === PROBLEM_SOURCE),
+    };
+    step("code discarded");
+
+    // The same change again, applied (the title bar's ✓): both files change at once.
+    prompter.push(instruction);
+    const applying = vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.code);
+    const second = await waitFor(() => (api.review.pending?.id !== first?.id ? api.review.pending : undefined));
+    await vscode.commands.executeCommand(CHANGE.apply);
+    const code = await applying;
     const changed = await waitFor(() => (doc.getText() !== original ? true : undefined), 10_000);
+    const callerDoc = await waitFor(() =>
+      vscode.workspace.textDocuments.find((d) => d.uri.toString() === caller.toString()),
+    );
     const cleared = await waitFor(
       () =>
         vscode.languages
@@ -289,11 +347,16 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
     );
     report.code = {
       result: code,
+      shownFiles: second?.files.map((f) => f.path) ?? [],
+      diffTabsAfter: tabsView().filter(isDiffTab),
+      callerText: callerDoc?.getText() ?? null,
       documentChanged: changed === true,
       problemCleared: cleared === true,
       text: doc.getText(),
     };
     step("code done");
+    // Later changes (the run's code phase) are applied as soon as they are shown.
+    api.review.onDidShow(() => void vscode.commands.executeCommand(CHANGE.apply));
 
     prompter.push("");
     const review = await vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.review);
@@ -427,7 +490,7 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
     report.diagnostics = diagnosticsView(file);
     report.asked = prompter.asked;
     report.notices = notices;
-    await doc.save();
+    await vscode.workspace.saveAll(false);
   } catch (err) {
     report.error = err instanceof Error ? `${err.message}\n${err.stack ?? ""}` : String(err);
   } finally {

@@ -531,3 +531,107 @@ def test_any_phase_by_name_with_completion_from_the_server(sim: SimulatorThread,
     assert "load" in obs["docs_from_action"] and obs["docs_from_action"] != docs["text"]
     assert "load" in obs["plan_from_action"] and obs["plan_handed_to_code"] is True
     assert not (doc.parent / ".phasewise").exists()
+
+
+REPORT = 'from store import load\n\n\ndef report(path):\n    return len(load(path) or "")\n'
+CLI = "import sys\n\nimport store\n\n\ndef main():\n    print(store.load(sys.argv[1]))\n"
+
+
+def test_a_rename_across_the_project_is_one_edit_shown_and_asked_then_declined_or_applied(
+        sim: SimulatorThread, tmp_path: Path) -> None:
+    """Issue 11: the server's own multi-file edit (the module open, one caller open, one not)."""
+    settings = {"phases": {"code": {"model": "coder/glm-sim"}},  # confirm: the default (on)
+                "providers": {"coder": route(sim, "coder", "openai", "CODER_KEY")}}
+    store = write_doc(tmp_path)
+    root = store.parent
+    subprocess.run(["git", "init", "-q", str(root)], check=True)  # the plugin's root marker: the workspace folder
+    paths = {"store": store, "cli": root / "cli.py", "report": root / "report.py"}
+    paths["cli"].write_text(CLI)
+    paths["report"].write_text(REPORT)
+    obs = run_nvim("nvim_multifile.lua", tmp_path, env=KEYS, settings=settings,
+                   paths={name: str(path) for name, path in paths.items()},
+                   instruction="Rename load to read_file and keep its callers working")
+    assert obs.get("root") == str(root)
+
+    # both callers went to the model as context, once per run (declined, then accepted)
+    chat = [r for r in sim.requests if r.endpoint == "chat"]
+    assert [(r.provider, r.phase) for r in chat] == [("coder", "code"), ("coder", "code")]
+    for request in chat:
+        sent = request.body["messages"][-1]["content"]
+        assert '<file path="cli.py"' in sent and '<file path="report.py"' in sent, sent
+
+    # one workspace/applyEdit per run, for all three files: versioned where open, annotated to confirm
+    uris = {name: path.as_uri() for name, path in paths.items()}
+    assert len(obs["wire"]) == 2
+    for params in obs["wire"]:
+        edit = params["edit"]
+        changes = edit["documentChanges"]
+        assert [c["textDocument"]["uri"] for c in changes] == [uris["store"], uris["cli"], uris["report"]]
+        assert [c["textDocument"].get("version") for c in changes] == [0, 0, None]  # not open: no version
+        assert {e.get("annotationId") for c in changes for e in c["edits"]} == {"phasewise-code"}
+        assert edit["changeAnnotations"]["phasewise-code"]["needsConfirmation"] is True
+        assert params["label"] == "Phasewise code (coder/glm-sim)"
+
+    untouched = {"text": {"store": DOC.rstrip("\n"), "cli": CLI.rstrip("\n")},
+                 "modified": {"store": False, "cli": False}, "version": {"store": 0, "cli": 0},
+                 "disk": {"store": DOC, "cli": CLI, "report": REPORT}, "report_buf": None}
+
+    # asked twice, the diff of all three files beside the module while it asks; nothing touched yet
+    assert len(obs["asked"]) == 2
+    for asked in obs["asked"]:
+        assert asked["prompt"] == "Phasewise code (coder/glm-sim): apply this change to 3 files?"
+        assert asked["items"] == ["Apply", "Cancel"]
+        assert (asked["kind"], asked["diff_filetype"]) == ("phasewise.edit", "diff")
+        assert asked["windows"] == ["work/store.py", "phasewise://edit"] and asked["current"]
+        diff = asked["diff"]
+        assert [line for line in diff.splitlines() if line.startswith("#")] == [
+            "# Phasewise code (coder/glm-sim): 3 files",
+            "#   M work/store.py (open, version 0)",
+            "#   M work/cli.py (open, version 0)",
+            "#   M work/report.py (not open)",
+        ]
+        assert "--- a/work/store.py\n+++ b/work/store.py\n" in diff and "\n+def read_file(path, cache={}):\n" in diff
+        assert ("--- a/work/cli.py\n+++ b/work/cli.py\n" in diff
+                and "\n-    print(store.load(sys.argv[1]))\n+    print(store.read_file(sys.argv[1]))" in diff)
+        assert ("--- a/work/report.py\n+++ b/work/report.py\n@@ -1,5 +1,5 @@\n"
+                "-from store import load\n+from store import read_file\n") in diff
+        # the screen at that moment: the module on the left, the diff's summary on the right
+        screen = asked["screen"]
+        assert screen[0].startswith("import os") and "│# Phasewise code (coder/glm-sim): 3 file" in screen[0]
+        right = [row.split("│", 1)[1] for row in screen if "│" in row]
+        assert right[2:5] == ["#   M work/store.py (open, version 0)", "#   M work/cli.py (open, version 0)",
+                              "#   M work/report.py (not open)"], screen
+        assert any(row.startswith("def load(path, cache={}):") for row in screen), "the buffer is not changed yet"
+        assert asked["state"] == untouched  # the file no buffer holds is read for the diff, not loaded
+
+    # Cancel: nothing changed anywhere, and the phase ends as cancelled, said once as a warning
+    declined = obs["declined"]
+    assert (declined["ok"], declined["applied"]) == (False, False)
+    assert declined["error"] == {"kind": "cancelled", "message": "The code phase's change (coder/glm-sim, 3 files) "
+                                 "was declined in the editor; nothing was applied."}
+    assert declined["state"] == untouched
+    assert declined["diagnostics"] == [] and not declined["diff_left"]
+    said = [(n["msg"], n["level"]) for n in obs["notifications"]]
+    assert said[:declined["notifications"]] == [
+        ("Phasewise code: coder/glm-sim …", 2),
+        ("Phasewise code (coder/glm-sim): edit cancelled, nothing was applied", 3)]
+
+    # Apply: all three files changed; the open buffers left unsaved, the closed file written
+    accepted = obs["accepted"]
+    assert (accepted["ok"], accepted["applied"], accepted["error"]) == (True, True, None)
+    assert [(f["path"], f["created"]) for f in accepted["files"]] == [
+        ("store.py", False), ("cli.py", False), ("report.py", False)]
+    assert all(f["diff"].startswith(f"--- a/{f['path']}\n+++ b/{f['path']}\n") for f in accepted["files"])
+    after = accepted["state"]
+    renamed = {"store": DOC.replace("def load(", "def read_file("), "cli": CLI.replace(".load(", ".read_file("),
+               "report": REPORT.replace("load", "read_file")}
+    assert after["text"] == {"store": renamed["store"].rstrip("\n"), "cli": renamed["cli"].rstrip("\n")}
+    assert after["modified"] == {"store": True, "cli": True}
+    assert after["disk"] == {"store": DOC, "cli": CLI, "report": renamed["report"]}
+    assert after["report_buf"] == {"loaded": True, "listed": True, "modified": False,
+                                   "text": renamed["report"].rstrip("\n")}
+    assert accepted["diagnostics"] == [] and not accepted["diff_left"]
+    assert said[declined["notifications"]:] == [("Phasewise code: coder/glm-sim …", 2),
+                                                ("Phasewise: code ok (coder/glm-sim)", 2)]
+    assert obs["buffers"] == ["work/cli.py", "work/store.py", "work/report.py"]
+    assert [path.read_text() for path in paths.values()] == [DOC, CLI, renamed["report"]]

@@ -70,6 +70,10 @@ _TOOLS: dict[str, ToolSpec] = {"code": EDIT_TOOL_SPEC, "review": FINDINGS_TOOL_S
 _MAX_INSTRUCTIONS = 100_000  # characters of an instructions file that are sent
 
 
+class CutAtLimit(AnswerError):
+    """A code answer (or its repair round's) stopped at the output limit: none of its edits is applied."""
+
+
 @dataclass(slots=True)
 class PhaseInput:
     document: Document
@@ -358,7 +362,7 @@ class PhaseService:
             if kind == "code":
                 if c.cut_at_limit:
                     # whatever edits came before the cut are a part of the change: none is applied
-                    raise AnswerError("its edits end where the answer was cut off")
+                    raise CutAtLimit("its edits end where the answer was cut off")
                 try:
                     self._code_result(result, served.route, c.text, c.tool_input, inp, rng, context)
                 except EditFailure as failed:
@@ -385,7 +389,7 @@ class PhaseService:
             return result
         except AnswerError as err:
             who = f"{provider_label(served.route.spec.name, served.route.provider)}"
-            if c.cut_at_limit:
+            if c.cut_at_limit or isinstance(err, CutAtLimit):
                 # the answer is unusable because it was cut off, not because the model got the format wrong
                 message = (f"{who} stopped answering the {phase} phase ({served.route.model}) at its output "
                            f"limit of {output_budget(served.route)} tokens: {err}. Nothing was applied; raise "
@@ -467,7 +471,8 @@ class PhaseService:
     async def _repair(self, result: PhaseResult, router: Router, served: Any, build: Any,
                       failed: EditFailure, check: Preflight, observer: Observer, inp: PhaseInput,
                       rng: LineRange, context: Context | None) -> None:
-        """One repair round on the route that answered; raises ``EditFailure`` when it fails again."""
+        """One repair round on the route that answered; raises ``EditFailure`` when it fails again,
+        ``CutAtLimit`` when its answer stopped at the output limit."""
         if result.attempts and result.attempts[-1].outcome == "ok":
             result.attempts[-1] = dataclasses.replace(result.attempts[-1], outcome="edit-failed")
         f = failed.first
@@ -488,6 +493,8 @@ class PhaseService:
         result.attempts += again.attempts
         c = again.completion
         _account(result, route, c.usage)
+        if c.cut_at_limit:  # as the first answer: edits before the cut are part of a change, none applies
+            raise CutAtLimit("the repair round's edits end where the answer was cut off")
         try:
             self._code_result(result, route, c.text, c.tool_input, inp, rng, context)
         except EditFailure:

@@ -482,3 +482,31 @@ async def test_code_answer_cut_at_the_output_limit_says_so(sim: SimulatorThread,
     assert "`phasewise.phases.code.maxOutputTokens`" in message and "Nothing was applied" in message
     assert "shape Phasewise cannot use" not in message
     assert result.new_text is None and not result.edits
+
+
+@pytest.mark.parametrize("protocol", ["anthropic", "openai"])
+async def test_code_repair_answer_cut_at_the_output_limit_says_so(sim: SimulatorThread, tmp_path: Path,
+                                                                 protocol: str) -> None:
+    """The one repair round's answer is checked like the first: cut at the output limit, it is refused
+    whole with the limit and the setting named, and none of its edits (nor the first answer's) is applied."""
+    loaded = load_settings({
+        "phases": {"code": {"model": "solo/claude-misquote-once", "maxOutputTokens": 4000}},
+        "providers": {"solo": {"protocol": protocol, "baseUrl": sim.base_url("solo", protocol),
+                               "apiKeyEnv": "MAIN_KEY", "models": {"claude-misquote-once": PRICES}}},
+        "retry": {"maxAttempts": 1}})
+    assert not loaded.issues, loaded.issues
+    sim.add_fault(delay_ms=0)  # the first answer as the model gives it: its SEARCH block misquotes a line
+    sim.add_fault(cut_at_tokens=30)  # the repair round's answer stops at the output limit
+    doc = Document(URI, big_document(), 1, "python")
+    result = await service(tmp_path).run(loaded, "code", PhaseInput(doc, "Rename load to read_file"), Quiet())
+    first, repair = chats(sim)
+    assert "<repair>" in json.dumps(repair.body) and "<repair>" not in json.dumps(first.body)
+    assert [r.fault for r in (first, repair)] == ["delay", "cut-at-limit"]
+    assert not result.ok and result.error is not None and result.error.kind == "bad-request"
+    message = result.error.message
+    assert ("stopped answering the code phase (claude-misquote-once) at its output limit of 4000 tokens: "
+            "the repair round's edits end where the answer was cut off") in message, message
+    assert "`phasewise.phases.code.maxOutputTokens`" in message and "Nothing was applied" in message
+    assert "shape Phasewise cannot use" not in message and "even after being told why" not in message
+    assert result.new_text is None and not result.edits and result.changes is None and result.diff is None
+    assert [a.outcome for a in result.attempts] == ["edit-failed", "ok"]

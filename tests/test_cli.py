@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,11 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     code = cli.main(list(args))
     out = capsys.readouterr()
     return code, out.out
+
+
+def words(out: str) -> str:
+    """Printed text as words, without rich's panel frames and line wrapping."""
+    return " ".join(re.sub("[│╭╮╰╯─]", " ", out).split())
 
 
 def ledger(tmp_path: Path) -> list[dict[str, Any]]:
@@ -132,6 +138,33 @@ def test_single_phases_and_a_plan_from_a_file(work: Path, tmp_path: Path, sim: S
     assert code == 0 and "Bare `except:`" in out and "sim-gpt/gpt-sim" in out
     assert [x["phase"] for x in ledger(tmp_path)] == ["plan", "code", "review"]
     assert len({x["runId"] for x in ledger(tmp_path)}) == 3
+
+
+def test_a_plan_cut_at_the_output_limit_says_so(work: Path, sim: SimulatorThread,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The plan is printed (it is still ok), followed by what cut it and how to raise the limit; ``--json``
+    carries the same ``note`` and ``incomplete: true``."""
+    routes = {**ROUTES, "plan": {**ROUTES["plan"], "maxOutputTokens": 30}}
+    (work / "phasewise.json").write_text(json.dumps({"phases": routes}), encoding="utf-8")
+    path = str(work / "inventory.py")
+    code, out = run_cli(capsys, "plan", path, "-i", INSTRUCTION, "--json")
+    plan = json.loads(out)
+    assert code == 0 and plan["ok"] is True and plan["incomplete"] is True
+    assert "at its output limit of 30 tokens: the plan ends where the answer was cut off" in plan["note"]
+    assert "`phasewise.phases.plan.maxOutputTokens`" in plan["note"]
+    code, out = run_cli(capsys, "plan", path, "-i", INSTRUCTION)
+    said = words(out)
+    assert code == 0 and " ".join(plan["text"].split()) in said
+    assert "stopped answering the plan phase (claude-sim) at its output limit of 30 tokens" in said, said
+    assert "`phasewise.phases.plan.maxOutputTokens`" in said
+    assert said.index("at its output limit") > said.index(" ".join(plan["text"].split()))  # after the plan
+    assert "ok (cut at the output limit)" in said  # the table's outcome
+    report = work / "compare.md"
+    code, out = run_cli(capsys, "compare", path, "--phase", "plan", "-i", INSTRUCTION, "--models",
+                        "sim-claude/claude-sim", "--report", str(report))
+    assert code == 0 and "at its output limit of 30 tokens" in words(out)
+    assert "\n> Simulated Claude (sim-claude, Anthropic protocol) stopped answering the plan phase" in (
+        report.read_text(encoding="utf-8"))
 
 
 def test_history_shows_cost_per_phase_and_per_run(work: Path, tmp_path: Path,

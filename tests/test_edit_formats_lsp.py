@@ -72,6 +72,26 @@ async def test_a_block_that_stays_wrong_applies_nothing(client: LanguageClient, 
     assert editor.texts[URI] == DOC and len(chats(sim)) == 2
 
 
+async def test_a_repair_answer_cut_at_the_output_limit_applies_nothing(client: LanguageClient,
+                                                                     sim: SimulatorThread) -> None:
+    """The repair round's answer stops after its first block: no block of it is applied, and the problem
+    names the output limit and the setting that raises it."""
+    editor = Editor(client)
+    editor.configure(settings(sim, "glm-misquote-once", maxOutputTokens=4000))
+    editor.open(URI, DOC)
+    sim.add_fault(delay_ms=0)  # the first answer as the model gives it: its block 1 misquotes a line
+    sim.add_fault(cut_at_tokens=60)  # the repair round's answer stops after its first (matching) block
+    code = plain(await editor.command("phasewise.code", {"uri": URI, "instruction": "rename load to read_file"}))
+    assert not code["ok"] and code["applied"] is None, code
+    message = code["error"]["message"]
+    assert "at its output limit of 4000 tokens: the repair round's edits end where the answer was cut off" in message
+    assert "`phasewise.phases.code.maxOutputTokens`" in message and "Nothing was applied" in message
+    assert code["files"] == [] and code["edits"] == []
+    assert editor.texts[URI] == DOC and [r.fault for r in chats(sim)] == ["delay", "cut-at-limit"]
+    diags = await editor.diagnostics_where(URI, lambda ds: any(d.source == "phasewise" for d in ds))
+    assert any("maxOutputTokens" in d.message for d in diags if d.source == "phasewise")
+
+
 @pytest.mark.parametrize("fmt", ["search-replace", "whole"])
 async def test_a_selected_range_is_all_that_changes(client: LanguageClient, sim: SimulatorThread, fmt: str) -> None:
     editor = Editor(client)

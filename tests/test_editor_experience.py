@@ -21,6 +21,7 @@ from phasewise import cli
 from phasewise.providers.classify import classify
 from phasewise.sim import SimulatorThread
 from tests.helpers import (
+    ROOT,
     Editor,
     action_command,
     code_actions_for,
@@ -255,6 +256,17 @@ async def test_the_plugins_declare_their_commands_and_get_them(plugin: LanguageC
     assert "phasewise.showSettings" not in {name for name, _ in commands}
 
 
+async def test_the_set_key_fix_names_the_action_as_the_palette_does(plugin: LanguageClient) -> None:
+    """Issue 12 point 14: the quick fix and the message name VS Code's palette command, word for word."""
+    contributes = json.loads((ROOT / "editors" / "vscode" / "package.json").read_text(encoding="utf-8"))
+    palette = next(f"{c['category']}: {c['title']}" for c in contributes["contributes"]["commands"]
+                   if c["command"] == "phasewise.setApiKey")
+    assert palette == "Phasewise: Set API Key…"
+    _, diag, actions = await missing_key_fixes(plugin)
+    assert actions[0].title == f"Set NOPE_KEY ({palette})"
+    assert f"use the editor's '{palette}' command" in diag.message
+
+
 # ------------------------------------------------------------------ 2: problems that track reality
 
 
@@ -463,7 +475,7 @@ def test_on_the_command_line_a_missing_key_says_export_or_auth_set(project: Path
     code = cli.main(["doctor", str(project), "--json"])
     out = capsys.readouterr()
     assert "whatever-it-is" not in out.out + out.err
-    assert "Set API key" not in out.out + out.err and "export ANTHROPIC_API_KEY=" in out.out + out.err
+    assert "set api key" not in (out.out + out.err).lower() and "export ANTHROPIC_API_KEY=" in out.out + out.err
     assert sim.requests == []
 
 
@@ -475,7 +487,7 @@ async def test_in_the_editor_a_missing_key_names_the_set_key_command(client: Lan
     editor.configure(settings)
     editor.open(URI, DOC)
     result = await run(editor, "phasewise.plan", {"uri": URI, "instruction": "x"})
-    assert "'Phasewise: Set API key' command" in result["error"]["message"]
+    assert "'Phasewise: Set API Key…' command" in result["error"]["message"]
     assert "export NOPE_KEY" not in result["error"]["message"]
 
 

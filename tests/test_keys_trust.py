@@ -82,7 +82,8 @@ def test_a_key_written_into_settings_is_refused_with_where_it_belongs(raw: dict[
     loaded = load_settings(raw)
     issue = next(i for i in loaded.issues if i.path == path)
     provider = path.split(".")[2]
-    for words in (f"set the environment variable {env}", f"`phasewise auth set {provider}`", "Set API key"):
+    for words in (f"set the environment variable {env}", f"`phasewise auth set {provider}`",
+                  "'Phasewise: Set API Key…' command"):
         assert words in issue.message, issue
     for secret in ("abcdefghijklmnop", "not-a-real", "sk-", "Bearer", "user:pw", "api_key=abc", "whatever-it-is"):
         assert secret not in issue.message  # the value is never repeated
@@ -308,6 +309,7 @@ def test_without_a_keyring_backend_auth_says_so_and_env_vars_still_work(tmp_path
     refused = phasewise(["auth", "set", "openai"], env, tmp_path, stdin=OPENAI_KEY)
     assert refused.returncode == 1
     assert "no OS keyring backend is available" in refused.stderr and "OPENAI_API_KEY" in refused.stderr
+    assert "the editor's 'Phasewise: Set API Key…' command" in refused.stderr  # as the palette names it
     assert OPENAI_KEY not in refused.stdout + refused.stderr
     listed = json.loads(phasewise(["auth", "list", "--json"], {**env, "OPENAI_API_KEY": OPENAI_KEY},
                                   tmp_path).stdout)

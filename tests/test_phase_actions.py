@@ -112,6 +112,43 @@ async def test_a_plan_action_run_from_a_plain_client_is_shown_as_a_document(plai
     assert "make total skip None items" in str(request.body)
 
 
+@pytest.mark.parametrize("protocol", ["openai", "anthropic"])
+async def test_a_plan_cut_at_the_output_limit_says_so_in_the_result_and_the_document(
+        plain: LanguageClient, sim: SimulatorThread, protocol: str) -> None:
+    """A plan that stopped at ``maxOutputTokens`` is still a plan (ok), marked incomplete, and says so where
+    it is shown: a ``note`` in the result naming the limit and the setting, the plan document, the progress."""
+    editor = Editor(plain)
+    raw = settings(sim)
+    raw["providers"]["acts"] = {**raw["providers"]["acts"], "protocol": protocol,
+                                "baseUrl": sim.base_url("acts", protocol)}
+    raw["phases"]["plan"]["maxOutputTokens"] = 30
+    editor.configure(raw)
+    CART.write_text(CART_TEXT)
+    editor.open(CART.as_uri(), CART_TEXT)
+    result = await plain.workspace_execute_command_async(types.ExecuteCommandParams(
+        command="phasewise.plan", arguments=[{"uri": CART.as_uri(), "instruction": "make total skip None items"}]))
+    request = [r for r in sim.requests if r.endpoint == "chat"][-1].body
+    assert request.get("max_completion_tokens", request.get("max_tokens")) == 30
+    assert result["ok"] is True and result["incomplete"] is True and result["error"] is None
+    assert 0 < len(result["text"]) <= 30 * 4  # what arrived, cut where the simulator stopped
+    note = result["note"]
+    assert "stopped answering the plan phase (sim-fast) at its output limit of 30 tokens" in note, note
+    assert "the plan ends where the answer was cut off" in note
+    assert "`phasewise.phases.plan.maxOutputTokens`" in note
+    shown = Path(to_fs_path(plain.shown_documents[-1].uri) or "").read_text()  # noqa: ASYNC240 (small, once)
+    assert f"> {note}\n" in shown and result["text"].rstrip() in shown
+    ends = [getattr(r, "message", None) or "" for reports in plain.progress_reports.values() for r in reports
+            if getattr(r, "kind", None) == "end"]
+    assert any(m.startswith("plan ok, cut at the output limit") for m in ends), ends
+    # with room to finish: no note, not incomplete
+    raw["phases"]["plan"]["maxOutputTokens"] = 4000
+    editor.configure(raw)
+    whole = await plain.workspace_execute_command_async(types.ExecuteCommandParams(
+        command="phasewise.plan", arguments=[{"uri": CART.as_uri(), "instruction": "make total skip None items"}]))
+    assert whole["ok"] is True and "note" not in whole and "incomplete" not in whole
+    assert whole["text"].startswith(result["text"]) and len(whole["text"]) > len(result["text"])
+
+
 @pytest.mark.parametrize("line", [0, 2])
 async def test_unknown_phase_by_name_is_a_precise_error(plain: LanguageClient, line: int) -> None:
     from pygls.exceptions import JsonRpcException

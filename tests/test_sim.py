@@ -577,6 +577,22 @@ async def test_close_and_delay_faults(sim: SimulatorThread, http: httpx2.AsyncCl
     assert [r.outcome for r in sim.requests] == ["fault:close", "client-closed"]
 
 
+async def test_an_answer_cut_at_an_output_limit_says_so_in_each_protocol(sim: SimulatorThread,
+                                                                         http: httpx2.AsyncClient) -> None:
+    """``cut_at_tokens``: the answer stops there, whatever ``max_tokens`` asked, with each protocol's stop reason."""
+    whole, finish, _ = await oai_stream_text(oai(sim, http))
+    assert finish == "stop" and len(whole) > 40
+    sim.add_fault(cut_at_tokens=10, times=2)
+    cut, finish, _ = await oai_stream_text(oai(sim, http), max_tokens=4000)
+    assert finish == "length" and cut == whole[:40]
+    message = await ant(sim, http).messages.create(model="claude-sim", max_tokens=4000, system=PLAN[0],
+                                                   messages=[{"role": "user", "content": PLAN[1]}])
+    assert message.stop_reason == "max_tokens" and len(message.content[0].text) == 40
+    assert [r.outcome for r in sim.requests] == ["ok", "fault:cut-at-limit", "fault:cut-at-limit"]
+    with pytest.raises(ValueError, match="cut_at_tokens"):
+        sim.add_fault(cut_at_tokens=0)
+
+
 # --------------------------------------------------------------------------- rules
 
 

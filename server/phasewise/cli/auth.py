@@ -90,6 +90,7 @@ def _known_key_envs(found: FoundSettings, stored: list[str]) -> dict[str, list[s
 async def cmd_auth(args: argparse.Namespace) -> int:
     from phasewise.keystore import KeyStoreError, OsKeyring
     from phasewise.router.routes import KeyRef, Keyring
+    from phasewise.settings import SET_API_KEY_ACTION
 
     action = args.auth_command
     if action is None:
@@ -101,7 +102,7 @@ async def cmd_auth(args: argparse.Namespace) -> int:
         env = _key_env_for(args.provider, args.env, found)
         if not info.available:
             print(f"phasewise auth set: {info.note}.\nSet {env} in the environment instead (e.g. in your shell "
-                  f"profile), or use the editor's 'Phasewise: Set API key' command.", file=sys.stderr)
+                  f"profile), or use the editor's '{SET_API_KEY_ACTION}' command.", file=sys.stderr)
             return EXIT_FAILED
         value = _read_key(args.provider, env)
         try:

@@ -103,7 +103,9 @@ def problem_fixes(uri: str, diag: types.Diagnostic, problem: dict[str, Any],
         provider = problem.get("provider")
         what = f"Set {env}" if env else f"Set the key for {provider}"
         if SET_API_KEY in client:
-            action(f"{what} (Phasewise: Set API key)", SET_API_KEY, {"env": env, "provider": provider})
+            from phasewise.settings import SET_API_KEY_ACTION  # loaded by now: a phase ran
+
+            action(f"{what} ({SET_API_KEY_ACTION})", SET_API_KEY, {"env": env, "provider": provider})
         else:
             action(f"{what}: show where the key goes", SHOW_KEY_HELP,
                    {"env": env, "provider": provider, "phase": phase})
@@ -159,7 +161,7 @@ def code_actions(ls: PhasewiseServer, params: types.CodeActionParams) -> list[ty
 # ----------------------------------------------------------------- commands the server carries out
 
 def key_help(env: str | None, provider: str | None, phase: str | None = None) -> str:
-    """Where a provider's key goes, for a client without Phasewise's "Set API key" command."""
+    """Where a provider's key goes, for a client without the "Phasewise: Set API Key…" command."""
     name = env or "the provider's key variable"
     needed = f" (needed by the {phase} phase)" if phase else ""
     who = provider or "the provider"

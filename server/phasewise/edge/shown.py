@@ -70,7 +70,9 @@ def plan_markdown(doc: Document, phase: str, instruction: str, result: PhaseResu
             f"- instruction: {instruction.strip() or '(none)'}",
             f"- served by: {served}" + (" (a fallback)" if result.fallback_used else ""),
             f"- run: `{result.run_id}`", ""]
-    if result.incomplete:
+    if result.note:  # e.g. cut at the output limit: what to do about it, before the text it is about
+        head += [f"> {result.note}", ""]
+    elif result.incomplete:
         head += ["> The answer stopped part-way; what arrived is below.", ""]
     return "\n".join(head) + result.text.rstrip() + "\n"
 

@@ -5,7 +5,9 @@ thread), builds the prompt (``prompts.layout``: what is stable first, for the pr
 caches), asks the router, and turns the answer into a ``PhaseResult``: text for ``plan``, a
 ``ChangeSet`` (every file the change touches, each with its diff) for ``code``, findings for
 ``review``. A code answer whose blocks do not match gets one repair round (the model is told which
-block failed and why); if that fails too, the phase fails and nothing is applied. An identical
+block failed and why); if that fails too, the phase fails and nothing is applied. An answer cut
+at the output limit: a code answer (or its repair) is refused whole, a plan or a review is kept,
+marked ``incomplete``, with a ``note`` naming the limit and the setting that raises it. An identical
 request may be answered from the response cache (``cache.responses``). It applies nothing itself:
 whoever called it (the LSP edge, the CLI) applies the change with its own safety checks. Knows
 nothing of LSP.
@@ -70,6 +72,10 @@ _TOOLS: dict[str, ToolSpec] = {"code": EDIT_TOOL_SPEC, "review": FINDINGS_TOOL_S
 _MAX_INSTRUCTIONS = 100_000  # characters of an instructions file that are sent
 
 
+class CutAtLimit(AnswerError):
+    """A code answer (or its repair round's) stopped at the output limit: none of its edits is applied."""
+
+
 @dataclass(slots=True)
 class PhaseInput:
     document: Document
@@ -113,6 +119,8 @@ class PhaseResult(Jsonable):
     cost_usd: float | None = field(default=None, metadata=json_rule(round=6))
     fallback_used: bool = False
     incomplete: bool = field(default=False, metadata=json_rule(omit="falsy"))
+    # what the user should know about a result that is still ok (a plan cut at the output limit)
+    note: str | None = field(default=None, metadata=json_rule(omit="none"))
     cached: bool = field(default=False, metadata=json_rule(omit="falsy"))  # answered from Phasewise's response cache
     # what the provider's prompt cache saved against list input prices
     saved_usd: float | None = field(default=None, metadata=json_rule(omit="none", round=6))
@@ -358,7 +366,7 @@ class PhaseService:
             if kind == "code":
                 if c.cut_at_limit:
                     # whatever edits came before the cut are a part of the change: none is applied
-                    raise AnswerError("its edits end where the answer was cut off")
+                    raise CutAtLimit("its edits end where the answer was cut off")
                 try:
                     self._code_result(result, served.route, c.text, c.tool_input, inp, rng, context)
                 except EditFailure as failed:
@@ -384,13 +392,12 @@ class PhaseService:
             result.total_ms = (time.perf_counter() - started) * 1000
             return result
         except AnswerError as err:
-            who = f"{provider_label(served.route.spec.name, served.route.provider)}"
-            if c.cut_at_limit:
+            if c.cut_at_limit or isinstance(err, CutAtLimit):
                 # the answer is unusable because it was cut off, not because the model got the format wrong
-                message = (f"{who} stopped answering the {phase} phase ({served.route.model}) at its output "
-                           f"limit of {output_budget(served.route)} tokens: {err}. Nothing was applied; raise "
+                message = (f"{stopped_at_limit(served.route, phase)}: {err}. Nothing was applied; raise "
                            f"`phasewise.phases.{phase}.maxOutputTokens`, or ask for a smaller change.")
             else:
+                who = provider_label(served.route.spec.name, served.route.provider)
                 message = (f"{who} answered the {phase} phase ({served.route.model}) in a shape Phasewise "
                            f"cannot use: {err}. Nothing was applied; retry, or set "
                            f"`phasewise.phases.{phase}.editFormat`.")
@@ -399,6 +406,11 @@ class PhaseService:
             result.edits, result.new_text, result.diff, result.changes = [], None, None, None
             result.total_ms = (time.perf_counter() - started) * 1000
             return result
+        if c.cut_at_limit:  # a code answer cut off never gets here; a plan or a review is still worth reading
+            result.incomplete = True
+            result.note = (f"{stopped_at_limit(served.route, phase)}: the {kind} ends where the answer was cut "
+                           f"off. Raise `phasewise.phases.{phase}.maxOutputTokens` for the whole answer, or ask "
+                           f"for less.")
         result.ok = True
         result.total_ms = (time.perf_counter() - started) * 1000
         if responses is not None and key is not None and not (result.cached or served.fallback_used or repaired):
@@ -467,7 +479,8 @@ class PhaseService:
     async def _repair(self, result: PhaseResult, router: Router, served: Any, build: Any,
                       failed: EditFailure, check: Preflight, observer: Observer, inp: PhaseInput,
                       rng: LineRange, context: Context | None) -> None:
-        """One repair round on the route that answered; raises ``EditFailure`` when it fails again."""
+        """One repair round on the route that answered; raises ``EditFailure`` when it fails again,
+        ``CutAtLimit`` when its answer stopped at the output limit."""
         if result.attempts and result.attempts[-1].outcome == "ok":
             result.attempts[-1] = dataclasses.replace(result.attempts[-1], outcome="edit-failed")
         f = failed.first
@@ -488,12 +501,20 @@ class PhaseService:
         result.attempts += again.attempts
         c = again.completion
         _account(result, route, c.usage)
+        if c.cut_at_limit:  # as the first answer: edits before the cut are part of a change, none applies
+            raise CutAtLimit("the repair round's edits end where the answer was cut off")
         try:
             self._code_result(result, route, c.text, c.tool_input, inp, rng, context)
         except EditFailure:
             if result.attempts and result.attempts[-1].outcome == "ok":
                 result.attempts[-1] = dataclasses.replace(result.attempts[-1], outcome="edit-failed")
             raise
+
+
+def stopped_at_limit(route: Route, phase: str) -> str:
+    """What an answer cut at the output limit is said to be, in the problem or the note."""
+    return (f"{provider_label(route.spec.name, route.provider)} stopped answering the {phase} phase "
+            f"({route.model}) at its output limit of {output_budget(route)} tokens")
 
 
 def _account(result: PhaseResult, route: Route, usage: Any) -> None:

@@ -39,6 +39,9 @@ from phasewise.settings.secrets import (
     secret_help,
 )
 from phasewise.settings.secrets import (
+    SET_API_KEY_ACTION as SET_API_KEY_ACTION,
+)
+from phasewise.settings.secrets import (
     key_way_out as key_way_out,
 )
 

@@ -44,8 +44,11 @@ def env_names(value: str | list[str] | None, what: str) -> str | list[str] | Non
 
 KEY_HELP = "keys never live in settings (they are shared, synced and committed)"
 
+# The editor's set-the-key action, named as the VS Code palette names it (editors/vscode/package.json).
+SET_API_KEY_ACTION = "Phasewise: Set API Key…"
+
 # Where a phase runs: in the language server (an editor) or the command line. Decides the way
-# out a message gives for a key: the editor's "Set API key" command, or export / phasewise auth.
+# out a message gives for a key: the editor's set-the-key command, or export / phasewise auth.
 Surface = Literal["editor", "cli"]
 
 
@@ -55,7 +58,7 @@ def key_way_out(env: str | None, provider: str | None, surface: Surface = "edito
     if surface == "cli":
         return f"export {env or '<KEY_VARIABLE>'}=… in the shell that runs phasewise, or {auth}"
     return (f"set the environment variable {env or 'the provider names'} where the editor starts Phasewise, "
-            f"{auth}, or use the editor's 'Phasewise: Set API key' command")
+            f"{auth}, or use the editor's '{SET_API_KEY_ACTION}' command")
 
 
 def key_env_hint(provider_id: str, raw: Any = None) -> str:

@@ -4,8 +4,10 @@ A rule says which requests it applies to (provider name, model, protocol, phase,
 how many times; the first matching rule in arrival order is consumed. Its ``fault`` is a preset
 name (``openai.rate_limit``, ``zai.1113``, ...), a raw reply (``status``/``headers``/``body``),
 a stream fault after a 200 (``error_event``, ``cut``, ``stall``, ``html``, ``empty``,
-``garbage``), a delay before the headers, or closing the socket. Facts about each provider's
-status, body and headers come from ``shared/reference/providers.md``.
+``garbage``), an answer stopped at an output limit (``cut_at_tokens``: the answer ends after that
+many tokens with the protocol's stop reason for the limit, ``length`` or ``max_tokens``), a delay
+before the headers, or closing the socket. Facts about each provider's status, body and headers
+come from ``shared/reference/providers.md``.
 
 Any rule may set ``echo_key`` to put the request's key into its error message, as providers do
 ("Incorrect API key provided: sk-…"; presets ``openai.invalid_api_key_echo`` and
@@ -75,6 +77,7 @@ class FaultPlan:
     abrupt: bool = False
     extra_headers: dict[str, str] = field(default_factory=dict)
     comment: str | None = None  # an SSE comment line sent first (OpenRouter keep-alives)
+    cut_at_tokens: int | None = None  # the answer stops at this output limit, whatever max_tokens asked
 
 
 @dataclass(slots=True)
@@ -419,6 +422,7 @@ _FAULT_KEYS = frozenset({
     "preset", "status", "headers", "body", "stream", "after_chunks", "error_type", "message", "error",
     "delay_ms", "close", "abrupt", "ratelimit_headers", "retry_after", "retry_after_ms", "retry_after_date",
     "reset_requests", "reset_tokens", "reset_in", "kind", "limit", "code", "content_type", "echo_key",
+    "cut_at_tokens",
 })
 
 
@@ -441,6 +445,8 @@ def normalise_fault(fault: str | Mapping[str, Any] | None, params: Mapping[str, 
         raise ValueError(f"unknown stream fault {out['stream']!r}; known: {', '.join(STREAM_FAULTS)}")
     if "status" in out and not (isinstance(out["status"], int) and 100 <= out["status"] <= 599):
         raise ValueError("status must be an HTTP status code")
+    if "cut_at_tokens" in out and not (isinstance(out["cut_at_tokens"], int) and out["cut_at_tokens"] > 0):
+        raise ValueError("cut_at_tokens is a positive number of output tokens")
     if not out:
         raise ValueError("an empty fault does nothing")
     return out
@@ -512,12 +518,15 @@ def resolve(fault: Mapping[str, Any], ctx: FaultContext) -> FaultPlan:
                                       {"message": message, "type": etype, "param": None, "code": etype}}
     elif fault.get("close"):
         plan = FaultPlan(name="close")
+    elif "cut_at_tokens" in fault:
+        plan = FaultPlan(name="cut-at-limit")
     elif "delay_ms" in fault:
         plan = FaultPlan(name="delay")
     else:
         plan = FaultPlan(name="headers")
     plan.delay_ms = float(fault.get("delay_ms", 0) or 0)
     plan.close = bool(fault.get("close", False))
+    plan.cut_at_tokens = int(fault["cut_at_tokens"]) if "cut_at_tokens" in fault else None
     if plan.close and plan.name != "close" and plan.reply is None and plan.stream is None:
         plan.name = "close"
     extra = {**dict(fault.get("ratelimit_headers") or {})}
@@ -538,6 +547,8 @@ def fault_label(fault: Mapping[str, Any]) -> str:
         return f"status:{fault['status']}"
     if fault.get("close"):
         return "close"
+    if "cut_at_tokens" in fault:
+        return "cut-at-limit"
     return "delay" if "delay_ms" in fault else "headers"
 
 

@@ -979,7 +979,10 @@ class Simulator:
             ans = answers.Answer()
         else:
             prompt = answers.parse_prompt(call.system, call.user, call.callable)
-            ans = wire.truncate(answers.answer(prompt, rec.provider, call.model), call.max_tokens)
+            limit = call.max_tokens
+            if plan is not None and plan.cut_at_tokens is not None:  # a lower limit than the request's
+                limit = min(limit or plan.cut_at_tokens, plan.cut_at_tokens)
+            ans = wire.truncate(answers.answer(prompt, rec.provider, call.model), limit)
         with self._lock:
             self._ids += 1
             serial = self._ids

@@ -116,6 +116,8 @@ def output_text(result: PhaseResult) -> str:
     if result.error is not None and not result.ok:
         return f"{result.error.kind}: {result.error.message}"
     parts = [result.text.strip()] if result.text.strip() else []
+    if result.note:  # e.g. cut at the output limit: the comparison is not of whole answers
+        parts.append(f"({result.note})")
     if result.diff:
         parts.append(result.diff.rstrip())
     if result.findings:
@@ -152,6 +154,8 @@ def compare_markdown(report: CompareReport) -> str:
             continue
         if result.text.strip():
             lines += [result.text.strip(), ""]
+        if result.note:
+            lines += [f"> {result.note}", ""]
         if result.diff:
             lines += ["```diff", result.diff.rstrip(), "```", ""]
         if result.findings:

@@ -72,6 +72,8 @@ def phases_table(results: Sequence[PhaseResult], protocols: dict[str, str | None
         result = outcome(r)
         if len(r.attempts) > 1:
             result.append(f" ({len(r.attempts)} attempts)", style="dim")
+        if r.ok and r.incomplete:
+            result.append(" (cut at the output limit)", style="yellow")
         if r.cached:
             result.append(" (cached answer)", style="dim")
         elif not r.sent:  # stopped before any request: no time, tokens or cost to show
@@ -116,6 +118,8 @@ def phase_details(console: Console, result: PhaseResult) -> None:
             console.print(findings_table(result))
     elif result.text:
         console.print(Panel(result.text.rstrip(), title=f"{result.phase}", title_align="left"))
+    if result.ok and result.note:  # an ok result the user should know more about (cut at the output limit)
+        console.print(Text(result.note, style="yellow"))
 
 
 def run_summary(console: Console, outcome_: RunOutcome, protocols: dict[str, str | None], *,

@@ -128,6 +128,8 @@ class PhasesFeature(Feature):
                                               loaded.settings.plans_directory)
         served = f"{result.provider}/{result.model}"
         outcome = "ok" if result.ok else f"failed: {result.error.kind if result.error else '?'}"
+        if result.ok and result.incomplete:  # ok, and cut at the output limit: result.note says what to do
+            outcome += ", cut at the output limit"
         progress.end(f"{phase} {outcome} ({served})")
         ls.log_line(f"[{run_id}] {phase} phase {outcome}, served by {served} in {result.total_ms:.0f} ms")
         return result

@@ -246,6 +246,8 @@ def _workspace(root: Path, sim: SimulatorThread) -> Path:
             "plan": {"model": "e2e-planner/claude-sim"},
             "code": {"model": "e2e-coder/glm-sim"},  # confirm: on, the default
             "review": {"model": "e2e-reviewer/gpt-sim"},
+            # a plan-kind phase of the user's own, its answer cut at a small output limit
+            "sketch": {"kind": "plan", "model": "e2e-planner/claude-sim", "maxOutputTokens": 30},
         },
         "phasewise.providers": providers,
     }
@@ -419,6 +421,17 @@ def test_extension_in_code_server(editor_session: Callable[..., Any], sim: Simul
     assert code["callerText"] is not None and "from app import read_file" in code["callerText"], code
     # "Run Phase…" picked the plan phase from the server's phases and ran it by name
     assert report["runPhase"] == {"ok": True, "phase": "plan", "provider": "e2e-planner"}, report.get("runPhase")
+    # a plan-kind phase of the user's own gets its own plan view, rendered, which says the answer
+    # was cut at the output limit (the result is still ok), and a warning says how to raise it
+    sketch = report["sketch"]
+    assert sketch["result"]["ok"] and sketch["result"]["incomplete"] is True, sketch["result"]
+    assert "maxOutputTokens" in sketch["result"]["note"], sketch["result"]
+    assert sketch["text"].startswith("# sketch: Sketch the module"), sketch["text"]
+    assert "> **incomplete**: " in sketch["text"] and "phasewise.phases.sketch.maxOutputTokens" in sketch["text"]
+    assert len(sketch["tabs"]) == 1 and _is_preview(sketch["tabs"][0]), sketch["tabs"]
+    [warned] = [n for n in sketch["notices"] if n["kind"] == "warning"]
+    assert warned["message"].startswith("Phasewise sketch: ") and "`" not in warned["message"], warned
+    assert warned["actions"] == ["Open Settings"], warned
     assert code["problemCleared"]
     after = next(p for p in report["statusAfter"]["phases"] if p["phase"] == "code")
     assert after["keys"][0]["present"] and after["keys"][0]["source"] == "editor secret storage"

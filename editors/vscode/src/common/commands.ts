@@ -216,8 +216,8 @@ export class Commands {
       return undefined;
     }
     let phase = arg?.phase;
+    const report = await this.fetchStatus(target.uri.toString(), false);
     if (!phase) {
-      const report = await this.fetchStatus(target.uri.toString(), false);
       const items = (report?.phases ?? []).map((p) => ({
         label: p.phase,
         description: `${p.kind ?? p.phase} phase · ${routeOf(p)}`,
@@ -232,14 +232,24 @@ export class Commands {
       }
       phase = picked.label;
     }
-    const kind = (phase in { plan: 1, code: 1, review: 1 } ? phase : "plan") as Phase;
+    const own = report?.phases?.find((p) => p.phase === phase);
+    const named = own?.kind ?? phase;
+    const kind = ((PHASES as readonly string[]).includes(named) ? named : "plan") as Phase;
     const instruction = arg?.instruction ?? (await this.askInstruction(kind, target));
     if (instruction === undefined) {
       return undefined;
     }
     const args = { phase, uri: target.uri.toString(), instruction, range: target.range };
+    // a plan-kind phase (plan, or one of the user's own) streams into its own plan view
+    const planDoc =
+      kind === "plan"
+        ? await this.docs.beginPlan(target.uri, instruction, own ? routeOf(own) : this.routeHint("plan"), phase)
+        : undefined;
     const answer = await this.send(COMMANDS.runPhase, args);
     const result = isPhaseResult(answer) ? answer : undefined;
+    if (planDoc) {
+      this.docs.finishPlan(planDoc, result, answer === undefined ? "the server did not answer" : undefined);
+    }
     if (result) {
       this.present(result);
     }
@@ -537,6 +547,16 @@ export class Commands {
     const line = describeResult(result);
     if (result.ok) {
       this.log.info(line);
+      if (result.note) {
+        this.log.warn(`${result.phase}: ${result.note}`);
+        void this.ui
+          .notify("warning", `Phasewise ${result.phase}: ${plainText(result.note)}`, ACTIONS.openSettings)
+          .then((c) => {
+            if (c === ACTIONS.openSettings) {
+              void this.openSettings({ setting: `${SECTION}.phases` });
+            }
+          });
+      }
       if (options.quiet) {
         return;
       }

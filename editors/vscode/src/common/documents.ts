@@ -16,6 +16,8 @@ import { routeOf, type PhaseResult, type StreamTextParams } from "./protocol";
 
 interface PlanEntry {
   uri: vscode.Uri;
+  /** The phase whose answer this view shows: plan, or a plan-kind phase of the user's own. */
+  phase: string;
   source: string;
   instruction: string;
   runId?: string;
@@ -85,19 +87,26 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
    * The plan view of `source`, shown rendered beside the editor, emptied for a new run and filled
    * as it streams. `instruction` undefined (a retry): the view's previous instruction.
    */
-  async beginPlan(source: vscode.Uri, instruction: string | undefined, route: string): Promise<vscode.Uri> {
+  async beginPlan(
+    source: vscode.Uri,
+    instruction: string | undefined,
+    route: string,
+    phase = "plan",
+  ): Promise<vscode.Uri> {
     const name = path.basename(source.path) || "untitled";
     const uri = vscode.Uri.from({
       scheme: PLAN_SCHEME,
-      path: `/${name} plan.md`,
+      path: `/${name} ${phase}.md`,
       query: `for=${encodeURIComponent(source.toString())}`,
     });
     const asked = instruction ?? this.plans.get(uri.toString())?.instruction ?? "retry";
+    const title = phase === "plan" ? "Plan" : phase;
     this.plans.set(uri.toString(), {
       uri,
+      phase,
       source: source.toString(),
       instruction: asked,
-      header: `# Plan: ${asked}\n\n`,
+      header: `# ${title}: ${asked}\n\n`,
       footer: "",
       body: "",
       chunks: 0,
@@ -113,10 +122,10 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
 
   /** A progress step of a run: the running plan view of that phase shows it. */
   onRunStatus(status: RunStatus): void {
-    if (status.phase !== "plan" || status.state === "done") {
+    if (status.state === "done") {
       return;
     }
-    const running = [...this.plans.values()].filter((p) => p.running);
+    const running = [...this.plans.values()].filter((p) => p.running && p.phase === status.phase);
     const entry = running[running.length - 1];
     if (entry && !(status.state === "streaming" && entry.chunks > 0)) {
       this.setStatus(entry, status.view);
@@ -125,11 +134,13 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
 
   /** Streamed plan text: goes to the plan of that run, or binds the oldest waiting plan of the document. */
   onStream(params: StreamTextParams): void {
-    if (params.phase !== "plan" || !params.uri) {
+    if (!params.uri) {
       return;
     }
     let entry = [...this.plans.values()].find((p) => p.runId === params.runId);
-    entry ??= [...this.plans.values()].find((p) => p.source === params.uri && !p.runId && !p.result);
+    entry ??= [...this.plans.values()].find(
+      (p) => p.phase === params.phase && p.source === params.uri && !p.runId && !p.result,
+    );
     if (!entry) {
       return;
     }
@@ -152,6 +163,10 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
     if (result?.ok) {
       entry.body = result.text || entry.body;
       entry.footer = `_${describeResult(result)}_`;
+      if (result.note) {
+        // cut at the output limit: said above the plan, not only in a notification
+        entry.footer += `\n\n> **${result.incomplete ? "incomplete" : "note"}**: ${result.note}`;
+      }
       this.good.set(entry.source, { instruction: entry.instruction, text: result.text, runId: result.runId });
     } else if (result?.error?.kind === "cancelled") {
       entry.footer = `_${entry.name} · ${routeOf(result)} · cancelled_`;

@@ -29,6 +29,12 @@ export interface PhaseResult {
   attempts?: Attempt[];
   error: Problem | null;
   applied?: boolean;
+  /** The answer stopped at the model's output limit (the result is still ok; `note` says so). */
+  incomplete?: boolean;
+  /** What the user should know about an ok result (e.g. cut at the output limit, and how to raise it). */
+  note?: string | null;
+  /** What kind of answer a phase of the user's own gives (plan, code, review). */
+  kind?: string;
   /** Every file a code phase's change touches, each with its diff. */
   files?: { path: string; uri?: string; diff?: string; created?: boolean }[];
   findings?: unknown[];

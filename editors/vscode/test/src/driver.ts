@@ -483,6 +483,31 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
       const ran = await vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.runPhase);
       report.runPhase = { ok: ran?.ok, phase: ran?.phase, provider: ran?.provider };
       step("run phase done");
+
+      // A plan-kind phase of the user's own ("sketch", cut at its output limit by the test's
+      // settings): its own plan view, which says the answer was cut, and a warning.
+      const noticesBeforeSketch = notices.length;
+      const sketch = await vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.runPhase, {
+        phase: "sketch",
+        uri: file.toString(),
+        instruction: "Sketch the module",
+      });
+      const sketchDoc = await waitFor(() =>
+        vscode.workspace.textDocuments.find(
+          (d) => d.uri.scheme === PLAN_SCHEME && d.uri.path.endsWith("sketch.md") && /served by/.test(d.getText()),
+        ),
+      );
+      const sketchTabs = await waitFor(() => {
+        const tabs = tabsView().filter((t) => t.label.includes("sketch.md"));
+        return tabs.some((t) => t.kind.startsWith("webview:")) ? tabs : undefined;
+      }, 10_000);
+      report.sketch = {
+        result: sketch ?? null,
+        text: sketchDoc?.getText() ?? null,
+        tabs: sketchTabs ?? tabsView(),
+        notices: notices.slice(noticesBeforeSketch),
+      };
+      step("sketch done");
     }
 
     report.statusAfter = await api.commands.refreshStatus(file);

@@ -125,18 +125,33 @@ try {
   await pause(1000);
   await shot("plan-done", "the plan, rendered beside the file");
 
-  // 3. A code edit: the server applies it with workspace/applyEdit.
+  // 3. A code edit across two files: shown as a diff, awaiting the user's Apply or Discard.
   await palette("Phasewise: Code");
-  await answer("What should change?", "Rename load to read_file");
+  await answer("What should change?", "Rename load to read_file and keep its callers working");
+  await waitForText(".notifications-toasts", "Review the change to app.py, orders.py");
+  await waitForText(".monaco-editor .view-lines", "from app import read_file");
+  await pause(1200);
+  await shot("code-review", "Code renames across app.py and orders.py: the multi-file diff, Apply (✓) and Discard in its title bar");
+
+  // ... the title bar's ✓: both files change at once, the diff closes, back to app.py.
+  await page.evaluate(() => {
+    const apply = [...document.querySelectorAll(".editor-actions .action-label")].find((e) =>
+      (e.getAttribute("aria-label") ?? "").includes("Apply Pending Change"),
+    );
+    if (!apply) {
+      throw new Error("no Apply Pending Change button in the editor title");
+    }
+    apply.click();
+  });
   await page.waitForFunction(
     () => {
       const text = [...document.querySelectorAll(".monaco-editor .view-lines")].map((e) => e.textContent).join("");
-      return !text.replace(/\u00a0/g, " ").includes("def load(path, cache={}):    try:");
+      return text.replace(/\u00a0/g, " ").includes("def read_file(path");
     },
     { timeout: 60_000, polling: 200 },
   );
   await pause(800);
-  await shot("code-edit", "Code: the edit as it landed in the file (no confirmation step yet: the server sends no change annotations)");
+  await shot("code-edit", "the ✓ clicked: the change landed in both files, the diff closed, app.py is back");
 
   // 4. Cancel, with the notification's own button, during a second rate-limit wait.
   const queued = await fetch(process.env.SIM_FAULTS_URL, {

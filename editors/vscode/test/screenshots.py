@@ -58,6 +58,15 @@ class Store:
 '''
 
 
+CALLER = """from app import load
+
+
+def order_lines(path):
+    text = load(path)
+    return text.splitlines() if text else []
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -79,6 +88,7 @@ def _workspace(root: Path, sim: SimulatorThread) -> Path:
     folder = root / "workspace"
     (folder / ".vscode").mkdir(parents=True)
     (folder / "app.py").write_text(DOC)
+    (folder / "orders.py").write_text(CALLER)  # a caller of app.load, not open: the rename changes it too
     settings = {
         "phasewise.phases": {
             "plan": {"model": "sim-planner/claude-sim"},

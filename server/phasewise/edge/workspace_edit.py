@@ -13,7 +13,8 @@ turns pygls's open documents into what ``phases.context.Workspace`` and the chec
     new file (only when the client declares ``resourceOperations`` with ``create``; otherwise a
     ``capability`` problem and nothing to apply). With ``confirm`` and a client that declares
     ``changeAnnotationSupport``, every edit carries one change annotation with
-    ``needsConfirmation`` (VS Code then shows its refactor preview first). A client without
+    ``needsConfirmation`` (the editor shows the change first: the VS Code extension as a diff with
+    Apply and Discard, the Neovim plugin as a diff it asks about). A client without
     ``documentChanges`` gets the ``changes`` map (no new files possible there).
 
 Positions are in the negotiated position encoding (UTF-16 unless told otherwise). One minimal

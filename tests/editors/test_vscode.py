@@ -419,6 +419,16 @@ def test_extension_in_code_server(editor_session: Callable[..., Any], sim: Simul
     assert code["diffTabsAfter"] == [], code
     assert code["documentChanged"] and "def read_file(path" in code["text"]
     assert code["callerText"] is not None and "from app import read_file" in code["callerText"], code
+
+    # app.py typed in while the next change was shown: Apply refuses all of it, and says why
+    moved = report["moved"]
+    assert moved["shown"] == ["app.py", "orders.py"] and moved["typedApplied"] is True, moved
+    assert moved["result"]["ok"] is False and moved["result"]["applied"] is False, moved["result"]
+    assert moved["result"]["error"]["kind"] == "document-changed", moved["result"]
+    assert "app.py changed while the change was shown for review" in moved["result"]["error"]["message"], moved
+    assert "fetch_file" not in moved["text"] and "fetch_file" not in moved["callerText"], moved
+    assert moved["text"].startswith("# typed while the diff was open\n"), moved
+    assert [p["code"] for p in moved["problems"] or []] == ["document-changed"], moved["problems"]
     # "Run Phase…" picked the plan phase from the server's phases and ran it by name
     assert report["runPhase"] == {"ok": True, "phase": "plan", "provider": "e2e-planner"}, report.get("runPhase")
     # a plan-kind phase of the user's own gets its own plan view, rendered, which says the answer
@@ -505,8 +515,8 @@ def test_extension_in_code_server(editor_session: Callable[..., Any], sim: Simul
 
     # what reached the providers: each phase its own, the key only from SecretStorage
     chats = [r for r in sim.requests if r.endpoint == "chat"]
-    assert [(r.provider, r.phase) for r in chats][:4] == [  # code twice: discarded, then applied
-        ("e2e-planner", "plan"), ("e2e-coder", "code"), ("e2e-coder", "code"), ("e2e-reviewer", "review"),
+    assert [(r.provider, r.phase) for r in chats][:5] == [  # code: discarded, applied, refused
+        ("e2e-planner", "plan"), *[("e2e-coder", "code")] * 3, ("e2e-reviewer", "review"),
     ]
     assert {r.api_key for r in chats if r.provider == "e2e-coder"} == {SECRET}
     # ... and was never written to settings or logs

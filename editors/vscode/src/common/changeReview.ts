@@ -155,6 +155,17 @@ export async function proposals(edit: WorkspaceEdit): Promise<FileProposal[] | s
   return [...byUri.values()];
 }
 
+/** The first file (its path) that is no longer what the diff showed it to be, if any. */
+async function movedOn(files: readonly FileProposal[]): Promise<string | undefined> {
+  for (const file of files) {
+    const now = await currentText(file.uri);
+    if (file.created ? now !== undefined : now?.text !== file.before) {
+      return file.path;
+    }
+  }
+  return undefined;
+}
+
 /** An editor tab's place: which file, in which group. */
 interface Place {
   uri: vscode.Uri;
@@ -270,6 +281,12 @@ export class ChangeReview implements vscode.Disposable {
     if (!decision.apply) {
       this.log.info(`${label}: change to ${names.join(", ")} discarded (${decision.reason})`);
       return { applied: false, failureReason: decision.reason };
+    }
+    const moved = await movedOn(files);
+    if (moved) {
+      const reason = `${moved} changed while the change was shown for review`;
+      this.log.warn(`${label}: ${reason}`);
+      return { applied: false, failureReason: reason };
     }
     const result = await next({ ...params, edit: withoutConfirmation(params.edit) }, CancellationToken.None);
     const applied = !(result instanceof ResponseError) && result.applied;

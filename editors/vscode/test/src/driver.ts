@@ -355,6 +355,28 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
       text: doc.getText(),
     };
     step("code done");
+
+    // A file edited while its change is shown (the user typed in it): Apply refuses all of it.
+    prompter.push("Rename read_file to fetch_file");
+    const racing = vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.code);
+    const third = await waitFor(() => (api.review.pending?.id !== second?.id ? api.review.pending : undefined));
+    const typed = new vscode.WorkspaceEdit();
+    typed.insert(file, new vscode.Position(0, 0), "# typed while the diff was open\n");
+    const typedApplied = await vscode.workspace.applyEdit(typed);
+    await vscode.commands.executeCommand(CHANGE.apply);
+    const raced = await racing;
+    report.moved = {
+      shown: third?.files.map((f) => f.path) ?? [],
+      typedApplied,
+      result: raced ?? null,
+      text: doc.getText(),
+      callerText: callerDoc?.getText() ?? null,
+      problems: await waitFor(() => {
+        const found = diagnosticsView(file).filter((d) => d.source === PROBLEM_SOURCE);
+        return found.length > 0 ? found : undefined;
+      }, 10_000),
+    };
+    step("moved-on change refused");
     // Later changes (the run's code phase) are applied as soon as they are shown.
     api.review.onDidShow(() => void vscode.commands.executeCommand(CHANGE.apply));
 

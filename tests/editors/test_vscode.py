@@ -429,6 +429,14 @@ def test_extension_in_code_server(editor_session: Callable[..., Any], sim: Simul
     assert "fetch_file" not in moved["text"] and "fetch_file" not in moved["callerText"], moved
     assert moved["text"].startswith("# typed while the diff was open\n"), moved
     assert [p["code"] for p in moved["problems"] or []] == ["document-changed"], moved["problems"]
+
+    # a change that creates a file: its diff against an empty side, the file created when applied
+    created = report["created"]
+    assert created["shown"] == [{"path": "tests/test_app.py", "created": True}], created
+    assert [t["kind"] for t in created["tabs"]] == ["diff:phasewise-proposed→phasewise-proposed"], created["tabs"]
+    assert created["result"]["ok"] and created["result"]["applied"] is True, created["result"]
+    assert [(f["path"], f["created"]) for f in created["result"]["files"]] == [("tests/test_app.py", True)]
+    assert created["text"] is not None and "def test_read_file_is_callable" in created["text"], created
     # "Run Phase…" picked the plan phase from the server's phases and ran it by name
     assert report["runPhase"] == {"ok": True, "phase": "plan", "provider": "e2e-planner"}, report.get("runPhase")
     # a plan-kind phase of the user's own gets its own plan view, rendered, which says the answer
@@ -515,8 +523,8 @@ def test_extension_in_code_server(editor_session: Callable[..., Any], sim: Simul
 
     # what reached the providers: each phase its own, the key only from SecretStorage
     chats = [r for r in sim.requests if r.endpoint == "chat"]
-    assert [(r.provider, r.phase) for r in chats][:5] == [  # code: discarded, applied, refused
-        ("e2e-planner", "plan"), *[("e2e-coder", "code")] * 3, ("e2e-reviewer", "review"),
+    assert [(r.provider, r.phase) for r in chats][:6] == [  # code: discarded, applied, refused, a new file
+        ("e2e-planner", "plan"), *[("e2e-coder", "code")] * 4, ("e2e-reviewer", "review"),
     ]
     assert {r.api_key for r in chats if r.provider == "e2e-coder"} == {SECRET}
     # ... and was never written to settings or logs
@@ -524,6 +532,7 @@ def test_extension_in_code_server(editor_session: Callable[..., Any], sim: Simul
         assert SECRET not in path.read_text(errors="replace"), path
     assert "def read_file(path" in (folder / "app.py").read_text()  # saved by the session
     assert "text = read_file(path)" in (folder / "orders.py").read_text()
+    assert "from app import read_file" in (folder / "tests" / "test_app.py").read_text()
     print(f"VS Code session: {report['elapsedMs']} ms in the extension, {time.monotonic() - started:.1f} s in all")
 
 

@@ -377,6 +377,29 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
       }, 10_000),
     };
     step("moved-on change refused");
+
+    // A change that creates a file: shown against an empty side, created when applied.
+    prompter.push("Add a test for read_file");
+    const creating = vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.code);
+    const fourth = await waitFor(() => (api.review.pending?.id !== third?.id ? api.review.pending : undefined));
+    const createTabs = await waitFor(() => {
+      const tabs = tabsView().filter(isDiffTab);
+      return tabs.length > 0 ? tabs : undefined;
+    }, 10_000);
+    await vscode.commands.executeCommand(CHANGE.apply);
+    const created = await creating;
+    const newFile = fourth?.files.find((f) => f.created);
+    report.created = {
+      shown: fourth?.files.map((f) => ({ path: f.path, created: f.created })) ?? [],
+      tabs: createTabs ?? [],
+      result: created ?? null,
+      text: newFile
+        ? ((
+            await waitFor(() => vscode.workspace.textDocuments.find((d) => d.uri.toString() === newFile.uri.toString()))
+          )?.getText() ?? null)
+        : null,
+    };
+    step("new file created");
     // Later changes (the run's code phase) are applied as soon as they are shown.
     api.review.onDidShow(() => void vscode.commands.executeCommand(CHANGE.apply));
 

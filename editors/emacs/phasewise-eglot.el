@@ -403,7 +403,7 @@ A retried phase can take minutes: Eglot's own call would block and time out."
 
 (cl-defmethod eglot-execute-command
   ((server phasewise-eglot-server) (_command (eql phasewise.setApiKey)) arguments)
-  "The \"Set API key\" quick fix, ARGUMENTS [{env, provider}], on SERVER."
+  "The \"Phasewise: Set API Key…\" quick fix, ARGUMENTS [{env, provider}], on SERVER."
   (let ((arg (aref arguments 0)))
     (phasewise-set-api-key (plist-get arg :env) (plist-get arg :provider) server)))
 

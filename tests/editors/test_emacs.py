@@ -106,7 +106,7 @@ def test_missing_key_is_a_flymake_diagnostic_with_quick_fixes(eglot: dict[str, A
         "phasewise", "missing-credentials", "NOKEY_API_KEY")
     assert "NOKEY_API_KEY" in eglot["diag_message"]
     assert eglot["text_after_failure"] == DOC  # nothing was changed
-    assert "Set NOKEY_API_KEY (Phasewise: Set API key)" in eglot["actions"]
+    assert "Set NOKEY_API_KEY (Phasewise: Set API Key…)" in eglot["actions"]
     assert any(t.startswith("Retry the code phase") for t in eglot["actions"])
     assert eglot["passwd_prompt"] == "API key for nokey (NOKEY_API_KEY, kept in memory): "
     assert eglot["key_on_disk"] == []

@@ -85,7 +85,7 @@
     (pw-observe 'diag_message (plist-get spec :message)))
   (pw-observe 'text_after_failure (buffer-string))
 
-  ;; its quick fixes, through `eglot-code-actions'; "Set API key" asks with `read-passwd'
+  ;; its quick fixes, through `eglot-code-actions'; "Phasewise: Set API Key…" asks with `read-passwd'
   (let* ((actions (eglot-code-actions (point-min) (save-excursion (goto-char (point-min)) (line-end-position))))
          (set-key (cl-find "phasewise.setApiKey" actions
                            :key (lambda (a) (plist-get (plist-get a :command) :command)) :test #'equal)))

@@ -271,7 +271,7 @@ function subcommands.key(inv)
     return
   end
   rest_or_ask(inv, "Key variable (e.g. ANTHROPIC_API_KEY): ", nil, function(env)
-    local command = { title = "Set API key", command = "phasewise.setApiKey", arguments = { { env = env } } }
+    local command = { title = "Phasewise: Set API Key…", command = "phasewise.setApiKey", arguments = { { env = env } } }
     require("phasewise.actions").set_api_key(command, { client_id = client.id })
   end)
 end

@@ -122,7 +122,7 @@ def test_plan_streams_then_code_lands_each_on_its_own_provider(sim: SimulatorThr
     assert obs["statusline_after"] == ""
     messages = [n["msg"] for n in obs["notifications"]]
     assert "Phasewise plan: planner/claude-sim …" in messages
-    assert "Phasewise: code ok (coder/glm-sim)" in messages
+    assert "Phasewise: code ok (coder/glm-sim): 1 file changed (work/store.py unsaved)" in messages
 
     # the plan cut at its output limit: still a plan, its note above it and said as a warning
     assert chat[2].body["max_tokens"] == 30
@@ -359,6 +359,7 @@ def test_edits_are_shown_as_a_diff_and_applied_only_when_accepted(sim: Simulator
     assert said[:2] == [("Phasewise code: coder/glm-sim …", 2),
                         ("Phasewise code (coder/glm-sim): edit cancelled, nothing was applied", 3)], said
     assert said[2] == ("Phasewise code: coder/glm-sim …", 2), "the cancel is said once, not as an error"
+    assert said[3] == ("Phasewise: code ok (coder/glm-sim): 1 file changed (work/store.py unsaved)", 2), said
     accepted = obs["accepted"]
     assert (accepted["ok"], accepted["applied"]) == (True, True)
     assert "def read_file(path" in accepted["text"] and not accepted["diff_left"]
@@ -379,6 +380,7 @@ def test_edits_are_shown_as_a_diff_and_applied_only_when_accepted(sim: Simulator
     assert failed["applied"] is False and "disk full" in failed["failureReason"], failed
     assert failed["failureReason"].endswith("; nothing was applied")
     assert obs["failed_write_after"] == {"util": UTIL, "caller": CALLER.rstrip("\n"), "new_buffer": -1}
+    assert obs["failed_write_said"] is None
 
     # accepted: the diff shows all three files, and all three are written
     multi = obs["asked"][4]
@@ -397,9 +399,13 @@ def test_edits_are_shown_as_a_diff_and_applied_only_when_accepted(sim: Simulator
     assert util.read_text() == after["util"] == "import store\nx = store.read_file('a')\n"
     assert new.read_text() == after["new"] == NEW_TEST
     assert sorted(after["unsaved"]) == ["caller.py", "store.py"], "files that were not open are written"
+    # what the phase's end says of it (store.py was changed by the phase before, not by this edit)
+    assert obs["multi_said"] == ("3 files changed (work/util.py written to disk; work/tests/test_store.py created; "
+                                 "work/caller.py unsaved)")
 
     # confirm_edits off: applied at once, unless an annotation needs confirmation
     assert obs["unconfirmed"] == {"applied": True} and obs["unconfirmed_asked"] == 0
+    assert obs["unconfirmed_said"] == "1 file changed (work/util.py unsaved)"  # its buffer is loaded now
     assert obs["annotated"] == {"applied": False, "failureReason": "cancelled by the user"}
     assert obs["annotated_asked"] == 1 and len(obs["asked"]) == 6
     assert obs["util_at_end"] == "# one\nimport store\nx = store.read_file('a')"
@@ -662,7 +668,12 @@ def test_a_rename_across_the_project_is_one_edit_shown_and_asked_then_declined_o
     assert after["report_buf"] == {"loaded": True, "listed": True, "modified": False,
                                    "text": renamed["report"].rstrip("\n")}
     assert accepted["diagnostics"] == [] and not accepted["diff_left"]
-    assert said[declined["notifications"]:] == [("Phasewise code: coder/glm-sim …", 2),
-                                                ("Phasewise: code ok (coder/glm-sim)", 2)]
+    # the end says what changed: every file of the result, and what the plugin did with each
+    assert said[declined["notifications"]:] == [
+        ("Phasewise code: coder/glm-sim …", 2),
+        ("Phasewise: code ok (coder/glm-sim): 3 files changed (work/report.py written to disk; work/store.py, "
+         "work/cli.py unsaved)", 2)]
+    changed = re.search(r": (\d+) files changed \(", said[-1][0])
+    assert changed and int(changed[1]) == len(accepted["files"])
     assert obs["buffers"] == ["work/cli.py", "work/store.py", "work/report.py"]
     assert [path.read_text() for path in paths.values()] == [DOC, CLI, renamed["report"]]

@@ -89,7 +89,8 @@ no files under .phasewise/plans for it)."
 Memory only: handed again to a restarted server, never written to disk.")
 
 (defvar phasewise--plan nil
-  "What *phasewise-plan* shows: (:uri URI :run-id RUN-ID :instruction TEXT).")
+  "What *phasewise-plan* shows: (:uri URI :run-id ID :instruction TEXT :note N).
+N is the text above the plan, made by `phasewise--note-block', or nil.")
 
 ;;;###autoload
 (defun phasewise-eglot-setup ()
@@ -138,12 +139,41 @@ ON-RESULT is called with the answer."
    :error-fn (lambda (err) (message "Phasewise %s failed: %s" command (plist-get err :message)))
    :timeout-fn (lambda () (message "Phasewise %s: no answer in %s s" command phasewise-request-timeout))))
 
+(defun phasewise--plain (text)
+  "TEXT, a server's Markdown, as plain text for the echo area.
+Code spans lose their backticks, as in the server's own messages."
+  (replace-regexp-in-string "`\\([^`]*\\)`" "\\1" text t))
+
+(defun phasewise--warn (text)
+  "Say TEXT as a warning: in the echo area, and logged in *Warnings*.
+As Eglot warns: the *Warnings* buffer is not popped up."
+  (message "Phasewise: %s" text)
+  (let ((warning-minimum-level :error))
+    (display-warning 'phasewise text :warning)))
+
+(defun phasewise--report-notes (result)
+  "Warn about the note of a phase RESULT that is still ok (of a run: each phase's).
+A plan or review cut at the output limit has one: it names the setting that
+raises the limit."
+  (cl-loop for r across (or (plist-get result :phases) (vector result))
+           for note = (plist-get r :note)
+           when (and (eq (plist-get r :ok) t) (stringp note) (not (string-blank-p note)))
+           do (phasewise--warn (phasewise--plain note))))
+
+(defun phasewise--note-block (note)
+  "NOTE as a buffer shows it above a phase's text, or nil without one.
+A Markdown quote, then a blank line, as the server's plan document has it."
+  (when (and (stringp note) (not (string-blank-p note)))
+    (concat (mapconcat (lambda (line) (concat "> " line)) (split-string (string-trim note) "\n") "\n")
+            "\n\n")))
+
 (defun phasewise--report (result)
   "Say how a phase RESULT went; return non-nil when it succeeded."
   (let ((err (plist-get result :error)))
     (if (eq (plist-get result :ok) t)
         (progn (message "Phasewise %s: done (%s/%s)" (plist-get result :phase)
                         (plist-get result :provider) (plist-get result :model))
+               (phasewise--report-notes result)
                t)
       (message "Phasewise: %s%s" (or (plist-get err :message) "failed")
                (if (equal (plist-get err :kind) "cancelled") "" " (fixes: M-x eglot-code-actions)"))
@@ -172,8 +202,9 @@ the plan phase of the document URI, else to *phasewise-PHASE*."
             ((and (stringp text) (not (string-blank-p text)))
              (if (equal phase "plan")
                  (progn (setq phasewise--plan (list :uri uri :run-id (plist-get result :runId)))
-                        (phasewise--plan-set text))
-               (phasewise--show-report (format "*phasewise-%s*" phase) text)))))))
+                        (phasewise--plan-set text (plist-get result :note)))
+               (phasewise--show-report (format "*phasewise-%s*" phase)
+                                       (concat (phasewise--note-block (plist-get result :note)) text))))))))
 
 ;;;; Plan buffers
 
@@ -186,18 +217,33 @@ the plan phase of the document URI, else to *phasewise-PHASE*."
     (display-buffer buf '(nil (inhibit-same-window . t)))
     buf))
 
-(defun phasewise--plan-set (text)
-  "Replace the plan buffer's text with TEXT."
-  (with-current-buffer (phasewise--plan-buffer)
-    (let ((inhibit-read-only t))
-      (erase-buffer)
-      (insert text))))
+(defun phasewise--plan-set (text &optional note)
+  "Replace the plan buffer's text with TEXT, under NOTE if there is one.
+NOTE (a plan cut at the output limit has one) is shown as
+`phasewise--note-block' makes it, in the `warning' face."
+  (let ((block (phasewise--note-block note)))
+    (setq phasewise--plan (plist-put phasewise--plan :note block))
+    (with-current-buffer (phasewise--plan-buffer)
+      (let ((inhibit-read-only t))
+        (remove-overlays (point-min) (point-max) 'phasewise-note t)
+        (erase-buffer)
+        (when block
+          (insert block)
+          (let ((overlay (make-overlay (point-min) (- (point) 2)))) ; the quote, not the blank line after it
+            (overlay-put overlay 'phasewise-note t)
+            (overlay-put overlay 'face 'warning)))
+        (insert text)))))
 
 (defun phasewise--plan-for (uri)
-  "The plan shown for URI (with the user's edits), or nil."
-  (let ((buf (get-buffer "*phasewise-plan*")))
+  "The plan shown for URI (with the user's edits), or nil.
+The note above it stays out, unless the user edited it: it is the user's to
+read, not the code phase's."
+  (let ((buf (get-buffer "*phasewise-plan*"))
+        (block (plist-get phasewise--plan :note)))
     (when (and buf (equal (plist-get phasewise--plan :uri) uri))
       (let ((text (with-current-buffer buf (buffer-string))))
+        (when (and block (string-prefix-p block text))
+          (setq text (substring text (length block))))
         (unless (string-blank-p text) text)))))
 
 (defun phasewise--user-level-only (section)
@@ -251,7 +297,7 @@ The plan fills the *phasewise-plan* buffer as it streams."
                       (phasewise--arg :instruction instruction)
                       (lambda (result)
                         (when (phasewise--report result)
-                          (phasewise--plan-set (plist-get result :text))))))
+                          (phasewise--plan-set (plist-get result :text) (plist-get result :note))))))
 
 (defun phasewise-code (instruction)
   "Change this buffer (or the region) following INSTRUCTION.
@@ -282,9 +328,14 @@ The findings become Flymake diagnostics."
   (interactive (list (read-string "Phasewise run: ")))
   (phasewise--execute (phasewise--server) "phasewise.run" (phasewise--arg :instruction instruction)
                       (lambda (result)
-                        (when-let ((plan (plist-get result :plan))) (phasewise--plan-set plan))
+                        (when-let ((plan (plist-get result :plan)))
+                          (phasewise--plan-set
+                           plan (plist-get (cl-find plan (plist-get result :phases) :test #'equal :from-end t
+                                                    :key (lambda (r) (plist-get r :text)))
+                                           :note)))
                         (if (eq (plist-get result :ok) t)
-                            (message "Phasewise run: done")
+                            (progn (message "Phasewise run: done")
+                                   (phasewise--report-notes result))
                           (phasewise--report result)))))
 
 (defun phasewise--phase-names (server uri)
@@ -403,7 +454,7 @@ A retried phase can take minutes: Eglot's own call would block and time out."
 
 (cl-defmethod eglot-execute-command
   ((server phasewise-eglot-server) (_command (eql phasewise.setApiKey)) arguments)
-  "The \"Set API key\" quick fix, ARGUMENTS [{env, provider}], on SERVER."
+  "The \"Phasewise: Set API Key…\" quick fix, ARGUMENTS [{env, provider}], on SERVER."
   (let ((arg (aref arguments 0)))
     (phasewise-set-api-key (plist-get arg :env) (plist-get arg :provider) server)))
 

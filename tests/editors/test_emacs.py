@@ -65,6 +65,7 @@ def eglot(sim: SimulatorThread, tmp_path_factory: pytest.TempPathFactory) -> dic
                       "apiKeyEnv": "NOKEY_API_KEY"},
         },
     }
+    cut = {**settings, "phases": {**settings["phases"], "plan": {"model": "planner/claude-sim", "maxOutputTokens": 30}}}
     redirect = {"phases": {"plan": {"model": "openai/gpt-sim"}},
                 "providers": {"openai": {"baseUrl": sim.base_url("openai", "openai")}}}
     out = tmp / "observed.json"
@@ -72,7 +73,8 @@ def eglot(sim: SimulatorThread, tmp_path_factory: pytest.TempPathFactory) -> dic
                      XDG_STATE_HOME=str(tmp / "state"))
     env["PHASEWISE_TEST_INPUT"] = json.dumps({
         "recipe": str(RECIPE), "cmd": [sys.executable, "-m", "phasewise", "serve"], "settings": settings,
-        "file": str(doc), "late_key": LATE_KEY, "redirect_settings": redirect, "redirect_origin": sim.url,
+        "cut_settings": cut, "file": str(doc), "late_key": LATE_KEY, "redirect_settings": redirect,
+        "redirect_origin": sim.url,
     })
     env["PHASEWISE_TEST_OUT"] = str(out)
     assert EMACS is not None
@@ -84,6 +86,8 @@ def eglot(sim: SimulatorThread, tmp_path_factory: pytest.TempPathFactory) -> dic
     )
     observed["chat"] = [(r.provider, r.model, r.phase, r.api_key == PLANNER_KEY, r.api_key == LATE_KEY)
                         for r in sim.requests if r.endpoint == "chat"]
+    observed["plan_max_tokens"] = [r.body.get("max_tokens") for r in sim.requests
+                                   if r.endpoint == "chat" and (r.provider, r.phase) == ("planner", "plan")]
     observed["openai_keys"] = [r.api_key == OPENAI_KEY for r in sim.requests if r.provider == "openai"]
     observed["key_on_disk"] = [str(p) for p in tmp.rglob("*") if p.is_file() and LATE_KEY.encode() in p.read_bytes()]
     return observed
@@ -100,13 +104,34 @@ def test_eglot_connects_and_a_plan_streams_from_its_provider(eglot: dict[str, An
     assert "load" in eglot["plan_buffer"]
 
 
+def test_a_plan_cut_at_the_output_limit_shows_its_note_above_the_plan_and_warns(eglot: dict[str, Any]) -> None:
+    assert eglot["plan_max_tokens"][1] == 30  # the second plan, re-routed with maxOutputTokens 30
+    result = eglot["cut_result"]
+    assert (result["ok"], result["incomplete"]) == (True, True)
+    note = result["note"]
+    assert note.startswith("planner stopped answering the plan phase (claude-sim) at its output limit of 30 "
+                           "tokens: the plan ends where the answer was cut off."), note
+    assert "Raise `phasewise.phases.plan.maxOutputTokens`" in note
+    # *phasewise-plan*: the note as a Markdown quote above the plan (as the server's plan document has
+    # it), in the `warning' face
+    assert eglot["cut_plan_buffer"] == f"> {note}\n\n{result['text']}"
+    assert eglot["cut_highlight"] == ["warning", len(f"> {note}")]
+    # said in the echo area, in plain text (no backticks), after the phase's "done"; logged in *Warnings*
+    plain = note.replace("`", "")
+    assert "Raise phasewise.phases.plan.maxOutputTokens for" in plain
+    assert eglot["cut_messages"][:2] == ["Phasewise plan: done (planner/claude-sim)", f"Phasewise: {plain}"]
+    assert eglot["cut_warnings"] == f"Warning (phasewise): {plain}\n"
+    # what `phasewise-code' is handed: the plan, not the note (the server's own run does the same)
+    assert eglot["cut_handed"] == result["text"]
+
+
 def test_missing_key_is_a_flymake_diagnostic_with_quick_fixes(eglot: dict[str, Any]) -> None:
     assert eglot["code_ok"] is False and eglot["code_error_kind"] == "missing-credentials"
     assert (eglot["diag_source"], eglot["diag_code"], eglot["diag_key_env"]) == (
         "phasewise", "missing-credentials", "NOKEY_API_KEY")
     assert "NOKEY_API_KEY" in eglot["diag_message"]
     assert eglot["text_after_failure"] == DOC  # nothing was changed
-    assert "Set NOKEY_API_KEY (Phasewise: Set API key)" in eglot["actions"]
+    assert "Set NOKEY_API_KEY (Phasewise: Set API Key…)" in eglot["actions"]
     assert any(t.startswith("Retry the code phase") for t in eglot["actions"])
     assert eglot["passwd_prompt"] == "API key for nokey (NOKEY_API_KEY, kept in memory): "
     assert eglot["key_on_disk"] == []

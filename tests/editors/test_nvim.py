@@ -77,21 +77,25 @@ def test_plan_streams_then_code_lands_each_on_its_own_provider(sim: SimulatorThr
         "providers": {"planner": route(sim, "planner", "anthropic", "PLANNER_KEY"),
                       "coder": route(sim, "coder", "openai", "CODER_KEY")},
     }
-    obs = run_nvim("nvim_phases.lua", tmp_path, env=KEYS, settings=settings, file=str(write_doc(tmp_path)))
+    cut_settings = {**settings, "phases": {**settings["phases"], "plan": {"model": "planner/claude-sim",
+                                                                          "maxOutputTokens": 30}}}
+    obs = run_nvim("nvim_phases.lua", tmp_path, env=KEYS, settings=settings, cut_settings=cut_settings,
+                   file=str(write_doc(tmp_path)))
 
     chat = [r for r in sim.requests if r.endpoint == "chat"]
     assert [(r.provider, r.protocol, r.model, r.phase) for r in chat] == [
         ("planner", "anthropic", "claude-sim", "plan"),
         ("coder", "openai", "glm-sim", "code"),
+        ("planner", "anthropic", "claude-sim", "plan"),  # re-routed with maxOutputTokens 30
     ]
-    assert [r.api_key for r in chat] == [KEYS["PLANNER_KEY"], KEYS["CODER_KEY"]]
+    assert [r.api_key for r in chat] == [KEYS["PLANNER_KEY"], KEYS["CODER_KEY"], KEYS["PLANNER_KEY"]]
     assert obs["server_version"] == __version__
 
     # the plan streamed into a Markdown scratch buffer while the command was still running
     plan = obs["plan"]
     assert plan["name"].startswith("phasewise://plan/") and plan["name"].endswith("store.py")
     assert (plan["filetype"], plan["buftype"], plan["shown"]) == ("markdown", "nofile", True)
-    assert "load" in plan["text"]
+    assert "load" in plan["text"] and not plan["text"].startswith(">"), "a whole plan has no note"
     assert obs["current_after_plan"], "the plan window must not take the focus"
     chunks = [c for c in obs["stream"] if c["phase"] == "plan"]
     assert len(chunks) >= 2, obs["stream"]
@@ -111,13 +115,40 @@ def test_plan_streams_then_code_lands_each_on_its_own_provider(sim: SimulatorThr
 
     # progress: LspProgress → statusline while running, notifications at begin and end
     begins = [p["title"] for p in obs["progress"] if p["kind"] == "begin"]
-    assert begins == ["Phasewise plan: planner/claude-sim", "Phasewise code: coder/glm-sim"]
-    assert [p["kind"] for p in obs["progress"]].count("end") == 2
+    assert begins == ["Phasewise plan: planner/claude-sim", "Phasewise code: coder/glm-sim",
+                      "Phasewise plan: planner/claude-sim"]
+    assert [p["kind"] for p in obs["progress"]].count("end") == 3
     assert obs["statusline"] == begins
     assert obs["statusline_after"] == ""
     messages = [n["msg"] for n in obs["notifications"]]
     assert "Phasewise plan: planner/claude-sim …" in messages
-    assert "Phasewise: code ok (coder/glm-sim)" in messages
+    assert "Phasewise: code ok (coder/glm-sim): 1 file changed (work/store.py unsaved)" in messages
+
+    # the plan cut at its output limit: still a plan, its note above it and said as a warning
+    assert chat[2].body["max_tokens"] == 30
+    cut, result = obs["cut"], obs["cut_result"]
+    assert (result["ok"], result["incomplete"]) == (True, True)
+    note = result["note"]
+    assert note.startswith("planner stopped answering the plan phase (claude-sim) at its output limit of 30 "
+                           "tokens: the plan ends where the answer was cut off."), note
+    assert "Raise `phasewise.phases.plan.maxOutputTokens`" in note
+    # the plan buffer: the note as a Markdown quote (as the server's plan document has it), highlighted
+    assert cut["lines"] == [f"> {note}", "", *result["text"].split("\n")]
+    assert cut["highlights"] == [{"row": 0, "end_row": 1, "hl_group": "DiagnosticWarn"}]
+    # on screen: the plan window starts with the note (wrapped in its 39 columns), then the plan
+    shown = cut["plan_window"]
+    assert shown[0] == f"> {note}"[:len(shown[0])] and len(shown[0]) > 30, shown
+    squeezed = "".join("".join(shown).split())
+    assert squeezed.startswith("".join(f"> {note}{result['text']}".split())), shown
+    # notified: the progress end, then the note as a warning, in plain text (no backticks)
+    assert cut["notifications"] == [
+        {"msg": "Phasewise plan: planner/claude-sim …", "level": 2},
+        {"msg": "Phasewise: plan ok, cut at the output limit (planner/claude-sim)", "level": 2},
+        {"msg": "Phasewise: " + note.replace("`", ""), "level": 3},
+    ]
+    assert "Raise phasewise.phases.plan.maxOutputTokens for" in cut["notifications"][2]["msg"]
+    # what :Phasewise code would be handed: the plan, not the note (the server's own run does the same)
+    assert cut["handed"] == result["text"]
 
 
 
@@ -170,7 +201,7 @@ def test_missing_key_is_a_diagnostic_with_quick_fixes(problems: dict[str, Any]) 
 
     # the quick fixes, offered and applied through vim.lsp.buf.code_action
     titles = set(problems["actions"])
-    assert "Set NOKEY_API_KEY (Phasewise: Set API key)" in titles
+    assert "Set NOKEY_API_KEY (Phasewise: Set API Key…)" in titles
     assert any(t.startswith("Retry the code phase") for t in titles), titles
     # openSettings names the problem's setting (or the phase's), where it lives and its value
     setting = problem["data"].get("setting") or "phasewise.phases.code"
@@ -328,6 +359,7 @@ def test_edits_are_shown_as_a_diff_and_applied_only_when_accepted(sim: Simulator
     assert said[:2] == [("Phasewise code: coder/glm-sim …", 2),
                         ("Phasewise code (coder/glm-sim): edit cancelled, nothing was applied", 3)], said
     assert said[2] == ("Phasewise code: coder/glm-sim …", 2), "the cancel is said once, not as an error"
+    assert said[3] == ("Phasewise: code ok (coder/glm-sim): 1 file changed (work/store.py unsaved)", 2), said
     accepted = obs["accepted"]
     assert (accepted["ok"], accepted["applied"]) == (True, True)
     assert "def read_file(path" in accepted["text"] and not accepted["diff_left"]
@@ -348,6 +380,7 @@ def test_edits_are_shown_as_a_diff_and_applied_only_when_accepted(sim: Simulator
     assert failed["applied"] is False and "disk full" in failed["failureReason"], failed
     assert failed["failureReason"].endswith("; nothing was applied")
     assert obs["failed_write_after"] == {"util": UTIL, "caller": CALLER.rstrip("\n"), "new_buffer": -1}
+    assert obs["failed_write_said"] is None
 
     # accepted: the diff shows all three files, and all three are written
     multi = obs["asked"][4]
@@ -366,9 +399,13 @@ def test_edits_are_shown_as_a_diff_and_applied_only_when_accepted(sim: Simulator
     assert util.read_text() == after["util"] == "import store\nx = store.read_file('a')\n"
     assert new.read_text() == after["new"] == NEW_TEST
     assert sorted(after["unsaved"]) == ["caller.py", "store.py"], "files that were not open are written"
+    # what the phase's end says of it (store.py was changed by the phase before, not by this edit)
+    assert obs["multi_said"] == ("3 files changed (work/util.py written to disk; work/tests/test_store.py created; "
+                                 "work/caller.py unsaved)")
 
     # confirm_edits off: applied at once, unless an annotation needs confirmation
     assert obs["unconfirmed"] == {"applied": True} and obs["unconfirmed_asked"] == 0
+    assert obs["unconfirmed_said"] == "1 file changed (work/util.py unsaved)"  # its buffer is loaded now
     assert obs["annotated"] == {"applied": False, "failureReason": "cancelled by the user"}
     assert obs["annotated_asked"] == 1 and len(obs["asked"]) == 6
     assert obs["util_at_end"] == "# one\nimport store\nx = store.read_file('a')"
@@ -631,7 +668,12 @@ def test_a_rename_across_the_project_is_one_edit_shown_and_asked_then_declined_o
     assert after["report_buf"] == {"loaded": True, "listed": True, "modified": False,
                                    "text": renamed["report"].rstrip("\n")}
     assert accepted["diagnostics"] == [] and not accepted["diff_left"]
-    assert said[declined["notifications"]:] == [("Phasewise code: coder/glm-sim …", 2),
-                                                ("Phasewise: code ok (coder/glm-sim)", 2)]
+    # the end says what changed: every file of the result, and what the plugin did with each
+    assert said[declined["notifications"]:] == [
+        ("Phasewise code: coder/glm-sim …", 2),
+        ("Phasewise: code ok (coder/glm-sim): 3 files changed (work/report.py written to disk; work/store.py, "
+         "work/cli.py unsaved)", 2)]
+    changed = re.search(r": (\d+) files changed \(", said[-1][0])
+    assert changed and int(changed[1]) == len(accepted["files"])
     assert obs["buffers"] == ["work/cli.py", "work/store.py", "work/report.py"]
     assert [path.read_text() for path in paths.values()] == [DOC, CLI, renamed["report"]]

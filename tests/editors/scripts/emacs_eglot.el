@@ -73,6 +73,28 @@
   (pw-observe 'stream_chunks pw-chunks)
   (pw-observe 'streamed pw-streamed)
 
+  ;; the plan re-routed with an output limit it cannot fit in: cut, and it says so
+  (setq-default eglot-workspace-configuration (list :phasewise (plist-get pw-input :cut_settings)))
+  (eglot-signal-didChangeConfiguration (eglot-current-server))
+  (let ((messages nil))
+    (cl-flet ((record (format &rest args) (when format (push (apply #'format-message format args) messages))))
+      (advice-add 'message :before #'record)
+      (unwind-protect
+          (let ((cut (pw-call "phasewise.plan" (lambda () (phasewise-plan "rename load to read_file")))))
+            (pw-observe 'cut_result (list :ok (eq (plist-get cut :ok) t) :incomplete (eq (plist-get cut :incomplete) t)
+                                          :note (plist-get cut :note) :text (plist-get cut :text))))
+        (advice-remove 'message #'record)))
+    (pw-observe 'cut_messages (vconcat (reverse messages))))
+  (with-current-buffer "*phasewise-plan*"
+    (pw-observe 'cut_plan_buffer (buffer-substring-no-properties (point-min) (point-max)))
+    (pw-observe 'cut_highlight (vector (get-char-property (point-min) 'face)
+                                       (- (next-single-char-property-change (point-min) 'face) (point-min)))))
+  (pw-observe 'cut_warnings (with-current-buffer (get-buffer-create "*Warnings*")
+                              (buffer-substring-no-properties (point-min) (point-max))))
+  (pw-observe 'cut_handed (phasewise--plan-for (phasewise--uri)))
+  (setq-default eglot-workspace-configuration (list :phasewise (plist-get pw-input :settings)))
+  (eglot-signal-didChangeConfiguration (eglot-current-server))
+
   ;; a missing key: the code phase fails, and the problem arrives as a Flymake diagnostic
   (let ((code (pw-call "phasewise.code" (lambda () (phasewise-code "add a docstring")))))
     (pw-observe 'code_ok (eq (plist-get code :ok) t))
@@ -85,7 +107,7 @@
     (pw-observe 'diag_message (plist-get spec :message)))
   (pw-observe 'text_after_failure (buffer-string))
 
-  ;; its quick fixes, through `eglot-code-actions'; "Set API key" asks with `read-passwd'
+  ;; its quick fixes, through `eglot-code-actions'; "Phasewise: Set API Key…" asks with `read-passwd'
   (let* ((actions (eglot-code-actions (point-min) (save-excursion (goto-char (point-min)) (line-end-position))))
          (set-key (cl-find "phasewise.setApiKey" actions
                            :key (lambda (a) (plist-get (plist-get a :command) :command)) :test #'equal)))

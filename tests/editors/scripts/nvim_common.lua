@@ -81,6 +81,35 @@ function T.notified(substring)
   return false
 end
 
+--- The screen's cells from `row`, `col` (1-based), `height` rows of `width`, one string per row
+--- (trailing blanks cut), as the last redraw left them.
+--- @return string[]
+local function cells(row, col, height, width)
+  local rows = {}
+  for r = row, row + height - 1 do
+    local line = {}
+    for c = col, col + width - 1 do
+      line[#line + 1] = vim.fn.screenstring(r, c)
+    end
+    rows[#rows + 1] = (table.concat(line):gsub("%s+$", ""))
+  end
+  return rows
+end
+
+--- What the screen shows, one string per row.
+--- @return string[]
+function T.screen()
+  return cells(1, 1, vim.o.lines, vim.o.columns)
+end
+
+--- What window `win` shows, one string per row of it.
+--- @param win integer
+--- @return string[]
+function T.window_rows(win)
+  local pos = vim.fn.win_screenpos(win)
+  return cells(pos[1], pos[2], vim.api.nvim_win_get_height(win), vim.api.nvim_win_get_width(win))
+end
+
 --- Run the test body, write what was observed, and exit (non-zero on failure).
 --- @param body fun()
 function T.run(body)

@@ -158,12 +158,15 @@ T.run(function()
   })
   answers = { { choice = "Apply" } }
   obs.failed_write = handle(multi_edit(vim.lsp.util.buf_versions[caller]))
+  local edits = require("phasewise.edits")
+  obs.failed_write_said = edits.take_applied(client.id, "test") or vim.NIL -- nothing applied: nothing to say
   obs.failed_write_after = { util = disk(util_path), new = disk(new_path), caller = T.text(caller),
     new_buffer = T.find_buf(new_path) }
   vim.api.nvim_del_autocmd(failing)
 
   answers = { { choice = "Apply" } }
   obs.multi = handle(multi_edit(vim.lsp.util.buf_versions[caller]))
+  obs.multi_said = edits.take_applied(client.id, "test") or vim.NIL -- what the phase's end would add
   obs.multi_after = {
     caller = T.text(caller),
     caller_modified = vim.bo[caller].modified,
@@ -194,6 +197,7 @@ T.run(function()
     return handle(params)
   end
   obs.unconfirmed = insert_line("# one\n", false)
+  obs.unconfirmed_said = edits.take_applied(client.id, "coder/glm-sim") or vim.NIL -- no label: any route
   obs.unconfirmed_asked = #obs.asked - asked_before
   answers = { { choice = "Cancel" } }
   obs.annotated = insert_line("# two\n", true)

@@ -16,20 +16,6 @@ local function disk(path)
   return text
 end
 
---- What the screen shows, one string per row (trailing blanks cut).
---- @return string[]
-local function screen()
-  local rows = {}
-  for row = 1, vim.o.lines do
-    local cells = {}
-    for col = 1, vim.o.columns do
-      cells[#cells + 1] = vim.fn.screenstring(row, col)
-    end
-    rows[#rows + 1] = (table.concat(cells):gsub("%s+$", ""))
-  end
-  return rows
-end
-
 T.run(function()
   local obs = T.observed
   local phasewise = require("phasewise")
@@ -79,7 +65,7 @@ T.run(function()
         return vim.fn.fnamemodify(vim.api.nvim_buf_get_name(vim.api.nvim_win_get_buf(win)), ":~:.")
       end, vim.api.nvim_tabpage_list_wins(0)),
       current = vim.api.nvim_get_current_buf() == buf,
-      screen = screen(), -- as the plugin's redraw left it, before the question is drawn
+      screen = T.screen(), -- as the plugin's redraw left it, before the question is drawn
       state = state(),
     })
     vim.schedule(function() -- as a picker answers: after returning

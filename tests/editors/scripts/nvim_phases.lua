@@ -1,5 +1,7 @@
 -- :Phasewise plan streams into a Markdown scratch buffer, then :Phasewise code (instruction asked
 -- with vim.ui.input, the plan handed over) lands its edit in the buffer; progress is observed.
+-- Then the plan, re-routed with an output limit it cannot fit in, is cut: the plan buffer and a
+-- warning say so, and the note stays out of what the next code phase is handed.
 local T = dofile(vim.fs.joinpath(vim.fs.dirname(debug.getinfo(1, "S").source:sub(2)), "nvim_common.lua"))
 
 T.run(function()
@@ -72,4 +74,29 @@ T.run(function()
   obs.diagnostics = vim.tbl_map(function(d)
     return { source = d.source, code = d.code }
   end, vim.diagnostic.get(buf))
+
+  -- the plan cut at its output limit (its chunks are not counted: `stream` is the first plan's)
+  scratch.on_stream = on_stream
+  local finish_plan = scratch.finish_plan
+  scratch.finish_plan = function(uri, result)
+    obs.cut_result = { ok = result.ok, incomplete = result.incomplete, note = result.note, text = result.text }
+    finish_plan(uri, result)
+  end
+  phasewise.setup({ settings = { phasewise = T.input.cut_settings } })
+  local from = #obs.notifications
+  vim.cmd("Phasewise plan rename load to read_file")
+  T.wait("the cut plan", function()
+    return T.idle(client) and T.notified("the plan ends where the answer was cut off")
+  end)
+  plan_buf = T.find_buf("phasewise://plan/")
+  vim.cmd.redraw() -- what Neovim draws once the command is idle
+  obs.cut = {
+    lines = vim.api.nvim_buf_get_lines(plan_buf, 0, -1, false),
+    plan_window = T.window_rows(vim.fn.bufwinid(plan_buf)),
+    highlights = vim.tbl_map(function(mark)
+      return { row = mark[2], end_row = mark[4].end_row, hl_group = mark[4].hl_group }
+    end, vim.api.nvim_buf_get_extmarks(plan_buf, -1, 0, -1, { details = true })),
+    handed = scratch.plan_for(vim.uri_from_bufnr(buf)).text,
+    notifications = vim.list_slice(obs.notifications, from + 1),
+  }
 end)

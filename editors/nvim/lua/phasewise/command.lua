@@ -97,13 +97,34 @@ local function summary(item)
   return table.concat(parts, "  ")
 end
 
---- Tell the user what failed and where its quick fixes are; true when the phase succeeded.
+--- A server's Markdown as a notification's plain text: code spans lose their backticks, as in
+--- the server's own messages and VS Code's notifications.
+--- @param text string
+--- @return string
+local function plain(text)
+  return (text:gsub("`([^`]*)`", "%1"))
+end
+
+--- Warn about the note of each result that is still ok (a plan or review cut at the output
+--- limit, and the setting that raises it); a run's phases each.
+--- @param result table a phase result, or a run's
+local function report_notes(result)
+  for _, r in ipairs(result.phases or { result }) do
+    if r.ok and type(r.note) == "string" and r.note ~= "" then
+      vim.notify("Phasewise: " .. plain(r.note), WARN)
+    end
+  end
+end
+
+--- Tell the user what failed and where its quick fixes are, or what a result that is still ok
+--- has a note about; true when the phase succeeded.
 --- @param result table a phase result
 --- @param inv phasewise.Invocation
 --- @param client vim.lsp.Client? the client whose edit the user may have cancelled
 --- @return boolean
 local function report_problem(result, inv, client)
   if result.ok then
+    report_notes(result)
     return true
   end
   local problem = result.error or {}
@@ -271,7 +292,7 @@ function subcommands.key(inv)
     return
   end
   rest_or_ask(inv, "Key variable (e.g. ANTHROPIC_API_KEY): ", nil, function(env)
-    local command = { title = "Set API key", command = "phasewise.setApiKey", arguments = { { env = env } } }
+    local command = { title = "Phasewise: Set API Key…", command = "phasewise.setApiKey", arguments = { { env = env } } }
     require("phasewise.actions").set_api_key(command, { client_id = client.id })
   end)
 end
@@ -336,8 +357,7 @@ local function execute_phase(client, inv, arg)
       vim.notify(("Phasewise %s (%s): %s"):format(phase, who(result), result.applied and "applied" or "no change"))
     else
       if phase ~= "plan" then
-        local name = ("%s/%s"):format(phase, vim.fn.fnamemodify(vim.uri_to_fname(arg.uri), ":t"))
-        scratch.report(name, vim.split(result.text or "", "\n", { plain = true }))
+        scratch.report_text(("%s/%s"):format(phase, vim.fn.fnamemodify(vim.uri_to_fname(arg.uri), ":t")), result)
       end
       vim.notify(("Phasewise: %s ok (%s)"):format(phase, who(result)))
     end

@@ -23,6 +23,11 @@ local M = {}
 --- @type table<integer, boolean>
 local declined = {}
 
+--- What the last edit applied for each client id did (see `take_applied`): `who` the route of its
+--- label ("Phasewise code (coder/glm-sim)"), `summary` from `describe`.
+--- @type table<integer, { who: string?, summary: string }>
+local applied = {}
+
 --- @param path string
 --- @return string
 local function rel(path)
@@ -262,11 +267,11 @@ end
 --- @param preview phasewise.EditPreview
 --- @param edit lsp.WorkspaceEdit
 --- @param encoding string
---- @return lsp.ApplyWorkspaceEditResult
+--- @return lsp.ApplyWorkspaceEditResult result, table<string, boolean> written the paths written
 function M.apply(preview, edit, encoding)
   local why = M.stale(preview)
   if why then
-    return { applied = false, failureReason = why .. "; nothing was applied" }
+    return { applied = false, failureReason = why .. "; nothing was applied" }, {}
   end
   local written = {}
   local ok, err = pcall(function()
@@ -292,9 +297,47 @@ function M.apply(preview, edit, encoding)
   end)
   if not ok then
     restore(preview, written)
-    return { applied = false, failureReason = tostring(err) .. "; nothing was applied" }
+    return { applied = false, failureReason = tostring(err) .. "; nothing was applied" }, {}
   end
-  return { applied = true }
+  return { applied = true }, written
+end
+
+--- What an applied edit did, in a few words: how many files it changed, which the plugin wrote
+--- to disk (no buffer held them), created, renamed or deleted, and which open buffers it left
+--- unsaved, e.g. "3 files changed (report.py written to disk; store.py, cli.py unsaved)".
+--- @param preview phasewise.EditPreview
+--- @param written table<string, boolean> the paths `apply` wrote
+--- @return string
+function M.describe(preview, written)
+  local n = 0
+  local wrote, created, renamed, deleted, unsaved = {}, {}, {}, {}, {}
+  for _, f in ipairs(preview.files) do
+    if not f.base then -- a rename's target is told with its source
+      n = n + 1
+      local buf = loaded_buf(f.path)
+      if f.renamed_to then
+        renamed[#renamed + 1] = ("%s renamed to %s"):format(rel(f.path), rel(f.renamed_to))
+      elseif f.after == nil then
+        deleted[#deleted + 1] = rel(f.path)
+      elseif f.created or f.before == nil then
+        created[#created + 1] = rel(f.path)
+      elseif written[f.path] then
+        wrote[#wrote + 1] = rel(f.path)
+      elseif buf and vim.bo[buf].modified then
+        unsaved[#unsaved + 1] = rel(f.path)
+      end
+    end
+  end
+  local said = {}
+  for _, group in ipairs({ { wrote, " written to disk" }, { created, " created" }, { deleted, " deleted" },
+    { unsaved, " unsaved" } }) do
+    if #group[1] > 0 then
+      said[#said + 1] = table.concat(group[1], ", ") .. group[2]
+    end
+  end
+  vim.list_extend(said, renamed)
+  local summary = ("%d file%s changed"):format(n, n == 1 and "" or "s")
+  return #said > 0 and ("%s (%s)"):format(summary, table.concat(said, "; ")) or summary
 end
 
 --- Confirm when the plugin's `confirm_edits` is on (default: the server's `phases.code.confirm`,
@@ -328,8 +371,15 @@ function M.review(params, client, done)
   if why then
     return done({ applied = false, failureReason = why .. "; nothing was applied" })
   end
+  local function apply()
+    local result, written = M.apply(preview, edit, encoding)
+    if result.applied then
+      applied[client.id] = { who = (params.label or ""):match("%((.-)%)$"), summary = M.describe(preview, written) }
+    end
+    return result
+  end
   if not M.wants_confirmation(edit, client) then
-    return done(M.apply(preview, edit, encoding))
+    return done(apply())
   end
   local label = params.label or "Phasewise edit"
   local buf = require("phasewise.scratch").report("edit", M.render(preview, label), "diff")
@@ -343,7 +393,7 @@ function M.review(params, client, done)
         vim.api.nvim_buf_delete(buf, { force = true })
       end
       if choice == "Apply" then
-        return M.apply(preview, edit, encoding)
+        return apply()
       end
       declined[client.id] = true
       vim.notify(("%s: edit cancelled, nothing was applied"):format(label), vim.log.levels.WARN)
@@ -392,10 +442,25 @@ function M.declined(id)
   return declined[id] == true
 end
 
---- A new code phase of client `id` begins: an earlier cancel says nothing about it.
+--- What the edit applied for client `id`'s phase served by `who` ("coder/glm-sim") did (see
+--- `describe`), once: the message that ends the phase says it; nil when no edit was applied.
 --- @param id integer
-function M.forget_declined(id)
+--- @param who string
+--- @return string?
+function M.take_applied(id, who)
+  local change = applied[id]
+  if change and (change.who == nil or change.who == who) then
+    applied[id] = nil
+    return change.summary
+  end
+  return nil
+end
+
+--- A new code phase of client `id` begins: an earlier cancel or edit says nothing about it.
+--- @param id integer
+function M.forget(id)
   declined[id] = nil
+  applied[id] = nil
 end
 
 return M

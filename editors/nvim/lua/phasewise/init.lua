@@ -140,7 +140,7 @@ local function on_progress(ev)
   if value.kind == "begin" then
     running[key] = { client_id = client.id, token = token, title = value.title }
     if edits and vim.startswith(value.title, "Phasewise code:") then
-      edits.forget_declined(client.id)
+      edits.forget(client.id)
     end
     vim.notify(value.title .. " …", vim.log.levels.INFO)
   elseif value.kind == "report" and running[key] and value.message then
@@ -167,7 +167,11 @@ local function on_progress(ev)
       local name, who = title_parts(title)
       vim.notify(("Phasewise: %s cancelled%s"):format(name, who), vim.log.levels.WARN)
     else
-      vim.notify(message and ("Phasewise: " .. message) or (title .. ": done"), vim.log.levels.INFO)
+      local said = message and ("Phasewise: " .. message) or (title .. ": done")
+      -- a phase whose edit the plugin applied: what it changed ("3 files changed (…)")
+      local served = message and message:match("^%S+ ok %((.-)%)$")
+      local change = served and edits and edits.take_applied(client.id, served)
+      vim.notify(change and (said .. ": " .. change) or said, vim.log.levels.INFO)
     end
   end
   vim.cmd.redrawstatus()

@@ -32,6 +32,8 @@ VSCODE_LIKE_CAPABILITIES: dict[str, Any] = {
     },
     "window": {"workDoneProgress": True},
     "textDocument": {"synchronization": {"didSave": True}, "publishDiagnostics": {"relatedInformation": True}},
+    # what the VS Code extension declares: a Phasewise plugin, which is sent phasewise/streamText
+    "experimental": {"phasewise": {"clientCommands": ["phasewise.setApiKey", "phasewise.openSettings"]}},
 }
 
 

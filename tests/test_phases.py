@@ -14,7 +14,7 @@ from pytest_lsp import LanguageClient
 from phasewise.sim import SimulatorThread
 from tests.helpers import SAMPLE_DOC as DOC
 from tests.helpers import SAMPLE_URI as URI
-from tests.helpers import Editor, answer, field_of, make_client_fixture, server_env
+from tests.helpers import Editor, answer, field_of, make_client_fixture, make_plugin_client_fixture, server_env
 
 KEYS = {
     "PLANNER_KEY": "test-key-planner-1111",
@@ -24,6 +24,7 @@ KEYS = {
     "ANTHROPIC_API_KEY": "test-key-anthropic-5555",
 }
 client = make_client_fixture(server_env(**KEYS, PHASEWISE_WARMUP="0"))
+plugin = make_plugin_client_fixture(server_env(**KEYS, PHASEWISE_WARMUP="0"), clients=["visual-studio-code"])
 
 
 
@@ -193,6 +194,16 @@ async def test_progress_names_phase_provider_and_model(client: LanguageClient, s
     ends = [p for reports in client.progress_reports.values() for p in reports
             if field_of(p, "kind") == "end"]
     assert ends
+    # a generic client is not sent phasewise/streamText, which it would not know (the result has the text)
+    assert editor.stream == []
+
+
+async def test_a_plugin_is_sent_the_plan_as_it_streams(plugin: LanguageClient, sim: SimulatorThread) -> None:
+    editor = Editor(plugin)
+    editor.configure(routes(sim, plan=("planner", "anthropic", "claude-sim", "PLANNER_KEY")))
+    editor.open(URI, DOC)
+    result = answer(await editor.command("phasewise.plan", {"uri": URI, "instruction": "split Store"}))
+    assert result["ok"]
     # streamed text arrives, coalesced: fewer notifications than the simulator's chunks, same text
     streamed = "".join(s["text"] for s in editor.stream if s["runId"] == result["runId"])
     assert streamed == result["text"]

@@ -55,6 +55,9 @@ class PhaseProgress:
         self._held: list[Callable[[], None]] | None = None  # $/progress waiting for the token
         self.notifications = 0
         self._last_status_log = float("-inf")
+        # phasewise/streamText only to a Phasewise plugin: a generic client does not know it (Vim's
+        # yegappan/lsp warns about every one) and shows the result, and progress, instead
+        self._streams = ls.client_plugin() is not None
 
     @classmethod
     def creating(cls, ls: PhasewiseServer, *, run_id: str, phase: str, uri: str | None) -> PhaseProgress:
@@ -147,10 +150,11 @@ class PhaseProgress:
         self._last_flush = asyncio.get_running_loop().time()
         text = "".join(self._buffer)
         self._buffer.clear()
-        self.ls.protocol.notify(STREAM_NOTIFICATION, {
-            "runId": self.run_id, "phase": self.phase, "uri": self.uri, "text": text,
-        })
-        self.notifications += 1
+        if self._streams:
+            self.ls.protocol.notify(STREAM_NOTIFICATION, {
+                "runId": self.run_id, "phase": self.phase, "uri": self.uri, "text": text,
+            })
+            self.notifications += 1
         self._received += len(text)
         # Progress says what is happening, never fragments of the answer (those go to streamText).
         self._report(f"{self.phase}{' on ' + self.route if self.route else ''}: receiving the answer "

@@ -86,6 +86,8 @@ def test_run_in_a_shell_writes_the_file_and_three_ledger_lines(work: Path, tmp_p
     assert lines[1]["applied"] is True and lines[2]["findings"] == len(out["findings"])
     raw = (tmp_path / "state" / "runs.jsonl").read_text(encoding="utf-8")
     assert INSTRUCTION not in raw and "def find_by_sku" not in raw and "content" not in raw
+    assert lines[1]["filesChanged"] == 1 and all(x["contextFiles"] > 0 for x in lines)
+    assert "inventory.py" not in raw  # paths only with recordContent
     # the code phase got the plan, the review phase got the applied change
     reqs = chats(sim)
     assert "<plan>" in reqs[1].body["messages"][-1]["content"]
@@ -331,6 +333,13 @@ def test_ledger_location_and_content_switch(tmp_path: Path, work: Path, sim: Sim
                                                             "Review the change made for this request, and the "
                                                             f"code around it: {INSTRUCTION}"]
     assert "+def find_by_sku" in lines[1]["content"]["diff"]
+    # the change's files and the context sent, by path (content on), besides their counts
+    assert lines[1]["filesChanged"] == 1 and lines[1]["content"]["files"] == [
+        {"path": "inventory.py", "created": False}]
+    for line in lines:
+        sent = line["content"]["context"]
+        assert line["contextFiles"] == len(sent) > 0 and line["contextTokens"] == sum(c["tokens"] for c in sent)
+        assert {"path", "reason", "tokens"} == set(sent[0])
     assert not (tmp_path / "state" / "runs.jsonl").exists()
 
 

@@ -3,8 +3,10 @@
 Each line says which run and phase it was, who served it (provider, model), every attempt with
 its outcome, tokens in and out (and of those in, how many the provider's prompt cache read and
 wrote), time to first token, total time, the cost estimate and the kind
-of result (``ok`` or a problem kind). Keys never reach it; prompts, answers and source text only
-when ``recordContent`` is on (and then only the instruction, the answer text and the diff).
+of result (``ok`` or a problem kind), how many files a change touched and how many files (and
+tokens) of context the phase sent. Keys never reach it; prompts, answers, source text and paths
+only when ``recordContent`` is on (and then only the instruction, the answer text, the diff, the
+changed files' and the context's paths).
 
 Where the ledger lives, first found wins: the ``ledgerPath`` setting (per workspace), the
 ``PHASEWISE_LEDGER`` environment variable (per process), ``$XDG_STATE_HOME/phasewise/runs.jsonl``,
@@ -102,6 +104,13 @@ def entry(result: Mapping[str, Any], *, source: str, workflow: str | None = None
         line["error"] = {"kind": error.get("kind"), "message": redact(str(error.get("message", "")), secrets)}
     if result.get("phase") == "code" and "applied" in result:
         line["applied"] = result.get("applied")
+    files = [f for f in result.get("files") or () if isinstance(f, Mapping)]
+    if files:
+        line["filesChanged"] = len(files)
+    context = [c for c in result.get("context") or () if isinstance(c, Mapping)]
+    if context:
+        line["contextFiles"] = len(context)
+        line["contextTokens"] = sum(int(c.get("tokens") or 0) for c in context)
     if isinstance(result.get("findings"), list):
         line["findings"] = len(result["findings"])
     if record_content:
@@ -111,6 +120,10 @@ def entry(result: Mapping[str, Any], *, source: str, workflow: str | None = None
             content["diff"] = str(result["diff"])[:_MAX_TEXT]
         if isinstance(result.get("findings"), list):
             content["findings"] = result["findings"]
+        if files:  # which files a change touched, and what the phase sent: paths only
+            content["files"] = [{"path": f.get("path"), "created": bool(f.get("created"))} for f in files]
+        if context:
+            content["context"] = [{k: c.get(k) for k in ("path", "reason", "tokens")} for c in context]
         line["content"] = json.loads(redact(json.dumps(content), secrets))
     return {k: v for k, v in line.items() if v is not None}
 

@@ -445,7 +445,7 @@ def _blocks(old: list[str], new: list[str]) -> list[tuple[list[str], list[str]]]
     import difflib
 
     hunks: list[list[int]] = []  # [i1, i2, j1, j2]
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new).get_opcodes():
         if tag != "equal":
             hunks.append([i1, i2, j1, j2])
     for h in hunks:

@@ -4,7 +4,8 @@
    ``.gitignore``): cold (no per-file facts cached, fresh file list) and warm (same ``Workspace``,
    facts cached) time to pick a phase's context; and, while gathering runs in a thread as the
    service runs it, how late the event loop answers a 1 ms tick (a stand-in for ``phasewise.status``).
-2. Matching a whole answer's SEARCH/REPLACE blocks on a 5,000-line file.
+2. Matching a whole answer's SEARCH/REPLACE blocks on a 5,000-line file, and building the LSP
+   edits of a change (one minimal ``TextEdit`` per hunk) on that file and on 300 KB of repeated lines.
 3. Tokens sent per phase for the demo task (the two-file example project) beside "whole document
    only" (``contextTokens: 0``), as the simulator counts them, through the real CLI.
 """
@@ -15,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -26,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "server"))
 
+from phasewise.edge.workspace_edit import minimal_text_edits  # noqa: E402
 from phasewise.phases import context as ctx  # noqa: E402
 from phasewise.phases.edits import FileText, change_from_answer  # noqa: E402
 
@@ -143,6 +146,33 @@ def bench_matching() -> dict[str, float]:
             "match_5000_lines_20_blocks_drifted_p50_ms": statistics.median(drift)}
 
 
+def bench_edits() -> dict[str, float]:
+    """The LSP edits of a change (one minimal TextEdit per hunk), built on the event loop when the
+    change is applied: the 20-block change above, and 300 KB of repeated lines (the case difflib
+    alone is quadratic on) with 2 changes far apart or 200 scattered ones."""
+    def timed(before: str, after: str, hunks: int, rounds: int = 10) -> float:
+        times = []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            edits = minimal_text_edits(before, after)
+            times.append((time.perf_counter() - t) * 1000)
+        assert len(edits) >= hunks * 0.9, len(edits)
+        return statistics.median(times)
+
+    text = "".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(2500))
+    changed = text
+    for i in range(0, 2500, 125):
+        changed = changed.replace(f"    return x + {i}\n", f"    return x * {i}\n", 1)
+    repeated = "".join(f"def f{i}(x):\n    if x:\n        return None\n\n    return x\n\n\n" for i in range(5000))
+    far = repeated.replace("def f1(x)", "def g1(x)", 1).replace("def f4999(x)", "def g4999(x)", 1)
+    lines = repeated.split("\n")
+    for k in random.Random(3).sample(range(len(lines)), 200):
+        lines[k] = "changed"
+    return {"edits_5000_lines_20_hunks_p50_ms": timed(text, changed, 20),
+            "edits_300kb_repeated_2_far_apart_p50_ms": timed(repeated, far, 2),
+            "edits_300kb_repeated_200_scattered_p50_ms": timed(repeated, "\n".join(lines), 200, 3)}
+
+
 def bench_tokens() -> dict[str, float]:
     from phasewise.demo import example_project
     from phasewise.sim import SimulatorThread
@@ -179,6 +209,7 @@ def main() -> None:
     args = parser.parse_args()
     figures: dict[str, float] = {}
     figures.update(bench_matching())
+    figures.update(bench_edits())
     figures.update(bench_tokens())
     figures.update(bench_context(args.files))
     width = max(len(k) for k in figures)

@@ -169,11 +169,11 @@ def test_prompt_numbers_lines_from_the_range() -> None:
     assert "<plan>\np\n</plan>" in prompt
 
 
-def test_minimal_edit_turns_old_into_new() -> None:
-    """The single TextEdit the server sends reproduces the new text, unicode included."""
+def test_minimal_edits_turn_old_into_new() -> None:
+    """The TextEdits the server sends (one per changed hunk) reproduce the new text, unicode included."""
     from pygls.workspace import PositionCodec
 
-    from phasewise.edge.edits import minimal_edit
+    from phasewise.edge.edits import minimal_edits
 
     codec = PositionCodec(types.PositionEncodingKind.Utf32)
     rnd = random.Random(7)
@@ -181,8 +181,8 @@ def test_minimal_edit_turns_old_into_new() -> None:
     for _ in range(300):
         old = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 30)))
         new = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 30)))
-        edit = minimal_edit(codec, old, new)
-        assert apply_text_edits(old, [edit]) == new, (old, new, edit)
+        edits = minimal_edits(codec, old, new)
+        assert apply_text_edits(old, edits) == new, (old, new, edits)
 
 
 def test_what_counts_as_a_secret_to_mask() -> None:

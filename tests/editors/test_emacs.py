@@ -9,6 +9,7 @@ Emacs and Eglot come from ``.ci/setup.d/20-emacs.sh`` (Debian's emacs-nox and el
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -151,7 +152,8 @@ def test_a_project_cannot_allow_its_own_key_origin_only_the_user_can(eglot: dict
     assert eglot["openai_keys"] == [True]
 
 
-COMMENTED = DOC.replace("\n\ndef load(", "\n\n# phasewise: rename load to read_file\ndef load(", 1)
+COMMENTED = (DOC.replace("\n\ndef load(", "\n\n# phasewise: rename load to read_file\ndef load(", 1)
+             + '\n\nDEFAULTS = load("defaults.txt")\n')  # a use far from the def: a second edit
 
 
 def test_any_phase_by_name_and_every_phase_among_eglots_code_actions(sim: SimulatorThread, tmp_path: Path) -> None:
@@ -209,11 +211,17 @@ def test_any_phase_by_name_and_every_phase_among_eglots_code_actions(sim: Simula
     assert sorted(obs["menu"]) == sorted(a["title"] for a in obs["actions"])
     assert (obs["plan_ok"], obs["plan_provider"], obs["plan_text_matches"]) == (True, "planner", True)
     assert "load" in obs["plan_buffer"] and obs["plan_handed_to_code"] is True
-    assert [(r.provider, r.phase) for r in chat[1:]] == [("planner", "plan"), ("coder", "code")]
+    assert [(r.provider, r.phase) for r in chat[1:]] == [("planner", "plan"), ("coder", "code"), ("coder", "code")]
     assert "rename load to read_file" in str(chat[1].body["messages"])
     assert not (doc.parent / ".phasewise").exists(), "Eglot 1.9 has no showDocument: nothing is written"
 
     # the code action from the same menu: applied through Eglot's workspace/applyEdit, not saved
     assert (obs["code_ok"], obs["code_applied"]) == (True, True)
-    assert "def read_file(path, cache={}):" in obs["text_after_code"] and obs["modified"] is True
+    assert obs["text_after_code"] == COMMENTED.replace("def load(", "def read_file(")  # the line at point
+    assert obs["modified"] is True
+    # over the region from the comment to the last line, the two lines left to rename are far apart:
+    # one edit each in the document's edit, both applied by Eglot, the lines between untouched
+    assert (obs["selection_ok"], obs["selection_applied"]) == (True, True)
+    assert obs["text_edit_counts"] == [1, 2]
+    assert obs["text_after_selection"] == re.sub(r"\bload\b", "read_file", COMMENTED)
     assert doc.read_text() == COMMENTED

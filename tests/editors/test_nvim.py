@@ -571,7 +571,9 @@ def test_any_phase_by_name_with_completion_from_the_server(sim: SimulatorThread,
 
 
 REPORT = 'from store import load\n\n\ndef report(path):\n    return len(load(path) or "")\n'
-CLI = "import sys\n\nimport store\n\n\ndef main():\n    print(store.load(sys.argv[1]))\n"
+CLI = ("import sys\n\nimport store\n\n\ndef main():\n    print(store.load(sys.argv[1]))\n\n\n"
+       "def again(path):\n    return store.load(path)\n")
+BETWEEN = [9, 4]  # 0-based (line, column) in CLI: "def again" between its two uses of load
 
 
 def test_a_rename_across_the_project_is_one_edit_shown_and_asked_then_declined_or_applied(
@@ -587,7 +589,7 @@ def test_a_rename_across_the_project_is_one_edit_shown_and_asked_then_declined_o
     paths["report"].write_text(REPORT)
     obs = run_nvim("nvim_multifile.lua", tmp_path, env=KEYS, settings=settings,
                    paths={name: str(path) for name, path in paths.items()},
-                   instruction="Rename load to read_file and keep its callers working")
+                   instruction="Rename load to read_file and keep its callers working", between=BETWEEN)
     assert obs.get("root") == str(root)
 
     # both callers went to the model as context, once per run (declined, then accepted)
@@ -608,6 +610,11 @@ def test_a_rename_across_the_project_is_one_edit_shown_and_asked_then_declined_o
         assert {e.get("annotationId") for c in changes for e in c["edits"]} == {"phasewise-code"}
         assert edit["changeAnnotations"]["phasewise-code"]["needsConfirmation"] is True
         assert params["label"] == "Phasewise code (coder/glm-sim)"
+        # one minimal edit per renamed line: the lines between them are not rewritten
+        for name, lines in (("cli", [6, 10]), ("report", [0, 4])):
+            edits = changes[list(uris).index(name)]["edits"]
+            assert [(e["range"]["start"]["line"], e["range"]["end"]["line"], e["newText"]) for e in edits] == [
+                (line, line, "read_file") for line in lines], edits
 
     untouched = {"text": {"store": DOC.rstrip("\n"), "cli": CLI.rstrip("\n")},
                  "modified": {"store": False, "cli": False}, "version": {"store": 0, "cli": 0},
@@ -648,6 +655,7 @@ def test_a_rename_across_the_project_is_one_edit_shown_and_asked_then_declined_o
                                  "was declined in the editor; nothing was applied."}
     assert declined["state"] == untouched
     assert declined["diagnostics"] == [] and not declined["diff_left"]
+    assert declined["between"] == {"extmark": BETWEEN, "mark": BETWEEN}
     said = [(n["msg"], n["level"]) for n in obs["notifications"]]
     assert said[:declined["notifications"]] == [
         ("Phasewise code: coder/glm-sim …", 2),
@@ -668,6 +676,8 @@ def test_a_rename_across_the_project_is_one_edit_shown_and_asked_then_declined_o
     assert after["report_buf"] == {"loaded": True, "listed": True, "modified": False,
                                    "text": renamed["report"].rstrip("\n")}
     assert accepted["diagnostics"] == [] and not accepted["diff_left"]
+    # the extmark and the mark between the caller's two changes did not move
+    assert accepted["between"] == {"extmark": BETWEEN, "mark": BETWEEN}
     # the end says what changed: every file of the result, and what the plugin did with each
     assert said[declined["notifications"]:] == [
         ("Phasewise code: coder/glm-sim …", 2),

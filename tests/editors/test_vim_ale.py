@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,6 +43,9 @@ def load(path, cache={}):
     except:
         print("failed", path)
         return None
+
+
+DEFAULTS = load("defaults.txt")
 """
 KEYS = {"PLANNER_KEY": "test-key-planner-in-vim-1212", "CODER_KEY": "test-key-coder-in-vim-3434"}
 
@@ -115,8 +119,9 @@ def test_ale_lists_and_runs_every_phase_from_its_code_action_menu(sim: Simulator
     assert obs["plan_pick"] == kinds.index("source.phasewise.plan") + 1
     assert obs["review_pick"] == kinds.index("source.phasewise.review") + 1
     assert obs["code_pick"] == kinds.index("refactor.rewrite.phasewise.code") + 1
-    assert [(r.provider, r.phase) for r in chat] == [("planner", "plan"), ("coder", "review"), ("coder", "code")]
-    assert [r.api_key for r in chat] == [KEYS["PLANNER_KEY"], KEYS["CODER_KEY"], KEYS["CODER_KEY"]]
+    assert [(r.provider, r.phase) for r in chat] == [("planner", "plan"), ("coder", "review"), ("coder", "code"),
+                                                     ("coder", "code")]  # at the cursor, then over a selection
+    assert [r.api_key for r in chat] == [KEYS["PLANNER_KEY"], KEYS["CODER_KEY"], KEYS["CODER_KEY"], KEYS["CODER_KEY"]]
 
     # ALE cannot open documents: the plan is written and a message names it, echoed by ALE
     assert obs["shown"] == [{"message": "Phasewise: wrote .phasewise/plans/store.py-plan.md", "type": 3}]
@@ -136,7 +141,12 @@ def test_ale_lists_and_runs_every_phase_from_its_code_action_menu(sim: Simulator
 
     # the code action: ALE applied the server's workspace/applyEdit to the buffer, not to the file
     assert "workspace/applyEdit" in obs["methods"]
-    assert "def read_file(path, cache={}):" in obs["text_after_code"] and "def load(" not in obs["text_after_code"]
+    assert obs["text_after_code"] == DOC.replace("def load(", "def read_file(").rstrip("\n")  # its line only
     assert obs["modified"] is True and doc.read_text() == DOC
     assert "def read_file(path, cache={}):" in obs["screens"]["after_code"]
+    # over the lines from the comment to the end, the two lines left to rename are far apart: one
+    # edit each in the document's edit, the lines between untouched; ALE applied both
+    assert obs["selection_pick"] == obs["code_pick"]
+    assert obs["edit_counts"] == [[1], [2]]
+    assert obs["text_after_selection"] == re.sub(r"\bload\b", "read_file", DOC).rstrip("\n")
     assert obs["lsp_errors"] == {}

@@ -7,6 +7,7 @@ matrix) and ``.keyring_backend`` are its parts for particular suites."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import sys
 import tempfile
@@ -129,16 +130,33 @@ def _file_of(uri: str) -> Path:
     return Path(to_fs_path(uri) or uri)
 
 
-def _offset(text: str, pos: types.Position) -> int:
+_UNIT_BYTES = {"utf-8": ("utf-8", 1), "utf-16": ("utf-16-le", 2)}
+
+
+def offset_at(text: str, pos: types.Position, encoding: str | None = None) -> int:
+    """The character offset in ``text`` of an LSP position (columns as for ``apply_text_edits``)."""
     lines = text.split("\n")
-    return sum(len(line) + 1 for line in lines[: pos.line]) + pos.character
+    column = pos.character
+    if encoding in _UNIT_BYTES and pos.line < len(lines):
+        codec, width = _UNIT_BYTES[encoding]
+        units = lines[pos.line].encode(codec)
+        assert column * width <= len(units), f"{pos} lies past the end of its line"
+        column = len(units[: column * width].decode(codec))  # raises when it splits a character
+    return sum(len(line) + 1 for line in lines[: pos.line]) + column
 
 
-def apply_text_edits(text: str, edits: list[Any]) -> str:
-    """Apply LSP edits (ASCII test documents: UTF-16 units equal characters)."""
-    for e in sorted(edits, key=lambda e: (e.range.start.line, e.range.start.character), reverse=True):
-        a, b = _offset(text, e.range.start), _offset(text, e.range.end)
-        text = text[:a] + e.new_text + text[b:]
+def apply_text_edits(text: str, edits: list[Any], encoding: str | None = None) -> str:
+    """Apply LSP edits as the protocol says: every range refers to ``text`` before any of them, and
+    they may not overlap (asserted). Columns count characters (``None``: the ASCII or BMP test
+    documents, where UTF-16 units are characters) or the units of ``encoding`` ("utf-8", "utf-16",
+    "utf-32")."""
+    spans = sorted(((offset_at(text, e.range.start, encoding), offset_at(text, e.range.end, encoding), i, e.new_text)
+                    for i, e in enumerate(edits)))
+    for (_, end, _, _), (start, _, _, _) in itertools.pairwise(spans):
+        assert end <= start, f"overlapping edits: {edits}"
+    for start, end, _, new_text in reversed(spans):
+        assert start <= end, f"a range that ends before it starts: {edits}"
+        text = text[:start] + new_text + text[end:]
     return text
 
 

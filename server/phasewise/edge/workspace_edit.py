@@ -17,9 +17,10 @@ turns pygls's open documents into what ``phases.context.Workspace`` and the chec
     Apply and Discard, the Neovim plugin as a diff it asks about). A client without
     ``documentChanges`` gets the ``changes`` map (no new files possible there).
 
-Positions are in the negotiated position encoding (UTF-16 unless told otherwise). One minimal
-``TextEdit`` per file (the span between the common prefix and suffix), so cursor and marks outside
-the change stay where they are.
+Positions are in the negotiated position encoding (UTF-16 unless told otherwise). A file's edits are
+minimal, one ``TextEdit`` per changed hunk (``edge.edits``), so the lines between two changes are
+never rewritten and the cursor, marks, folds and breakpoints on them stay where they are; they all
+go in the file's one ``TextDocumentEdit`` (or its ``changes`` entry), in document order.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from urllib.parse import unquote
 from lsprotocol import types
 from pygls.workspace import PositionCodec
 
-from phasewise.edge.edits import minimal_edit
+from phasewise.edge.edits import minimal_edits
 from phasewise.phases.context import Workspace, uri_to_path
 from phasewise.phases.edits import ChangeSet, FileChange
 from phasewise.problems import Problem, ProblemKind
@@ -84,10 +85,11 @@ def _moved(f: FileChange, open_docs: OpenDocs, read: Callable[[Path], str | None
     return None
 
 
-def minimal_text_edit(before: str, after: str,
-                      encoding: str = types.PositionEncodingKind.Utf16) -> types.TextEdit:
-    """One ``TextEdit`` turning ``before`` into ``after``, in the ``encoding``'s position units."""
-    return minimal_edit(PositionCodec(types.PositionEncodingKind(encoding)), before, after)
+def minimal_text_edits(before: str, after: str,
+                       encoding: str = types.PositionEncodingKind.Utf16) -> list[types.TextEdit]:
+    """The ``TextEdit`` list turning ``before`` into ``after``, one per changed hunk, in document order
+    and the ``encoding``'s position units."""
+    return minimal_edits(PositionCodec(types.PositionEncodingKind(encoding)), before, after)
 
 
 def _caps(capabilities: types.ClientCapabilities | None) -> types.WorkspaceEditClientCapabilities | None:
@@ -122,24 +124,21 @@ def workspace_edit(changes: ChangeSet, capabilities: types.ClientCapabilities | 
         )
     annotated = asks_confirmation(capabilities, confirm)
     annotation = ANNOTATION_ID if annotated else None
-    edits_by_file = [(f, minimal_text_edit(f.before if not f.created else "", f.after, encoding))
+    edits_by_file = [(f, minimal_text_edits(f.before if not f.created else "", f.after, encoding))
                      for f in changes.files]
     if not document_changes:
-        return types.WorkspaceEdit(changes={f.uri: [e] for f, e in edits_by_file})
+        return types.WorkspaceEdit(changes={f.uri: list(edits) for f, edits in edits_by_file})
     out: list[types.TextDocumentEdit | types.CreateFile | types.RenameFile | types.DeleteFile] = []
-    for f, e in edits_by_file:
+    for f, edits in edits_by_file:
         if f.created:
             out.append(types.CreateFile(uri=f.uri, options=types.CreateFileOptions(overwrite=False,
                                                                                    ignore_if_exists=False),
                                         annotation_id=annotation))
-        edit: types.TextEdit | types.AnnotatedTextEdit = (
-            types.AnnotatedTextEdit(range=e.range, new_text=e.new_text, annotation_id=annotation)
-            if annotation else e
-        )
         version = None if f.created else f.version
         out.append(types.TextDocumentEdit(
             text_document=types.OptionalVersionedTextDocumentIdentifier(uri=f.uri, version=version),
-            edits=[edit],
+            edits=[types.AnnotatedTextEdit(range=e.range, new_text=e.new_text, annotation_id=annotation)
+                   for e in edits] if annotation else list(edits),
         ))
     annotations = None
     if annotation:

@@ -13,6 +13,7 @@
 (defvar pw-input (json-parse-string (getenv "PHASEWISE_TEST_INPUT") :object-type 'plist :array-type 'list))
 (defvar pw-observed nil "Alist of what was observed.")
 (defvar pw-results nil "(COMMAND . RESULT) answers, newest first.")
+(defvar pw-text-edit-counts nil "How many TextEdits each `eglot--apply-text-edits' got, newest first.")
 
 (defun pw-observe (key value) (push (cons key value) pw-observed))
 
@@ -107,11 +108,26 @@ Returns the titles the menu offered."
   (pw-observe 'plan_handed_to_code (and (phasewise--plan-for (phasewise--uri)) t))
 
   ;; the code action from the same menu: its edit lands through Eglot's workspace/applyEdit
+  ;; (how many TextEdits each document's edit carries, as Eglot applies them)
+  (advice-add 'eglot--apply-text-edits :before
+              (lambda (edits &rest _) (push (length edits) pw-text-edit-counts)))
   (pw-goto-line (plist-get pw-input :comment_line))
   (let ((code (pw-call "phasewise.phase" (lambda () (pw-pick-code-action "refactor.rewrite.phasewise.code")))))
     (pw-observe 'code_ok (eq (plist-get code :ok) t))
     (pw-observe 'code_applied (eq (plist-get code :applied) t)))
   (pw-observe 'text_after_code (buffer-string))
+  ;; ... and over the lines from the comment to the last (the region): two changes far apart
+  (transient-mark-mode 1)
+  (pw-goto-line (1- (plist-get pw-input :comment_line)))
+  (set-mark (line-beginning-position))
+  (goto-char (point-max))
+  (skip-chars-backward "\n")
+  (let ((code (pw-call "phasewise.phase" (lambda () (pw-pick-code-action "refactor.rewrite.phasewise.code")))))
+    (pw-observe 'selection_ok (eq (plist-get code :ok) t))
+    (pw-observe 'selection_applied (eq (plist-get code :applied) t)))
+  (deactivate-mark)
+  (pw-observe 'text_after_selection (buffer-string))
+  (pw-observe 'text_edit_counts (vconcat (reverse pw-text-edit-counts)))
   (pw-observe 'modified (buffer-modified-p)))
 
 (let ((failure nil))

@@ -1,7 +1,8 @@
 -- A rename the server makes across a project: the module (open), a caller open in another buffer
 -- and a caller no buffer holds. The real server sends one workspace/applyEdit for all three; the
 -- plugin shows one diff and asks. Cancel leaves every buffer and file alone (the phase ends as
--- cancelled); Apply changes the open buffers (left unsaved) and writes the file that was not open.
+-- cancelled); Apply changes the open buffers (left unsaved) and writes the file that was not open,
+-- and what lies between two changes of a buffer (an extmark, a mark) stays where it was.
 local T = dofile(vim.fs.joinpath(vim.fs.dirname(debug.getinfo(1, "S").source:sub(2)), "nvim_common.lua"))
 
 --- @param path string
@@ -106,8 +107,20 @@ T.run(function()
       notifications = #obs.notifications,
     }
   end
+  -- what sits between the two renamed lines of the open caller (T.input.between, 0-based): an
+  -- extmark, which one edit spanning both lines moved to that edit's end, and a mark
+  local row, col = T.input.between[1], T.input.between[2]
+  local ns = vim.api.nvim_create_namespace("phasewise-test-between")
+  local extmark = vim.api.nvim_buf_set_extmark(cli, ns, row, col, {})
+  vim.api.nvim_buf_set_mark(cli, "a", row + 1, col, {})
+  local function between()
+    local mark = vim.api.nvim_buf_get_mark(cli, "a")
+    return { extmark = vim.api.nvim_buf_get_extmark_by_id(cli, ns, extmark, {}), mark = { mark[1] - 1, mark[2] } }
+  end
   obs.declined = code("Cancel")
+  obs.declined.between = between()
   obs.accepted = code("Apply")
+  obs.accepted.between = between()
   obs.buffers = vim.tbl_map(function(b)
     return vim.fn.fnamemodify(vim.api.nvim_buf_get_name(b), ":~:.")
   end, vim.tbl_filter(function(b)

@@ -54,6 +54,7 @@ endfunction
 let s:conn = v:null
 let s:methods = []
 let s:shown = []
+let s:edit_counts = []
 function! s:OnServerMessage(conn_id, message) abort
   let l:method = get(a:message, 'method', '')
   if !empty(l:method)
@@ -61,6 +62,11 @@ function! s:OnServerMessage(conn_id, message) abort
   endif
   if l:method is# 'window/showMessage'
     call add(s:shown, a:message.params)
+  endif
+  if l:method is# 'workspace/applyEdit'  " how many TextEdits each document's edit carries
+    let l:edit = a:message.params.edit
+    call add(s:edit_counts, map(copy(get(l:edit, 'documentChanges', [])), 'len(get(v:val, "edits", []))')
+    \ + map(values(get(l:edit, 'changes', {})), 'len(v:val)'))
   endif
 endfunction
 
@@ -99,11 +105,18 @@ function! s:PickWhenAsked(title, timer) abort
   let s:picked = empty(l:found) ? -1 : str2nr(l:found[1])
   call feedkeys((s:picked > 0 ? s:picked : '') . "\<CR>", 'nt')
 endfunction
-function! s:CodeAction(line, title) abort
+" With a third argument {last}: over lines {line}..{last}, as :'<,'>ALECodeAction after selecting them.
+function! s:CodeAction(line, title, ...) abort
   call cursor(a:line, 5)
   let s:picked = 0
   call timer_start(20, function('s:PickWhenAsked', [a:title]), {'repeat': -1})
-  ALECodeAction
+  if a:0
+    call setpos("'<", [0, a:line, 1, 0])
+    call setpos("'>", [0, a:1, 1, 0])
+    '<,'>ALECodeAction
+  else
+    ALECodeAction
+  endif
   call s:Wait('the code action menu', 's:picked != 0 && mode() ==# "n"', 20000)
   " the menu scrolled the screen: redraw, or the server's next message waits for Enter
   redraw!
@@ -146,8 +159,13 @@ function! s:Main() abort
   let s:obs.text_after_code = join(getline(1, '$'), "\n")
   let s:obs.modified = &modified ? v:true : v:false
   call s:Screen('after_code')
+  " the code action again over the lines from the comment to the end: two changes far apart
+  let s:obs.selection_pick = s:CodeAction(s:input.comment_line - 1, 'Phasewise code (', line('$'))
+  call s:Wait('the second code edit', 'len(s:edit_counts) == 2 && getline("$") =~# "read_file("', 30000)
+  let s:obs.text_after_selection = join(getline(1, '$'), "\n")
   let s:obs.lsp_errors = get(g:, 'ale_lsp_error_messages', {})
   let s:obs.methods = s:methods
+  let s:obs.edit_counts = s:edit_counts
 endfunction
 
 function! s:Finish() abort

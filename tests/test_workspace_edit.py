@@ -292,6 +292,8 @@ async def test_apply_change_set_sends_one_edit_or_a_problem(tmp_path: Path) -> N
     fresh = open_documents({cs.files[0].uri: Doc(LIB, 4)})
     assert await apply_change_set(accept, cs, fresh, caps()) is None
     assert len(sent) == 1 and sent[0].edit.change_annotations is not None
+    # marked a refactoring, so VS Code saves a multi-file change's files (files.refactoring.autoSave)
+    assert sent[0].metadata is not None and sent[0].metadata.is_refactoring is True
     refused = await apply_change_set(decline, cs, fresh, caps())
     assert refused is not None and "cancelled in the preview" in refused.message and len(sent) == 2
     stale = await apply_change_set(accept, cs, open_documents({cs.files[0].uri: Doc(LIB, 9)}), caps())

@@ -419,6 +419,9 @@ def test_extension_in_code_server(editor_session: Callable[..., Any], sim: Simul
     assert code["diffTabsAfter"] == [], code
     assert code["documentChanged"] and "def read_file(path" in code["text"]
     assert code["callerText"] is not None and "from app import read_file" in code["callerText"], code
+    # ... and saved, both, as after a rename: nothing is left dirty in the background
+    assert code["onDisk"] is not None, code
+    assert code["dirtyAfter"] == [], code
 
     # app.py typed in while the next change was shown: Apply refuses all of it, and says why
     moved = report["moved"]

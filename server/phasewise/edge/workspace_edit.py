@@ -186,7 +186,10 @@ async def apply_change_set(
     if isinstance(edit, Problem):
         return edit
     try:
-        response = await send(types.ApplyWorkspaceEditParams(edit=edit, label=label))
+        # a refactoring (LSP 3.18): VS Code then saves the files of a multi-file change, as after a
+        # rename (files.refactoring.autoSave), instead of leaving the ones not open dirty in the background
+        response = await send(types.ApplyWorkspaceEditParams(
+            edit=edit, label=label, metadata=types.WorkspaceEditMetadata(is_refactoring=True)))
     except Exception as exc:  # an editor without workspace/applyEdit, or one that answers with an error
         said = getattr(exc, "message", None) or type(exc).__name__
         reason = f"it answered workspace/applyEdit with an error ({said})"

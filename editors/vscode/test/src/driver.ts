@@ -333,9 +333,9 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
     await vscode.commands.executeCommand(CHANGE.apply);
     const code = await applying;
     const changed = await waitFor(() => (doc.getText() !== original ? true : undefined), 10_000);
-    const callerDoc = await waitFor(() =>
-      vscode.workspace.textDocuments.find((d) => d.uri.toString() === caller.toString()),
-    );
+    // VS Code opens the caller in the background to apply the change (and, saved, may let it go)
+    const callerDoc = vscode.workspace.textDocuments.find((d) => d.uri.toString() === caller.toString());
+    const callerNow = () => callerDoc?.getText() ?? fs.readFileSync(caller.fsPath, "utf-8");
     const cleared = await waitFor(
       () =>
         vscode.languages
@@ -349,7 +349,13 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
       result: code,
       shownFiles: second?.files.map((f) => f.path) ?? [],
       diffTabsAfter: tabsView().filter(isDiffTab),
-      callerText: callerDoc?.getText() ?? null,
+      callerText: callerNow(),
+      // a multi-file refactoring: VS Code saved both files (files.refactoring.autoSave)
+      onDisk: await waitFor(() => {
+        const texts = [fs.readFileSync(file.fsPath, "utf-8"), fs.readFileSync(caller.fsPath, "utf-8")];
+        return texts.every((t) => t.includes("read_file")) ? texts : undefined;
+      }, 10_000),
+      dirtyAfter: vscode.workspace.textDocuments.filter((d) => d.isDirty).map((d) => d.uri.toString()),
       documentChanged: changed === true,
       problemCleared: cleared === true,
       text: doc.getText(),
@@ -370,7 +376,7 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
       typedApplied,
       result: raced ?? null,
       text: doc.getText(),
-      callerText: callerDoc?.getText() ?? null,
+      callerText: callerNow(),
       problems: await waitFor(() => {
         const found = diagnosticsView(file).filter((d) => d.source === PROBLEM_SOURCE);
         return found.length > 0 ? found : undefined;
@@ -393,10 +399,10 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
       shown: fourth?.files.map((f) => ({ path: f.path, created: f.created })) ?? [],
       tabs: createTabs ?? [],
       result: created ?? null,
+      // open in the background, or already saved and let go
       text: newFile
-        ? ((
-            await waitFor(() => vscode.workspace.textDocuments.find((d) => d.uri.toString() === newFile.uri.toString()))
-          )?.getText() ?? null)
+        ? (vscode.workspace.textDocuments.find((d) => d.uri.toString() === newFile.uri.toString())?.getText() ??
+          (fs.existsSync(newFile.uri.fsPath) ? fs.readFileSync(newFile.uri.fsPath, "utf-8") : null))
         : null,
     };
     step("new file created");

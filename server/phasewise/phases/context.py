@@ -354,6 +354,14 @@ def references(all_facts: dict[str, _Facts]) -> dict[str, tuple[float, tuple[str
     return ranks
 
 
+def files_changed() -> None:
+    """Files on disk changed (the editor saved or closed one, a change was applied): the next
+    gathering lists the folders and checks each file again instead of reusing the last snapshot
+    for ``LISTING_TTL`` seconds. Facts stay cached by path, size and mtime."""
+    LISTINGS.clear()
+    _SNAPSHOTS.clear()
+
+
 def clear_caches() -> None:
     """Forget every cached file list and file fact (tests, benchmarks)."""
     with _FACTS_LOCK:

@@ -204,6 +204,7 @@ class PhasesFeature(Feature):
         read it; with ``phases.code.confirm`` the edit asks the editor to show it first (and the
         progress says the phase now waits for the user, not for the provider)."""
         from phasewise.edge.workspace_edit import apply_change_set, asks_confirmation, open_documents
+        from phasewise.phases.context import files_changed
         from phasewise.problems import Problem, ProblemKind
 
         ls = self.ls
@@ -245,6 +246,7 @@ class PhasesFeature(Feature):
         )
         result.applied = problem is None
         if problem is None:
+            files_changed()  # the next phase's context sees the changed (and created) files at once
             return
         result.ok = False
         if problem.kind is ProblemKind.DOCUMENT_CHANGED and _declined(problem.message):

@@ -18,6 +18,11 @@ WORKSPACE = Path(tempfile.mkdtemp(prefix="phasewise-context-ws-"))
 LIB = "def find_item(items, sku):\n    for item in items:\n        if item.sku == sku:\n            return item\n"
 CALLER = "from lib import find_item\n\n\ndef b(items):\n    return find_item(items, 'B')\n"
 
+(WORKSPACE / "pkg").mkdir()
+(WORKSPACE / "lib.py").write_text(LIB, encoding="utf-8")
+(WORKSPACE / "pkg" / "b.py").write_text(CALLER, encoding="utf-8")
+subprocess.run(["git", "init", "-q", str(WORKSPACE)], check=True)
+
 client = make_plugin_client_fixture(server_env(CODER_KEY="test-key-coder-3333", PHASEWISE_WARMUP="0"),
                                     clients=["visual-studio-code"], root=WORKSPACE)
 
@@ -30,10 +35,6 @@ def settings(sim: SimulatorThread) -> dict[str, Any]:
 
 
 async def test_the_next_phase_sees_the_change_just_applied(client: LanguageClient, sim: SimulatorThread) -> None:
-    (WORKSPACE / "pkg").mkdir(exist_ok=True)
-    (WORKSPACE / "lib.py").write_text(LIB, encoding="utf-8")
-    (WORKSPACE / "pkg" / "b.py").write_text(CALLER, encoding="utf-8")
-    subprocess.run(["git", "init", "-q", str(WORKSPACE)], check=True)
     editor = Editor(client)
     editor.configure(settings(sim))
     uri = (WORKSPACE / "lib.py").as_uri()

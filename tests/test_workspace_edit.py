@@ -17,7 +17,8 @@ from tests.helpers import apply_text_edits, offset_at
 LIB = "def find_item(items, sku):\n    return None\n"
 
 
-def caps(*, document_changes: bool = True, create: bool = True, annotations: bool = True) -> types.ClientCapabilities:
+def caps(*, document_changes: bool = True, create: bool = True, annotations: bool = True,
+         metadata: bool = False) -> types.ClientCapabilities:
     ops = [types.ResourceOperationKind.Create, types.ResourceOperationKind.Rename] if create else []
     return types.ClientCapabilities(workspace=types.WorkspaceClientCapabilities(
         apply_edit=True,
@@ -25,6 +26,7 @@ def caps(*, document_changes: bool = True, create: bool = True, annotations: boo
             document_changes=document_changes, resource_operations=ops,
             change_annotation_support=(types.ChangeAnnotationsSupportOptions(groups_on_label=True)
                                        if annotations else None),
+            metadata_support=metadata or None,
         ),
     ))
 
@@ -292,8 +294,12 @@ async def test_apply_change_set_sends_one_edit_or_a_problem(tmp_path: Path) -> N
     fresh = open_documents({cs.files[0].uri: Doc(LIB, 4)})
     assert await apply_change_set(accept, cs, fresh, caps()) is None
     assert len(sent) == 1 and sent[0].edit.change_annotations is not None
-    # marked a refactoring, so VS Code saves a multi-file change's files (files.refactoring.autoSave)
-    assert sent[0].metadata is not None and sent[0].metadata.is_refactoring is True
+    # marked a refactoring only for a client that declares metadataSupport (VS Code then saves a
+    # multi-file change's files); Eglot 1.9 refuses an applyEdit with a key it does not know
+    assert sent[0].metadata is None
+    assert await apply_change_set(accept, cs, fresh, caps(metadata=True)) is None
+    assert sent[-1].metadata is not None and sent[-1].metadata.is_refactoring is True
+    del sent[-1]
     refused = await apply_change_set(decline, cs, fresh, caps())
     assert refused is not None and "cancelled in the preview" in refused.message and len(sent) == 2
     stale = await apply_change_set(accept, cs, open_documents({cs.files[0].uri: Doc(LIB, 9)}), caps())

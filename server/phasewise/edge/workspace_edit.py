@@ -186,10 +186,13 @@ async def apply_change_set(
     if isinstance(edit, Problem):
         return edit
     try:
-        # a refactoring (LSP 3.18): VS Code then saves the files of a multi-file change, as after a
-        # rename (files.refactoring.autoSave), instead of leaving the ones not open dirty in the background
-        response = await send(types.ApplyWorkspaceEditParams(
-            edit=edit, label=label, metadata=types.WorkspaceEditMetadata(is_refactoring=True)))
+        # a refactoring (LSP 3.18), to a client that declares metadataSupport: VS Code then saves the
+        # files of a multi-file change, as after a rename (files.refactoring.autoSave), instead of
+        # leaving the ones not open dirty in the background. Never unasked: Eglot 1.9 refuses an
+        # applyEdit with a key it does not know.
+        caps = _caps(capabilities)
+        metadata = types.WorkspaceEditMetadata(is_refactoring=True) if caps and caps.metadata_support else None
+        response = await send(types.ApplyWorkspaceEditParams(edit=edit, label=label, metadata=metadata))
     except Exception as exc:  # an editor without workspace/applyEdit, or one that answers with an error
         said = getattr(exc, "message", None) or type(exc).__name__
         reason = f"it answered workspace/applyEdit with an error ({said})"

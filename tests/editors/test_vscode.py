@@ -440,6 +440,13 @@ def test_extension_in_code_server(editor_session: Callable[..., Any], sim: Simul
     assert created["result"]["ok"] and created["result"]["applied"] is True, created["result"]
     assert [(f["path"], f["created"]) for f in created["result"]["files"]] == [("tests/test_app.py", True)]
     assert created["text"] is not None and "def test_read_file_is_callable" in created["text"], created
+
+    # the phase cancelled while its change is shown: the diff goes, nothing lands, a late Apply is a no-op
+    gone = report["cancelledReview"]
+    assert gone["shown"] == ["app.py", "orders.py", "tests/test_app.py"] and gone["cancelled"] == 1, gone
+    assert gone["result"]["ok"] is False and gone["result"]["error"]["kind"] == "cancelled", gone["result"]
+    assert gone["pendingGone"] and gone["lateApply"] is False and gone["diffTabs"] == [], gone
+    assert gone["unchanged"], gone
     # "Run Phase…" picked the plan phase from the server's phases and ran it by name
     assert report["runPhase"] == {"ok": True, "phase": "plan", "provider": "e2e-planner"}, report.get("runPhase")
     # a plan-kind phase of the user's own gets its own plan view, rendered, which says the answer
@@ -526,8 +533,8 @@ def test_extension_in_code_server(editor_session: Callable[..., Any], sim: Simul
 
     # what reached the providers: each phase its own, the key only from SecretStorage
     chats = [r for r in sim.requests if r.endpoint == "chat"]
-    assert [(r.provider, r.phase) for r in chats][:6] == [  # code: discarded, applied, refused, a new file
-        ("e2e-planner", "plan"), *[("e2e-coder", "code")] * 4, ("e2e-reviewer", "review"),
+    assert [(r.provider, r.phase) for r in chats][:7] == [  # code: discarded, applied, refused, a new file,
+        ("e2e-planner", "plan"), *[("e2e-coder", "code")] * 5, ("e2e-reviewer", "review"),  # cancelled
     ]
     assert {r.api_key for r in chats if r.provider == "e2e-coder"} == {SECRET}
     # ... and was never written to settings or logs

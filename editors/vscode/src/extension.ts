@@ -46,7 +46,7 @@ export function activate(context: vscode.ExtensionContext): PhasewiseApi {
     review,
   );
   manager = server;
-  const commands = new Commands(server, documents, keys, log, ui, statusBar);
+  const commands = new Commands(server, documents, keys, log, ui, statusBar, review);
   context.subscriptions.push(log, keys, documents, statusBar, server, review, ...commands.register());
 
   let refresh: NodeJS.Timeout | undefined;

@@ -6,6 +6,7 @@
 
 import * as vscode from "vscode";
 
+import type { ChangeReview } from "./changeReview";
 import { INSTALL_COMMAND, PHASES, SECTION, type Phase } from "./constants";
 import { describeResult, type PhasewiseDocuments } from "./documents";
 import { isEnvName, type KeyStore } from "./keys";
@@ -35,6 +36,11 @@ export const ACTIONS = {
 } as const;
 
 /** Notifications and the Problems panel show Markdown literally: no backticks there. */
+/** The label the server gives a code phase's change (its applyEdit and change annotation). */
+function changeLabel(result: PhaseResult): string {
+  return `Phasewise ${result.phase} (${routeOf(result)})`;
+}
+
 export function plainText(message: string): string {
   return message.replace(/`([^`]*)`/g, "$1");
 }
@@ -109,6 +115,7 @@ export class Commands {
     private readonly log: Log,
     private readonly ui: Ui,
     private readonly statusBar: StatusBar,
+    private readonly review: ChangeReview,
   ) {}
 
   register(): vscode.Disposable[] {
@@ -545,6 +552,10 @@ export class Commands {
 
   private present(result: PhaseResult, options: { quiet?: boolean } = {}): void {
     const line = describeResult(result);
+    if (!result.ok && result.error?.kind === "cancelled" && this.review.pending?.label === changeLabel(result)) {
+      // the phase was cancelled while its change was shown: the diff goes, nothing lands
+      this.review.discard("the code phase was cancelled");
+    }
     if (result.ok) {
       this.log.info(line);
       if (result.note) {

@@ -406,6 +406,30 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
         : null,
     };
     step("new file created");
+
+    // The phase cancelled (its progress notification's Cancel) while its change is shown: the
+    // diff goes, nothing lands, and a late Apply finds nothing to apply.
+    const textBeforeCancel = doc.getText();
+    prompter.push("Rename read_file to load_file");
+    const cancelling = vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.code);
+    const fifth = await waitFor(() => (api.review.pending?.id !== fourth?.id ? api.review.pending : undefined));
+    const codeRun = await waitFor(() => api.progress.running()[0], 10_000);
+    const cancelledRuns = codeRun ? api.progress.cancel(codeRun) : 0;
+    const cancelledCode = await cancelling;
+    const pendingGone = await waitFor(() => (api.review.pending === undefined ? true : undefined), 10_000);
+    const lateApply = await vscode.commands.executeCommand(CHANGE.apply);
+    report.cancelledReview = {
+      shown: fifth?.files.map((f) => f.path) ?? [],
+      cancelled: cancelledRuns,
+      result: cancelledCode ?? null,
+      pendingGone: pendingGone === true,
+      lateApply,
+      diffTabs:
+        (await waitFor(() => (tabsView().filter(isDiffTab).length === 0 ? [] : undefined), 10_000)) ??
+        tabsView().filter(isDiffTab),
+      unchanged: doc.getText() === textBeforeCancel && !callerNow().includes("load_file"),
+    };
+    step("code cancelled while shown");
     // Later changes (the run's code phase) are applied as soon as they are shown.
     api.review.onDidShow(() => void vscode.commands.executeCommand(CHANGE.apply));
 

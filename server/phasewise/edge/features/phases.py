@@ -240,7 +240,7 @@ class PhasesFeature(Feature):
                                else f"applying the change to {files}")
         problem = await apply_change_set(
             send, changes, open_documents(ls.workspace.text_documents), ls.client_capabilities,
-            confirm=confirm, label=f"Phasewise code ({who})",
+            confirm=confirm, label=f"Phasewise {result.phase} ({who})",
             encoding=types.PositionEncodingKind(ls.workspace.position_encoding or types.PositionEncodingKind.Utf16),
             provider=result.provider, model=result.model,
         )

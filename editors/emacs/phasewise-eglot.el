@@ -141,7 +141,8 @@ ON-RESULT is called with the answer."
 
 (defun phasewise--plain (text)
   "TEXT, a server's Markdown, as plain text for the echo area.
-Code spans lose their backticks, as in the server's own messages."
+Code spans lose their backticks, as in the server's own messages and VS Code's
+notifications: a note, a failed phase's problem."
   (replace-regexp-in-string "`\\([^`]*\\)`" "\\1" text t))
 
 (defun phasewise--warn (text)
@@ -175,7 +176,7 @@ A Markdown quote, then a blank line, as the server's plan document has it."
                         (plist-get result :provider) (plist-get result :model))
                (phasewise--report-notes result)
                t)
-      (message "Phasewise: %s%s" (or (plist-get err :message) "failed")
+      (message "Phasewise: %s%s" (phasewise--plain (or (plist-get err :message) "failed"))
                (if (equal (plist-get err :kind) "cancelled") "" " (fixes: M-x eglot-code-actions)"))
       nil)))
 

@@ -128,6 +128,10 @@ def test_a_plan_cut_at_the_output_limit_shows_its_note_above_the_plan_and_warns(
 
 def test_missing_key_is_a_flymake_diagnostic_with_quick_fixes(eglot: dict[str, Any]) -> None:
     assert eglot["code_ok"] is False and eglot["code_error_kind"] == "missing-credentials"
+    # the server's message is Markdown (`phasewise auth set nokey`): said in the echo area in plain text
+    assert "run `phasewise auth set nokey` (OS keyring)" in eglot["code_error_message"]
+    plain = eglot["code_error_message"].replace("`", "")
+    assert eglot["code_messages"] == [f"Phasewise: {plain} (fixes: M-x eglot-code-actions)"], eglot["code_messages"]
     assert (eglot["diag_source"], eglot["diag_code"], eglot["diag_key_env"]) == (
         "phasewise", "missing-credentials", "NOKEY_API_KEY")
     assert "NOKEY_API_KEY" in eglot["diag_message"]

@@ -140,6 +140,19 @@ def test_plan_streams_then_code_lands_each_on_its_own_provider(sim: SimulatorThr
     assert shown[0] == f"> {note}"[:len(shown[0])] and len(shown[0]) > 30, shown
     squeezed = "".join("".join(shown).split())
     assert squeezed.startswith("".join(f"> {note}{result['text']}".split())), shown
+    # ... at word boundaries ('linebreak', window-local): each row of the note ends at a blank or
+    # after a 'breakat' character, never inside a word ("the plan ph" / "ase")
+    assert cut["plan_window_options"] == {"linebreak": True, "breakindent": True}
+    assert cut["other_window_options"] == {"linebreak": False, "breakindent": False}
+    line, at = f"> {note}", 0
+    for row in shown:
+        if at >= len(line):
+            break
+        row = row.lstrip()
+        assert line.startswith(row, at), (row, line[at:])
+        at += len(row)
+        assert at >= len(line) or line[at] == " " or line[at - 1] in " !@*-+;:,./?", (row, line[at:])
+        at = len(line) - len(line[at:].lstrip(" "))
     # notified: the progress end, then the note as a warning, in plain text (no backticks)
     assert cut["notifications"] == [
         {"msg": "Phasewise plan: planner/claude-sim …", "level": 2},
@@ -197,7 +210,9 @@ def test_missing_key_is_a_diagnostic_with_quick_fixes(problems: dict[str, Any]) 
     assert "NOKEY_API_KEY" in problem["message"]
     assert problems["text_after_failure"] == DOC.rstrip("\n")
     messages = [n["msg"] for n in problems["notifications"]]
-    assert any("vim.lsp.buf.code_action() on line 1" in m for m in messages), messages
+    failed = next(m for m in messages if "vim.lsp.buf.code_action() on line 1" in m)
+    # the server's message is Markdown (`phasewise auth set nokey`): notified in plain text
+    assert "run phasewise auth set nokey (OS keyring)" in failed and "`" not in failed, failed
 
     # the quick fixes, offered and applied through vim.lsp.buf.code_action
     titles = set(problems["actions"])

@@ -95,10 +95,18 @@
   (setq-default eglot-workspace-configuration (list :phasewise (plist-get pw-input :settings)))
   (eglot-signal-didChangeConfiguration (eglot-current-server))
 
-  ;; a missing key: the code phase fails, and the problem arrives as a Flymake diagnostic
-  (let ((code (pw-call "phasewise.code" (lambda () (phasewise-code "add a docstring")))))
-    (pw-observe 'code_ok (eq (plist-get code :ok) t))
-    (pw-observe 'code_error_kind (plist-get (plist-get code :error) :kind)))
+  ;; a missing key: the code phase fails (said in the echo area), and the problem arrives as a
+  ;; Flymake diagnostic
+  (let ((messages nil))
+    (cl-flet ((record (format &rest args) (when format (push (apply #'format-message format args) messages))))
+      (advice-add 'message :before #'record)
+      (unwind-protect
+          (let ((code (pw-call "phasewise.code" (lambda () (phasewise-code "add a docstring")))))
+            (pw-observe 'code_ok (eq (plist-get code :ok) t))
+            (pw-observe 'code_error_kind (plist-get (plist-get code :error) :kind))
+            (pw-observe 'code_error_message (plist-get (plist-get code :error) :message)))
+        (advice-remove 'message #'record)))
+    (pw-observe 'code_messages (vconcat (reverse messages))))
   (pw-wait "the Flymake diagnostic" (lambda () (flymake-start) (pw-problems)))
   (let ((spec (car (pw-problems))))
     (pw-observe 'diag_source (plist-get spec :source))

@@ -4,6 +4,12 @@
 -- warning say so, and the note stays out of what the next code phase is handed.
 local T = dofile(vim.fs.joinpath(vim.fs.dirname(debug.getinfo(1, "S").source:sub(2)), "nvim_common.lua"))
 
+--- The wrapping options window `win` has for the buffer it shows.
+--- @param win integer
+local function window_options(win)
+  return { linebreak = vim.wo[win].linebreak, breakindent = vim.wo[win].breakindent }
+end
+
 T.run(function()
   local phasewise = require("phasewise")
   phasewise.setup({ cmd = T.input.cmd, settings = { phasewise = T.input.settings } })
@@ -93,6 +99,8 @@ T.run(function()
   obs.cut = {
     lines = vim.api.nvim_buf_get_lines(plan_buf, 0, -1, false),
     plan_window = T.window_rows(vim.fn.bufwinid(plan_buf)),
+    plan_window_options = window_options(vim.fn.bufwinid(plan_buf)),
+    other_window_options = window_options(vim.fn.bufwinid(buf)),
     highlights = vim.tbl_map(function(mark)
       return { row = mark[2], end_row = mark[4].end_row, hl_group = mark[4].hl_group }
     end, vim.api.nvim_buf_get_extmarks(plan_buf, -1, 0, -1, { details = true })),

@@ -81,6 +81,14 @@ local function who(result)
   return result.provider and ("%s/%s"):format(result.provider, result.model or "?") or (result.model or "?")
 end
 
+--- A server's Markdown as a notification's plain text: code spans lose their backticks, as in
+--- the server's own messages and VS Code's notifications.
+--- @param text string
+--- @return string
+local function plain(text)
+  return (text:gsub("`([^`]*)`", "%1"))
+end
+
 --- One line about a phase result or a checked model: ✓/✗, who, latency, the problem.
 --- @param item { ok: boolean?, phase: string?, provider: string?, model: string?, latencyMs: number|table?, error: table?, problem: table? }
 --- @return string
@@ -92,17 +100,9 @@ local function summary(item)
     parts[#parts + 1] = ("%.1f s"):format(latency / 1000)
   end
   if problem and problem.message then
-    parts[#parts + 1] = problem.message
+    parts[#parts + 1] = plain(problem.message)
   end
   return table.concat(parts, "  ")
-end
-
---- A server's Markdown as a notification's plain text: code spans lose their backticks, as in
---- the server's own messages and VS Code's notifications.
---- @param text string
---- @return string
-local function plain(text)
-  return (text:gsub("`([^`]*)`", "%1"))
 end
 
 --- Warn about the note of each result that is still ok (a plan or review cut at the output
@@ -132,7 +132,7 @@ local function report_problem(result, inv, client)
   if client and declinable and require("phasewise.edits").declined(client.id) then
     return false -- the user cancelled the edit: already said when it happened
   end
-  local message = problem.message or ("the %s phase failed"):format(result.phase)
+  local message = plain(problem.message or ("the %s phase failed"):format(result.phase))
   if problem.kind == "cancelled" then
     return false -- the phase's progress end said "Phasewise: plan cancelled (…)"
   end
@@ -221,7 +221,7 @@ function subcommands.status(inv)
     for _, view in ipairs(status.phases or {}) do
       lines[#lines + 1] = client_mod.describe_route(view)
       if view.problem then
-        lines[#lines + 1] = "  ⚠ " .. view.problem.message
+        lines[#lines + 1] = "  ⚠ " .. plain(view.problem.message)
       end
     end
     vim.notify(table.concat(lines, "\n"), INFO)
@@ -243,7 +243,7 @@ function subcommands.verify(inv)
       local key = p.keyEnv and (" key %s %s"):format(p.keyEnv, p.keyMasked or "missing") or ""
       lines[#lines + 1] = ("%s %s (%s)%s"):format(p.ok and "✓" or "✗", p.provider, p.protocol or "?", key)
       if p.problem then
-        lines[#lines + 1] = "    " .. p.problem.message
+        lines[#lines + 1] = "    " .. plain(p.problem.message)
       end
       for _, m in ipairs(p.models or {}) do
         lines[#lines + 1] = "  " .. summary(m)

@@ -12,6 +12,7 @@ local plans = {}
 local NOTE_NS = vim.api.nvim_create_namespace("phasewise.note")
 
 --- A scratch buffer named `name`, shown in a split beside the current window (focus stays).
+--- Markdown (a plan, a report's prose) wraps at word boundaries there, as `:setlocal` would set it.
 --- @param name string
 --- @param filetype string? default "markdown"
 --- @return integer buf
@@ -26,7 +27,12 @@ local function show(name, filetype)
     vim.bo[buf].filetype = filetype or "markdown"
   end
   if vim.fn.bufwinid(buf) == -1 then
-    vim.api.nvim_open_win(buf, false, { split = "right", win = 0 })
+    local win = vim.api.nvim_open_win(buf, false, { split = "right", win = 0 })
+    if vim.bo[buf].filetype == "markdown" then
+      for _, option in ipairs({ "linebreak", "breakindent" }) do
+        vim.api.nvim_set_option_value(option, true, { scope = "local", win = win })
+      end
+    end
   end
   return buf
 end

@@ -272,8 +272,11 @@ export class ChangeReview implements vscode.Disposable {
     );
     this.shownEmitter.fire(change);
     const decision = await decided;
-    this.current = undefined;
-    await vscode.commands.executeCommand("setContext", PENDING_CONTEXT, false);
+    if (this.current?.change.id === id) {
+      // (a newer change, if one superseded this, is pending now: its state stays)
+      this.current = undefined;
+      await vscode.commands.executeCommand("setContext", PENDING_CONTEXT, false);
+    }
     await this.close(shown);
     if (back) {
       await vscode.window.showTextDocument(back.uri, { viewColumn: back.column, preview: false });

@@ -302,7 +302,8 @@ class Workspace:
         key = (tuple(self.folders), len(listing))
         got = _SNAPSHOTS.get(key)
         now = time.monotonic()
-        stamp = tuple(id(LISTINGS[f][2]) if f in LISTINGS else 0 for f in self.folders)  # the lists it was made of
+        # the lists it was made of (one lookup each: files_changed may clear LISTINGS from the loop meanwhile)
+        stamp = tuple(id(listed[2]) if (listed := LISTINGS.get(f)) is not None else 0 for f in self.folders)
         if got is not None and now - got[0] < LISTING_TTL and got[1] == stamp:
             base = got[2]
         else:

@@ -168,16 +168,7 @@ export class Commands {
     const args = { uri: target.uri.toString(), instruction, range: target.range, plan, model: arg?.model };
     const planDoc =
       phase === "plan" ? await this.docs.beginPlan(target.uri, instruction, this.routeHint(phase)) : undefined;
-    const answer = await this.send(`phasewise.${phase}`, args);
-    const result = isPhaseResult(answer) ? answer : undefined;
-    if (planDoc) {
-      this.docs.finishPlan(planDoc, result, answer === undefined ? "the server did not answer" : undefined);
-    }
-    if (result) {
-      this.present(result);
-    }
-    void this.refreshStatus(target.uri);
-    return result;
+    return this.sendPhase(`phasewise.${phase}`, args, target, planDoc);
   }
 
   async run(arg?: PhaseArg): Promise<unknown> {
@@ -252,7 +243,20 @@ export class Commands {
       kind === "plan"
         ? await this.docs.beginPlan(target.uri, instruction, own ? routeOf(own) : this.routeHint("plan"), phase)
         : undefined;
-    const answer = await this.send(COMMANDS.runPhase, args);
+    return this.sendPhase(COMMANDS.runPhase, args, target, planDoc);
+  }
+
+  /**
+   * Sends one phase's command and shows its answer: the plan view begun for it (a plan-kind
+   * phase) is finished, the result presented, the status refreshed.
+   */
+  private async sendPhase(
+    command: string,
+    args: object,
+    target: Target,
+    planDoc: vscode.Uri | undefined,
+  ): Promise<PhaseResult | undefined> {
+    const answer = await this.send(command, args);
     const result = isPhaseResult(answer) ? answer : undefined;
     if (planDoc) {
       this.docs.finishPlan(planDoc, result, answer === undefined ? "the server did not answer" : undefined);

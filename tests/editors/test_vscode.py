@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import pytest
 
 from phasewise.sim import SimulatorThread
-from tests.helpers import SAMPLE_DOC
+from tests.helpers import SAMPLE_CALLER, SAMPLE_DOC
 
 ROOT = Path(__file__).resolve().parents[2]
 EXT_DIR = ROOT / "editors" / "vscode"
@@ -49,13 +49,7 @@ SESSION_SECONDS = 150
 T = TypeVar("T")
 
 DOC = SAMPLE_DOC  # the suites' one sample document
-CALLER = """from app import load
-
-
-def order_lines(path):
-    text = load(path)
-    return text.splitlines() if text else []
-"""
+CALLER = SAMPLE_CALLER
 
 
 def _chromium() -> str | None:

@@ -252,6 +252,14 @@ class Store:
         return os.environ.get(key)
 """
 SAMPLE_URI = "file:///work/example/store.py"
+# A caller of the sample document's ``load`` (as ``app.py``), for renames across two files.
+SAMPLE_CALLER = """from app import load
+
+
+def order_lines(path):
+    text = load(path)
+    return text.splitlines() if text else []
+"""
 
 
 def server_env(**extra: str) -> dict[str, str]:

@@ -27,9 +27,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-from phasewise.sim import SimulatorThread
-
 ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT))  # the tests' sample documents
+
+from tests.helpers import SAMPLE_CALLER, SAMPLE_DOC  # noqa: E402
+
+from phasewise.sim import SimulatorThread  # noqa: E402
+
 EXT_DIR = ROOT / "editors" / "vscode"
 VSIX = EXT_DIR / "phasewise.vsix"
 CACHE = Path(os.environ.get("PHASEWISE_VSCODE_CACHE", ROOT / ".ci" / ".cache" / "vscode"))
@@ -39,32 +43,8 @@ PUPPETEER = ROOT / ".ci" / ".cache" / "screenshots"
 PUPPETEER_VERSION = "25"
 RATE_LIMIT_SECONDS = 15
 
-DOC = '''import os
-
-
-def load(path, cache={}):
-    try:
-        return open(path).read()
-    except:
-        print("failed", path)
-        return None
-
-
-class Store:
-    def get(self, key):
-        if key == None:
-            return None
-        return os.environ.get(key)
-'''
-
-
-CALLER = """from app import load
-
-
-def order_lines(path):
-    text = load(path)
-    return text.splitlines() if text else []
-"""
+# the editor tests' sample module (as app.py) and its caller (orders.py)
+DOC, CALLER = SAMPLE_DOC, SAMPLE_CALLER
 
 
 def _free_port() -> int:

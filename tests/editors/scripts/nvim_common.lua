@@ -58,6 +58,19 @@ function T.text(buf)
   return table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), "\n")
 end
 
+--- A file's text on disk, nil when it does not exist.
+--- @param path string
+--- @return string?
+function T.disk(path)
+  local f = io.open(path)
+  if not f then
+    return nil
+  end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
 --- The buffer whose name starts with `prefix`, or -1.
 --- @param prefix string
 --- @return integer

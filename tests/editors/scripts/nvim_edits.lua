@@ -126,15 +126,7 @@ T.run(function()
       },
     }
   end
-  local function disk(path)
-    local f = io.open(path)
-    if not f then
-      return nil
-    end
-    local text = f:read("a")
-    f:close()
-    return text
-  end
+  local disk = T.disk
 
   -- a buffer edited while the question is open: the whole edit is refused
   answers = {

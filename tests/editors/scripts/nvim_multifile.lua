@@ -5,17 +5,7 @@
 -- and what lies between two changes of a buffer (an extmark, a mark) stays where it was.
 local T = dofile(vim.fs.joinpath(vim.fs.dirname(debug.getinfo(1, "S").source:sub(2)), "nvim_common.lua"))
 
---- @param path string
---- @return string?
-local function disk(path)
-  local f = io.open(path)
-  if not f then
-    return nil
-  end
-  local text = f:read("a")
-  f:close()
-  return text
-end
+local disk = T.disk
 
 T.run(function()
   local obs = T.observed

@@ -287,14 +287,14 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
     const caller = vscode.Uri.joinPath(folder.uri, "orders.py");
     const callerBefore = fs.readFileSync(caller.fsPath, "utf-8");
     const isDiffTab = (t: { kind: string }) => t.kind.startsWith("diff:") || t.kind.startsWith("multidiff:");
+    const diffTabs = () => tabsView().filter(isDiffTab);
+    /** The diff tabs once a change's diff has opened (undefined if none opened in time). */
+    const diffShown = () => waitFor(() => (diffTabs().length > 0 ? diffTabs() : undefined), 10_000);
     const noticesBeforeDiscard = notices.length;
     prompter.push(instruction);
     const discarding = vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.code);
     const first = await waitFor(() => api.review.pending);
-    const firstTabs = await waitFor(() => {
-      const tabs = tabsView().filter(isDiffTab);
-      return tabs.length > 0 ? tabs : undefined;
-    }, 10_000);
+    const firstTabs = await diffShown();
     await vscode.commands.executeCommand(CHANGE.discard);
     const discarded = await discarding;
     report.discard = {
@@ -309,7 +309,7 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
       tabs: firstTabs ?? tabsView(),
       result: discarded,
       pendingAfter: api.review.pending !== undefined,
-      diffTabsAfter: tabsView().filter(isDiffTab),
+      diffTabsAfter: diffTabs(),
       tabsAfter: vscode.window.tabGroups.all.map((g) => ({
         column: g.viewColumn,
         active: g.activeTab?.label,
@@ -348,7 +348,7 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
     report.code = {
       result: code,
       shownFiles: second?.files.map((f) => f.path) ?? [],
-      diffTabsAfter: tabsView().filter(isDiffTab),
+      diffTabsAfter: diffTabs(),
       callerText: callerNow(),
       // a multi-file refactoring: VS Code saved both files (files.refactoring.autoSave)
       onDisk: await waitFor(() => {
@@ -388,10 +388,7 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
     prompter.push("Add a test for read_file");
     const creating = vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.code);
     const fourth = await waitFor(() => (api.review.pending?.id !== third?.id ? api.review.pending : undefined));
-    const createTabs = await waitFor(() => {
-      const tabs = tabsView().filter(isDiffTab);
-      return tabs.length > 0 ? tabs : undefined;
-    }, 10_000);
+    const createTabs = await diffShown();
     await vscode.commands.executeCommand(CHANGE.apply);
     const created = await creating;
     const newFile = fourth?.files.find((f) => f.created);
@@ -424,9 +421,7 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
       result: cancelledCode ?? null,
       pendingGone: pendingGone === true,
       lateApply,
-      diffTabs:
-        (await waitFor(() => (tabsView().filter(isDiffTab).length === 0 ? [] : undefined), 10_000)) ??
-        tabsView().filter(isDiffTab),
+      diffTabs: (await waitFor(() => (diffTabs().length === 0 ? [] : undefined), 10_000)) ?? diffTabs(),
       unchanged: doc.getText() === textBeforeCancel && !callerNow().includes("load_file"),
     };
     step("code cancelled while shown");

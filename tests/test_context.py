@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from phasewise.demo import example_project
+from phasewise.gate import PathRefused
 from phasewise.phases.context import Workspace, gather
 from phasewise.phases.documents import Document
 from phasewise.phases.service import PhaseInput, PhaseResult, PhaseService
@@ -64,13 +65,13 @@ def chat_users(sim: SimulatorThread) -> list[str]:
 
 
 async def code(sim: SimulatorThread, root: Path, instruction: str = RENAME, model: str = "glm-sim",
-               **code_settings: Any) -> PhaseResult:
+               users_words: bool = True, **code_settings: Any) -> PhaseResult:
     open_uri = (root / "pkg" / "a.py").as_uri()
     # the open buffer differs from disk: the change must be computed on the buffer
     ws = Workspace([root], {open_uri: (OPEN_CALLER + "# unsaved\n", 7)})
     doc = Document((root / "lib.py").as_uri(), LIB, None, "python")
-    return await service().run(routes(sim, model, **code_settings), "code", PhaseInput(doc, instruction, workspace=ws),
-                               NullObserver())
+    inp = PhaseInput(doc, instruction, workspace=ws, users_words=users_words)
+    return await service().run(routes(sim, model, **code_settings), "code", inp, NullObserver())
 
 
 @pytest.mark.parametrize("fmt", ["search-replace", "whole", "tool", "text"])
@@ -169,12 +170,15 @@ def test_outside_the_workspace_is_never_read_or_written(tmp_path: Path) -> None:
     root = project(tmp_path / "ws")
     (tmp_path / "outside.py").write_text("secret = 1\n", encoding="utf-8")
     ws = Workspace([root])
-    assert ws.resolve("../outside.py") is None and ws.resolve(str(tmp_path / "outside.py")) is None
+    assert "outside the workspace" in refused(ws, "../outside.py")
+    assert "outside the workspace" in refused(ws, str(tmp_path / "outside.py"))
+    assert "home folder" in refused(ws, "~/.bashrc") and not (root / "~").exists()
     new = ws.resolve("tests/test_new.py")
     assert new is not None and new.text is None and new.uri == (root / "tests" / "test_new.py").as_uri()
     # never written: git's own files (hooks run code), key files and .env unless the user named them
-    assert ws.resolve(".git/hooks/pre-commit") is None and ws.resolve(".git/config") is None
-    assert ws.resolve(".env") is None and ws.resolve("deploy/id_rsa") is None and ws.resolve("tls/site.pem") is None
+    assert "inside .git" in refused(ws, ".git/hooks/pre-commit") and "inside .git" in refused(ws, ".git/config")
+    for secret in (".env", "deploy/id_rsa", "tls/site.pem", ".netrc", ".aws/credentials", "home/.ssh/config"):
+        assert "credential file" in refused(ws, secret), secret
     named = ws.resolve(".env", frozenset({".env"}))
     assert named is not None and named.text == SECRET + "\n"
 
@@ -252,8 +256,8 @@ async def test_a_stale_file_among_several_refuses_the_whole_change(sim: Simulato
     assert (root / "pkg" / "a.py").read_text(encoding="utf-8") == OPEN_CALLER
 
 
-def test_write_all_rolls_back_when_a_rename_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from phasewise.workflows import headless
+def test_write_files_rolls_back_when_a_rename_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from phasewise import gate
 
     a, b = tmp_path / "a.py", tmp_path / "b.py"
     a.write_text("a\n", encoding="utf-8")
@@ -261,16 +265,16 @@ def test_write_all_rolls_back_when_a_rename_fails(tmp_path: Path, monkeypatch: p
     real_replace = os.replace
     calls: list[str] = []
 
-    def failing(src: str, dst: Any) -> None:
+    def failing(src: str, dst: Any, **at: Any) -> None:
         calls.append(str(dst))
         if len(calls) == 3:  # a, then the new file c, then b fails
             raise OSError(28, "No space left on device")
-        real_replace(src, dst)
+        real_replace(src, dst, **at)
 
-    monkeypatch.setattr(headless.os, "replace", failing)
+    monkeypatch.setattr(gate.os, "replace", failing)
     with pytest.raises(OSError):
-        headless.write_all([(a, "A\n"), (tmp_path / "new" / "c.py", "C\n"), (b, "B\n")])
-    monkeypatch.setattr(headless.os, "replace", real_replace)
+        gate.PathGate.of([tmp_path]).write_files([(a, "A\n"), (tmp_path / "new" / "c.py", "C\n"), (b, "B\n")])
+    monkeypatch.setattr(gate.os, "replace", real_replace)
     assert a.read_text(encoding="utf-8") == "a\n" and b.read_text(encoding="utf-8") == "b\n"
     assert not (tmp_path / "new" / "c.py").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.py", "b.py", "new"]
@@ -357,4 +361,11 @@ def test_a_symbolic_link_out_of_the_workspace_is_never_read(tmp_path: Path) -> N
     ws = Workspace([root])
     ctx = gather(ws, document_uri=(root / "lib.py").as_uri(), document_text=LIB, instruction=f"{RENAME} in pkg/link.py")
     assert "pkg/link.py" not in {f.path for f in ctx.files} and "SECRET_OUTSIDE" not in ctx.repo_map
-    assert ws.read("pkg/link.py") is None and ws.resolve("pkg/link.py") is None
+    assert ws.read("pkg/link.py") is None and "through a symbolic link" in refused(ws, "pkg/link.py")
+
+
+def refused(ws: Workspace, name: str) -> str:
+    """Why the workspace's gate refuses ``name`` as a change's file."""
+    with pytest.raises(PathRefused) as caught:
+        ws.resolve(name)
+    return caught.value.reason

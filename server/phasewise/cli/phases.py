@@ -132,7 +132,7 @@ async def cmd_compare(args: argparse.Namespace) -> int:
         headless = headless_for(engine, found, None, "compare")
         with board.shown():
             report = await compare(PhaseService(engine), found.loaded, args.phase, models,
-                                   PhaseInput(session.document(), args.instruction, rng),
+                                   PhaseInput(session.document(), args.instruction, rng, users_words=True),
                                    observer_for=lambda m: board.observer(args.phase, m))
         for row in report.rows:
             headless.recorder.record(row.result.to_json(), protocol=headless.protocol_of(row.result.provider),

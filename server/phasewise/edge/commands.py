@@ -38,13 +38,15 @@ def _doc(error: str, required: str | None = None) -> dict[str, str]:
 
 
 _URI = _doc("`uri` is required (the document's URI)")
+_ORIGIN = _doc("`origin` must be `user` (typed by the user) or `document` (taken from the repository)")
 _RANGE = _doc("`range` must be an LSP range {start: {line, character}, end: …}")
 
 
 @attrs.frozen
 class PhaseArgs:
-    """``{uri, range?, instruction, plan?, model?}``: one phase on a document (``model``: retry
-    on another model, e.g. a fallback)."""
+    """``{uri, range?, instruction, plan?, model?, origin?}``: one phase on a document (``model``:
+    retry on another model, e.g. a fallback; ``origin``: ``document`` when the instruction was taken
+    from the repository, as code actions' are, else it is the user's own words)."""
 
     EXPECTED = "{uri, instruction, range?}"
 
@@ -55,10 +57,13 @@ class PhaseArgs:
     plan: str | None = attrs.field(default=None, metadata=_doc("`plan` must be text"))
     model: str | None = attrs.field(default=None, metadata=_doc("`model` must be a model reference "
                                                                 "'provider/model'"))
+    origin: str | None = attrs.field(default=None, metadata=_ORIGIN)
 
     def check(self) -> str | None:
         if not self.uri:
             return _URI["required"]
+        if self.origin not in (None, "user", "document"):
+            return _ORIGIN["error"]
         if self.range is not None and _before(self.range.end, self.range.start):
             return "`range` ends before it starts"
         return None
@@ -66,6 +71,11 @@ class PhaseArgs:
     def require_instruction(self) -> None:
         if not (self.instruction or "").strip():
             raise CommandError("`instruction` is required (what the phase should do)")
+
+    @property
+    def users_words(self) -> bool:
+        """Whether the instruction is the user's own (only then may it name credential files)."""
+        return self.origin != "document"
 
     def line_range(self) -> LineRange | None:
         from phasewise.phases.documents import LineRange

@@ -7,12 +7,16 @@ that use the top-level symbols of the range (or of the whole document), then a c
 map (paths with their top-level symbols, ranked by how related they are to the document and the
 instruction, how close, and how many files use their symbols; cut to what is left of the budget).
 
-Only files inside the workspace folders are read. The file list honours ``.gitignore`` (``git
-ls-files`` in a git work tree; a walk that skips the usual build folders otherwise). Binary, huge
-and generated files are skipped; ``.env*``, ``*.pem``, ``*.key``, ``id_*`` and git-ignored files are
-never sent unless the instruction names them. Everything here is blocking file and process I/O:
-call ``gather`` off the event loop (``asyncio.to_thread``). Per-file facts (symbols, identifiers) are
-cached by path, size and mtime, so a second gathering on an unchanged tree reads nothing again.
+Only files inside the workspace folders are read, each path through the workspace's ``PathGate``
+(``phasewise.gate``: links resolved, inside a folder, not in ``.git``); a document outside every
+folder is worked on alone. The file list honours ``.gitignore`` (``git ls-files`` in a git work
+tree; a walk that skips the usual build folders otherwise). Binary, huge and generated files are
+skipped; git-ignored files are sent only when the instruction names them, and credential files
+(``gate.credential``: ``.env*``, keys, ``.netrc``, ``.ssh/``…) only when the *user's own*
+instruction does (never a ``phasewise:`` comment's, a plan's or a model's). Everything here is
+blocking file and process I/O: call ``gather`` off the event loop (``asyncio.to_thread``). Per-file
+facts (symbols, identifiers) are cached by path, size and mtime, so a second gathering on an
+unchanged tree reads nothing again.
 
 Symbols come from Python's ``ast`` for Python files and a small definition regex for other
 languages. tree-sitter would be more exact for other languages, but ``tree-sitter-language-pack``
@@ -37,12 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from phasewise.gate import PathGate, PathRefused, credential
 from phasewise.phases.edits import FileText
 from phasewise.phases.listing import LISTING_TTL, LISTINGS, cached_listing
 from phasewise.serial import Jsonable, json_rule
 
 MAX_FILE_BYTES = 200_000
-SENSITIVE = (".env", ".env.*", "*.pem", "*.key", "id_*", "*.p12", "*.pfx")
 GENERATED = ("*.min.js", "*.min.css", "*.lock", "package-lock.json", "*.map", "*_pb2.py", "*.pyc")
 SOURCE_EXT = frozenset({".py", ".pyi", ".js", ".jsx", ".ts", ".tsx", ".go", ".rs", ".java", ".c", ".h", ".cpp",
                         ".hpp", ".rb", ".lua", ".el", ".sh", ".kt", ".swift", ".cs", ".php", ".scala"})
@@ -118,13 +122,12 @@ def _one_pattern(patterns: Iterable[str]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
-_SENSITIVE_RX = _one_pattern(SENSITIVE)
 _GENERATED_RX = _one_pattern(GENERATED)
 
 
 def sensitive(rel: str) -> bool:
-    """Key files and ``.env*``: never sent unless the instruction names them."""
-    return _SENSITIVE_RX.match(rel[rel.rfind("/") + 1 :]) is not None
+    """Credential files: never sent unless the user's own instruction names them."""
+    return credential(rel)
 
 
 def generated(rel: str, head: str = "") -> bool:
@@ -160,9 +163,11 @@ class Workspace:
 
     _open_by_rel: dict[str, tuple[str, str, int | None]] = field(default_factory=dict)
     _base: dict[str, _Facts] = field(default_factory=dict)  # the cached facts the last all_facts used
+    gate: PathGate = field(init=False)  # what may be read and written: every path goes through it
 
     def __post_init__(self) -> None:
-        self.folders = [Path(f).resolve() for f in self.folders]
+        self.gate = PathGate.of(self.folders)
+        self.folders = list(self.gate.roots)
         self._open_by_path = {uri_to_path(u).resolve(): (u, t, v) for u, (t, v) in self.open_docs.items()}
         for path, opened in self._open_by_path.items():
             found = self.locate(path)
@@ -172,15 +177,8 @@ class Workspace:
     # ------------------------------------------------------------------ paths
 
     def locate(self, path: Path) -> tuple[Path, str] | None:
-        """(folder, workspace-relative path) of ``path``, or None when outside every folder."""
-        try:
-            resolved = path.resolve()
-        except OSError:
-            return None
-        for folder in self.folders:
-            if resolved == folder or folder in resolved.parents:
-                return folder, resolved.relative_to(folder).as_posix()
-        return None
+        """(folder, workspace-relative path) of ``path``, links resolved, or None when outside every folder."""
+        return self.gate.locate(path)
 
     def rel(self, uri: str) -> str | None:
         found = self.locate(uri_to_path(uri))
@@ -189,15 +187,16 @@ class Workspace:
     def absolute(self, name: str) -> Path | None:
         """The file a model or instruction names: workspace-relative (any folder) or absolute inside one."""
         name = name.strip().lstrip("@")
-        if not name or "\0" in name:
+        if not name or "\0" in name or name.startswith("~"):
             return None
         p = Path(name)
         candidates = [p] if p.is_absolute() else [f / p for f in self.folders]
         for c in candidates:
-            if self.locate(c) is not None and (c.exists() or c.resolve() in self._open_by_path):
-                return c.resolve()
-        if not p.is_absolute() and self.folders and self.locate(self.folders[0] / p) is not None:
-            return (self.folders[0] / p).resolve()  # a new file, in the first folder
+            got = self.gate.inside(c)
+            if got is not None and (got.exists() or got in self._open_by_path):
+                return got
+        if not p.is_absolute() and self.folders:
+            return self.gate.inside(self.folders[0] / p)  # a new file, in the first folder
         return None
 
     # ------------------------------------------------------------------ listing
@@ -234,35 +233,37 @@ class Workspace:
         if opened is not None:
             uri, text, version = opened
             return FileText(rel, uri, text, version)
-        try:
-            if p.stat().st_size > MAX_FILE_BYTES:
-                return None
-            raw = p.read_bytes()
-        except OSError:
+        found = self.gate.locate(p)
+        if found is None:
             return None
-        if b"\0" in raw[:8192]:
+        real = found[0] / found[1]
+        raw = self.gate.read_bytes(real, MAX_FILE_BYTES)
+        if raw is None or b"\0" in raw[:8192]:
             return None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             return None
-        return FileText(rel, p.resolve().as_uri(), text, None)
+        return FileText(rel, real.as_uri(), text, None)
 
     def resolve(self, name: str, allowed: frozenset[str] = frozenset()) -> FileText | None:
-        """The ``edits.Resolve`` of a change: the named file (``text=None`` when new); None outside the
-        folders, inside ``.git``, or a key file / ``.env*`` not in ``allowed`` (the ones the user named)."""
+        """The ``edits.Resolve`` of a change: the named file (``text=None`` when new), None when it
+        cannot be read as text. ``PathRefused`` when the gate refuses it (outside the folders, through
+        a link, inside ``.git``, starting with ``~``) or it is a credential file not in ``allowed``
+        (the ones the user's own instruction named)."""
+        name = name.strip().lstrip("@")
         p = self.absolute(name)
         if p is None:
-            return None
+            self.gate.check(name)  # raises, saying why
+            raise PathRefused(name, "is not a file in the workspace")
         found = self.locate(p)
         if found is None:
-            return None
+            raise PathRefused(name, "is outside the workspace")
         rel = found[1]
-        if ".git" in rel.split("/") or (sensitive(rel) and rel not in allowed):
-            return None
+        if sensitive(rel) and rel not in allowed:
+            raise PathRefused(name, "is a credential file, which is changed only when your own instruction names it")
         if p.exists() or p in self._open_by_path:
-            got = self.read_path(p, rel)
-            return got if got is not None else None
+            return self.read_path(p, rel)
         return FileText(rel, p.as_uri(), None, None)
 
     def facts(self, rel: str) -> _Facts | None:
@@ -447,12 +448,14 @@ def _allowed(rel: str, named: set[str]) -> bool:
 
 def gather(ws: Workspace, *, document_uri: str, document_text: str, range_text: str | None = None,
            instruction: str = "", plan: str | None = None, budget_tokens: int = 8000,
-           changed: Sequence[str] = ()) -> Context:
-    """The related files and repository map one phase sends (blocking: run it in a thread)."""
+           changed: Sequence[str] = (), users_words: bool = False) -> Context:
+    """The related files and repository map one phase sends (blocking: run it in a thread).
+    ``users_words``: the instruction is the user's own (typed), so the credential files it names
+    may be sent; a document outside every folder goes alone."""
     doc_rel = ws.rel(document_uri)
     doc_entry = ContextFile(doc_rel or uri_to_path(document_uri).name, document_uri, document_text, "document",
                             estimate_tokens(range_text if range_text is not None else document_text))
-    if budget_tokens <= 0 or not ws.folders:
+    if budget_tokens <= 0 or not ws.folders or doc_rel is None:
         return Context(document=doc_entry)
     listing = ws.listing()
     listed = set(listing)
@@ -465,7 +468,7 @@ def gather(ws: Workspace, *, document_uri: str, document_text: str, range_text: 
                 seen.add(r)
                 chosen.append((r, reason))
 
-    named_i = named_paths(ws, instruction, listing)
+    named_i = [r for r in named_paths(ws, instruction, listing) if users_words or not sensitive(r)]
     named = set(named_i) | set(changed)
     add(changed, CHANGED)  # review after code: the other files of the change come first
     add(named_i, NAMED)

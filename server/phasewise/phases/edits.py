@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from phasewise.gate import PathRefused
 from phasewise.phases.documents import (
     AnswerError,
     Document,
@@ -167,8 +168,9 @@ class EditFailure(AnswerError):
 
 
 Resolve = Callable[[str], FileText | None]
-"""A path named by the model → the file it means (``text=None``: does not exist yet), or None when the
-path may not be changed (outside the workspace, inside ``.git``, a key file not named)."""
+"""A path named by the model → the file it means (``text=None``: does not exist yet); None, or
+``gate.PathRefused`` saying why, when the path may not be changed (outside the workspace, through a
+link, inside ``.git``, starting with ``~``, a credential file the user did not name)."""
 
 
 # --------------------------------------------------------------------------- parsing
@@ -309,15 +311,20 @@ class ChangeBuilder:
     work: dict[str, _Work] = field(default_factory=dict)
     failures: list[BlockFailure] = field(default_factory=list)
     resolved: dict[str, FileText | None] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)  # why the gate refused a path
 
     def file(self, path: str, block: int) -> _Work | None:
         if path not in self.resolved:
-            self.resolved[path] = self.resolve(path)
+            try:
+                self.resolved[path] = self.resolve(path)
+            except PathRefused as refused:
+                self.resolved[path] = None
+                self.refused[path] = f"this path may not be changed: it {refused.reason}"
         found = self.resolved[path]
         if found is None:
-            self.failures.append(BlockFailure(path, block, "this path may not be changed: it is outside the "
-                                              "workspace folders, inside .git, or a key or .env file "
-                                              "the instruction did not name"))
+            self.failures.append(BlockFailure(path, block, self.refused.get(path) or (
+                "this path may not be changed: it is outside the workspace folders, inside .git, or a "
+                "credential file the instruction did not name")))
             return None
         if found.path not in self.work:
             self.work[found.path] = _Work(found, found.text if found.text is not None else "")

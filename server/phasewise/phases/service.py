@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from phasewise.phases.context import CHANGED, NAMED, Context, Workspace, gather
+from phasewise.gate import PathRefused
+from phasewise.phases.context import CHANGED, NAMED, Context, Workspace, gather, sensitive
 from phasewise.phases.documents import (
     MAX_DOCUMENT_CHARS,
     AnswerError,
@@ -86,6 +87,9 @@ class PhaseInput:
     run_id: str | None = None
     workspace: Workspace | None = None  # folders and open buffers: related files go with the document
     changed_files: tuple[str, ...] = ()  # review after code: the files the change touched
+    # The instruction is the user's own words (typed: a command's argument, `-i`), not the
+    # repository's (a `phasewise:` comment, a phase's default): only then may it name credential files.
+    users_words: bool = False
 
 
 def _code_view(result: PhaseResult) -> bool:
@@ -208,28 +212,38 @@ class PhaseService:
     @staticmethod
     def instructions(loaded: LoadedSettings, phase: str, inp: PhaseInput) -> str | Problem | None:
         """The phase's own ``instructions`` from settings: the text, or the file ``@path`` names in
-        the workspace (else beside the document); a ``config`` problem when that file is not there."""
+        the workspace (through its path gate; never a credential file); a ``config`` problem when
+        that file is not there, not allowed, or the document lies outside every workspace folder."""
         own = loaded.settings.phases.get(phase)
         text = own.instructions if own is not None else None
         if not text or not text.strip().startswith("@"):
             return text
         name = text.strip()[1:].strip()
+        setting = f"phasewise.phases.{phase}.instructions"
         ws = inp.workspace
-        bases = list(ws.folders) if ws is not None and ws.folders else [Path(inp.document.path).parent]
-        for base in bases:
-            path = (Path(base) / name).resolve()
-            if path.is_relative_to(Path(base).resolve()) and path.is_file():
-                try:
-                    return path.read_text(encoding="utf-8")[:_MAX_INSTRUCTIONS]
-                except (OSError, UnicodeDecodeError):
+        if ws is None or not ws.folders or ws.rel(inp.document.uri) is None:
+            why = (f"but {inp.document.path} lies outside every workspace folder, and such a document is worked "
+                   f"on alone: no file is read for it. Open its folder as a workspace, or write the instructions "
+                   f"themselves there")
+        else:
+            why = "which is not a readable text file in the workspace: fix the path, or write the instructions " \
+                  "themselves there"
+            for base in ws.folders:
+                path = ws.gate.inside(name, base=base)
+                found = ws.locate(path) if path is not None else None
+                if found is None:
+                    continue
+                if sensitive(found[1]):
+                    why = "which is a credential file: settings may not send one to a provider"
                     break
-        return Problem(
-            ProblemKind.CONFIG,
-            f"`phasewise.phases.{phase}.instructions` names {name}, which is not a readable file in the "
-            f"workspace ({', '.join(str(b) for b in bases)}): fix the path, or write the instructions "
-            f"themselves there. Nothing was sent.",
-            phase=phase, setting=f"phasewise.phases.{phase}.instructions",
-        )
+                raw = ws.gate.read_bytes(path, _MAX_INSTRUCTIONS * 4) if path is not None else None
+                if raw is not None:
+                    try:
+                        return raw.decode("utf-8")[:_MAX_INSTRUCTIONS]
+                    except UnicodeDecodeError:
+                        break
+        return Problem(ProblemKind.CONFIG, f"`{setting}` names {name}, {why}. Nothing was sent.",
+                       phase=phase, setting=setting)
 
     async def gather(self, loaded: LoadedSettings, phase: str, inp: PhaseInput) -> Context | None:
         """The phase's related files (off the event loop), or None without a workspace."""
@@ -248,7 +262,7 @@ class PhaseService:
             gather, inp.workspace, document_uri=doc.uri, document_text=doc.text,
             range_text=doc.excerpt(rng) if rng else None, instruction=inp.instruction,
             plan=inp.plan if phase_kind(loaded.settings, phase) == "code" else None, budget_tokens=budget,
-            changed=inp.changed_files,
+            changed=inp.changed_files, users_words=inp.users_words,
         )
 
     def preflight(self, loaded: LoadedSettings, phase: str, inp: PhaseInput) -> Problem | None:
@@ -449,7 +463,8 @@ class PhaseService:
             if name in sent:
                 return sent[name]
             if ws is None:
-                return None
+                raise PathRefused(name, "is not the document, and a document outside every workspace folder is "
+                                        "changed alone")
             found = ws.resolve(name, named)
             if found is not None and found.path == rel:
                 return main

@@ -71,7 +71,8 @@ async def compare(service: PhaseService, loaded: LoadedSettings, phase: str, mod
     """Run ``phase`` on every model in ``models`` concurrently; one row per model, in order."""
     run_id = inp.run_id or new_run_id()
     report = CompareReport(phase, inp.instruction, inp.document.path, run_id)
-    one = PhaseInput(inp.document, inp.instruction, inp.range, inp.plan, inp.change, run_id)
+    one = PhaseInput(inp.document, inp.instruction, inp.range, inp.plan, inp.change, run_id,
+                     users_words=inp.users_words)
 
     async def run(model: str) -> PhaseResult:
         observer = observer_for(model) if observer_for else NullObserver()

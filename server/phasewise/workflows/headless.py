@@ -1,23 +1,23 @@
 """Phases without an editor: a file on disk, its settings, the phase service and the run record.
 
 ``FileSession`` is the command line's stand-in for an editor: the file it runs on, in its
-workspace (the git work tree around it, or its folder), whose files the phases read as context. A
-code result's change set is written back atomically, every file or none: each file must still be
-what the phase read (a new file must still not exist), then temporary files in the same folders
-are written and renamed into place; a failure part way puts back what was already replaced. With
+workspace, whose files the phases read as context. The workspace is ``--workspace``, else the git
+work tree around the file, else the file's folder, but never the home folder or a folder above it:
+then the file is worked on alone (no other file is read or changed). A code result's change set
+goes through the workspace's path gate (``phasewise.gate``) and is written back atomically, every
+file or none: each file must still be what the phase read (a new file must still not exist), then
+temporary files in the same folders are written and renamed into place, never through a link; a
+failure part way puts back what was already replaced. New files get the user's usual mode. With
 ``dry_run`` nothing is written; the changed texts are kept in memory (as open buffers) for review.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import stat
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from phasewise.gate import PathGate, PathRefused
 from phasewise.phases.context import Workspace, uri_to_path
 from phasewise.phases.documents import Document, LineRange
 from phasewise.phases.edits import FileChange
@@ -36,7 +36,8 @@ class FileSession:
     def __init__(self, path: Path, *, dry_run: bool = False, root: Path | None = None) -> None:
         self.path = path.resolve()
         self.dry_run = dry_run
-        self.root = (root or workspace_root(self.path)).resolve()
+        # None: the file alone (its workspace would have been the home folder or one above it)
+        self.root, self.root_note = choose_workspace(self.path, root)
         self.original = self._read()
         self.text = self.original
         self.written = False
@@ -50,8 +51,11 @@ class FileSession:
     def document(self) -> Document:
         return Document(self.path.as_uri(), self.text, None, None)
 
-    def workspace(self) -> Workspace:
-        """The workspace the phases read: the root folder, with this file's (and any dry-run) text over disk."""
+    def workspace(self) -> Workspace | None:
+        """The workspace the phases read: the root folder, with this file's (and any dry-run) text over
+        disk; None when the file is worked on alone."""
+        if self.root is None:
+            return None
         open_docs = {p.as_uri(): (t, None) for p, t in self.overlay.items()}
         open_docs[self.path.as_uri()] = (self.text, None)
         return Workspace([self.root], open_docs)
@@ -69,7 +73,18 @@ class FileSession:
         files = list(result.changes.files) if result.changes else []
         if not files and result.new_text != self.text:  # a result without a change set: this file only
             files = [FileChange(self.path.name, self.path.as_uri(), self.text, result.new_text)]
-        targets = [(uri_to_path(f.uri), f) for f in files]
+        gate = PathGate.of([self.root or self.path.parent])
+        targets: list[tuple[Path, FileChange]] = []
+        for f in files:
+            try:
+                target = gate.check(uri_to_path(f.uri))
+                if self.root is None and target != self.path:
+                    raise PathRefused(f.path, f"is not {self.path.name}, the one file that may change "
+                                              f"({self.root_note})")
+            except PathRefused as refused:
+                self._problem(result, f"The change was not written (no file was changed): {refused}.")
+                return
+            targets.append((target, f))
         if self.dry_run:
             for target, f in targets:
                 self.overlay[target] = f.after
@@ -77,11 +92,10 @@ class FileSession:
             result.applied = False
             return
         for target, f in targets:
+            raw = gate.read_bytes(target) if target.exists() else None
             try:
-                on_disk: str | None = self._read(target)
-            except FileNotFoundError:
-                on_disk = None
-            except OSError:
+                on_disk = raw.decode("utf-8") if raw is not None else None if not target.exists() else "\0unreadable"
+            except UnicodeDecodeError:
                 on_disk = "\0unreadable"
             expected = None if f.created else f.before
             if on_disk != expected:
@@ -91,7 +105,10 @@ class FileSession:
                                       "Run it again.")
                 return
         try:
-            write_all([(target, f.after) for target, f in targets])
+            gate.write_files([(target, f.after) for target, f in targets])
+        except PathRefused as refused:
+            self._problem(result, f"The change was not written (no file was changed): {refused}.")
+            return
         except OSError as exc:
             self._problem(result, f"Writing the change failed ({exc.strerror or exc}); every file was put back "
                                   "as it was.")
@@ -103,75 +120,27 @@ class FileSession:
 
 
 def workspace_root(path: Path) -> Path:
-    """The folder a file's workspace is: its git work tree, else the file's own folder."""
+    """The folder a file's workspace would be: its git work tree, else the file's own folder."""
     for folder in [path.parent, *path.parent.parents]:
         if (folder / ".git").exists():
             return folder
     return path.parent
 
 
-def write_all(files: list[tuple[Path, str]]) -> None:
-    """Write every file or none: temporary files first (same folders), then renames; a failure
-    part way puts back the files already replaced and removes the ones created."""
-    staged: list[tuple[Path, str, str | None, int | None]] = []  # (target, tmp, old text, old mode)
+def choose_workspace(path: Path, explicit: Path | None = None) -> tuple[Path | None, str]:
+    """The workspace for ``path`` and how it was chosen: ``explicit`` (``--workspace``), else the git
+    work tree, else the file's folder. Never the home folder or a folder above it (a repository of
+    dotfiles, a file in ``~``): then None, the file alone."""
+    root = (explicit or workspace_root(path)).resolve()
+    how = "--workspace" if explicit else "git work tree" if (root / ".git").exists() else "the file's folder"
     try:
-        for target, text in files:
-            old = None
-            mode = None
-            if target.exists():
-                mode = stat.S_IMODE(target.stat().st_mode)
-                with open(target, encoding="utf-8", newline="") as handle:
-                    old = handle.read()
-            target.parent.mkdir(parents=True, exist_ok=True)
-            staged.append((target, _staged(target, text, mode), old, mode))
-    except BaseException:
-        for _, tmp, _, _ in staged:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        raise
-    done: list[tuple[Path, str | None]] = []
-    try:
-        for target, tmp, old, _ in staged:
-            os.replace(tmp, target)
-            done.append((target, old))
-    except BaseException:
-        for target, old in reversed(done):
-            with contextlib.suppress(OSError):
-                if old is None:
-                    os.unlink(target)
-                else:
-                    atomic_write(target, old)
-        for _, tmp, _, _ in staged:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        raise
-
-
-def _staged(path: Path, text: str, mode: int | None) -> str:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".phasewise", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return tmp
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one rename: readers see the old file or the new one."""
-    tmp = _staged(path, text, stat.S_IMODE(path.stat().st_mode))
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        home = Path.home().resolve()
+    except (RuntimeError, KeyError, OSError):
+        home = None
+    if home is not None and (root == home or root in home.parents):
+        where = "your home folder" if root == home else "a folder above your home folder"
+        return None, f"{root} ({how}) is {where}: only {path.name} may change, and no other file is read"
+    return root, f"{root} ({how})"
 
 
 ObserverFactory = Callable[[str, str], Observer]  # (phase, "provider/model") → observer
@@ -206,8 +175,9 @@ class Headless:
                     files: tuple[str, ...] = ()) -> PhaseResult:
         observer = self.observer_for(phase, self.label(phase)) if self.observer_for else NullObserver()
         doc = session.document()
+        # the command line's instruction is the user's own (typed: `-i`)
         inp = PhaseInput(doc, instruction, rng, plan, change, run_id, workspace=session.workspace(),
-                         changed_files=files)
+                         changed_files=files, users_words=True)
         result = await self.service.run(self.loaded, phase, inp, observer)
         if result.kind == "code":
             session.apply(result)

@@ -134,7 +134,8 @@ class CodeActionsFeature(Feature):
             title = f"Phasewise {phase} ({label}): {instruction}"
             if len(title) > TITLE_LIMIT:
                 title = title[: TITLE_LIMIT - 1].rstrip() + "…"
-            arg: dict[str, Any] = {"phase": phase, "uri": uri, "instruction": instruction}
+            # the repository wrote this instruction (a comment, or the settings' default), not the user
+            arg: dict[str, Any] = {"phase": phase, "uri": uri, "instruction": instruction, "origin": "document"}
             if selected:
                 arg["range"] = {"start": {"line": rng.start.line, "character": 0},
                                 "end": {"line": rng.end.line, "character": 0}}

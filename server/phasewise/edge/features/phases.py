@@ -71,7 +71,7 @@ class PhasesFeature(Feature):
         self._last[(args.uri, phase)] = args
         if args.model:
             loaded = with_phase_model(loaded, phase, args.model)
-        inp = PhaseInput(doc, args.instruction or "", args.line_range(), args.plan)
+        inp = PhaseInput(doc, args.instruction or "", args.line_range(), args.plan, users_words=args.users_words)
         result = await self.execute(phase, inp, loaded)
         return result.to_json()
 

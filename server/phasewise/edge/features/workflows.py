@@ -73,7 +73,8 @@ class WorkflowsFeature(Feature):
                     # The editor applied the edit but has not synced it yet: work on what was applied.
                     doc = Document(doc.uri, code_text[-1], None, doc.language)
                 rng = shifted(rng, first.text, doc.text)
-            inp = PhaseInput(doc, s.instruction, rng, s.plan, s.change, s.run_id, changed_files=s.files)
+            inp = PhaseInput(doc, s.instruction, rng, s.plan, s.change, s.run_id, changed_files=s.files,
+                             users_words=args.users_words)
             result = await phases.execute(s.phase, inp, loaded)
             if s.kind == "code" and result.ok and result.new_text is not None:
                 code_text.append(result.new_text)
@@ -133,7 +134,8 @@ class WorkflowsFeature(Feature):
         ls.log_line(f"[{run_id}] compare {phase} on {', '.join(models)}")
         try:
             report = await compare(ls.service, loaded, phase, list(models),
-                                   PhaseInput(doc, instruction, args.line_range(), args.plan, None, run_id),
+                                   PhaseInput(doc, instruction, args.line_range(), args.plan, None, run_id,
+                                              users_words=args.users_words),
                                    observer_for=Tracker)
         except asyncio.CancelledError:
             task.uncancel()

@@ -325,9 +325,18 @@ def test_ledger_location_and_content_switch(tmp_path: Path, work: Path, sim: Sim
     assert ledger_path(None, {"PHASEWISE_LEDGER": "/y/l.jsonl", "XDG_STATE_HOME": "/x"}) == Path("/y/l.jsonl")
     assert ledger_path("/z/s.jsonl", {"PHASEWISE_LEDGER": "/y/l.jsonl"}) == Path("/z/s.jsonl")
     own = tmp_path / "own.jsonl"
+    # ledgerPath is the user's: a project's settings naming it are ignored, said, and the default used
     settings = {"phases": ROUTES, "ledgerPath": str(own), "recordContent": True}
     (work / "phasewise.json").write_text(json.dumps(settings), encoding="utf-8")
-    assert run_cli(capsys, "run", str(work / "inventory.py"), "-i", INSTRUCTION)[0] == 0
+    assert run_cli(capsys, "plan", str(work / "inventory.py"), "-i", INSTRUCTION)[0] == 0
+    assert not own.exists() and len(ledger(tmp_path)) == 1
+    user_file = tmp_path / "user-settings.json"
+    user_file.write_text(json.dumps({"phasewise": {"ledgerPath": str(own)}}), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PHASEWISE_USER_SETTINGS", str(user_file))
+        code = cli.main(["run", str(work / "inventory.py"), "-i", INSTRUCTION])
+        err = capsys.readouterr().err
+    assert code == 0 and "phasewise.ledgerPath" in err and "ignored in" in err and "user settings file" in err
     lines = Ledger(own).read()
     assert [x["content"]["instruction"] for x in lines] == [INSTRUCTION, INSTRUCTION,
                                                             "Review the change made for this request, and the "
@@ -340,7 +349,7 @@ def test_ledger_location_and_content_switch(tmp_path: Path, work: Path, sim: Sim
         sent = line["content"]["context"]
         assert line["contextFiles"] == len(sent) > 0 and line["contextTokens"] == sum(c["tokens"] for c in sent)
         assert {"path", "reason", "tokens"} == set(sent[0])
-    assert not (tmp_path / "state" / "runs.jsonl").exists()
+    assert len(ledger(tmp_path)) == 1  # only the plan, run while the project's ledgerPath was ignored
 
 
 def test_usage_errors_exit_2(work: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -54,16 +54,21 @@ the other servers in those modes."
   :type 'integer)
 
 (defcustom phasewise-user-settings nil
-  "Phasewise settings that only you may set, as a plist: `:security' and `:network'.
+  "Phasewise settings that only you may set, as a plist: `:security', `:network'
+and `:ledgerPath'.
 For example (:security (:allowedKeyOrigins [\"https://llm-proxy.corp.example\"])).
 A project's .dir-locals.el can set `eglot-workspace-configuration' (Eglot marks it
-safe), so Phasewise never takes these two from there: the server gets them from
+safe), so Phasewise never takes these from there: the server gets them from
 this variable only, which a directory-local setting cannot change."
   :type 'plist)
 (put 'phasewise-user-settings 'risky-local-variable t)
 
-(defconst phasewise--user-level-keys '(:security :network)
-  "Settings that decide where keys may go and how connections are checked.")
+(defconst phasewise--user-level-keys '(:security :network :ledgerPath)
+  "Settings that decide where keys may go, how connections are checked and
+where Phasewise writes outside the workspace.")
+
+(defvar phasewise--ignored-said nil
+  "User-level keys a workspace configuration set, already said to be ignored.")
 
 (defvar phasewise-result-functions nil
   "Abnormal hook run with (COMMAND RESULT) when a Phasewise command answers.")
@@ -247,14 +252,27 @@ read, not the code phase's."
           (setq text (substring text (length block))))
         (unless (string-blank-p text) text)))))
 
+(defun phasewise--say-ignored (key)
+  "Warn once that the workspace set the user-level KEY, which is ignored."
+  (unless (memq key phasewise--ignored-said)
+    (push key phasewise--ignored-said)
+    (display-warning
+     'phasewise
+     (format (concat "Ignored phasewise.%s from the workspace configuration (which a project's "
+                     ".dir-locals.el can set): only `phasewise-user-settings' sets it; the default is used")
+             (substring (symbol-name key) 1))
+     :warning)))
+
 (defun phasewise--user-level-only (section)
   "SECTION (the workspace's `phasewise' plist) with `phasewise--user-level-keys' from
 `phasewise-user-settings' only."
-  (let ((out nil))
-    (when (consp section)
-      (cl-loop for (key value) on section by #'cddr
-               unless (memq key phasewise--user-level-keys)
-               do (setq out (nconc out (list key value)))))
+  (let ((out nil)
+        (rest (and (consp section) section)))
+    (while rest
+      (if (memq (car rest) phasewise--user-level-keys)
+          (phasewise--say-ignored (car rest))
+        (setq out (nconc out (list (car rest) (cadr rest)))))
+      (setq rest (cddr rest)))
     (dolist (key phasewise--user-level-keys)
       (when (plist-member phasewise-user-settings key)
         (setq out (nconc out (list key (plist-get phasewise-user-settings key))))))

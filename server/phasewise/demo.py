@@ -31,6 +31,7 @@ from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
 from phasewise.edge._pygls_compat import client_process
+from phasewise.gate import PathGate, PathRefused
 from phasewise.serial import Jsonable, json_property, json_rule
 
 DEMO_INSTRUCTION = "Rename find_item to find_by_sku and keep its callers working"
@@ -140,23 +141,18 @@ class DemoClient(LanguageClient):
     def apply(self, params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
         state = self.state
         edits: list[types.TextEdit] = []
+        gate = PathGate.of([state.path.parent])  # the demo's copy of the project: nothing else is written
+        try:
+            writes = self._other_files(gate, params.edit.document_changes or ())
+        except PathRefused as refused:
+            return types.ApplyWorkspaceEditResult(applied=False, failure_reason=str(refused))
         for change in params.edit.document_changes or ():
-            if isinstance(change, types.CreateFile):
-                path = Path(uri_path(change.uri))
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.touch()
-                continue
-            if isinstance(change, types.TextDocumentEdit) and change.text_document.uri != state.uri:
-                # a file the demo's editor has not open: edited on disk, as editors do
-                other = Path(uri_path(change.text_document.uri))
-                text = other.read_text(encoding="utf-8") if other.exists() else ""
-                other.write_text(apply_text_edits(text, [e for e in change.edits if isinstance(e, types.TextEdit)]),
-                                 encoding="utf-8")
-                continue
             if isinstance(change, types.TextDocumentEdit) and change.text_document.uri == state.uri:
                 if change.text_document.version not in (None, state.version):
                     return types.ApplyWorkspaceEditResult(applied=False, failure_reason="version mismatch")
                 edits += [e for e in change.edits if isinstance(e, types.TextEdit)]
+        if writes:
+            gate.write_files(writes)
         edits += list((params.edit.changes or {}).get(state.uri, ()))
         state.text = apply_text_edits(state.text, edits)
         state.version += 1
@@ -166,8 +162,22 @@ class DemoClient(LanguageClient):
             text_document=types.VersionedTextDocumentIdentifier(uri=state.uri, version=state.version),
             content_changes=[types.TextDocumentContentChangeWholeDocument(text=state.text)],
         ))
-        state.path.write_text(state.text, encoding="utf-8")
+        gate.write_text(gate.check(state.path), state.text)
         return types.ApplyWorkspaceEditResult(applied=True)
+
+    def _other_files(self, gate: PathGate, changes: Any) -> list[tuple[Path, str]]:
+        """The files besides the open one that a change creates or edits, and their new texts: on
+        disk, as editors do with files they have not open."""
+        texts: dict[Path, str] = {}
+        for change in changes:
+            if isinstance(change, types.CreateFile):
+                texts.setdefault(gate.check(uri_path(change.uri)), "")
+            elif isinstance(change, types.TextDocumentEdit) and change.text_document.uri != self.state.uri:
+                other = gate.check(uri_path(change.text_document.uri))
+                raw = gate.read_bytes(other) if other not in texts else None
+                text = texts.get(other, raw.decode("utf-8") if raw is not None else "")
+                texts[other] = apply_text_edits(text, [e for e in change.edits if isinstance(e, types.TextEdit)])
+        return list(texts.items())
 
     async def start_io(self, cmd: str, *args: Any, **kwargs: Any) -> None:
         await super().start_io(cmd, *args, **kwargs)

@@ -6,9 +6,9 @@
 Each top-level field of ``phasewise.settings.Settings`` becomes one ``phasewise.<field>``
 property with its JSON schema inlined (VS Code cannot follow ``$ref`` inside a contribution),
 its description as Markdown, its default, and, where it helps, the catalogue's provider ids
-and model references as examples. ``security`` and ``network`` (``USER_LEVEL_FIELDS``) are
-``application``-scoped, so VS Code reads them from user settings only; every other property is
-``resource``-scoped (pulled per document). A model reference accepts the string form
+and model references as examples. ``security``, ``network`` and ``ledgerPath``
+(``USER_LEVEL_FIELDS``) are ``application``-scoped, so VS Code reads them from user settings
+only; every other property is ``resource``-scoped (pulled per document). A model reference accepts the string form
 ``"provider/model"`` as well as the object the pydantic schema shows. Properties under
 ``phasewise.server.`` and ``phasewise.trace.`` belong to the extension itself (how to start the
 server, protocol tracing): they are kept from the existing package.json as they are, and the
@@ -174,8 +174,9 @@ def server_properties() -> dict[str, Any]:
             prop["properties"] = {name: copy.deepcopy(phase) for name in BUILTIN_PHASES}
         elif alias == "providers":
             prop["markdownDescription"] += _provider_catalogue_note()
-        # Where keys may go is the user's decision: VS Code ignores workspace values of an
-        # application-scoped setting, so a repository's .vscode/settings.json cannot set it.
+        # Where keys may go, how connections are checked and where Phasewise writes outside the
+        # workspace are the user's decisions: VS Code ignores workspace values of an
+        # application-scoped setting, so a repository's .vscode/settings.json cannot set them.
         prop["scope"] = "application" if alias in USER_LEVEL_FIELDS else "resource"
         prop["order"] = order
         props[f"{SECTION}.{alias}"] = _js_numbers(prop)

@@ -46,9 +46,9 @@ def test_every_settings_field_is_a_documented_property_with_its_default() -> Non
     assert "$ref" not in json.dumps(props) and "$defs" not in json.dumps(props)  # VS Code cannot follow them
 
 
-def test_where_keys_may_go_is_user_level_only_in_vscode() -> None:
+def test_where_keys_may_go_and_where_phasewise_writes_are_user_level_only_in_vscode() -> None:
     props = _package()["contributes"]["configuration"]["properties"]
-    assert set(USER_LEVEL_FIELDS) == {"security", "network"}
+    assert set(USER_LEVEL_FIELDS) == {"security", "network", "ledgerPath"}
     for alias in USER_LEVEL_FIELDS:
         assert props[f"{SECTION}.{alias}"]["scope"] == "application", alias
     security = props[f"{SECTION}.security"]["properties"]["allowedKeyOrigins"]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
 
     from phasewise.router.router import Engine
+    from phasewise.workflows.headless import FileSession
 
 from phasewise.cli.common import (
     EXIT_FAILED,
@@ -57,14 +58,20 @@ async def cmd_run(args: argparse.Namespace) -> int:
             out.update({"file": str(path), "written": session.written, "dryRun": args.dry_run,
                         "writtenFiles": [str(p) for p in session.written_files],
                         "protocols": protocols, "settings": str(found.path) if found.path else None,
-                        "ledger": str(headless.recorder.ledger.path)})
+                        "ledger": str(headless.recorder.ledger.path), **workspace_json(session)})
             print_json(out)
         else:
             console.print(f"[dim]settings: {found.origin} · run record: {headless.recorder.ledger.path}[/]")
+            console.print(f"[dim]workspace: {session.root_note}[/]", highlight=False)
             run_summary(console, outcome, protocols, dry_run=args.dry_run, path=str(path))
         return EXIT_OK if outcome.ok else EXIT_FAILED
 
     return await with_engine(body)
+
+
+def workspace_json(session: FileSession) -> dict[str, str | None]:
+    """The folder the command took as the workspace (None: the file alone) and how it was chosen."""
+    return {"workspace": str(session.root) if session.root else None, "workspaceNote": session.root_note}
 
 
 def _plan_arg(raw: str | None) -> str | None:
@@ -97,9 +104,10 @@ async def cmd_phase(args: argparse.Namespace) -> int:
         if args.json:
             out = result.to_json()
             out.update({"file": str(path), "protocol": protocol, "written": session.written,
-                        "ledger": str(headless.recorder.ledger.path)})
+                        "ledger": str(headless.recorder.ledger.path), **workspace_json(session)})
             print_json(out)
         else:
+            console.print(f"[dim]workspace: {session.root_note}[/]", highlight=False)
             phase_details(console, result)
             console.print(phases_table([result], {phase: protocol}, f"{phase} ({result.run_id})"))
         return EXIT_OK if result.ok else EXIT_FAILED

@@ -4,10 +4,11 @@ Helix, Vim, Kate, Sublime and Zed reach the server through code actions and stan
 only: the reply of ``workspace/executeCommand`` is dropped and ``phasewise/streamText`` is
 unknown to them. When such a client has not said it is a Phasewise plugin (which shows plans
 itself), a plan is written to ``.phasewise/plans/<file>-<phase>.md`` in the document's workspace
-folder (or the folder ``phasewise.plansDirectory`` names) and shown with ``window/showDocument``,
-or, for a client that cannot open documents (ALE), named in a ``window/showMessage``;
-comparison and verification reports likewise.
-A document outside every workspace folder is not written anywhere.
+folder (or the folder ``phasewise.plansDirectory`` names, which must lie inside it) and shown with
+``window/showDocument``, or, for a client that cannot open documents (ALE), named in a
+``window/showMessage``. The file goes through the workspace's path gate (``phasewise.gate``): a
+directory outside the workspace, or a file the repository made a link out of it, is not written
+and a warning says which and why. A document outside every workspace folder is not written anywhere.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 from pygls.uris import from_fs_path, to_fs_path
+
+from phasewise.gate import PathGate, PathRefused
 
 if TYPE_CHECKING:
     from phasewise.edge.server import PhasewiseServer
@@ -78,13 +81,21 @@ def plan_markdown(doc: Document, phase: str, instruction: str, result: PhaseResu
 
 
 async def show_markdown(ls: PhasewiseServer, folder: Path, name: str, text: str, directory: str | None) -> str | None:
-    """Write ``text`` to ``<folder>/<directory or .phasewise/plans>/<name>`` and ask the client to
-    show it; the file's URI, or None when it could not be written or shown."""
-    target_dir = (folder / directory) if directory else folder / PLANS_DIR
-    path = target_dir / name
+    """Write ``text`` to ``<folder>/<directory or .phasewise/plans>/<name>`` (through the path gate)
+    and ask the client to show it; the file's URI, or None when it could not be written or shown."""
+    gate = PathGate.of([folder])
+    path = folder / (directory or PLANS_DIR) / name
     try:
-        target_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        target_dir = gate.check(directory or PLANS_DIR, base=folder,
+                                setting="phasewise.plansDirectory" if directory else None)
+        path = gate.check(target_dir / name)
+        gate.write_text(path, text)
+    except PathRefused as refused:
+        message = f"Phasewise did not write the {name} document: {refused}"
+        ls.log_line(message)
+        ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning,
+                                                       message=message.replace("`", "")))
+        return None
     except OSError as exc:
         ls.log_line(f"Phasewise could not write {path}: {exc.strerror or exc}")
         return None

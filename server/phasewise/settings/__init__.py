@@ -5,9 +5,12 @@ group) so one wrong entry yields a ``config`` issue naming its exact key path wh
 keeps working. The same model generates the JSON schema editors show (``json_schema``).
 Keys never live in settings: a key-shaped value, or a field meant to hold one (``apiKey``, a
 secret header, credentials in a proxy URL), is refused with a ``config`` issue naming its path
-and where the key belongs instead. ``security`` and ``network`` are *user-level* settings
-(``USER_LEVEL_FIELDS``): they decide where keys may go, so a workspace may not set them (VS Code
-declares them application-scoped; the command line reads them only from the user's settings file).
+and where the key belongs instead. ``security``, ``network`` and ``ledgerPath`` are *user-level*
+settings (``USER_LEVEL_FIELDS``): they decide where keys may go, how connections are checked and
+where Phasewise writes outside the workspace, so a workspace may not set them (VS Code declares them
+application-scoped; the command line reads them only from the user's settings file; the Emacs
+recipe takes them from the user's own variable). A path setting that cannot be expanded
+(``~nosuchuser/x``) is a ``config`` issue, never an error later.
 """
 
 from __future__ import annotations
@@ -277,6 +280,22 @@ def _origin(value: str) -> str:
     return origin_of(value)
 
 
+def _expandable(setting: str) -> Any:
+    """A validator: a path the user chose for Phasewise's own files must expand (``~``, ``$VAR``) to
+    an absolute path (``gate.user_path``), else the setting is a ``config`` issue."""
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and value.strip():
+            from phasewise.gate import PathRefused, user_path
+
+            try:
+                user_path(value, setting=setting)
+            except PathRefused as refused:
+                raise ValueError(f"{refused.path} {refused.reason}") from None
+        return value
+
+    return check
+
+
 class SecuritySettings(_Model):
     """Where keys may be sent. User-level only: a workspace's value is ignored."""
 
@@ -299,7 +318,7 @@ class SecuritySettings(_Model):
 class NetworkSettings(_Model):
     """TLS and proxy settings for every provider. User-level only: a workspace's value is ignored."""
 
-    ca_bundle: str | None = Field(
+    ca_bundle: Annotated[str | None, BeforeValidator(_expandable("network.caBundle"))] = Field(
         None,
         description="A PEM file of extra CA certificates to trust besides the system's (a corporate TLS "
         "proxy's root, a private gateway's CA). Certificates are always verified. Honoured only from "
@@ -339,8 +358,12 @@ class CacheSettings(_Model):
     )
 
 
-# Settings that decide where keys go: honoured only from the user's own settings.
-USER_LEVEL_FIELDS = ("security", "network")
+# Settings honoured only from the user's own settings (by alias), and why a workspace may not set them.
+USER_LEVEL_FIELDS: dict[str, str] = {
+    "security": "decides where keys may go",
+    "network": "decides how connections are checked (CA bundle, proxy)",
+    "ledgerPath": "chooses a file outside the workspace that Phasewise writes to",
+}
 
 
 class Settings(_Model):
@@ -367,10 +390,13 @@ class Settings(_Model):
     )
     plans_directory: str | None = Field(
         None, description="Where plans are written for editors without a Phasewise plugin (shown with "
-        "`window/showDocument`), relative to the workspace folder. Unset: `.phasewise/plans`.",
+        "`window/showDocument`), relative to the workspace folder, and inside it (a folder outside, or reached "
+        "through a link out of it, is refused). Unset: `.phasewise/plans`.",
     )
-    ledger_path: str | None = Field(
-        None, description="File the run record is appended to. Unset: the user's state directory."
+    ledger_path: Annotated[str | None, BeforeValidator(_expandable("phasewise.ledgerPath"))] = Field(
+        None, description="File the run record is appended to (an absolute path; `~` and `$VARIABLES` "
+        "expand). Unset: `PHASEWISE_LEDGER`, else the user's state directory. User-level only: a workspace's "
+        "value is ignored, since it chooses a file outside the workspace that Phasewise writes to.",
     )
     record_content: bool = Field(
         False, description="Whether the run record keeps prompts and answers (off: metadata only)."

@@ -13,9 +13,10 @@ Beneath whichever of these is found lies the **user settings file**
 (``$PHASEWISE_USER_SETTINGS``, else ``$XDG_CONFIG_HOME/phasewise/settings.json``, else
 ``~/.config/phasewise/settings.json``): the same section, merged key by key under the project's
 (as VS Code merges user and workspace settings). The user-level fields (``security``,
-``network``: where keys may go, CA bundle, proxy) are read from the user settings file only; in a
-project file (or ``--settings``) they are ignored with a ``config`` issue, so a repository cannot
-allow its own origin for your keys.
+``network``, ``ledgerPath``: where keys may go, CA bundle, proxy, where the run record is written)
+are read from the user settings file only; in a project file (or ``--settings``) they are ignored
+with a ``config`` issue, so a repository cannot allow its own origin for your keys nor have
+Phasewise write outside it.
 
 VS Code's settings files are JSONC: comments and trailing commas are accepted.
 """
@@ -30,7 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from phasewise.problems import InputError
-from phasewise.settings import SECTION, USER_LEVEL_FIELDS, ConfigIssue, LoadedSettings, Settings, load_settings
+from phasewise.settings import (
+    SECTION,
+    USER_LEVEL_FIELDS,
+    ConfigIssue,
+    LoadedSettings,
+    Settings,
+    load_settings,
+    to_snake,
+)
 
 USER_SETTINGS_ENV = "PHASEWISE_USER_SETTINGS"
 
@@ -178,15 +187,15 @@ def _combine(project: Any, project_path: Path | None) -> FoundSettings:
     ignored: list[ConfigIssue] = []
     if isinstance(project, dict):
         project = dict(project)
-        for name in USER_LEVEL_FIELDS:
-            if name in project:
-                project.pop(name)
-                ignored.append(ConfigIssue(
-                    f"{SECTION}.{name}",
-                    f"ignored in {project_path or 'this settings file'}: `{SECTION}.{name}` decides where keys may "
-                    f"go, so it is read only from your user settings file ({user_settings_path()}); a project's "
-                    f"settings could otherwise allow their own origin for your keys",
-                ))
+        for name, why in USER_LEVEL_FIELDS.items():
+            for key in {name, to_snake(name)}:
+                if key in project:
+                    project.pop(key)
+                    ignored.append(ConfigIssue(
+                        f"{SECTION}.{name}",
+                        f"ignored in {project_path or 'this settings file'}: `{SECTION}.{name}` {why}, so it is "
+                        f"read only from your user settings file ({user_settings_path()}); the default is used",
+                    ))
     raw = project if not user else user if project is None else _merge(user, project)
     loaded = load_settings(raw, surface="cli")
     if ignored:

@@ -8,15 +8,19 @@ tokens) of context the phase sent. Keys never reach it; prompts, answers, source
 only when ``recordContent`` is on (and then only the instruction, the answer text, the diff, the
 changed files' and the context's paths).
 
-Where the ledger lives, first found wins: the ``ledgerPath`` setting (per workspace), the
-``PHASEWISE_LEDGER`` environment variable (per process), ``$XDG_STATE_HOME/phasewise/runs.jsonl``,
-``~/.local/state/phasewise/runs.jsonl``.
+Where the ledger lives, first found wins: the ``ledgerPath`` setting (user-level only: a workspace
+may not choose a file outside itself for Phasewise to write), the ``PHASEWISE_LEDGER`` environment
+variable (per process), ``$XDG_STATE_HOME/phasewise/runs.jsonl``, ``~/.local/state/phasewise/runs.jsonl``.
+A record is appended only to a run record: an existing file whose first line is not one (a
+``~/.bashrc`` named by mistake or by a settings file that should not have been trusted) is left
+alone and the failure said.
 Entries are built from the contract's phase-result JSON, so the LSP edge and the command line
 record exactly what their callers were given.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -27,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from phasewise.gate import PathRefused, user_path
 from phasewise.problems import redact
 from phasewise.serial import Jsonable, json_property
 
@@ -45,11 +50,16 @@ def default_ledger_path(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def ledger_path(setting: str | None = None, environ: Mapping[str, str] | None = None) -> Path:
-    """Where runs are recorded: ``ledgerPath``, else ``PHASEWISE_LEDGER``, else the state dir."""
+    """Where runs are recorded: ``ledgerPath``, else ``PHASEWISE_LEDGER``, else the state dir. A value
+    that cannot be expanded (the settings model refuses such a ``ledgerPath`` already) is passed over,
+    with a warning in the log."""
     env = os.environ if environ is None else environ
-    chosen = setting or env.get(LEDGER_ENV)
-    if chosen:
-        return Path(os.path.expandvars(chosen)).expanduser()
+    for chosen, name in ((setting, "phasewise.ledgerPath"), (env.get(LEDGER_ENV), LEDGER_ENV)):
+        if chosen and chosen.strip():
+            try:
+                return user_path(chosen, setting=name)
+            except PathRefused as refused:
+                log.warning("%s; the run record goes elsewhere", refused)
     return default_ledger_path(env)
 
 
@@ -170,6 +180,16 @@ def parse_lines(texts: Iterable[str]) -> list[dict[str, Any]]:
     return out
 
 
+class NotALedger(OSError):
+    """The file named for the run record holds something else: nothing is appended to it."""
+
+
+def _is_record(head: bytes) -> bool:
+    """Whether a file starting with ``head`` is a run record: its first line a ledger entry."""
+    first = head.split(b"\n", 1)[0]
+    return first.startswith(b'{"v":') or (len(first) == len(head) and not first.strip())
+
+
 class Ledger:
     """Appends run records to one JSONL file; safe to share between threads and processes.
 
@@ -182,11 +202,16 @@ class Ledger:
         self.path = path
 
     def append(self, line: Mapping[str, Any]) -> None:
+        """Append one line; ``NotALedger`` (an ``OSError``) when the file holds something else."""
         data = (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             try:
+                head = os.read(fd, 512)  # from the start: O_APPEND moves only the writes
+                if head and not _is_record(head):
+                    raise NotALedger(errno.EEXIST, "it holds something other than run records, so nothing was "
+                                                   "appended (name a new file, or the default, in ledgerPath)")
                 os.write(fd, data)
             finally:
                 os.close(fd)

@@ -16,10 +16,11 @@ from phasewise.sim import SimulatorThread
 from tests.helpers import Editor, make_client_fixture, plain, server_env
 
 KEYS = {"PIPE_KEY": "test-key-pipeline-3c4d5e6f"}
-client = make_client_fixture(server_env(**KEYS, PHASEWISE_WARMUP="0"), clients=["visual-studio-code"])
-FOLDER = Path(tempfile.mkdtemp(prefix="phasewise-pipeline-"))
+FOLDER = Path(tempfile.mkdtemp(prefix="phasewise-pipeline-")).resolve()
+# the client's workspace folder holds the instructions (a document outside every folder gets none)
+client = make_client_fixture(server_env(**KEYS, PHASEWISE_WARMUP="0"), clients=["visual-studio-code"], root=FOLDER)
 DOC = "def load(path):\n    return open(path).read()\n\n\ndef main():\n    return load('x')\n"
-URI = (FOLDER / "store.py").as_uri()  # outside the client's workspace: its own folder holds the instructions
+URI = (FOLDER / "store.py").as_uri()
 INSTRUCTIONS = FOLDER / ".phasewise" / "test.md"
 
 

@@ -68,7 +68,9 @@ def eglot(sim: SimulatorThread, tmp_path_factory: pytest.TempPathFactory) -> dic
     }
     cut = {**settings, "phases": {**settings["phases"], "plan": {"model": "planner/claude-sim", "maxOutputTokens": 30}}}
     redirect = {"phases": {"plan": {"model": "openai/gpt-sim"}},
-                "providers": {"openai": {"baseUrl": sim.base_url("openai", "openai")}}}
+                "providers": {"openai": {"baseUrl": sim.base_url("openai", "openai")}},
+                # where Phasewise writes outside the project: the user's choice only
+                "ledgerPath": str(tmp / "chosen-by-the-project.jsonl")}
     out = tmp / "observed.json"
     env = server_env(PLANNER_KEY=PLANNER_KEY, OPENAI_API_KEY=OPENAI_KEY, HOME=str(tmp),
                      XDG_STATE_HOME=str(tmp / "state"))
@@ -154,6 +156,9 @@ def test_a_project_cannot_allow_its_own_key_origin_only_the_user_can(eglot: dict
     # the same allowance in `phasewise-user-settings`: the key goes there
     assert eglot["allowed_ok"] is True and eglot["allowed_provider"] == "openai"
     assert eglot["openai_keys"] == [True]
+    # the project's ledgerPath was dropped, and said once, naming the setting
+    assert eglot["project_ledger_written"] is False
+    assert "Ignored phasewise.ledgerPath from the workspace configuration" in eglot["warnings"], eglot["warnings"]
 
 
 COMMENTED = (DOC.replace("\n\ndef load(", "\n\n# phasewise: rename load to read_file\ndef load(", 1)

@@ -244,9 +244,14 @@ def _workspace(root: Path, sim: SimulatorThread) -> Path:
             "sketch": {"kind": "plan", "model": "e2e-planner/claude-sim", "maxOutputTokens": 30},
         },
         "phasewise.providers": providers,
+        # a repository choosing where Phasewise writes outside it: application-scoped, so ignored
+        "phasewise.ledgerPath": str(root / WORKSPACE_LEDGER),
     }
     (folder / ".vscode" / "settings.json").write_text(json.dumps(settings, indent=2))
     return folder
+
+
+WORKSPACE_LEDGER = "chosen-by-the-workspace.jsonl"
 
 
 USER_SETTINGS = {
@@ -534,6 +539,7 @@ def test_extension_in_code_server(editor_session: Callable[..., Any], sim: Simul
     # ... and was never written to settings or logs
     for path in [*cs.user_data.rglob("*.json"), folder / ".vscode" / "settings.json", *cs.user_data.rglob("*.log")]:
         assert SECRET not in path.read_text(errors="replace"), path
+    assert not (folder.parent / WORKSPACE_LEDGER).exists()  # the workspace's ledgerPath was not honoured
     assert "def read_file(path" in (folder / "app.py").read_text()  # saved by the session
     assert "text = read_file(path)" in (folder / "orders.py").read_text()
     assert "from app import read_file" in (folder / "tests" / "test_app.py").read_text()

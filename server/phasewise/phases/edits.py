@@ -136,6 +136,7 @@ class BlockFailure:
     block: int
     reason: str
     hint: str = ""
+    refused: bool = False  # the path may not be changed (the gate said no), whatever the edit
 
     def message(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -324,7 +325,7 @@ class ChangeBuilder:
         if found is None:
             self.failures.append(BlockFailure(path, block, self.refused.get(path) or (
                 "this path may not be changed: it is outside the workspace folders, inside .git, or a "
-                "credential file the instruction did not name")))
+                "credential file the instruction did not name"), refused=True))
             return None
         if found.path not in self.work:
             self.work[found.path] = _Work(found, found.text if found.text is not None else "")

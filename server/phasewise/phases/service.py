@@ -394,14 +394,17 @@ class PhaseService:
                 result.text = str(answer.get("summary") or c.text or "")
         except EditFailure as err:
             f = err.first
-            result.error = Problem(
-                ProblemKind.BAD_REQUEST,
-                f"{result.provider}/{result.model} answered the code phase with edits that do not apply, "
-                f"even after being told why: {f.path}, {f.reason}"
-                + (f" (and {len(err.failures) - 1} more)" if len(err.failures) > 1 else "")
-                + ". Nothing was applied; retry, or set `phasewise.phases.code.editFormat` (e.g. \"whole\").",
-                phase=phase, provider=result.provider, model=result.model,
-            )
+            more = f" (and {len(err.failures) - 1} more)" if len(err.failures) > 1 else ""
+            if all(x.refused for x in err.failures):  # no format would help: the paths are not the workspace's
+                message = (f"{result.provider}/{result.model} answered the code phase with a change to a file it "
+                           f"may not change, even after being told why: {f.path}, {f.reason}{more}. Nothing was "
+                           f"applied: a change stays inside the workspace folders.")
+            else:
+                message = (f"{result.provider}/{result.model} answered the code phase with edits that do not apply, "
+                           f"even after being told why: {f.path}, {f.reason}{more}. Nothing was applied; retry, or "
+                           f"set `phasewise.phases.code.editFormat` (e.g. \"whole\").")
+            result.error = Problem(ProblemKind.BAD_REQUEST, message, phase=phase, provider=result.provider,
+                                   model=result.model)
             result.edits, result.new_text, result.diff, result.changes = [], None, None, None
             result.total_ms = (time.perf_counter() - started) * 1000
             return result
@@ -463,8 +466,8 @@ class PhaseService:
             if name in sent:
                 return sent[name]
             if ws is None:
-                raise PathRefused(name, "is not the document, and a document outside every workspace folder is "
-                                        "changed alone")
+                raise PathRefused(name, "is not the document, which lies in no workspace folder and is "
+                                        "worked on alone")
             found = ws.resolve(name, named)
             if found is not None and found.path == rel:
                 return main

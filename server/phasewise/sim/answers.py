@@ -399,11 +399,28 @@ def _new_test(prompt: Prompt) -> tuple[dict[str, Any], str] | None:
             f"Added {path} with a first test of `{names[0]}`.")
 
 
+_STRAY_RX = re.compile(r"\bwrite (?:to )?`([^`\n]+)`")
+
+
+def _stray_write(prompt: Prompt) -> tuple[dict[str, Any], str] | None:
+    """A confused (or prompt-injected) model: told to write `PATH`, it answers a new file at PATH,
+    whatever PATH is (``~/.bashrc``, ``../x``, an absolute path): what Phasewise must refuse."""
+    m = _STRAY_RX.search(prompt.instruction)
+    if m is None:
+        return None
+    body = "echo written-by-a-confused-model"
+    return {"path": m.group(1), "start_line": 1, "end_line": 0, "new_text": body}, f"Wrote {m.group(1)}."
+
+
 def code_object(prompt: Prompt) -> dict[str, Any]:
     """The ``apply_edits`` input: always valid against the document (and the related files, each
-    edit of one naming its ``path``; a new file is an insertion at line 1 of a new path), deterministic."""
+    edit of one naming its ``path``; a new file is an insertion at line 1 of a new path), deterministic
+    (but for a model told to write a given path: ``_stray_write``)."""
     if prompt.document is None:
         return {"summary": "No document was given, so there is nothing to edit.", "edits": []}
+    stray = _stray_write(prompt)
+    if stray is not None:
+        return {"summary": stray[1], "edits": [stray[0]]}
     created = _new_test(prompt)
     if created is not None:
         return {"summary": created[1], "edits": [created[0]]}

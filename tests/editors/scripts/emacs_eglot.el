@@ -143,6 +143,11 @@
       (pw-observe 'redirect_ok (eq (plist-get refused :ok) t))
       (pw-observe 'redirect_kind (plist-get (plist-get refused :error) :kind))
       (pw-observe 'redirect_setting (plist-get (plist-get refused :error) :setting)))
+    (pw-observe 'project_ledger_written
+                (file-exists-p (plist-get (plist-get pw-input :redirect_settings) :ledgerPath)))
+    (pw-observe 'warnings (if (get-buffer "*Warnings*")
+                              (with-current-buffer "*Warnings*" (buffer-string))
+                            ""))
     (setq phasewise-user-settings allow)
     (eglot-signal-didChangeConfiguration (eglot-current-server))
     (let ((allowed (pw-call "phasewise.plan" (lambda () (phasewise-plan "rename load to read_file")))))

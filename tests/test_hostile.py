@@ -93,6 +93,11 @@ provider_settings = st.fixed_dictionaries({}, optional={
     "apiKey": st.text(max_size=20),
 })
 phase_name = st.one_of(st.sampled_from(["plan", "code", "review", "test", ""]), st.text(max_size=10))
+# paths a hostile repository (or a typo) may give: unexpandable, escaping, linking, odd
+path_text = st.one_of(st.sampled_from(["~0", "~0/x", "~nosuchuser/runs.jsonl", "$PHASEWISE_UNSET/x", "${}", "~",
+                                       "../../etc/passwd", "/etc/passwd", "relative/r.jsonl", "", " ", "\0",
+                                       "~/.bashrc", ".git/hooks/pre-commit", "C:\\x", "a" * 300]),
+                      st.text(max_size=20))
 provider_name = st.one_of(st.sampled_from(["fz", "openai", "anthropic", "zai", "ollama", "sim-glm", ""]),
                           st.text(max_size=10))
 settings_object = st.fixed_dictionaries({}, optional={
@@ -104,8 +109,11 @@ settings_object = st.fixed_dictionaries({}, optional={
         "backoffMaxSeconds": number}), json_value),
     "timeouts": st.one_of(st.fixed_dictionaries({}, optional={
         "connectSeconds": number, "firstTokenSeconds": number, "idleSeconds": number}), json_value),
-    "defaultModel": model_ref, "ledgerPath": st.one_of(st.text(max_size=20), json_leaf),
-    "recordContent": json_leaf, "security": json_value, "network": json_value,
+    "defaultModel": model_ref, "ledgerPath": st.one_of(path_text, json_leaf),
+    "plansDirectory": st.one_of(path_text, json_leaf),
+    "recordContent": json_leaf, "security": json_value,
+    "network": st.one_of(st.fixed_dictionaries({}, optional={"caBundle": st.one_of(path_text, json_leaf)}),
+                         json_value),
     "unknownSetting": json_value,
 })
 any_settings = st.one_of(settings_object, settings_object, json_value)

@@ -204,22 +204,37 @@ def warnings(client: LanguageClient) -> list[str]:
 @pytest.mark.parametrize("directory, why", [
     ("../../outside", "outside the workspace"), (str(OUTSIDE), "outside the workspace"),
     ("docs-link", "through a symbolic link"), ("~/plans", "home folder"),
-    (None, "through a symbolic link"),  # the default folder, where the repository shipped a link to ~/.bashrc
 ])
-async def test_plans_are_never_written_outside_the_workspace(client: LanguageClient, sim: SimulatorThread,
-                                                            directory: str | None, why: str) -> None:
+async def test_a_plans_directory_outside_the_workspace_is_a_settings_warning(
+        client: LanguageClient, sim: SimulatorThread, directory: str, why: str) -> None:
     editor = Editor(client)
-    editor.configure(routes(sim, **({"plansDirectory": directory} if directory else {})))
-    uri = (WS / "app.py").as_uri()
+    editor.configure(routes(sim, plansDirectory=directory))
+    uri = (WS / "orders.py").as_uri()
+    editor.open(uri, SAMPLE_DOC)
+    result = answer(await editor.command("phasewise.plan", {"uri": uri, "instruction": "plan the load fix"}))
+    said = [w for w in warnings(client) if w.startswith("Phasewise settings: phasewise.plansDirectory")]
+    assert len(said) == 1 and why in said[0] and directory in said[0], warnings(client)
+    # the default folder inside the workspace is used instead, and the plan says why
+    written = WS / ".phasewise" / "plans" / "orders.py-plan.md"
+    try:
+        assert result["ok"] is True and result["shownAt"] == written.as_uri()
+        assert "phasewise.plansDirectory" in written.read_text(encoding="utf-8")
+    finally:
+        written.unlink(missing_ok=True)
+    assert_nothing_outside_changed_or_sent(sim)
+
+
+async def test_a_plan_file_the_repository_linked_out_is_not_written(client: LanguageClient,
+                                                                    sim: SimulatorThread) -> None:
+    editor = Editor(client)
+    editor.configure(routes(sim))
+    uri = (WS / "app.py").as_uri()  # its plan file, .phasewise/plans/app.py-plan.md, is a link to ~/.bashrc
     editor.open(uri, SAMPLE_DOC)
     result = answer(await editor.command("phasewise.plan", {"uri": uri, "instruction": "plan the load fix"}))
     assert result["ok"] is True and result.get("shownAt") is None
     said = [w for w in warnings(client) if "did not write" in w]
-    assert len(said) == 1 and why in said[0], said
-    if directory:
-        assert "phasewise.plansDirectory" in said[0] and directory in said[0]
-    else:
-        assert str(WS / ".phasewise" / "plans" / "app.py-plan.md") in said[0]
+    assert len(said) == 1 and "through a symbolic link" in said[0], said
+    assert str(WS / ".phasewise" / "plans" / "app.py-plan.md") in said[0]
     assert client.shown_documents == []
     assert_nothing_outside_changed_or_sent(sim)
 

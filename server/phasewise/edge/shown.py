@@ -67,12 +67,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "document"
 
 
-def plan_markdown(doc: Document, phase: str, instruction: str, result: PhaseResult) -> str:
+def plan_markdown(doc: Document, phase: str, instruction: str, result: PhaseResult, setting_note: str = "") -> str:
     served = f"{result.provider}/{result.model}" if result.provider else "unrouted"
     head = [f"# Phasewise {phase}: {Path(doc.path).name}", "",
             f"- instruction: {instruction.strip() or '(none)'}",
             f"- served by: {served}" + (" (a fallback)" if result.fallback_used else ""),
             f"- run: `{result.run_id}`", ""]
+    if setting_note:
+        head += [f"> {setting_note}", ""]
     if result.note:  # e.g. cut at the output limit: what to do about it, before the text it is about
         head += [f"> {result.note}", ""]
     elif result.incomplete:
@@ -91,10 +93,7 @@ async def show_markdown(ls: PhasewiseServer, folder: Path, name: str, text: str,
         path = gate.check(target_dir / name)
         gate.write_text(path, text)
     except PathRefused as refused:
-        message = f"Phasewise did not write the {name} document: {refused}"
-        ls.log_line(message)
-        ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning,
-                                                       message=message.replace("`", "")))
+        _warn(ls, f"Phasewise did not write the {name} document: {refused}")
         return None
     except OSError as exc:
         ls.log_line(f"Phasewise could not write {path}: {exc.strerror or exc}")
@@ -114,9 +113,24 @@ async def show_markdown(ls: PhasewiseServer, folder: Path, name: str, text: str,
 
 async def show_plan(ls: PhasewiseServer, doc: Document, phase: str, instruction: str, result: PhaseResult,
                     directory: str | None) -> str | None:
-    """A plan-kind result as a Markdown file beside the workspace, shown; its URI (None: not shown)."""
+    """A plan-kind result as a Markdown file beside the workspace, shown; its URI (None: not shown).
+    A ``plansDirectory`` outside the workspace is a settings warning, and the default folder is used."""
     folder = workspace_folder(ls, doc.uri)
     if folder is None or not result.text.strip():
         return None
+    note = ""
+    if directory:
+        try:
+            PathGate.of([folder]).check(directory, base=folder, setting="phasewise.plansDirectory")
+        except PathRefused as refused:
+            note = f"{refused}; the plan was written to {PLANS_DIR.as_posix()} instead."
+            _warn(ls, f"Phasewise settings: {note}")
+            directory = None
     name = f"{_slug(Path(doc.path).name)}-{_slug(phase)}.md"
-    return await show_markdown(ls, folder, name, plan_markdown(doc, phase, instruction, result), directory)
+    return await show_markdown(ls, folder, name, plan_markdown(doc, phase, instruction, result, note), directory)
+
+
+def _warn(ls: PhasewiseServer, message: str) -> None:
+    """A warning the user sees (plain text: no Markdown backticks in a notification), and the log's copy."""
+    ls.log_line(message)
+    ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=message.replace("`", "")))

@@ -302,3 +302,46 @@ def test_problem_json_is_the_contract_shape() -> None:
     assert out == {"kind": "rate-limit", "message": "m", "phase": "plan", "provider": "p", "model": "x",
                    "retryAfterSeconds": 12.346, "retryAt": "2026-11-03T12:00:12+00:00", "keyEnv": "P_KEY"}
     assert Problem.from_json(out).kind is K.RATE_LIMIT
+
+
+def test_families_and_billing_pages_come_from_the_catalogue() -> None:
+    from phasewise.providers.catalogue import ProviderSpec, billing_url_of, builtin, family_of
+
+    def spec(provider: str) -> ProviderSpec:
+        found = builtin(provider)
+        assert found is not None
+        return found
+
+    assert [family_of(spec(p)) for p in ("zhipu", "zai-anthropic", "minimax-anthropic", "qwen", "ollama")] == [
+        "zai", "zai", "minimax", "qwen", "ollama"]
+    # a provider of your own at a catalogue provider's host reads that provider's errors
+    assert family_of(ProviderSpec("mine", "openai", "https://dashscope.aliyuncs.com/compatible-mode/v1")) == "qwen"
+    assert family_of(ProviderSpec("mine", "openai", "http://127.0.0.1:9999/v1")) == ""
+    assert billing_url_of(spec("anthropic")).startswith("https://console.anthropic.com/")
+    assert billing_url_of(spec("openrouter")) == "https://openrouter.ai/settings/credits"
+    assert billing_url_of(spec("qwen")) == ""  # not known: not invented
+
+
+def test_billing_problems_name_the_billing_page_and_when_a_plan_comes_back() -> None:
+    from phasewise.router.messages import clock_time, provider_problem, seconds_text
+
+    now = datetime(2026, 5, 15, 12, 0, 0, tzinfo=UTC)
+    credit = classify(400, {"type": "error", "error": {"type": "invalid_request_error", "message": "Your credit "
+                            "balance is too low to access the Anthropic API."}})
+    problem = provider_problem(credit, phase="plan", provider="anthropic", provider_name="Anthropic",
+                               model="claude-sonnet-4-5", key_env="ANTHROPIC_API_KEY", now=now,
+                               billing_url="https://console.anthropic.com/settings/billing")
+    assert problem.kind is K.BILLING and problem.retry_at is None
+    assert "Retrying will not help" in problem.message
+    assert "https://console.anthropic.com/settings/billing" in problem.message
+    window = classify(429, {"type": "error", "error": {"type": "rate_limit_error", "message": "usage limit exceeded, "
+                            "5-hour usage limit reached for Token Plan Starter (0/0 used), resets at "
+                            "2026-05-15T15:00:00Z (2056)"}}, origin=Origin("minimax", "anthropic"))
+    problem = provider_problem(window, phase="code", provider="minimax-anthropic", provider_name="MiniMax",
+                               model="MiniMax-M2", key_env="MINIMAX_API_KEY", now=now)
+    assert "plan's allowance is used up" in problem.message and "in 3 h" in problem.message, problem.message
+    assert problem.retry_at is not None and datetime.fromisoformat(problem.retry_at) == datetime(
+        2026, 5, 15, 15, 0, tzinfo=UTC)
+    assert [seconds_text(s) for s in (0.2, 12, 245, 7 * 3600 + 720, 3.2 * 86400)] == [
+        "200 ms", "12 s", "4 min 5 s", "7 h 12 min", "3 d 5 h"]
+    assert len(clock_time(30, now)) == 8 and clock_time(2 * 86400, now).startswith("2026-05-17")

@@ -213,10 +213,15 @@ def _parse_json(text: str) -> Any:
 
 
 def _embedded_json(text: str) -> Any:
-    """A JSON object quoted inside a message (LiteLLM's ``… AnthropicException - {…}. Received …``)."""
+    """A JSON object quoted inside a message (LiteLLM's ``… AnthropicException - {…}. Received …``).
+    Tries a few closing braces from the end, on the first 20,000 characters: bounded work whatever
+    the message."""
+    text = text[:20_000]
     start = text.find("{")
     end = text.rfind("}")
-    while 0 <= start < end:
+    for _ in range(4):
+        if not 0 <= start < end:
+            break
         found = _parse_json(text[start:end + 1])
         if isinstance(found, Mapping):
             return found
@@ -269,18 +274,6 @@ def _layers(body: Any) -> list[_Layer]:
         layers.append(layer)
         body = inner
     return layers
-
-
-def body_code(body: Any) -> tuple[str | None, str | None]:
-    """The code (or type) and message a provider put in an error body (its outermost layer)."""
-    layers = _layers(body)
-    if not layers:
-        return None, None
-    layer = layers[0]
-    specific = [c for c in layer.codes if c.lower() in _CODES and c.lower() not in _GENERIC_CODES]
-    code = specific[0] if specific else (layer.codes[0] if layer.codes else
-                                         (str(layer.status) if layer.status else None))
-    return code, layer.message
 
 
 def minimax_status(body: Any) -> tuple[int, str] | None:

@@ -14,11 +14,9 @@ from typing import Any
 import pytest
 
 from phasewise.problems import Problem, ProblemKind, redact
-from phasewise.providers.classify import (
-    Origin,
-    classify,
+from phasewise.providers.classify import Origin, classify, is_html
+from phasewise.providers.waits import (
     exhausted_until,
-    is_html,
     parse_duration,
     reset_in_message,
     retry_after_seconds,

@@ -54,7 +54,7 @@ from phasewise.providers.base import (
     ToolLike,
 )
 from phasewise.providers.catalogue import ProviderSpec, billing_url_of, family_of
-from phasewise.providers.classify import exhausted_until
+from phasewise.providers.waits import exhausted_until
 from phasewise.router.messages import (
     clock_time,
     fallback_note,

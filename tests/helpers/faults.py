@@ -131,6 +131,7 @@ ANTHROPIC_ROWS = [
     final("anthropic.invalid_request_error", "bad-request"),
     final("anthropic.authentication_error", "auth"),
     final("anthropic.billing_error", "billing"),
+    final("anthropic.credit_balance", "billing"),
     final("anthropic.permission_error", "permission"),
     final("anthropic.not_found_error", "model-not-found"),
     final("anthropic.request_too_large", "context-length"),

@@ -226,6 +226,18 @@ def _anthropic(etype: str, status: int, message: str) -> Preset:
     return build
 
 
+def _anthropic_as(name: str, etype: str, status: int, message: str) -> Preset:
+    """An Anthropic error under a preset name of its own (the same type means different things)."""
+    inner = _anthropic(etype, status, message)
+
+    def build(p: Mapping[str, Any], ctx: FaultContext) -> FaultPlan:
+        plan = inner(p, ctx)
+        plan.name = name
+        return plan
+
+    return build
+
+
 def _openai_like(name: str, status: int, message: str, etype: str | None, code: str | None,
                  param: str | None = None) -> Preset:
     def build(p: Mapping[str, Any], ctx: FaultContext) -> FaultPlan:
@@ -335,6 +347,11 @@ PRESETS: dict[str, Preset] = {
         "billing_error", 402,
         "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade "
         "or purchase credits."),
+    # what Anthropic really sends when the credit runs out: a 400, not the documented 402
+    "anthropic.credit_balance": _anthropic_as(
+        "anthropic.credit_balance", "invalid_request_error", 400,
+        "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade "
+        "or purchase credits."),
     "anthropic.permission_error": _anthropic(
         "permission_error", 403, "Your API key does not have permission to use the specified resource."),
     "anthropic.not_found_error": _anthropic("not_found_error", 404, "model: {model}"),
@@ -376,7 +393,7 @@ PRESETS: dict[str, Preset] = {
     "qwen.InvalidApiKey": _plain("qwen.InvalidApiKey", 401, {
         "error": {"code": "InvalidApiKey", "message": "Invalid API-key provided.", "param": None,
                   "type": "InvalidApiKey"}, "request_id": "sim-qwen"}),
-    "qwen.Arrearage": _plain("qwen.Arrearage", 403, {
+    "qwen.Arrearage": _plain("qwen.Arrearage", 400, {
         "error": {"code": "Arrearage", "message": "Access denied, please make sure your account is in good "
                   "standing.", "param": None, "type": "Arrearage"}, "request_id": "sim-qwen"}),
     "qwen.ModelNotFound": _plain("qwen.ModelNotFound", 404, {

@@ -6,6 +6,7 @@ found inside 200 streams, so this table is the whole of the classification polic
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -13,12 +14,13 @@ from typing import Any
 import pytest
 
 from phasewise.problems import Problem, ProblemKind, redact
-from phasewise.providers.classify import (
-    classify,
+from phasewise.providers.classify import Origin, classify, is_html
+from phasewise.providers.waits import (
     exhausted_until,
-    is_html,
     parse_duration,
+    reset_in_message,
     retry_after_seconds,
+    wait_in_message,
 )
 
 K = ProblemKind
@@ -188,7 +190,14 @@ NOW = datetime(2026, 11, 3, 12, 0, 0, tzinfo=UTC)
     ({"retry-after": "inf"}, None),
     ({"retry-after": "nan"}, None),
     ({"retry-after": "-5"}, 0.0),
-    ({"retry-after": "99999999"}, 86_400.0),  # a day at most: a misread header is not a plan
+    ({"retry-after": "99999999"}, 99_999_999.0),  # never cut short: the router refuses it and says so
+    ({"retry-after-ms": "276480000"}, 276_480.0),  # 3.2 days, not one
+    # OpenRouter's X-RateLimit-Reset is epoch milliseconds; others send epoch seconds or a duration
+    ({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int((NOW.timestamp() + 42) * 1000))}, 42.0),
+    ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW.timestamp()) + 3600)}, 3600.0),
+    ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "17"}, 17.0),
+    ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int((NOW.timestamp() - 5) * 1000))}, 0.0),
+    ({"x-ratelimit-remaining": "3", "x-ratelimit-reset": str(int((NOW.timestamp() + 42) * 1000))}, None),
     ({}, None),
 ])
 def test_retry_after_headers(headers: dict[str, str], wait: float | None) -> None:
@@ -203,6 +212,74 @@ def test_retry_after_headers(headers: dict[str, str], wait: float | None) -> Non
 def test_parse_duration(text: str, seconds: float | None) -> None:
     found = parse_duration(text)
     assert found == (pytest.approx(seconds) if seconds is not None else None)
+
+
+@pytest.mark.parametrize(("message", "seconds"), [
+    ("Please try again in 1.574s. Visit https://platform.openai.com/account/rate-limits", 1.574),
+    ("Limit: 10000 / min. Please try again in 6ms. Contact us", 0.006),
+    ("request reached organization max RPM: 20, please try again after 1 seconds", 1.0),
+    ("No deployments available for selected model, Try again in 60 seconds.", 60.0),
+    ("Rate limited. Please retry after 2 minutes", 120.0),
+    ("Rate limit reached for requests", None),
+])
+def test_a_wait_stated_only_in_the_message_is_read(message: str, seconds: float | None) -> None:
+    assert wait_in_message(message) == (pytest.approx(seconds) if seconds is not None else None)
+    err = classify(429, {"error": {"message": message, "type": "rate_limit_error"}}, {})
+    assert err.retry_after == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_a_header_wait_beats_the_message_and_a_gateway_body_repeats_headers() -> None:
+    body = {"error": {"message": "Rate limit exceeded: limit_rpm/x. Please try again in 30 seconds", "code": 429,
+                      "metadata": {"headers": {"X-RateLimit-Limit": "8", "X-RateLimit-Remaining": "0",
+                                               "X-RateLimit-Reset": str(int((NOW.timestamp() + 9) * 1000))}}}}
+    assert classify(429, body, {}, now=NOW).retry_after == pytest.approx(9.0)
+    assert classify(429, body, {"retry-after": "4"}, now=NOW).retry_after == 4.0
+
+
+@pytest.mark.parametrize(("message", "family", "at"), [
+    ("usage limit exceeded, 5-hour usage limit reached for Token Plan Starter (0/0 used), resets at "
+     "2026-05-15T15:00:00Z (2056)", "minimax", "2026-05-15T15:00:00+00:00"),
+    ("Usage limit reached for 5 hour. Your limit will reset at 2026-09-09 05:38:28", "zai",
+     "2026-09-09T05:38:28+08:00"),
+    ("You have reached your specified API usage limits. You will regain access on 2026-04-01 at 00:00 UTC.", "",
+     "2026-04-01T00:00:00+00:00"),
+    ("Insufficient balance or no resource package. Please recharge.", "zai", None),
+])
+def test_when_a_billing_limit_resets(message: str, family: str, at: str | None) -> None:
+    found = reset_in_message(message, family)
+    assert found == (datetime.fromisoformat(at) if at else None)
+
+
+def test_provider_specific_meanings_follow_the_family() -> None:
+    quota = {"error": {"code": "insufficient_quota", "message": "You exceeded your current quota, please check "
+                                                                "your plan and billing details."}}
+    assert classify(429, quota, origin=Origin("openai", "openai")).kind is K.BILLING
+    assert classify(429, quota, origin=Origin("qwen", "openai")).kind is K.RATE_LIMIT  # DashScope: TPM
+    assert classify(429, quota).kind is K.BILLING  # unknown provider: OpenAI's meaning
+    pulled = {"error": {"message": 'model "x" not found, try pulling it first', "type": "api_error"}}
+    assert classify(404, pulled, origin=Origin("ollama", "openai")).kind is K.MODEL_NOT_FOUND
+    balance = {"type": "error", "error": {"type": "api_error", "message": "insufficient balance (1008)"}}
+    assert classify(500, balance, origin=Origin("minimax", "anthropic")).kind is K.BILLING
+    assert classify(500, {"type": "error", "error": {"type": "api_error", "message": "internal error (1024)"}},
+                    origin=Origin("minimax", "anthropic")).kind is K.SERVER_ERROR
+
+
+def test_plain_string_bodies_keep_their_words() -> None:
+    err = classify(404, '{"error": "model \'llama3\' not found"}')
+    assert (err.kind, err.detail) == (K.MODEL_NOT_FOUND, "model 'llama3' not found")
+    assert classify(403, {"error": "Forbidden"}).detail == "Forbidden"
+
+
+def test_gateway_envelopes_are_opened() -> None:
+    raw = json.dumps({"error": {"message": "is suspended due to insufficient balance",
+                                "type": "exceeded_current_quota_error"}})
+    wrapped = {"error": {"message": "Provider returned error", "code": 429, "metadata": {"raw": raw}}}
+    err = classify(429, wrapped)
+    assert (err.kind, err.code, err.detail) == (K.BILLING, "exceeded_current_quota_error",
+                                                "is suspended due to insufficient balance")
+    litellm = ('litellm.BadRequestError: AnthropicException - {"type":"error","error":{"type":'
+               '"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}')
+    assert classify(400, {"error": {"message": litellm}}).kind is K.CONTEXT_LENGTH
 
 
 def test_exhausted_windows_pace_the_next_request() -> None:
@@ -223,3 +300,46 @@ def test_problem_json_is_the_contract_shape() -> None:
     assert out == {"kind": "rate-limit", "message": "m", "phase": "plan", "provider": "p", "model": "x",
                    "retryAfterSeconds": 12.346, "retryAt": "2026-11-03T12:00:12+00:00", "keyEnv": "P_KEY"}
     assert Problem.from_json(out).kind is K.RATE_LIMIT
+
+
+def test_families_and_billing_pages_come_from_the_catalogue() -> None:
+    from phasewise.providers.catalogue import ProviderSpec, billing_url_of, builtin, family_of
+
+    def spec(provider: str) -> ProviderSpec:
+        found = builtin(provider)
+        assert found is not None
+        return found
+
+    assert [family_of(spec(p)) for p in ("zhipu", "zai-anthropic", "minimax-anthropic", "qwen", "ollama")] == [
+        "zai", "zai", "minimax", "qwen", "ollama"]
+    # a provider of your own at a catalogue provider's host reads that provider's errors
+    assert family_of(ProviderSpec("mine", "openai", "https://dashscope.aliyuncs.com/compatible-mode/v1")) == "qwen"
+    assert family_of(ProviderSpec("mine", "openai", "http://127.0.0.1:9999/v1")) == ""
+    assert billing_url_of(spec("anthropic")).startswith("https://console.anthropic.com/")
+    assert billing_url_of(spec("openrouter")) == "https://openrouter.ai/settings/credits"
+    assert billing_url_of(spec("qwen")) == ""  # not known: not invented
+
+
+def test_billing_problems_name_the_billing_page_and_when_a_plan_comes_back() -> None:
+    from phasewise.router.messages import clock_time, provider_problem, seconds_text
+
+    now = datetime(2026, 5, 15, 12, 0, 0, tzinfo=UTC)
+    credit = classify(400, {"type": "error", "error": {"type": "invalid_request_error", "message": "Your credit "
+                            "balance is too low to access the Anthropic API."}})
+    problem = provider_problem(credit, phase="plan", provider="anthropic", provider_name="Anthropic",
+                               model="claude-sonnet-4-5", key_env="ANTHROPIC_API_KEY", now=now,
+                               billing_url="https://console.anthropic.com/settings/billing")
+    assert problem.kind is K.BILLING and problem.retry_at is None
+    assert "Retrying will not help" in problem.message
+    assert "https://console.anthropic.com/settings/billing" in problem.message
+    window = classify(429, {"type": "error", "error": {"type": "rate_limit_error", "message": "usage limit exceeded, "
+                            "5-hour usage limit reached for Token Plan Starter (0/0 used), resets at "
+                            "2026-05-15T15:00:00Z (2056)"}}, origin=Origin("minimax", "anthropic"))
+    problem = provider_problem(window, phase="code", provider="minimax-anthropic", provider_name="MiniMax",
+                               model="MiniMax-M2", key_env="MINIMAX_API_KEY", now=now)
+    assert "plan's allowance is used up" in problem.message and "in 3 h" in problem.message, problem.message
+    assert problem.retry_at is not None and datetime.fromisoformat(problem.retry_at) == datetime(
+        2026, 5, 15, 15, 0, tzinfo=UTC)
+    assert [seconds_text(s) for s in (0.2, 12, 245, 7 * 3600 + 720, 3.2 * 86400)] == [
+        "200 ms", "12 s", "4 min 5 s", "7 h 12 min", "3 d 5 h"]
+    assert len(clock_time(30, now)) == 8 and clock_time(2 * 86400, now).startswith("2026-05-17")

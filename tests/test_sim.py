@@ -350,7 +350,8 @@ PRESET_CASES: list[tuple[str, str, type[Exception], int, str | None]] = [
     ("zai.1004", "openai", openai.AuthenticationError, 401, "1004"),
     ("deepseek.insufficient_balance", "openai", openai.APIStatusError, 402, "invalid_request_error"),
     ("deepseek.invalid_params", "openai", openai.UnprocessableEntityError, 422, "invalid_request_error"),
-    ("qwen.Arrearage", "openai", openai.PermissionDeniedError, 403, "Arrearage"),
+    ("qwen.Arrearage", "openai", openai.BadRequestError, 400, "Arrearage"),
+    ("anthropic.credit_balance", "anthropic", anthropic.BadRequestError, 400, "invalid_request_error"),
     ("qwen.Throttling.RateQuota", "openai", openai.RateLimitError, 429, "Throttling.RateQuota"),
     ("moonshot.overloaded", "openai", openai.RateLimitError, 429, None),
     ("openrouter.credits", "openai", openai.APIStatusError, 402, "402"),
@@ -633,7 +634,8 @@ def test_preset_catalogue_is_complete() -> None:
     wanted = {
         "openai.invalid_api_key", "openai.insufficient_quota", "openai.rate_limit", "openai.model_not_found",
         "openai.context_length", "openai.server_error", "openai.overloaded", "openai.region",
-        "anthropic.authentication_error", "anthropic.billing_error", "anthropic.permission_error",
+        "anthropic.authentication_error", "anthropic.billing_error", "anthropic.credit_balance",
+        "anthropic.permission_error",
         "anthropic.not_found_error", "anthropic.request_too_large", "anthropic.rate_limit_error",
         "anthropic.api_error", "anthropic.timeout_error", "anthropic.overloaded_error",
         "deepseek.insufficient_balance", "deepseek.invalid_params", "deepseek.overloaded", "qwen.InvalidApiKey",
@@ -747,3 +749,21 @@ def test_prompt_tags_inside_related_files_do_not_confuse_the_parser() -> None:
     assert prompt.document is not None and prompt.document.path == "real.py"
     assert [f.path for f in prompt.files] == ["docs/prompts.md"] and not prompt.repair
     assert prompt.files[0].reason == "named in the instruction" and prompt.edit_format == "search-replace"
+
+
+async def test_a_recorded_answer_replays_as_received(sim: SimulatorThread, http: httpx2.AsyncClient) -> None:
+    """``replay``: status, headers and body as a provider once sent them; a JSON body kept as text
+    goes out as JSON, a plain-text one as text."""
+    from phasewise.sim.faults import replay
+
+    text = '{"error": "model \'llama3\' not found"}'
+    sim.add_fault(replay(404, text, {"X-Request-Id": "req-recorded"}))
+    with pytest.raises(openai.NotFoundError) as err:
+        await oai(sim, http).chat.completions.create(model="m", messages=oai_messages(*PLAN))
+    response = err.value.response
+    assert response.text == text and response.headers["content-type"] == "application/json"
+    assert response.headers["x-request-id"] == "req-recorded"
+    sim.add_fault(replay(429, "Rate limit reached. Please try again in 6ms."))
+    with pytest.raises(openai.RateLimitError) as limited:
+        await oai(sim, http).chat.completions.create(model="m", messages=oai_messages(*PLAN))
+    assert limited.value.response.headers["content-type"].startswith("text/plain")

@@ -34,6 +34,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -220,8 +221,13 @@ class ProviderError(PhasewiseError):
         partial_text: str | None = None,
         after_output: bool = False,
         account_wide: bool = False,
+        plan_limit: bool = False,
+        resets_at: datetime | None = None,
     ) -> None:
         super().__init__(detail)
+        # billing: the plan's allowance (a window or tier), not the balance; and when it comes back
+        self.plan_limit = plan_limit
+        self.resets_at = resets_at
         # the provider said the limit is the whole account's, not the model's (see router.Cooldowns)
         self.account_wide = account_wide
         self.kind = kind

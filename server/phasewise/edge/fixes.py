@@ -2,8 +2,10 @@
 
 Every problem diagnostic gets: retry now (for a rate-limit, the title says when the limit lifts),
 retry on each configured fallback, and open the phase's settings. Missing or rejected keys also
-get "set the key" (naming the env var, never a value); transient failures without fallbacks get
-"add a fallback".
+get "set the key" (naming the env var, never a value); transient failures and billing without
+fallbacks get "add a fallback". Billing gets no "retry": the same request on the same account
+will be refused again until the account is topped up or the plan's window resets (the message
+names the billing page and when), so the ways out are a fallback or another provider.
 
 Fixes that work in every client (issue 12): the client-side commands ``phasewise.setApiKey`` and
 ``phasewise.openSettings`` (in the VS Code, Neovim and Emacs plugins) are offered only to a client
@@ -119,7 +121,7 @@ def problem_fixes(uri: str, diag: types.Diagnostic, problem: dict[str, Any],
         action(f"Retry the {phase} phase now (the provider did not say when the limit lifts)",
                "phasewise.retry", retry)
     elif kind == "billing":
-        action(f"Retry the {phase} phase now (after topping up the account)", "phasewise.retry", retry)
+        pass  # never a retry: see the module docstring
     elif kind in _NO_RETRY_NOW:
         action(f"Retry the {phase} phase", "phasewise.retry", retry)
     else:

@@ -27,6 +27,7 @@ from phasewise.providers.base import (
     guard_content_type,
     sdk_timeout,
 )
+from phasewise.providers.classify import Origin
 
 
 class AnthropicMessagesAdapter:
@@ -96,6 +97,7 @@ class AnthropicMessagesAdapter:
         self, endpoint: Endpoint, request: ChatRequest, on_text: TextSink, timeouts: Timeouts
     ) -> Completion:
         secrets = (endpoint.key or "",)
+        origin = Origin(endpoint.family, self.protocol)
         client = self._client(endpoint)
         clock = StreamClock(timeouts)
         out = Completion()
@@ -133,7 +135,7 @@ class AnthropicMessagesAdapter:
             answered = True
             out.headers = dict(stream.response.headers)
             out.request_id = out.headers.get("request-id")
-            await clock.within_first(check_stream_response(stream.response, secrets))
+            await clock.within_first(check_stream_response(stream.response, secrets, origin))
             tool_parts: list[str] | None = None
             in_tool = False
             stopped = False
@@ -167,7 +169,7 @@ class AnthropicMessagesAdapter:
                 out.tool_input_raw = "".join(tool_parts)
             return self._finish(out, clock, stopped=stopped)
         except Exception as exc:
-            raise call_failed(exc, secrets, streamed="".join(text), mid_stream=answered) from None
+            raise call_failed(exc, secrets, streamed="".join(text), mid_stream=answered, origin=origin) from None
         finally:
             if stream is not None:
                 with contextlib.suppress(Exception):
@@ -209,6 +211,7 @@ class AnthropicMessagesAdapter:
                 page = await StreamClock(timeouts).within_first(client.models.list(timeout=sdk_timeout(timeouts)))
                 return sorted(m.id for m in page.data)
             except Exception as exc:
-                raise call_failed(exc, (endpoint.key or "",), streamed="", mid_stream=False) from None
+                raise call_failed(exc, (endpoint.key or "",), streamed="", mid_stream=False,
+                                  origin=Origin(endpoint.family, self.protocol)) from None
 
         return await fresh_on_stale(once)

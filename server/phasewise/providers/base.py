@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from phasewise.problems import ProblemKind, ProviderError, redact
 from phasewise.providers.catalogue import host_of, origin_of
-from phasewise.providers.classify import classify, is_html, minimax_status
+from phasewise.providers.classify import Origin, classify, is_html, minimax_status
 
 if TYPE_CHECKING:
     import httpx2
@@ -129,7 +129,8 @@ class NetworkConfig:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """Where and as whom to call: one provider's base URL and one key."""
+    """Where and as whom to call: one provider's base URL and one key; ``family`` is whose error
+    codes it speaks (``catalogue.family_of``), so its failures are read with its own meanings."""
 
     provider: str
     base_url: str
@@ -137,6 +138,7 @@ class Endpoint:
     auth_token: bool = False
     headers: tuple[tuple[str, str], ...] = ()
     network: NetworkConfig = NetworkConfig()
+    family: str = ""
 
 
 class Adapter(Protocol):
@@ -288,11 +290,13 @@ def sdk_timeout(timeouts: Timeouts) -> httpx2.Timeout:
     return httpx2.Timeout(connect=timeouts.connect, read=None, write=30.0, pool=timeouts.connect)
 
 
-def from_sdk_exception(exc: BaseException, secrets: tuple[str, ...], *, mid_stream: bool = False) -> ProviderError:
+def from_sdk_exception(exc: BaseException, secrets: tuple[str, ...], *, mid_stream: bool = False,
+                       origin: Origin | None = None) -> ProviderError:
     """Either SDK's exception as a classified ``ProviderError`` (duck-typed: no SDK import).
 
     ``mid_stream``: the provider had already answered 200, so a broken connection is a stream
-    cut short, not a provider that could not be reached.
+    cut short, not a provider that could not be reached. ``origin``: who answered (its own
+    meanings of codes apply).
     """
     if isinstance(exc, ProviderError):
         return exc
@@ -328,12 +332,12 @@ def from_sdk_exception(exc: BaseException, secrets: tuple[str, ...], *, mid_stre
         if body is None:
             body = _response_text(response)
         # A status error carrying 200 is anthropic's ``event: error`` inside a stream.
-        return classify(status if status != 200 else None, body, dict(response.headers),
+        return classify(status if status != 200 else None, body, dict(response.headers), origin=origin,
                         request_id=getattr(exc, "request_id", None), secrets=secrets)
     if "APIError" in names:
         # openai's error chunk inside a 200 stream (OpenRouter, gateways): the body is the error.
         body = getattr(exc, "body", None)
-        return classify(None, body if body is not None else str(exc), {}, secrets=secrets)
+        return classify(None, body if body is not None else str(exc), {}, origin=origin, secrets=secrets)
     if isinstance(exc, ValueError):
         # json.JSONDecodeError and friends while reading a stream: not the protocol at all.
         return ProviderError(
@@ -359,7 +363,8 @@ async def fresh_on_stale(call: Callable[[], Awaitable[T]]) -> T:
         return await call()
 
 
-def call_failed(exc: BaseException, secrets: tuple[str, ...], *, streamed: str, mid_stream: bool) -> ProviderError:
+def call_failed(exc: BaseException, secrets: tuple[str, ...], *, streamed: str, mid_stream: bool,
+                origin: Origin | None = None) -> ProviderError:
     """Whatever ended a call, as the ``ProviderError`` the router sees, with what streamed.
 
     ``streamed`` is the visible text already handed to the caller: with any, the failure is
@@ -367,7 +372,7 @@ def call_failed(exc: BaseException, secrets: tuple[str, ...], *, streamed: str, 
     """
     if not mid_stream and reused_connection_failed(exc):
         return StaleConnection(ProblemKind.NETWORK, "a pooled connection was closed by the server")
-    err = from_sdk_exception(exc, secrets, mid_stream=mid_stream)
+    err = from_sdk_exception(exc, secrets, mid_stream=mid_stream, origin=origin)
     err.partial_text = err.partial_text or streamed or None
     err.after_output = bool(err.partial_text)
     return err
@@ -408,7 +413,7 @@ def guard_content_type(headers: Mapping[str, str], status: int = 200) -> None:
         )
 
 
-async def check_stream_response(response: Any, secrets: tuple[str, ...]) -> None:
+async def check_stream_response(response: Any, secrets: tuple[str, ...], origin: Origin | None = None) -> None:
     """Before reading a 200 stream: fail if it is not one.
 
     An HTML page is a proxy's; a JSON body where events were asked for is an error some
@@ -426,7 +431,7 @@ async def check_stream_response(response: Any, secrets: tuple[str, ...]) -> None
     except ValueError:
         body = None
     if isinstance(body, dict) and ("error" in body or minimax_status(body) is not None):
-        raise classify(None, body, headers, secrets=secrets)
+        raise classify(None, body, headers, origin=origin, secrets=secrets)
     if is_html(raw):
         guard_content_type({"content-type": "text/html"}, response.status_code)
     raise ProviderError(

@@ -62,6 +62,11 @@ class ProviderSpec:
     # Whether the provider takes a request that declares tools but requires none (OpenAI
     # ``tool_choice: "none"``, Anthropic ``{"type": "none"}``); GLM's API accepts only "auto".
     tool_choice_none: bool = True
+    # Whose error codes the provider speaks (``classify`` reads provider-specific meanings by
+    # family): ``"qwen"`` for DashScope, ``"ollama"`` for Ollama local or cloud; "" unknown.
+    family: str = ""
+    # Where the account is topped up: named in a billing problem's message. "" unknown.
+    billing_url: str = ""
 
     @property
     def name(self) -> str:
@@ -146,9 +151,42 @@ _SIM = {
 
 def _spec(id: str, protocol: Protocol, base_url: str, key: str | None, models: dict[str, ModelInfo],
           label: str, *, token: str | None = None, requires_key: bool = True) -> ProviderSpec:
+    family = id.split("-")[0]
     return ProviderSpec(
-        id, protocol, base_url, (key,) if key else (), token, requires_key, (), models, label
+        id, protocol, base_url, (key,) if key else (), token, requires_key, (), models, label,
+        family="zai" if family == "zhipu" else family, billing_url=BILLING_URLS.get(family, ""),
     )
+
+
+# Billing pages, by family, as the providers' own error messages and consoles name them.
+BILLING_URLS: Final[dict[str, str]] = {
+    "anthropic": "https://console.anthropic.com/settings/billing",
+    "openai": "https://platform.openai.com/settings/organization/billing/overview",
+    "deepseek": "https://platform.deepseek.com/top_up",
+    "openrouter": "https://openrouter.ai/settings/credits",
+    "ollama": "https://ollama.com/upgrade",
+}
+
+# Hosts of the catalogue providers' documented endpoints (regions, coding plans) → family, so a
+# provider of your own pointed at one reads that provider's errors the same way.
+FAMILY_HOSTS: Final[dict[str, str]] = {
+    "api.anthropic.com": "anthropic", "api.openai.com": "openai",
+    "api.z.ai": "zai", "open.bigmodel.cn": "zai", "api.deepseek.com": "deepseek",
+    "dashscope.aliyuncs.com": "qwen", "dashscope-intl.aliyuncs.com": "qwen", "dashscope-us.aliyuncs.com": "qwen",
+    "api.minimax.io": "minimax", "api.minimaxi.com": "minimax",
+    "api.moonshot.ai": "moonshot", "api.moonshot.cn": "moonshot", "api.kimi.com": "moonshot",
+    "openrouter.ai": "openrouter", "ollama.com": "ollama",
+}
+
+
+def family_of(spec: ProviderSpec) -> str:
+    """The error family ``spec`` speaks: the catalogue's, else its base URL's host's, else ""."""
+    return spec.family or FAMILY_HOSTS.get(host_of(spec.base_url), "")
+
+
+def billing_url_of(spec: ProviderSpec) -> str:
+    """Where ``spec``'s account is topped up, when known."""
+    return spec.billing_url or BILLING_URLS.get(family_of(spec), "")
 
 
 BUILTIN: Final[dict[str, ProviderSpec]] = {

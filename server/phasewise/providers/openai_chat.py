@@ -29,7 +29,7 @@ from phasewise.providers.base import (
     guard_content_type,
     sdk_timeout,
 )
-from phasewise.providers.classify import classify, minimax_status
+from phasewise.providers.classify import Origin, classify, minimax_status
 
 
 def read_usage(out: Completion, usage: Any) -> None:
@@ -105,6 +105,7 @@ class OpenAIChatAdapter:
         self, endpoint: Endpoint, request: ChatRequest, on_text: TextSink, timeouts: Timeouts
     ) -> Completion:
         secrets = (endpoint.key or "",)
+        origin = Origin(endpoint.family, self.protocol)
         client = self._client(endpoint)
         clock = StreamClock(timeouts)
         out = Completion()
@@ -121,7 +122,7 @@ class OpenAIChatAdapter:
                 answered = True
                 out.headers = dict(raw.headers)
                 guard_content_type(out.headers)
-                whole: Completion = await clock.within_first(self._whole(raw, out, clock, on_text, secrets))
+                whole: Completion = await clock.within_first(self._whole(raw, out, clock, on_text, secrets, origin))
                 return whole
             stream = await clock.within_first(
                 client.chat.completions.create(
@@ -134,12 +135,12 @@ class OpenAIChatAdapter:
             answered = True
             out.headers = dict(stream.response.headers)
             out.request_id = out.headers.get("x-request-id")
-            await clock.within_first(check_stream_response(stream.response, secrets))
+            await clock.within_first(check_stream_response(stream.response, secrets, origin))
             calls: dict[int, dict[str, Any]] = {}
             async for chunk in clock.items(stream):
                 extra = getattr(chunk, "model_extra", None) or {}
                 if minimax_status(extra) is not None:
-                    raise classify(None, extra, out.headers, secrets=secrets)
+                    raise classify(None, extra, out.headers, origin=origin, secrets=secrets)
                 if chunk.usage is not None:
                     read_usage(out, chunk.usage)
                 for choice in chunk.choices or ():
@@ -164,14 +165,14 @@ class OpenAIChatAdapter:
                 out.tool_input_raw = "".join(first["args"])
             return self._finish(out, clock)
         except Exception as exc:
-            raise call_failed(exc, secrets, streamed="".join(text), mid_stream=answered) from None
+            raise call_failed(exc, secrets, streamed="".join(text), mid_stream=answered, origin=origin) from None
         finally:
             if stream is not None:
                 with contextlib.suppress(Exception):
                     await stream.close()
 
     async def _whole(self, raw: Any, out: Completion, clock: StreamClock, on_text: TextSink,
-                     secrets: tuple[str, ...]) -> Completion:
+                     secrets: tuple[str, ...], origin: Origin) -> Completion:
         try:
             body = json.loads(await raw.http_response.aread())
         except ValueError:
@@ -179,7 +180,7 @@ class OpenAIChatAdapter:
                 ProblemKind.SERVER_ERROR, "the answer was not JSON (not the provider's protocol: a proxy page?)"
             ) from None
         if minimax_status(body) is not None or (isinstance(body, dict) and "error" in body):
-            raise classify(None, body, out.headers, secrets=secrets)
+            raise classify(None, body, out.headers, origin=origin, secrets=secrets)
         # The openai SDK's raw response parses synchronously (anthropic's is a coroutine).
         completion = raw.parse()
         if inspect.isawaitable(completion):
@@ -241,6 +242,7 @@ class OpenAIChatAdapter:
                 page = await StreamClock(timeouts).within_first(client.models.list(timeout=sdk_timeout(timeouts)))
                 return sorted(m.id for m in page.data)
             except Exception as exc:
-                raise call_failed(exc, (endpoint.key or "",), streamed="", mid_stream=False) from None
+                raise call_failed(exc, (endpoint.key or "",), streamed="", mid_stream=False,
+                                  origin=Origin(endpoint.family, self.protocol)) from None
 
         return await fresh_on_stale(once)

@@ -19,13 +19,19 @@ _WAIT_KINDS = {K.RATE_LIMIT, K.OVERLOADED}
 
 
 def seconds_text(s: float) -> str:
-    """A wait as people read it: ``350 ms``, ``12 s``, ``4 min 5 s``."""
+    """A wait as people read it: ``350 ms``, ``12 s``, ``4 min 5 s``, ``7 h 12 min``, ``3 d 4 h``."""
     if s < 1:
         return f"{s * 1000:.0f} ms"
     if s < 90:
         return f"{s:.0f} s"
-    minutes, rest = divmod(round(s), 60)
-    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    if s < 5400:
+        minutes, rest = divmod(round(s), 60)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    if s < 172_800:
+        hours, rest = divmod(round(s / 60), 60)
+        return f"{hours} h {rest} min" if rest else f"{hours} h"
+    days, rest = divmod(round(s / 3600), 24)
+    return f"{days} d {rest} h" if rest else f"{days} d"
 
 
 def provider_label(name: str, provider: str) -> str:
@@ -45,8 +51,20 @@ def _at(seconds: float, now: datetime | None = None) -> datetime:
 
 
 def clock_time(seconds: float, now: datetime | None = None) -> str:
-    """The local clock time ``seconds`` from now, ``HH:MM:SS``."""
-    return _at(seconds, now).strftime("%H:%M:%S")
+    """The local clock time ``seconds`` from now: ``HH:MM:SS``, with the date when not today."""
+    now = now or datetime.now().astimezone()
+    at = _at(seconds, now)
+    return at.strftime("%H:%M:%S") if at.date() == now.date() else at.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _reset_text(at: datetime, now: datetime | None = None) -> str:
+    """When a billing limit comes back, in local time: ``at 2026-05-15 17:00 (in 3 h 12 min)``."""
+    now = now or datetime.now().astimezone()
+    left = (at - now).total_seconds()
+    local = at.astimezone(now.tzinfo)
+    if left <= 0:
+        return f"at {local:%Y-%m-%d %H:%M} (that time has passed: retrying may work now)"
+    return f"at {local:%Y-%m-%d %H:%M} (in {seconds_text(left)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +82,9 @@ class _Failure:
     wait: float | None
     max_wait: float | None
     surface: Surface
+    billing_url: str = ""  # where the account is topped up, when known
+    plan: bool = False  # billing: a plan's allowance, not the balance
+    resets: str = ""  # billing: "at … (in …)" when the provider said when it comes back
 
 
 def _rate_limited(f: _Failure) -> str:
@@ -74,6 +95,19 @@ def _rate_limited(f: _Failure) -> str:
     return f"{f.who} rate-limited {f.where}: {f.detail}. Retry {f.when or 'in a little while'}."
 
 
+def _billing(f: _Failure) -> str:
+    account = f"the account{' behind ' + f.key_env if f.key_env else ''}"
+    where = f" ({f.billing_url})" if f.billing_url else ""
+    if f.plan:
+        when = f" It comes back {f.resets}." if f.resets else ""
+        return (f"{f.who} refused {f.where}: the plan's allowance is used up or does not cover this request "
+                f"({f.detail}).{when} Retrying before then will not help: wait for it, upgrade the plan of "
+                f"{account}{where}, or switch the phase to another provider.")
+    when = f" The limit lifts {f.resets}." if f.resets else ""
+    return (f"{f.who} refused {f.where} for billing: {f.detail}.{when} Retrying will not help: top up or raise "
+            f"the limit of {account}{where}, or switch the phase to another provider.")
+
+
 # Each kind's sentence (who failed, why, what to do) and the setting it points at, in one table.
 _SENTENCES: dict[ProblemKind, tuple[Callable[[_Failure], str], Callable[[_Failure], str | None]]] = {
     K.AUTH: (lambda f: f"{f.who} rejected the key in {f.key_env or 'its key variable'} for {f.where}: {f.detail}. "
@@ -81,9 +115,7 @@ _SENTENCES: dict[ProblemKind, tuple[Callable[[_Failure], str], Callable[[_Failur
              lambda f: f"phasewise.providers.{f.provider}.apiKeyEnv"),
     K.PERMISSION: (lambda f: f"{f.who} refused {f.where}: the key is valid but not allowed this model or region "
                              f"({f.detail}). Pick another model or check the account's access.", lambda f: None),
-    K.BILLING: (lambda f: f"{f.who} refused {f.where} for billing: {f.detail}. Retrying will not help: top up the "
-                          f"account{' behind ' + f.key_env if f.key_env else ''} or switch the phase to another "
-                          f"provider.", lambda f: None),
+    K.BILLING: (_billing, lambda f: None),
     K.RATE_LIMIT: (_rate_limited, lambda f: None),
     K.OVERLOADED: (lambda f: f"{f.who} is overloaded and could not serve {f.where}: {f.detail}. "
                              f"Retry {f.when or 'shortly'}.", lambda f: None),
@@ -111,14 +143,18 @@ _SENTENCES: dict[ProblemKind, tuple[Callable[[_Failure], str], Callable[[_Failur
 
 def provider_problem(err: ProviderError, *, phase: str, provider: str, provider_name: str, model: str,
                      key_env: str | None, max_wait: float | None = None,
-                     now: datetime | None = None, surface: Surface = "editor") -> Problem:
-    """A classified provider failure as the contract's problem, with the way out."""
+                     now: datetime | None = None, surface: Surface = "editor", billing_url: str = "") -> Problem:
+    """A classified provider failure as the contract's problem, with the way out. A billing
+    problem names the provider's billing page (``billing_url``) and, for a plan window or a
+    spending limit, when it comes back (``retryAt``); it is never offered as something to retry."""
     wait = err.retry_after if err.kind in _WAIT_KINDS else None
+    resets = err.resets_at if err.kind is K.BILLING else None
     failure = _Failure(
         who=provider_label(provider_name, provider), where=f"the {phase} phase ({model})",
         detail=err.detail.rstrip("."), phase=phase, provider=provider, model=model, key_env=key_env,
         when=f"after {clock_time(wait, now)} (in {seconds_text(wait)})" if wait is not None else "",
-        wait=wait, max_wait=max_wait, surface=surface,
+        wait=wait, max_wait=max_wait, surface=surface, billing_url=billing_url,
+        plan=err.plan_limit and err.kind is K.BILLING, resets=_reset_text(resets, now) if resets else "",
     )
     sentence, setting_of = _SENTENCES.get(err.kind, (lambda f: f"{f.who} failed {f.where}: {f.detail}.",
                                                       lambda f: None))
@@ -127,7 +163,9 @@ def provider_problem(err: ProviderError, *, phase: str, provider: str, provider_
         text += " The answer stopped part-way: what arrived is kept, marked incomplete; nothing was applied."
     return Problem(
         err.kind, text, phase=phase, provider=provider, model=model,
-        retry_after_seconds=wait, retry_at=_at(wait, now).isoformat(timespec="seconds") if wait is not None else None,
+        retry_after_seconds=wait,
+        retry_at=(_at(wait, now).isoformat(timespec="seconds") if wait is not None
+                  else resets.astimezone().isoformat(timespec="seconds") if resets is not None else None),
         request_id=err.request_id, key_env=key_env, setting=setting_of(failure), status=err.status,
         partial_text=err.partial_text,
     )

@@ -53,8 +53,8 @@ from phasewise.providers.base import (
     Timeouts,
     ToolLike,
 )
-from phasewise.providers.catalogue import ProviderSpec
-from phasewise.providers.classify import exhausted_until
+from phasewise.providers.catalogue import ProviderSpec, billing_url_of, family_of
+from phasewise.providers.waits import exhausted_until
 from phasewise.router.messages import (
     clock_time,
     fallback_note,
@@ -214,7 +214,7 @@ class Engine:
         return Endpoint(
             spec.id, spec.base_url, key.value if key else None,
             auth_token=bool(key and spec.auth_token_env and key.env == spec.auth_token_env),
-            headers=spec.headers, network=network or NetworkConfig(),
+            headers=spec.headers, network=network or NetworkConfig(), family=family_of(spec),
         )
 
     async def aclose(self) -> None:
@@ -439,7 +439,7 @@ class Router:
                 raise RouteFailed(provider_problem(
                     err, phase=route.phase, provider=spec.id, provider_name=spec.name, model=route.model,
                     key_env=key.env if key else None, max_wait=self.retry.max_wait_seconds,
-                    surface=self.loaded.surface,
+                    surface=self.loaded.surface, billing_url=billing_url_of(spec),
                 ), attempts) from None
         raise AssertionError("unreachable: the last key either answers or raises")
 

@@ -9,6 +9,11 @@ many tokens with the protocol's stop reason for the limit, ``length`` or ``max_t
 before the headers, or closing the socket. Facts about each provider's status, body and headers
 come from ``shared/reference/providers.md``.
 
+A recorded answer replays as it was received: ``replay(status, body, headers)`` (a case of
+``tests/data/provider_errors.jsonl``) is a raw reply whose body goes out byte for byte, a JSON
+body recorded as text with ``application/json`` (``content_type`` overrides), and an error that
+arrived inside a 200 answer (status ``None``) as a 200 carrying it.
+
 Any rule may set ``echo_key`` to put the request's key into its error message, as providers do
 ("Incorrect API key provided: sk-…"; presets ``openai.invalid_api_key_echo`` and
 ``anthropic.authentication_error_echo``), to check that nothing downstream repeats it. Besides
@@ -19,7 +24,9 @@ which were injected.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -219,6 +226,18 @@ def _anthropic(etype: str, status: int, message: str) -> Preset:
     return build
 
 
+def _anthropic_as(name: str, etype: str, status: int, message: str) -> Preset:
+    """An Anthropic error under a preset name of its own (the same type means different things)."""
+    inner = _anthropic(etype, status, message)
+
+    def build(p: Mapping[str, Any], ctx: FaultContext) -> FaultPlan:
+        plan = inner(p, ctx)
+        plan.name = name
+        return plan
+
+    return build
+
+
 def _openai_like(name: str, status: int, message: str, etype: str | None, code: str | None,
                  param: str | None = None) -> Preset:
     def build(p: Mapping[str, Any], ctx: FaultContext) -> FaultPlan:
@@ -328,6 +347,11 @@ PRESETS: dict[str, Preset] = {
         "billing_error", 402,
         "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade "
         "or purchase credits."),
+    # what Anthropic really sends when the credit runs out: a 400, not the documented 402
+    "anthropic.credit_balance": _anthropic_as(
+        "anthropic.credit_balance", "invalid_request_error", 400,
+        "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade "
+        "or purchase credits."),
     "anthropic.permission_error": _anthropic(
         "permission_error", 403, "Your API key does not have permission to use the specified resource."),
     "anthropic.not_found_error": _anthropic("not_found_error", 404, "model: {model}"),
@@ -369,7 +393,7 @@ PRESETS: dict[str, Preset] = {
     "qwen.InvalidApiKey": _plain("qwen.InvalidApiKey", 401, {
         "error": {"code": "InvalidApiKey", "message": "Invalid API-key provided.", "param": None,
                   "type": "InvalidApiKey"}, "request_id": "sim-qwen"}),
-    "qwen.Arrearage": _plain("qwen.Arrearage", 403, {
+    "qwen.Arrearage": _plain("qwen.Arrearage", 400, {
         "error": {"code": "Arrearage", "message": "Access denied, please make sure your account is in good "
                   "standing.", "param": None, "type": "Arrearage"}, "request_id": "sim-qwen"}),
     "qwen.ModelNotFound": _plain("qwen.ModelNotFound", 404, {
@@ -413,6 +437,17 @@ PRESETS.update({f"minimax.{code}": _minimax(code) for code in _MINIMAX_MESSAGES}
 
 def preset_names() -> list[str]:
     return sorted(PRESETS)
+
+
+def replay(status: int | None, body: Any, headers: Mapping[str, str] | None = None,
+           content_type: str | None = None) -> dict[str, Any]:
+    """A fault answering exactly what a provider once sent: status (None: an error found inside
+    a 200 answer, sent as a 200), headers and body as recorded (JSON, or text as it came)."""
+    fault: dict[str, Any] = {"status": 200 if status is None else status, "headers": dict(headers or {}),
+                             "body": body}
+    if content_type is not None:
+        fault["content_type"] = content_type
+    return normalise_fault(fault)
 
 
 # --------------------------------------------------------------------------- normalising
@@ -499,8 +534,14 @@ def resolve(fault: Mapping[str, Any], ctx: FaultContext) -> FaultPlan:
         plan = PRESETS[str(fault["preset"])](fault, ctx)
     elif "status" in fault:
         body = fault.get("body", "")
-        plan = FaultPlan(name=f"status:{fault['status']}", reply=Reply(int(fault["status"]), body,
-                                                                        dict(fault.get("headers") or {})))
+        headers = dict(fault.get("headers") or {})
+        if isinstance(body, str) and "content_type" not in fault and body.lstrip().startswith(("{", "[")):
+            with contextlib.suppress(ValueError):
+                json.loads(body)
+                headers.setdefault("content-type", "application/json")  # a JSON body recorded as text
+        if "content_type" in fault:
+            headers["content-type"] = str(fault["content_type"])
+        plan = FaultPlan(name=f"status:{fault['status']}", reply=Reply(int(fault["status"]), body, headers))
     elif "stream" in fault:
         kind = str(fault["stream"])
         plan = FaultPlan(name=f"stream:{kind}", stream=kind, after_chunks=int(fault.get("after_chunks", 0)),

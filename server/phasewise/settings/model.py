@@ -4,7 +4,7 @@ Every field has a description (the same model generates the JSON schema editors 
 and ``phasewise.settings.schema``). Values a field refuses are refused here, by pydantic; which
 entries are usable and what is wrong with the rest is ``phasewise.settings.loading``'s work.
 ``USER_LEVEL_FIELDS`` names the fields a workspace may not set, and why.
-May import: providers (the catalogue's data, lazily), gate, problems.
+May import: providers (the catalogue's data, lazily), gate, problems, serial (its case converter).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
+from phasewise.serial import camel
 from phasewise.settings.secrets import SECRET_HEADERS, env_names, looks_like_key
 
 SECTION = "phasewise"
@@ -58,7 +58,7 @@ DEFAULT_FALLBACK_ON: tuple[FallbackKind, ...] = (
 
 class _Model(BaseModel):
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+        alias_generator=camel, populate_by_name=True, extra="forbid", frozen=True
     )
 
 

@@ -68,6 +68,7 @@ from phasewise.router.router import (
 from phasewise.router.routes import PhaseRoute, Route
 from phasewise.serial import Jsonable, json_property, json_rule
 from phasewise.settings import DEFAULT_CONTEXT_TOKENS, LoadedSettings, phase_kind
+from phasewise.tokens import estimate_tokens
 
 _TOOLS: dict[str, ToolSpec] = {"code": EDIT_TOOL_SPEC, "review": FINDINGS_TOOL_SPEC}  # by the phase's kind
 _MAX_INSTRUCTIONS = 100_000  # characters of an instructions file that are sent
@@ -256,7 +257,7 @@ class PhaseService:
         main = self.route(loaded, phase).main
         window = main.info.context_window if main else None
         if main is not None and window:  # related files never crowd out the document and the answer
-            sent = len(doc.excerpt(rng) if rng else doc.text) // 4
+            sent = estimate_tokens(doc.excerpt(rng) if rng else doc.text)
             budget = min(budget, max(0, (window - output_budget(main)) // 2 - sent))
         return await asyncio.to_thread(
             gather, inp.workspace, document_uri=doc.uri, document_text=doc.text,

@@ -66,6 +66,7 @@ from phasewise.router.messages import (
 from phasewise.router.routes import KeyRef, Keyring, PhaseRoute, Route, RouteResolver
 from phasewise.serial import Jsonable, json_rule
 from phasewise.settings import LoadedSettings
+from phasewise.tokens import estimate_tokens
 
 K = ProblemKind
 # A key that answered "billing" is tried after the provider's other keys for this long.
@@ -187,11 +188,6 @@ class Preflight:
     problems: list[Problem] = field(default_factory=list)
 
 
-def estimate_tokens(chars: int) -> int:
-    # About four characters a token for code and English; errs towards over-estimating.
-    return chars // 3 + 16
-
-
 class Engine:
     """What the whole server shares: connection pool, SDK clients, adapters, cooldowns, keys."""
 
@@ -289,7 +285,8 @@ def preflight(resolver: RouteResolver, route: Route, check: Preflight, known: se
             setting=f"phasewise.phases.{route.phase}.editFormat",
         )
     if info.context_window:
-        needed = estimate_tokens(check.prompt_chars) + check.output_tokens
+        # three characters a token and 16 more: a window check errs towards over-estimating
+        needed = estimate_tokens(check.prompt_chars, chars_per_token=3) + 16 + check.output_tokens
         if needed > info.context_window:
             return Problem(
                 K.CONTEXT_LENGTH,
@@ -542,7 +539,7 @@ def prefix_tokens(system: str, context: str, tools: tuple[ToolLike, ...]) -> int
     import json
 
     tool_chars = sum(len(t.name) + len(t.description) + len(json.dumps(t.schema)) for t in tools)
-    return (len(system) + len(context) + tool_chars) // 4
+    return estimate_tokens(len(system) + len(context) + tool_chars)
 
 
 def phase_request(route: Route, *, system: str, user: str, tool: ToolLike | None, stream: bool = True,

@@ -52,6 +52,7 @@ from phasewise.phases.prompts import (
 )
 from phasewise.phases.response_cache import ResponseCache, request_key, responses_dir
 from phasewise.problems import Problem, ProblemKind
+from phasewise.providers.pricing import cost, saving
 from phasewise.router.messages import cancelled, provider_label
 from phasewise.router.router import (
     Attempt,
@@ -148,23 +149,6 @@ class PhaseResult(Jsonable):
         response cache answered; ``sent: false`` in JSON then, and only then)."""
         return any(a.sent for a in self.attempts)
 
-
-
-def cost(route: Route, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0,
-         cache_write_tokens: int = 0) -> float | None:
-    """The price of one call: uncached input at the input price, cache reads and writes at their
-    own prices (unknown: the input price), output at the output price. ``input_tokens`` counts
-    every prompt token, cached ones included (``Usage``)."""
-    info = route.info
-    if info.input_price_per_mtok is None or info.output_price_per_mtok is None:
-        return None
-    price_in = info.input_price_per_mtok
-    read = min(max(0, cache_read_tokens), input_tokens)
-    write = min(max(0, cache_write_tokens), input_tokens - read)
-    read_price = info.cache_read_price_per_mtok if info.cache_read_price_per_mtok is not None else price_in
-    write_price = info.cache_write_price_per_mtok if info.cache_write_price_per_mtok is not None else price_in
-    billed_in = (input_tokens - read - write) * price_in + read * read_price + write * write_price
-    return (billed_in + output_tokens * info.output_price_per_mtok) / 1e6
 
 
 def cache_key(workspace: str, route: Route) -> str:
@@ -542,11 +526,10 @@ def _account(result: PhaseResult, route: Route, usage: Any) -> None:
     result.output_tokens += usage.output_tokens
     result.cache_read_tokens += usage.cache_read_tokens
     result.cache_write_tokens += usage.cache_write_tokens
-    result.cost_usd = cost(route, result.input_tokens, result.output_tokens, result.cache_read_tokens,
-                           result.cache_write_tokens)
-    if result.cost_usd is not None and (result.cache_read_tokens or result.cache_write_tokens):
-        uncached = cost(route, result.input_tokens, result.output_tokens)
-        result.saved_usd = uncached - result.cost_usd if uncached is not None else None
+    tokens = (result.input_tokens, result.output_tokens, result.cache_read_tokens, result.cache_write_tokens)
+    result.cost_usd = cost(route.info, *tokens)
+    if result.cost_usd is not None:
+        result.saved_usd = saving(route.info, *tokens)
 
 
 def related_blocks(context: Context | None) -> str:

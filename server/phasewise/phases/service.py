@@ -39,7 +39,8 @@ from phasewise.phases.documents import (
     parse_findings,
     structured_answer,
 )
-from phasewise.phases.edits import ChangeSet, EditFailure, FileText, change_from_answer, line_edits
+from phasewise.phases.edits import ChangeSet, EditFailure, FileText, line_edits
+from phasewise.phases.formats import FORMATS, TOOL_CALL, EditFormat
 from phasewise.phases.prompts import (
     EDIT_TOOL_SPEC,
     FINDINGS_TOOL_SPEC,
@@ -64,7 +65,6 @@ from phasewise.router.router import (
     Served,
     output_budget,
     phase_request,
-    uses_tool,
 )
 from phasewise.router.routes import PhaseRoute, Route
 from phasewise.serial import Jsonable, json_property, json_rule
@@ -187,12 +187,24 @@ class PhaseService:
         return phase, "\n".join(b for b in blocks if b), _TOOLS.get(kind or phase), rng
 
     @staticmethod
-    def layout(phase: str, inp: PhaseInput, context: str, tool: ToolSpec | None, use_tools: bool,
-               edit_format: str | None = None, kind: str | None = None,
-               instructions: str | None = None) -> Layout:
+    def layout(phase: str, inp: PhaseInput, context: str, tool: ToolSpec | None, fmt: EditFormat,
+               kind: str | None = None, instructions: str | None = None) -> Layout:
+        """The request's text; a phase with a structured answer (``tool``) ends its own block with
+        ``fmt``'s instructions."""
         return layout(phase, instruction=inp.instruction or "Review this code.", context=[context],
-                      tool=tool, use_tools=use_tools, plan=inp.plan, change=inp.change, edit_format=edit_format,
+                      answer=fmt.prompt(tool) if tool is not None else None, plan=inp.plan, change=inp.change,
                       kind=kind, instructions=instructions)
+
+    def check(self, phase: str, inp: PhaseInput, context: str, tool: ToolSpec | None, main: Route | None,
+              kind: str, instructions: str | None) -> Preflight:
+        """The preflight of ``phase`` on its main route ``main``. The size counts a structured
+        answer's instructions as a tool call's (the 2,000 characters of slack stand for the tools'
+        schemas)."""
+        fmt = FORMATS.answer(main.edit_format if main else None, kind)
+        size = self.layout(phase, inp, context, tool, TOOL_CALL if fmt.structured else fmt, kind,
+                           instructions).chars()
+        return Preflight(tool_use=FORMATS if tool is not None else None, prompt_chars=size + 2000,
+                         output_tokens=output_budget(main) if main else 0)
 
     @staticmethod
     def instructions(loaded: LoadedSettings, phase: str, inp: PhaseInput) -> str | Problem | None:
@@ -258,14 +270,7 @@ class PhaseService:
         if isinstance(instructions, Problem):
             return instructions
         _, context, tool, _ = self.prepare(phase, inp, kind=kind)
-        main = phase_route.main
-        size = self.layout(phase, inp, context, tool, tool is not None, main.edit_format if main else None,
-                           kind, instructions).chars()
-        check = Preflight(
-            needs_tool=tool is not None,
-            prompt_chars=size + 2000,
-            output_tokens=output_budget(main) if main else 0,
-        )
+        check = self.check(phase, inp, context, tool, phase_route.main, kind, instructions)
         return Router(self.engine, loaded).check(phase_route, check)
 
     def request(self, loaded: LoadedSettings, phase: str, inp: PhaseInput, route: Route,
@@ -277,17 +282,19 @@ class PhaseService:
         requires none, on a model known to call tools at a provider that takes tools without
         requiring one. ``repair`` (a code answer's repair round) goes after the request's blocks."""
         caching = loaded.settings.prompt_caching
-        use_tools = tool is not None and uses_tool(route)
+        fmt = FORMATS.answer(route.edit_format, route.kind)
+        use_tools = tool is not None and fmt.by_tool
         tools: tuple[ToolSpec, ...] = ()
         may_declare = route.info.tool_calling is True and route.spec.tool_choice_none
         if caching and (use_tools or may_declare):
             tools = RUN_TOOLS
-        text = self.layout(phase, inp, context, tool, use_tools, route.edit_format, route.kind, instructions)
+        text = self.layout(phase, inp, context, tool, fmt, route.kind, instructions)
         user = f"{text.user}\n{repair}" if repair else text.user
         ws = inp.workspace
         workspace = str(ws.folders[0]) if ws and ws.folders else os.path.dirname(inp.document.path)
-        return phase_request(route, system=text.system, context=text.context, user=user, tool=tool,
-                             tools=tools, caching=caching, cache_key=cache_key(workspace, route))
+        return phase_request(route, system=text.system, context=text.context, user=user,
+                             tool=tool if use_tools else None, tools=tools, caching=caching,
+                             cache_key=cache_key(workspace, route))
 
     async def run(self, loaded: LoadedSettings, phase: str, inp: PhaseInput,
                   observer: Observer) -> PhaseResult:
@@ -324,10 +331,7 @@ class PhaseService:
             )
             return result
         router = Router(self.engine, loaded)
-        text_size = self.layout(phase, inp, context_text, tool, tool is not None,
-                                main.edit_format if main else None, kind, instructions).chars()
-        check = Preflight(needs_tool=tool is not None, prompt_chars=text_size + 2000,
-                          output_tokens=output_budget(main) if main else 0)
+        check = self.check(phase, inp, context_text, tool, main, kind, instructions)
 
         def build(route: Route, repair: str | None = None) -> Any:
             return self.request(loaded, phase, inp, route, context_text, tool, repair, instructions)
@@ -464,20 +468,14 @@ class PhaseService:
                      inp: PhaseInput, rng: LineRange, context: Context | None) -> None:
         main, resolve = self._resolver(inp, context)
         windows = {main.path: rng} if inp.range is not None else {}
-        changes = change_from_answer(route.edit_format, text=text, tool_input=tool_input, resolve=resolve,
-                                     document=main, windows=windows)
+        fmt = FORMATS[route.edit_format]
+        changes = fmt.change(text=text, tool_input=tool_input, resolve=resolve, document=main, windows=windows)
         result.changes = changes
         mine = changes.get(main.path)
         result.new_text = mine.after if mine else inp.document.text
         result.edits = line_edits(inp.document.text, result.new_text) if mine else []
         result.diff = changes.diff
-        summary = ""
-        if route.edit_format in ("tool", "text"):
-            try:
-                summary = str(structured_answer(tool_input, text).get("summary") or "")
-            except AnswerError:
-                summary = ""
-        result.text = summary or text or ""
+        result.text = fmt.summary(text, tool_input)
 
     async def _repair(self, result: PhaseResult, router: Router, served: Any, build: Any,
                       failed: EditFailure, check: Preflight, observer: Observer, inp: PhaseInput,

@@ -29,10 +29,11 @@ from phasewise.settings.model import (
     DEFAULT_CONTEXT_TOKENS,
     DEFAULT_EDIT_FORMAT,
     DEFAULT_FALLBACK_ON,
+    EDIT_FORMATS,
     SECTION,
     USER_LEVEL_FIELDS,
     CacheSettings,
-    EditFormat,
+    EditFormatName,
     FallbackKind,
     ModelRef,
     ModelSettings,
@@ -49,9 +50,9 @@ from phasewise.settings.model import (
 from phasewise.settings.secrets import SET_API_KEY_ACTION, Surface, key_way_out
 
 __all__ = [
-    "BUILTIN_PHASES", "DEFAULT_CONTEXT_TOKENS", "DEFAULT_EDIT_FORMAT", "DEFAULT_FALLBACK_ON", "SECTION",
-    "SET_API_KEY_ACTION", "USER_LEVEL_FIELDS", "CacheSettings", "ConfigIssue", "EditFormat", "FallbackKind",
-    "LoadedSettings", "ModelRef", "ModelSettings", "NetworkSettings", "PhaseKind", "PhaseSettings", "Protocol",
-    "ProviderSettings", "RetrySettings", "SecuritySettings", "Settings", "Surface", "TimeoutSettings",
+    "BUILTIN_PHASES", "DEFAULT_CONTEXT_TOKENS", "DEFAULT_EDIT_FORMAT", "DEFAULT_FALLBACK_ON", "EDIT_FORMATS",
+    "SECTION", "SET_API_KEY_ACTION", "USER_LEVEL_FIELDS", "CacheSettings", "ConfigIssue", "EditFormatName",
+    "FallbackKind", "LoadedSettings", "ModelRef", "ModelSettings", "NetworkSettings", "PhaseKind", "PhaseSettings",
+    "Protocol", "ProviderSettings", "RetrySettings", "SecuritySettings", "Settings", "Surface", "TimeoutSettings",
     "json_schema", "key_way_out", "load_settings", "phase_kind", "with_phase_model",
 ]

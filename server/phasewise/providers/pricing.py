@@ -4,7 +4,8 @@ catalogue's list prices, or the user's ``providers.<p>.models.<m>`` prices).
 ``cost`` prices one call's tokens (or a phase's, summed): uncached input at the input price, cache
 reads and writes at their own prices (unknown: the input price), output at the output price.
 ``saving`` is what the provider's prompt cache saved against list input prices. ``input_tokens``
-counts every prompt token, cached ones included (``base.Usage``). Knows nothing of phases or routes.
+counts every prompt token, cached ones included (``base.Usage``).
+May import: the catalogue only (nothing of phases, routes or settings).
 """
 
 from __future__ import annotations

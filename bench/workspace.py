@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT / "server"))
 
 from phasewise.edge.workspace_edit import minimal_text_edits  # noqa: E402
 from phasewise.phases import context as ctx  # noqa: E402
-from phasewise.phases.edits import FileText, change_from_answer  # noqa: E402
+from phasewise.phases.edits import FileText  # noqa: E402
+from phasewise.phases.formats import SEARCH_REPLACE  # noqa: E402
 
 
 def p(values: list[float], q: float) -> float:
@@ -135,8 +136,7 @@ def bench_matching() -> dict[str, float]:
 
     def once(a: str) -> float:
         t = time.perf_counter()
-        cs = change_from_answer("search-replace", text=a, tool_input=None, resolve=resolve,
-                                document=resolve("big.py"))
+        cs = SEARCH_REPLACE.change(text=a, tool_input=None, resolve=resolve, document=resolve("big.py"))
         assert cs.files[0].after.count(" * ") == 20
         return (time.perf_counter() - t) * 1000
 

@@ -39,6 +39,7 @@ def test_every_error_phasewise_raises_has_one_root() -> None:
     import phasewise.cli
     import phasewise.edge.commands
     import phasewise.keystore
+    import phasewise.phases.answers
     import phasewise.phases.documents
     import phasewise.phases.edits
     import phasewise.phases.service
@@ -46,9 +47,9 @@ def test_every_error_phasewise_raises_has_one_root() -> None:
     import phasewise.router.router
     import phasewise.workflows.config
 
-    modules = [problems, phasewise.cli, phasewise.edge.commands, phasewise.keystore, phasewise.phases.documents,
-               phasewise.phases.edits, phasewise.phases.service, phasewise.providers.base, phasewise.router.router,
-               phasewise.workflows.config]
+    modules = [problems, phasewise.cli, phasewise.edge.commands, phasewise.keystore, phasewise.phases.answers,
+               phasewise.phases.documents, phasewise.phases.edits, phasewise.phases.service, phasewise.providers.base,
+               phasewise.router.router, phasewise.workflows.config]
     errors = {name: cls for m in modules for name, cls in vars(m).items()
               if inspect.isclass(cls) and issubclass(cls, Exception) and cls.__module__ == m.__name__}
     assert len(errors) >= 10

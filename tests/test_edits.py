@@ -8,14 +8,8 @@ import time
 import pytest
 
 from phasewise.phases.documents import AnswerError, LineRange, apply_edits
-from phasewise.phases.edits import (
-    EditFailure,
-    FileText,
-    change_from_answer,
-    line_edits,
-    parse_search_replace,
-    parse_whole,
-)
+from phasewise.phases.edits import EditFailure, FileText, line_edits
+from phasewise.phases.formats import FORMATS, SEARCH_REPLACE, WHOLE
 from phasewise.phases.matching import match_block
 
 INV = ("def find(items, sku):\n    for item in items:\n        if item.sku == sku:\n            return item\n"
@@ -50,8 +44,8 @@ def test_search_replace_across_two_files_and_a_new_one() -> None:
                 ("app/caller.py", "from inventory import find\n", "from inventory import find_by_sku\n"),
                 ("app/caller.py", "    return find(items, 'A1')", "    return find_by_sku(items, 'A1')"),
                 ("tests/test_inv.py", "", "def test_it():\n    assert True"))
-    cs = change_from_answer("search-replace", text=answer, tool_input=None, resolve=resolver(files),
-                            document=FileText("inventory.py", "file:///ws/inventory.py", INV))
+    cs = FORMATS["search-replace"].change(text=answer, tool_input=None, resolve=resolver(files),
+                                          document=FileText("inventory.py", "file:///ws/inventory.py", INV))
     assert [f.path for f in cs.files] == ["inventory.py", "app/caller.py", "tests/test_inv.py"]
     assert cs.get("inventory.py").after.startswith("def find_by_sku(items, sku):\n")  # type: ignore[union-attr]
     caller = cs.get("app/caller.py")
@@ -65,7 +59,7 @@ def test_search_replace_across_two_files_and_a_new_one() -> None:
 def test_unfenced_blocks_and_path_reused_for_following_block() -> None:
     text = ("inventory.py\n<<<<<<< SEARCH\n    return None\n=======\n    return False\n>>>>>>> REPLACE\n"
             "<<<<<<< SEARCH\ndef find(items, sku):\n=======\ndef find(items, sku=None):\n>>>>>>> REPLACE\n")
-    blocks = parse_search_replace(text)
+    blocks = SEARCH_REPLACE.parse(text)
     assert [(b.path, b.index) for b in blocks] == [("inventory.py", 1), ("inventory.py", 2)]
 
 
@@ -91,8 +85,8 @@ def test_ambiguous_and_missing_blocks_name_file_and_block_and_nothing_applies() 
                 ("a.py", "    return None", "    return 0"),
                 ("b.py", "def missing():", "def here():"))
     with pytest.raises(EditFailure) as info:
-        change_from_answer("search-replace", text=answer, tool_input=None, resolve=resolver(files),
-                           document=FileText("a.py", "file:///ws/a.py", text))
+        FORMATS["search-replace"].change(text=answer, tool_input=None, resolve=resolver(files),
+                                         document=FileText("a.py", "file:///ws/a.py", text))
     failures = info.value.failures
     assert [(f.path, f.block) for f in failures] == [("a.py", 2), ("b.py", 3)]
     assert "matches 2 places" in failures[0].reason and "matches no lines" in failures[1].reason
@@ -103,20 +97,20 @@ def test_ambiguous_and_missing_blocks_name_file_and_block_and_nothing_applies() 
 
 def test_outside_workspace_and_missing_path_refused() -> None:
     with pytest.raises(EditFailure, match="outside the workspace"):
-        change_from_answer("search-replace", text=sr(("/etc/passwd", "", "x")), tool_input=None,
-                           resolve=resolver({}), document=FileText("a.py", "file:///ws/a.py", ""))
+        FORMATS["search-replace"].change(text=sr(("/etc/passwd", "", "x")), tool_input=None,
+                                         resolve=resolver({}), document=FileText("a.py", "file:///ws/a.py", ""))
     with pytest.raises(AnswerError, match="no file path"):
-        parse_search_replace("<<<<<<< SEARCH\na\n=======\nb\n>>>>>>> REPLACE\n")
+        SEARCH_REPLACE.parse("<<<<<<< SEARCH\na\n=======\nb\n>>>>>>> REPLACE\n")
     with pytest.raises(AnswerError, match="no >>>>>>> REPLACE"):
-        parse_search_replace("a.py\n<<<<<<< SEARCH\na\n=======\nb\n")
+        SEARCH_REPLACE.parse("a.py\n<<<<<<< SEARCH\na\n=======\nb\n")
 
 
 def test_whole_format_and_crlf_kept() -> None:
     crlf = "a = 1\r\nb = 2\r\n"
     answer = "Updated.\n\nx.py\n```python\na = 1\nb = 3\n```\n\nnew/y.py\n```\nprint(1)\n```\n"
-    assert [p for p, _ in parse_whole(answer)] == ["x.py", "new/y.py"]
-    cs = change_from_answer("whole", text=answer, tool_input=None, resolve=resolver({"x.py": crlf}),
-                            document=FileText("x.py", "file:///ws/x.py", crlf))
+    assert [p for p, _ in WHOLE.parse(answer)] == ["x.py", "new/y.py"]
+    cs = FORMATS["whole"].change(text=answer, tool_input=None, resolve=resolver({"x.py": crlf}),
+                                 document=FileText("x.py", "file:///ws/x.py", crlf))
     x = cs.get("x.py")
     assert x is not None and x.after == "a = 1\r\nb = 3\r\n" and x.before == crlf
     y = cs.get("new/y.py")
@@ -129,13 +123,13 @@ def test_tool_format_with_paths() -> None:
         {"start_line": 1, "end_line": 1, "new_text": "def find_by_sku(items, sku):"},
         {"path": "caller.py", "start_line": 5, "end_line": 5, "new_text": "    return find_by_sku(items, 'A1')"},
     ]}
-    cs = change_from_answer("tool", text="", tool_input=tool_input, resolve=resolver(files),
-                            document=FileText("inventory.py", "file:///ws/inventory.py", INV))
+    cs = FORMATS["tool"].change(text="", tool_input=tool_input, resolve=resolver(files),
+                                document=FileText("inventory.py", "file:///ws/inventory.py", INV))
     assert {f.path for f in cs.files} == {"inventory.py", "caller.py"}
     bad = {"edits": [{"path": "caller.py", "start_line": 50, "end_line": 50, "new_text": "x"}]}
     with pytest.raises(EditFailure, match=r"caller\.py"):
-        change_from_answer("tool", text="", tool_input=bad, resolve=resolver(files),
-                           document=FileText("inventory.py", "file:///ws/inventory.py", INV))
+        FORMATS["tool"].change(text="", tool_input=bad, resolve=resolver(files),
+                               document=FileText("inventory.py", "file:///ws/inventory.py", INV))
 
 
 def test_window_restricts_matching_of_the_document() -> None:
@@ -157,8 +151,8 @@ def test_five_thousand_line_file_blocks_match_exactly() -> None:
     blocks = [("big.py", f"def f{i}(x):\n    return x + {i}", f"def f{i}(x):\n    return x * {i}")
               for i in range(0, 2500, 250)]
     started = time.perf_counter()
-    cs = change_from_answer("search-replace", text=sr(*blocks), tool_input=None, resolve=resolver({"big.py": text}),
-                            document=FileText("big.py", "file:///ws/big.py", text))
+    cs = FORMATS["search-replace"].change(text=sr(*blocks), tool_input=None, resolve=resolver({"big.py": text}),
+                                          document=FileText("big.py", "file:///ws/big.py", text))
     elapsed = time.perf_counter() - started
     after = cs.files[0].after
     assert after.count(" * ") == 10 and after.count("\n") == 5000
@@ -168,31 +162,31 @@ def test_five_thousand_line_file_blocks_match_exactly() -> None:
 
 def test_whole_keeps_the_files_own_ending() -> None:
     for answer in ("a.py\n```\nx = 2\n```\n", "a.py\n```\nx = 2\n\n\n```\n"):
-        cs = change_from_answer("whole", text=answer, tool_input=None, resolve=resolver({"a.py": "x = 1\n"}),
-                                document=FileText("a.py", "file:///ws/a.py", "x = 1\n"))
+        cs = FORMATS["whole"].change(text=answer, tool_input=None, resolve=resolver({"a.py": "x = 1\n"}),
+                                     document=FileText("a.py", "file:///ws/a.py", "x = 1\n"))
         assert cs.files[0].after == "x = 2\n"
-    bare = change_from_answer("whole", text="a.py\n```\nx = 2\n```\n", tool_input=None,
-                              resolve=resolver({"a.py": "x = 1"}),
-                              document=FileText("a.py", "file:///ws/a.py", "x = 1"))
+    bare = FORMATS["whole"].change(text="a.py\n```\nx = 2\n```\n", tool_input=None,
+                                   resolve=resolver({"a.py": "x = 1"}),
+                                   document=FileText("a.py", "file:///ws/a.py", "x = 1"))
     assert bare.files[0].after == "x = 2"
 
 
 def test_prose_only_is_no_change_but_code_in_another_shape_is_refused() -> None:
     doc = FileText("a.py", "file:///ws/a.py", "x = 1\n")
     for fmt in ("search-replace", "whole"):
-        empty = change_from_answer(fmt, text="Nothing needs to change: x is already 1.", tool_input=None,
-                                   resolve=resolver({"a.py": "x = 1\n"}), document=doc)
+        empty = FORMATS[fmt].change(text="Nothing needs to change: x is already 1.", tool_input=None,
+                                    resolve=resolver({"a.py": "x = 1\n"}), document=doc)
         assert not empty and empty.files == ()
     with pytest.raises(AnswerError, match="no SEARCH/REPLACE block"):
-        change_from_answer("search-replace", text="```diff\n--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x\n+y\n```",
-                           tool_input=None, resolve=resolver({"a.py": "x = 1\n"}), document=doc)
+        FORMATS["search-replace"].change(text="```diff\n--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x\n+y\n```",
+                                         tool_input=None, resolve=resolver({"a.py": "x = 1\n"}), document=doc)
 
 
 def test_whole_answer_for_a_shown_range_replaces_that_range_only() -> None:
     text = "a = 1\nb = 2\nc = 3\nd = 4\n"
-    cs = change_from_answer("whole", text="x.py\n```\nb = 20\nc = 30\n```\n", tool_input=None,
-                            resolve=resolver({"x.py": text}), document=FileText("x.py", "file:///ws/x.py", text),
-                            windows={"x.py": LineRange(1, 2)})
+    cs = FORMATS["whole"].change(text="x.py\n```\nb = 20\nc = 30\n```\n", tool_input=None,
+                                 resolve=resolver({"x.py": text}), document=FileText("x.py", "file:///ws/x.py", text),
+                                 windows={"x.py": LineRange(1, 2)})
     assert cs.files[0].after == "a = 1\nb = 20\nc = 30\nd = 4\n"
 
 
@@ -202,9 +196,31 @@ def test_elided_lines_with_dots_are_matched_piece_by_piece() -> None:
     out = match_block(INV, search, replace)
     assert isinstance(out, str)  # the plain matcher cannot do it
     files = {"inv.py": INV}
-    cs = change_from_answer("search-replace", text=sr(("inv.py", search, replace)), tool_input=None,
-                            resolve=resolver(files), document=FileText("inv.py", "file:///ws/inv.py", INV))
+    cs = FORMATS["search-replace"].change(text=sr(("inv.py", search, replace)), tool_input=None,
+                                          resolve=resolver(files),
+                                          document=FileText("inv.py", "file:///ws/inv.py", INV))
     assert cs.files[0].after == INV.replace("def find(", "def find_by_sku(").replace("return None", "return False")
     with pytest.raises(EditFailure, match=r"skip lines with `\.\.\.` a different number"):
-        change_from_answer("search-replace", text=sr(("inv.py", search, "def f():")), tool_input=None,
-                           resolve=resolver(files), document=FileText("inv.py", "file:///ws/inv.py", INV))
+        FORMATS["search-replace"].change(text=sr(("inv.py", search, "def f():")), tool_input=None,
+                                         resolve=resolver(files), document=FileText("inv.py", "file:///ws/inv.py", INV))
+
+
+def test_one_format_object_per_settings_name_and_the_default_first() -> None:
+    from phasewise.providers.catalogue import BUILTIN
+    from phasewise.settings import DEFAULT_EDIT_FORMAT, EDIT_FORMATS
+
+    assert tuple(f.name for f in FORMATS) == EDIT_FORMATS
+    assert FORMATS.answer(None, "code") is FORMATS[DEFAULT_EDIT_FORMAT]
+    # the catalogue's per-model defaults name formats that exist
+    named = {m.edit_format for spec in BUILTIN.values() for m in spec.models.values() if m.edit_format}
+    assert named and named <= set(EDIT_FORMATS)
+
+
+@pytest.mark.parametrize(("name", "code_by_tool", "review_by_tool"), [
+    ("search-replace", False, True), ("whole", False, True), ("tool", True, True), ("text", False, False)])
+def test_a_review_answers_by_tool_call_unless_its_format_is_structured_text(name: str, code_by_tool: bool,
+                                                                           review_by_tool: bool) -> None:
+    # code writes in its own format; search-replace and whole write code only, so findings come by tool call
+    assert FORMATS.answer(name, "code") is FORMATS[name]
+    assert FORMATS.answer(name, "code").by_tool is code_by_tool
+    assert FORMATS.answer(name, "review").by_tool is review_by_tool

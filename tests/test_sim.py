@@ -20,6 +20,7 @@ import httpx2
 import openai
 import pytest
 
+from phasewise.phases.formats import JSON_BLOCK, TOOL_CALL
 from phasewise.phases.prompts import EDIT_TOOL_SPEC, FINDINGS_TOOL_SPEC, ToolSpec, system_prompt, user_prompt
 from phasewise.sim import Simulator, SimulatorThread, preset_names, run_cli
 from phasewise.sim.cli import banner
@@ -78,7 +79,8 @@ def ant(sim: SimulatorThread | Simulator, http: httpx2.AsyncClient, name: str = 
 
 def prompts(phase: str, instruction: str, *, tool: ToolSpec | None = None, use_tools: bool = True,
             text: str = DOC, path: str = "src/app.py", language: str = "python") -> tuple[str, str]:
-    return (system_prompt(phase, tool=tool, use_tools=use_tools),
+    answer = (TOOL_CALL if use_tools else JSON_BLOCK).prompt(tool) if tool is not None else None
+    return (system_prompt(phase, answer=answer),
             user_prompt(instruction=instruction, path=path, language=language, text=text))
 
 

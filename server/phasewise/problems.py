@@ -12,7 +12,7 @@ Every exception Phasewise raises on purpose has one root. The tree, as the code 
     │   └── StaleConnection         (providers.base) a pooled connection closed before any answer
     ├── AnswerError                 (phases) the model's structured answer cannot be used (nothing applied)
     │   ├── EditFailure             (phases.edits) edits that do not apply to the files; one repair round
-    │   └── CutAtLimit              (phases.service) a code answer stopped at the output limit
+    │   └── CutAtLimit              (phases.answers) a code answer stopped at the output limit
     ├── InputError                  what a person or a client gave cannot be used; says which and why
     │   ├── CommandError            (edge) arguments of a command: answered as JSON-RPC -32602
     │   ├── SettingsFileError       (workflows.config) a settings file the command line cannot read

@@ -1,7 +1,8 @@
 """One way values become JSON: ``to_json`` over dataclass fields, with per-field rules.
 
 A dataclass is written as an object of its fields, in order, each under its camelCase name (or
-the snake_case one, for classes that say ``__json_case__ = "snake"``), then the properties
+the snake_case one, for classes that say ``__json_case__ = "snake"``; ``camel`` and ``snake`` are
+the one case converter, which the settings' aliases use too), then the properties
 marked ``json_property``. What a field needs beyond that is said where it is declared, with
 ``json_rule``, the field's metadata: another key (a dotted key nests it: ``"usage.inputTokens"``), ``round`` to
 that many decimals, ``omit`` (``"none"``, ``"empty"`` for None/[]/{}/"", ``"falsy"``,
@@ -45,8 +46,14 @@ class json_property(property):
 
 
 def camel(name: str) -> str:
+    """``api_key_env`` → ``apiKeyEnv``: the one case converter (JSON keys, settings' aliases)."""
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
+
+
+def snake(name: str) -> str:
+    """``apiKeyEnv`` → ``api_key_env``, the way back."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
 _NO_RULE: dict[str, Any] = {"key": None, "round": None, "omit": None, "when": None, "encode": None, "skip": False}
@@ -132,4 +139,4 @@ class Jsonable:
         return out
 
 
-__all__ = ["Jsonable", "camel", "json_property", "json_rule", "to_json"]
+__all__ = ["Jsonable", "camel", "json_property", "json_rule", "snake", "to_json"]

@@ -21,6 +21,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 from pygls.protocol import default_converter
 
 from phasewise.problems import InputError
+from phasewise.serial import snake
 
 if TYPE_CHECKING:
     from phasewise.edge.server import PhasewiseServer
@@ -310,15 +311,11 @@ def _field_message(cls: type[Any], exc: Exception) -> str:
     for error in errors:
         message, _, path = error.rpartition(" @ ")
         name = path.removeprefix("$.").split(".", 1)[0].split("[", 1)[0]
-        found = fields.get(name) or fields.get(_snake(name))
+        found = fields.get(name) or fields.get(snake(name))
         if found is not None:
             meta = found.metadata
             return str(meta.get("required" if message == "required field missing" else "error", message))
     return f"expected one argument object {getattr(cls, 'EXPECTED', '')}".rstrip()
-
-
-def _snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
 def invalid(command: str, message: str) -> JsonRpcInvalidParams:

@@ -45,6 +45,7 @@ from phasewise.gate import PathGate, PathRefused, credential
 from phasewise.phases.edits import FileText
 from phasewise.phases.listing import LISTING_TTL, LISTINGS, cached_listing
 from phasewise.serial import Jsonable, json_rule
+from phasewise.tokens import estimate_tokens
 
 MAX_FILE_BYTES = 200_000
 GENERATED = ("*.min.js", "*.min.css", "*.lock", "package-lock.json", "*.map", "*_pb2.py", "*.pyc")
@@ -60,10 +61,6 @@ _JS_IMPORT = re.compile(r"""(?:from\s+|require\(\s*|import\s+)['"](\.{1,2}/[^'"]
 
 CHANGED = "changed by the code phase"
 NAMED = "named in the instruction"
-
-
-def estimate_tokens(text: str) -> int:
-    return (len(text) + 3) // 4
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,25 +1,9 @@
-"""Edit formats of the code phase, how their answers are matched against files, and the change set.
+"""How a code answer's edits are matched against files, and the change set they make.
 
-Three formats a model may answer in (``phases.<p>.editFormat``):
-
-``search-replace`` (the default)
-    SEARCH/REPLACE blocks, each headed by its file's workspace-relative path on the line before
-    (optionally all inside a fenced block)::
-
-        server/app.py
-        <<<<<<< SEARCH
-        exact existing lines
-        =======
-        replacement lines
-        >>>>>>> REPLACE
-
-    An empty SEARCH section with a path that does not exist creates that file; an empty SEARCH on
-    an existing file appends to it.
-``whole``
-    Every changed file back whole: its path alone on a line, then a fenced block with its content.
-``tool`` / ``text``
-    Line-range edits (``start_line``, ``end_line``, ``new_text`` and, for files other than the
-    document, ``path``) inside a tool call (``tool``) or a fenced JSON block (``text``).
+The edit formats (``phases.formats``) parse an answer into SEARCH/REPLACE ``Block``s, whole files or
+line edits and hand them to a ``ChangeBuilder`` (``build_change``), which keeps each file's text as
+the edits change it and builds the ``ChangeSet`` only when every edit matched (all or nothing;
+files keep their ``\r\n`` line ends).
 
 Matching follows the ideas of aider's edit-block matcher: an exact match of the SEARCH lines
 first, then one that ignores trailing whitespace, then one where the whole block is uniformly
@@ -34,32 +18,19 @@ May not import: edge, router, providers.
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
 
 from phasewise.gate import PathRefused
 from phasewise.phases.documents import (
     AnswerError,
-    Document,
     LineEdit,
     LineRange,
     apply_edits,
-    parse_edits,
     unified_diff,
 )
 from phasewise.phases.matching import has_dots, match_elided, match_lines, similar_lines
 from phasewise.serial import Jsonable, json_property, json_rule
-
-EDIT_FORMATS: Final = ("search-replace", "whole", "tool", "text")
-DEFAULT_EDIT_FORMAT: Final = "search-replace"
-
-_HEAD = re.compile(r"^\s*<{5,9} SEARCH>?\s*$")
-_DIVIDER = re.compile(r"^\s*={5,9}\s*$")
-_UPDATED = re.compile(r"^\s*>{5,9} REPLACE\s*$")
-_FENCE = re.compile(r"^\s*(`{3,}|~{3,})(.*)$")
-_GUTTER = re.compile(r"^\s*\d+\| ?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,105 +143,6 @@ Resolve = Callable[[str], FileText | None]
 """A path named by the model → the file it means (``text=None``: does not exist yet); None, or
 ``gate.PathRefused`` saying why, when the path may not be changed (outside the workspace, through a
 link, inside ``.git``, starting with ``~``, a credential file the user did not name)."""
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-def _strip_path(line: str) -> str:
-    s = line.strip()
-    m = _FENCE.match(s)
-    if m:
-        s = m.group(2).strip()
-        s = s.split()[-1] if s else ""
-        return s if ("." in s or "/" in s) else ""
-    s = s.rstrip(":").lstrip("#").strip().strip("`*").strip()
-    if s.lower().startswith(("file:", "path:")):
-        s = s.split(":", 1)[1].strip().strip("`*")
-    return s
-
-
-def _path_before(lines: list[str], i: int) -> str:
-    """The path on the (up to three) lines before line ``i``, looking past fences."""
-    for j in range(i - 1, max(-1, i - 4), -1):
-        line = lines[j]
-        name = _strip_path(line)
-        if name and " " not in name and len(name) < 300:
-            return name
-        if not _FENCE.match(line):
-            return ""
-    return ""
-
-
-def parse_search_replace(text: str) -> list[Block]:
-    """The blocks of an answer in ``search-replace`` format, in order. Malformed blocks raise."""
-    lines = text.split("\n")
-    blocks: list[Block] = []
-    current = ""
-    i = 0
-    while i < len(lines):
-        if not _HEAD.match(lines[i]):
-            i += 1
-            continue
-        index = len(blocks) + 1
-        path = _path_before(lines, i) or current
-        if not path:
-            raise AnswerError(f"SEARCH/REPLACE block {index} has no file path on the line before it")
-        current = path
-        i += 1
-        search: list[str] = []
-        while i < len(lines) and not _DIVIDER.match(lines[i]):
-            if _HEAD.match(lines[i]) or _UPDATED.match(lines[i]):
-                raise AnswerError(f"SEARCH/REPLACE block {index} ({path}) has no ======= line")
-            search.append(lines[i])
-            i += 1
-        if i >= len(lines):
-            raise AnswerError(f"SEARCH/REPLACE block {index} ({path}) has no ======= line")
-        i += 1
-        replace: list[str] = []
-        while i < len(lines) and not _UPDATED.match(lines[i]):
-            if _HEAD.match(lines[i]):
-                break
-            replace.append(lines[i])
-            i += 1
-        if i >= len(lines) or not _UPDATED.match(lines[i]):
-            raise AnswerError(f"SEARCH/REPLACE block {index} ({path}) has no >>>>>>> REPLACE line")
-        blocks.append(Block(index, path, "\n".join(search), "\n".join(replace)))
-        i += 1
-    return blocks
-
-
-def parse_whole(text: str) -> list[tuple[str, str]]:
-    """``(path, content)`` of each file of an answer in ``whole`` format."""
-    lines = text.split("\n")
-    out: list[tuple[str, str]] = []
-    i = 0
-    while i < len(lines):
-        m = _FENCE.match(lines[i])
-        if m is None:
-            i += 1
-            continue
-        fence = m.group(1)
-        info = m.group(2).strip().split()
-        path = info[-1] if info and ("." in info[-1] or "/" in info[-1]) and len(info) > 1 else ""
-        if not path and i > 0:
-            path = _strip_path(lines[i - 1])
-        j = i + 1
-        while j < len(lines) and lines[j].strip() != fence:
-            j += 1
-        if j >= len(lines):
-            raise AnswerError(f"the block of {path or 'a file'} has no closing {fence}")
-        if path and " " not in path:
-            body = "\n".join(lines[i + 1 : j])
-            out.append((path, body + "\n" if body else ""))
-        i = j + 1
-    if not out:
-        raise AnswerError("the answer holds no file (a path alone on a line, then its content in a fenced block)")
-    return out
-
-
-
-# --------------------------------------------------------------------------- change sets
 
 
 @dataclass(slots=True)
@@ -428,10 +300,11 @@ def _restore_crlf(cs: ChangeSet, crlf: set[str], originals: Mapping[str, str]) -
     return ChangeSet(files)
 
 
-def change_from_answer(fmt: str, *, text: str, tool_input: dict[str, Any] | None, resolve: Resolve,
-                       document: FileText, windows: Mapping[str, LineRange] | None = None) -> ChangeSet:
-    """The change an answer in format ``fmt`` makes; raises ``AnswerError`` (``EditFailure`` for
-    blocks that did not match) and then nothing is applied."""
+def build_change(resolve: Resolve, windows: Mapping[str, LineRange],
+                 fill: Callable[[ChangeBuilder], list[Block] | None]) -> ChangeSet:
+    """The change ``fill`` (an edit format's parser) hands to a builder: every file's edits matched
+    or ``EditFailure`` naming those that did not; an empty change when ``fill`` says the answer is
+    prose only (None). Files are matched with ``\n`` line ends and keep their own."""
     originals: dict[str, str] = {}
 
     def remember(path: str) -> FileText | None:
@@ -441,55 +314,11 @@ def change_from_answer(fmt: str, *, text: str, tool_input: dict[str, Any] | None
         return f
 
     norm, crlf = _normalised(remember)
-    builder = ChangeBuilder(norm, windows or {})
-    blocks: list[Block] = []
-    if fmt == "search-replace":
-        blocks = parse_search_replace(text)
-        if not blocks:
-            if _has_code(text):
-                raise AnswerError("the answer holds code but no SEARCH/REPLACE block")
-            return ChangeSet()  # prose only: the model saw nothing to change
-        for b in blocks:
-            builder.block(b)
-    elif fmt == "whole":
-        if not _has_code(text):
-            return ChangeSet()  # prose only: the model saw nothing to change
-        for n, (path, content) in enumerate(parse_whole(text), 1):
-            builder.whole(path, content, n)
-    else:
-        from phasewise.phases.documents import structured_answer
-
-        answer = structured_answer(tool_input, text)
-        raw = answer.get("edits")
-        if not isinstance(raw, list):
-            raise AnswerError("the answer has no `edits` list")
-        groups: dict[str, list[Any]] = {}
-        for n, item in enumerate(raw, 1):
-            named = item.get("path") if isinstance(item, dict) else None
-            path = named if isinstance(named, str) and named.strip() else document.path
-            w = builder.file(path, n)
-            if w is not None:
-                groups.setdefault(w.file.path, []).append(item)
-        if builder.failures:
-            raise EditFailure(builder.failures)
-        for path, items in groups.items():
-            w = builder.work[path]
-            doc = Document(w.file.uri, w.text)
-            lines = len(doc.lines)
-            rng = (windows or {}).get(path) or LineRange(0, max(lines - 1, 0))
-            try:
-                edits = parse_edits({"edits": items}, doc, rng)
-            except AnswerError as err:
-                builder.failures.append(BlockFailure(path, 0, str(err)))
-                continue
-            builder.lines(path, edits)
-    cs = builder.build(blocks)
-    return _restore_crlf(cs, crlf, originals)
-
-
-def _has_code(text: str) -> bool:
-    """Whether an answer holds code of some shape (a fence, a diff hunk), not only prose."""
-    return "```" in text or "~~~" in text or "\n+++ " in text or "\n@@ " in text
+    builder = ChangeBuilder(norm, windows)
+    blocks = fill(builder)
+    if blocks is None:
+        return ChangeSet()  # prose only: the model saw nothing to change
+    return _restore_crlf(builder.build(blocks), crlf, originals)
 
 
 def line_edits(before: str, after: str) -> list[LineEdit]:

@@ -34,8 +34,9 @@ the same document, what changes comes last::
              </instruction>
 
 Paths are workspace-relative when the phase knows the workspace folders (absolute otherwise). The
-phase block starts with ``Phasewise phase: <name>.`` and names the edit format: SEARCH/REPLACE
-blocks or whole files for ``code`` (the default), else tool calling (tools below) or a fenced
+phase block starts with ``Phasewise phase: <name>.`` and ends with its edit format's instructions
+(``phases.formats``, whose classes hold those texts): SEARCH/REPLACE blocks or whole files for
+``code`` (the default), else tool calling (tools below) or a fenced
 ```json block holding the same object. With tool calling, every phase declares the same tools
 (``RUN_TOOLS``), since tools head the cached prefix, and the code and review phases each require
 theirs. The adapters put ``context`` where their protocol caches it (see ``ChatRequest``).
@@ -43,7 +44,7 @@ theirs. The adapters put ``context`` where their protocol caches it (see ``ChatR
 document), still read by the simulator and used for preflight's size estimate.
 
 The code phase's edit format is named on its own line, ``Edit format: <name>.``: ``search-replace``
-(SEARCH/REPLACE blocks headed by their file's path, see ``phases.edits``), ``whole`` (whole files
+(SEARCH/REPLACE blocks headed by their file's path, see ``phases.formats``), ``whole`` (whole files
 back), ``tool`` (tool call) or ``text`` (the same object in a fenced JSON block).
 
 In the ``tool``/``text`` formats, edits are line based, 1-based and inclusive:
@@ -164,62 +165,19 @@ _SYSTEM = {
     ),
 }
 
-_FORMAT_TOOL = "Edit format: tool. Answer by calling the {tool} tool exactly once."
-_FORMAT_TEXT = (
-    "Edit format: text. Answer with one fenced ```json block holding an object of this JSON "
-    "schema, and nothing after it:\n{schema}"
-)
-
-
-_FORMAT_SEARCH_REPLACE = """Edit format: search-replace.
-Answer with SEARCH/REPLACE blocks only, one per change. Put each file's workspace-relative path alone on \
-the line before its block. The SEARCH section must copy existing lines of that file exactly (without \
-the line-number gutter) and match exactly one place; keep it short but unique. To create a file, give \
-its new path and leave SEARCH empty. Example:
-
-src/app.py
-```python
-<<<<<<< SEARCH
-def old_name(x):
-=======
-def new_name(x):
->>>>>>> REPLACE
-```"""
-
-_FORMAT_WHOLE = """Edit format: whole.
-Answer with every file you change, whole: its workspace-relative path alone on a line, then its complete \
-new content in a fenced block. Leave out files you do not change. When only some lines of the document \
-are shown (first_line/last_line), give back those lines only, whole. Example:
-
-src/app.py
-```python
-the complete new content of src/app.py
-```"""
-
-
-def system_prompt(phase: str, *, tool: ToolSpec | None, use_tools: bool, edit_format: str | None = None,
-                  kind: str | None = None, instructions: str | None = None) -> str:
+def system_prompt(phase: str, *, answer: str | None = None, kind: str | None = None,
+                  instructions: str | None = None) -> str:
     """The phase's own instructions (the ``<phase>`` block of ``layout``; the system prompt of the
     older layout). A phase of the user's own is its ``kind``'s (plan unless it says) under its own
     name, ``Phasewise phase: test (a code phase).``; ``instructions`` (the phase's own text from
-    settings) follow the kind's."""
-    import json
-
+    settings) follow the kind's, and ``answer`` (its edit format's ``prompt``: how to answer) ends it."""
     kind = kind or (phase if phase in _SYSTEM else "plan")
     base = _SYSTEM[kind]
     if phase != kind:
         base = base.replace(f"Phasewise phase: {kind}.", f"Phasewise phase: {phase} (a {kind} phase).", 1)
     if instructions and instructions.strip():
         base = f"{base}\n<phase_instructions>\n{instructions.strip()}\n</phase_instructions>"
-    if kind == "code" and edit_format == "search-replace":
-        return f"{base}\n{_FORMAT_SEARCH_REPLACE}"
-    if kind == "code" and edit_format == "whole":
-        return f"{base}\n{_FORMAT_WHOLE}"
-    if tool is None:
-        return base
-    if use_tools:
-        return f"{base}\n{_FORMAT_TOOL.format(tool=tool.name)}"
-    return f"{base}\n{_FORMAT_TEXT.format(schema=json.dumps(tool.schema))}"
+    return f"{base}\n{answer}" if answer else base
 
 
 def number_lines(text: str, first_line: int = 1) -> str:
@@ -295,19 +253,16 @@ def layout(
     *,
     instruction: str,
     context: Sequence[str],
-    tool: ToolSpec | None,
-    use_tools: bool,
+    answer: str | None = None,
     plan: str | None = None,
     change: str | None = None,
-    edit_format: str | None = None,
     kind: str | None = None,
     instructions: str | None = None,
 ) -> Layout:
     """The one function that orders a request's blocks: the shared system text and the context
     blocks (``context_blocks`` and ``document_block``, in a stable order) first; then the phase's
     own instructions, the plan, the change and the instruction."""
-    own = system_prompt(phase, tool=tool, use_tools=use_tools, edit_format=edit_format, kind=kind,
-                        instructions=instructions)
+    own = system_prompt(phase, answer=answer, kind=kind, instructions=instructions)
     changing = [f'<phase name="{phase}">\n{own}\n</phase>']
     if plan:
         changing.append(f"<plan>\n{plan.strip()}\n</plan>")

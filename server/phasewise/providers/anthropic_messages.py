@@ -17,24 +17,21 @@ from phasewise.providers.base import (
     ChatRequest,
     Completion,
     Endpoint,
-    SdkClients,
+    SdkAdapter,
     StreamClock,
     TextSink,
     Timeouts,
     call_failed,
     check_stream_response,
-    fresh_on_stale,
+    finish_answer,
     guard_content_type,
     sdk_timeout,
 )
 from phasewise.providers.classify import Origin
 
 
-class AnthropicMessagesAdapter:
+class AnthropicMessagesAdapter(SdkAdapter):
     protocol = "anthropic"
-
-    def __init__(self, clients: SdkClients) -> None:
-        self._clients = clients
 
     def _client(self, endpoint: Endpoint) -> Any:
         def build(http_client: Any) -> Any:
@@ -87,11 +84,6 @@ class AnthropicMessagesAdapter:
         out.usage.cache_read_tokens, out.usage.cache_write_tokens = read, write
         if with_output:
             out.usage.output_tokens = getattr(usage, "output_tokens", None) or 0
-
-    async def complete(
-        self, endpoint: Endpoint, request: ChatRequest, on_text: TextSink, timeouts: Timeouts
-    ) -> Completion:
-        return await fresh_on_stale(lambda: self._complete(endpoint, request, on_text, timeouts))
 
     async def _complete(
         self, endpoint: Endpoint, request: ChatRequest, on_text: TextSink, timeouts: Timeouts
@@ -178,8 +170,6 @@ class AnthropicMessagesAdapter:
     @staticmethod
     def _finish(out: Completion, clock: StreamClock, *, stopped: bool) -> Completion:
         """The answer, or why it is not one: cut short, refused, empty."""
-        out.first_token_ms = clock.first_token_ms
-        out.total_ms = clock.elapsed_ms()
         if not stopped:
             raise ProviderError(
                 ProblemKind.SERVER_ERROR,
@@ -190,28 +180,4 @@ class AnthropicMessagesAdapter:
             raise ProviderError(
                 ProblemKind.CONTENT_FILTER, "the model refused to answer", request_id=out.request_id,
             )
-        if out.tool_input_raw is not None:
-            try:
-                parsed = json.loads(out.tool_input_raw or "{}")
-            except ValueError:
-                parsed = None
-            out.tool_input = parsed if isinstance(parsed, dict) else None
-        if not out.text.strip() and out.tool_input_raw is None:
-            raise ProviderError(
-                ProblemKind.SERVER_ERROR, "the provider returned an empty answer",
-                request_id=out.request_id,
-            )
-        return out
-
-    async def list_models(self, endpoint: Endpoint, timeouts: Timeouts) -> list[str]:
-        client = self._client(endpoint)
-
-        async def once() -> list[str]:
-            try:
-                page = await StreamClock(timeouts).within_first(client.models.list(timeout=sdk_timeout(timeouts)))
-                return sorted(m.id for m in page.data)
-            except Exception as exc:
-                raise call_failed(exc, (endpoint.key or "",), streamed="", mid_stream=False,
-                                  origin=Origin(endpoint.family, self.protocol)) from None
-
-        return await fresh_on_stale(once)
+        return finish_answer(out, clock)

@@ -1,5 +1,7 @@
 """What every protocol adapter shares: the request and answer types, the connection pool, the
-mapping of SDK exceptions to problem kinds, and the streaming clock (first-token / idle timeouts).
+mapping of SDK exceptions to problem kinds, the streaming clock (first-token / idle timeouts), and
+``SdkAdapter`` (one model listing, one retry on a stale connection) with ``finish_answer`` (one
+tool-input parser, one empty-answer check) that both adapters end every answer with.
 
 Adapters know nothing of phases: they take a ``ChatRequest`` and give a ``Completion`` or raise
 a classified ``ProviderError``, whatever went wrong (an SDK exception, a transport error, an
@@ -15,7 +17,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from phasewise.problems import ProblemKind, ProviderError, redact
 from phasewise.providers.catalogue import host_of, origin_of
@@ -147,6 +149,71 @@ class Adapter(Protocol):
     ) -> Completion: ...
 
     async def list_models(self, endpoint: Endpoint, timeouts: Timeouts) -> list[str]: ...
+
+
+class SdkAdapter:
+    """What both SDK adapters share: SDK clients built once over the pool, one fresh connection
+    when a pooled one was stale, and the model listing. A protocol says how to build its client
+    (``_client``) and how to make one call (``_complete``)."""
+
+    protocol: ClassVar[str]
+
+    def __init__(self, clients: SdkClients) -> None:
+        self._clients = clients
+
+    def _client(self, endpoint: Endpoint) -> Any:
+        raise NotImplementedError
+
+    async def _complete(
+        self, endpoint: Endpoint, request: ChatRequest, on_text: TextSink, timeouts: Timeouts
+    ) -> Completion:
+        raise NotImplementedError
+
+    async def complete(
+        self, endpoint: Endpoint, request: ChatRequest, on_text: TextSink, timeouts: Timeouts
+    ) -> Completion:
+        return await fresh_on_stale(lambda: self._complete(endpoint, request, on_text, timeouts))
+
+    async def list_models(self, endpoint: Endpoint, timeouts: Timeouts) -> list[str]:
+        """The model ids the endpoint lists (both SDKs page them the same way), sorted."""
+        client = self._client(endpoint)
+
+        async def once() -> list[str]:
+            try:
+                page = await StreamClock(timeouts).within_first(client.models.list(timeout=sdk_timeout(timeouts)))
+                return sorted(m.id for m in page.data)
+            except Exception as exc:
+                raise call_failed(exc, (endpoint.key or "",), streamed="", mid_stream=False,
+                                  origin=Origin(endpoint.family, self.protocol)) from None
+
+        return await fresh_on_stale(once)
+
+
+def tool_input_of(raw: str | None) -> dict[str, Any] | None:
+    """A tool call's arguments as the object they spell (empty arguments: ``{}``); None when there
+    was no call or the arguments are not a JSON object (the phase then says what it missed)."""
+    if raw is None:
+        return None
+    try:
+        parsed = json.loads(raw or "{}")
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def finish_answer(out: Completion, clock: StreamClock) -> Completion:
+    """The end every protocol's answer shares, once its own stop checks passed: the timings, the
+    tool call's input parsed, and an answer with neither text nor a tool call refused as a failure
+    (never a short success)."""
+    out.first_token_ms = clock.first_token_ms
+    out.total_ms = clock.elapsed_ms()
+    out.tool_input = tool_input_of(out.tool_input_raw)
+    if not out.text.strip() and out.tool_input_raw is None:
+        raise ProviderError(
+            ProblemKind.SERVER_ERROR, "the provider returned an empty answer",
+            request_id=out.request_id,
+        )
+    return out
 
 
 class _ConnectionTrace:

@@ -19,13 +19,13 @@ from phasewise.providers.base import (
     ChatRequest,
     Completion,
     Endpoint,
-    SdkClients,
+    SdkAdapter,
     StreamClock,
     TextSink,
     Timeouts,
     call_failed,
     check_stream_response,
-    fresh_on_stale,
+    finish_answer,
     guard_content_type,
     sdk_timeout,
 )
@@ -47,11 +47,8 @@ def read_usage(out: Completion, usage: Any) -> None:
     out.usage.cache_read_tokens = min(int(cached or 0), out.usage.input_tokens)
 
 
-class OpenAIChatAdapter:
+class OpenAIChatAdapter(SdkAdapter):
     protocol = "openai"
-
-    def __init__(self, clients: SdkClients) -> None:
-        self._clients = clients
 
     def _client(self, endpoint: Endpoint) -> Any:
         def build(http_client: Any) -> Any:
@@ -95,11 +92,6 @@ class OpenAIChatAdapter:
                 {"type": "function", "function": {"name": request.tool.name}} if request.tool is not None else "none"
             )
         return params
-
-    async def complete(
-        self, endpoint: Endpoint, request: ChatRequest, on_text: TextSink, timeouts: Timeouts
-    ) -> Completion:
-        return await fresh_on_stale(lambda: self._complete(endpoint, request, on_text, timeouts))
 
     async def _complete(
         self, endpoint: Endpoint, request: ChatRequest, on_text: TextSink, timeouts: Timeouts
@@ -202,8 +194,6 @@ class OpenAIChatAdapter:
     @staticmethod
     def _finish(out: Completion, clock: StreamClock) -> Completion:
         """The answer, or why it is not one: cut short, ended by an error, filtered, empty."""
-        out.first_token_ms = clock.first_token_ms
-        out.total_ms = clock.elapsed_ms()
         if out.stop_reason is None:
             raise ProviderError(
                 ProblemKind.SERVER_ERROR,
@@ -221,28 +211,4 @@ class OpenAIChatAdapter:
                 ProblemKind.CONTENT_FILTER, "the provider's content filter stopped the answer",
                 request_id=out.request_id,
             )
-        if out.tool_input_raw is not None:
-            try:
-                parsed = json.loads(out.tool_input_raw or "{}")
-            except ValueError:
-                parsed = None
-            out.tool_input = parsed if isinstance(parsed, dict) else None
-        if not out.text.strip() and out.tool_input_raw is None:
-            raise ProviderError(
-                ProblemKind.SERVER_ERROR, "the provider returned an empty answer",
-                request_id=out.request_id,
-            )
-        return out
-
-    async def list_models(self, endpoint: Endpoint, timeouts: Timeouts) -> list[str]:
-        client = self._client(endpoint)
-
-        async def once() -> list[str]:
-            try:
-                page = await StreamClock(timeouts).within_first(client.models.list(timeout=sdk_timeout(timeouts)))
-                return sorted(m.id for m in page.data)
-            except Exception as exc:
-                raise call_failed(exc, (endpoint.key or "",), streamed="", mid_stream=False,
-                                  origin=Origin(endpoint.family, self.protocol)) from None
-
-        return await fresh_on_stale(once)
+        return finish_answer(out, clock)

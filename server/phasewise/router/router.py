@@ -66,6 +66,7 @@ from phasewise.router.messages import (
 from phasewise.router.routes import KeyRef, Keyring, PhaseRoute, Route, RouteResolver
 from phasewise.serial import Jsonable, json_rule
 from phasewise.settings import LoadedSettings
+from phasewise.tokens import estimate_tokens
 
 K = ProblemKind
 # A key that answered "billing" is tried after the provider's other keys for this long.
@@ -177,19 +178,28 @@ class Cooldowns:
         return self._billing.get((provider, key_env), 0.0) > self._clock()
 
 
+class ToolUse(Protocol):
+    """On which routes a phase answers by tool call, as its edit formats say (``phases.formats``):
+    the router names no format."""
+
+    def by_tool(self, route: Route) -> bool:
+        """Whether the phase of ``route`` answers by tool call there."""
+        ...
+
+    def without_tools(self, route: Route) -> str:
+        """The ``editFormat`` values to suggest for a model without tool calling."""
+        ...
+
+
 @dataclass(slots=True)
 class Preflight:
-    """Offline checks before a phase spends anything."""
+    """Offline checks before a phase spends anything; ``tool_use`` is None for a phase that asks
+    for no structured answer (a plan)."""
 
-    needs_tool: bool
+    tool_use: ToolUse | None
     prompt_chars: int
     output_tokens: int
     problems: list[Problem] = field(default_factory=list)
-
-
-def estimate_tokens(chars: int) -> int:
-    # About four characters a token for code and English; errs towards over-estimating.
-    return chars // 3 + 16
 
 
 class Engine:
@@ -278,8 +288,8 @@ def preflight(resolver: RouteResolver, route: Route, check: Preflight, known: se
             phase=route.phase, provider=spec.id, model=route.model,
         )
     info = route.info
-    if check.needs_tool and uses_tool(route) and info.tool_calling is False:
-        other = "\"search-replace\" (or \"text\")" if route.kind == "code" else "\"text\""
+    if check.tool_use is not None and check.tool_use.by_tool(route) and info.tool_calling is False:
+        other = check.tool_use.without_tools(route)
         return Problem(
             K.CAPABILITY,
             f"{route.model} at {spec.name} has no tool calling, which the {route.phase} phase uses "
@@ -289,7 +299,8 @@ def preflight(resolver: RouteResolver, route: Route, check: Preflight, known: se
             setting=f"phasewise.phases.{route.phase}.editFormat",
         )
     if info.context_window:
-        needed = estimate_tokens(check.prompt_chars) + check.output_tokens
+        # three characters a token and 16 more: a window check errs towards over-estimating
+        needed = estimate_tokens(check.prompt_chars, chars_per_token=3) + 16 + check.output_tokens
         if needed > info.context_window:
             return Problem(
                 K.CONTEXT_LENGTH,
@@ -528,32 +539,23 @@ def _env(key: KeyRef | None) -> str:
 DEFAULT_CACHE_MIN_TOKENS = 1024  # Anthropic's minimum cacheable prompt for Sonnet-class models
 
 
-def uses_tool(route: Route) -> bool:
-    """Whether a structured phase answers by tool call on ``route``: the code phase only in the ``tool``
-    edit format (``search-replace`` and ``whole`` are plain text, ``text`` a JSON block); review's
-    findings by tool call unless the format is ``text``."""
-    if route.kind == "code":
-        return route.edit_format == "tool"
-    return route.edit_format != "text"
-
-
 def prefix_tokens(system: str, context: str, tools: tuple[ToolLike, ...]) -> int:
     """About how many tokens the cacheable prefix (tools, system text, documents) holds."""
     import json
 
     tool_chars = sum(len(t.name) + len(t.description) + len(json.dumps(t.schema)) for t in tools)
-    return (len(system) + len(context) + tool_chars) // 4
+    return estimate_tokens(len(system) + len(context) + tool_chars)
 
 
 def phase_request(route: Route, *, system: str, user: str, tool: ToolLike | None, stream: bool = True,
                   context: str = "", tools: tuple[ToolLike, ...] = (), caching: bool = False,
                   cache_key: str | None = None) -> ChatRequest:
-    """The ``ChatRequest`` a phase sends on ``route``. With ``caching``: Anthropic-protocol requests
+    """The ``ChatRequest`` a phase sends on ``route``: ``tool`` is the tool the model must call (None:
+    it answers in text), ``tools`` those declared. With ``caching``: Anthropic-protocol requests
     mark the prefix with ``cache_control`` when it reaches the model's minimum cacheable size
     (``ModelInfo.cache_min_tokens``); OpenAI-protocol requests carry ``cache_key`` only to providers
     that take ``prompt_cache_key``; others cache implicitly and need nothing."""
-    use_tool = tool is not None and uses_tool(route)
-    required = tool if use_tool else None
+    required = tool
     declared = tools if tools and (required is None or required in tools) else ()
     mark, key = False, None
     if caching and route.spec.protocol == "anthropic":

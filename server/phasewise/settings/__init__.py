@@ -11,7 +11,7 @@ decide where keys may go, how connections are checked and where Phasewise writes
 workspace, so a workspace may not set them (VS Code declares them application-scoped; the command
 line reads them only from the user's settings file; the Emacs recipe takes them from the user's own
 variable). A path setting that cannot be expanded (``~nosuchuser/x``) is a ``config`` issue, never
-an error later. This package may import providers (the catalogue's data), gate and problems.
+an error later. This package may import providers (the catalogue's data), gate, problems and serial.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from phasewise.settings.loading import (
     json_schema,
     load_settings,
     phase_kind,
-    to_snake,
     with_phase_model,
 )
 from phasewise.settings.model import (
@@ -30,10 +29,11 @@ from phasewise.settings.model import (
     DEFAULT_CONTEXT_TOKENS,
     DEFAULT_EDIT_FORMAT,
     DEFAULT_FALLBACK_ON,
+    EDIT_FORMATS,
     SECTION,
     USER_LEVEL_FIELDS,
     CacheSettings,
-    EditFormat,
+    EditFormatName,
     FallbackKind,
     ModelRef,
     ModelSettings,
@@ -50,9 +50,9 @@ from phasewise.settings.model import (
 from phasewise.settings.secrets import SET_API_KEY_ACTION, Surface, key_way_out
 
 __all__ = [
-    "BUILTIN_PHASES", "DEFAULT_CONTEXT_TOKENS", "DEFAULT_EDIT_FORMAT", "DEFAULT_FALLBACK_ON", "SECTION",
-    "SET_API_KEY_ACTION", "USER_LEVEL_FIELDS", "CacheSettings", "ConfigIssue", "EditFormat", "FallbackKind",
-    "LoadedSettings", "ModelRef", "ModelSettings", "NetworkSettings", "PhaseKind", "PhaseSettings", "Protocol",
-    "ProviderSettings", "RetrySettings", "SecuritySettings", "Settings", "Surface", "TimeoutSettings",
-    "json_schema", "key_way_out", "load_settings", "phase_kind", "to_snake", "with_phase_model",
+    "BUILTIN_PHASES", "DEFAULT_CONTEXT_TOKENS", "DEFAULT_EDIT_FORMAT", "DEFAULT_FALLBACK_ON", "EDIT_FORMATS",
+    "SECTION", "SET_API_KEY_ACTION", "USER_LEVEL_FIELDS", "CacheSettings", "ConfigIssue", "EditFormatName",
+    "FallbackKind", "LoadedSettings", "ModelRef", "ModelSettings", "NetworkSettings", "PhaseKind", "PhaseSettings",
+    "Protocol", "ProviderSettings", "RetrySettings", "SecuritySettings", "Settings", "Surface", "TimeoutSettings",
+    "json_schema", "key_way_out", "load_settings", "phase_kind", "with_phase_model",
 ]

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from phasewise.serial import snake
 from phasewise.settings.model import (
     BUILTIN_PHASES,
     SECTION,
@@ -176,7 +177,7 @@ def load_settings(raw: Any, *, surface: Surface = "editor") -> LoadedSettings:
             issues.append(ConfigIssue(f"{root}.{name}", f"a key written into settings is refused; "
                                                         f"{secret_help(None, None, surface)}"))
             continue
-        if name not in Settings.model_fields and to_snake(name) not in Settings.model_fields:
+        if name not in Settings.model_fields and snake(name) not in Settings.model_fields:
             issues.append(ConfigIssue(f"{root}.{name}", "unknown setting (check the spelling)"))
             continue
         probe = _validate(Settings, root, {name: value}, issues)
@@ -216,10 +217,6 @@ def with_phase_model(loaded: LoadedSettings, phase: str, model: str) -> LoadedSe
     entry["fallbacks"] = []
     raw.setdefault("phases", {})[phase] = entry
     return load_settings(raw)
-
-
-def to_snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
 def json_schema() -> dict[str, Any]:

@@ -4,13 +4,13 @@ Every field has a description (the same model generates the JSON schema editors 
 and ``phasewise.settings.schema``). Values a field refuses are refused here, by pydantic; which
 entries are usable and what is wrong with the rest is ``phasewise.settings.loading``'s work.
 ``USER_LEVEL_FIELDS`` names the fields a workspace may not set, and why.
-May import: providers (the catalogue's data, lazily), gate, problems.
+May import: providers (the catalogue's data, lazily), gate, problems, serial (its case converter).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -20,16 +20,19 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
+from phasewise.serial import camel
 from phasewise.settings.secrets import SECRET_HEADERS, env_names, looks_like_key
 
 SECTION = "phasewise"
 BUILTIN_PHASES = ("plan", "code", "review")
 Protocol = Literal["openai", "anthropic"]
 PhaseKind = Literal["plan", "code", "review"]
-EditFormat = Literal["search-replace", "whole", "tool", "text"]
-DEFAULT_EDIT_FORMAT = "search-replace"
+# The edit formats' names and the default, defined here only: the settings validate and document
+# ``editFormat`` with them, and ``phases.formats`` holds one format object per name.
+EditFormatName = Literal["search-replace", "whole", "tool", "text"]
+EDIT_FORMATS: Final[tuple[EditFormatName, ...]] = get_args(EditFormatName)
+DEFAULT_EDIT_FORMAT: Final[EditFormatName] = "search-replace"
 DEFAULT_CONTEXT_TOKENS = 8000
 FallbackKind = Literal[
     "missing-credentials",
@@ -58,7 +61,7 @@ DEFAULT_FALLBACK_ON: tuple[FallbackKind, ...] = (
 
 class _Model(BaseModel):
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+        alias_generator=camel, populate_by_name=True, extra="forbid", frozen=True
     )
 
 
@@ -96,7 +99,7 @@ class ModelSettings(_Model):
     context_window: int | None = Field(None, gt=0, description="Context window in tokens.")
     max_output_tokens: int | None = Field(None, gt=0, description="Largest answer the model gives, in tokens.")
     vision: bool | None = Field(None, description="Whether the model reads images.")
-    edit_format: EditFormat | None = Field(
+    edit_format: EditFormatName | None = Field(
         None, description="The edit format the model does best, used where a phase sets none."
     )
     input_price_per_mtok: float | None = Field(
@@ -202,7 +205,7 @@ class PhaseSettings(_Model):
     )
     temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature.")
     max_output_tokens: int | None = Field(None, gt=0, description="Cap on the answer's length, in tokens.")
-    edit_format: EditFormat | None = Field(
+    edit_format: EditFormatName | None = Field(
         None,
         description="How answers are structured. `code`: `search-replace` (SEARCH/REPLACE blocks, each "
         "headed by its file's path), `whole` (whole files back, for small files and weak coders), `tool` "

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from phasewise.problems import InputError
+from phasewise.serial import snake
 from phasewise.settings import (
     SECTION,
     USER_LEVEL_FIELDS,
@@ -38,7 +39,6 @@ from phasewise.settings import (
     LoadedSettings,
     Settings,
     load_settings,
-    to_snake,
 )
 
 USER_SETTINGS_ENV = "PHASEWISE_USER_SETTINGS"
@@ -188,7 +188,7 @@ def _combine(project: Any, project_path: Path | None) -> FoundSettings:
     if isinstance(project, dict):
         project = dict(project)
         for name, why in USER_LEVEL_FIELDS.items():
-            for key in {name, to_snake(name)}:
+            for key in {name, snake(name)}:
                 if key in project:
                     project.pop(key)
                     ignored.append(ConfigIssue(

@@ -16,7 +16,8 @@ import pytest
 
 from phasewise.demo import example_project
 from phasewise.gate import PathRefused
-from phasewise.phases.context import Workspace, gather
+from phasewise.phases.context import gather
+from phasewise.phases.workspace import Workspace
 from phasewise.phases.documents import Document
 from phasewise.phases.service import PhaseInput, PhaseResult, PhaseService
 from phasewise.router.router import Engine, NullObserver

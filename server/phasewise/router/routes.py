@@ -149,6 +149,7 @@ class PhaseRoute:
     problem: Problem | None = None
     from_settings: bool = False
     fallback_problems: tuple[Problem, ...] = field(default=())
+    kind: str = "plan"  # what the phase's answer is: plan, code or review (``settings.phase_kind``)
 
     @property
     def main(self) -> Route | None:
@@ -299,9 +300,11 @@ class RouteResolver:
         )
 
     def phase(self, phase: str) -> PhaseRoute:
+        """How ``phase`` is served (its kind included, whether or not it can be)."""
+        kind = phase_kind(self.loaded.settings, phase)
         settings = self.loaded.settings
         if issues := self.loaded.phase_issues(phase):
-            return PhaseRoute(phase, problem=Problem(
+            return PhaseRoute(phase, kind=kind, problem=Problem(
                 ProblemKind.CONFIG,
                 f"Settings for the {phase} phase are wrong: "
                 + "; ".join(i.describe() for i in issues)
@@ -314,7 +317,7 @@ class RouteResolver:
         )
         main = self._route(phase, ref, ps)
         if isinstance(main, Problem):
-            return PhaseRoute(phase, problem=main, from_settings=ps is not None)
+            return PhaseRoute(phase, problem=main, from_settings=ps is not None, kind=kind)
         routes = [main]
         bad: list[Problem] = []
         for fb in ps.fallbacks if ps else ():
@@ -323,7 +326,7 @@ class RouteResolver:
         return PhaseRoute(
             phase, tuple(routes), frozenset(ps.fallback_on if ps else ()),
             from_settings=ps is not None or settings.default_model is not None,
-            fallback_problems=tuple(bad),
+            fallback_problems=tuple(bad), kind=kind,
         )
 
     def describe(self, phase_route: PhaseRoute) -> dict[str, Any]:
@@ -356,7 +359,7 @@ class RouteResolver:
         out["fallbackOn"] = sorted(phase_route.fallback_on)
         ps = self.loaded.settings.phases.get(phase_route.phase)
         out["contextTokens"] = ps.context_tokens if ps else DEFAULT_CONTEXT_TOKENS
-        out["kind"] = phase_kind(self.loaded.settings, phase_route.phase)
+        out["kind"] = phase_route.kind
         if out["kind"] == "code":
             out["confirm"] = ps.confirm if ps else True
         return out

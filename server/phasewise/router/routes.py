@@ -285,7 +285,7 @@ class RouteResolver:
         names += [p for p, _ in self.loaded.broken_phases if p not in names]
         return names
 
-    def _route(self, phase: str, ref: ModelRef, ps: PhaseSettings | None) -> Route | Problem:
+    def _route(self, phase: str, ref: ModelRef, ps: PhaseSettings | None, kind: str) -> Route | Problem:
         spec = self.provider(ref.provider, phase=phase, model=ref.model)
         if isinstance(spec, Problem):
             return spec
@@ -296,7 +296,7 @@ class RouteResolver:
             max_output_tokens=ps.max_output_tokens if ps else None,
             # the phase's setting, else the model's default (catalogue or provider settings), else search-replace
             edit_format=(ps.edit_format if ps else None) or info.edit_format or DEFAULT_EDIT_FORMAT,
-            kind=phase_kind(self.loaded.settings, phase),
+            kind=kind,
         )
 
     def phase(self, phase: str) -> PhaseRoute:
@@ -315,13 +315,13 @@ class RouteResolver:
         ref = (ps.model if ps else None) or settings.default_model or ModelRef(
             provider=DEFAULT_PROVIDER, model=DEFAULT_MODEL
         )
-        main = self._route(phase, ref, ps)
+        main = self._route(phase, ref, ps, kind)
         if isinstance(main, Problem):
             return PhaseRoute(phase, problem=main, from_settings=ps is not None, kind=kind)
         routes = [main]
         bad: list[Problem] = []
         for fb in ps.fallbacks if ps else ():
-            r = self._route(phase, fb, ps)
+            r = self._route(phase, fb, ps, kind)
             (bad if isinstance(r, Problem) else routes).append(r)  # type: ignore[arg-type]
         return PhaseRoute(
             phase, tuple(routes), frozenset(ps.fallback_on if ps else ()),

@@ -32,6 +32,8 @@ from phasewise.edge.workspace_edit import minimal_text_edits  # noqa: E402
 from phasewise.phases import context as ctx  # noqa: E402
 from phasewise.phases.edits import FileText  # noqa: E402
 from phasewise.phases.formats import SEARCH_REPLACE  # noqa: E402
+from phasewise.phases.index import WorkspaceIndex  # noqa: E402
+from phasewise.phases.workspace import Workspace  # noqa: E402
 
 
 def p(values: list[float], q: float) -> float:
@@ -67,14 +69,14 @@ def bench_context(files: int) -> dict[str, float]:
         gen_s = time.perf_counter() - started
         text = doc.read_text(encoding="utf-8")
 
-        def pick(ws: ctx.Workspace) -> ctx.Context:
+        def pick(ws: Workspace) -> ctx.Context:
             return ctx.gather(ws, document_uri=doc.as_uri(), document_text=text,
                               instruction="rename func_1 to func_one and keep its callers working",
                               budget_tokens=8000)
 
-        ctx.clear_caches()
+        index = WorkspaceIndex()  # the session's, shared by every phase's Workspace
         t = time.perf_counter()
-        ws = ctx.Workspace([tmp])
+        ws = Workspace([tmp], index=index)
         first = pick(ws)
         cold = (time.perf_counter() - t) * 1000
         warm = []
@@ -85,13 +87,13 @@ def bench_context(files: int) -> dict[str, float]:
         fresh_list = []
         for _ in range(3):  # a new Workspace each time (as the edge makes one per phase), caches warm
             t = time.perf_counter()
-            pick(ctx.Workspace([tmp]))
+            pick(Workspace([tmp], index=index))
             fresh_list.append((time.perf_counter() - t) * 1000)
 
         async def loop_lag() -> list[float]:
             lags: list[float] = []
-            ctx.clear_caches()
-            task = asyncio.ensure_future(asyncio.to_thread(pick, ctx.Workspace([tmp])))
+            index.clear()
+            task = asyncio.ensure_future(asyncio.to_thread(pick, Workspace([tmp], index=index)))
             while not task.done():
                 t0 = time.perf_counter()
                 await asyncio.sleep(0.001)
@@ -103,14 +105,12 @@ def bench_context(files: int) -> dict[str, float]:
         print(f"context: generated {files:,} files in {gen_s:.1f} s; picked {len(first.files)} files "
               f"({', '.join(f.reason.split(' ')[0] for f in first.files[:5])}...) + map of "
               f"{first.repo_map.count(chr(10)) + 1 if first.repo_map else 0} lines, {first.tokens} tokens")
-        ctx.clear_caches()
-        ctx.LISTING_TTL = 0.0  # every gathering re-lists and re-checks every file (one stat each)
+        rechecking = WorkspaceIndex(ttl=0.0)  # every gathering re-lists and re-checks every file (one stat each)
         revalidated = []
         for _ in range(3):
             t = time.perf_counter()
-            pick(ctx.Workspace([tmp]))
+            pick(Workspace([tmp], index=rechecking))
             revalidated.append((time.perf_counter() - t) * 1000)
-        ctx.LISTING_TTL = 10.0
         out = {"context_cold_ms": cold,
                "context_revalidated_p50_ms": statistics.median(revalidated[1:]),
                "context_warm_p50_ms": statistics.median(warm),

@@ -16,9 +16,10 @@ import pytest
 
 from phasewise.demo import example_project
 from phasewise.gate import PathRefused
-from phasewise.phases.context import Workspace, gather
+from phasewise.phases.context import gather
 from phasewise.phases.documents import Document
 from phasewise.phases.service import PhaseInput, PhaseResult, PhaseService
+from phasewise.phases.workspace import Workspace
 from phasewise.router.router import Engine, NullObserver
 from phasewise.router.routes import Keyring
 from phasewise.settings import load_settings

@@ -110,17 +110,14 @@ async def with_engine(body: Callable[[Engine], Coroutine[Any, Any, int]]) -> int
 
 def headless_for(engine: Engine, found: FoundSettings, board: ProgressBoard | None, workflow: str | None) -> Headless:
     from phasewise.workflows.headless import Headless
-    from phasewise.workflows.ledger import Recorder
 
-    settings = found.loaded.settings
-    recorder = Recorder(settings.ledger_path, record_content=settings.record_content, source="cli")
     observer_for = board.observer if board is not None else None
-    return Headless(engine, found.loaded, recorder, observer_for, workflow)
+    return Headless(engine, found.loaded, observer_for, workflow)
 
 
 def report_ledger_failures(headless: Headless) -> None:
-    for failure in headless.recorder.failures:
-        print(f"phasewise: warning: {failure}", file=sys.stderr)
+    for message in headless.said:
+        print(f"phasewise: warning: {message}", file=sys.stderr)
 
 def near_of(args: argparse.Namespace) -> Path:
     raw = getattr(args, "path", None)

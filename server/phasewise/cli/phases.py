@@ -134,17 +134,16 @@ async def cmd_compare(args: argparse.Namespace) -> int:
     session = session_for(path, dry_run=True)  # a comparison never writes the file
 
     async def body(engine: Engine) -> int:
-        from phasewise.phases.service import PhaseService
-
         board = ProgressBoard(console, enabled=not args.json)
         headless = headless_for(engine, found, None, "compare")
         with board.shown():
-            report = await compare(PhaseService(engine), found.loaded, args.phase, models,
+            report = await compare(headless.service, found.loaded, args.phase, models,
                                    PhaseInput(session.document(), args.instruction, rng, users_words=True),
                                    observer_for=lambda m: board.observer(args.phase, m))
+        door = headless.door(session)
         for row in report.rows:
-            headless.recorder.record(row.result.to_json(), protocol=headless.protocol_of(row.result.provider),
-                                     workflow="compare", instruction=args.instruction, document=str(path))
+            headless.runner.record(found.loaded, row.result, door, workflow="compare", instruction=args.instruction,
+                                   document=session.path.as_uri())
         report_ledger_failures(headless)
         try:
             written = write_report(report, headless.recorder.ledger.path, user_path(args.report))

@@ -31,9 +31,11 @@ from phasewise.edge.workspace_settings import WorkspaceSettings
 if TYPE_CHECKING:
     from phasewise.edge.feature import Feature
     from phasewise.phases.documents import Document
+    from phasewise.phases.index import WorkspaceIndex
     from phasewise.phases.service import PhaseService
     from phasewise.router.router import Engine
     from phasewise.settings import LoadedSettings
+    from phasewise.workflows.runner import PhaseRunner
 
 log = logging.getLogger("phasewise")
 
@@ -98,6 +100,8 @@ class PhasewiseServer(LanguageServer):
         self._features: dict[type[Feature], Feature] = {}
         self._engine: Engine | None = None
         self._service: PhaseService | None = None
+        self._runner: PhaseRunner | None = None
+        self._index: WorkspaceIndex | None = None
 
     # features --------------------------------------------------------------------------------
     def add_feature(self, feature: Feature) -> None:
@@ -124,6 +128,29 @@ class PhasewiseServer(LanguageServer):
 
             self._service = PhaseService(self.engine)
         return self._service
+
+    @property
+    def runner(self) -> PhaseRunner:
+        """The one phase runner (route, run, apply through the edge's door, record)."""
+        if self._runner is None:
+            from phasewise.workflows.runner import PhaseRunner
+
+            self._runner = PhaseRunner(self.service)
+        return self._runner
+
+    @property
+    def index(self) -> WorkspaceIndex:
+        """What the session knows of the workspace's files (listings, symbols), for every phase."""
+        if self._index is None:
+            from phasewise.phases.index import WorkspaceIndex
+
+            self._index = WorkspaceIndex()
+        return self._index
+
+    def files_changed(self) -> None:
+        """Files on disk changed (saved, closed, a change applied): the next phase reads them again."""
+        if self._index is not None:
+            self._index.files_changed()
 
     # capabilities ----------------------------------------------------------------------------
     def supports_config_pull(self) -> bool:

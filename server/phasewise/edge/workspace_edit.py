@@ -33,8 +33,9 @@ from lsprotocol import types
 from pygls.workspace import PositionCodec
 
 from phasewise.edge.edits import minimal_edits
-from phasewise.phases.context import Workspace, uri_to_path
 from phasewise.phases.edits import ChangeSet, FileChange
+from phasewise.phases.index import WorkspaceIndex
+from phasewise.phases.workspace import Workspace, uri_to_path
 from phasewise.problems import Problem, ProblemKind
 
 ANNOTATION_ID = "phasewise-code"
@@ -205,8 +206,12 @@ async def apply_change_set(
                    f"Nothing was applied.", phase="code", provider=provider, model=model)
 
 
-def workspace_of(folder_uris: Iterable[str], text_documents: Mapping[str, object]) -> Workspace:
+def workspace_of(folder_uris: Iterable[str], text_documents: Mapping[str, object],
+                 index: WorkspaceIndex | None = None) -> Workspace:
     """The core's ``Workspace`` for a phase: the client's workspace folders (``file:`` URIs; pygls
-    ``workspace.folders`` values' ``uri``, else ``root_uri``) and its open documents."""
+    ``workspace.folders`` values' ``uri``, else ``root_uri``) and its open documents, with the
+    session's ``index`` of what is known of the files."""
     folders = [uri_to_path(u) for u in folder_uris if u.startswith("file:")]
-    return Workspace(folders, open_documents(text_documents))
+    if index is None:
+        return Workspace(folders, open_documents(text_documents))
+    return Workspace(folders, open_documents(text_documents), index)

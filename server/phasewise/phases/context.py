@@ -1,11 +1,12 @@
 """The project as context: which related files a phase sends with its document, within a token budget.
 
-``Workspace`` is the workspace folders plus the editor's open buffers (they win over disk).
-``gather`` picks, in this order, until ``phases.<p>.contextTokens`` is spent: files the instruction
-names (a path or ``@path``), files the plan names (code phase), files the document imports, files
-that use the top-level symbols of the range (or of the whole document), then a compact repository
-map (paths with their top-level symbols, ranked by how related they are to the document and the
-instruction, how close, and how many files use their symbols; cut to what is left of the budget).
+The selection policy (the files themselves are ``phases.workspace``'s, what is known of them
+``phases.index``'s). ``gather`` picks, in this order, until ``phases.<p>.contextTokens`` is spent:
+files the instruction names (a path or ``@path``), files the plan names (code phase), files the
+document imports, files that use the top-level symbols of the range (or of the whole document), then
+a compact repository map (paths with their top-level symbols, ranked by how related they are to the
+document and the instruction, how close, and how many files use their symbols; cut to what is left
+of the budget).
 
 Only files inside the workspace folders are read, each path through the workspace's ``PathGate``
 (``phasewise.gate``: links resolved, inside a folder, not in ``.git``); a document outside every
@@ -15,8 +16,8 @@ skipped; git-ignored files are sent only when the instruction names them, and cr
 (``gate.credential``: ``.env*``, keys, ``.netrc``, ``.ssh/``…) only when the *user's own*
 instruction does (never a ``phasewise:`` comment's, a plan's or a model's). Everything here is
 blocking file and process I/O: call ``gather`` off the event loop (``asyncio.to_thread``). Per-file
-facts (symbols, identifiers) are cached by path, size and mtime, so a second gathering on an
-unchanged tree reads nothing again.
+facts (symbols, identifiers) are cached by the session's index, by path, size and mtime, so a second
+gathering on an unchanged tree reads nothing again.
 
 Symbols come from Python's ``ast`` for Python files and a small definition regex for other
 languages. tree-sitter would be more exact for other languages, but ``tree-sitter-language-pack``
@@ -29,33 +30,18 @@ May not import: edge, router, providers.
 from __future__ import annotations
 
 import ast
-import fnmatch
 import heapq
-import math
 import os
 import re
-import stat
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import unquote, urlparse
 
-from phasewise.gate import PathGate, PathRefused, credential
-from phasewise.phases.edits import FileText
-from phasewise.phases.listing import LISTING_TTL, LISTINGS, cached_listing
+from phasewise.phases.index import IDENT, Facts, Ranks, generated, symbols_of
+from phasewise.phases.workspace import Workspace, sensitive, uri_to_path
 from phasewise.serial import Jsonable, json_rule
 from phasewise.tokens import estimate_tokens
 
-MAX_FILE_BYTES = 200_000
-GENERATED = ("*.min.js", "*.min.css", "*.lock", "package-lock.json", "*.map", "*_pb2.py", "*.pyc")
-SOURCE_EXT = frozenset({".py", ".pyi", ".js", ".jsx", ".ts", ".tsx", ".go", ".rs", ".java", ".c", ".h", ".cpp",
-                        ".hpp", ".rb", ".lua", ".el", ".sh", ".kt", ".swift", ".cs", ".php", ".scala"})
 _PATHISH = re.compile(r"(?<![\w/.])@?([\w./-]*[\w-]\.[A-Za-z0-9]{1,8}|[\w.-]+/[\w./-]+|\.[\w][\w.-]*)")
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DEF = re.compile(
-    r"^(?:export\s+)?(?:default\s+)?(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?"
-    r"(?:def|class|function\*?|func|fn|interface|struct|enum|trait|type|const|let)\s+([A-Za-z_$][\w$]*)", re.M)
 _JS_IMPORT = re.compile(r"""(?:from\s+|require\(\s*|import\s+)['"](\.{1,2}/[^'"]+)['"]""")
 
 
@@ -98,276 +84,6 @@ class Context:
     @property
     def tokens(self) -> int:
         return sum(f.tokens for f in self.files) + self.map_tokens
-
-
-@dataclass(slots=True)
-class _Facts:
-    symbols: tuple[str, ...]
-    idents: frozenset[str]
-
-
-_FACTS: dict[tuple[str, int, int], _Facts] = {}
-_FACTS_LOCK = threading.Lock()
-
-
-def uri_to_path(uri: str) -> Path:
-    parsed = urlparse(uri)
-    return Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(uri)
-
-
-def _one_pattern(patterns: Iterable[str]) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
-
-
-_GENERATED_RX = _one_pattern(GENERATED)
-
-
-def sensitive(rel: str) -> bool:
-    """Credential files: never sent unless the user's own instruction names them."""
-    return credential(rel)
-
-
-def generated(rel: str, head: str = "") -> bool:
-    return _GENERATED_RX.match(rel[rel.rfind("/") + 1 :]) is not None or "@generated" in head or "DO NOT EDIT" in head
-
-
-def symbols_of(path: str, text: str) -> tuple[str, ...]:
-    """Top-level definitions of a file (``ast`` for Python, a definition regex otherwise)."""
-    if path.endswith((".py", ".pyi")):
-        try:
-            tree = ast.parse(text)
-        except (SyntaxError, ValueError):
-            pass
-        else:
-            names: list[str] = []
-            for node in tree.body:
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                    names.append(node.name)
-                elif isinstance(node, ast.Assign):
-                    names += [t.id for t in node.targets if isinstance(t, ast.Name) and t.id.isupper()]
-            return tuple(names)
-    return tuple(dict.fromkeys(m.group(1) for m in _DEF.finditer(text)))
-
-
-@dataclass(slots=True)
-class Workspace:
-    """Workspace folders plus open buffers (uri → (text, version)); open buffers win over disk."""
-
-    folders: Sequence[Path]
-    open_docs: Mapping[str, tuple[str, int | None]] = field(default_factory=dict)
-    _listing: dict[Path, list[str]] = field(default_factory=dict)
-    _open_by_path: dict[Path, tuple[str, str, int | None]] = field(default_factory=dict)
-
-    _open_by_rel: dict[str, tuple[str, str, int | None]] = field(default_factory=dict)
-    _base: dict[str, _Facts] = field(default_factory=dict)  # the cached facts the last all_facts used
-    gate: PathGate = field(init=False)  # what may be read and written: every path goes through it
-
-    def __post_init__(self) -> None:
-        self.gate = PathGate.of(self.folders)
-        self.folders = list(self.gate.roots)
-        self._open_by_path = {uri_to_path(u).resolve(): (u, t, v) for u, (t, v) in self.open_docs.items()}
-        for path, opened in self._open_by_path.items():
-            found = self.locate(path)
-            if found is not None:
-                self._open_by_rel.setdefault(found[1], opened)
-
-    # ------------------------------------------------------------------ paths
-
-    def locate(self, path: Path) -> tuple[Path, str] | None:
-        """(folder, workspace-relative path) of ``path``, links resolved, or None when outside every folder."""
-        return self.gate.locate(path)
-
-    def rel(self, uri: str) -> str | None:
-        found = self.locate(uri_to_path(uri))
-        return found[1] if found else None
-
-    def absolute(self, name: str) -> Path | None:
-        """The file a model or instruction names: workspace-relative (any folder) or absolute inside one."""
-        name = name.strip().lstrip("@")
-        if not name or "\0" in name or name.startswith("~"):
-            return None
-        p = Path(name)
-        candidates = [p] if p.is_absolute() else [f / p for f in self.folders]
-        for c in candidates:
-            got = self.gate.inside(c)
-            if got is not None and (got.exists() or got in self._open_by_path):
-                return got
-        if not p.is_absolute() and self.folders:
-            return self.gate.inside(self.folders[0] / p)  # a new file, in the first folder
-        return None
-
-    # ------------------------------------------------------------------ listing
-
-    def listing(self) -> list[str]:
-        """Workspace-relative paths of the files git does not ignore (every folder); a folder's list is
-        reused for ``LISTING_TTL`` seconds unless git's index changed."""
-        out: list[str] = []
-        for folder in self.folders:
-            if folder not in self._listing:
-                self._listing[folder] = cached_listing(folder)
-            out += self._listing[folder]
-        if self._open_by_rel:
-            out += [r for r in self._open_by_rel if r not in set(out)]
-        return out
-
-    def file_path(self, rel: str) -> Path | None:
-        for folder in self.folders:
-            p = folder / rel
-            if p.exists() or p.resolve() in self._open_by_path:
-                return p
-        return None
-
-    def read(self, rel: str) -> FileText | None:
-        """A file's text (the open buffer's when open), or None when missing, binary, huge, or (through a
-        symbolic link) outside the workspace folders."""
-        p = self.file_path(rel)
-        if p is None or (rel not in self._open_by_rel and self.locate(p) is None):
-            return None
-        return self.read_path(p, rel)
-
-    def read_path(self, p: Path, rel: str) -> FileText | None:
-        opened = self._open_by_rel.get(rel) or (self._open_by_path.get(p.resolve()) if self._open_by_path else None)
-        if opened is not None:
-            uri, text, version = opened
-            return FileText(rel, uri, text, version)
-        found = self.gate.locate(p)
-        if found is None:
-            return None
-        real = found[0] / found[1]
-        raw = self.gate.read_bytes(real, MAX_FILE_BYTES)
-        if raw is None or b"\0" in raw[:8192]:
-            return None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        return FileText(rel, real.as_uri(), text, None)
-
-    def resolve(self, name: str, allowed: frozenset[str] = frozenset()) -> FileText | None:
-        """The ``edits.Resolve`` of a change: the named file (``text=None`` when new), None when it
-        cannot be read as text. ``PathRefused`` when the gate refuses it (outside the folders, through
-        a link, inside ``.git``, starting with ``~``) or it is a credential file not in ``allowed``
-        (the ones the user's own instruction named)."""
-        name = name.strip().lstrip("@")
-        p = self.absolute(name)
-        if p is None:
-            self.gate.check(name)  # raises, saying why
-            raise PathRefused(name, "is not a file in the workspace")
-        found = self.locate(p)
-        if found is None:
-            raise PathRefused(name, "is outside the workspace")
-        rel = found[1]
-        if sensitive(rel) and rel not in allowed:
-            raise PathRefused(name, "is a credential file, which is changed only when your own instruction names it")
-        if p.exists() or p in self._open_by_path:
-            return self.read_path(p, rel)
-        return FileText(rel, p.as_uri(), None, None)
-
-    def facts(self, rel: str) -> _Facts | None:
-        """Top-level symbols and identifiers of a file, cached by path, size and mtime."""
-        opened = self._open_by_rel.get(rel)
-        if opened is not None:
-            text = opened[1]
-            return _Facts(symbols_of(rel, text), frozenset(_IDENT.findall(text)))
-        for folder in self.folders:
-            full = f"{folder}/{rel}"
-            try:
-                st = os.lstat(full)  # a symbolic link is not followed (it may lead out of the workspace)
-            except OSError:
-                continue
-            if stat.S_ISLNK(st.st_mode):
-                return _Facts((), frozenset())
-            key = (full, st.st_size, st.st_mtime_ns)
-            got = _FACTS.get(key)
-            if got is not None:
-                return got
-            facts = _Facts((), frozenset())
-            if st.st_size <= MAX_FILE_BYTES:
-                ft = self.read_path(Path(full), rel)
-                if ft is not None and ft.text is not None and not generated(rel, ft.text[:400]):
-                    facts = _Facts(symbols_of(rel, ft.text), frozenset(_IDENT.findall(ft.text)))
-            with _FACTS_LOCK:
-                _FACTS[key] = facts
-            return facts
-        return None
-
-
-    def all_facts(self, listing: Sequence[str]) -> dict[str, _Facts]:
-        """Facts of every listed source file. Files on disk are re-checked (one ``stat`` each) at most
-        every ``LISTING_TTL`` seconds, like the file list; open buffers are always current."""
-        import time
-
-        key = (tuple(self.folders), len(listing))
-        got = _SNAPSHOTS.get(key)
-        now = time.monotonic()
-        # the lists it was made of (one lookup each: files_changed may clear LISTINGS from the loop meanwhile)
-        stamp = tuple(id(listed[2]) if (listed := LISTINGS.get(f)) is not None else 0 for f in self.folders)
-        if got is not None and now - got[0] < LISTING_TTL and got[1] == stamp:
-            base = got[2]
-        else:
-            base = {}
-            for rel in listing:
-                dot = rel.rfind(".")
-                if dot > rel.rfind("/") and rel[dot:] in SOURCE_EXT and not sensitive(rel) \
-                        and rel not in self._open_by_rel:
-                    facts = self.facts(rel)
-                    if facts is not None:
-                        base[rel] = facts
-            _SNAPSHOTS[key] = (now, stamp, base)
-        self._base = base
-        if not self._open_by_rel:
-            return base
-        out = dict(base)
-        for rel in self._open_by_rel:
-            dot = rel.rfind(".")
-            if dot > rel.rfind("/") and rel[dot:] in SOURCE_EXT and not sensitive(rel):
-                facts = self.facts(rel)
-                if facts is not None:
-                    out[rel] = facts
-        return out
-
-
-_SNAPSHOTS: dict[tuple[tuple[Path, ...], int], tuple[float, tuple[int, ...], dict[str, _Facts]]] = {}
-_REFS: dict[int, tuple[dict[str, _Facts], dict[str, tuple[float, tuple[str, ...]]]]] = {}
-
-
-def references(all_facts: dict[str, _Facts]) -> dict[str, tuple[float, tuple[str, ...]]]:
-    """Per file: log(1 + how many other files mention its top-level symbols), and its symbols most
-    referenced first (aider's map ranks by references too); computed once per facts snapshot."""
-    got = _REFS.get(id(all_facts))
-    if got is not None and got[0] is all_facts:
-        return got[1]
-    defined = {sym for f in all_facts.values() for sym in f.symbols}
-    counts: dict[str, int] = dict.fromkeys(defined, 0)
-    for f in all_facts.values():
-        for ident in (f.idents & defined) if len(f.idents) < len(defined) else (defined & f.idents):
-            counts[ident] += 1
-    ranks: dict[str, tuple[float, tuple[str, ...]]] = {}
-    for rel, f in all_facts.items():
-        if f.symbols:
-            used_by = sum(counts[x] for x in f.symbols) - len(f.symbols)  # other files
-            ranks[rel] = (math.log1p(max(used_by, 0)), tuple(sorted(f.symbols, key=lambda x: -counts[x])))
-    if len(_REFS) > 8:
-        _REFS.clear()
-    _REFS[id(all_facts)] = (all_facts, ranks)
-    return ranks
-
-
-def files_changed() -> None:
-    """Files on disk changed (the editor saved or closed one, a change was applied): the next
-    gathering lists the folders and checks each file again instead of reusing the last snapshot
-    for ``LISTING_TTL`` seconds. Facts stay cached by path, size and mtime."""
-    LISTINGS.clear()
-    _SNAPSHOTS.clear()
-
-
-def clear_caches() -> None:
-    """Forget every cached file list and file fact (tests, benchmarks)."""
-    with _FACTS_LOCK:
-        _FACTS.clear()
-    LISTINGS.clear()
-    _SNAPSHOTS.clear()
-    _REFS.clear()
 
 
 # --------------------------------------------------------------------------- selection
@@ -501,15 +217,12 @@ def gather(ws: Workspace, *, document_uri: str, document_text: str, range_text: 
             continue
         spent += tokens
         files.append(ContextFile(rel, ft.uri, ft.text, reason, tokens, ft.version))
-    repo_map = _repo_map(all_facts, references(ws._base), doc_rel, syms | set(_IDENT.findall(instruction)),
+    repo_map = _repo_map(all_facts, ws.references(), doc_rel, syms | set(IDENT.findall(instruction)),
                          budget_tokens - spent, {f.path for f in files} | ({doc_rel} if doc_rel else set()))
     return Context(tuple(files), repo_map, doc_entry)
 
 
-_Ranks = Mapping[str, tuple[float, tuple[str, ...]]]
-
-
-def _repo_map(all_facts: Mapping[str, _Facts], refs: _Ranks, doc_rel: str | None, focus: set[str],
+def _repo_map(all_facts: Mapping[str, Facts], refs: Ranks, doc_rel: str | None, focus: set[str],
               budget: int, sent: set[str]) -> str:
     if budget <= 20:
         return ""

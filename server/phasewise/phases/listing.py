@@ -1,7 +1,8 @@
 """The files of a workspace folder, as the context gathering sees them: ``git ls-files`` (cached,
 untracked, not ignored) with git's own fsmonitor hook off, else a walk that honours ``.gitignore``
-through ``pathspec`` when it is installed; reused for ``LISTING_TTL`` seconds unless git's index
-changed. Folders such as ``.git``, ``node_modules`` and virtual environments are never listed."""
+through ``pathspec`` when it is installed. The session's ``WorkspaceIndex`` (``phases.index``) reuses
+a list for ``LISTING_TTL`` seconds unless git's index changed. Folders such as ``.git``,
+``node_modules`` and virtual environments are never listed."""
 
 from __future__ import annotations
 
@@ -14,27 +15,11 @@ from typing import Any
 MAX_LIST = 200_000
 SKIP_DIRS = frozenset({".git", "node_modules", "__pycache__", ".venv", "venv", "dist", "build", ".mypy_cache",
                        ".ruff_cache", ".pytest_cache", ".tox", "target", ".idea", ".vscode", "site-packages"})
-LISTING_TTL = 10.0
-LISTINGS: dict[Path, tuple[float, float, list[str]]] = {}
+LISTING_TTL = 10.0  # seconds a folder's list is reused (by the session's index)
 
 
-def cached_listing(folder: Path) -> list[str]:
-    import time
-
-    try:
-        index = (folder / ".git" / "index").stat().st_mtime
-    except OSError:
-        index = 0.0
-    now = time.monotonic()
-    got = LISTINGS.get(folder)
-    if got is not None and now - got[0] < LISTING_TTL and got[1] == index:
-        return got[2]
-    names = _list_folder(folder)
-    LISTINGS[folder] = (now, index, names)
-    return names
-
-
-def _list_folder(folder: Path) -> list[str]:
+def list_folder(folder: Path) -> list[str]:
+    """The folder's files, workspace-relative, as git sees them (or a walk honouring ``.gitignore``)."""
     try:
         done = subprocess.run(
             # core.fsmonitor off: a repository's own config must not make listing its files run a hook

@@ -149,6 +149,7 @@ class PhaseRoute:
     problem: Problem | None = None
     from_settings: bool = False
     fallback_problems: tuple[Problem, ...] = field(default=())
+    kind: str = "plan"  # what the phase's answer is: plan, code or review (``settings.phase_kind``)
 
     @property
     def main(self) -> Route | None:
@@ -284,7 +285,7 @@ class RouteResolver:
         names += [p for p, _ in self.loaded.broken_phases if p not in names]
         return names
 
-    def _route(self, phase: str, ref: ModelRef, ps: PhaseSettings | None) -> Route | Problem:
+    def _route(self, phase: str, ref: ModelRef, ps: PhaseSettings | None, kind: str) -> Route | Problem:
         spec = self.provider(ref.provider, phase=phase, model=ref.model)
         if isinstance(spec, Problem):
             return spec
@@ -295,13 +296,15 @@ class RouteResolver:
             max_output_tokens=ps.max_output_tokens if ps else None,
             # the phase's setting, else the model's default (catalogue or provider settings), else search-replace
             edit_format=(ps.edit_format if ps else None) or info.edit_format or DEFAULT_EDIT_FORMAT,
-            kind=phase_kind(self.loaded.settings, phase),
+            kind=kind,
         )
 
     def phase(self, phase: str) -> PhaseRoute:
+        """How ``phase`` is served (its kind included, whether or not it can be)."""
+        kind = phase_kind(self.loaded.settings, phase)
         settings = self.loaded.settings
         if issues := self.loaded.phase_issues(phase):
-            return PhaseRoute(phase, problem=Problem(
+            return PhaseRoute(phase, kind=kind, problem=Problem(
                 ProblemKind.CONFIG,
                 f"Settings for the {phase} phase are wrong: "
                 + "; ".join(i.describe() for i in issues)
@@ -312,18 +315,18 @@ class RouteResolver:
         ref = (ps.model if ps else None) or settings.default_model or ModelRef(
             provider=DEFAULT_PROVIDER, model=DEFAULT_MODEL
         )
-        main = self._route(phase, ref, ps)
+        main = self._route(phase, ref, ps, kind)
         if isinstance(main, Problem):
-            return PhaseRoute(phase, problem=main, from_settings=ps is not None)
+            return PhaseRoute(phase, problem=main, from_settings=ps is not None, kind=kind)
         routes = [main]
         bad: list[Problem] = []
         for fb in ps.fallbacks if ps else ():
-            r = self._route(phase, fb, ps)
+            r = self._route(phase, fb, ps, kind)
             (bad if isinstance(r, Problem) else routes).append(r)  # type: ignore[arg-type]
         return PhaseRoute(
             phase, tuple(routes), frozenset(ps.fallback_on if ps else ()),
             from_settings=ps is not None or settings.default_model is not None,
-            fallback_problems=tuple(bad),
+            fallback_problems=tuple(bad), kind=kind,
         )
 
     def describe(self, phase_route: PhaseRoute) -> dict[str, Any]:
@@ -356,7 +359,7 @@ class RouteResolver:
         out["fallbackOn"] = sorted(phase_route.fallback_on)
         ps = self.loaded.settings.phases.get(phase_route.phase)
         out["contextTokens"] = ps.context_tokens if ps else DEFAULT_CONTEXT_TOKENS
-        out["kind"] = phase_kind(self.loaded.settings, phase_route.phase)
+        out["kind"] = phase_route.kind
         if out["kind"] == "code":
             out["confirm"] = ps.confirm if ps else True
         return out

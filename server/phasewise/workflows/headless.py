@@ -14,19 +14,22 @@ failure part way puts back what was already replaced. New files get the user's u
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from phasewise.gate import PathGate, PathRefused
-from phasewise.phases.context import Workspace, uri_to_path
 from phasewise.phases.documents import Document, LineRange
 from phasewise.phases.edits import FileChange
+from phasewise.phases.index import WorkspaceIndex
 from phasewise.phases.service import PhaseInput, PhaseResult, PhaseService
+from phasewise.phases.workspace import Workspace, uri_to_path
 from phasewise.problems import Problem, ProblemKind
 from phasewise.router.router import Engine, NullObserver, Observer
+from phasewise.router.routes import PhaseRoute
 from phasewise.settings import LoadedSettings
 from phasewise.workflows.ledger import Recorder
-from phasewise.workflows.runs import RunOutcome, Step, pipeline_of, run_pipeline, shifted
+from phasewise.workflows.runner import PhaseRunner
+from phasewise.workflows.runs import RunOutcome, Step, shifted
 
 
 class FileSession:
@@ -43,6 +46,7 @@ class FileSession:
         self.written = False
         self.overlay: dict[Path, str] = {}  # files changed in a dry run: later phases see them as open buffers
         self.written_files: list[Path] = []
+        self.index = WorkspaceIndex()  # what the command knows of the workspace's files, for every phase
 
     def _read(self, path: Path | None = None) -> str:
         with open(path or self.path, encoding="utf-8", newline="") as handle:
@@ -58,7 +62,7 @@ class FileSession:
             return None
         open_docs = {p.as_uri(): (t, None) for p, t in self.overlay.items()}
         open_docs[self.path.as_uri()] = (self.text, None)
-        return Workspace([self.root], open_docs)
+        return Workspace([self.root], open_docs, self.index)
 
     def _problem(self, result: PhaseResult, message: str) -> None:
         result.ok, result.applied = False, False
@@ -114,6 +118,7 @@ class FileSession:
                                   "as it was.")
             return
         self.written = bool(targets)
+        self.index.files_changed()  # the next phase sees the files as written
         self.written_files = [t for t, _ in targets]
         self.text = next((f.after for t, f in targets if t == self.path), self.text)
         result.applied = True
@@ -146,44 +151,73 @@ def choose_workspace(path: Path, explicit: Path | None = None) -> tuple[Path | N
 ObserverFactory = Callable[[str, str], Observer]  # (phase, "provider/model") → observer
 
 
+class FileDoor:
+    """The command line as the phase runner's door: a terminal observer per phase, a code change
+    written to the session's files (every file or none), a Ctrl-C that stops the command."""
+
+    source = "cli"
+    cancel_is_result = False
+
+    def __init__(self, headless: Headless, session: FileSession) -> None:
+        self.headless, self.session = headless, session
+
+    def start(self, route: PhaseRoute, inp: PhaseInput) -> Observer:
+        factory = self.headless.observer_for
+        main = route.main
+        return factory(route.phase, main.label if main else "unrouted") if factory else NullObserver()
+
+    def stop(self, observer: Observer) -> None:
+        pass
+
+    async def apply(self, result: PhaseResult, loaded: LoadedSettings, observer: Observer) -> None:
+        self.session.apply(result)
+
+    async def finish(self, result: PhaseResult, inp: PhaseInput, loaded: LoadedSettings,
+                     observer: Observer) -> None:
+        pass  # the command prints the outcome once the phases are done
+
+    def said(self, message: str) -> None:
+        self.headless.said.append(message)
+
+
 @dataclass(slots=True)
 class Headless:
-    """Runs phases on files for the command line, recording each one in the ledger."""
+    """Runs phases on files for the command line through the one phase runner, recording each one."""
 
     engine: Engine
     loaded: LoadedSettings
-    recorder: Recorder
     observer_for: ObserverFactory | None = None
     workflow: str | None = None
+    runner: PhaseRunner = field(init=False)
+    said: list[str] = field(default_factory=list)  # what the user should hear besides the outcome
+
+    def __post_init__(self) -> None:
+        self.runner = PhaseRunner(PhaseService(self.engine))
 
     @property
     def service(self) -> PhaseService:
-        return PhaseService(self.engine)
+        return self.runner.service
+
+    @property
+    def recorder(self) -> Recorder:
+        return self.runner.recorder(self.loaded, FileDoor.source)
 
     def protocol_of(self, provider: str | None) -> str | None:
-        if not provider:
-            return None
-        spec = self.engine.resolver(self.loaded).provider(provider)
-        return None if isinstance(spec, Problem) else spec.protocol
+        return self.runner.protocol_of(self.loaded, provider)
 
-    def label(self, phase: str) -> str:
-        main = self.service.route(self.loaded, phase).main
-        return main.label if main else "unrouted"
+    def door(self, session: FileSession) -> FileDoor:
+        return FileDoor(self, session)
+
+    def _input(self, session: FileSession, instruction: str, rng: LineRange | None = None, plan: str | None = None,
+               change: str | None = None, run_id: str | None = None, files: tuple[str, ...] = ()) -> PhaseInput:
+        # the command line's instruction is the user's own (typed: `-i`)
+        return PhaseInput(session.document(), instruction, rng, plan, change, run_id, workspace=session.workspace(),
+                          changed_files=files, users_words=True)
 
     async def phase(self, session: FileSession, phase: str, instruction: str, *, rng: LineRange | None = None,
-                    plan: str | None = None, change: str | None = None, run_id: str | None = None,
-                    files: tuple[str, ...] = ()) -> PhaseResult:
-        observer = self.observer_for(phase, self.label(phase)) if self.observer_for else NullObserver()
-        doc = session.document()
-        # the command line's instruction is the user's own (typed: `-i`)
-        inp = PhaseInput(doc, instruction, rng, plan, change, run_id, workspace=session.workspace(),
-                         changed_files=files, users_words=True)
-        result = await self.service.run(self.loaded, phase, inp, observer)
-        if result.kind == "code":
-            session.apply(result)
-        self.recorder.record(result.to_json(), protocol=self.protocol_of(result.provider), workflow=self.workflow,
-                             instruction=instruction, document=str(session.path))
-        return result
+                    plan: str | None = None) -> PhaseResult:
+        inp = self._input(session, instruction, rng, plan)
+        return await self.runner.phase(self.loaded, phase, inp, self.door(session), workflow=self.workflow)
 
     async def run(self, session: FileSession, instruction: str, *, rng: LineRange | None = None,
                   pipeline: Sequence[str] | None = None) -> RunOutcome:
@@ -191,9 +225,9 @@ class Headless:
         one sees the applied (or dry-run) text."""
         before = session.text
 
-        async def step(s: Step) -> PhaseResult:
+        def step_input(s: Step, done: Sequence[PhaseResult]) -> PhaseInput:
             use = shifted(rng, before, session.text) if session.text != before else rng
-            return await self.phase(session, s.phase, s.instruction, rng=use, plan=s.plan, change=s.change,
-                                    run_id=s.run_id, files=s.files)
+            return self._input(session, s.instruction, use, s.plan, s.change, s.run_id, s.files)
 
-        return await run_pipeline(step, instruction, pipeline_of(self.loaded.settings, pipeline))
+        return await self.runner.run(self.loaded, instruction, self.door(session), step_input, pipeline=pipeline,
+                                     workflow=self.workflow)

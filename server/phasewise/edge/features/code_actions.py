@@ -103,13 +103,13 @@ class CodeActionsFeature(Feature):
         cached, routes = self._routes
         if cached is loaded:
             return routes
-        from phasewise.settings import phase_kind
 
         resolver = self.ls.engine.resolver(loaded)
         routes = []
         for phase in resolver.phase_names():
-            main = resolver.phase(phase).main
-            routes.append((phase, phase_kind(loaded.settings, phase), main.label if main else "not routed"))
+            phase_route = resolver.phase(phase)
+            main = phase_route.main
+            routes.append((phase, phase_route.kind, main.label if main else "not routed"))
         self._routes = (loaded, routes)
         return routes
 

@@ -1,9 +1,10 @@
 """The phase commands: ``phasewise.plan``, ``.code``, ``.review`` and ``.retry``.
 
-A phase runs through ``execute``: progress (created without a client round trip), the phase
-service, the code phase's edit (applied with ``workspace/applyEdit``, all or nothing, refused if
-the document moved on), its problem or findings published as diagnostics, and one line in the
-run record. ``phasewise.run`` (the workflows feature) runs its phases through the same method.
+A phase runs through ``execute``: the one phase runner (``workflows.runner``) with this feature's
+``EdgeDoor``: progress (created without a client round trip), the phase service, the code phase's
+edit (applied with ``workspace/applyEdit``, all or nothing, refused if the document moved on), its
+problem or findings published as diagnostics, and one line in the run record (the runner's).
+``phasewise.run`` (the workflows feature) runs its phases through the same runner and door.
 The feature remembers each document's last arguments per phase, for ``phasewise.retry``.
 """
 
@@ -24,9 +25,11 @@ from phasewise.edge.shown import show_plan, wants_documents, workspace_folder
 
 if TYPE_CHECKING:
     from phasewise.edge.server import PhasewiseServer
-    from phasewise.phases.context import Workspace
     from phasewise.phases.documents import Document, LineRange
     from phasewise.phases.service import PhaseInput, PhaseResult
+    from phasewise.phases.workspace import Workspace
+    from phasewise.router.router import Observer
+    from phasewise.router.routes import PhaseRoute
     from phasewise.settings import LoadedSettings
 
 PHASES = ("plan", "code", "review")
@@ -62,10 +65,10 @@ class PhasesFeature(Feature):
     async def run_command(self, phase: str, args: PhaseArgs) -> dict[str, Any]:
         """One phase on a document, as a command: the contract's phase result."""
         from phasewise.phases.service import PhaseInput
-        from phasewise.settings import phase_kind, with_phase_model
+        from phasewise.settings import with_phase_model
 
         loaded = await self.ls.settings_for(args.uri)
-        if phase_kind(loaded.settings, phase) != "review":
+        if self.ls.runner.route(loaded, phase).kind != "review":
             args.require_instruction()
         doc = self.ls.document(args.uri)
         self._last[(args.uri, phase)] = args
@@ -88,51 +91,13 @@ class PhasesFeature(Feature):
             return cancelled
         return await self.run_command(args.phase, again)
 
-    async def execute(self, phase: str, inp: PhaseInput, loaded: LoadedSettings) -> PhaseResult:
-        """Run ``phase`` with progress, apply a code result, publish and record the outcome."""
-        from phasewise.phases.service import cancelled_result, new_run_id
-        from phasewise.settings import phase_kind
-
-        ls = self.ls
-        service = ls.service
-        inp.run_id = run_id = inp.run_id or new_run_id()
-        doc = inp.document
+    async def execute(self, phase: str, inp: PhaseInput, loaded: LoadedSettings, *,
+                      workflow: str | None = None) -> PhaseResult:
+        """Run ``phase`` through the one phase runner, this feature as its door: progress, a code
+        result applied with ``workspace/applyEdit``, the outcome published, the run recorded."""
         if inp.workspace is None:
-            inp.workspace = self.workspace_of(doc.uri)
-        phase_route = service.route(loaded, phase)
-        main = phase_route.main
-        who = f"{main.provider}/{main.model}" if main else "unrouted"
-        # The token is created while the phase runs: no client round trip before the provider call.
-        progress = PhaseProgress.creating(ls, run_id=run_id, phase=phase, uri=doc.uri)
-        token = progress.token
-        progress.route = who
-        progress.begin(f"Phasewise {phase}: {who}")
-        ls.log_line(f"[{run_id}] {phase} phase starting on {who}")
-        task = asyncio.current_task()
-        request_id = ls.protocol.msg_id
-        assert task is not None
-        ls.runs.add(request_id, token, task)
-        try:
-            result = await service.run(loaded, phase, inp, progress)
-            if result.kind == "code" and result.ok:
-                await self.apply_code(result, loaded, progress)
-        except asyncio.CancelledError:
-            task.uncancel()
-            result = cancelled_result(phase, run_id, phase_route, phase_kind(loaded.settings, phase))
-        finally:
-            ls.runs.remove(request_id, token)
-        self.publish_outcome(doc, inp.range, result)
-        self.record(inp, result, loaded)
-        if result.text and phase_kind(loaded.settings, phase) == "plan" and wants_documents(ls):
-            result.shown_at = await show_plan(ls, doc, phase, inp.instruction, result,
-                                              loaded.settings.plans_directory)
-        served = f"{result.provider}/{result.model}"
-        outcome = "ok" if result.ok else f"failed: {result.error.kind if result.error else '?'}"
-        if result.ok and result.incomplete:  # ok, and cut at the output limit: result.note says what to do
-            outcome += ", cut at the output limit"
-        progress.end(f"{phase} {outcome} ({served})")
-        ls.log_line(f"[{run_id}] {phase} phase {outcome}, served by {served} in {result.total_ms:.0f} ms")
-        return result
+            inp.workspace = self.workspace_of(inp.document.uri)
+        return await self.ls.runner.phase(loaded, phase, inp, EdgeDoor(self), workflow=workflow)
 
     def workspace_of(self, uri: str) -> Workspace | None:
         """The workspace a phase on ``uri`` reads related files from: the client's workspace folders
@@ -144,22 +109,7 @@ class PhasesFeature(Feature):
             return None
         ws = self.ls.workspace
         folder_uris = [f.uri for f in ws.folders.values()] or ([ws.root_uri] if ws.root_uri else [])
-        return workspace_of(folder_uris, ws.text_documents)
-
-    def record(self, inp: PhaseInput, result: PhaseResult, loaded: LoadedSettings) -> None:
-        """Append one phase run to the run record."""
-        from phasewise.problems import Problem
-        from phasewise.workflows.ledger import Recorder
-
-        settings = loaded.settings
-        recorder = Recorder(settings.ledger_path, record_content=settings.record_content, source="lsp")
-        protocol = None
-        if result.provider:
-            spec = self.ls.engine.resolver(loaded).provider(result.provider)
-            protocol = None if isinstance(spec, Problem) else spec.protocol
-        recorder.record(result.to_json(), protocol=protocol, instruction=inp.instruction, document=inp.document.uri)
-        for failure in recorder.failures:
-            self.ls.log_line(f"Phasewise run record: {failure}")
+        return workspace_of(folder_uris, ws.text_documents, self.ls.index)
 
     def publish_outcome(self, doc: Document, rng: LineRange | None, result: PhaseResult) -> None:
         from phasewise.problems import ProblemKind
@@ -204,7 +154,6 @@ class PhasesFeature(Feature):
         read it; with ``phases.code.confirm`` the edit asks the editor to show it first (and the
         progress says the phase now waits for the user, not for the provider)."""
         from phasewise.edge.workspace_edit import apply_change_set, asks_confirmation, open_documents
-        from phasewise.phases.context import files_changed
         from phasewise.problems import Problem, ProblemKind
 
         ls = self.ls
@@ -246,7 +195,7 @@ class PhasesFeature(Feature):
         )
         result.applied = problem is None
         if problem is None:
-            files_changed()  # the next phase's context sees the changed (and created) files at once
+            ls.files_changed()  # the next phase's context sees the changed (and created) files at once
             return
         result.ok = False
         if problem.kind is ProblemKind.DOCUMENT_CHANGED and _declined(problem.message):
@@ -257,6 +206,64 @@ class PhasesFeature(Feature):
                               f"nothing was applied.", phase=result.phase, provider=result.provider,
                               model=result.model)
         result.error = problem
+
+
+
+class EdgeDoor:
+    """The LSP edge as the phase runner's door: a work-done progress (created without a client round
+    trip, cancellable), the change sent with ``workspace/applyEdit``, the outcome as diagnostics, a
+    plan document for clients without a plugin, and a line in the client's log."""
+
+    source = "lsp"
+    cancel_is_result = True  # the progress bar's Cancel (or $/cancelRequest) ends the phase as `cancelled`
+
+    def __init__(self, feature: PhasesFeature) -> None:
+        self.feature = feature
+        self.ls = feature.ls
+        self._request_id: object = None
+
+    def start(self, route: PhaseRoute, inp: PhaseInput) -> PhaseProgress:
+        ls = self.ls
+        main = route.main
+        who = f"{main.provider}/{main.model}" if main else "unrouted"
+        run_id = inp.run_id or ""
+        # The token is created while the phase runs: no client round trip before the provider call.
+        progress = PhaseProgress.creating(ls, run_id=run_id, phase=route.phase, uri=inp.document.uri)
+        progress.route = who
+        progress.begin(f"Phasewise {route.phase}: {who}")
+        ls.log_line(f"[{run_id}] {route.phase} phase starting on {who}")
+        task = asyncio.current_task()
+        assert task is not None
+        self._request_id = ls.protocol.msg_id
+        ls.runs.add(self._request_id, progress.token, task)
+        return progress
+
+    def stop(self, observer: Observer) -> None:
+        assert isinstance(observer, PhaseProgress)
+        self.ls.runs.remove(self._request_id, observer.token)
+
+    async def apply(self, result: PhaseResult, loaded: LoadedSettings, observer: Observer) -> None:
+        await self.feature.apply_code(result, loaded, observer if isinstance(observer, PhaseProgress) else None)
+
+    async def finish(self, result: PhaseResult, inp: PhaseInput, loaded: LoadedSettings,
+                     observer: Observer) -> None:
+        ls = self.ls
+        doc = inp.document
+        self.feature.publish_outcome(doc, inp.range, result)
+        if result.text and result.kind == "plan" and wants_documents(ls):
+            result.shown_at = await show_plan(ls, doc, result.phase, inp.instruction, result,
+                                              loaded.settings.plans_directory)
+        served = f"{result.provider}/{result.model}"
+        outcome = "ok" if result.ok else f"failed: {result.error.kind if result.error else '?'}"
+        if result.ok and result.incomplete:  # ok, and cut at the output limit: result.note says what to do
+            outcome += ", cut at the output limit"
+        assert isinstance(observer, PhaseProgress)
+        observer.end(f"{result.phase} {outcome} ({served})")
+        ls.log_line(f"[{result.run_id}] {result.phase} phase {outcome}, served by {served} in "
+                    f"{result.total_ms:.0f} ms")
+
+    def said(self, message: str) -> None:
+        self.ls.log_line(message)
 
 
 def _declined(message: str) -> bool:

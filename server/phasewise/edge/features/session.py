@@ -41,15 +41,11 @@ class SessionFeature(Feature):
 
         @ls.feature(types.TEXT_DOCUMENT_DID_SAVE)
         def on_save(params: types.DidSaveTextDocumentParams) -> None:
-            from phasewise.phases.context import files_changed
-
-            files_changed()  # the next phase's context reads the workspace as it is now
+            ls.files_changed()  # the next phase's context reads the workspace as it is now
 
         @ls.feature(types.TEXT_DOCUMENT_DID_CLOSE)
         def on_close(params: types.DidCloseTextDocumentParams) -> None:
-            from phasewise.phases.context import files_changed
-
-            files_changed()  # its buffer no longer stands in for the file on disk
+            ls.files_changed()  # its buffer no longer stands in for the file on disk
 
         @ls.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
         def on_progress_cancel(params: types.WorkDoneProgressCancelParams) -> None:

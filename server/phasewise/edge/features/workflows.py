@@ -10,6 +10,7 @@ Workflows are imported inside the handlers, after ``initialize``, like the rest 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
@@ -43,12 +44,13 @@ class WorkflowsFeature(Feature):
     # ------------------------------------------------------------------------- phasewise.run
 
     async def run(self, args: PhaseArgs) -> dict[str, Any]:
-        """The pipeline (plan → code → review unless the settings say otherwise), each phase through
-        ``PhasesFeature.execute`` on its own route, one run id."""
+        """The pipeline (plan → code → review unless the settings say otherwise) through the one phase
+        runner and the phases feature's door, each phase on its own route, one run id."""
+        from phasewise.edge.features.phases import EdgeDoor
         from phasewise.phases.documents import Document
         from phasewise.phases.service import PhaseInput, PhaseResult
         from phasewise.problems import Problem, ProblemKind
-        from phasewise.workflows.runs import Step, pipeline_of, run_pipeline, shifted
+        from phasewise.workflows.runs import Step, shifted
 
         ls = self.ls
         args.require_instruction()
@@ -57,10 +59,8 @@ class WorkflowsFeature(Feature):
         if wrong := [i.describe() for i in loaded.issues if i.path.startswith("phasewise.pipeline")]:
             raise CommandError("the settings' pipeline cannot run: " + "; ".join(wrong).replace("`", ""))
         phases = ls.get_feature(PhasesFeature)
-        code_text: list[str] = []
-        instruction = args.instruction or ""
 
-        async def step(s: Step) -> PhaseResult:
+        def step_input(s: Step, done: Sequence[PhaseResult]) -> PhaseInput | PhaseResult:
             try:
                 doc = ls.document(args.uri)
             except CommandError as err:
@@ -68,19 +68,16 @@ class WorkflowsFeature(Feature):
                     ProblemKind.CONFIG, f"The {s.phase} phase of run {s.run_id} cannot read the document: {err}.",
                     phase=s.phase))
             rng = args.line_range()
+            code_text = [r.new_text for r in done if r.kind == "code" and r.ok and r.new_text is not None]
             if s.kind != "code" and code_text:
                 if doc.text != code_text[-1]:
                     # The editor applied the edit but has not synced it yet: work on what was applied.
                     doc = Document(doc.uri, code_text[-1], None, doc.language)
                 rng = shifted(rng, first.text, doc.text)
-            inp = PhaseInput(doc, s.instruction, rng, s.plan, s.change, s.run_id, changed_files=s.files,
-                             users_words=args.users_words)
-            result = await phases.execute(s.phase, inp, loaded)
-            if s.kind == "code" and result.ok and result.new_text is not None:
-                code_text.append(result.new_text)
-            return result
+            return PhaseInput(doc, s.instruction, rng, s.plan, s.change, s.run_id, changed_files=s.files,
+                              workspace=phases.workspace_of(args.uri), users_words=args.users_words)
 
-        outcome = await run_pipeline(step, instruction, pipeline_of(loaded.settings))
+        outcome = await ls.runner.run(loaded, args.instruction or "", EdgeDoor(phases), step_input)
         done = "done" if outcome.ok else f"stopped at {outcome.stopped_at}"
         ls.log_line(f"[{outcome.run_id}] run {done}: "
                     + ", ".join(f"{r.phase} on {r.provider}/{r.model}" for r in outcome.results))
@@ -103,9 +100,9 @@ class WorkflowsFeature(Feature):
 
     async def compare(self, args: CompareArgs) -> dict[str, Any]:
         """One phase on several models, side by side; nothing is applied, nothing is published."""
+        from phasewise.edge.features.phases import EdgeDoor
         from phasewise.phases.service import PhaseInput, new_run_id
         from phasewise.workflows.compare import compare, write_report
-        from phasewise.workflows.ledger import Recorder
 
         ls = self.ls
         phase, models = args.phase, args.model_list()
@@ -143,14 +140,13 @@ class WorkflowsFeature(Feature):
             return {"ok": False, "runId": run_id, "phase": phase, "rows": [], "cancelled": True}
         finally:
             ls.runs.remove(request_id, progress.token)
-        settings = loaded.settings
-        recorder = Recorder(settings.ledger_path, record_content=settings.record_content, source="lsp")
+        door = EdgeDoor(ls.get_feature(PhasesFeature))
         for row in report.rows:
-            recorder.record(row.result.to_json(), workflow="compare", instruction=instruction, document=args.uri)
+            ls.runner.record(loaded, row.result, door, workflow="compare", instruction=instruction, document=args.uri)
         out = report.to_json()
         out["markdown"] = report.to_markdown()
         try:
-            path = write_report(report, recorder.ledger.path)
+            path = write_report(report, ls.runner.recorder(loaded, door.source).ledger.path)
             out["reportPath"], out["reportUri"] = str(path), path.as_uri()
         except OSError as exc:
             ls.log_line(f"[{run_id}] compare report not written: {exc.strerror or exc}")

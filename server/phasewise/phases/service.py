@@ -39,7 +39,7 @@ from phasewise.router.router import (
     phase_request,
 )
 from phasewise.router.routes import PhaseRoute, Route
-from phasewise.settings import DEFAULT_CONTEXT_TOKENS, LoadedSettings, phase_kind
+from phasewise.settings import DEFAULT_CONTEXT_TOKENS, LoadedSettings
 from phasewise.tokens import estimate_tokens
 
 _MAX_INSTRUCTIONS = 100_000  # characters of an instructions file that are sent
@@ -132,7 +132,8 @@ class PhaseService:
         return Problem(ProblemKind.CONFIG, f"`{setting}` names {name}, {why}. Nothing was sent.",
                        phase=phase, setting=setting)
 
-    async def gather(self, loaded: LoadedSettings, phase: str, inp: PhaseInput) -> Context | None:
+    async def gather(self, loaded: LoadedSettings, phase: str, inp: PhaseInput,
+                     phase_route: PhaseRoute | None = None) -> Context | None:
         """The phase's related files (off the event loop), or None without a workspace."""
         if inp.workspace is None:
             return None
@@ -140,7 +141,8 @@ class PhaseService:
         budget = ps.context_tokens if ps else DEFAULT_CONTEXT_TOKENS
         doc = inp.document
         rng = doc.clamp(inp.range) if inp.range is not None else None
-        main = self.route(loaded, phase).main
+        phase_route = phase_route or self.route(loaded, phase)
+        main = phase_route.main
         window = main.info.context_window if main else None
         if main is not None and window:  # related files never crowd out the document and the answer
             sent = estimate_tokens(doc.excerpt(rng) if rng else doc.text)
@@ -148,14 +150,14 @@ class PhaseService:
         return await asyncio.to_thread(
             gather, inp.workspace, document_uri=doc.uri, document_text=doc.text,
             range_text=doc.excerpt(rng) if rng else None, instruction=inp.instruction,
-            plan=inp.plan if phase_kind(loaded.settings, phase) == "code" else None, budget_tokens=budget,
+            plan=inp.plan if phase_route.kind == "code" else None, budget_tokens=budget,
             changed=inp.changed_files, users_words=inp.users_words,
         )
 
     def preflight(self, loaded: LoadedSettings, phase: str, inp: PhaseInput) -> Problem | None:
         """Offline checks of one phase: settings, key, model, tool calling, context window."""
         phase_route = self.route(loaded, phase)
-        kind = phase_kind(loaded.settings, phase)
+        kind = phase_route.kind
         instructions = self.instructions(loaded, phase, inp)
         if isinstance(instructions, Problem):
             return instructions
@@ -187,19 +189,21 @@ class PhaseService:
                              cache_key=cache_key(workspace, route))
 
     async def run(self, loaded: LoadedSettings, phase: str, inp: PhaseInput,
-                  observer: Observer) -> PhaseResult:
+                  observer: Observer, phase_route: PhaseRoute | None = None) -> PhaseResult:
+        """One phase: its context, its request on its routes (``phase_route``, as the runner resolved
+        it once; else resolved here), its answer handled by its kind."""
         run_id = inp.run_id or new_run_id()
         started = time.perf_counter()
-        phase_route = self.route(loaded, phase)
+        phase_route = phase_route or self.route(loaded, phase)
         main = phase_route.main
-        kind = phase_kind(loaded.settings, phase)
+        kind = phase_route.kind
         result = PhaseResult(ok=False, run_id=run_id, phase=phase, kind=kind,
                              provider=main.provider if main else None, model=main.model if main else None)
         instructions = self.instructions(loaded, phase, inp)
         if isinstance(instructions, Problem):
             result.error = instructions
             return result
-        context = await self.gather(loaded, phase, inp)
+        context = await self.gather(loaded, phase, inp, phase_route)
         result.context = context
         if context is not None and (context.files or context.repo_map):
             names = ", ".join(f.path for f in context.files[:3]) + (" …" if len(context.files) > 3 else "")
@@ -256,7 +260,7 @@ class PhaseService:
         result.add_usage(c.usage, served.route.info)
 
         async def ask_again(route: Route, repair: str) -> Served:
-            only = PhaseRoute(route.phase, routes=(route,))
+            only = PhaseRoute(route.phase, routes=(route,), kind=route.kind)
             return await router.serve(only, lambda r: build(r, repair), check, observer)
 
         repaired = False

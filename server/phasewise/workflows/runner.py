@@ -105,13 +105,14 @@ class PhaseRunner:
     # ------------------------------------------------------------------ running
 
     async def phase(self, loaded: LoadedSettings, phase: str, inp: PhaseInput, door: Door, *,
-                    workflow: str | None = None) -> PhaseResult:
-        """One phase through ``door``: shown, run, its change applied, recorded, its outcome shown."""
+                    route: PhaseRoute | None = None, workflow: str | None = None) -> PhaseResult:
+        """One phase through ``door``: shown, run, its change applied, recorded, its outcome shown
+        (``route``: the phase's, when the door resolved it already)."""
         inp.run_id = run_id = inp.run_id or new_run_id()
-        route = self.route(loaded, phase)
+        route = route or self.route(loaded, phase)
         observer = door.start(route, inp)
         try:
-            result = await self.service.run(loaded, phase, inp, observer)
+            result = await self.service.run(loaded, phase, inp, observer, route)
             if route.kind == "code" and result.ok:
                 await door.apply(result, loaded, observer)
         except asyncio.CancelledError:

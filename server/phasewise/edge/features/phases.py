@@ -68,14 +68,15 @@ class PhasesFeature(Feature):
         from phasewise.settings import with_phase_model
 
         loaded = await self.ls.settings_for(args.uri)
-        if self.ls.runner.route(loaded, phase).kind != "review":
+        if args.model:
+            loaded = with_phase_model(loaded, phase, args.model)
+        route = self.ls.runner.route(loaded, phase)  # resolved once, here, for the whole phase
+        if route.kind != "review":
             args.require_instruction()
         doc = self.ls.document(args.uri)
         self._last[(args.uri, phase)] = args
-        if args.model:
-            loaded = with_phase_model(loaded, phase, args.model)
         inp = PhaseInput(doc, args.instruction or "", args.line_range(), args.plan, users_words=args.users_words)
-        result = await self.execute(phase, inp, loaded)
+        result = await self.execute(phase, inp, loaded, route=route)
         return result.to_json()
 
     async def retry(self, args: RetryArgs) -> dict[str, Any]:
@@ -92,12 +93,12 @@ class PhasesFeature(Feature):
         return await self.run_command(args.phase, again)
 
     async def execute(self, phase: str, inp: PhaseInput, loaded: LoadedSettings, *,
-                      workflow: str | None = None) -> PhaseResult:
+                      route: PhaseRoute | None = None, workflow: str | None = None) -> PhaseResult:
         """Run ``phase`` through the one phase runner, this feature as its door: progress, a code
         result applied with ``workspace/applyEdit``, the outcome published, the run recorded."""
         if inp.workspace is None:
             inp.workspace = self.workspace_of(inp.document.uri)
-        return await self.ls.runner.phase(loaded, phase, inp, EdgeDoor(self), workflow=workflow)
+        return await self.ls.runner.phase(loaded, phase, inp, EdgeDoor(self), route=route, workflow=workflow)
 
     def workspace_of(self, uri: str) -> Workspace | None:
         """The workspace a phase on ``uri`` reads related files from: the client's workspace folders

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from phasewise.cli.headless import FileSession
 from phasewise.demo import example_project
 from phasewise.gate import PathRefused
 from phasewise.phases.context import Workspace, gather
@@ -23,7 +24,6 @@ from phasewise.router.router import Engine, NullObserver
 from phasewise.router.routes import Keyring
 from phasewise.settings import load_settings
 from phasewise.sim import SimulatorThread
-from phasewise.workflows.headless import FileSession
 from tests.helpers import server_env
 
 LIB = "def find_item(items, sku):\n    for item in items:\n        if item.sku == sku:\n            return item\n"

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
 
+    from phasewise.cli.headless import FileSession
     from phasewise.router.router import Engine
-    from phasewise.workflows.headless import FileSession
 
 from phasewise.cli.common import (
     EXIT_FAILED,

@@ -1,7 +1,6 @@
 """Workflows over the phases, shared by the language server and the command line.
 
 - ``runs``: plan → code → review as one run (one run id; the plan to code, the change to review).
-- ``headless``: phases on files without an editor (atomic writes, dry runs).
 - ``ledger``: the run record (one JSON line per phase run) and ``phasewise history``.
 - ``compare``: one phase on several models side by side, as a report.
 - ``doctor``: live provider checks plus every phase's preflight (``phasewise.verify``).

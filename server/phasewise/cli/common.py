@@ -17,10 +17,10 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from phasewise.cli.headless import FileSession, Headless
+    from phasewise.cli.render import ProgressBoard
     from phasewise.phases.documents import LineRange
     from phasewise.router.router import Engine
     from phasewise.workflows.config import FoundSettings
-    from phasewise.workflows.render import ProgressBoard
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -6,7 +6,6 @@
 - ``doctor``: live provider checks plus every phase's preflight (``phasewise.verify``).
 - ``discovery``: model lists from ``/models``, cached for preflight; completion of model ids.
 - ``config``: finding the ``phasewise`` settings section in files, for the command line.
-- ``render``: rich tables and progress for the terminal.
 
 No module here knows LSP: ``edge.features.workflows`` adapts them to the server.
 """

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from phasewise import cli
+from phasewise.cli.demo import example_file
 from phasewise.cli.headless import FileSession
-from phasewise.demo import example_file
 from phasewise.sim import SimulatorThread
 from phasewise.workflows.config import load_cli_settings, strip_jsonc
 from phasewise.workflows.ledger import Ledger, ledger_path

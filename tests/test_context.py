@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from phasewise.cli.demo import example_project
 from phasewise.cli.headless import FileSession
-from phasewise.demo import example_project
 from phasewise.gate import PathRefused
 from phasewise.phases.context import Workspace, gather
 from phasewise.phases.documents import Document

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from phasewise.demo import example_file
+from phasewise.cli.demo import example_file
 from tests.helpers import server_env
 
 

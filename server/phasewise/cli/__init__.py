@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve_stdio()
     if args.command == "demo":
-        from phasewise.demo import run_demo
+        from phasewise.cli.demo import run_demo
 
         return run_demo(args)
     handler = COMMANDS[args.command]

@@ -82,6 +82,15 @@ def test_every_error_phasewise_raises_has_one_root() -> None:
         assert tree[name] == base, f"{name} derives from {base}, the tree draws it under {tree[name]}"
 
 
+def test_every_package_says_what_it_is_for_and_what_it_may_import() -> None:
+    import phasewise
+
+    packages = [phasewise, *(importlib.import_module(i.name) for i in pkgutil.walk_packages(
+        phasewise.__path__, "phasewise.") if i.ispkg)]
+    vague = [p.__name__ for p in packages if len((p.__doc__ or "").split()) < 12 or "import" not in (p.__doc__ or "")]
+    assert vague == []
+
+
 @pytest.mark.parametrize(("command", "arg", "expected"), [
     ("phasewise.plan", {"uri": "file:///x.py", "instruction": 5}, "`instruction` must be text"),
     ("phasewise.plan", {"uri": "file:///x.py", "instruction": "x", "range": {"start": 1}},

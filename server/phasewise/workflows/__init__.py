@@ -7,7 +7,8 @@
 - ``discovery``: model lists from ``/models``, cached for preflight; completion of model ids.
 - ``config``: finding the ``phasewise`` settings section in files, for the command line.
 
-No module here knows LSP: ``edge.features.workflows`` adapts them to the server.
+No module here knows LSP: ``edge.features.workflows`` adapts them to the server, ``cli`` to the
+terminal. May import ``phases`` and every layer below it; never ``edge``, ``cli`` or ``sim``.
 """
 
 __all__: list[str] = []

@@ -65,6 +65,7 @@ def chats(sim: SimulatorThread) -> list[Any]:
     return [r for r in sim.requests if r.endpoint == "chat"]
 
 
+@pytest.mark.slow
 def test_run_in_a_shell_writes_the_file_and_three_ledger_lines(work: Path, tmp_path: Path,
                                                                sim: SimulatorThread) -> None:
     env = server_env(PHASEWISE_SIM_URL=sim.url, PHASEWISE_LEDGER=str(tmp_path / "state" / "runs.jsonl"))

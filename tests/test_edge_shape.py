@@ -91,6 +91,7 @@ def test_every_package_says_what_it_is_for_and_what_it_may_import() -> None:
     assert vague == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("command", "arg", "expected"), [
     ("phasewise.plan", {"uri": "file:///x.py", "instruction": 5}, "`instruction` must be text"),
     ("phasewise.plan", {"uri": "file:///x.py", "instruction": "x", "range": {"start": 1}},

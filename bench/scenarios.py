@@ -871,7 +871,7 @@ async def prompt_caching_runs() -> dict[str, Any]:
     the file as it was left, on a simulator reporting prompt caching the way each protocol does.
     Billed input cost with the provider's cache (prices as above) against the same requests billed
     without it, and the share of input tokens read from the cache."""
-    from phasewise.demo import DEMO_INSTRUCTION, example_file
+    from phasewise.cli.demo import DEMO_INSTRUCTION, example_file
     from phasewise.phases.service import PhaseService
     from phasewise.router.router import Engine
     from phasewise.router.routes import Keyring

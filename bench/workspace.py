@@ -174,7 +174,7 @@ def bench_edits() -> dict[str, float]:
 
 
 def bench_tokens() -> dict[str, float]:
-    from phasewise.demo import example_project
+    from phasewise.cli.demo import example_project
     from phasewise.sim import SimulatorThread
 
     out: dict[str, float] = {}

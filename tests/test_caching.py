@@ -375,6 +375,7 @@ def test_history_stats_command(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "alpha/claude-sim" in text and "50 %" in text and "overloaded 2" in text
 
 
+@pytest.mark.slow
 async def test_status_reports_health_with_the_flagged_route(client: LanguageClient, sim: SimulatorThread,
                                                             tmp_path: Path) -> None:
     path = tmp_path / "runs.jsonl"

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from phasewise import cli
-from phasewise.demo import example_file
+from phasewise.cli.demo import example_file
+from phasewise.cli.headless import FileSession
 from phasewise.sim import SimulatorThread
 from phasewise.workflows.config import load_cli_settings, strip_jsonc
-from phasewise.workflows.headless import FileSession
 from phasewise.workflows.ledger import Ledger, ledger_path
 from tests.helpers import server_env
 
@@ -65,6 +65,7 @@ def chats(sim: SimulatorThread) -> list[Any]:
     return [r for r in sim.requests if r.endpoint == "chat"]
 
 
+@pytest.mark.slow
 def test_run_in_a_shell_writes_the_file_and_three_ledger_lines(work: Path, tmp_path: Path,
                                                                sim: SimulatorThread) -> None:
     env = server_env(PHASEWISE_SIM_URL=sim.url, PHASEWISE_LEDGER=str(tmp_path / "state" / "runs.jsonl"))

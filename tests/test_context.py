@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from phasewise.demo import example_project
+from phasewise.cli.demo import example_project
+from phasewise.cli.headless import FileSession
 from phasewise.gate import PathRefused
 from phasewise.phases.context import gather
 from phasewise.phases.documents import Document
@@ -24,7 +25,6 @@ from phasewise.router.router import Engine, NullObserver
 from phasewise.router.routes import Keyring
 from phasewise.settings import load_settings
 from phasewise.sim import SimulatorThread
-from phasewise.workflows.headless import FileSession
 from tests.helpers import server_env
 
 LIB = "def find_item(items, sku):\n    for item in items:\n        if item.sku == sku:\n            return item\n"
@@ -202,6 +202,7 @@ def demo_copy(tmp_path: Path) -> Path:
     return work
 
 
+@pytest.mark.slow
 def test_the_demo_rename_updates_the_caller_through_the_cli(sim: SimulatorThread, tmp_path: Path) -> None:
     work = demo_copy(tmp_path)
     done = subprocess.run([sys.executable, "-m", "phasewise", "run", "inventory.py", "-i",
@@ -231,6 +232,7 @@ def test_the_demo_rename_updates_the_caller_through_the_cli(sim: SimulatorThread
     assert any("path" not in f for f in out["findings"])  # and on the document itself, as before
 
 
+@pytest.mark.slow
 def test_dry_run_prints_every_diff_and_writes_nothing(sim: SimulatorThread, tmp_path: Path) -> None:
     work = demo_copy(tmp_path)
     before = {p.name: p.read_text(encoding="utf-8") for p in work.iterdir()}
@@ -314,6 +316,7 @@ def test_repository_map_ranks_what_is_used_most(tmp_path: Path) -> None:
     assert lines.index("a/solo.py: alone") > 0
 
 
+@pytest.mark.slow
 async def test_a_small_window_gets_a_smaller_context(sim: SimulatorThread, tmp_path: Path) -> None:
     root = project(tmp_path / "ws")
     big = "from lib import find_item\n\n" + "".join(f"def f{i}(items):\n    return find_item(items, {i})\n\n"

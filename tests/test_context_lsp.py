@@ -9,10 +9,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pytest_lsp import LanguageClient
 
 from phasewise.sim import SimulatorThread
 from tests.helpers import Editor, make_plugin_client_fixture, plain, server_env
+
+pytestmark = pytest.mark.slow  # every test starts the language server and runs phases through it
 
 WORKSPACE = Path(tempfile.mkdtemp(prefix="phasewise-context-ws-"))
 LIB = "def find_item(items, sku):\n    for item in items:\n        if item.sku == sku:\n            return item\n"

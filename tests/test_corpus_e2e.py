@@ -14,12 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pytest_lsp import LanguageClient
 
 from phasewise.sim import SimulatorThread
 from phasewise.sim.faults import replay
 from tests.helpers import Editor, answer, make_plugin_client_fixture, server_env
 from tests.helpers.faults import DOC, FAST, KEYS, fixes_for, leaks
+
+pytestmark = pytest.mark.slow  # every test starts the language server and runs phases through it
 
 client = make_plugin_client_fixture(server_env(**KEYS, PHASEWISE_WARMUP="0"))
 

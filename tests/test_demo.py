@@ -11,8 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from phasewise.demo import example_file
+import pytest
+
+from phasewise.cli.demo import example_file
 from tests.helpers import server_env
+
+pytestmark = pytest.mark.slow  # every test runs `phasewise demo`: a simulator, a server and a client
 
 
 def _demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

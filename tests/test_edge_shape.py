@@ -3,8 +3,12 @@ error root), and typed command arguments answered precisely through a real LSP c
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
+import re
 from pathlib import Path
+from types import ModuleType
 
 import grimp
 import pytest
@@ -35,30 +39,59 @@ def test_no_product_module_over_600_lines() -> None:
     assert long == {}
 
 
+def _product_modules() -> list[ModuleType]:
+    """Every module of the package, imported (importing one is side-effect free). Not the
+    ``__main__`` modules, which run their command when imported and define nothing; not the
+    simulator, a fake provider that may not import ``problems`` (``pyproject.toml``): its errors
+    are its own and end as its HTTP answers."""
+    import phasewise
+
+    modules = []
+    for info in pkgutil.walk_packages(phasewise.__path__, "phasewise."):
+        if info.name.rsplit(".", 1)[-1] == "__main__" or info.name.startswith("phasewise.sim"):
+            continue
+        modules.append(importlib.import_module(info.name))
+    return modules
+
+
+def _drawn_tree() -> dict[str, str | None]:
+    """Each class the ``problems`` docstring draws, and the class drawn as its parent."""
+    parents: dict[str, str | None] = {}
+    path: list[str] = []  # the names on the way down to the line read
+    for line in (problems.__doc__ or "").splitlines():
+        drawn = re.match(r"^ {4}((?:[│ ] {3})*)([├└]── )?([A-Z]\w+)\s", line)
+        if drawn is None or (drawn.group(1) and not drawn.group(2)):  # not a class: a description going on
+            continue
+        depth = len(drawn.group(1)) // 4 + bool(drawn.group(2))
+        path[depth:] = [drawn.group(3)]
+        parents[drawn.group(3)] = path[depth - 1] if depth else None
+    return parents
+
+
 def test_every_error_phasewise_raises_has_one_root() -> None:
-    import phasewise.cli
-    import phasewise.edge.commands
-    import phasewise.keystore
-    import phasewise.phases.answers
-    import phasewise.phases.documents
-    import phasewise.phases.edits
-    import phasewise.phases.service
-    import phasewise.providers.base
-    import phasewise.router.router
-    import phasewise.workflows.config
-
-    modules = [problems, phasewise.cli, phasewise.edge.commands, phasewise.keystore, phasewise.phases.answers,
-               phasewise.phases.documents, phasewise.phases.edits, phasewise.phases.service, phasewise.providers.base,
-               phasewise.router.router, phasewise.workflows.config]
-    errors = {name: cls for m in modules for name, cls in vars(m).items()
-              if inspect.isclass(cls) and issubclass(cls, Exception) and cls.__module__ == m.__name__}
-    assert len(errors) >= 10
+    """Every exception class the package defines is a ``PhasewiseError`` and sits in the tree
+    ``problems``' docstring draws, under the class it derives from."""
+    errors = {cls.__name__: cls for m in _product_modules() for cls in vars(m).values()
+              if inspect.isclass(cls) and issubclass(cls, BaseException) and cls.__module__ == m.__name__}
+    assert {"PhasewiseError", "UsageError", "PathRefused", "NotALedger", "CommandError"} <= errors.keys()
     assert {n for n, c in errors.items() if not issubclass(c, problems.PhasewiseError)} == set()
-    # the tree the docstring draws names every one of them
-    for name in errors:
-        assert name in (problems.__doc__ or ""), name
+    tree = _drawn_tree()
+    assert sorted(errors) == sorted(tree), "the tree in problems.py's docstring names every error, and only those"
+    for name, cls in errors.items():
+        base = next((b.__name__ for b in cls.__bases__ if issubclass(b, problems.PhasewiseError)), None)
+        assert tree[name] == base, f"{name} derives from {base}, the tree draws it under {tree[name]}"
 
 
+def test_every_package_says_what_it_is_for_and_what_it_may_import() -> None:
+    import phasewise
+
+    packages = [phasewise, *(importlib.import_module(i.name) for i in pkgutil.walk_packages(
+        phasewise.__path__, "phasewise.") if i.ispkg)]
+    vague = [p.__name__ for p in packages if len((p.__doc__ or "").split()) < 12 or "import" not in (p.__doc__ or "")]
+    assert vague == []
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(("command", "arg", "expected"), [
     ("phasewise.plan", {"uri": "file:///x.py", "instruction": 5}, "`instruction` must be text"),
     ("phasewise.plan", {"uri": "file:///x.py", "instruction": "x", "range": {"start": 1}},

@@ -14,6 +14,8 @@ from pytest_lsp import LanguageClient
 from phasewise.sim import SimulatorThread
 from tests.helpers import Editor, make_client_fixture, plain, server_env
 
+pytestmark = pytest.mark.slow  # every test starts the language server and runs phases through it
+
 client = make_client_fixture(server_env(CODER_KEY="test-key-coder-2222", PHASEWISE_WARMUP="0"))
 
 DOC = "def load(path):\n    with open(path) as f:\n        return f.read()\n\n\ndef main():\n    return load('x')\n"

@@ -87,6 +87,7 @@ async def run(editor: Editor, command: str, arg: dict[str, Any]) -> dict[str, An
 # ------------------------------------------------------------------ 9: cooldown scope
 
 
+@pytest.mark.slow
 async def test_a_long_limit_on_one_model_blocks_neither_its_siblings_nor_the_fallback(
         client: LanguageClient, sim: SimulatorThread) -> None:
     editor = Editor(client)
@@ -117,6 +118,7 @@ async def test_a_long_limit_on_one_model_blocks_neither_its_siblings_nor_the_fal
     assert chat(sim)[-1] == ("acme-a", "m-plan") and len(chat(sim)) == 4
 
 
+@pytest.mark.slow
 async def test_a_limit_the_provider_calls_account_wide_holds_every_model(client: LanguageClient,
                                                                          sim: SimulatorThread) -> None:
     editor = Editor(client)
@@ -160,6 +162,7 @@ def titles(actions: list[Any]) -> list[str]:
     return [a.title for a in actions]
 
 
+@pytest.mark.slow
 async def test_provider_problems_are_warnings_one_per_phase_at_the_commands_range(
         client: LanguageClient, sim: SimulatorThread) -> None:
     editor = Editor(client)
@@ -216,6 +219,7 @@ async def missing_key_fixes(client: LanguageClient) -> tuple[Editor, types.Diagn
     return editor, diag, await code_actions_for(client, WS_URI, [diag])
 
 
+@pytest.mark.slow
 async def test_a_generic_client_gets_fixes_the_server_carries_out(generic: LanguageClient) -> None:
     editor, _, actions = await missing_key_fixes(generic)
     commands = [action_command(a) for a in actions]
@@ -248,6 +252,7 @@ async def test_a_generic_client_gets_fixes_the_server_carries_out(generic: Langu
     assert shown["shown"] == str(SETTINGS_FILE) and shown["line"] == line + 1
 
 
+@pytest.mark.slow
 async def test_the_plugins_declare_their_commands_and_get_them(plugin: LanguageClient) -> None:
     _, _, actions = await missing_key_fixes(plugin)
     commands = [action_command(a) for a in actions]
@@ -256,6 +261,7 @@ async def test_the_plugins_declare_their_commands_and_get_them(plugin: LanguageC
     assert "phasewise.showSettings" not in {name for name, _ in commands}
 
 
+@pytest.mark.slow
 async def test_the_set_key_fix_names_the_action_as_the_palette_does(plugin: LanguageClient) -> None:
     """Issue 12 point 14: the quick fix and the message name VS Code's palette command, word for word."""
     contributes = json.loads((ROOT / "editors" / "vscode" / "package.json").read_text(encoding="utf-8"))
@@ -274,6 +280,7 @@ def phasewise_problems(diags: list[types.Diagnostic]) -> list[types.Diagnostic]:
     return [d for d in diags if d.source == "phasewise"]
 
 
+@pytest.mark.slow
 async def test_setting_the_missing_key_clears_its_problem_without_sending(client: LanguageClient,
                                                                           sim: SimulatorThread) -> None:
     editor = Editor(client)
@@ -291,6 +298,7 @@ async def test_setting_the_missing_key_clears_its_problem_without_sending(client
     assert sim.requests == []
 
 
+@pytest.mark.slow
 async def test_fixing_the_settings_clears_the_config_problem_without_sending(client: LanguageClient,
                                                                              sim: SimulatorThread) -> None:
     editor = Editor(client)
@@ -328,6 +336,7 @@ def load(path, cache={}):
 """
 
 
+@pytest.mark.slow
 async def test_an_applied_suggestion_takes_its_finding_and_fix_away(client: LanguageClient,
                                                                     sim: SimulatorThread) -> None:
     editor = Editor(client)
@@ -359,6 +368,7 @@ async def test_an_applied_suggestion_takes_its_finding_and_fix_away(client: Lang
     assert len(sim.requests) == sent
 
 
+@pytest.mark.slow
 async def test_a_rate_limit_says_when_it_lifts_then_that_a_retry_works_now(client: LanguageClient,
                                                                             sim: SimulatorThread) -> None:
     editor = Editor(client)
@@ -388,6 +398,7 @@ def progress_titled(client: LanguageClient, words: str) -> list[str]:
             if any(words in (getattr(r, "title", None) or "") for r in reports)]
 
 
+@pytest.mark.slow
 async def test_retry_waits_until_the_limit_lifts_then_runs(client: LanguageClient, sim: SimulatorThread) -> None:
     editor = Editor(client)
     editor.configure(acme(sim, {"plan": {"model": "acme-o/m-plan"}},
@@ -408,6 +419,7 @@ async def test_retry_waits_until_the_limit_lifts_then_runs(client: LanguageClien
     assert "has lifted" in messages[-1]
 
 
+@pytest.mark.slow
 async def test_cancelling_the_wait_sends_nothing(client: LanguageClient, sim: SimulatorThread) -> None:
     editor = Editor(client)
     editor.configure(acme(sim, {"plan": {"model": "acme-o/m-plan"}},
@@ -479,6 +491,7 @@ def test_on_the_command_line_a_missing_key_says_export_or_auth_set(project: Path
     assert sim.requests == []
 
 
+@pytest.mark.slow
 async def test_in_the_editor_a_missing_key_names_the_set_key_command(client: LanguageClient,
                                                                      sim: SimulatorThread) -> None:
     editor = Editor(client)
@@ -494,6 +507,7 @@ async def test_in_the_editor_a_missing_key_names_the_set_key_command(client: Lan
 # ------------------------------------------------------------------ 12: percent-escapes in file URIs
 
 
+@pytest.mark.slow
 async def test_an_escaped_file_uri_reaches_the_model_the_diff_and_the_record_decoded(
         client: LanguageClient, sim: SimulatorThread, tmp_path: Path) -> None:
     editor = Editor(client)
@@ -536,6 +550,7 @@ def test_a_provider_is_named_with_its_id_once() -> None:
     assert provider_label("Z.AI", "zai") == "Z.AI (zai)"
 
 
+@pytest.mark.slow
 async def test_messages_are_plain_text_and_a_result_that_sent_nothing_says_so(
         client: LanguageClient, sim: SimulatorThread) -> None:
     editor = Editor(client)

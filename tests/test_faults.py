@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import pytest
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
@@ -29,6 +30,8 @@ from tests.helpers.faults import (
     leaks,
     run_matrix,
 )
+
+pytestmark = pytest.mark.slow  # every test starts the language server and runs phases through it
 
 # VS Code and Neovim with Phasewise's plugin: they declare the client-side commands (issue 12)
 client = make_plugin_client_fixture(server_env(**KEYS, PHASEWISE_WARMUP="0"))

@@ -129,6 +129,7 @@ def check_issues(issues: list[tuple[str, str]]) -> None:
 # ------------------------------------------------------------------------------- settings, in process
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=size(300, 4000))
 @given(raw=any_settings)
 def test_settings_model_never_raises(raw: Any) -> None:
@@ -209,6 +210,7 @@ def fuzz(fuzz_server: BackgroundClient, sim: SimulatorThread) -> BackgroundClien
 # ------------------------------------------------------------------------------- settings through LSP
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=size(120, 3000))
 @given(raw=any_settings, push=st.booleans())
 def test_fuzzed_settings_through_lsp(fuzz: BackgroundClient, raw: Any, push: bool) -> None:
@@ -293,6 +295,7 @@ def check_answer(command: str, outcome: Any) -> str:
     return "result"
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=size(150, 3500))
 @given(data=st.data())
 def test_fuzzed_command_arguments(fuzz: BackgroundClient, data: st.DataObject) -> None:
@@ -325,6 +328,7 @@ def test_fuzzed_command_arguments(fuzz: BackgroundClient, data: st.DataObject) -
     TALLY[f"answer {check_answer(command, outcome)}"] += 1
 
 
+@pytest.mark.slow
 def test_notifications_with_params_of_every_shape(fuzz: BackgroundClient) -> None:
     """Every handled notification with params of each JSON shape (found by the full fuzz run:
     ``phasewise/setKeys`` with an array crashed its handler). The summary below fails on any
@@ -337,6 +341,7 @@ def test_notifications_with_params_of_every_shape(fuzz: BackgroundClient) -> Non
         assert status_of(fuzz)["phases"]
 
 
+@pytest.mark.slow
 def test_fuzz_server_still_serves_and_summary(fuzz: BackgroundClient) -> None:
     """After the fuzz run: the same server answers, never reported an internal error, and the
     tally of cases is printed (figures for the README)."""
@@ -411,6 +416,7 @@ class RawServer:
 STATUS = {"command": "phasewise.status", "arguments": []}
 
 
+@pytest.mark.slow
 async def test_raw_json_rpc_garbage_gets_precise_errors_and_the_server_keeps_serving() -> None:
     server = await RawServer.start(server_env(PHASEWISE_WARMUP="0"))
     probe = iter(range(1000, 2000))
@@ -514,6 +520,7 @@ def big_document(megabytes: int = 10) -> str:
     return "".join(parts)
 
 
+@pytest.mark.slow
 async def test_ten_megabyte_document(client: LanguageClient, sim: SimulatorThread) -> None:
     editor = Editor(client)
     sim.configure("big", first_token_ms=0, chunk_interval_ms=0)
@@ -560,6 +567,7 @@ FOREIGN_URIS = [
 ]
 
 
+@pytest.mark.slow
 async def test_invalid_and_foreign_uris_get_precise_problems(client: LanguageClient) -> None:
     editor = Editor(client)
     for uri, expected in FOREIGN_URIS:
@@ -576,6 +584,7 @@ async def test_invalid_and_foreign_uris_get_precise_problems(client: LanguageCli
         assert status["phases"]
 
 
+@pytest.mark.slow
 async def test_an_open_untitled_document_works_like_any_other(client: LanguageClient, sim: SimulatorThread) -> None:
     editor = Editor(client)
     sim.configure("unt", first_token_ms=0, chunk_interval_ms=0)
@@ -587,6 +596,7 @@ async def test_an_open_untitled_document_works_like_any_other(client: LanguageCl
     assert result["ok"], result
 
 
+@pytest.mark.slow
 async def test_unknown_command_is_a_precise_error(client: LanguageClient) -> None:
     editor = Editor(client)
     with pytest.raises(JsonRpcException) as err:

@@ -184,6 +184,7 @@ client = make_client_fixture(server_env(OPENAI_API_KEY=OPENAI_KEY, MIRROR_KEY="t
                                         PHASEWISE_WARMUP="0"))
 
 
+@pytest.mark.slow
 async def test_a_workspace_cannot_send_a_catalogue_key_elsewhere(client: LanguageClient,
                                                                  sim: SimulatorThread) -> None:
     editor = Editor(client)
@@ -261,6 +262,7 @@ def test_the_command_line_reads_the_allowance_from_the_user_file_only(
 # --------------------------------------------------------------------------- the OS keyring (real CLI)
 
 
+@pytest.mark.slow
 def test_auth_set_list_clear_and_a_phase_using_the_keyring_key(tmp_path: Path, sim: SimulatorThread) -> None:
     project = tmp_path / "project"
     project.mkdir()
@@ -371,6 +373,7 @@ def test_a_failing_or_stuck_keyring_is_not_available_and_never_raises(swap_backe
 keyring_client = make_client_fixture(keyring_env(KEYRING_FILE, PHASEWISE_WARMUP="0"), clients=["visual-studio-code"])
 
 
+@pytest.mark.slow
 async def test_the_server_reads_the_keyring_and_binds_its_keys(keyring_client: LanguageClient,
                                                                sim: SimulatorThread, tmp_path: Path) -> None:
     KEYRING_FILE.parent.mkdir(parents=True, exist_ok=True)

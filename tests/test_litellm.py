@@ -23,9 +23,9 @@ from phasewise import cli
 from tests.helpers import ROOT
 
 LITELLM = ROOT / ".ci" / ".cache" / "litellm-venv" / "bin" / "litellm"
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.gateway, pytest.mark.slow, pytest.mark.skipif(
     not LITELLM.exists(),
-    reason="the LiteLLM proxy is not installed: run .ci/setup.d/30-litellm.sh (makes .ci/.cache/litellm-venv)")
+    reason="the LiteLLM proxy is not installed: run .ci/setup.d/30-litellm.sh (makes .ci/.cache/litellm-venv)")]
 
 MASTER_KEY = "sk-phasewise-test-gateway"  # a made-up key the local proxy is started with
 PLAN = "1. Change `answer` to return 2.\n2. Run the tests."

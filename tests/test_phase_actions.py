@@ -23,6 +23,8 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 from phasewise.sim import SimulatorThread
 from tests.helpers import Editor, code_actions_json, server_env
 
+pytestmark = pytest.mark.slow  # every test starts the language server and runs phases through it
+
 WORKSPACE = Path(tempfile.mkdtemp(prefix="phasewise-actions-"))
 CART = WORKSPACE / "cart.py"
 CART_TEXT = """def total(items):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
@@ -15,6 +16,8 @@ from phasewise.sim import SimulatorThread
 from tests.helpers import SAMPLE_DOC as DOC
 from tests.helpers import SAMPLE_URI as URI
 from tests.helpers import Editor, answer, field_of, make_client_fixture, make_plugin_client_fixture, server_env
+
+pytestmark = pytest.mark.slow  # every test starts the language server and runs phases through it
 
 KEYS = {
     "PLANNER_KEY": "test-key-planner-1111",

@@ -10,10 +10,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pytest_lsp import LanguageClient
 
 from phasewise.sim import SimulatorThread
 from tests.helpers import Editor, make_client_fixture, plain, server_env
+
+pytestmark = pytest.mark.slow  # every test starts the language server and runs phases through it
 
 KEYS = {"PIPE_KEY": "test-key-pipeline-3c4d5e6f"}
 FOLDER = Path(tempfile.mkdtemp(prefix="phasewise-pipeline-")).resolve()

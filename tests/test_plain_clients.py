@@ -14,12 +14,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from phasewise.sim import SimulatorThread
 from tests.helpers import Editor, code_actions_json, server_env
+
+pytestmark = pytest.mark.slow  # every test starts the language server and runs phases through it
 
 KEYS = {"PLAIN_KEY": "test-key-plain-9a8b7c6d"}
 CART_TEXT = "def total(items):\n    # phasewise: make total skip None items\n    return sum(i.price for i in items)\n"

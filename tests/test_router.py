@@ -361,6 +361,7 @@ async def test_code_applies_nothing_after_a_broken_text_stream(h: Harness) -> No
     assert len(h.chat()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["openai", "anthropic"])
 async def test_a_stalled_stream_times_out(h: Harness, protocol: str) -> None:
     loaded = settings({"plan": {"model": "main/sim-fast"}}, {"main": h.provider("main", protocol)},

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_lsp
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
@@ -134,6 +135,7 @@ def soak_settings(sim: SimulatorThread) -> dict[str, Any]:
 DOC = "def total(items):\n    return sum(i.price for i in items)\n"
 
 
+@pytest.mark.slow
 async def test_soak_one_server_faulty_providers(soak_client: LanguageClient, sim: SimulatorThread) -> None:
     runs = size(150, 1000)
     client = soak_client
@@ -214,12 +216,14 @@ ECHO_ROWS_ANTHROPIC = [
 ]
 
 
+@pytest.mark.slow
 async def test_fault_matrix_openai_leaks_no_canary(matrix_client: LanguageClient, sim: SimulatorThread) -> None:
     set_editor_key(matrix_client)
     await run_matrix(matrix_client, sim, "openai", [*OPENAI_ROWS, *ECHO_ROWS_OPENAI])
     await check_matrix_scan(matrix_client, sim)
 
 
+@pytest.mark.slow
 async def test_fault_matrix_anthropic_leaks_no_canary(matrix_client: LanguageClient, sim: SimulatorThread) -> None:
     set_editor_key(matrix_client)
     await run_matrix(matrix_client, sim, "anthropic", [*ANTHROPIC_ROWS, *ECHO_ROWS_ANTHROPIC])
@@ -256,6 +260,7 @@ async def check_matrix_scan(client: LanguageClient, sim: SimulatorThread) -> Non
     assert leaks == {}, leaks
 
 
+@pytest.mark.slow
 def test_command_line_output_leaks_no_canary(sim: SimulatorThread, tmp_path: Path) -> None:
     """The command line, with canary keys in its environment and providers echoing them back."""
     settings = {"phasewise": {

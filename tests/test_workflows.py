@@ -60,6 +60,7 @@ def read_text(path: Path) -> str:
 INSTRUCTION = "rename load to read_file"
 
 
+@pytest.mark.slow
 async def test_run_plan_code_review_each_on_its_own_provider(client: LanguageClient, sim: SimulatorThread,
                                                             tmp_path: Path) -> None:
     editor = Editor(client)
@@ -96,6 +97,7 @@ async def test_run_plan_code_review_each_on_its_own_provider(client: LanguageCli
     assert "plan phase starting on alpha/claude-sim" in logs and "review phase starting on gamma/gpt-sim" in logs
 
 
+@pytest.mark.slow
 async def test_run_leaves_three_ledger_lines(client: LanguageClient, sim: SimulatorThread, tmp_path: Path) -> None:
     ledger = tmp_path / "runs.jsonl"
     editor = Editor(client)
@@ -120,6 +122,7 @@ async def test_run_leaves_three_ledger_lines(client: LanguageClient, sim: Simula
     assert not any(key in raw for key in KEYS.values())
 
 
+@pytest.mark.slow
 async def test_run_stops_at_the_failing_phase_keeping_the_plan(client: LanguageClient, sim: SimulatorThread,
                                                                tmp_path: Path) -> None:
     editor = Editor(client)
@@ -137,6 +140,7 @@ async def test_run_stops_at_the_failing_phase_keeping_the_plan(client: LanguageC
     assert any(d.source == "phasewise" for d in diags)
 
 
+@pytest.mark.slow
 async def test_compare_runs_one_phase_on_several_models_without_applying(
         client: LanguageClient, sim: SimulatorThread, tmp_path: Path) -> None:
     ledger = tmp_path / "runs.jsonl"
@@ -167,6 +171,7 @@ async def test_compare_runs_one_phase_on_several_models_without_applying(
     assert {x["workflow"] for x in lines} == {"compare"}
 
 
+@pytest.mark.slow
 async def test_verify_checks_live_and_discovery_feeds_preflight(client: LanguageClient, sim: SimulatorThread,
                                                                  tmp_path: Path) -> None:
     sim.configure("beta", models=["glm-sim"])
@@ -198,6 +203,7 @@ async def test_verify_checks_live_and_discovery_feeds_preflight(client: Language
     assert len([r for r in sim.requests if r.endpoint == "chat"]) == before
 
 
+@pytest.mark.slow
 async def test_models_command_and_settings_completion(client: LanguageClient, sim: SimulatorThread,
                                                       tmp_path: Path) -> None:
     sim.configure("beta", models=["glm-sim", "glm-sim-large"])

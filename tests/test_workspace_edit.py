@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lsprotocol import types
@@ -256,6 +257,7 @@ def _before_after(draw: st.DrawFn) -> tuple[str, str]:
     return before, "\n".join(lines)
 
 
+@pytest.mark.slow
 @settings(deadline=None, database=None, derandomize=True, max_examples=600)
 @given(pair=_before_after(), encoding=st.sampled_from(["utf-16", "utf-8", "utf-32"]))
 def test_applying_the_edits_always_gives_the_after_text(pair: tuple[str, str], encoding: str) -> None:

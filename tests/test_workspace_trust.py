@@ -201,6 +201,7 @@ def warnings(client: LanguageClient) -> list[str]:
     return [m.message for m in client.messages if m.type == types.MessageType.Warning]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("directory, why", [
     ("../../outside", "outside the workspace"), (str(OUTSIDE), "outside the workspace"),
     ("docs-link", "through a symbolic link"), ("~/plans", "home folder"),
@@ -224,6 +225,7 @@ async def test_a_plans_directory_outside_the_workspace_is_a_settings_warning(
     assert_nothing_outside_changed_or_sent(sim)
 
 
+@pytest.mark.slow
 async def test_a_plan_file_the_repository_linked_out_is_not_written(client: LanguageClient,
                                                                     sim: SimulatorThread) -> None:
     editor = Editor(client)
@@ -239,6 +241,7 @@ async def test_a_plan_file_the_repository_linked_out_is_not_written(client: Lang
     assert_nothing_outside_changed_or_sent(sim)
 
 
+@pytest.mark.slow
 async def test_a_plan_inside_the_workspace_is_still_written_and_shown(client: LanguageClient,
                                                                      sim: SimulatorThread) -> None:
     editor = Editor(client)
@@ -252,6 +255,7 @@ async def test_a_plan_inside_the_workspace_is_still_written_and_shown(client: La
     assert_nothing_outside_changed_or_sent(sim)
 
 
+@pytest.mark.slow
 async def test_instructions_files_outside_the_workspace_or_credentials_are_refused(
         client: LanguageClient, sim: SimulatorThread) -> None:
     editor = Editor(client)
@@ -276,6 +280,7 @@ async def test_instructions_files_outside_the_workspace_or_credentials_are_refus
     assert_nothing_outside_changed_or_sent(sim)
 
 
+@pytest.mark.slow
 async def test_credential_files_go_only_when_the_users_own_instruction_names_them(
         client: LanguageClient, sim: SimulatorThread) -> None:
     editor = Editor(client)
@@ -307,6 +312,7 @@ async def test_credential_files_go_only_when_the_users_own_instruction_names_the
     assert outside_state() == BEFORE
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path, why", [("~/.bashrc", "home folder"), ("../.bashrc", "outside the workspace"),
                                        (str(HOME / ".bashrc"), "outside the workspace"),
                                        ("docs-link/x.py", "through a symbolic link"),
@@ -327,6 +333,7 @@ async def test_a_model_naming_a_path_outside_changes_nothing(client: LanguageCli
     assert (WS / ".aws" / "credentials").read_text(encoding="utf-8") == AWS
 
 
+@pytest.mark.slow
 async def test_a_run_record_is_never_appended_to_a_file_that_is_not_one(client: LanguageClient,
                                                                        sim: SimulatorThread) -> None:
     editor = Editor(client)

@@ -16,12 +16,18 @@ Every exception Phasewise raises on purpose has one root. The tree, as the code 
     ├── InputError                  what a person or a client gave cannot be used; says which and why
     │   ├── CommandError            (edge) arguments of a command: answered as JSON-RPC -32602
     │   ├── SettingsFileError       (workflows.config) a settings file the command line cannot read
-    │   └── UsageError              (cli) arguments of the ``phasewise`` command: exit status 2
+    │   ├── UsageError              (cli.common) arguments of the ``phasewise`` command: exit status 2
+    │   └── PathRefused             (gate) a path the workspace may not read or write: nothing is
+    │                               read or written there; ``.path``, ``.reason``, ``.setting``
+    ├── NotALedger                  (workflows.ledger) the file named for the run record holds
+    │                               something else: nothing is appended to it
     └── KeyStoreError               (keystore) the OS keyring cannot do what was asked
 
-``InputError`` and ``AnswerError`` are also ``ValueError``s. Every ``Problem`` message names the
-provider, the phase and the model and says what to do; none ever holds a key (``redact`` is
-applied to anything a provider echoes back).
+``InputError`` and ``AnswerError`` are also ``ValueError``s, ``NotALedger`` an ``OSError``. Every
+``Problem`` message names the provider, the phase and the model and says what to do; none ever
+holds a key (``redact`` is applied to anything a provider echoes back). The simulator
+(``phasewise.sim``) is a fake provider, not Phasewise: its errors are its own and end as its HTTP
+answers.
 
 Kinds fall in three groups the router acts on: ``TRANSIENT_KINDS`` (wait and retry, then fall
 back), ``KEY_ROTATION_KINDS`` (try the provider's next key first) and the rest, which are final

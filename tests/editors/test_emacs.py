@@ -37,10 +37,10 @@ def _eglot_found() -> bool:
                           check=False).returncode == 0
 
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.editor, pytest.mark.skipif(
     not _eglot_found(),
     reason="emacs with Eglot not found: run .ci/setup.d/20-emacs.sh (apt-get install emacs-nox elpa-eglot)",
-)
+)]
 
 DOC = SAMPLE_DOC  # the suites' one sample document
 PLANNER_KEY = "test-key-planner-1111"

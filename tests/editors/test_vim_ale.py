@@ -28,10 +28,10 @@ SCRIPT = Path(__file__).resolve().parent / "scripts" / "vim_ale.vim"
 VIM, TMUX = shutil.which("vim"), shutil.which("tmux")
 ALE = Path("/usr/share/vim/vimfiles/pack/dist-bundle/opt/ale/autoload/ale/codefix.vim")
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.editor, pytest.mark.skipif(
     VIM is None or TMUX is None or not ALE.is_file(),
     reason="vim, tmux or ALE missing: run .ci/setup.d/40-vim-ale.sh (apt-get install vim vim-ale tmux)",
-)
+)]
 
 DOC = """import os
 

@@ -34,6 +34,8 @@ import pytest
 from phasewise.sim import SimulatorThread
 from tests.helpers import SAMPLE_CALLER, SAMPLE_DOC
 
+pytestmark = pytest.mark.editor
+
 ROOT = Path(__file__).resolve().parents[2]
 EXT_DIR = ROOT / "editors" / "vscode"
 VSIX = EXT_DIR / "phasewise.vsix"

@@ -1,7 +1,7 @@
 """The VS Code extension's settings are generated from the server's settings model.
 
-Fails when ``editors/vscode/package.json`` and ``phasewise.schema`` disagree; the fix is
-``python -m phasewise.schema --vscode --write editors/vscode/package.json``.
+Fails when ``editors/vscode/package.json`` and ``phasewise.settings.schema`` disagree; the fix is
+``python -m phasewise.settings.schema --vscode --write editors/vscode/package.json``.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from phasewise.providers.catalogue import known_ids
-from phasewise.schema import is_client_property, server_properties, update_package_json, vscode_configuration
 from phasewise.settings import SECTION, USER_LEVEL_FIELDS, Settings
+from phasewise.settings.schema import is_client_property, server_properties, update_package_json, vscode_configuration
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "editors" / "vscode" / "package.json"
-REGENERATE = "python -m phasewise.schema --vscode --write editors/vscode/package.json"
+REGENERATE = "python -m phasewise.settings.schema --vscode --write editors/vscode/package.json"
 
 
 def _package() -> dict[str, Any]:
@@ -131,6 +131,6 @@ def test_write_is_idempotent_and_the_cli_prints_the_same(tmp_path: Path) -> None
     copy.write_text(json.dumps(broken))
     assert update_package_json(copy) is True
     assert json.loads(copy.read_text())["contributes"]["configuration"] == _package()["contributes"]["configuration"]
-    out = subprocess.run([sys.executable, "-m", "phasewise.schema", "--vscode"], capture_output=True, text=True,
-                         check=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "phasewise.settings.schema", "--vscode"], capture_output=True,
+                         text=True, check=True, timeout=60)
     assert json.loads(out.stdout) == vscode_configuration()

@@ -3,6 +3,8 @@
 Every workflow command shares its code with the language server's command of the same name
 (``phasewise.workflows``); here are only arguments, settings lookup and terminal output.
 Exit status: 0 done, 1 a phase (or check) failed, 2 wrong arguments or settings file.
+The top layer: may import every other package (``edge`` for ``serve`` and the demo's client,
+``sim`` for ``phasewise sim`` and the demo); only ``phasewise.__main__`` imports it.
 """
 
 from __future__ import annotations
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve_stdio()
     if args.command == "demo":
-        from phasewise.demo import run_demo
+        from phasewise.cli.demo import run_demo
 
         return run_demo(args)
     handler = COMMANDS[args.command]

@@ -16,11 +16,11 @@ from phasewise.problems import InputError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from phasewise.cli.headless import FileSession, Headless
+    from phasewise.cli.render import ProgressBoard
     from phasewise.phases.documents import LineRange
     from phasewise.router.router import Engine
     from phasewise.workflows.config import FoundSettings
-    from phasewise.workflows.headless import FileSession, Headless
-    from phasewise.workflows.render import ProgressBoard
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -65,7 +65,7 @@ def file_arg(args: argparse.Namespace) -> Path:
 
 
 def session_for(path: Path, *, dry_run: bool, workspace: str | None = None) -> FileSession:
-    from phasewise.workflows.headless import FileSession
+    from phasewise.cli.headless import FileSession
 
     root = Path(workspace).expanduser().resolve() if workspace else None
     if root is not None and not root.is_dir():
@@ -109,7 +109,7 @@ async def with_engine(body: Callable[[Engine], Coroutine[Any, Any, int]]) -> int
 
 
 def headless_for(engine: Engine, found: FoundSettings, board: ProgressBoard | None, workflow: str | None) -> Headless:
-    from phasewise.workflows.headless import Headless
+    from phasewise.cli.headless import Headless
 
     observer_for = board.observer if board is not None else None
     return Headless(engine, found.loaded, observer_for, workflow)

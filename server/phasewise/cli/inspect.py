@@ -26,8 +26,8 @@ from phasewise.cli.common import (
 
 
 async def cmd_doctor(args: argparse.Namespace) -> int:
+    from phasewise.cli.render import doctor_view
     from phasewise.workflows.doctor import doctor
-    from phasewise.workflows.render import doctor_view
 
     found = settings_for(args, near_of(args))
     console = console_for(args)
@@ -49,8 +49,8 @@ async def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 async def cmd_models(args: argparse.Namespace) -> int:
+    from phasewise.cli.render import models_view
     from phasewise.workflows.discovery import discover
-    from phasewise.workflows.render import models_view
 
     found = settings_for(args, near_of(args))
     console = console_for(args)
@@ -67,8 +67,8 @@ async def cmd_models(args: argparse.Namespace) -> int:
 
 
 async def cmd_history(args: argparse.Namespace) -> int:
+    from phasewise.cli.render import history_table
     from phasewise.workflows.ledger import Ledger, ledger_path
-    from phasewise.workflows.render import history_table
 
     path = user_path(args.ledger)
     if path is None:
@@ -93,9 +93,9 @@ async def cmd_history(args: argparse.Namespace) -> int:
 
 
 def _history_stats(args: argparse.Namespace, path: Path) -> int:
+    from phasewise.cli.render import health_table
     from phasewise.router.routes import Keyring, RouteResolver
     from phasewise.workflows.health import health_report, read_tail
-    from phasewise.workflows.render import health_table
 
     found = settings_for(args, Path.cwd())
     health = health_report(read_tail(path), RouteResolver(found.loaded, Keyring(environ={})))

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
 
+    from phasewise.cli.headless import FileSession
     from phasewise.router.router import Engine
-    from phasewise.workflows.headless import FileSession
 
 from phasewise.cli.common import (
     EXIT_FAILED,
@@ -30,7 +30,7 @@ from phasewise.cli.common import (
 # ----------------------------------------------------------------------------- run, plan, code, review
 
 async def cmd_run(args: argparse.Namespace) -> int:
-    from phasewise.workflows.render import ProgressBoard, run_summary
+    from phasewise.cli.render import ProgressBoard, run_summary
 
     path = file_arg(args)
     found = settings_for(args, path)
@@ -84,7 +84,7 @@ def _plan_arg(raw: str | None) -> str | None:
 
 
 async def cmd_phase(args: argparse.Namespace) -> int:
-    from phasewise.workflows.render import ProgressBoard, phase_details, phases_table
+    from phasewise.cli.render import ProgressBoard, phase_details, phases_table
 
     phase = args.command
     path = file_arg(args)
@@ -118,9 +118,9 @@ async def cmd_phase(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- compare
 
 async def cmd_compare(args: argparse.Namespace) -> int:
+    from phasewise.cli.render import ProgressBoard, compare_view
     from phasewise.phases.service import PhaseInput
     from phasewise.workflows.compare import compare, write_report
-    from phasewise.workflows.render import ProgressBoard, compare_view
 
     path = file_arg(args)
     found = settings_for(args, path)

@@ -71,8 +71,9 @@ class CompatProtocol(LanguageServerProtocol):
 
 def client_process(client: Any) -> Any:
     """The server process a pygls ``LanguageClient`` started with ``start_io`` (None before):
-    pygls keeps it in a private attribute and offers no public way to reach it (the demo reads its
-    stderr and waits for it to exit; pytest-lsp reads it the same way). No upstream issue yet."""
+    pygls keeps it in a private attribute and offers no public way to reach it (``edge.client`` reads
+    its stderr and waits for it to exit, for the demo; pytest-lsp reads it the same way). No upstream
+    issue yet."""
     return client._server
 
 

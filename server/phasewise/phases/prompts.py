@@ -60,8 +60,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-EDIT_TOOL: Final = "apply_edits"
-FINDINGS_TOOL: Final = "report_findings"
+from phasewise.tool_names import EDIT_TOOL, FINDINGS_TOOL
+
 SEVERITIES: Final = ("error", "warning", "information", "hint")
 
 EDIT_SCHEMA: Final[dict[str, Any]] = {

@@ -11,7 +11,10 @@ decide where keys may go, how connections are checked and where Phasewise writes
 workspace, so a workspace may not set them (VS Code declares them application-scoped; the command
 line reads them only from the user's settings file; the Emacs recipe takes them from the user's own
 variable). A path setting that cannot be expanded (``~nosuchuser/x``) is a ``config`` issue, never
-an error later. This package may import providers (the catalogue's data), gate, problems and serial.
+an error later. ``schema`` generates VS Code's ``contributes.configuration`` from the model
+(``python -m phasewise.settings.schema --vscode``).
+
+May import ``providers`` (the catalogue's data), ``gate``, ``problems`` and ``serial``.
 """
 
 from __future__ import annotations

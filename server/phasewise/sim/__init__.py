@@ -11,6 +11,9 @@ prefix cache of the prompts it saw and reports cached tokens in that provider's 
         base = sim.base_url("sim-claude", "anthropic")
         sim.add_fault("anthropic.overloaded_error", provider="sim-claude")
         sim.configure("sim-gpt", prompt_cache="openai")
+
+May import ``serial`` and ``tool_names`` only: a fake provider shares no code with what it tests
+(``pyproject.toml`` forbids the rest).
 """
 
 from __future__ import annotations

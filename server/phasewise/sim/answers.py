@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from phasewise.phases.prompts import EDIT_TOOL, FINDINGS_TOOL
+from phasewise.tool_names import EDIT_TOOL, FINDINGS_TOOL
 
 # "Phasewise phase: plan." or, for a phase of the user's own, "Phasewise phase: test (a code phase)."
 _PHASE_RX = re.compile(r"Phasewise phase:\s*([\w-]+)(?: \(an? (plan|code|review) phase\))?")

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from phasewise.gate import PathRefused, user_path
-from phasewise.problems import redact
+from phasewise.problems import PhasewiseError, redact
 from phasewise.serial import Jsonable, json_property
 
 log = logging.getLogger("phasewise.ledger")
@@ -180,8 +180,9 @@ def parse_lines(texts: Iterable[str]) -> list[dict[str, Any]]:
     return out
 
 
-class NotALedger(OSError):
-    """The file named for the run record holds something else: nothing is appended to it."""
+class NotALedger(PhasewiseError, OSError):
+    """The file named for the run record holds something else: nothing is appended to it (an
+    ``OSError`` too, like every other failure to write the record)."""
 
 
 def _is_record(head: bytes) -> bool:

@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
-from pygls.lsp.client import LanguageClient
 
-from phasewise.edge._pygls_compat import client_process
+from phasewise.edge.client import ServerProcessClient
 from phasewise.gate import PathGate, PathRefused
 from phasewise.serial import Jsonable, json_property, json_rule
 
@@ -106,13 +105,12 @@ class EditorState:
     stderr: list[str] = field(default_factory=list)
 
 
-class DemoClient(LanguageClient):
+class DemoClient(ServerProcessClient):
     """An editor in a few handlers: applies edits (and saves), records diagnostics and logs."""
 
     def __init__(self, state: EditorState) -> None:
-        super().__init__("phasewise-demo", "1")
+        super().__init__("phasewise-demo", "1", stderr=state.stderr)
         self.state = state
-        self._drain: asyncio.Task[None] | None = None
 
         @self.feature(types.WORKSPACE_APPLY_EDIT)
         def apply_edit(client: DemoClient, params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
@@ -178,29 +176,6 @@ class DemoClient(LanguageClient):
                 text = texts.get(other, raw.decode("utf-8") if raw is not None else "")
                 texts[other] = apply_text_edits(text, [e for e in change.edits if isinstance(e, types.TextEdit)])
         return list(texts.items())
-
-    async def start_io(self, cmd: str, *args: Any, **kwargs: Any) -> None:
-        await super().start_io(cmd, *args, **kwargs)
-        process = client_process(self)
-        if process is not None and process.stderr is not None:
-            self._drain = asyncio.create_task(self._read_stderr(process.stderr))
-
-    async def close(self) -> None:
-        """Stop the client; a server that did not exit after ``exit`` (or an error) is ended."""
-        process = client_process(self)
-        if process is not None and process.returncode is None:
-            try:
-                await asyncio.wait_for(process.wait(), 5)
-            except TimeoutError:
-                process.kill()
-        await self.stop()
-        if self._drain is not None:
-            await self._drain
-
-    async def _read_stderr(self, stream: asyncio.StreamReader) -> None:
-        # The server logs to stderr; an unread pipe would fill up and stall it.
-        while line := await stream.readline():
-            self.state.stderr.append(line.decode("utf-8", "replace").rstrip())
 
 
 def plain(value: Any) -> Any:

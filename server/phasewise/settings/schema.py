@@ -1,7 +1,7 @@
 """VS Code's ``contributes.configuration``, generated from the settings model so the two cannot drift.
 
-    python -m phasewise.schema --vscode                                   # print it
-    python -m phasewise.schema --vscode --write editors/vscode/package.json
+    python -m phasewise.settings.schema --vscode           # print it
+    python -m phasewise.settings.schema --vscode --write editors/vscode/package.json
 
 Each top-level field of ``phasewise.settings.Settings`` becomes one ``phasewise.<field>``
 property with its JSON schema inlined (VS Code cannot follow ``$ref`` inside a contribution),
@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from phasewise.providers.catalogue import BUILTIN, known_ids
-from phasewise.settings import BUILTIN_PHASES, SECTION, USER_LEVEL_FIELDS, ModelRef, Settings
+from phasewise.settings.model import BUILTIN_PHASES, SECTION, USER_LEVEL_FIELDS, ModelRef, Settings
 
 CLIENT_PREFIXES = (f"{SECTION}.server.", f"{SECTION}.trace.")
 TITLE = "Phasewise"
@@ -210,7 +210,7 @@ def update_package_json(path: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m phasewise.schema", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m phasewise.settings.schema", description=__doc__.split("\n")[0])
     parser.add_argument("--vscode", action="store_true", help="VS Code's contributes.configuration (default)")
     parser.add_argument("--write", metavar="PACKAGE_JSON", type=Path,
                         help="update this package.json in place instead of printing")

@@ -17,7 +17,8 @@ from tests.helpers import SAMPLE_DOC as DOC
 from tests.helpers import SAMPLE_URI as URI
 from tests.helpers import Editor, answer, field_of, make_client_fixture, make_plugin_client_fixture, server_env
 
-pytestmark = pytest.mark.slow  # every test starts the language server and runs phases through it
+# Every test starts the language server and runs phases through it: slow, all but the first, which
+# stays in the one-minute run (`pytest -m "not editor and not slow"`) as its check of the LSP path.
 
 KEYS = {
     "PLANNER_KEY": "test-key-planner-1111",
@@ -89,6 +90,7 @@ async def test_each_phase_reaches_its_own_provider(client: LanguageClient, sim: 
     assert reqs[2].body["tool_choice"]["function"]["name"] == "report_findings"
 
 
+@pytest.mark.slow
 async def test_settings_reload_reroutes(client: LanguageClient, sim: SimulatorThread) -> None:
     editor = Editor(client)
     editor.configure(routes(sim, plan=("planner", "anthropic", "claude-sim", "PLANNER_KEY")))
@@ -104,6 +106,7 @@ async def test_settings_reload_reroutes(client: LanguageClient, sim: SimulatorTh
     assert sim.requests[-1].api_key == KEYS["OTHER_KEY"]
 
 
+@pytest.mark.slow
 async def test_missing_key_fails_fast_without_a_request(client: LanguageClient, sim: SimulatorThread) -> None:
     editor = Editor(client)
     editor.configure(routes(sim, code=("nokey", "openai", "glm-sim", "NOKEY_API_KEY")))
@@ -139,6 +142,7 @@ async def test_missing_key_fails_fast_without_a_request(client: LanguageClient, 
     await editor.diagnostics_where(URI, lambda ds: not any(d.source == "phasewise" for d in ds))
 
 
+@pytest.mark.slow
 async def test_stale_document_edit_is_refused(client: LanguageClient, sim: SimulatorThread) -> None:
     editor = Editor(client)
     editor.configure(routes(sim, code=("coder", "openai", "glm-sim", "CODER_KEY")))
@@ -156,6 +160,7 @@ async def test_stale_document_edit_is_refused(client: LanguageClient, sim: Simul
     assert editor.texts[URI] == edited
 
 
+@pytest.mark.slow
 async def test_review_publishes_findings_with_quick_fixes(client: LanguageClient, sim: SimulatorThread) -> None:
     editor = Editor(client)
     editor.configure(routes(sim, review=("reviewer", "anthropic", "claude-sim", "REVIEWER_KEY")))
@@ -185,6 +190,7 @@ async def test_review_publishes_findings_with_quick_fixes(client: LanguageClient
     assert fixed.count("\n") == DOC.count("\n")
 
 
+@pytest.mark.slow
 async def test_progress_names_phase_provider_and_model(client: LanguageClient, sim: SimulatorThread) -> None:
     editor = Editor(client)
     editor.configure(routes(sim, plan=("planner", "anthropic", "claude-sim", "PLANNER_KEY")))
@@ -201,6 +207,7 @@ async def test_progress_names_phase_provider_and_model(client: LanguageClient, s
     assert editor.stream == []
 
 
+@pytest.mark.slow
 async def test_a_plugin_is_sent_the_plan_as_it_streams(plugin: LanguageClient, sim: SimulatorThread) -> None:
     editor = Editor(plugin)
     editor.configure(routes(sim, plan=("planner", "anthropic", "claude-sim", "PLANNER_KEY")))
@@ -214,6 +221,7 @@ async def test_a_plugin_is_sent_the_plan_as_it_streams(plugin: LanguageClient, s
     assert 0 < len([s for s in editor.stream if s["runId"] == result["runId"]]) < chunks
 
 
+@pytest.mark.slow
 async def test_cancel_by_progress_token_closes_upstream(client: LanguageClient, sim: SimulatorThread) -> None:
     editor = Editor(client)
     editor.configure(routes(sim, plan=("planner", "anthropic", "claude-sim", "PLANNER_KEY")))
@@ -238,6 +246,7 @@ async def test_cancel_by_progress_token_closes_upstream(client: LanguageClient, 
     assert close is not None
 
 
+@pytest.mark.slow
 async def test_cancel_request_closes_upstream(client: LanguageClient, sim: SimulatorThread) -> None:
     editor = Editor(client)
     editor.configure(routes(sim, code=("coder", "openai", "glm-sim", "CODER_KEY")))
@@ -258,6 +267,7 @@ async def test_cancel_request_closes_upstream(client: LanguageClient, sim: Simul
     assert [p["phase"] for p in status["phases"]][:3] == ["plan", "code", "review"]
 
 
+@pytest.mark.slow
 async def test_default_route_is_claude(client: LanguageClient, sim: SimulatorThread) -> None:
     editor = Editor(client)
     editor.configure(None)
@@ -284,6 +294,7 @@ async def test_default_route_is_claude(client: LanguageClient, sim: SimulatorThr
     assert req.api_key == KEYS["ANTHROPIC_API_KEY"]
 
 
+@pytest.mark.slow
 async def test_bad_settings_name_the_key_and_spare_the_rest(client: LanguageClient, sim: SimulatorThread) -> None:
     editor = Editor(client)
     settings = routes(sim, plan=("planner", "anthropic", "claude-sim", "PLANNER_KEY"))
@@ -319,6 +330,7 @@ async def test_bad_settings_name_the_key_and_spare_the_rest(client: LanguageClie
     assert status["version"]
 
 
+@pytest.mark.slow
 async def test_keys_handed_over_in_memory(client: LanguageClient, sim: SimulatorThread) -> None:
     """An editor's secret store hands a key over by notification: used, never shown."""
     editor = Editor(client)
@@ -343,6 +355,7 @@ async def test_keys_handed_over_in_memory(client: LanguageClient, sim: Simulator
 warm = make_client_fixture(server_env(**KEYS, PHASEWISE_WARMUP="1"), clients=["visual-studio-code"])
 
 
+@pytest.mark.slow
 async def test_warm_up_loads_only_the_routed_sdk_and_the_other_arrives_off_the_loop(
         warm: LanguageClient, sim: SimulatorThread) -> None:
     """No settings: every phase is Claude, so the warm-up loads the Anthropic SDK only (openai's

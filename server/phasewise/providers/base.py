@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 from phasewise.problems import ProblemKind, ProviderError, redact
 from phasewise.providers.catalogue import host_of, origin_of
 from phasewise.providers.classify import Origin, classify, is_html, minimax_status
+from phasewise.providers.turns import ToolCall, Turn
 
 if TYPE_CHECKING:
     import httpx2
@@ -62,7 +63,11 @@ class ChatRequest:
     tool the model must call (None with ``tools``: it may call none). Each adapter places
     ``context`` where its protocol caches it: Anthropic at the end of the system text, marked
     with ``cache_control`` when ``cache_prefix``; OpenAI at the start of the user message.
-    ``cache_key`` is sent as ``prompt_cache_key`` (only to providers that take it)."""
+    ``cache_key`` is sent as ``prompt_cache_key`` (only to providers that take it).
+
+    A phase working in steps sends the transcript after the first user message as ``turns``
+    (``providers.turns``: the model's answers with their tool calls, then the calls' results),
+    rendered in the adapter's protocol; ``tools`` are then the agent's tools and ``tool`` None."""
 
     model: str
     system: str
@@ -75,6 +80,7 @@ class ChatRequest:
     tools: tuple[ToolLike, ...] = ()
     cache_prefix: bool = False
     cache_key: str | None = None
+    turns: tuple[Turn, ...] = ()
 
     def declared_tools(self) -> tuple[ToolLike, ...]:
         """The tools the request declares: ``tools``, else the one it must call."""
@@ -98,8 +104,9 @@ class Completion:
     """What a model answered, and what the call revealed about the provider's limits."""
 
     text: str = ""
-    tool_input: dict[str, Any] | None = None
+    tool_input: dict[str, Any] | None = None  # the first call's (the one a phase's tool answer is)
     tool_input_raw: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)  # every call of the answer, in order
     usage: Usage = field(default_factory=Usage)
     first_token_ms: float | None = None
     total_ms: float = 0.0

@@ -200,6 +200,7 @@ class Preflight:
     prompt_chars: int
     output_tokens: int
     problems: list[Problem] = field(default_factory=list)
+    agent: bool = False  # the phase works in steps: only on a model known to call tools
 
 
 class Engine:
@@ -297,6 +298,17 @@ def preflight(resolver: RouteResolver, route: Route, check: Preflight, known: se
             f"or pick a model with tool calling.",
             phase=route.phase, provider=spec.id, model=route.model,
             setting=f"phasewise.phases.{route.phase}.editFormat",
+        )
+    if check.agent and info.tool_calling is not True:
+        return Problem(
+            K.CAPABILITY,
+            f"The {route.phase} phase works in steps (`phasewise.phases.{route.phase}.agent`), which needs a "
+            f"model known to call tools, and {route.model} at {spec.name} is "
+            f"{'not one' if info.tool_calling is False else 'not known to be one'}: pick a model with tool "
+            f"calling, set `phasewise.providers.{spec.id}.models.{route.model}.toolCalling: true` if it has it, "
+            f"or turn `agent` off.",
+            phase=route.phase, provider=spec.id, model=route.model,
+            setting=f"phasewise.phases.{route.phase}.agent",
         )
     if info.context_window:
         # three characters a token and 16 more: a window check errs towards over-estimating

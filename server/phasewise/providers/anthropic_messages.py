@@ -7,9 +7,10 @@ empty answer as failures, never as a short success.
 
 A transcript (``ChatRequest.turns``) becomes assistant messages of ``text`` and ``tool_use`` blocks,
 each followed by a user message of ``tool_result`` blocks (one per call, in order) and the loop's
-word, if any. With ``cache_prefix`` the prefix keeps its breakpoint and the transcript gets sliding
-ones: the last block of the last message, and of the message that ended the step before (which the
-previous request marked), within the protocol's four.
+word, if any. With ``cache_prefix`` the prefix keeps its breakpoint and a loop's step (a transcript,
+or the first step of one: ``may_call_tools``) gets sliding ones: the last block of the last
+message, and of the message that ended the step before (which the previous request marked), within
+the protocol's four. A single-shot phase's request is as it was.
 """
 
 from __future__ import annotations
@@ -134,8 +135,8 @@ class AnthropicMessagesAdapter(SdkAdapter):
                 {"type": "tool", "name": request.tool.name} if request.tool is not None
                 else {"type": "auto"} if request.may_call_tools else {"type": "none"}
             )
-        if request.cache_prefix and request.turns:
-            mark_transcript(params)
+        if request.cache_prefix and (request.turns or request.may_call_tools):
+            mark_transcript(params)  # a loop's step: the next one reads all of this one
         return params
 
     @staticmethod

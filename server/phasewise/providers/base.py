@@ -68,8 +68,8 @@ class ChatRequest:
     A phase working in steps sends the transcript after the first user message as ``turns``
     (``providers.turns``: the model's answers with their tool calls, then the calls' results),
     rendered in the adapter's protocol; ``tools`` are then the agent's tools, ``tool`` None and
-    ``may_call_tools`` set (``tool_choice`` auto: any of them, or text). With ``cache_prefix`` a
-    transcript's end is marked too, so each step reads the one before from the cache."""
+    ``may_call_tools`` set (``tool_choice`` auto: any of them, or text). With ``cache_prefix`` such a
+    step's end is marked too, so each step reads the one before from the cache."""
 
     model: str
     system: str

@@ -575,7 +575,7 @@ def phase_request(route: Route, *, system: str, user: str, tool: ToolLike | None
     """The ``ChatRequest`` a phase sends on ``route``: ``tool`` is the tool the model must call (None:
     it answers in text, or with ``may_call_tools`` calls any of ``tools``), ``tools`` those declared,
     ``turns`` a loop's transcript so far. With ``caching``: Anthropic-protocol requests mark the
-    prefix (and a transcript's end) with ``cache_control`` when prefix and transcript reach the
+    prefix (and a loop step's end) with ``cache_control`` when what they would cache reaches the
     model's minimum cacheable size (``ModelInfo.cache_min_tokens``); OpenAI-protocol requests carry
     ``cache_key`` only to providers that take ``prompt_cache_key``; others cache implicitly."""
     required = tool
@@ -584,7 +584,7 @@ def phase_request(route: Route, *, system: str, user: str, tool: ToolLike | None
     if caching and route.spec.protocol == "anthropic":
         minimum = route.info.cache_min_tokens or DEFAULT_CACHE_MIN_TOKENS
         mark = prefix_tokens(system, context, declared or ((required,) if required else ())) \
-            + estimate_tokens(transcript_chars(turns)) >= minimum
+            + estimate_tokens(transcript_chars(turns) + (len(user) if may_call_tools else 0)) >= minimum
     elif caching and route.spec.prompt_cache_key:
         key = cache_key
     return ChatRequest(

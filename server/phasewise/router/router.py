@@ -54,10 +54,8 @@ from phasewise.providers.base import (
     NetworkConfig,
     SdkClients,
     Timeouts,
-    ToolLike,
 )
 from phasewise.providers.catalogue import ProviderSpec, billing_url_of, family_of
-from phasewise.providers.turns import Turn, transcript_chars
 from phasewise.providers.waits import exhausted_until
 from phasewise.router.messages import (
     clock_time,
@@ -68,6 +66,8 @@ from phasewise.router.messages import (
     seconds_text,
     tool_only,
 )
+from phasewise.router.requests import output_budget as output_budget  # the phases import these from here
+from phasewise.router.requests import phase_request as phase_request
 from phasewise.router.routes import KeyRef, Keyring, PhaseRoute, Route, RouteResolver
 from phasewise.serial import Jsonable, json_rule
 from phasewise.settings import LoadedSettings
@@ -348,11 +348,6 @@ def network_problem(loaded: LoadedSettings, *, phase: str | None = None, provide
     return None
 
 
-def output_budget(route: Route) -> int:
-    cap = route.info.max_output_tokens or 8192
-    return route.max_output_tokens or min(cap, 16_384)
-
-
 class Router:
     """Serves one phase call over its routes with the policy described in the module docstring."""
 
@@ -555,40 +550,3 @@ class Router:
 def _env(key: KeyRef | None) -> str:
     """A key's name for cooldowns and status lines: its env var (never its value)."""
     return key.env if key else "no key"
-
-
-DEFAULT_CACHE_MIN_TOKENS = 1024  # Anthropic's minimum cacheable prompt for Sonnet-class models
-
-
-def prefix_tokens(system: str, context: str, tools: tuple[ToolLike, ...]) -> int:
-    """About how many tokens the cacheable prefix (tools, system text, documents) holds."""
-    import json
-
-    tool_chars = sum(len(t.name) + len(t.description) + len(json.dumps(t.schema)) for t in tools)
-    return estimate_tokens(len(system) + len(context) + tool_chars)
-
-
-def phase_request(route: Route, *, system: str, user: str, tool: ToolLike | None, stream: bool = True,
-                  context: str = "", tools: tuple[ToolLike, ...] = (), caching: bool = False,
-                  cache_key: str | None = None, turns: tuple[Turn, ...] = (),
-                  may_call_tools: bool = False) -> ChatRequest:
-    """The ``ChatRequest`` a phase sends on ``route``: ``tool`` is the tool the model must call (None:
-    it answers in text, or with ``may_call_tools`` calls any of ``tools``), ``tools`` those declared,
-    ``turns`` a loop's transcript so far. With ``caching``: Anthropic-protocol requests mark the
-    prefix (and a loop step's end) with ``cache_control`` when what they would cache reaches the
-    model's minimum cacheable size (``ModelInfo.cache_min_tokens``); OpenAI-protocol requests carry
-    ``cache_key`` only to providers that take ``prompt_cache_key``; others cache implicitly."""
-    required = tool
-    declared = tools if tools and (required is None or required in tools) else ()
-    mark, key = False, None
-    if caching and route.spec.protocol == "anthropic":
-        minimum = route.info.cache_min_tokens or DEFAULT_CACHE_MIN_TOKENS
-        mark = prefix_tokens(system, context, declared or ((required,) if required else ())) \
-            + estimate_tokens(transcript_chars(turns) + (len(user) if may_call_tools else 0)) >= minimum
-    elif caching and route.spec.prompt_cache_key:
-        key = cache_key
-    return ChatRequest(
-        model=route.model, system=system, user=user, max_tokens=output_budget(route),
-        tool=required, temperature=route.temperature, stream=stream,
-        context=context, tools=declared, cache_prefix=mark, cache_key=key, turns=turns, may_call_tools=may_call_tools,
-    )

@@ -15,7 +15,9 @@ May import: nothing of Phasewise (providers, router and phases all use it).
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,19 @@ class ToolCall:
     name: str
     arguments: str = "{}"
     input: dict[str, Any] | None = None
+
+    @classmethod
+    def read(cls, call_id: str, name: str, arguments: str | None) -> ToolCall:
+        """A call as an adapter read it off the wire: empty arguments are ``{}`` (a tool without
+        parameters); arguments that do not spell a JSON object are kept as sent, ``input`` None. A
+        call without an id (some local servers) gets one, unique, so its result can be paired."""
+        call_id = call_id or f"call_{uuid.uuid4().hex[:24]}"
+        raw = arguments if arguments and arguments.strip() else "{}"
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        return cls(call_id, name, raw, parsed if isinstance(parsed, dict) else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,4 +85,10 @@ def wire_id(call_id: str) -> str:
     return safe or "call"
 
 
-__all__ = ["AssistantTurn", "ResultsTurn", "ToolCall", "ToolResult", "Turn", "wire_id"]
+def transcript_chars(turns: tuple[Turn, ...]) -> int:
+    """About how many characters a transcript sends (texts, call arguments, results)."""
+    return sum(len(t.text) + (sum(len(c.name) + len(c.arguments) for c in t.calls) if isinstance(t, AssistantTurn)
+                              else sum(len(r.content) for r in t.results)) for t in turns)
+
+
+__all__ = ["AssistantTurn", "ResultsTurn", "ToolCall", "ToolResult", "Turn", "transcript_chars", "wire_id"]

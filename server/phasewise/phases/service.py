@@ -317,9 +317,9 @@ class PhaseService:
         folder = str(inp.workspace.folders[0]) if inp.workspace.folders else os.path.dirname(inp.document.path)
 
         def build(route: Route, turns: tuple[Turn, ...]) -> ChatRequest:
-            request = phase_request(route, system=text.system, context=text.context, user=text.user, tool=None,
-                                    tools=declared, caching=caching, cache_key=cache_key(folder, route))
-            return dataclasses.replace(request, turns=turns)
+            return phase_request(route, system=text.system, context=text.context, user=text.user, tool=None,
+                                 tools=declared, caching=caching, cache_key=cache_key(folder, route),
+                                 turns=turns, may_call_tools=True)
 
         check = Preflight(tool_use=None, prompt_chars=text.chars() + 2000,
                           output_tokens=output_budget(phase_route.main) if phase_route.main else 0, agent=True)

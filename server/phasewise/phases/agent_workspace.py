@@ -62,7 +62,10 @@ class AgentWorkspace:
         text = name.strip()
         if text in ("", ".", "./") and ws.folders:
             return "", ws.folders[0]
-        p = ws.absolute(text)
+        try:
+            p = ws.absolute(text)
+        except OSError as err:  # a name the file system refuses (too long, say)
+            raise PathRefused(text[:200], f"cannot be used as a path: {err.strerror or err}") from None
         if p is None:
             ws.gate.check(text.lstrip("@"))  # raises, saying why
             raise PathRefused(text, "is not a path in the workspace")

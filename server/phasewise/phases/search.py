@@ -153,6 +153,9 @@ def git_grep(folder: Path, pattern: str, *, specs: list[str], keep: Callable[[st
     cmd += ["-C", str(folder), "grep", "--untracked", "-I", "-n", "-z", "--no-color", "-P", "-e", pattern, "--",
             *specs]
     found = Found()
+    if timeout <= 0:
+        found.timed_out = True
+        return found
     killed = threading.Event()
     with tempfile.TemporaryFile() as err:
         try:
@@ -165,7 +168,7 @@ def git_grep(folder: Path, pattern: str, *, specs: list[str], keep: Callable[[st
             killed.set()
             proc.kill()
 
-        timer = threading.Timer(max(timeout, 0.0), stop)
+        timer = threading.Timer(timeout, stop)
         timer.start()
         try:
             assert proc.stdout is not None

@@ -73,8 +73,13 @@ def _error(summary: str, content: str) -> ToolOutcome:
     return ToolOutcome(content, False, summary)
 
 
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _refused(tool: str, refused: PathRefused) -> ToolOutcome:
-    return _error(f"{tool} {refused.path}: refused", f"{refused.path} {refused.reason}; nothing was done.")
+    return _error(f"{tool} {_short(refused.path)}: refused",
+                  f"{_short(refused.path, 300)} {refused.reason}; nothing was done.")
 
 
 def _numbered(lines: Sequence[str], first: int) -> list[str]:
@@ -113,7 +118,7 @@ def _read_file(args: dict[str, Any], ws: AgentWorkspace) -> ToolOutcome:
         return _refused(READ_FILE, refused)
     text = ws.text_of(rel) if rel else None
     if text is None:
-        return _error(f"{READ_FILE} {name}: cannot read", _why_unreadable(path, rel or name) + ".")
+        return _error(f"{READ_FILE} {_short(name)}: cannot read", _why_unreadable(path, rel or name) + ".")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the final newline ends the last line
@@ -140,7 +145,9 @@ def _read_file(args: dict[str, Any], ws: AgentWorkspace) -> ToolOutcome:
         notes.append(f"(lines {start}–{last} of {total}; ask for startLine/endLine for more)")
     elif (start, last) != (1, total):
         notes.append(f"(lines {start}–{last} of {total})")
-    if rel in ws.staged():
+    if rel in ws.created():
+        notes.append("(a new file: your staged edits create it)")
+    elif rel in ws.staged():
         notes.append("(with your staged edits)")
     return ToolOutcome("\n".join(shown + notes), True, f"{READ_FILE} {rel}: lines {start}–{last} of {total}")
 
@@ -209,7 +216,7 @@ def _search_files(args: dict[str, Any], ws: AgentWorkspace) -> ToolOutcome:
         return got
     base, path = got
     is_file = bool(base) and path.is_file()
-    if base and not is_file and not path.is_dir() and base not in ws.created():
+    if base and not is_file and not path.is_dir() and not any(_under(c, base) for c in ws.created()):
         return _error(f"{said}: no such path", f"{base} does not exist.")
     glob = args.get("glob")
     match = glob_matcher(glob) if glob else None
@@ -253,10 +260,10 @@ def _search_files(args: dict[str, Any], ws: AgentWorkspace) -> ToolOutcome:
         return _error(f"{said}: timed out",
                       f"The search stopped after {SEARCH_TIMEOUT:g} s without finishing: narrow it with `path` or "
                       "`glob`, or a more specific pattern.")
-    return _search_result(said, found, glob)
+    return _search_result(said, found)
 
 
-def _search_result(said: str, found: Found, glob: str | None) -> ToolOutcome:
+def _search_result(said: str, found: Found) -> ToolOutcome:
     hits = sorted(found.hits)
     more = found.more or len(hits) > MAX_MATCHES
     hits = hits[:MAX_MATCHES]
@@ -283,14 +290,20 @@ def _search_result(said: str, found: Found, glob: str | None) -> ToolOutcome:
 # --------------------------------------------------------------------------- edit_file
 
 
+def _as_lines(text: str) -> str:
+    """``search`` or ``replace`` as a SEARCH/REPLACE block's section: lines, the last one's newline
+    dropped (a model writes ``"x\\n"`` for the line ``x``: kept, it would ask for a blank line after)."""
+    return text.replace("\r\n", "\n").removesuffix("\n")
+
+
 def _edit_file(args: dict[str, Any], ws: AgentWorkspace) -> ToolOutcome:
-    name, search, replace = args["path"], args["search"], args["replace"]
+    name, search, replace = args["path"], _as_lines(args["search"]), _as_lines(args["replace"])
     try:
         rel, path = ws.path_of(name)
     except PathRefused as refused:
         return _refused(EDIT_FILE, refused)
     if not rel or path.is_dir():
-        return _error(f"{EDIT_FILE} {name}: a folder", f"{rel or name} is a folder, not a file.")
+        return _error(f"{EDIT_FILE} {_short(name)}: a folder", f"{rel or name} is a folder, not a file.")
     text = ws.text_of(rel)
     if text is None and (path.exists() or path.is_symlink()):
         return _error(f"{EDIT_FILE} {rel}: cannot edit", _why_unreadable(path, rel) + ".")
@@ -429,9 +442,9 @@ def run_call(name: str, args: dict[str, Any] | None, declared: Collection[str], 
     tool = _BY_NAME.get(name)
     if name not in declared or tool is None:
         offered = ", ".join(t.name for t in TOOLS if t.name in declared) or "none"
-        return _error(f"{name}: not a tool of this phase",
-                      f"There is no tool named {name!r} in this phase; nothing was done. The tools you may call: "
-                      f"{offered}.")
+        return _error(f"{_short(name)}: not a tool of this phase",
+                      f"There is no tool named {_short(name)!r} in this phase; nothing was done. The tools you "
+                      f"may call: {offered}.")
     if not isinstance(args, dict):
         return _error(f"{name}: arguments not an object",
                       f"The arguments of {name} must be a JSON object (properties: "
@@ -443,7 +456,8 @@ def run_call(name: str, args: dict[str, Any] | None, declared: Collection[str], 
     try:
         return tool.run(args, ws)
     except Exception as err:  # an error result the loop sends back, never a crashed phase
-        return _error(f"{name}: failed", f"{name} failed: {type(err).__name__}: {err}. Nothing was done.")
+        return _error(f"{name}: failed", f"{name} failed: {type(err).__name__}: {_short(str(err), 300)}. "
+                      "Nothing was done.")
 
 
 _JSON_TYPES: Final = {"string": "a string", "integer": "an integer", "boolean": "true or false",

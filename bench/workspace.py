@@ -240,9 +240,13 @@ def bench_search(files: int, rounds: int = 15) -> dict[str, float]:
                 subprocess.run(["git", "-C", str(tmp), "add", "-A"], check=True)
             ws = AgentWorkspace(Workspace([tmp], index=WorkspaceIndex()))  # a new session: nothing listed yet
             out[f"search_{label}_first_call_ms"] = tool(ws, rare)
-            times: dict[str, list[float]] = {k: [] for k in ("rare", "common", "git", "git_1", "git_common")}
+            doc = tmp / "pkg0" / "mod0" / "f1.py"  # in an editor some files are open: searched from memory
+            buffers = {doc.as_uri(): (doc.read_text("utf-8"), 1)}
+            opened = AgentWorkspace(Workspace([tmp], buffers, index=ws.workspace.index))
+            times: dict[str, list[float]] = {k: [] for k in ("rare", "common", "open", "git", "git_1", "git_common")}
             for _ in range(rounds):
                 times["rare"].append(tool(ws, rare))
+                times["open"].append(tool(opened, rare))
                 times["common"].append(tool(ws, common))
                 times["git"].append(git(rare, untracked=untracked))
                 times["git_1"].append(git(rare, "-c", "grep.threads=1", untracked=untracked))
@@ -250,6 +254,7 @@ def bench_search(files: int, rounds: int = 15) -> dict[str, float]:
             out[f"search_{label}_warm_p50_ms"] = statistics.median(times["rare"])
             out[f"search_{label}_warm_max_ms"] = max(times["rare"])
             out[f"search_{label}_common_warm_p50_ms"] = statistics.median(times["common"])
+            out[f"search_{label}_open_buffer_warm_p50_ms"] = statistics.median(times["open"])
             out[f"git_grep_{label}_p50_ms"] = statistics.median(times["git"])
             out[f"git_grep_{label}_one_thread_p50_ms"] = statistics.median(times["git_1"])
             out[f"git_grep_{label}_common_p50_ms"] = statistics.median(times["git_common"])

@@ -272,6 +272,13 @@ def test_search_files_outside_git_scans_in_python(tmp_path: Path) -> None:
     assert out.content == "lib.py:1: def find_item(items, sku):"
 
 
+def test_search_never_follows_a_link_even_one_git_tracks(project: Path) -> None:
+    git(project, "add", "leak.txt", "lib.py")
+    git(project, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "links")
+    out = call(agent(project), "search_files", pattern="CANARY|secret")
+    assert out.ok and out.content.startswith("(no matches")
+
+
 def test_search_runs_no_hook_and_ignores_the_repositorys_grep_settings(project: Path) -> None:
     marker = project.parent / "hook-ran"
     hook = project.parent / "hook.sh"

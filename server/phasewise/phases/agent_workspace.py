@@ -77,20 +77,16 @@ class AgentWorkspace:
             raise PathRefused(text, CREDENTIAL_REFUSED)
         return rel, p
 
-    def readable(self, rel: str) -> bool:
-        """Whether the agent may see this listed file's text (not a credential file it was not given)."""
-        return not sensitive(rel) or rel in self.allowed
-
     # ------------------------------------------------------------------ texts
 
-    def original(self, rel: str, path: Path | None = None) -> FileText | None:
+    def original(self, rel: str) -> FileText | None:
         """The file before the agent's edits: the open buffer, else the file on disk (``text`` None: it
-        does not exist). None when it cannot be read as text (binary, huge, not UTF-8, a folder)."""
+        does not exist). None when it cannot be read as text (binary, huge, not UTF-8, a folder) or
+        its path leads out of the workspace."""
         ws = self.workspace
+        path = ws.absolute(rel)
         if path is None:
-            path = ws.absolute(rel)
-            if path is None:
-                return None
+            return None
         found = ws.read_path(path, rel)
         if found is not None:
             return found

@@ -236,6 +236,9 @@ def test_search_files_path_glob_and_python_syntax(project: Path) -> None:
     assert call(ws, "search_files", pattern=r"(?i)DEF FIND_ITEM").content == "lib.py:1: def find_item(items, sku):"
     bad = call(ws, "search_files", pattern="find_item(")
     assert not bad.ok and "not a valid regular expression" in bad.content
+    for broken in ("def find_item\n    for", "a\0b"):
+        out = call(ws, "search_files", pattern=broken)
+        assert not out.ok and "one line at a time" in out.content
     none = call(ws, "search_files", pattern="no_such_name_anywhere")
     assert none.ok and none.content.startswith("(no matches")
 

@@ -204,7 +204,11 @@ def _list_files(args: dict[str, Any], ws: AgentWorkspace) -> ToolOutcome:
 
 def _search_files(args: dict[str, Any], ws: AgentWorkspace) -> ToolOutcome:
     pattern: str = args["pattern"]
-    said = f'{SEARCH_FILES} "{pattern[:60]}"'
+    said = f'{SEARCH_FILES} "{_short(pattern, 60)}"'
+    if set(pattern) & set("\n\r\0"):
+        return _error(f"{said}: a line break in the pattern",
+                      "search_files matches one line at a time: `pattern` cannot hold a line break (or a NUL). "
+                      "Search for one line of what you look for.")
     try:
         re.compile(pattern)
     except re.error as err:

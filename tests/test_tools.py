@@ -181,6 +181,9 @@ def test_list_files_honours_gitignore_and_narrows(project: Path) -> None:
     nothing = call(ws, "list_files", glob="*.rs")
     assert nothing.ok and "no file in the workspace matches *.rs" in nothing.content
     assert "does not exist" in call(ws, "list_files", path="nowhere").content
+    for name, args in (("list_files", {"glob": "[z-a].py"}), ("search_files", {"pattern": "x", "glob": "[z-a]"})):
+        out = run_call(name, args, ALL, ws)
+        assert not out.ok and "is not a usable glob" in out.content
     file = call(ws, "list_files", path="lib.py")
     assert not file.ok and "is a file" in file.content
 

@@ -166,6 +166,16 @@ def _folder_arg(tool: str, args: dict[str, Any], ws: AgentWorkspace) -> tuple[st
         return _refused(tool, refused)
 
 
+def _glob_arg(tool: str, args: dict[str, Any]) -> Callable[[str, str], bool] | ToolOutcome | None:
+    glob = args.get("glob")
+    if not glob:
+        return None
+    try:
+        return glob_matcher(glob)
+    except re.error as err:
+        return _error(f"{tool} {_short(glob)}: invalid glob", f"`glob` {glob!r} is not a usable glob: {err}.")
+
+
 def _under(rel: str, base: str) -> bool:
     return not base or rel == base or rel.startswith(base + "/")
 
@@ -182,7 +192,9 @@ def _list_files(args: dict[str, Any], ws: AgentWorkspace) -> ToolOutcome:
     if base and path.is_file():
         return _error(f"{LIST_FILES} {base}: a file", f"{base} is a file, not a folder: read_file reads it.")
     glob = args.get("glob")
-    match = glob_matcher(glob) if glob else None
+    match = _glob_arg(LIST_FILES, args)
+    if isinstance(match, ToolOutcome):
+        return match
     listed = dict.fromkeys([*ws.workspace.listing(), *ws.created()])
     names = sorted(rel for rel in listed
                    if _under(rel, base) and (match is None or match(rel, _below(rel, base))))
@@ -223,7 +235,9 @@ def _search_files(args: dict[str, Any], ws: AgentWorkspace) -> ToolOutcome:
     if base and not is_file and not path.is_dir() and not any(_under(c, base) for c in ws.created()):
         return _error(f"{said}: no such path", f"{base} does not exist.")
     glob = args.get("glob")
-    match = glob_matcher(glob) if glob else None
+    match = _glob_arg(SEARCH_FILES, args)
+    if isinstance(match, ToolOutcome):
+        return match
     overlaid = ws.overlaid()
     listed: set[str] | None = None
 

@@ -111,9 +111,7 @@ class AgentLoop:
         last: tuple[str, str] | None = None
         repeats = 0
         for step in range(1, self.settings.max_steps + 1):
-            turns = tuple(self.turns)
-            served = await self.router.serve(current, lambda r, turns=turns: self.build(r, turns), self.check,
-                                             self.observer)
+            served = await self.router.serve(current, self._request(tuple(self.turns)), self.check, self.observer)
             out.served = served
             out.attempts += served.attempts
             c = served.completion
@@ -159,6 +157,10 @@ class AgentLoop:
         out.bound = (f"The {self.phase} phase stopped after {self.settings.max_steps} steps without finishing "
                      f"(`{self._setting('maxSteps')}`).")
         return out
+
+    def _request(self, turns: tuple[Turn, ...]) -> Callable[[Route], ChatRequest]:
+        """The next step's request on a route: the phase's request and the transcript so far."""
+        return lambda route: self.build(route, turns)
 
     def _account(self, out: LoopOutcome, c: Completion, route: Route) -> None:
         u = c.usage
@@ -212,7 +214,7 @@ def apply_outcome(result: PhaseResult, out: LoopOutcome, ws: AgentWorkspace, inp
     result.cache_read_tokens += out.usage.cache_read_tokens
     result.cache_write_tokens += out.usage.cache_write_tokens
     result.cost_usd = out.cost_usd
-    result.steps = out.steps
+    result.steps = list(out.steps)
     result.attempts = out.attempts
     result.fallback_used = out.fallback_used
     result.first_token_ms = out.first_token_ms

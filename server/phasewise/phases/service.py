@@ -13,7 +13,6 @@ checks. Knows nothing of LSP.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import os
 import time

@@ -336,8 +336,8 @@ class PhaseService:
         apply_outcome(result, out, ws, inp)
         served = out.served
         assert served is not None  # the loop made at least one call, or raised
+        result.text = served.completion.text
         if kind == "code" or out.bound is not None:
-            result.text = served.completion.text
             result.ok = True
             return
         try:

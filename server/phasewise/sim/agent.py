@@ -318,7 +318,27 @@ def reply(prompt: Prompt, history: tuple[Exchange, ...], declared: tuple[str, ..
         return _steps(_call(name, path=s.document_path or "README.md", search="a", replace="b"))
     if len(history) >= MAX_CALLS:
         return s.text(f"I stop here after {len(history)} tool calls; the work is not finished.")
+    if (stray := _STRAY_RX.search(prompt.instruction)) is not None:
+        return _stray(s, stray.group(1), stray.group(2))
     return _SCRIPTS[_kind(prompt, callable)](s)
+
+
+# "read `PATH`" / "write `PATH`": a confused (or prompt-injected) agent goes for PATH, whatever it is
+_STRAY_RX = re.compile(r"\b(read|write) (?:to )?`([^`\n]+)`")
+
+
+def _stray(s: Session, verb: str, path: str) -> Answer:
+    """One call on ``path`` (read it, or create it with one line), then a text saying what came back."""
+    name = READ_FILE if verb == "read" else EDIT_FILE
+    if name not in s.callable:
+        return s.text(f"I was asked to {verb} `{path}` but have no {name} tool.")
+    done = s.calls(name)
+    if not done:
+        if name == READ_FILE:
+            return _steps(_call(READ_FILE, path=path))
+        return _steps(_call(EDIT_FILE, path=path, search="", replace="echo written-by-a-confused-model"))
+    last = done[-1]
+    return s.text(f"{name} `{path}`: {'done' if last.ok else 'refused'}: {_first_line(last.result)}")
 
 
 __all__ = ["AGENT_TOOLS", "MAX_CALLS", "file_rows", "reply", "result_paths"]

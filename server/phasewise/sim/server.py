@@ -418,16 +418,18 @@ class Simulator:
         phase: str | None = None,
         endpoint: str = "chat",
         times: int = 1,
+        skip: int = 0,
         **params: Any,
     ) -> FaultRule:
-        """Queue one fault. ``fault`` is a preset name, a fault object, or a whole rule object."""
+        """Queue one fault (after ``skip`` matching requests went through). ``fault`` is a preset name,
+        a fault object, or a whole rule object."""
         if isinstance(fault, Mapping) and "fault" in fault:
             if params or provider or model or protocol or phase:
                 raise ValueError("pass either a whole rule object or a fault with keyword arguments")
             rule = rule_from_json(fault)
         else:
             rule = make_rule(fault, provider=provider, model=model, protocol=protocol, phase=phase,
-                             endpoint=endpoint, times=times, params=params)
+                             endpoint=endpoint, times=times, params=params, skip=skip)
         with self._lock:
             self._rules.append(rule)
         return rule
@@ -836,6 +838,9 @@ class Simulator:
         with self._lock:
             for index, rule in enumerate(self._rules):
                 if rule.matches(rec.provider, rec.model, rec.protocol, rec.phase, rec.endpoint):
+                    if rule.skip > 0:  # this one goes through
+                        rule.skip -= 1
+                        continue
                     rule.hits += 1
                     if rule.times > 0:
                         rule.times -= 1

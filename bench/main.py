@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios
+from bench import loop_cache, scenarios
 from bench.stats import rnd
 
 TARGETS: dict[str, tuple[str, float]] = {
@@ -42,6 +42,9 @@ TARGETS: dict[str, tuple[str, float]] = {
     # issue 14: billed input cost of one plan → code → review run on a 40 KB file, lower by
     "cache_anthropic_40kb_run1_saving_pct": (">=", 50.0),
     "cache_openai_40kb_run1_saving_pct": (">=", 40.0),
+    # issue 21: billed input cost of a 10-step agent loop with caching, % of the same loop uncached
+    "loop_cache_anthropic_ratio_pct": ("<=", 30.0),
+    "loop_cache_openai_ratio_pct": ("<=", 35.0),
     "verify_ratio": ("<=", 1.5),
 }
 
@@ -119,6 +122,7 @@ class Bench:
                 await self.step("ttft", lambda: scenarios.ttft(env, "fast", s.ttft), self._ttft)
                 await self.step("preflight", self._preflight_async, self._preflight)
                 await self.step("prompt_caching", scenarios.prompt_caching_runs, self._prompt_caching)
+                await self.step("loop_caching", loop_cache.loop_caching, self._loop_caching)
                 await self.step("verify", lambda: scenarios.verify(env, s.verify, 200), self._verify)
                 await self.step("initialize", lambda: scenarios.initialize(env, s.init), self._initialize)
                 await self.step("idle_rss", lambda: scenarios.idle_rss(env), self._idle_rss)
@@ -254,6 +258,17 @@ class Bench:
             self.row(f"prompt caching, {shape}, {doc} file, {which}: input cost (hit share "
                      f"{v['hit_share_pct']:.0f} %)", f"${v['input_usd_with']:.4f}",
                      f"${v['input_usd_without']:.4f} without cache", name)
+
+    def _loop_caching(self, r: dict[str, Any]) -> None:
+        for shape, v in r.items():
+            name = f"loop_cache_{shape}_ratio_pct"
+            self.put(name, v["ratio_pct"], 1)
+            self.put(f"loop_cache_{shape}_vs_off_pct", v["ratio_vs_off_billed_pct"], 1)
+            self.put(f"loop_cache_{shape}_hit_share_pct", v["hit_share_pct"], 1)
+            on, off = v["caching"], v["caching_off"]
+            self.row(f"{loop_cache.STEPS}-step agent loop, {shape}: input cost with caching (hit share "
+                     f"{v['hit_share_pct']:.0f} %)", f"${on['billed_usd']:.4f}",
+                     f"${off['uncached_usd']:.4f} uncached (${off['billed_usd']:.4f} promptCaching false)", name)
 
     async def _preflight_async(self) -> dict[str, Any]:
         return await asyncio.to_thread(scenarios.preflight, self.sizes.preflight)

@@ -8,6 +8,13 @@
    edits of a change (one minimal ``TextEdit`` per hunk) on that file and on 300 KB of repeated lines.
 3. Tokens sent per phase for the demo task (the two-file example project) beside "whole document
    only" (``contextTokens: 0``), as the simulator counts them, through the real CLI.
+4. The agent's ``search_files`` tool (``phases.tools``) on the same generated workspace: the first
+   call of a session and warm p50, a pattern found once (every file read) and one found everywhere
+   (stops at the match limit), with its files untracked (as generated) and then added to git's
+   index; beside plain ``git grep`` and a Python scan of the listing, measured alternately in the
+   same run, and ``git grep`` on one thread against git's default (one per core).
+
+``--only search`` (or ``context``, ``matching``, ``edits``, ``tokens``) runs one part.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from phasewise.phases import context as ctx  # noqa: E402
 from phasewise.phases.edits import FileText  # noqa: E402
 from phasewise.phases.formats import SEARCH_REPLACE  # noqa: E402
 from phasewise.phases.index import WorkspaceIndex  # noqa: E402
+from phasewise.phases.search import scan  # noqa: E402
+from phasewise.phases.tools import AgentWorkspace, run_call  # noqa: E402
 from phasewise.phases.workspace import Workspace  # noqa: E402
 
 
@@ -203,15 +212,78 @@ def bench_tokens() -> dict[str, float]:
     return out
 
 
+def bench_search(files: int, rounds: int = 15) -> dict[str, float]:
+    """``search_files`` on a generated workspace, beside plain ``git grep`` and a Python scan (see the
+    module docstring); each round runs every contender once, in turn."""
+    tmp = Path(tempfile.mkdtemp(prefix="phasewise-bench-search-"))
+    try:
+        generate(tmp, files)
+        rare, common = r"def func_12345\b", r"return func_\d+\(x\) \+ 3"
+        declared = {"search_files"}
+
+        def tool(ws: AgentWorkspace, pattern: str) -> float:
+            t = time.perf_counter()
+            out = run_call("search_files", {"pattern": pattern}, declared, ws)
+            assert out.ok and "match" in out.summary, out.content[:200]
+            return (time.perf_counter() - t) * 1000
+
+        def git(pattern: str, *extra: str, untracked: bool = True) -> float:
+            cmd = ["git", *extra, "-C", str(tmp), "grep", *(["--untracked"] if untracked else []), "-n", "-I", "-P",
+                   "-e", pattern]
+            t = time.perf_counter()
+            subprocess.run(cmd, capture_output=True, check=True)
+            return (time.perf_counter() - t) * 1000
+
+        out: dict[str, float] = {}
+        for label, untracked in (("untracked", True), ("tracked", False)):
+            if not untracked:
+                subprocess.run(["git", "-C", str(tmp), "add", "-A"], check=True)
+            ws = AgentWorkspace(Workspace([tmp], index=WorkspaceIndex()))  # a new session: nothing listed yet
+            out[f"search_{label}_first_call_ms"] = tool(ws, rare)
+            doc = tmp / "pkg0" / "mod0" / "f1.py"  # in an editor some files are open: searched from memory
+            buffers = {doc.as_uri(): (doc.read_text("utf-8"), 1)}
+            opened = AgentWorkspace(Workspace([tmp], buffers, index=ws.workspace.index))
+            times: dict[str, list[float]] = {k: [] for k in ("rare", "common", "open", "git", "git_1", "git_common")}
+            for _ in range(rounds):
+                times["rare"].append(tool(ws, rare))
+                times["open"].append(tool(opened, rare))
+                times["common"].append(tool(ws, common))
+                times["git"].append(git(rare, untracked=untracked))
+                times["git_1"].append(git(rare, "-c", "grep.threads=1", untracked=untracked))
+                times["git_common"].append(git(common, untracked=untracked))
+            out[f"search_{label}_warm_p50_ms"] = statistics.median(times["rare"])
+            out[f"search_{label}_warm_max_ms"] = max(times["rare"])
+            out[f"search_{label}_common_warm_p50_ms"] = statistics.median(times["common"])
+            out[f"search_{label}_open_buffer_warm_p50_ms"] = statistics.median(times["open"])
+            out[f"git_grep_{label}_p50_ms"] = statistics.median(times["git"])
+            out[f"git_grep_{label}_one_thread_p50_ms"] = statistics.median(times["git_1"])
+            out[f"git_grep_{label}_common_p50_ms"] = statistics.median(times["git_common"])
+        listing = WorkspaceIndex().listing(tmp)
+        scans = []
+        for _ in range(3):
+            t = time.perf_counter()
+            texts = ((rel, (tmp / rel).read_text("utf-8")) for rel in listing if rel.endswith(".py"))
+            found = scan(texts, rare, limit=200, deadline=time.monotonic() + 60)
+            scans.append((time.perf_counter() - t) * 1000)
+            assert len(found.hits) == 1
+        out["python_scan_p50_ms"] = statistics.median(scans)
+        out["load_average_1min"] = os.getloadavg()[0]
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--files", type=int, default=20_000)
+    parser.add_argument("--only", choices=["matching", "edits", "tokens", "context", "search"])
     args = parser.parse_args()
+    parts = {"matching": bench_matching, "edits": bench_edits, "tokens": bench_tokens,
+             "context": lambda: bench_context(args.files), "search": lambda: bench_search(args.files)}
     figures: dict[str, float] = {}
-    figures.update(bench_matching())
-    figures.update(bench_edits())
-    figures.update(bench_tokens())
-    figures.update(bench_context(args.files))
+    for name, part in parts.items():
+        if args.only in (None, name):
+            figures.update(part())
     width = max(len(k) for k in figures)
     for k, v in figures.items():
         print(f"{k:<{width}}  {v:10.1f}")

@@ -12,4 +12,13 @@ from typing import Final
 EDIT_TOOL: Final = "apply_edits"  # the code phase's change
 FINDINGS_TOOL: Final = "report_findings"  # the review phase's findings
 
-__all__ = ["EDIT_TOOL", "FINDINGS_TOOL"]
+# The tools of a phase that works in steps (``phases.<p>.agent``): users' settings name them.
+READ_FILE: Final = "read_file"
+LIST_FILES: Final = "list_files"
+SEARCH_FILES: Final = "search_files"
+EDIT_FILE: Final = "edit_file"
+AGENT_TOOLS: Final = (READ_FILE, LIST_FILES, SEARCH_FILES, EDIT_FILE)
+READ_ONLY_TOOLS: Final = (READ_FILE, LIST_FILES, SEARCH_FILES)
+
+__all__ = ["AGENT_TOOLS", "EDIT_FILE", "EDIT_TOOL", "FINDINGS_TOOL", "LIST_FILES", "READ_FILE", "READ_ONLY_TOOLS",
+           "SEARCH_FILES"]

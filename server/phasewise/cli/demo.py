@@ -54,8 +54,12 @@ def example_project() -> list[Path]:
     return [folder / "inventory.py", folder / "orders.py"]
 
 
+DEMO_AGENT = ("code",)  # phases that work in steps: the code phase searches for the callers first
+
+
 def demo_settings() -> dict[str, Any]:
-    return {"phases": {phase: {"model": ref} for phase, ref in DEMO_ROUTES.items()}}
+    return {"phases": {phase: {"model": ref, **({"agent": True} if phase in DEMO_AGENT else {})}
+                       for phase, ref in DEMO_ROUTES.items()}}
 
 
 # ----------------------------------------------------------------------------- the editor side
@@ -418,6 +422,14 @@ def show(result: DemoResult) -> None:
             console.print(Panel(str(p.get("text", "")).rstrip(), title="the plan", title_align="left"))
         elif name == "code":
             diff = p.get("diff") or ""
+            if p.get("steps"):  # it worked in steps: what it looked at and changed, in order
+                steps = Table(title=f"the code phase's steps ({len(p['steps'])} tool calls)", title_justify="left")
+                for header in ("step", "tool", "what"):
+                    steps.add_column(header, justify="right" if header == "step" else "left")
+                for s in p["steps"]:
+                    what = str(s.get("summary") or "").removeprefix(f"{s.get('tool')} ")
+                    steps.add_row(str(s.get("step")), str(s.get("tool")), what if s.get("ok") else f"✗ {what}")
+                console.print(steps)
             console.print(str(p.get("text") or ""))
             if diff:
                 console.print(Panel(Syntax(diff.rstrip(), "diff", theme="ansi_dark", word_wrap=True),

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from rich import box
 from rich.columns import Columns
 from rich.console import Console, Group
 from rich.panel import Panel
@@ -99,8 +100,27 @@ def findings_table(result: PhaseResult) -> Table:
     return table
 
 
+def steps_table(result: PhaseResult) -> Table | None:
+    """A phase that worked in steps: each tool call, what it did, how long it took."""
+    if not result.steps:
+        return None
+    table = Table(title=f"{result.phase}: {len(result.steps)} tool calls", title_justify="left", box=box.SIMPLE)
+    for name in ("step", "tool", "what", "ms"):
+        table.add_column(name, justify="right" if name in ("step", "ms") else "left")
+    for step in result.steps:
+        data = step.to_json()
+        mark = "" if data.get("ok") else "[red]✗[/] "
+        what = str(data.get("summary") or "").removeprefix(f"{data.get('tool')} ")
+        table.add_row(str(data.get("step")), str(data.get("tool")), f"{mark}{what}",
+                      f"{float(data.get('ms') or 0):.0f}")
+    return table
+
+
 def phase_details(console: Console, result: PhaseResult) -> None:
-    """The phase's own output: the plan, the diff, or the findings; the problem if it failed."""
+    """The phase's own output: the steps it took, the plan, the diff, or the findings; the problem if
+    it failed."""
+    if (steps := steps_table(result)) is not None:
+        console.print(steps)
     if not result.ok and result.error is not None:
         console.print(Panel(result.error.message, title=f"{result.phase}: {result.error.kind}",
                             border_style="red", title_align="left"))
@@ -118,7 +138,7 @@ def phase_details(console: Console, result: PhaseResult) -> None:
             console.print(findings_table(result))
     elif result.text:
         console.print(Panel(result.text.rstrip(), title=f"{result.phase}", title_align="left"))
-    if result.ok and result.note:  # an ok result the user should know more about (cut at the output limit)
+    if result.ok and result.note:  # an ok result the user should know more about (cut, a bound reached)
         console.print(Text(result.note, style="yellow"))
 
 

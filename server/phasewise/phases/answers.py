@@ -3,7 +3,9 @@ a review, its findings (on the document or on another file of the change); a cod
 change its edit format parses (``phases.formats``), with one repair round on the route that answered
 when blocks do not match (the model is told which block of which file failed and why).
 
-Each kind also names the tool whose object its structured answer is (``tool``; a plan has none).
+``ask_again`` (a repair round) may be None where no repair round can be asked for (a phase that
+worked in steps answers its last step; a code phase's change there is its staged edits). Each kind
+also names the tool whose object its structured answer is (``tool``; a plan has none).
 An answer cut at the output limit: a code answer (or its repair) is refused whole (``CutAtLimit``),
 a plan or a review is kept, marked ``incomplete`` with ``cut_note``. An answer Phasewise cannot use
 becomes the phase's ``bad-request`` problem (``unusable``), and nothing of it is applied.
@@ -44,7 +46,7 @@ class PhaseAnswer:
     tool: ClassVar[ToolSpec | None] = None  # the tool whose object the answer is; None: free text
 
     async def take(self, result: PhaseResult, served: Served, inp: PhaseInput, rng: LineRange,
-                   context: Context | None, ask_again: AskAgain, observer: Observer) -> bool:
+                   context: Context | None, ask_again: AskAgain | None, observer: Observer) -> bool:
         """Fill ``result`` from ``served``'s answer; whether a repair round was asked for. Raises
         ``AnswerError`` (``EditFailure``, ``CutAtLimit``) when the answer cannot be used."""
         return False
@@ -54,7 +56,7 @@ class ReviewAnswer(PhaseAnswer):
     tool = FINDINGS_TOOL_SPEC
 
     async def take(self, result: PhaseResult, served: Served, inp: PhaseInput, rng: LineRange,
-                   context: Context | None, ask_again: AskAgain, observer: Observer) -> bool:
+                   context: Context | None, ask_again: AskAgain | None, observer: Observer) -> bool:
         c = served.completion
         answer = structured_answer(c.tool_input, c.text)
         changed = {f.path: Document(f.uri, f.text) for f in context.files
@@ -68,7 +70,7 @@ class CodeAnswer(PhaseAnswer):
     tool = EDIT_TOOL_SPEC
 
     async def take(self, result: PhaseResult, served: Served, inp: PhaseInput, rng: LineRange,
-                   context: Context | None, ask_again: AskAgain, observer: Observer) -> bool:
+                   context: Context | None, ask_again: AskAgain | None, observer: Observer) -> bool:
         c = served.completion
         if c.cut_at_limit:
             # whatever edits came before the cut are a part of the change: none is applied
@@ -76,6 +78,8 @@ class CodeAnswer(PhaseAnswer):
         try:
             self.change(result, served.route, c.text, c.tool_input, inp, rng, context)
         except EditFailure as failed:
+            if ask_again is None:  # no repair round to ask for
+                raise
             await self.repair(result, served, failed, ask_again, observer, inp, rng, context)
             return True
         return False

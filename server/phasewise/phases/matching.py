@@ -1,8 +1,8 @@
 """Where a SEARCH block's lines are in a file: exactly, then tolerating what models get wrong
-(trailing whitespace, uniform indentation drift, a stray blank line, a copied ``N| `` line-number
-gutter, ``...`` elision), the ideas of aider's ``editblock_coder`` reimplemented. A block that
-matches nothing or more than one place is not applied; ``similar_lines`` finds what the model
-probably meant, for the repair prompt."""
+(trailing whitespace, uniform indentation drift, a stray blank line, a copied line-number gutter:
+the prompt's ``N| `` or the agent's ``read_file``'s ``N<tab>``, ``...`` elision), the ideas of
+aider's ``editblock_coder`` reimplemented. A block that matches nothing or more than one place is
+not applied; ``similar_lines`` finds what the model probably meant, for the repair prompt."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from phasewise.phases.documents import LineRange
 
-_GUTTER = re.compile(r"^\s*\d+\| ?")
+_GUTTER = re.compile(r"^\s*\d+(?:\| ?|\t)")  # the prompt's `  12| `, read_file's `12<tab>`
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ May not import: edge, workflows, sim.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from phasewise.phases.context import Context, Workspace
@@ -85,6 +86,8 @@ class PhaseResult(Jsonable):
     changes: ChangeSet | None = field(default=None, metadata=json_rule(
         key="files", when=_code_view, encode=lambda c: list(c.files) if c else []))
     findings: list[Finding] = field(default_factory=list, metadata=json_rule(when=_review_view))
+    # a phase that worked in steps: each tool call, [{step, tool, summary, ok, ms, tokens}]
+    steps: Sequence[Jsonable] = field(default_factory=list, metadata=json_rule(omit="empty"))
     # what the phase sent besides its instruction: [{path, reason, tokens}]
     context: Context | None = field(default=None, metadata=json_rule(omit="none", encode=lambda c: c.sent()))
     new_text: str | None = field(default=None, metadata=json_rule(skip=True))

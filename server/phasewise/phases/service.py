@@ -20,14 +20,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from phasewise.phases.agent import AGENT_TEXT, AgentLoop, apply_outcome
 from phasewise.phases.answers import ANSWERS, CutAtLimit, answer_tool, cut_note, unusable
-from phasewise.phases.context import Context, gather, sensitive
+from phasewise.phases.context import NAMED, Context, gather, sensitive
 from phasewise.phases.documents import MAX_DOCUMENT_CHARS, AnswerError, LineRange
 from phasewise.phases.formats import FORMATS, TOOL_CALL, EditFormat
-from phasewise.phases.prompts import RUN_TOOLS, Layout, ToolSpec, context_blocks, document_block, layout
+from phasewise.phases.prompts import (
+    FINDINGS_TOOL_SPEC,
+    RUN_TOOLS,
+    Layout,
+    ToolSpec,
+    context_blocks,
+    document_block,
+    layout,
+)
 from phasewise.phases.response_cache import ResponseCache, request_key, responses_dir
 from phasewise.phases.results import PhaseInput, PhaseResult, cancelled_result, new_run_id
+from phasewise.phases.tools import AgentWorkspace, tools_for
 from phasewise.problems import Problem, ProblemKind
+from phasewise.providers.base import ChatRequest
+from phasewise.providers.turns import Turn
 from phasewise.router.router import (
     Engine,
     Observer,
@@ -39,7 +51,7 @@ from phasewise.router.router import (
     phase_request,
 )
 from phasewise.router.routes import PhaseRoute, Route
-from phasewise.settings import DEFAULT_CONTEXT_TOKENS, LoadedSettings
+from phasewise.settings import DEFAULT_CONTEXT_TOKENS, AgentSettings, LoadedSettings
 from phasewise.tokens import estimate_tokens
 
 _MAX_INSTRUCTIONS = 100_000  # characters of an instructions file that are sent
@@ -224,6 +236,12 @@ class PhaseService:
                 phase=phase, provider=result.provider, model=result.model,
             )
             return result
+        own = loaded.settings.phases.get(phase)
+        if own is not None and own.agent is not None and inp.workspace is not None and main is not None:
+            await self._in_steps(loaded, phase, inp, observer, phase_route, own.agent, context, context_text,
+                                 instructions, result, rng)
+            result.total_ms = (time.perf_counter() - started) * 1000
+            return result
         router = Router(self.engine, loaded)
         check = self.check(phase, inp, context_text, tool, main, kind, instructions)
 
@@ -279,6 +297,55 @@ class PhaseService:
         if responses is not None and key is not None and not (result.cached or served.fallback_used or repaired):
             responses.put(key, c)
         return result
+
+    async def _in_steps(self, loaded: LoadedSettings, phase: str, inp: PhaseInput, observer: Observer,
+                        phase_route: PhaseRoute, agent: AgentSettings, context: Context | None, context_text: str,
+                        instructions: str | None, result: PhaseResult, rng: LineRange) -> None:
+        """The phase as a bounded agent (``phases.agent``): its loop, then its answer by its kind."""
+        kind = phase_route.kind
+        assert inp.workspace is not None
+        allowed = frozenset(f.path for f in context.files if f.reason == NAMED) if context else frozenset()
+        ws = AgentWorkspace(inp.workspace, allowed)
+        tools = tools_for(kind, agent.tools)
+        finish = FINDINGS_TOOL_SPEC if kind == "review" else None
+        declared = (*tools, *((finish,) if finish is not None else ()))
+        caching = loaded.settings.prompt_caching
+        text = layout(phase, instruction=inp.instruction or "Review this code.", context=[context_text],
+                      answer=AGENT_TEXT.get(kind, AGENT_TEXT["plan"]), plan=inp.plan, change=inp.change, kind=kind,
+                      instructions=instructions)
+        folder = str(inp.workspace.folders[0]) if inp.workspace.folders else os.path.dirname(inp.document.path)
+
+        def build(route: Route, turns: tuple[Turn, ...]) -> ChatRequest:
+            return phase_request(route, system=text.system, context=text.context, user=text.user, tool=None,
+                                 tools=declared, caching=caching, cache_key=cache_key(folder, route),
+                                 turns=turns, may_call_tools=True)
+
+        check = Preflight(tool_use=None, prompt_chars=text.chars() + 2000,
+                          output_tokens=output_budget(phase_route.main) if phase_route.main else 0, agent=True)
+        loop = AgentLoop(phase=phase, kind=kind, settings=agent, tools=tools, finish=finish, ws=ws,
+                         router=Router(self.engine, loaded), phase_route=phase_route, build=build, check=check,
+                         observer=observer)
+        try:
+            out = await loop.run()
+        except RouteFailed as failed:  # a step no route could serve: what came before is kept, nothing applies
+            apply_outcome(result, loop.out, ws, inp)
+            result.changes, result.new_text, result.edits = None, None, []
+            result.attempts = [*loop.out.attempts, *failed.attempts]
+            result.error = failed.problem
+            return
+        apply_outcome(result, out, ws, inp)
+        served = out.served
+        assert served is not None  # the loop made at least one call, or raised
+        result.text = served.completion.text
+        if kind == "code" or out.bound is not None:
+            result.ok = True
+            return
+        try:
+            await ANSWERS[kind].take(result, served, inp, rng, context, None, observer)
+        except AnswerError as err:
+            result.error = unusable(err, result, served, phase)
+            return
+        result.ok = True
 
     def _response_cache(self, loaded: LoadedSettings, phase: str, inp: PhaseInput, phase_route: PhaseRoute,
                         build: Callable[[Route], Any]) -> tuple[ResponseCache | None, str | None]:

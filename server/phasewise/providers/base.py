@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 from phasewise.problems import ProblemKind, ProviderError, redact
 from phasewise.providers.catalogue import host_of, origin_of
 from phasewise.providers.classify import Origin, classify, is_html, minimax_status
+from phasewise.providers.turns import ToolCall, Turn
 
 if TYPE_CHECKING:
     import httpx2
@@ -62,7 +63,13 @@ class ChatRequest:
     tool the model must call (None with ``tools``: it may call none). Each adapter places
     ``context`` where its protocol caches it: Anthropic at the end of the system text, marked
     with ``cache_control`` when ``cache_prefix``; OpenAI at the start of the user message.
-    ``cache_key`` is sent as ``prompt_cache_key`` (only to providers that take it)."""
+    ``cache_key`` is sent as ``prompt_cache_key`` (only to providers that take it).
+
+    A phase working in steps sends the transcript after the first user message as ``turns``
+    (``providers.turns``: the model's answers with their tool calls, then the calls' results),
+    rendered in the adapter's protocol; ``tools`` are then the agent's tools, ``tool`` None and
+    ``may_call_tools`` set (``tool_choice`` auto: any of them, or text). With ``cache_prefix`` such a
+    step's end is marked too, so each step reads the one before from the cache."""
 
     model: str
     system: str
@@ -75,10 +82,18 @@ class ChatRequest:
     tools: tuple[ToolLike, ...] = ()
     cache_prefix: bool = False
     cache_key: str | None = None
+    turns: tuple[Turn, ...] = ()
+    may_call_tools: bool = False
 
     def declared_tools(self) -> tuple[ToolLike, ...]:
         """The tools the request declares: ``tools``, else the one it must call."""
         return self.tools or ((self.tool,) if self.tool is not None else ())
+
+    @property
+    def expects_text(self) -> bool:
+        """The answer must be text: no tool is required and none may be called (those declared
+        are there for the prompt cache's sake)."""
+        return self.tool is None and not self.may_call_tools
 
 
 @dataclass(slots=True)
@@ -98,14 +113,21 @@ class Completion:
     """What a model answered, and what the call revealed about the provider's limits."""
 
     text: str = ""
-    tool_input: dict[str, Any] | None = None
+    tool_input: dict[str, Any] | None = None  # the first call's (the one a phase's tool answer is)
     tool_input_raw: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)  # every call of the answer, in order
     usage: Usage = field(default_factory=Usage)
     first_token_ms: float | None = None
     total_ms: float = 0.0
     request_id: str | None = None
     stop_reason: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def tool_only(self) -> bool:
+        """The answer is tool calls and no text (wrong where text was asked: a server that ignores
+        ``tool_choice``)."""
+        return bool(self.tool_calls) and not self.text.strip()
 
     @property
     def cut_at_limit(self) -> bool:
@@ -203,10 +225,12 @@ def tool_input_of(raw: str | None) -> dict[str, Any] | None:
 
 def finish_answer(out: Completion, clock: StreamClock) -> Completion:
     """The end every protocol's answer shares, once its own stop checks passed: the timings, the
-    tool call's input parsed, and an answer with neither text nor a tool call refused as a failure
-    (never a short success)."""
+    first tool call's input parsed (a phase's single tool answer), and an answer with neither text
+    nor a tool call refused as a failure (never a short success)."""
     out.first_token_ms = clock.first_token_ms
     out.total_ms = clock.elapsed_ms()
+    if out.tool_calls and out.tool_input_raw is None:
+        out.tool_input_raw = out.tool_calls[0].arguments
     out.tool_input = tool_input_of(out.tool_input_raw)
     if not out.text.strip() and out.tool_input_raw is None:
         raise ProviderError(

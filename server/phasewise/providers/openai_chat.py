@@ -5,6 +5,11 @@ OpenRouter, Ollama, vLLM, LiteLLM, ...). Streams text and tool-call deltas, read
 treats a stream that ends without a finish reason, an error chunk, a MiniMax ``base_resp``
 error, an HTML page, a JSON body where events were asked for, or an empty answer as failures,
 never as a short success.
+
+A transcript (``ChatRequest.turns``) becomes assistant messages with ``tool_calls`` (ids as the
+model sent them), each followed by one ``role: "tool"`` message per result (an error result starts
+with "Error: ": the protocol has no flag for it) and the loop's word as a user message, if any.
+Every tool call of an answer is read, by its stream ``index``, its arguments joined from pieces.
 """
 
 from __future__ import annotations
@@ -30,6 +35,56 @@ from phasewise.providers.base import (
     sdk_timeout,
 )
 from phasewise.providers.classify import Origin, classify, minimax_status
+from phasewise.providers.turns import AssistantTurn, ToolCall, Turn
+
+
+def render_turns(turns: tuple[Turn, ...]) -> list[dict[str, Any]]:
+    """The transcript as Chat Completions messages. A call whose arguments were no JSON object is
+    sent back as ``{}`` (servers that fill a chat template parse them and would refuse the whole
+    request; its result says what was wrong). A turn with nothing to say is left out."""
+    messages: list[dict[str, Any]] = []
+    for turn in turns:
+        if isinstance(turn, AssistantTurn):
+            if not turn.text and not turn.calls:
+                continue
+            message: dict[str, Any] = {"role": "assistant", "content": turn.text or None}
+            if turn.calls:
+                message["tool_calls"] = [
+                    {"id": c.id, "type": "function",
+                     "function": {"name": c.name, "arguments": c.arguments if c.input is not None else "{}"}}
+                    for c in turn.calls]
+            messages.append(message)
+            continue
+        messages += [{"role": "tool", "tool_call_id": r.call_id,
+                      "content": f"Error: {r.content}" if r.is_error else r.content} for r in turn.results]
+        if turn.text.strip():
+            messages.append({"role": "user", "content": turn.text})
+    return messages
+
+
+class CallPieces:
+    """Streamed tool calls put together: pieces go to the call of their ``index``; a piece with a
+    new id at an index already taken opens another call (servers that number every call 0)."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self._at: dict[int, int] = {}
+
+    def add(self, piece: Any) -> None:
+        index = piece.index if isinstance(piece.index, int) else 0
+        pos = self._at.get(index)
+        if pos is None or (piece.id and self.calls[pos]["id"] and piece.id != self.calls[pos]["id"]):
+            pos = self._at[index] = len(self.calls)
+            self.calls.append({"id": "", "name": "", "args": []})
+        call = self.calls[pos]
+        call["id"] = call["id"] or piece.id or ""
+        if piece.function is not None:
+            call["name"] = call["name"] or piece.function.name or ""
+            if piece.function.arguments:
+                call["args"].append(piece.function.arguments)
+
+    def read(self) -> list[ToolCall]:
+        return [ToolCall.read(c["id"], c["name"], "".join(c["args"])) for c in self.calls]
 
 
 def read_usage(out: Completion, usage: Any) -> None:
@@ -71,6 +126,7 @@ class OpenAIChatAdapter(SdkAdapter):
             "messages": [
                 {"role": "system", "content": request.system},
                 {"role": "user", "content": user},
+                *render_turns(request.turns),
             ],
         }
         if request.cache_key:
@@ -89,7 +145,8 @@ class OpenAIChatAdapter(SdkAdapter):
                 for t in tools
             ]
             params["tool_choice"] = (
-                {"type": "function", "function": {"name": request.tool.name}} if request.tool is not None else "none"
+                {"type": "function", "function": {"name": request.tool.name}} if request.tool is not None
+                else "auto" if request.may_call_tools else "none"
             )
         return params
 
@@ -128,7 +185,7 @@ class OpenAIChatAdapter(SdkAdapter):
             out.headers = dict(stream.response.headers)
             out.request_id = out.headers.get("x-request-id")
             await clock.within_first(check_stream_response(stream.response, secrets, origin))
-            calls: dict[int, dict[str, Any]] = {}
+            calls = CallPieces()
             async for chunk in clock.items(stream):
                 extra = getattr(chunk, "model_extra", None) or {}
                 if minimax_status(extra) is not None:
@@ -141,20 +198,13 @@ class OpenAIChatAdapter(SdkAdapter):
                         clock.mark_first()
                         text.append(delta.content)
                         on_text(delta.content)
-                    for call in (delta.tool_calls or ()) if delta is not None else ():
+                    for piece in (delta.tool_calls or ()) if delta is not None else ():
                         clock.mark_first()
-                        slot = calls.setdefault(call.index or 0, {"name": "", "args": []})
-                        if call.function is not None:
-                            if call.function.name:
-                                slot["name"] = call.function.name
-                            if call.function.arguments:
-                                slot["args"].append(call.function.arguments)
+                        calls.add(piece)
                     if choice.finish_reason:
                         out.stop_reason = choice.finish_reason
             out.text = "".join(text)
-            if calls:
-                first = calls[min(calls)]
-                out.tool_input_raw = "".join(first["args"])
+            out.tool_calls = calls.read()
             return self._finish(out, clock)
         except Exception as exc:
             raise call_failed(exc, secrets, streamed="".join(text), mid_stream=answered, origin=origin) from None
@@ -183,8 +233,10 @@ class OpenAIChatAdapter(SdkAdapter):
             out.text = choice.message.content or ""
             if out.text:
                 on_text(out.text)
-            if choice.message.tool_calls:
-                out.tool_input_raw = choice.message.tool_calls[0].function.arguments
+            for call in choice.message.tool_calls or ():
+                function = getattr(call, "function", None)  # a "custom" tool call has none
+                if function is not None:
+                    out.tool_calls.append(ToolCall.read(call.id or "", function.name or "", function.arguments))
             out.stop_reason = choice.finish_reason
         if completion.usage is not None:
             read_usage(out, completion.usage)

@@ -188,6 +188,17 @@ def fallback_note(*, phase: str, kind: ProblemKind, fallbacks: list[str], tried:
     return ""
 
 
+def tool_only(*, who: str, phase: str, provider: str, model: str, names: str, again: bool) -> str | Problem:
+    """An answer of only tool calls (``names``) where text was asked: the status line of the one
+    retry without tools, or (``again``: it came back so without any tool) the ``bad-request`` problem."""
+    where = f"{who} answered the {phase} phase ({model}) with only a tool call ({names}) where text was asked"
+    if not again:
+        return f"{where}: asking once more without tools"
+    return Problem(K.BAD_REQUEST, f"{where}, even when asked again without any tool: nothing usable came back. "
+                                  f"Retry, or pick another model for `phasewise.phases.{phase}.model`.",
+                   phase=phase, provider=provider, model=model, setting=f"phasewise.phases.{phase}.model")
+
+
 def missing_key(*, phase: str, provider: str, provider_name: str, model: str,
                 envs: tuple[str, ...], surface: Surface = "editor") -> Problem:
     # the editor's way names every variable that would do; a shell's export names the first

@@ -18,6 +18,9 @@ attempts. The policy, in the order it applies:
 - A failure after visible text streamed is final: it is neither retried nor sent to a fallback
   (the plan phase returns the partial text marked incomplete; the code phase applies nothing).
 - When a route fails with a kind in the phase's ``fallbackOn``, the next fallback is tried.
+- An answer that is only tool calls where text was asked (a server that ignores ``tool_choice``) is
+  asked for once more without tools, on the same route and key; if it comes back so again, the
+  route fails as ``bad-request``.
 
 Every attempt is recorded, including those that sent nothing (``sent: false``).
 """
@@ -29,7 +32,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from phasewise.problems import (
@@ -51,7 +54,6 @@ from phasewise.providers.base import (
     NetworkConfig,
     SdkClients,
     Timeouts,
-    ToolLike,
 )
 from phasewise.providers.catalogue import ProviderSpec, billing_url_of, family_of
 from phasewise.providers.waits import exhausted_until
@@ -62,7 +64,10 @@ from phasewise.router.messages import (
     provider_label,
     provider_problem,
     seconds_text,
+    tool_only,
 )
+from phasewise.router.requests import output_budget as output_budget  # the phases import these from here
+from phasewise.router.requests import phase_request as phase_request
 from phasewise.router.routes import KeyRef, Keyring, PhaseRoute, Route, RouteResolver
 from phasewise.serial import Jsonable, json_rule
 from phasewise.settings import LoadedSettings
@@ -200,6 +205,7 @@ class Preflight:
     prompt_chars: int
     output_tokens: int
     problems: list[Problem] = field(default_factory=list)
+    agent: bool = False  # the phase works in steps: only on a model known to call tools
 
 
 class Engine:
@@ -298,6 +304,17 @@ def preflight(resolver: RouteResolver, route: Route, check: Preflight, known: se
             phase=route.phase, provider=spec.id, model=route.model,
             setting=f"phasewise.phases.{route.phase}.editFormat",
         )
+    if check.agent and info.tool_calling is not True:
+        return Problem(
+            K.CAPABILITY,
+            f"The {route.phase} phase works in steps (`phasewise.phases.{route.phase}.agent`), which needs a "
+            f"model known to call tools, and {route.model} at {spec.name} is "
+            f"{'not one' if info.tool_calling is False else 'not known to be one'}: pick a model with tool "
+            f"calling, set `phasewise.providers.{spec.id}.models.{route.model}.toolCalling: true` if it has it, "
+            f"or turn `agent` off.",
+            phase=route.phase, provider=spec.id, model=route.model,
+            setting=f"phasewise.phases.{route.phase}.agent",
+        )
     if info.context_window:
         # three characters a token and 16 more: a window check errs towards over-estimating
         needed = estimate_tokens(check.prompt_chars, chars_per_token=3) + 16 + check.output_tokens
@@ -341,11 +358,6 @@ def network_problem(loaded: LoadedSettings, *, phase: str | None = None, provide
                                  f"({provider or '?'}/{model or '?'}) cannot use it. Nothing was sent.",
                        phase=phase, provider=provider, model=model, setting="phasewise.network.caBundle")
     return None
-
-
-def output_budget(route: Route) -> int:
-    cap = route.info.max_output_tokens or 8192
-    return route.max_output_tokens or min(cap, 16_384)
 
 
 class Router:
@@ -506,13 +518,29 @@ class Router:
                                  f"{spec.name}: {err.kind}, attempt {attempt_no + 1} of {self.retry.max_attempts}",
                                  observer)
                 continue
-            attempts.append(Attempt(spec.id, route.model, "ok", key_env, latency_ms=completion.total_ms))
+            calls_only = request.expects_text and completion.tool_only
+            attempts.append(Attempt(spec.id, route.model, "tool-only" if calls_only else "ok", key_env,
+                                    latency_ms=completion.total_ms))
             if (until := exhausted_until(completion.headers)) is not None:
                 # The window is used up: pace the next request instead of sending one to be refused.
                 cooldowns.hold(spec.id, env, until, "has no requests or tokens left in its window",
                                model=route.model)
+            if calls_only:
+                return await self._without_tools(route, request, completion, key, attempts, observer, more_keys)
             return completion
         raise AssertionError("unreachable: the last attempt either answers or raises")
+
+    async def _without_tools(self, route: Route, request: ChatRequest, answer: Completion, key: KeyRef | None,
+                             attempts: list[Attempt], observer: Observer, more_keys: bool) -> Completion:
+        """Text was asked but only tool calls came back (some servers ignore ``tool_choice``): the
+        request once more without tools (another prefix: one cache miss), else ``bad-request``."""
+        said = tool_only(who=provider_label(route.spec.name, route.provider), phase=route.phase,
+                         provider=route.provider, model=route.model, again=not request.declared_tools(),
+                         names=", ".join(dict.fromkeys(c.name for c in answer.tool_calls)))
+        if isinstance(said, Problem):
+            raise RouteFailed(said, attempts)
+        observer.on_status(said)
+        return await self._serve_key(route, replace(request, tools=(), tool=None), key, attempts, observer, more_keys)
 
     def _backoff(self, attempt_no: int) -> float:
         base = self.retry.backoff_base_seconds * (2 ** (attempt_no - 1))
@@ -534,37 +562,3 @@ class Router:
 def _env(key: KeyRef | None) -> str:
     """A key's name for cooldowns and status lines: its env var (never its value)."""
     return key.env if key else "no key"
-
-
-DEFAULT_CACHE_MIN_TOKENS = 1024  # Anthropic's minimum cacheable prompt for Sonnet-class models
-
-
-def prefix_tokens(system: str, context: str, tools: tuple[ToolLike, ...]) -> int:
-    """About how many tokens the cacheable prefix (tools, system text, documents) holds."""
-    import json
-
-    tool_chars = sum(len(t.name) + len(t.description) + len(json.dumps(t.schema)) for t in tools)
-    return estimate_tokens(len(system) + len(context) + tool_chars)
-
-
-def phase_request(route: Route, *, system: str, user: str, tool: ToolLike | None, stream: bool = True,
-                  context: str = "", tools: tuple[ToolLike, ...] = (), caching: bool = False,
-                  cache_key: str | None = None) -> ChatRequest:
-    """The ``ChatRequest`` a phase sends on ``route``: ``tool`` is the tool the model must call (None:
-    it answers in text), ``tools`` those declared. With ``caching``: Anthropic-protocol requests
-    mark the prefix with ``cache_control`` when it reaches the model's minimum cacheable size
-    (``ModelInfo.cache_min_tokens``); OpenAI-protocol requests carry ``cache_key`` only to providers
-    that take ``prompt_cache_key``; others cache implicitly and need nothing."""
-    required = tool
-    declared = tools if tools and (required is None or required in tools) else ()
-    mark, key = False, None
-    if caching and route.spec.protocol == "anthropic":
-        minimum = route.info.cache_min_tokens or DEFAULT_CACHE_MIN_TOKENS
-        mark = prefix_tokens(system, context, declared or ((required,) if required else ())) >= minimum
-    elif caching and route.spec.prompt_cache_key:
-        key = cache_key
-    return ChatRequest(
-        model=route.model, system=system, user=user, max_tokens=output_budget(route),
-        tool=required, temperature=route.temperature, stream=stream,
-        context=context, tools=declared, cache_prefix=mark, cache_key=key,
-    )

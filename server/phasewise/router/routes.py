@@ -40,6 +40,7 @@ from phasewise.settings import (
     ProviderSettings,
     phase_kind,
 )
+from phasewise.tool_names import AGENT_TOOLS, READ_ONLY_TOOLS
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,4 +363,8 @@ class RouteResolver:
         out["kind"] = phase_route.kind
         if out["kind"] == "code":
             out["confirm"] = ps.confirm if ps else True
+        if ps is not None and ps.agent is not None:  # works in steps: its bounds and tools, as they apply
+            offered = AGENT_TOOLS if phase_route.kind == "code" else READ_ONLY_TOOLS
+            out["agent"] = {"maxSteps": ps.agent.max_steps, "maxCostUsd": ps.agent.max_cost_usd,
+                            "tools": [t for t in offered if ps.agent.tools is None or t in ps.agent.tools]}
         return out

@@ -176,6 +176,39 @@ class ProviderSettings(_Model):
         return self
 
 
+AgentToolName = Literal["read_file", "list_files", "search_files", "edit_file"]
+DEFAULT_MAX_STEPS = 25
+
+
+class AgentSettings(_Model):
+    """A phase that works in steps: the model reads, searches and (code kind) edits through tools,
+    step by step, each step on the phase's route; bounded."""
+
+    max_steps: int = Field(
+        DEFAULT_MAX_STEPS, ge=1, le=200,
+        description="Most model calls the phase makes; reached, the phase ends incomplete (a code phase "
+        "applies nothing).",
+    )
+    max_cost_usd: float | None = Field(
+        None, gt=0, description="Most the phase may cost, in USD at the catalogue's prices; reached, the phase "
+        "ends incomplete. Unset: no cost bound.",
+    )
+    tools: list[AgentToolName] | None = Field(
+        None, description="The tools the phase may call, from `read_file`, `list_files`, `search_files`, "
+        "`edit_file`. Unset: all of them for a `code` phase; a `plan` or `review` phase never gets "
+        "`edit_file`.",
+    )
+
+
+def _agent(value: Any) -> Any:
+    """``agent: true`` is the default bounds and tools; ``false`` is off."""
+    if value is True:
+        return {}
+    if value is False:
+        return None
+    return value
+
+
 class PhaseSettings(_Model):
     """How one phase is served."""
 
@@ -221,6 +254,11 @@ class PhaseSettings(_Model):
     confirm: bool = Field(
         True, description="`code`: show the change for confirmation before it lands, where the editor can.",
     )
+    agent: Annotated[AgentSettings | None, BeforeValidator(_agent, json_schema_input_type=bool | AgentSettings)] = (
+        Field(None, description="Work in steps: `true`, or `{maxSteps, maxCostUsd, tools}`. The model looks "
+              "around the workspace (read, list, search) and, for a `code` phase, stages edits, before it "
+              "answers; the change is still shown and applied at once. Needs a model known to call tools. "
+              "Unset: one request, one answer."))
 
 
 class RetrySettings(_Model):

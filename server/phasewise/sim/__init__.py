@@ -1,8 +1,10 @@
 """The built-in offline provider SIMULATOR: fake OpenAI- and Anthropic-protocol providers.
 
 A loopback HTTP/1.1 server that speaks both real wire formats (streaming and not, tool calls,
-usage, model lists), answers each Phasewise phase deterministically from the prompt, and fails
-on request in every documented provider way. It is the test-suite's only fake provider (the real
+usage, model lists), answers each Phasewise phase deterministically from the prompt, plays a
+rule-based agent when a request offers the tools of a phase that works in steps (``sim.agent``:
+parallel calls, transcripts checked as the real APIs check them, misbehaving models on request),
+and fails on request in every documented provider way. It is the test-suite's only fake provider (the real
 SDKs run against it), ``phasewise sim`` on the command line, and the README demo. With config
 ``prompt_cache`` (``anthropic``, ``openai``, ``zai``, ``deepseek``) a provider name keeps a real
 prefix cache of the prompts it saw and reports cached tokens in that provider's usage shape.

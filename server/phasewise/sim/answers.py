@@ -33,7 +33,7 @@ _DOC_OPEN_RX = re.compile(  # at a line's start: a numbered row of a file cannot
     r'first_line="(?P<first>\d+)" last_line="(?P<last>\d+)">\n', re.M
 )
 _ROW_RX = re.compile(r"^\s*(\d+)\|(.*)$")
-_RENAME_RX = re.compile(
+RENAME_RX = re.compile(
     r"\brename\s+[`'\"]?([A-Za-z_]\w*)[`'\"]?\s+(?:to|as|->|into)\s+[`'\"]?([A-Za-z_]\w*)", re.I
 )
 _PY_DEF_RX = re.compile(r"^(?P<indent>\s*)(?:async\s+)?(?P<kind>def|class)\s+(?P<name>[A-Za-z_]\w*)")
@@ -91,21 +91,40 @@ class Prompt:
         return doc is not None and (doc.language.lower() == "python" or doc.path.endswith((".py", ".pyi")))
 
 
+@dataclass(frozen=True, slots=True)
+class ToolUse:
+    """One tool call of a reply: the tool's name and the arguments as sent (an agent that
+    misbehaves sends text that is not JSON)."""
+
+    name: str
+    arguments: str
+
+    @classmethod
+    def of(cls, name: str, obj: Mapping[str, Any]) -> ToolUse:
+        return cls(name, json.dumps(obj, ensure_ascii=False))
+
+
 @dataclass(slots=True)
 class Answer:
-    """One simulated reply: prose, or a call to one tool with a JSON object as input."""
+    """One simulated reply: prose, a call to one tool with a JSON object as input, or (an agent's
+    step) prose and any number of calls, ``calls``, in one turn."""
 
     text: str = ""
     tool_name: str | None = None
     tool_input: dict[str, Any] | None = None
     stop: str = "stop"  # "stop" or "length"; wire maps it to each protocol's word
+    calls: tuple[ToolUse, ...] = ()
 
     @property
     def tool_json(self) -> str:
         return json.dumps(self.tool_input or {}, ensure_ascii=False)
 
+    def tool_uses(self) -> tuple[ToolUse, ...]:
+        """Every tool call of the reply, in order."""
+        return self.calls or ((ToolUse(self.tool_name, self.tool_json),) if self.tool_name else ())
+
     def output_chars(self) -> int:
-        return len(self.text) + (len(self.tool_json) if self.tool_name else 0)
+        return len(self.text) + sum(len(u.arguments) for u in self.tool_uses())
 
 
 def _block(user: str, tag: str) -> str | None:
@@ -152,7 +171,7 @@ def parse_document(user: str) -> Document | None:
     return Document(match.group("path"), match.group("language"), first, last, tuple(rows))
 
 
-def _rows(body: str) -> list[tuple[int, str]]:
+def numbered_rows(body: str) -> list[tuple[int, str]]:
     rows: list[tuple[int, str]] = []
     for row in body.split("\n"):
         m = _ROW_RX.match(row)
@@ -171,7 +190,7 @@ def parse_files(user: str) -> tuple[Document, ...]:
         end = head.find("\n</file>", m.end())
         body = head[m.end():] if end < 0 else head[m.end():end]
         out.append(Document(m.group("path"), m.group("language"), int(m.group("first")), int(m.group("last")),
-                            tuple(_rows(body)), m.group("reason")))
+                            tuple(numbered_rows(body)), m.group("reason")))
     return tuple(out)
 
 
@@ -217,7 +236,7 @@ def _definition(text: str, python: bool) -> re.Match[str] | None:
     return _ANY_DEF_RX.match(text) or _c_function(text)
 
 
-def _symbols(doc: Document | None, python: bool, limit: int = 3) -> list[tuple[str, int]]:
+def symbols(doc: Document | None, python: bool, limit: int = 3) -> list[tuple[str, int]]:
     if doc is None:
         return []
     found: list[tuple[str, int]] = []
@@ -245,7 +264,7 @@ def plan_text(prompt: Prompt, provider: str, model: str) -> str:
     instruction = _one_line(prompt.instruction or "no instruction given")
     where = f"`{doc.path}`" if doc and doc.path else "the document"
     span = f" (lines {doc.first_line}–{doc.last_line})" if doc else ""
-    names = _symbols(doc, prompt.is_python)
+    names = symbols(doc, prompt.is_python)
     title = "Plan" if prompt.phase in {"plan", "chat"} else f"{prompt.phase.capitalize()} notes"
     out = [attribution(provider, model), "", f"**{title} for {where}:** {instruction}", ""]
     if names:
@@ -367,7 +386,7 @@ def _rename_in(doc: Document, old: str, new: str) -> list[dict[str, Any]]:
 
 def _rename_edits(prompt: Prompt) -> tuple[list[dict[str, Any]], str] | None:
     doc = prompt.document
-    m = _RENAME_RX.search(prompt.instruction)
+    m = RENAME_RX.search(prompt.instruction)
     if doc is None or m is None:
         return None
     edits = _rename_in(doc, m.group(1), m.group(2))
@@ -385,7 +404,7 @@ def _new_test(prompt: Prompt) -> tuple[dict[str, Any], str] | None:
     doc = prompt.document
     if doc is None or not prompt.is_python or not _ADD_TEST_RX.search(prompt.instruction):
         return None
-    names = [n for n, _ in _symbols(doc, True, limit=10) if not n[:1].isupper()]
+    names = [n for n, _ in symbols(doc, True, limit=10) if not n[:1].isupper()]
     if not names:
         return None
     stem = doc.path.rsplit("/", 1)[-1].removesuffix(".py")
@@ -427,7 +446,7 @@ def code_object(prompt: Prompt) -> dict[str, Any]:
     renamed = _rename_edits(prompt)
     if renamed is not None:
         edits, summary = renamed
-        m = _RENAME_RX.search(prompt.instruction)
+        m = RENAME_RX.search(prompt.instruction)
         assert m is not None
         others = 0
         for f in prompt.files:
@@ -444,7 +463,7 @@ def code_object(prompt: Prompt) -> dict[str, Any]:
     return {"summary": single[1], "edits": [single[0]]}
 
 
-def _new_lines(doc: Document, edits: list[dict[str, Any]]) -> list[str]:
+def new_lines(doc: Document, edits: list[dict[str, Any]]) -> list[str]:
     lines = [t for _, t in doc.lines]
     for e in sorted(edits, key=lambda e: e["start_line"], reverse=True):
         a, b = e["start_line"] - doc.first_line, e["end_line"] - doc.first_line
@@ -457,7 +476,7 @@ def _count(hay: list[str], needle: list[str]) -> int:
     return sum(1 for i in range(len(hay) - n + 1) if hay[i : i + n] == needle)
 
 
-def _blocks(old: list[str], new: list[str]) -> list[tuple[list[str], list[str]]]:
+def replace_blocks(old: list[str], new: list[str]) -> list[tuple[list[str], list[str]]]:
     """SEARCH/REPLACE pairs turning ``old`` into ``new``, each SEARCH unique in ``old``."""
     import difflib
 
@@ -512,7 +531,7 @@ def code_text(prompt: Prompt, fmt: str, model: str) -> str:
     for path, (d, edits) in by_path.items():
         if not edits:
             continue
-        old, new = [t for _, t in d.lines], _new_lines(d, edits)
+        old, new = [t for _, t in d.lines], new_lines(d, edits)
         if not d.lines:  # a new file: an empty SEARCH section creates it
             out += [path, "```", *new, "```", ""] if fmt == "whole" else [
                 path, "```", "<<<<<<< SEARCH", "=======", *new, ">>>>>>> REPLACE", "```", ""]
@@ -520,7 +539,7 @@ def code_text(prompt: Prompt, fmt: str, model: str) -> str:
         if fmt == "whole":
             out += [path, "```", *new, "```", ""]
             continue
-        for search, replace in _blocks(old, new):
+        for search, replace in replace_blocks(old, new):
             if wrong:
                 search, wrong = _misquoted(search), False  # the first block only
             out += [path, "```", "<<<<<<< SEARCH", *search, "=======", *replace, ">>>>>>> REPLACE", "```", ""]
@@ -613,7 +632,7 @@ def review_object(prompt: Prompt) -> dict[str, Any]:
 # --------------------------------------------------------------------------- dispatch
 
 
-def _text_with_json(lead: str, obj: Mapping[str, Any], provider: str, model: str) -> str:
+def text_with_json(lead: str, obj: Mapping[str, Any], provider: str, model: str) -> str:
     body = json.dumps(obj, indent=2, ensure_ascii=False)
     return f"{attribution(provider, model)}\n\n{lead}\n\n```json\n{body}\n```"
 
@@ -626,12 +645,12 @@ def answer(prompt: Prompt, provider: str, model: str) -> Answer:
         obj = code_object(prompt)
         if EDIT_TOOL in prompt.offered_tools:
             return Answer(tool_name=EDIT_TOOL, tool_input=obj)
-        return Answer(text=_text_with_json(str(obj["summary"]), obj, provider, model))
+        return Answer(text=text_with_json(str(obj["summary"]), obj, provider, model))
     if (prompt.kind or prompt.phase) == "review":
         obj = review_object(prompt)
         if FINDINGS_TOOL in prompt.offered_tools:
             return Answer(tool_name=FINDINGS_TOOL, tool_input=obj)
-        return Answer(text=_text_with_json(str(obj["summary"]), obj, provider, model))
+        return Answer(text=text_with_json(str(obj["summary"]), obj, provider, model))
     return Answer(text=plan_text(prompt, provider, model))
 
 

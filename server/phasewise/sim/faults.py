@@ -101,6 +101,7 @@ class FaultRule(Jsonable):
     endpoint: str = "chat"
     times: int = 1
     hits: int = 0
+    skip: int = 0  # matching requests let through before the fault applies (step 3 of a loop: skip 2)
 
     def matches(self, provider: str, model: str | None, protocol: str | None, phase: str | None,
                 endpoint: str) -> bool:
@@ -452,7 +453,7 @@ def replay(status: int | None, body: Any, headers: Mapping[str, str] | None = No
 
 # --------------------------------------------------------------------------- normalising
 
-_RULE_KEYS = frozenset({"provider", "model", "protocol", "phase", "endpoint", "times"})
+_RULE_KEYS = frozenset({"provider", "model", "protocol", "phase", "endpoint", "times", "skip"})
 _FAULT_KEYS = frozenset({
     "preset", "status", "headers", "body", "stream", "after_chunks", "error_type", "message", "error",
     "delay_ms", "close", "abrupt", "ratelimit_headers", "retry_after", "retry_after_ms", "retry_after_date",
@@ -509,6 +510,7 @@ def make_rule(
     endpoint: str = "chat",
     times: int = 1,
     params: Mapping[str, Any] | None = None,
+    skip: int = 0,
 ) -> FaultRule:
     if protocol is not None and protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS} or null")
@@ -516,7 +518,9 @@ def make_rule(
         raise ValueError(f"endpoint must be one of {ENDPOINTS}")
     if not isinstance(times, int) or times == 0 or times < -1:
         raise ValueError("times is a positive count, or -1 for ever")
-    return FaultRule(normalise_fault(fault, params), provider, model, protocol, phase, endpoint, times)
+    if not isinstance(skip, int) or skip < 0:
+        raise ValueError("skip is how many matching requests go through first: 0 or more")
+    return FaultRule(normalise_fault(fault, params), provider, model, protocol, phase, endpoint, times, skip=skip)
 
 
 _STREAM_ERROR_MESSAGES = {

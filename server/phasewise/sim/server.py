@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 import h11
 
+import phasewise.sim.agent as agent
 import phasewise.sim.answers as answers
 import phasewise.sim.wire as wire
 from phasewise.serial import Jsonable, json_property, json_rule
@@ -417,16 +418,18 @@ class Simulator:
         phase: str | None = None,
         endpoint: str = "chat",
         times: int = 1,
+        skip: int = 0,
         **params: Any,
     ) -> FaultRule:
-        """Queue one fault. ``fault`` is a preset name, a fault object, or a whole rule object."""
+        """Queue one fault (after ``skip`` matching requests went through). ``fault`` is a preset name,
+        a fault object, or a whole rule object."""
         if isinstance(fault, Mapping) and "fault" in fault:
             if params or provider or model or protocol or phase:
                 raise ValueError("pass either a whole rule object or a fault with keyword arguments")
             rule = rule_from_json(fault)
         else:
             rule = make_rule(fault, provider=provider, model=model, protocol=protocol, phase=phase,
-                             endpoint=endpoint, times=times, params=params)
+                             endpoint=endpoint, times=times, params=params, skip=skip)
         with self._lock:
             self._rules.append(rule)
         return rule
@@ -835,6 +838,9 @@ class Simulator:
         with self._lock:
             for index, rule in enumerate(self._rules):
                 if rule.matches(rec.provider, rec.model, rec.protocol, rec.phase, rec.endpoint):
+                    if rule.skip > 0:  # this one goes through
+                        rule.skip -= 1
+                        continue
                     rule.hits += 1
                     if rule.times > 0:
                         rule.times -= 1
@@ -982,7 +988,8 @@ class Simulator:
             limit = call.max_tokens
             if plan is not None and plan.cut_at_tokens is not None:  # a lower limit than the request's
                 limit = min(limit or plan.cut_at_tokens, plan.cut_at_tokens)
-            ans = wire.truncate(answers.answer(prompt, rec.provider, call.model), limit)
+            ans = wire.truncate(agent.reply(prompt, call.history, call.tools, call.callable, rec.provider,
+                                            call.model), limit)
         with self._lock:
             self._ids += 1
             serial = self._ids
@@ -1008,7 +1015,8 @@ class Simulator:
             return await self._stream(conn, rec, protocol, sse, plan, extra, outcome, first_ms, interval_ms)
 
         # Non-streaming: the whole answer after the simulated generation time.
-        pieces = len(answers.chunk_text(ans.text, words)) if ans.text else len(answers.chunk_json(ans.tool_json))
+        pieces = len(answers.chunk_text(ans.text, words)) if ans.text else 0
+        pieces += sum(len(answers.chunk_json(u.arguments)) for u in ans.tool_uses())
         if not await conn.pause((first_ms + interval_ms * pieces) / 1000):
             return False
         whole: Any
@@ -1042,29 +1050,20 @@ class Simulator:
 
     def _prompt_cache(self, provider: str, protocol: str, model: str, body: Any, prompt_tokens: int) -> wire.CacheUse:
         """What this provider's prompt cache (config ``prompt_cache``) serves of this prompt: a real
-        prefix cache per provider and model, keyed by the exact prompt text. Anthropic caches only
-        up to a ``cache_control`` mark of at least 1,024 tokens (a miss writes it); the implicit
-        caches hit on the longest prefix shared with an earlier prompt, in steps."""
+        prefix cache per provider and model, keyed by the exact prompt text. Anthropic caches only up
+        to ``cache_control`` marks, prefixes of at least 1,024 tokens: the longest prefix cached
+        earlier that ends at a mark or at one of the 20 blocks before a mark is read, the rest up to
+        the last mark written; the implicit caches hit on the longest prefix shared with an earlier
+        prompt, in steps."""
         shape = self._setting(provider, "prompt_cache")
         if shape is None or not isinstance(body, Mapping):
             return wire.CacheUse()
-        text, mark = wire.prompt_text(protocol, body)
+        layout = wire.prompt_layout(protocol, body)
+        text = layout.text
         with self._lock:
             seen = self._prompt_caches.setdefault((provider, model), [])
             if protocol == "anthropic":
-                if mark is None:
-                    return wire.CacheUse(shape="anthropic")
-                prefix = text[:mark]
-                size = min(wire.tokens(len(prefix)), prompt_tokens)
-                if size < ANTHROPIC_CACHE_MIN:
-                    return wire.CacheUse(shape="anthropic")
-                if prefix in seen:
-                    seen.remove(prefix)
-                    seen.append(prefix)
-                    return wire.CacheUse(read=size, shape="anthropic")
-                seen.append(prefix)
-                del seen[:-_CACHE_ENTRIES]
-                return wire.CacheUse(write=size, shape="anthropic")
+                return self._anthropic_cache(seen, layout, prompt_tokens)
             minimum, step = _IMPLICIT_CACHE.get(shape, _IMPLICIT_CACHE["openai"])
             shared = max((wire.common_prefix(text, old) for old in seen), default=0)
             seen.append(text)
@@ -1072,6 +1071,28 @@ class Simulator:
             size = min(wire.tokens(shared), prompt_tokens)
             read = size // step * step if size >= minimum else 0
             return wire.CacheUse(read=read, shape=shape if shape != "anthropic" else "openai")
+
+    @staticmethod
+    def _anthropic_cache(seen: list[str], layout: wire.PromptLayout, prompt_tokens: int) -> wire.CacheUse:
+        text, marks, ends = layout.text, layout.marks, layout.ends
+        if not marks or min(wire.tokens(marks[-1]), prompt_tokens) < ANTHROPIC_CACHE_MIN:
+            return wire.CacheUse(shape="anthropic")
+        looked: set[int] = set()
+        for mark in marks:
+            at = ends.index(mark)
+            looked.update(ends[max(0, at - 20):at + 1])
+        hits = [end for end in looked if wire.tokens(end) >= ANTHROPIC_CACHE_MIN and text[:end] in seen]
+        hit = max(hits, default=0)
+        for end in sorted({hit, *marks} - {0}):
+            prefix = text[:end]
+            if prefix in seen:
+                seen.remove(prefix)
+            if wire.tokens(end) >= ANTHROPIC_CACHE_MIN:
+                seen.append(prefix)
+        del seen[:-_CACHE_ENTRIES]
+        total = min(wire.tokens(marks[-1]), prompt_tokens)
+        read = min(wire.tokens(hit), total) if hit else 0
+        return wire.CacheUse(read=read, write=total - read, shape="anthropic")
 
     async def _stream(self, conn: _Conn, rec: SimRequest, protocol: str, sse: wire.StreamPlan,
                       plan: FaultPlan | None, extra: Mapping[str, str], outcome: str, first_ms: float,

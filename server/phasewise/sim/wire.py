@@ -16,6 +16,7 @@ from typing import Any
 
 from phasewise.sim.answers import Answer, chunk_json, chunk_text
 from phasewise.sim.faults import anthropic_error
+from phasewise.sim.transcript import BadTranscript, Exchange, anthropic_history, openai_history
 
 
 class BadRequest(Exception):
@@ -40,6 +41,7 @@ class Call:
     tools: tuple[str, ...]
     prompt_chars: int
     callable: tuple[str, ...] = ()  # the tools ``tool_choice`` lets the model call (a subset of ``tools``)
+    history: tuple[Exchange, ...] = ()  # the tool calls made earlier in the conversation, with their results
 
 
 def callable_tools(names: tuple[str, ...], choice: Any) -> tuple[str, ...]:
@@ -84,18 +86,43 @@ class CacheUse:
     shape: str | None = None
 
 
-def prompt_text(protocol: str, body: Mapping[str, Any]) -> tuple[str, int | None]:
-    """The prompt as one string in the order providers cache it (tools, system, messages), and,
-    for Anthropic, where the last block marked ``cache_control`` ends (None: no mark)."""
-    parts: list[str] = []
-    size, mark = 0, None
+@dataclass(frozen=True, slots=True)
+class PromptLayout:
+    """The prompt as one string in the order providers cache it (tools, system, messages), where
+    each block of it ends (``ends``) and where each block marked ``cache_control`` ends (``marks``)."""
 
-    def add(text: str, marked: bool = False) -> None:
-        nonlocal size, mark
+    text: str
+    marks: tuple[int, ...] = ()
+    ends: tuple[int, ...] = ()
+
+
+def _block_text(block: Mapping[str, Any]) -> str:
+    """A content block as prompt text: its text; a tool call or a result as what it carries."""
+    kind = block.get("type")
+    if kind == "tool_use":
+        return json.dumps({"tool_use": block.get("id"), "name": block.get("name"), "input": block.get("input")},
+                          ensure_ascii=False, sort_keys=True)
+    if kind == "tool_result":
+        head = json.dumps({"tool_result": block.get("tool_use_id"), "is_error": bool(block.get("is_error"))})
+        return head + _text_of(block.get("content"))
+    return str(block.get("text", ""))
+
+
+def prompt_layout(protocol: str, body: Mapping[str, Any]) -> PromptLayout:
+    """``body``'s prompt laid out for a prefix cache (see ``PromptLayout``)."""
+    parts: list[str] = []
+    marks: list[int] = []
+    ends: list[int] = []
+    size = 0
+
+    def add(text: str, marked: bool = False, block: bool = True) -> None:
+        nonlocal size
         parts.append(text)
         size += len(text)
+        if block:
+            ends.append(size)
         if marked:
-            mark = size
+            marks.append(size)
 
     def marked(block: Any) -> bool:
         return isinstance(block, Mapping) and isinstance(block.get("cache_control"), Mapping)
@@ -114,14 +141,25 @@ def prompt_text(protocol: str, body: Mapping[str, Any]) -> tuple[str, int | None
     for msg in messages if isinstance(messages, list) else ():
         if not isinstance(msg, Mapping):
             continue
-        add(f"\x00{msg.get('role')}\x00")
+        add(f"\x00{msg.get('role')}\x00", block=False)
         content = msg.get("content")
         if isinstance(content, list):
             for block in content:
-                add(str(block.get("text", "")) if isinstance(block, Mapping) else "", marked(block))
+                add(_block_text(block) if isinstance(block, Mapping) else "", marked(block))
         else:
-            add(_text_of(content))
-    return "".join(parts), mark
+            if msg.get("role") == "tool":
+                add(f"\x00{msg.get('tool_call_id')}\x00", block=False)
+            add(_text_of(content), block=not msg.get("tool_calls"))
+            if msg.get("tool_calls"):
+                add(json.dumps(msg["tool_calls"], ensure_ascii=False, sort_keys=True))
+    return PromptLayout("".join(parts), tuple(marks), tuple(ends))
+
+
+def prompt_text(protocol: str, body: Mapping[str, Any]) -> tuple[str, int | None]:
+    """The prompt as one string in the order providers cache it (tools, system, messages), and,
+    for Anthropic, where the last block marked ``cache_control`` ends (None: no mark)."""
+    layout = prompt_layout(protocol, body)
+    return layout.text, layout.marks[-1] if layout.marks else None
 
 
 def common_prefix(a: str, b: str) -> int:
@@ -169,16 +207,20 @@ def parse_openai(body: Any) -> Call:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("Missing required parameter: 'messages'.", "messages")
-    system, user, chars = [], "", 0
+    system, users, chars = [], [], 0
     for msg in messages:
         if not isinstance(msg, Mapping) or not isinstance(msg.get("role"), str):
             raise BadRequest("Invalid value for 'messages': each message needs a role.", "messages")
         text = _text_of(msg.get("content"))
-        chars += len(text)
+        chars += len(text) + (len(json.dumps(msg["tool_calls"])) if msg.get("tool_calls") else 0)
         if msg["role"] in {"system", "developer"}:
             system.append(text)
         elif msg["role"] == "user":
-            user = text
+            users.append(text)
+    try:
+        history = openai_history(body)
+    except BadTranscript as exc:
+        raise BadRequest(str(exc), "messages") from None
     names: list[str] = []
     for tool in _list_field(body, "tools"):
         fn = tool.get("function") if isinstance(tool, Mapping) else None
@@ -192,14 +234,23 @@ def parse_openai(body: Any) -> Call:
     return Call(
         model=model,
         system="\n".join(system),
-        user=user,
+        user=_prompt_message(users, history),
         stream=bool(body.get("stream")),
         include_usage=isinstance(options, Mapping) and bool(options.get("include_usage")),
         max_tokens=limit if isinstance(limit, int) and limit > 0 else None,
         tools=tuple(names),
         prompt_chars=chars + (len(json.dumps(body.get("tools"))) if body.get("tools") else 0),
         callable=callable_tools(tuple(names), body.get("tool_choice")),
+        history=history,
     )
+
+
+def _prompt_message(users: list[str], history: tuple[Exchange, ...]) -> str:
+    """The user message holding the request: the last one, or in a conversation with tool calls
+    the first (the later ones carry results and the loop's words)."""
+    if not users:
+        return ""
+    return users[0] if history else users[-1]
 
 
 def parse_anthropic(body: Any) -> Call:
@@ -215,33 +266,56 @@ def parse_anthropic(body: Any) -> Call:
     if not messages:
         raise BadRequest("messages: at least one message is required")
     system = _text_of(body.get("system"))
-    user, chars = "", len(system)
+    users, chars = [], len(system)
     for msg in messages:
         if not isinstance(msg, Mapping) or msg.get("role") not in {"user", "assistant"}:
             raise BadRequest("messages: each message needs a role of 'user' or 'assistant'")
         text = _text_of(msg.get("content"))
-        chars += len(text)
+        chars += len(text) + _tool_chars(msg.get("content"))
         if msg["role"] == "user":
-            user = text
+            users.append(text)
+    try:
+        history = anthropic_history(body)
+    except BadTranscript as exc:
+        raise BadRequest(str(exc)) from None
     names = tuple(
         str(t["name"]) for t in _list_field(body, "tools") if isinstance(t, Mapping) and isinstance(t.get("name"), str)
     )
     return Call(
         model=str(body["model"]),
         system=system,
-        user=user,
+        user=_prompt_message(users, history),
         stream=bool(body.get("stream")),
         include_usage=True,
         max_tokens=int(body["max_tokens"]),
         tools=names,
         prompt_chars=chars + (len(json.dumps(body.get("tools"))) if body.get("tools") else 0),
         callable=callable_tools(names, body.get("tool_choice")),
+        history=history,
     )
+
+
+def _tool_chars(content: Any) -> int:
+    """Characters of a message's ``tool_use`` inputs and ``tool_result`` contents."""
+    if not isinstance(content, list):
+        return 0
+    return sum(len(json.dumps(b.get("input"))) if b.get("type") == "tool_use" else len(_text_of(b.get("content")))
+               for b in content if isinstance(b, Mapping) and b.get("type") in {"tool_use", "tool_result"})
+
+
+def _input_of(arguments: str) -> Any:
+    """A ``tool_use`` block's ``input``: the object the arguments spell, else (a misbehaving
+    server) the text as it came."""
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        return arguments
+    return parsed if isinstance(parsed, dict) else arguments
 
 
 def truncate(ans: Answer, max_tokens: int | None) -> Answer:
     """Honour ``max_tokens`` loosely: cut plain prose (never a JSON answer) and say "length"."""
-    if max_tokens is None or ans.tool_name or "```json" in ans.text:
+    if max_tokens is None or ans.tool_uses() or "```json" in ans.text:
         return ans
     limit = max_tokens * 4
     if len(ans.text) <= limit:
@@ -275,9 +349,13 @@ class Ids:
     tool: str
     created: int = field(default_factory=lambda: int(time.time()))
 
+    def call(self, index: int) -> str:
+        """The id of the answer's ``index``-th tool call (the first keeps ``tool``)."""
+        return self.tool if index == 0 else f"{self.tool}_{index}"
+
 
 def _openai_finish(ans: Answer) -> str:
-    if ans.tool_name:
+    if ans.tool_uses():
         return "tool_calls"
     return "length" if ans.stop == "length" else "stop"
 
@@ -298,9 +376,9 @@ def openai_completion(ans: Answer, model: str, ids: Ids, prompt_tokens: int,
                       cache: CacheUse | None = None) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": ans.text or None, "refusal": None,
                                "annotations": []}
-    if ans.tool_name:
-        message["tool_calls"] = [{"id": ids.tool, "type": "function",
-                                  "function": {"name": ans.tool_name, "arguments": ans.tool_json}}]
+    if uses := ans.tool_uses():
+        message["tool_calls"] = [{"id": ids.call(i), "type": "function",
+                                  "function": {"name": u.name, "arguments": u.arguments}} for i, u in enumerate(uses)]
     return {
         "id": ids.message,
         "object": "chat.completion",
@@ -339,16 +417,20 @@ def openai_stream(ans: Answer, model: str, ids: Ids, prompt_tokens: int, include
               usage: Mapping[str, Any] | None = None) -> bytes:
         return _sse(openai_chunk(model, ids, delta, finish, include_usage, usage))
 
-    if ans.tool_name:
-        plan.preamble.append(chunk({"role": "assistant", "content": None, "tool_calls": [
-            {"index": 0, "id": ids.tool, "type": "function", "function": {"name": ans.tool_name, "arguments": ""}}
-        ], "refusal": None}))
-        for piece in chunk_json(ans.tool_json):
-            plan.content.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
-    else:
+    uses = ans.tool_uses()
+    if not uses or ans.text:
         plan.preamble.append(chunk({"role": "assistant", "content": "", "refusal": None}))
         for piece in chunk_text(ans.text, words) if ans.text else ():
             plan.content.append(chunk({"content": piece}))
+    for index, use in enumerate(uses):
+        start = {"index": index, "id": ids.call(index), "type": "function",
+                 "function": {"name": use.name, "arguments": ""}}
+        if index == 0 and not ans.text:
+            plan.preamble.append(chunk({"role": "assistant", "content": None, "tool_calls": [start], "refusal": None}))
+        else:
+            plan.content.append(chunk({"tool_calls": [start]}))
+        for piece in chunk_json(use.arguments):
+            plan.content.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
     plan.closing.append(chunk({}, _openai_finish(ans)))
     if include_usage:
         plan.closing.append(chunk(None, usage=openai_usage(prompt_tokens, ans, cache)))
@@ -368,7 +450,7 @@ def sse_comment(text: str) -> bytes:
 
 
 def _anthropic_stop(ans: Answer) -> str:
-    if ans.tool_name:
+    if ans.tool_uses():
         return "tool_use"
     return "max_tokens" if ans.stop == "length" else "end_turn"
 
@@ -385,8 +467,8 @@ def anthropic_message(ans: Answer, model: str, ids: Ids, prompt_tokens: int,
     content: list[dict[str, Any]] = []
     if ans.text:
         content.append({"type": "text", "text": ans.text})
-    if ans.tool_name:
-        content.append({"type": "tool_use", "id": ids.tool, "name": ans.tool_name, "input": ans.tool_input or {}})
+    for index, use in enumerate(ans.tool_uses()):
+        content.append({"type": "tool_use", "id": ids.call(index), "name": use.name, "input": _input_of(use.arguments)})
     return {
         "id": ids.message,
         "type": "message",
@@ -406,6 +488,7 @@ def anthropic_stream(ans: Answer, model: str, ids: Ids, prompt_tokens: int, word
              "stop_reason": None, "stop_sequence": None, "usage": _anthropic_usage(prompt_tokens, 1, cache)}
     plan.preamble.append(_sse_event("message_start", {"type": "message_start", "message": start}))
     index = 0
+    uses = ans.tool_uses()
     if ans.text:
         plan.preamble.append(_sse_event("content_block_start", {
             "type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}))
@@ -414,25 +497,28 @@ def anthropic_stream(ans: Answer, model: str, ids: Ids, prompt_tokens: int, word
             plan.content.append(_sse_event("content_block_delta", {
                 "type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}}))
         stop_text = _sse_event("content_block_stop", {"type": "content_block_stop", "index": index})
-        if ans.tool_name:
+        if uses:
             plan.content.append(stop_text)
         else:
             plan.closing.append(stop_text)
         index += 1
-    if ans.tool_name:
+    for number, use in enumerate(uses):
         block_start = _sse_event("content_block_start", {
             "type": "content_block_start", "index": index,
-            "content_block": {"type": "tool_use", "id": ids.tool, "name": ans.tool_name, "input": {}}})
-        (plan.content if ans.text else plan.preamble).append(block_start)
-        if not ans.text:
+            "content_block": {"type": "tool_use", "id": ids.call(number), "name": use.name, "input": {}}})
+        first = index == 0
+        (plan.preamble if first else plan.content).append(block_start)
+        if first:
             plan.preamble.append(_sse_event("ping", {"type": "ping"}))
         plan.content.append(_sse_event("content_block_delta", {
             "type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": ""}}))
-        for piece in chunk_json(ans.tool_json):
+        for piece in chunk_json(use.arguments):
             plan.content.append(_sse_event("content_block_delta", {
                 "type": "content_block_delta", "index": index,
                 "delta": {"type": "input_json_delta", "partial_json": piece}}))
-        plan.closing.append(_sse_event("content_block_stop", {"type": "content_block_stop", "index": index}))
+        block_stop = _sse_event("content_block_stop", {"type": "content_block_stop", "index": index})
+        (plan.closing if number == len(uses) - 1 else plan.content).append(block_stop)
+        index += 1
     plan.closing.append(_sse_event("message_delta", {
         "type": "message_delta", "delta": {"stop_reason": _anthropic_stop(ans), "stop_sequence": None},
         "usage": {"output_tokens": tokens(ans.output_chars())}}))

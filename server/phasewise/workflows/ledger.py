@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +40,7 @@ log = logging.getLogger("phasewise.ledger")
 LEDGER_ENV = "PHASEWISE_LEDGER"
 SCHEMA = 1
 _MAX_TEXT = 200_000  # a recorded answer or diff is cut here, so one line stays readable
+_MAX_STEP = 4_000  # a recorded tool call's arguments or output is cut here
 
 
 def default_ledger_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -74,8 +75,9 @@ def result_kind(result: Mapping[str, Any]) -> str:
 def entry(result: Mapping[str, Any], *, source: str, workflow: str | None = None,
           record_content: bool = False, instruction: str | None = None,
           document: str | None = None, protocol: str | None = None,
-          secrets: tuple[str, ...] = ()) -> dict[str, Any]:
-    """One ledger line from a phase result (the contract's JSON shape)."""
+          secrets: tuple[str, ...] = (), step_details: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """One ledger line from a phase result (the contract's JSON shape); ``step_details`` are a phase
+    that worked in steps' tool calls with their arguments and outputs, kept only with content on."""
     usage = result.get("usage") or {}
     latency = result.get("latencyMs") or {}
     attempts = []
@@ -123,6 +125,9 @@ def entry(result: Mapping[str, Any], *, source: str, workflow: str | None = None
         line["contextTokens"] = sum(int(c.get("tokens") or 0) for c in context)
     if isinstance(result.get("findings"), list):
         line["findings"] = len(result["findings"])
+    steps = [s for s in result.get("steps") or () if isinstance(s, Mapping)]
+    if steps:  # a phase that worked in steps: each tool call, without its arguments or output
+        line["steps"] = [{k: s.get(k) for k in ("step", "tool", "ok", "ms", "tokens")} for s in steps]
     if record_content:
         content: dict[str, Any] = {"document": document, "instruction": instruction,
                                    "text": str(result.get("text") or "")[:_MAX_TEXT]}
@@ -134,6 +139,9 @@ def entry(result: Mapping[str, Any], *, source: str, workflow: str | None = None
             content["files"] = [{"path": f.get("path"), "created": bool(f.get("created"))} for f in files]
         if context:
             content["context"] = [{k: c.get(k) for k in ("path", "reason", "tokens")} for c in context]
+        if step_details:
+            content["steps"] = [{"tool": d.get("tool"), "arguments": str(d.get("arguments") or "")[:_MAX_STEP],
+                                 "output": str(d.get("output") or "")[:_MAX_STEP]} for d in step_details]
         line["content"] = json.loads(redact(json.dumps(content), secrets))
     return {k: v for k, v in line.items() if v is not None}
 
@@ -250,13 +258,14 @@ class Recorder:
         self.failures: list[str] = []
 
     def record(self, result: Mapping[str, Any], *, protocol: str | None = None, workflow: str | None = None,
-               instruction: str | None = None, document: str | None = None) -> dict[str, Any] | None:
+               instruction: str | None = None, document: str | None = None,
+               step_details: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any] | None:
         if document is not None:
             from phasewise.phases.documents import uri_path
 
             document = uri_path(document)  # a file URI is recorded as its path, escapes decoded
         line = entry(result, source=self.source, workflow=workflow, record_content=self.record_content,
-                     instruction=instruction, document=document, protocol=protocol)
+                     instruction=instruction, document=document, protocol=protocol, step_details=step_details)
         try:
             self.ledger.append(line)
         except OSError as exc:

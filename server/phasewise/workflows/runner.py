@@ -97,8 +97,10 @@ class PhaseRunner:
         allowed to fail the phase it describes."""
         recorder = self.recorder(loaded, door.source)
         before = len(recorder.failures)
+        details = [{"tool": getattr(s, "tool", None), "arguments": getattr(s, "arguments", ""),
+                    "output": getattr(s, "output", "")} for s in result.steps]
         recorder.record(result.to_json(), protocol=self.protocol_of(loaded, result.provider), workflow=workflow,
-                        instruction=instruction, document=document)
+                        instruction=instruction, document=document, step_details=details)
         for failure in recorder.failures[before:]:
             door.said(f"Phasewise run record: {failure}")
 
@@ -113,7 +115,7 @@ class PhaseRunner:
         observer = door.start(route, inp)
         try:
             result = await self.service.run(loaded, phase, inp, observer, route)
-            if route.kind == "code" and result.ok:
+            if route.kind == "code" and result.ok and not result.incomplete:  # a bound reached: nothing applies
                 await door.apply(result, loaded, observer)
         except asyncio.CancelledError:
             task = asyncio.current_task()

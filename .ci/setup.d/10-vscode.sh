@@ -75,7 +75,7 @@ if [ ! -f phasewise.vsix ] || [ -n "$(find src package.json package-lock.json RE
   echo "packed editors/vscode/phasewise.vsix"
 fi
 # The test driver (test/, never in phasewise.vsix) type-checks against the extension's out/*.d.ts.
-if [ ! -f phasewise-test-driver.vsix ] || [ -n "$(find src test/src test/package.json -newer phasewise-test-driver.vsix 2>/dev/null | head -n 1)" ]; then
+if [ ! -f phasewise-test-driver.vsix ] || [ -n "$(find src test/src test/package.json package.json -newer phasewise-test-driver.vsix 2>/dev/null | head -n 1)" ]; then
   run npm run --silent package:driver || warn "packing the test driver failed"
   echo "packed editors/vscode/phasewise-test-driver.vsix"
 fi

@@ -255,3 +255,15 @@ async def test_an_agent_needs_a_model_known_to_call_tools(client: LanguageClient
                              "tools": ["read_file", "list_files", "search_files", "edit_file"]}
     plan = next(p for p in status["phases"] if p["phase"] == "plan")
     assert plan["agent"]["tools"] == ["read_file", "list_files", "search_files"]
+
+
+async def test_a_document_outside_every_folder_runs_as_one_request_and_says_so(
+        client: LanguageClient, sim: SimulatorThread, work: Path) -> None:
+    loose = work.parent / f"{work.name}-loose.py"
+    loose.write_text("def find_item(items):\n    return items[0]\n", encoding="utf-8")
+    editor = Editor(client)
+    editor.configure(settings(sim))
+    editor.open(loose.as_uri(), loose.read_text(encoding="utf-8"))
+    result = answer(await editor.command("phasewise.plan", {"uri": loose.as_uri(), "instruction": "plan it"}))
+    assert result["ok"] is True and "steps" not in result and len(chats(sim)) == 1
+    assert "only in a workspace folder" in result["note"] and "phasewise.phases.plan.agent" in result["note"]

@@ -292,6 +292,9 @@ class PhaseService:
         if c.cut_at_limit:  # a code answer cut off never gets here; a plan or a review is still worth reading
             result.incomplete = True
             result.note = cut_note(served.route, phase, kind)
+        elif own is not None and own.agent is not None:  # set to work in steps, but there was no workspace
+            result.note = (f"The {phase} phase works in steps (`phasewise.phases.{phase}.agent`) only in a "
+                           f"workspace folder; this document lies in none, so it was one request and one answer.")
         result.ok = True
         result.total_ms = (time.perf_counter() - started) * 1000
         if responses is not None and key is not None and not (result.cached or served.fallback_used or repaired):

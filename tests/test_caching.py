@@ -511,3 +511,22 @@ async def test_code_repair_answer_cut_at_the_output_limit_says_so(sim: Simulator
     assert "shape Phasewise cannot use" not in message and "even after being told why" not in message
     assert result.new_text is None and not result.edits and result.changes is None and result.diff is None
     assert [a.outcome for a in result.attempts] == ["edit-failed", "ok"]
+
+
+def test_a_phase_prices_each_call_with_the_model_that_made_it() -> None:
+    """A repair round, a loop's steps, a fallback's step: every call is priced, and its cache saving
+    counted, with its own model's prices, and the phase's cost is their sum."""
+    from phasewise.providers.base import Usage
+    from phasewise.providers.catalogue import ModelInfo
+
+    cheap = ModelInfo(input_price_per_mtok=1.0, output_price_per_mtok=2.0, cache_read_price_per_mtok=0.1)
+    dear = ModelInfo(input_price_per_mtok=10.0, output_price_per_mtok=20.0)
+    result = PhaseResult(ok=True, run_id="r", phase="code")
+    result.add_usage(Usage(input_tokens=1000, output_tokens=100, cache_read_tokens=500), cheap)
+    result.add_usage(Usage(input_tokens=1000, output_tokens=100), dear)
+    assert (result.input_tokens, result.output_tokens, result.cache_read_tokens) == (2000, 200, 500)
+    assert result.cost_usd == pytest.approx((500 * 1.0 + 500 * 0.1 + 100 * 2.0 + 1000 * 10.0 + 100 * 20.0) / 1e6)
+    assert result.saved_usd == pytest.approx(500 * (1.0 - 0.1) / 1e6)
+    unpriced = PhaseResult(ok=True, run_id="r", phase="plan")
+    unpriced.add_usage(Usage(input_tokens=10, output_tokens=1), ModelInfo())
+    assert unpriced.cost_usd is None and unpriced.saved_usd is None and unpriced.input_tokens == 10

@@ -34,7 +34,8 @@ from phasewise.phases.edits import line_edits
 from phasewise.phases.prompts import ToolSpec
 from phasewise.phases.results import PhaseInput, PhaseResult
 from phasewise.phases.tools import AgentWorkspace, Tool, run_call
-from phasewise.providers.base import ChatRequest, Completion, Usage
+from phasewise.providers.base import ChatRequest, Usage
+from phasewise.providers.catalogue import ModelInfo
 from phasewise.providers.pricing import cost
 from phasewise.providers.turns import AssistantTurn, ResultsTurn, ToolCall, ToolResult, Turn
 from phasewise.router.router import Observer, Preflight, Router, Served
@@ -63,17 +64,23 @@ class AgentStep(Jsonable):
 @dataclass(slots=True)
 class LoopOutcome:
     """How the loop ended: the last answer and the route that gave it, every attempt of every step,
-    the tool calls made, the tokens and cost of all steps, and the bound reached (if one was)."""
+    the tool calls made, each model call's tokens with the model that made it (priced by the result,
+    call by call), and the bound reached (if one was)."""
 
     served: Served | None = None
     steps: list[AgentStep] = field(default_factory=list)
-    calls: int = 0
-    usage: Usage = field(default_factory=Usage)
-    cost_usd: float | None = None
+    usage: list[tuple[Usage, ModelInfo]] = field(default_factory=list)
     bound: str | None = None  # a note naming the bound and its setting
     fallback_used: bool = False
     first_token_ms: float | None = None
     attempts: list[Any] = field(default_factory=list)
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What the steps cost so far (None while no step's model has known prices)."""
+        priced = [c for u, info in self.usage if (c := cost(info, u.input_tokens, u.output_tokens,
+                                                             u.cache_read_tokens, u.cache_write_tokens)) is not None]
+        return sum(priced) if priced else None
 
 
 Build = Callable[[Route, tuple[Turn, ...]], ChatRequest]
@@ -117,7 +124,7 @@ class AgentLoop:
             c = served.completion
             if out.first_token_ms is None:
                 out.first_token_ms = c.first_token_ms
-            self._account(out, c, served.route)
+            out.usage.append((c.usage, served.route.info))
             if served.fallback_used:
                 out.fallback_used = True
                 current = self._from(current, served.route)  # the rest of the loop stays where it was served
@@ -142,7 +149,6 @@ class AgentLoop:
                 started = time.perf_counter()
                 outcome = await asyncio.to_thread(run_call, call.name, call.input, names, self.ws)
                 ms = (time.perf_counter() - started) * 1000
-                out.calls += 1
                 out.steps.append(AgentStep(step, call.name, outcome.summary, outcome.ok, ms, tokens,
                                            call.arguments, outcome.content))
                 tokens = 0
@@ -161,16 +167,6 @@ class AgentLoop:
     def _request(self, turns: tuple[Turn, ...]) -> Callable[[Route], ChatRequest]:
         """The next step's request on a route: the phase's request and the transcript so far."""
         return lambda route: self.build(route, turns)
-
-    def _account(self, out: LoopOutcome, c: Completion, route: Route) -> None:
-        u = c.usage
-        out.usage.input_tokens += u.input_tokens
-        out.usage.output_tokens += u.output_tokens
-        out.usage.cache_read_tokens += u.cache_read_tokens
-        out.usage.cache_write_tokens += u.cache_write_tokens
-        step_cost = cost(route.info, u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens)
-        if step_cost is not None:
-            out.cost_usd = (out.cost_usd or 0.0) + step_cost
 
     @staticmethod
     def _from(phase_route: PhaseRoute, route: Route) -> PhaseRoute:
@@ -209,11 +205,8 @@ AGENT_TEXT: dict[str, str] = {
 def apply_outcome(result: PhaseResult, out: LoopOutcome, ws: AgentWorkspace, inp: PhaseInput) -> None:
     """The loop's tokens, cost, steps and (for a code phase) staged change, in ``result``. A bound
     reached: ``incomplete`` with its note, and a code phase keeps its diff but applies nothing."""
-    result.input_tokens += out.usage.input_tokens
-    result.output_tokens += out.usage.output_tokens
-    result.cache_read_tokens += out.usage.cache_read_tokens
-    result.cache_write_tokens += out.usage.cache_write_tokens
-    result.cost_usd = out.cost_usd
+    for usage, info in out.usage:  # each step priced with the model that made it (a fallback's own prices)
+        result.add_usage(usage, info)
     result.steps = list(out.steps)
     result.attempts = out.attempts
     result.fallback_used = out.fallback_used

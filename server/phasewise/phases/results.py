@@ -101,16 +101,19 @@ class PhaseResult(Jsonable):
         return any(a.sent for a in self.attempts)
 
     def add_usage(self, usage: Usage, info: ModelInfo) -> None:
-        """Add one call's tokens and price them all with ``info``'s prices (a repair round is a second
-        call)."""
+        """Add one call's tokens, its cost and what the prompt cache saved on it, each priced with
+        ``info``, the model that made the call (a repair round, a loop's steps, a fallback's step)."""
         self.input_tokens += usage.input_tokens
         self.output_tokens += usage.output_tokens
         self.cache_read_tokens += usage.cache_read_tokens
         self.cache_write_tokens += usage.cache_write_tokens
-        tokens = (self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens)
-        self.cost_usd = cost(info, *tokens)
-        if self.cost_usd is not None:
-            self.saved_usd = saving(info, *tokens)
+        tokens = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens)
+        price = cost(info, *tokens)
+        if price is None:
+            return
+        self.cost_usd = (self.cost_usd or 0.0) + price
+        if (saved := saving(info, *tokens)) is not None:
+            self.saved_usd = (self.saved_usd or 0.0) + saved
 
 
 def new_run_id() -> str:

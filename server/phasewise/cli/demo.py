@@ -384,6 +384,8 @@ def show(result: DemoResult) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from phasewise.cli.render import steps_table
+
     console = Console(highlight=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 110)
     if result.simulated:
         console.print(Panel(
@@ -422,13 +424,8 @@ def show(result: DemoResult) -> None:
             console.print(Panel(str(p.get("text", "")).rstrip(), title="the plan", title_align="left"))
         elif name == "code":
             diff = p.get("diff") or ""
-            if p.get("steps"):  # it worked in steps: what it looked at and changed, in order
-                steps = Table(title=f"the code phase's steps ({len(p['steps'])} tool calls)", title_justify="left")
-                for header in ("step", "tool", "what"):
-                    steps.add_column(header, justify="right" if header == "step" else "left")
-                for s in p["steps"]:
-                    what = str(s.get("summary") or "").removeprefix(f"{s.get('tool')} ")
-                    steps.add_row(str(s.get("step")), str(s.get("tool")), what if s.get("ok") else f"✗ {what}")
+            # it worked in steps: what it looked at and changed, in order
+            if (steps := steps_table("the code phase's steps", p.get("steps") or [])) is not None:
                 console.print(steps)
             console.print(str(p.get("text") or ""))
             if diff:

@@ -5,7 +5,7 @@ Everything here only draws values the workflows produced; ``--json`` bypasses it
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -100,15 +100,15 @@ def findings_table(result: PhaseResult) -> Table:
     return table
 
 
-def steps_table(result: PhaseResult) -> Table | None:
-    """A phase that worked in steps: each tool call, what it did, how long it took."""
-    if not result.steps:
+def steps_table(title: str, steps: Sequence[Mapping[str, Any]]) -> Table | None:
+    """A phase that worked in steps (its result's ``steps``, as JSON): each tool call, what it did,
+    how long it took; None when it made none."""
+    if not steps:
         return None
-    table = Table(title=f"{result.phase}: {len(result.steps)} tool calls", title_justify="left", box=box.SIMPLE)
+    table = Table(title=f"{title} ({len(steps)} tool calls)", title_justify="left", box=box.SIMPLE)
     for name in ("step", "tool", "what", "ms"):
         table.add_column(name, justify="right" if name in ("step", "ms") else "left")
-    for step in result.steps:
-        data = step.to_json()
+    for data in steps:
         mark = "" if data.get("ok") else "[red]✗[/] "
         what = str(data.get("summary") or "").removeprefix(f"{data.get('tool')} ")
         table.add_row(str(data.get("step")), str(data.get("tool")), f"{mark}{what}",
@@ -119,7 +119,7 @@ def steps_table(result: PhaseResult) -> Table | None:
 def phase_details(console: Console, result: PhaseResult) -> None:
     """The phase's own output: the steps it took, the plan, the diff, or the findings; the problem if
     it failed."""
-    if (steps := steps_table(result)) is not None:
+    if (steps := steps_table(f"{result.phase}: its steps", [s.to_json() for s in result.steps])) is not None:
         console.print(steps)
     if not result.ok and result.error is not None:
         console.print(Panel(result.error.message, title=f"{result.phase}: {result.error.kind}",

@@ -96,11 +96,13 @@ class FileSession:
             result.applied = False
             return
         for target, f in targets:
-            raw = gate.read_bytes(target) if target.exists() else None
-            try:
-                on_disk = raw.decode("utf-8") if raw is not None else None if not target.exists() else "\0unreadable"
-            except UnicodeDecodeError:
-                on_disk = "\0unreadable"
+            on_disk: str | None = None  # no such file
+            if target.exists():
+                raw = gate.read_bytes(target)
+                try:
+                    on_disk = raw.decode("utf-8") if raw is not None else "\0unreadable"
+                except UnicodeDecodeError:
+                    on_disk = "\0unreadable"
             expected = None if f.created else f.before
             if on_disk != expected:
                 what = "appeared" if f.created else "changed on disk"

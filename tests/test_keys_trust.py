@@ -43,8 +43,9 @@ KEYRING_FILE = Path(tempfile.gettempdir()) / f"phasewise-tests-{os.getpid()}" / 
 
 
 def keyring_env(path: Path, **extra: str) -> dict[str, str]:
+    # a loaded CI machine may take more than the default 2 s to load the backend on the first call
     env = server_env(PYTHON_KEYRING_BACKEND="tests.helpers.keyring_backend.FileKeyring",
-                     PHASEWISE_TEST_KEYRING=str(path),
+                     PHASEWISE_TEST_KEYRING=str(path), PHASEWISE_KEYRING_TIMEOUT="30",
                      PYTHONPATH=str(ROOT), **extra)
     return env
 

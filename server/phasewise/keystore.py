@@ -7,7 +7,8 @@ is lazy (``keyring`` is imported on first use), bounded (a lookup that does not 
 available") and never raises on lookups: any exception from a backend means "not available".
 Where no backend exists (headless Linux without a Secret Service: ``keyring``'s
 ``fail.Keyring``), ``info()`` says so plainly and keys come from environment variables only.
-``PHASEWISE_KEYRING=0`` turns the OS keyring off.
+``PHASEWISE_KEYRING=0`` turns the OS keyring off; ``PHASEWISE_KEYRING_TIMEOUT`` (seconds) sets
+the deadline, for a keyring slow to start (the first call loads its backend).
 """
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ from phasewise.serial import Jsonable
 SERVICE = "phasewise"
 NAMES_ENTRY = "phasewise-key-names"  # the (non-secret) list of variable names stored, for list/clear
 LOOKUP_TIMEOUT = 2.0
+
+
+def lookup_timeout() -> float:
+    """``PHASEWISE_KEYRING_TIMEOUT`` when it is a positive number of seconds, else ``LOOKUP_TIMEOUT``."""
+    try:
+        seconds = float(os.environ.get("PHASEWISE_KEYRING_TIMEOUT", ""))
+    except ValueError:
+        return LOOKUP_TIMEOUT
+    return seconds if 0 < seconds < float("inf") else LOOKUP_TIMEOUT
 MISS_TTL = 30.0  # a key found missing is looked up again after this long (``auth set`` meanwhile)
 
 
@@ -92,8 +102,8 @@ def _backend_name(backend: Any) -> str:
 class OsKeyring:
     """Keys in the OS keyring, looked up lazily, cached, off the caller's thread, with a deadline."""
 
-    def __init__(self, timeout: float = LOOKUP_TIMEOUT) -> None:
-        self.timeout = timeout
+    def __init__(self, timeout: float | None = None) -> None:
+        self.timeout = lookup_timeout() if timeout is None else timeout
         self._info: KeyStoreInfo | None = None
         self._found: dict[str, str] = {}
         self._missing: dict[str, float] = {}  # env → when it was found missing

@@ -26,15 +26,16 @@ from pytest_lsp import LanguageClient
 
 from phasewise.cli.demo import example_project
 from phasewise.sim import SimulatorThread
-from tests.helpers import Editor, answer, field_of, make_client_fixture, server_env
+from tests.helpers import PLUGIN_EXPERIMENTAL, Editor, answer, field_of, make_client_fixture, server_env
 
 pytestmark = pytest.mark.slow  # a language server per test, several model calls per phase
 
 LEDGER = str(Path(tempfile.mkdtemp(prefix="phasewise-agents-ledger-")) / "runs.jsonl")
 KEYS = {"AGENT_A_KEY": "test-key-agent-anthropic-31", "AGENT_O_KEY": "test-key-agent-openai-32"}
 ROOT = Path(tempfile.mkdtemp(prefix="phasewise-agents-")).resolve()
+# a plugin's client (it declares experimental.phasewise): it is sent each step as it ends
 client = make_client_fixture(server_env(**KEYS, PHASEWISE_WARMUP="0", PHASEWISE_LEDGER=LEDGER),
-                             clients=["visual-studio-code"], root=ROOT)
+                             clients=["visual-studio-code"], experimental=PLUGIN_EXPERIMENTAL, root=ROOT)
 RENAME = "rename find_item to find_by_sku"
 CANARY = "CANARY-OUTSIDE-THE-WORKSPACE-77"
 
@@ -127,6 +128,10 @@ async def test_a_code_agent_searches_reads_and_edits_two_files_applied_as_one_ch
     # the progress said which step it was at
     reports = [field_of(p, "message") for ps in client.progress_reports.values() for p in ps]
     assert any(m and m.startswith("step 1/25: search_files") for m in reports), reports
+    # and each step reached the plugin as it ended (phasewise/step), the same steps the result lists
+    assert [(n["phase"], n["runId"], n["uri"]) for n in editor.steps] == [
+        ("code", result["runId"], (ROOT / "inventory.py").as_uri())] * len(result["steps"])
+    assert [n["step"] for n in editor.steps] == [{**s, "of": 25} for s in result["steps"]]
 
 
 async def test_plan_and_review_are_read_only_and_a_forced_edit_has_no_effect(

@@ -94,8 +94,10 @@ no files under .phasewise/plans for it)."
 Memory only: handed again to a restarted server, never written to disk.")
 
 (defvar phasewise--plan nil
-  "What *phasewise-plan* shows: (:uri URI :run-id ID :instruction TEXT :note N).
-N is the text above the plan, made by `phasewise--note-block', or nil.")
+  "What *phasewise-plan* shows: (:uri URI :run-id ID :instruction TEXT :steps S :head H).
+S is the lines of the run's steps (a phase that works in steps), in order; H is
+the text above the plan (those steps, then the note as `phasewise--note-block'
+makes it), or nil.")
 
 ;;;###autoload
 (defun phasewise-eglot-setup ()
@@ -207,8 +209,14 @@ the plan phase of the document URI, else to *phasewise-PHASE*."
             ((plist-member result :applied) nil)
             ((and (stringp text) (not (string-blank-p text)))
              (if (equal phase "plan")
-                 (progn (setq phasewise--plan (list :uri uri :run-id (plist-get result :runId)))
-                        (phasewise--plan-set text (plist-get result :note)))
+                 (let ((run (plist-get result :runId)))
+                   ;; the steps shown as they came, else the ones the result lists
+                   (setq phasewise--plan
+                         (list :uri uri :run-id run
+                               :steps (or (and (equal (plist-get phasewise--plan :run-id) run)
+                                               (plist-get phasewise--plan :steps))
+                                          (mapcar #'phasewise--step-line (plist-get result :steps)))))
+                   (phasewise--plan-set text (plist-get result :note)))
                (phasewise--show-report (format "*phasewise-%s*" phase)
                                        (concat (phasewise--note-block (plist-get result :note)) text))))))))
 
@@ -223,29 +231,57 @@ the plan phase of the document URI, else to *phasewise-PHASE*."
     (display-buffer buf '(nil (inhibit-same-window . t)))
     buf))
 
+(defun phasewise--steps-block (lines)
+  "Step LINES as a buffer shows them above a phase's text, or nil without any."
+  (when lines (concat (mapconcat #'identity lines "\n") "\n\n")))
+
+(defun phasewise--insert-head (steps note)
+  "Insert the STEPS block (in the `shadow' face) then the NOTE block (`warning')."
+  (dolist (part (list (cons steps 'shadow) (cons note 'warning)))
+    (when (car part)
+      (let ((start (point)))
+        (insert (car part))
+        (let ((overlay (make-overlay start (- (point) 2)))) ; the lines, not the blank line after them
+          (overlay-put overlay 'phasewise-note t)
+          (overlay-put overlay 'face (cdr part)))))))
+
 (defun phasewise--plan-set (text &optional note)
-  "Replace the plan buffer's text with TEXT, under NOTE if there is one.
-NOTE (a plan cut at the output limit has one) is shown as
-`phasewise--note-block' makes it, in the `warning' face."
-  (let ((block (phasewise--note-block note)))
-    (setq phasewise--plan (plist-put phasewise--plan :note block))
+  "Replace the plan buffer's text with TEXT, under the run's steps and NOTE.
+The steps (a plan that works in steps) come from `phasewise--plan'; NOTE (a plan
+cut at the output limit has one) is shown as `phasewise--note-block' makes it,
+in the `warning' face."
+  (let* ((steps (phasewise--steps-block (plist-get phasewise--plan :steps)))
+         (block (phasewise--note-block note)))
+    (setq phasewise--plan (plist-put phasewise--plan :head (concat steps block)))
     (with-current-buffer (phasewise--plan-buffer)
       (let ((inhibit-read-only t))
         (remove-overlays (point-min) (point-max) 'phasewise-note t)
         (erase-buffer)
-        (when block
-          (insert block)
-          (let ((overlay (make-overlay (point-min) (- (point) 2)))) ; the quote, not the blank line after it
-            (overlay-put overlay 'phasewise-note t)
-            (overlay-put overlay 'face 'warning)))
+        (phasewise--insert-head steps block)
+        (insert text)))))
+
+(defun phasewise--plan-add-step (line)
+  "Add the step LINE to the steps above the plan, the text under them kept."
+  (let ((old (plist-get phasewise--plan :head)))
+    (setq phasewise--plan (plist-put phasewise--plan :steps
+                                     (append (plist-get phasewise--plan :steps) (list line))))
+    (with-current-buffer (phasewise--plan-buffer)
+      (let* ((inhibit-read-only t)
+             (all (buffer-string))
+             (text (if (and old (string-prefix-p old all)) (substring all (length old)) all))
+             (steps (phasewise--steps-block (plist-get phasewise--plan :steps))))
+        (setq phasewise--plan (plist-put phasewise--plan :head steps))
+        (remove-overlays (point-min) (point-max) 'phasewise-note t)
+        (erase-buffer)
+        (phasewise--insert-head steps nil)
         (insert text)))))
 
 (defun phasewise--plan-for (uri)
   "The plan shown for URI (with the user's edits), or nil.
-The note above it stays out, unless the user edited it: it is the user's to
-read, not the code phase's."
+The steps and the note above it stay out, unless the user edited them: they
+are the user's to read, not the code phase's."
   (let ((buf (get-buffer "*phasewise-plan*"))
-        (block (plist-get phasewise--plan :note)))
+        (block (plist-get phasewise--plan :head)))
     (when (and buf (equal (plist-get phasewise--plan :uri) uri))
       (let ((text (with-current-buffer buf (buffer-string))))
         (when (and block (string-prefix-p block text))
@@ -305,6 +341,81 @@ Text of other phases (PHASE) is not shown."
                   :instruction (and (equal (plist-get phasewise--plan :uri) uri)
                                     (plist-get phasewise--plan :instruction))))
       (phasewise--plan-set text))))
+
+(defun phasewise--step-line (step)
+  "A STEP of `phasewise/step' as a Markdown list item.
+As in the other plugins: `- 4/25 search_files \"x\": 2 matches · 3 ms', a failed
+step marked ✗."
+  (let ((of (plist-get step :of)) (ms (plist-get step :ms)))
+    (format "- %s%s %s%s%s" (plist-get step :step) (if (numberp of) (format "/%s" of) "")
+            (if (eq (plist-get step :ok) t) "" "✗ ") (plist-get step :summary)
+            (if (numberp ms) (format " · %d ms" (floor (+ ms 0.5))) ""))))
+
+(defvar-local phasewise--steps-run nil
+  "The run whose steps this steps buffer lists.")
+
+(defun phasewise--steps-buffer (phase)
+  "The name of the buffer listing PHASE's steps (not the plan's: above the plan)."
+  (format "*phasewise-%s steps*" phase))
+
+(cl-defmethod eglot-handle-notification
+  ((_server phasewise-eglot-server) (_method (eql phasewise/step))
+   &key runId phase uri step &allow-other-keys)
+  "A STEP of a phase that works in steps, as it ends (run RUNID of PHASE on URI).
+The plan's steps are listed above the plan in *phasewise-plan*; any other
+phase's in its own buffer, shown at its first step (`phasewise--steps-buffer')."
+  (when (and (stringp uri) (listp step) step)
+    (let ((line (phasewise--step-line step)))
+      (if (equal phase "plan")
+          (progn
+            (unless (equal (plist-get phasewise--plan :run-id) runId)
+              (setq phasewise--plan
+                    (list :uri uri :run-id runId
+                          :instruction (and (equal (plist-get phasewise--plan :uri) uri)
+                                            (plist-get phasewise--plan :instruction))))
+              (phasewise--plan-set ""))
+            (phasewise--plan-add-step line))
+        (let ((buf (get-buffer-create (phasewise--steps-buffer phase))))
+          (with-current-buffer buf
+            (let ((inhibit-read-only t))
+              (unless (equal phasewise--steps-run runId)
+                (erase-buffer)
+                (unless (derived-mode-p 'markdown-mode 'text-mode)
+                  (if (fboundp 'markdown-mode) (markdown-mode) (text-mode)))
+                (setq phasewise--steps-run runId)
+                (insert (format "# %s · %s\n\n" phase (file-name-nondirectory (url-unhex-string uri)))))
+              (goto-char (point-max))
+              (insert line "\n")))
+          (display-buffer buf '(nil (inhibit-same-window . t))))))))
+
+(defun phasewise--finish-steps (_command result)
+  "Say under a phase's steps how its RESULT ended (of a run: each phase's).
+Only for a phase whose steps went to `phasewise--steps-buffer'."
+  (cl-loop
+   for r across (or (plist-get result :phases) (vector result))
+   for buf = (get-buffer (phasewise--steps-buffer (plist-get r :phase)))
+   when (and buf (equal (buffer-local-value 'phasewise--steps-run buf) (plist-get r :runId)))
+   do (with-current-buffer buf
+        (let ((inhibit-read-only t)
+              (files (length (plist-get r :files)))
+              (text (plist-get r :text)))
+          (goto-char (point-max))
+          (insert "\n"
+                  (cond ((not (eq (plist-get r :ok) t))
+                         (format "_%s failed_: %s" (plist-get r :phase)
+                                 (plist-get (plist-get r :error) :message)))
+                        ((plist-member r :applied)
+                         (format "_%s (%s/%s): %s, %d file%s_" (plist-get r :phase) (plist-get r :provider)
+                                 (plist-get r :model) (if (eq (plist-get r :applied) t) "applied" "not applied")
+                                 files (if (= files 1) "" "s")))
+                        (t (format "_%s (%s/%s)_" (plist-get r :phase) (plist-get r :provider)
+                                   (plist-get r :model))))
+                  "\n"
+                  (or (phasewise--note-block (plist-get r :note)) "")
+                  (if (and (stringp text) (not (string-blank-p text))) (concat "\n" text "\n") ""))
+          (setq phasewise--steps-run nil)))))
+
+(add-hook 'phasewise-result-functions #'phasewise--finish-steps)
 
 (defun phasewise-plan (instruction)
   "Write a plan for INSTRUCTION about this buffer (or the region).

@@ -9,6 +9,7 @@ Emacs and Eglot come from ``.ci/setup.d/20-emacs.sh`` (Debian's emacs-nox and el
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -234,3 +235,66 @@ def test_any_phase_by_name_and_every_phase_among_eglots_code_actions(sim: Simula
     assert obs["text_edit_counts"] == [1, 2]
     assert obs["text_after_selection"] == re.sub(r"\bload\b", "read_file", COMMENTED)
     assert doc.read_text() == COMMENTED
+
+
+def test_a_phase_that_works_in_steps_shows_its_steps_as_they_happen(sim: SimulatorThread, tmp_path: Path) -> None:
+    """Issue 21: plan and code as agents on the simulator, in a git work tree of the example project."""
+    from phasewise.cli.demo import example_project
+
+    root = tmp_path / "shop"
+    root.mkdir()
+    for f in example_project():
+        shutil.copyfile(f, root / f.name)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    provider = {"protocol": "openai", "baseUrl": sim.base_url("coder", "openai"), "apiKeyEnv": "CODER_KEY",
+                "models": {"glm-sim": {"toolCalling": True}}}
+    settings = {"phases": {"plan": {"model": "coder/glm-sim", "agent": True},
+                           "code": {"model": "coder/glm-sim", "agent": True}},
+                "providers": {"coder": provider}}
+    out = tmp_path / "observed.json"
+    env = server_env(CODER_KEY="test-key-coder-in-emacs-5252", HOME=str(tmp_path),
+                     XDG_STATE_HOME=str(tmp_path / "state"))
+    env["PHASEWISE_TEST_INPUT"] = json.dumps({
+        "recipe": str(RECIPE), "cmd": [sys.executable, "-m", "phasewise", "serve"], "settings": settings,
+        "file": str(root / "inventory.py"), "instruction": "rename find_item to find_by_sku"})
+    env["PHASEWISE_TEST_OUT"] = str(out)
+    assert EMACS is not None
+    proc = subprocess.run([EMACS, "-Q", "--batch", "-l", str(SCRIPTS / "emacs_agent.el")], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False)
+    obs: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {"error": "no output written"}
+    assert proc.returncode == 0 and "error" not in obs, (
+        f"emacs failed ({proc.returncode}): {obs.get('error')}\nstderr: {proc.stderr[-3000:]}")
+
+    def line(step: dict[str, Any]) -> str:
+        mark = "" if step["ok"] else "✗ "
+        return f"- {step['step']}/25 {mark}{step['summary']} · {math.floor(step['ms'] + 0.5)} ms"
+
+    # the plan's steps above the plan in *phasewise-plan*, each there as it ended, before the answer
+    plan = obs["plan_result"]
+    lines = [line(s) for s in plan["steps"]]
+    seen = [s for s in obs["steps"] if s["phase"] == "plan"]
+    assert plan["ok"] is True and len(seen) == len(lines) >= 2
+    for i, s in enumerate(seen):
+        assert s["answered"] == 0 and s["shown"] and s["plan"].startswith("\n".join(lines[:i + 1]) + "\n\n"), s
+    assert obs["plan_buffer"] == "\n".join(lines) + "\n\n" + plan["text"]
+    assert obs["plan_handed"] == plan["text"]  # the code phase is handed the plan, not the steps
+
+    # the code phase's steps in *phasewise-code steps*, as they happened; then the edit, through Eglot
+    code = obs["code_result"]
+    assert (code["ok"], code["applied"]) == (True, True)
+    lines = [line(s) for s in code["steps"]]
+    seen = [s for s in obs["steps"] if s["phase"] == "code"]
+    assert len(seen) == len(lines) and [s["tool"] for s in code["steps"]].count("edit_file") >= 2
+    for i, s in enumerate(seen):
+        assert s["answered"] == 1 and s["shown"]
+        assert s["code"] == "# code · inventory.py\n\n" + "".join(f"{x}\n" for x in lines[:i + 1]), s
+    # Eglot asked before editing orders.py (no buffer visits it), every step on view
+    assert "orders.py" in obs["asked"]
+    assert obs["code_buffer_at_ask"] == "# code · inventory.py\n\n" + "".join(f"{x}\n" for x in lines)
+    assert obs["code_buffer"].startswith("# code · inventory.py\n\n" + "".join(f"{x}\n" for x in lines)
+                                         + "\n_code (coder/glm-sim): applied, 2 files_\n")
+    assert obs["code_buffer"].rstrip("\n").endswith(code["text"].rstrip("\n"))
+    assert "def find_by_sku(" in obs["text_after_code"]
+    # Eglot changed orders.py in a buffer it opened for it, left for the user to save
+    assert "find_by_sku" in obs["caller_after_code"] and "find_item" not in obs["caller_after_code"]
+    assert obs["caller_modified"] is True and "find_item" in (root / "orders.py").read_text(encoding="utf-8")

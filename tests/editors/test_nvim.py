@@ -9,6 +9,7 @@ JSON; the simulator runs in this process, so the test also asserts on what reach
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -702,3 +703,70 @@ def test_a_rename_across_the_project_is_one_edit_shown_and_asked_then_declined_o
     assert changed and int(changed[1]) == len(accepted["files"])
     assert obs["buffers"] == ["work/cli.py", "work/store.py", "work/report.py"]
     assert [path.read_text() for path in paths.values()] == [DOC, CLI, renamed["report"]]
+
+
+def step_line(step: dict[str, Any]) -> str:
+    """A step as the plugin lists it: model call / maxSteps, the summary, the tool's time."""
+    return f"- {step['step']}/25 {step['summary']} · {math.floor(step['ms'] + 0.5)} ms"
+
+
+def test_a_phase_that_works_in_steps_shows_its_steps_as_they_happen(sim: SimulatorThread, tmp_path: Path) -> None:
+    """Issue 21: plan and code as agents on the simulator, in a git work tree of the example project."""
+    from phasewise.cli.demo import example_project
+
+    root = tmp_path / "shop"
+    root.mkdir()
+    for f in example_project():
+        shutil.copyfile(f, root / f.name)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    provider = {**route(sim, "coder", "openai", "CODER_KEY"), "models": {"glm-sim": {"toolCalling": True}}}
+    settings = {"phases": {"plan": {"model": "coder/glm-sim", "agent": True},
+                           "code": {"model": "coder/glm-sim", "agent": True}},
+                "providers": {"coder": provider}}
+    instruction = "rename find_item to find_by_sku"
+    obs = run_nvim("nvim_agent.lua", tmp_path, env=KEYS, settings=settings, file=str(root / "inventory.py"),
+                   instruction=instruction)
+
+    # the plan's steps, each listed above the plan in its buffer as it ended, before the plan answered
+    plan_steps = [s for s in obs["steps"] if s["phase"] == "plan"]
+    assert obs["plan"]["ok"] is True and len(plan_steps) == len(obs["plan"]["steps"]) >= 2
+    for i, seen in enumerate(plan_steps):
+        assert seen["answered"] == 0 and seen["shown"] and seen["buffer"].startswith("phasewise://plan/")
+        lines = seen["text"].split("\n")
+        step = obs["plan"]["steps"][i]
+        assert lines[i] == step_line(step), lines
+        assert lines[i + 1] == ""  # the list ends with a blank line, the plan's text under it
+    assert plan_steps[0]["step"]["tool"] == "search_files"
+    # done: the steps stay above the plan; the plan handed on is the plan alone
+    buffer = obs["plan_buffer"].split("\n")
+    assert buffer[:len(plan_steps)] == [s["text"].split("\n")[i] for i, s in enumerate(plan_steps)]
+    assert obs["plan_for"]["text"] == obs["plan"]["text"] and not obs["plan_for"]["text"].startswith("- 1/25")
+    assert obs["current_after_plan"]
+
+    # the code phase's steps in its own buffer beside the file, as they happened
+    code_steps = [s for s in obs["steps"] if s["phase"] == "code"]
+    tools = [s["step"]["tool"] for s in code_steps]
+    assert tools[0] == "search_files" and "read_file" in tools and tools.count("edit_file") >= 2
+    assert [s["step"] for s in code_steps] == [{**s, "of": 25} for s in obs["code"]["steps"]]
+    for i, seen in enumerate(code_steps):
+        assert seen["answered"] == 1 and seen["shown"]  # the code phase had not answered yet
+        assert seen["buffer"] == "phasewise://code/inventory.py"
+        assert seen["text"].split("\n")[:i + 2] == [
+            *(step_line(s["step"]) for s in code_steps[:i + 1]),
+            ""]
+        assert seen["text"].endswith("_code: working in steps…_")
+    # the change asked for with every step on the screen beside the diff
+    asked = obs["asked"]
+    assert asked["prompt"] == "Phasewise code (coder/glm-sim): apply this change to 2 files?"
+    assert asked["steps_buffer"].count("\n- ") == len(code_steps) - 1
+    assert any("edit_file inventory.py" in row for row in asked["screen"]), asked["screen"]
+    # applied: both files; the buffer says so under its steps, with the agent's summary
+    assert (obs["code"]["ok"], obs["code"]["applied"], sorted(obs["code"]["files"])) == (
+        True, True, ["inventory.py", "orders.py"])
+    assert "def find_by_sku(" in obs["document"]
+    assert "find_item" not in (root / "orders.py").read_text(encoding="utf-8")
+    done = obs["code_buffer"].split("\n")
+    assert done[len(code_steps)] == "" and done[len(code_steps) + 1] == "_code (coder/glm-sim): applied, 2 files_"
+    assert obs["code"]["text"] and obs["code_buffer"].endswith(obs["code"]["text"])
+    assert obs["current_after_code"]
+    assert any("_code (coder/glm-sim): applied, 2 files_" in row for row in obs["screen"]), obs["screen"]

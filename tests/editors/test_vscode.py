@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -281,17 +282,20 @@ def _read_report(path: Path) -> dict[str, Any] | None:
 def editor_session(prerequisites: None, tmp_path: Path, sim: SimulatorThread) -> Iterator[Callable[..., Any]]:
     servers: list[CodeServer] = []
 
-    def run(name: str, *, trust: bool,
-            settings: dict[str, Any] | None = None) -> tuple[dict[str, Any], CodeServer, Path]:
+    def run(name: str, *, trust: bool, settings: dict[str, Any] | None = None,
+            workspace: Callable[[Path, SimulatorThread], Path] = _workspace,
+            env: dict[str, str] | None = None) -> tuple[dict[str, Any], CodeServer, Path]:
+        """One session: ``workspace`` makes the folder it opens, ``env`` adds to the editor's
+        environment (``PHASEWISE_TEST_SCENARIO``, ``PHASEWISE_TEST_FILE`` for the driver)."""
         home = tmp_path / name
         home.mkdir()
         report_path = home / "report.json"
-        cs = CodeServer(home, _editor_env(home, report_path))
+        cs = CodeServer(home, {**_editor_env(home, report_path), **(env or {})})
         servers.append(cs)
         cs.install(VSIX)
         cs.install(DRIVER_VSIX)
         cs.user_settings({**USER_SETTINGS, **(settings or {})})
-        folder = _workspace(home, sim)
+        folder = workspace(home, sim)
         url = cs.start(folder, trust=trust)
         cs.open_browser(url)
         try:
@@ -567,3 +571,78 @@ def test_server_not_found_says_how_to_install_it(editor_session: Callable[..., A
     assert f"{python} -m pip install phasewise" in report["unavailable"]
     assert "phasewise.server.pythonPath" in report["unavailable"]
     assert "server not found" in report["statusBarText"]
+
+
+def _steps_workspace(root: Path, sim: SimulatorThread) -> Path:
+    """The example project as a git work tree, its plan and code phases working in steps."""
+    from phasewise.cli.demo import example_project
+
+    folder = root / "shop"
+    (folder / ".vscode").mkdir(parents=True)
+    for f in example_project():
+        shutil.copyfile(f, folder / f.name)
+    subprocess.run(["git", "init", "-q", str(folder)], check=True)
+    provider = {"protocol": "openai", "baseUrl": sim.base_url("e2e-agent", "openai"), "requiresKey": False,
+                "models": {"glm-sim": {"toolCalling": True}}}
+    settings = {"phasewise.phases": {"plan": {"model": "e2e-agent/glm-sim", "agent": True},
+                                     "code": {"model": "e2e-agent/glm-sim", "agent": True}},
+                "phasewise.providers": {"e2e-agent": provider}}
+    (folder / ".vscode" / "settings.json").write_text(json.dumps(settings, indent=2))
+    return folder
+
+
+def _step_line(step: dict[str, Any]) -> str:
+    """A step as the extension lists it in Markdown: Markdown's own characters escaped (a pattern's
+    ``\\b``, a name's ``_``), the tool's time in whole milliseconds as JavaScript rounds."""
+    summary = re.sub(r"([\\`*_\[\]<>#|~])", r"\\\1", step["summary"])
+    return f"- {step['step']}/25 {summary} · {math.floor(step['ms'] + 0.5)} ms"
+
+
+def test_a_phase_that_works_in_steps_shows_them_as_they_happen_in_code_server(
+        editor_session: Callable[..., Any], sim: SimulatorThread) -> None:
+    """Issue 21: the steps in the phase's view while it works; the change then previewed and applied."""
+    sim.configure("e2e-agent", first_token_ms=300)  # each model call takes a moment: VS Code redraws between
+    report, _, folder = editor_session("steps", trust=True, workspace=_steps_workspace,
+                                       env={"PHASEWISE_TEST_SCENARIO": "steps", "PHASEWISE_TEST_FILE": "inventory.py"})
+    assert "error" not in report, report.get("error")
+
+    def shown_as_they_happened(phase: str, steps: list[dict[str, Any]], where: str) -> None:
+        """Each step was in the view right after it came, under the ones before it; and VS Code showed
+        them (the last model call's steps at least: the view may open after the first) before the phase
+        answered."""
+        lines = [_step_line(s) for s in steps]
+        at_step = [v for v in report["atStep"] if v["phase"] == phase]
+        assert len(at_step) == len(steps) and not any(v["answered"] for v in at_step)
+        for i, v in enumerate(at_step):
+            assert v["step"] == steps[i]["step"] and "\n\n" + "\n".join(lines[:i + 1]) + "\n\n" in v["text"], v
+            assert v["text"].startswith(where)
+        seen = [v["text"] for v in report["seen"] if v["phase"] == phase and not v["answered"]]
+        assert any("\n\n" + "\n".join(lines) + "\n\n" in text for text in seen), seen
+
+    plan = report["plan"]
+    assert plan["result"]["ok"] is True and len(plan["result"]["steps"]) >= 2
+    lines = [_step_line(s) for s in plan["result"]["steps"]]
+    shown_as_they_happened("plan", plan["result"]["steps"], "# Plan: rename find_item to find_by_sku\n\n")
+    # done: the steps stay above the plan in the view; the plan handed on is the plan alone
+    assert "\n".join(lines) + "\n\n" + plan["result"]["text"] in plan["text"]
+    assert plan["handedOn"] == plan["result"]["text"] and "search_files" not in plan["handedOn"]
+
+    asked = report["asked"]
+    code = report["code"]
+    steps = code["result"]["steps"]
+    tools = [s["tool"] for s in steps]
+    assert tools[0] == "search_files" and "read_file" in tools and tools.count("edit_file") >= 2
+    lines = [_step_line(s) for s in steps]
+    shown_as_they_happened("code", steps, "# code · inventory.py\n\n_inventory.py · e2e-agent/glm-sim")
+    # the change waits in a diff, the view beside it with every step; applied, the view says so
+    assert asked["question"] and sorted(asked["files"]) == ["inventory.py", "orders.py"]
+    assert "\n\n" + "\n".join(lines) + "\n\n" in asked["view"] and asked["rendered"] == asked["view"]
+    assert "the change to 2 files is shown for review" in asked["view"].split("\n")[2]
+    labels = [t["label"] for t in asked["tabs"]]
+    assert any("inventory.py code.md" in label for label in labels), asked["tabs"]
+    assert code["result"]["ok"] is True and code["result"]["applied"] is True
+    assert code["text"].startswith("# code · inventory.py\n\n_code served by e2e-agent/glm-sim")
+    assert "applied, 2 files_" in code["text"].split("\n")[2]
+    assert code["text"].endswith("\n".join(lines) + "\n\n" + code["result"]["text"])
+    assert "def find_by_sku(" in code["document"] and "find_item" not in code["caller"]
+    assert "find_item" not in (folder / "orders.py").read_text(encoding="utf-8")

@@ -39,6 +39,7 @@ class Editor:
     versions: dict[str, int] = field(default_factory=dict)
     applied: list[types.ApplyWorkspaceEditParams] = field(default_factory=list)
     stream: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)  # phasewise/step, as they came
 
     def __post_init__(self) -> None:
         editor = self
@@ -52,6 +53,12 @@ class Editor:
         @self.client.feature("phasewise/streamText")
         def stream_text(client: LanguageClient, params: Any) -> None:
             editor.stream.append({"text": params.text, "phase": params.phase, "runId": params.runId})
+
+        @self.client.feature("phasewise/step")
+        def step(client: LanguageClient, params: Any) -> None:
+            editor.steps.append({"phase": params.phase, "runId": params.runId, "uri": params.uri,
+                                 "step": {k: getattr(params.step, k) for k in
+                                          ("step", "of", "tool", "summary", "ok", "ms", "tokens")}})
 
     def open(self, uri: str, text: str, language: str = "python") -> None:
         self.texts[uri], self.versions[uri] = text, 1

@@ -56,6 +56,7 @@ export function activate(context: vscode.ExtensionContext): PhasewiseApi {
   };
   context.subscriptions.push(
     server.onStreamText((params) => documents.onStream(params)),
+    server.onStep((params) => documents.onStep(params)),
     server.onDidChangeState((state) => {
       statusBar.showState(state, server.lastError);
       if (state === "running") {

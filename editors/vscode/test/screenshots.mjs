@@ -131,7 +131,10 @@ try {
   await waitForText(".notifications-toasts", "Review the change to app.py, orders.py");
   await waitForText(".monaco-editor .view-lines", "from app import read_file");
   await pause(1200);
-  await shot("code-review", "Code renames across app.py and orders.py: the multi-file diff, Apply (✓) and Discard in its title bar");
+  await shot(
+    "code-review",
+    "Code (working in steps) renames across app.py and orders.py: its steps listed beside the multi-file diff, Apply (✓) and Discard in its title bar",
+  );
 
   // ... the title bar's ✓: both files change at once, the diff closes, back to app.py.
   await page.evaluate(() => {
@@ -150,6 +153,7 @@ try {
     },
     { timeout: 60_000, polling: 200 },
   );
+  await waitForFrameText("applied, 2 files"); // the code phase's view says how it ended, under its steps
   await pause(800);
   await shot("code-edit", "the ✓ clicked: the change landed in both files, the diff closed, app.py is back");
 

@@ -72,18 +72,20 @@ def _workspace(root: Path, sim: SimulatorThread) -> Path:
     settings = {
         "phasewise.phases": {
             "plan": {"model": "sim-planner/claude-sim"},
-            "code": {"model": "sim-coder/gpt-sim"},
+            "code": {"model": "sim-coder/gpt-sim", "agent": True},  # it works in steps: its view lists them
             "review": {"model": "sim-reviewer/glm-sim"},
         },
         "phasewise.providers": {
             "sim-planner": {"protocol": "anthropic", "baseUrl": sim.base_url("sim-planner", "anthropic"),
                             "requiresKey": False},
-            "sim-coder": {"protocol": "openai", "baseUrl": sim.base_url("sim-coder", "openai"), "requiresKey": False},
+            "sim-coder": {"protocol": "openai", "baseUrl": sim.base_url("sim-coder", "openai"), "requiresKey": False,
+                          "models": {"gpt-sim": {"toolCalling": True}}},
             "sim-reviewer": {"protocol": "openai", "baseUrl": sim.base_url("sim-reviewer", "openai"),
                              "apiKeyEnv": "REVIEWER_API_KEY"},
         },
     }
     (folder / ".vscode" / "settings.json").write_text(json.dumps(settings, indent=2))
+    subprocess.run(["git", "init", "-q", str(folder)], check=True)  # the code agent searches it with git grep
     return folder
 
 

@@ -2,7 +2,8 @@
 
 Streamed text is flushed at most once every ``FLUSH_SECONDS``: one ``$/progress`` report (the
 latest line, for any client) plus one ``phasewise/streamText`` notification (the new text, for
-clients that show the plan as it arrives). The first text after a quiet spell goes out at once
+clients that show the plan as it arrives). A phase that works in steps also sends each step as it
+ends (``phasewise/step``), for the plugins' phase views. The first text after a quiet spell goes out at once
 (leading edge), so coalescing never delays the first token; what arrives within the window after
 a flush waits for the window's end.
 
@@ -23,9 +24,11 @@ from lsprotocol import types
 
 if TYPE_CHECKING:
     from phasewise.edge.server import PhasewiseServer
+    from phasewise.phases.agent import AgentStep
 
 FLUSH_SECONDS = 0.05
 STREAM_NOTIFICATION = "phasewise/streamText"
+STEP_NOTIFICATION = "phasewise/step"
 STATUS_LOG_SECONDS = 5.0
 
 
@@ -140,6 +143,18 @@ class PhaseProgress:
         self._last_status_log = now
         self.ls.window_log_message(types.LogMessageParams(
             type=types.MessageType.Info, message=f"[{self.run_id}] {self.phase}: {message}"))
+
+    def on_step(self, step: AgentStep, of: int) -> None:
+        """A step of a phase that works in steps, for a plugin's phase view: ``phasewise/step``
+        {runId, phase, uri, step: {step, of, tool, summary, ok, ms, tokens}}, after the text
+        streamed before it (the progress report said it already, for any client)."""
+        self.flush()
+        if self._streams:
+            self.ls.protocol.notify(STEP_NOTIFICATION, {
+                "runId": self.run_id, "phase": self.phase, "uri": self.uri,
+                "step": {**step.to_json(), "of": of},
+            })
+            self.notifications += 1
 
     def flush(self) -> None:
         if self._handle is not None:

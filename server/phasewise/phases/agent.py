@@ -28,7 +28,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from phasewise.phases.edits import line_edits
 from phasewise.phases.prompts import ToolSpec
@@ -59,6 +59,14 @@ class AgentStep(Jsonable):
     tokens: int = 0
     arguments: str = field(default="", metadata=json_rule(skip=True))  # for the run record, with content
     output: str = field(default="", metadata=json_rule(skip=True))
+
+
+@runtime_checkable
+class StepObserver(Protocol):
+    """An observer that also shows each step as it happens (a plugin's phase view): ``of`` is the
+    phase's ``maxSteps``."""
+
+    def on_step(self, step: AgentStep, of: int) -> None: ...
 
 
 @dataclass(slots=True)
@@ -154,6 +162,8 @@ class AgentLoop:
                 tokens = 0
                 results.append(ToolResult(call.id, outcome.content, is_error=not outcome.ok))
                 self.observer.on_status(f"step {step}/{self.settings.max_steps}: {outcome.summary}")
+                if isinstance(self.observer, StepObserver):
+                    self.observer.on_step(out.steps[-1], self.settings.max_steps)
             self.turns += [AssistantTurn(c.text, tuple(calls)), ResultsTurn(tuple(results))]
             limit = self.settings.max_cost_usd
             if limit is not None and out.cost_usd is not None and out.cost_usd >= limit:

@@ -70,6 +70,8 @@ function M.execute(client, buf, command, arg, on_result)
     elseif err then
       vim.notify(("Phasewise %s failed: %s"):format(command, err.message), vim.log.levels.ERROR)
     else
+      -- a phase that worked in steps: its steps' buffer gets the outcome (the plan's: its caller)
+      require("phasewise.scratch").finish_steps(result)
       on_result(result)
     end
   end, buf)

@@ -76,6 +76,10 @@ function M.lsp_config()
       ["phasewise/streamText"] = function(_, params, ctx)
         require("phasewise.scratch").on_stream(params, ctx)
       end,
+      -- each step of a phase that works in steps, as it ends: listed in the phase's buffer
+      ["phasewise/step"] = function(_, params)
+        require("phasewise.scratch").on_step(params)
+      end,
       -- this client's edits only: shown as a diff and confirmed (other servers keep Neovim's)
       ["workspace/applyEdit"] = function(err, params, ctx)
         return require("phasewise.edits").handler(err, params, ctx)

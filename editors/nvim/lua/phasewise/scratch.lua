@@ -1,22 +1,42 @@
 --- Scratch buffers: one plan per document (reused by every run of its plan), filled as
 --- `phasewise/streamText` arrives, and reports (compare, the diff of an edit). Closing a plan's
---- window wipes it, so `:Phasewise code` no longer uses it.
+--- window wipes it, so `:Phasewise code` no longer uses it. A phase that works in steps lists its
+--- steps as they happen (`phasewise/step`): above the plan in the plan's buffer, and for any other
+--- phase in its own buffer `phasewise://<phase>/<file>`, which its result then completes.
 local M = {}
 
---- Plans by source document URI. `run_id` is the run whose text the buffer shows; `note` the
---- lines of the result's note above it (see `note_lines`), kept out of what `plan_for` hands on.
---- @type table<string, { buf: integer, run_id: string?, instruction: string?, note: string[]? }>
+--- A buffer's head: the steps of a phase that works in steps, then the result's note (see
+--- `head_of`); the plan's text or a phase's answer below it. `head` is the lines the head takes,
+--- kept out of what `plan_for` hands on.
+--- @class phasewise.View
+--- @field buf integer
+--- @field run_id string?
+--- @field steps table[] the steps shown, as `phasewise/step` sent them ({step, of, tool, summary, ok, ms})
+--- @field note string? the result's note
+--- @field head string[] the lines of the head now in the buffer
+
+--- Plans by source document URI. `run_id` is the run whose text the buffer shows.
+--- @type table<string, phasewise.View | { instruction: string? }>
 local plans = {}
 
---- Where a note is highlighted.
+--- The buffers of phases other than the plan that work in steps, by run id.
+--- @type table<string, phasewise.View>
+local views = {}
+
+--- The height of a phase's steps buffer, below the file.
+local STEPS_HEIGHT = 10
+
+--- Where a head is highlighted.
 local NOTE_NS = vim.api.nvim_create_namespace("phasewise.note")
 
---- A scratch buffer named `name`, shown in a split beside the current window (focus stays).
+--- A scratch buffer named `name`, shown in a split beside the current window (focus stays), or
+--- below it `below` lines high (a list of steps: the file and a change's diff keep the width).
 --- Markdown (a plan, a report's prose) wraps at word boundaries there, as `:setlocal` would set it.
 --- @param name string
 --- @param filetype string? default "markdown"
+--- @param below integer?
 --- @return integer buf
-local function show(name, filetype)
+local function show(name, filetype, below)
   local buf = vim.iter(vim.api.nvim_list_bufs()):find(function(b)
     return vim.api.nvim_buf_get_name(b) == name
   end)
@@ -27,7 +47,8 @@ local function show(name, filetype)
     vim.bo[buf].filetype = filetype or "markdown"
   end
   if vim.fn.bufwinid(buf) == -1 then
-    local win = vim.api.nvim_open_win(buf, false, { split = "right", win = 0 })
+    local place = below and { split = "below", win = 0, height = below } or { split = "right", win = 0 }
+    local win = vim.api.nvim_open_win(buf, false, place)
     if vim.bo[buf].filetype == "markdown" then
       for _, option in ipairs({ "linebreak", "breakindent" }) do
         vim.api.nvim_set_option_value(option, true, { scope = "local", win = win })
@@ -35,13 +56,6 @@ local function show(name, filetype)
     end
   end
   return buf
-end
-
---- @param buf integer
---- @param text string
-local function set_text(buf, text)
-  vim.api.nvim_buf_clear_namespace(buf, NOTE_NS, 0, -1)
-  vim.api.nvim_buf_set_lines(buf, 0, -1, false, vim.split(text, "\n", { plain = true }))
 end
 
 --- The lines a result's note takes above its text, as the server's plan document has it: a
@@ -59,19 +73,55 @@ local function note_lines(note)
   return lines
 end
 
---- Replace `buf`'s text by `note` (as `note_lines`) over `text`, the note highlighted as a warning.
---- @param buf integer
---- @param note string?
---- @param text string
---- @return string[] note the note's lines
-local function set_noted(buf, note, text)
-  local head = note_lines(note)
-  set_text(buf, text)
-  vim.api.nvim_buf_set_lines(buf, 0, 0, false, head)
-  if #head > 0 then
-    vim.api.nvim_buf_set_extmark(buf, NOTE_NS, 0, 0, { end_row = #head - 1, hl_group = "DiagnosticWarn" })
+--- One step as a Markdown list item: `- 4/25 search_files "find_item": 2 matches · 3 ms`, a
+--- failed one marked `✗` (the model was told why and goes on).
+--- @param step table
+--- @return string
+function M.step_line(step)
+  local at = type(step.of) == "number" and ("%d/%d"):format(step.step, step.of) or tostring(step.step)
+  local ms = type(step.ms) == "number" and (" · %d ms"):format(math.floor(step.ms + 0.5)) or ""
+  return ("- %s %s%s%s"):format(at, step.ok == false and "✗ " or "", tostring(step.summary), ms)
+end
+
+--- The head of `view`: its steps (a list, then a blank line), then its note (`note_lines`).
+--- @param view phasewise.View
+--- @return string[] lines, integer steps how many of the lines are steps
+local function head_of(view)
+  local lines = vim.tbl_map(M.step_line, view.steps or {})
+  local steps = #lines
+  if steps > 0 then
+    lines[#lines + 1] = ""
   end
-  return head
+  vim.list_extend(lines, note_lines(view.note))
+  return lines, steps
+end
+
+--- Put `view`'s head in place of the head its buffer shows, the steps dimmed (a failed one as a
+--- warning) and the note highlighted as a warning.
+--- @param view phasewise.View
+local function set_head(view)
+  local lines, steps = head_of(view)
+  local buf = view.buf
+  vim.api.nvim_buf_set_lines(buf, 0, #(view.head or {}), false, lines)
+  view.head = lines
+  vim.api.nvim_buf_clear_namespace(buf, NOTE_NS, 0, -1)
+  for i, step in ipairs(view.steps or {}) do
+    vim.api.nvim_buf_set_extmark(buf, NOTE_NS, i - 1, 0, {
+      end_row = i - 1, end_col = #lines[i], hl_group = step.ok == false and "DiagnosticWarn" or "Comment" })
+  end
+  local note = #lines - steps - (steps > 0 and 1 or 0) -- the note's lines, its blank one included
+  if note > 0 then
+    vim.api.nvim_buf_set_extmark(buf, NOTE_NS, #lines - note, 0, { end_row = #lines - 1, hl_group = "DiagnosticWarn" })
+  end
+end
+
+--- Replace `view`'s whole text by its head over `text`.
+--- @param view phasewise.View
+--- @param text string
+local function set_body(view, text)
+  vim.api.nvim_buf_set_lines(view.buf, 0, -1, false, vim.split(text, "\n", { plain = true }))
+  view.head = {}
+  set_head(view)
 end
 
 --- Append streamed text where the buffer ends, and follow it in the windows that show it.
@@ -98,7 +148,25 @@ end
 --- @param instruction string?
 function M.open_plan(uri, instruction)
   local buf = show(plan_name(uri))
-  plans[uri] = { buf = buf, run_id = nil, instruction = instruction }
+  local old = plans[uri]
+  local kept = old and old.buf == buf -- the last run's text stays until the new one comes: its head too
+  plans[uri] = { buf = buf, run_id = nil, instruction = instruction, steps = kept and old.steps or {},
+                 note = kept and old.note or nil, head = kept and old.head or {} }
+end
+
+--- The plan of `uri` bound to run `run_id`: the buffer shown for it, reused when it is waiting for
+--- its first text or step (`open_plan`), opened again otherwise; emptied of the last run's steps.
+--- @param uri string
+--- @param run_id string
+--- @return phasewise.View
+local function bind_plan(uri, run_id)
+  local plan = plans[uri]
+  if not (plan and plan.run_id == nil and plan.buf and vim.api.nvim_buf_is_valid(plan.buf)) then
+    M.open_plan(uri, plan and plan.instruction)
+    plan = plans[uri]
+  end
+  plan.run_id, plan.note, plan.steps = run_id, nil, {}
+  return plan
 end
 
 --- Handler of `phasewise/streamText` {runId, phase, uri, text}: plan text goes to the plan buffer,
@@ -115,26 +183,104 @@ function M.on_stream(params)
     end
     return
   end
-  if not (plan and plan.run_id == nil and vim.api.nvim_buf_is_valid(plan.buf)) then
-    M.open_plan(params.uri, plan and plan.instruction)
-    plan = plans[params.uri]
-  end
-  plan.run_id, plan.note = params.runId, nil
-  set_text(plan.buf, params.text)
+  set_body(bind_plan(params.uri, params.runId), params.text)
 end
 
---- The final plan result replaces what streamed (it is the whole text), under its note if it has
---- one (cut at the output limit: what raises the limit); a failed plan's empty buffer is closed.
+--- Handler of `phasewise/step` {runId, phase, uri, step}: the step is listed as it ends, above the
+--- plan in the plan's buffer, or in the phase's own buffer (opened beside, at its first step).
+--- @param params { runId: string, phase: string, uri: string?, step: table }
+function M.on_step(params)
+  if type(params.step) ~= "table" or type(params.uri) ~= "string" then
+    return
+  end
+  local view
+  if params.phase == "plan" then
+    view = plans[params.uri]
+    if not (view and view.run_id == params.runId) then
+      view = bind_plan(params.uri, params.runId)
+      set_body(view, "")
+    end
+  else
+    view = views[params.runId]
+    if not view then
+      local name = ("%s/%s"):format(params.phase, vim.fn.fnamemodify(vim.uri_to_fname(params.uri), ":t"))
+      view = { buf = show("phasewise://" .. name, nil, STEPS_HEIGHT), run_id = params.runId, steps = {}, head = {} }
+      views[params.runId] = view
+      set_body(view, ("_%s: working in steps…_"):format(params.phase))
+    end
+  end
+  if not vim.api.nvim_buf_is_valid(view.buf) then
+    return -- the user closed it: let it go
+  end
+  table.insert(view.steps, params.step)
+  set_head(view)
+  if params.phase ~= "plan" then
+    for _, win in ipairs(vim.fn.win_findbuf(view.buf)) do -- the newest step in sight
+      vim.api.nvim_win_set_cursor(win, { #view.steps, 0 })
+    end
+  end
+end
+
+--- What a phase's result says in its buffer, under its steps: the outcome, then its text.
+--- @param result table a phase result
+--- @return string
+local function outcome_text(result)
+  local route = result.provider and ("%s/%s"):format(result.provider, result.model) or "?"
+  local said
+  if not result.ok then
+    said = ("_%s (%s) failed_: %s"):format(result.phase, route, (result.error or {}).message or "")
+  elseif result.applied ~= nil or #(result.files or {}) > 0 then
+    local n = #(result.files or {})
+    said = ("_%s (%s): %s, %d file%s_"):format(result.phase, route,
+      result.applied and "applied" or "not applied", n, n == 1 and "" or "s")
+  elseif result.findings then
+    local n = #result.findings
+    said = ("_%s (%s): %d finding%s in the diagnostics_"):format(result.phase, route, n, n == 1 and "" or "s")
+  else
+    said = ("_%s (%s)_"):format(result.phase, route)
+  end
+  local text = type(result.text) == "string" and result.text or ""
+  return text ~= "" and (said .. "\n\n" .. text) or said
+end
+
+--- A phase's result completes the buffer its steps went to (not the plan's: `finish_plan`); a run's
+--- results each theirs. Nothing for a phase that did not work in steps.
+--- @param result table a phase result, or a run's ({phases = {...}})
+function M.finish_steps(result)
+  if type(result) ~= "table" then
+    return
+  end
+  for _, phase in ipairs(result.phases or {}) do
+    M.finish_steps(phase)
+  end
+  local view = result.runId and views[result.runId]
+  if not (view and view.run_id == result.runId and vim.api.nvim_buf_is_valid(view.buf)) then
+    return
+  end
+  views[result.runId] = nil
+  if #view.steps == 0 then
+    view.steps = result.steps or {}
+  end
+  view.note = result.note
+  set_body(view, outcome_text(result))
+end
+
+--- The final plan result replaces what streamed (it is the whole text), under its steps and its
+--- note if it has one (cut at the output limit: what raises the limit); a failed plan's empty
+--- buffer is closed.
 --- @param uri string
 --- @param result table a phase result
 function M.finish_plan(uri, result)
   local plan = plans[uri]
-  if not (plan and vim.api.nvim_buf_is_valid(plan.buf)) then
+  if not (plan and plan.buf and vim.api.nvim_buf_is_valid(plan.buf)) then
     return
   end
   if result.ok then
-    plan.run_id = result.runId
-    plan.note = set_noted(plan.buf, result.note, result.text or "")
+    if plan.run_id ~= result.runId or not plan.steps or #plan.steps == 0 then
+      plan.steps = result.steps or {} -- the steps it reported, when their notifications did not come
+    end
+    plan.run_id, plan.note = result.runId, result.note
+    set_body(plan, result.text or "")
   elseif table.concat(vim.api.nvim_buf_get_lines(plan.buf, 0, -1, false), "\n") == "" then
     vim.api.nvim_buf_delete(plan.buf, { force = true })
   end
@@ -146,13 +292,13 @@ end
 --- @return { text: string, instruction: string? }?
 function M.plan_for(uri)
   local plan = plans[uri]
-  if not (plan and vim.api.nvim_buf_is_valid(plan.buf)) then
+  if not (plan and plan.buf and vim.api.nvim_buf_is_valid(plan.buf)) then
     return nil
   end
   local lines = vim.api.nvim_buf_get_lines(plan.buf, 0, -1, false)
-  local note = plan.note or {}
-  if #note > 0 and vim.deep_equal(vim.list_slice(lines, 1, #note), note) then
-    lines = vim.list_slice(lines, #note + 1)
+  local head = plan.head or {}
+  if #head > 0 and vim.deep_equal(vim.list_slice(lines, 1, #head), head) then
+    lines = vim.list_slice(lines, #head + 1)
   end
   local text = table.concat(lines, "\n")
   if vim.trim(text) == "" then
@@ -174,13 +320,13 @@ function M.report(name, lines, filetype)
 end
 
 --- Show a phase's text (a plan-kind phase of yours) in the Markdown report buffer `name`, under
---- the result's note if it has one.
+--- its steps and the result's note.
 --- @param name string
 --- @param result table a phase result
 --- @return integer buf
 function M.report_text(name, result)
   local buf = M.report(name, {})
-  set_noted(buf, result.note, result.text or "")
+  set_body({ buf = buf, steps = result.steps or {}, note = result.note, head = {} }, result.text or "")
   return buf
 end
 

@@ -555,6 +555,7 @@ export class Commands {
   }
 
   private present(result: PhaseResult, options: { quiet?: boolean } = {}): void {
+    this.docs.finishSteps(result); // a phase that worked in steps: its view says how it ended
     const line = describeResult(result);
     if (!result.ok && result.error?.kind === "cancelled" && this.review.pending?.label === changeLabel(result)) {
       // the phase was cancelled while its change was shown: the diff goes, nothing lands

@@ -10,6 +10,8 @@ export type Phase = (typeof PHASES)[number];
 
 /** Server → client: new streamed text of a running phase. */
 export const STREAM_TEXT = "phasewise/streamText";
+/** Server → client: a step of a phase that works in steps, as it ends. */
+export const STEP = "phasewise/step";
 /** Client → server: keys, held in the server's memory only. */
 export const SET_KEYS = "phasewise/setKeys";
 

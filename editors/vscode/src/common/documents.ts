@@ -1,6 +1,8 @@
 /**
  * Read-only Markdown documents the extension shows: a plan, streamed as it arrives
- * (`phasewise/streamText`), and reports (status, verify, compare). They live in memory under
+ * (`phasewise/streamText`), and reports (status, verify, compare). A phase that works in steps
+ * lists its steps as they happen (`phasewise/step`): above the plan in the plan's view, and for
+ * any other phase in a view of its own, opened at its first step and completed by its result. They live in memory under
  * their own URI schemes, so closing one never asks to save, and open rendered (Markdown
  * preview). One plan view per document: a new plan or a retry of the same document reuses it,
  * and its status line says what the run is doing (waiting for a rate limit, retrying, on a
@@ -12,7 +14,7 @@ import * as vscode from "vscode";
 
 import { PLAN_SCHEME, REPORT_SCHEME } from "./constants";
 import type { RunStatus } from "./progress";
-import { routeOf, type PhaseResult, type StreamTextParams } from "./protocol";
+import { routeOf, type AgentStep, type PhaseResult, type StepParams, type StreamTextParams } from "./protocol";
 
 interface PlanEntry {
   uri: vscode.Uri;
@@ -31,6 +33,21 @@ interface PlanEntry {
   /** Every status line the view showed for the current run. */
   states: string[];
   running: boolean;
+  /** The steps of a phase that works in steps, as they happened. */
+  steps: AgentStep[];
+  /** "plan": a plan-kind phase's answer (handed to the code phase); "steps": another phase's steps. */
+  view: "plan" | "steps";
+}
+
+/** Markdown's own characters in a step's summary (a glob's `*`, a pattern's `\b`) shown as typed. */
+function literal(text: string): string {
+  return text.replace(/[\\`*_[\]<>#|~]/g, (c) => `\\${c}`);
+}
+
+/** One step as a Markdown list item: `- 4/25 read_file app.py: lines 1–40 of 40 · 3 ms`, a failed one marked ✗. */
+export function stepLine(step: AgentStep): string {
+  const at = typeof step.of === "number" ? `${step.step}/${step.of}` : `${step.step}`;
+  return `- ${at} ${step.ok ? "" : "✗ "}${literal(step.summary)} · ${Math.round(step.ms)} ms`;
 }
 
 export function describeResult(result: PhaseResult): string {
@@ -44,7 +61,8 @@ export function describeResult(result: PhaseResult): string {
   if (tokensIn != null || tokensOut != null) {
     parts.push(`${tokensIn ?? "?"} → ${tokensOut ?? "?"} tokens`);
   }
-  if ((result.attempts?.length ?? 0) > 1) {
+  // a retry, a rotation or a fallback (a phase that works in steps makes one ok attempt a step)
+  if ((result.attempts?.length ?? 0) > 1 && result.attempts!.some((a) => a.outcome !== "ok")) {
     parts.push(`attempts: ${result.attempts!.map((a) => `${a.provider}/${a.model} (${a.outcome})`).join(" → ")}`);
   }
   return parts.join(", ");
@@ -55,6 +73,8 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
   readonly onDidChange = this.changed.event;
   private readonly plans = new Map<string, PlanEntry>();
   private readonly reports = new Map<string, string>();
+  /** The route of each phase's latest run, from its progress title. */
+  private readonly routes = new Map<string, string>();
   /** The latest successful plan of each document (its view may show a later failed run). */
   private readonly good = new Map<string, { instruction: string; text: string; runId: string }>();
   private readonly registrations: vscode.Disposable[];
@@ -78,7 +98,8 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
   provideTextDocumentContent(uri: vscode.Uri): string {
     const plan = this.plans.get(uri.toString());
     if (plan) {
-      return `${plan.header}${plan.footer}\n\n${plan.body}`;
+      const steps = plan.steps.length > 0 ? `${plan.steps.map(stepLine).join("\n")}\n\n` : "";
+      return `${plan.header}${plan.footer}\n\n${steps}${plan.body}`;
     }
     return this.reports.get(uri.toString()) ?? "";
   }
@@ -94,11 +115,7 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
     phase = "plan",
   ): Promise<vscode.Uri> {
     const name = path.basename(source.path) || "untitled";
-    const uri = vscode.Uri.from({
-      scheme: PLAN_SCHEME,
-      path: `/${name} ${phase}.md`,
-      query: `for=${encodeURIComponent(source.toString())}`,
-    });
+    const uri = this.viewUri(source, phase);
     const asked = instruction ?? this.plans.get(uri.toString())?.instruction ?? "retry";
     const title = phase === "plan" ? "Plan" : phase;
     this.plans.set(uri.toString(), {
@@ -114,6 +131,8 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
       route,
       states: [],
       running: true,
+      steps: [],
+      view: "plan",
     });
     this.setStatus(this.plans.get(uri.toString())!, "waiting for the first token…");
     await this.show(uri);
@@ -122,6 +141,10 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
 
   /** A progress step of a run: the running plan view of that phase shows it. */
   onRunStatus(status: RunStatus): void {
+    const route = /^Phasewise [^:]+:\s*(.+)$/.exec(status.title)?.[1];
+    if (status.phase && route) {
+      this.routes.set(status.phase, route); // for a view its phase's first step opens
+    }
     if (status.state === "done") {
       return;
     }
@@ -130,6 +153,75 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
     if (entry && !(status.state === "streaming" && entry.chunks > 0)) {
       this.setStatus(entry, status.view);
     }
+  }
+
+  /**
+   * A step of a phase that works in steps: listed in the view of that run; a plan-kind phase's
+   * waiting view is bound to it; any other phase gets a view of its own at its first step (the
+   * file's `<name> <phase>.md`, reused by its next run).
+   */
+  onStep(params: StepParams): void {
+    if (!params.uri || typeof params.step !== "object" || params.step === null) {
+      return;
+    }
+    let entry = [...this.plans.values()].find((p) => p.runId === params.runId);
+    entry ??= [...this.plans.values()].find(
+      (p) => p.phase === params.phase && p.source === params.uri && !p.runId && !p.result,
+    );
+    if (!entry) {
+      const source = vscode.Uri.parse(params.uri);
+      const name = path.basename(source.path) || "untitled";
+      const uri = this.viewUri(source, params.phase);
+      entry = {
+        uri,
+        phase: params.phase,
+        source: params.uri,
+        instruction: "",
+        header: `# ${params.phase} · ${name}\n\n`,
+        footer: "",
+        body: "",
+        chunks: 0,
+        name,
+        route: this.routes.get(params.phase) ?? "",
+        states: [],
+        running: true,
+        steps: [],
+        view: "steps",
+      };
+      this.plans.set(uri.toString(), entry);
+      this.setStatus(entry, "working in steps…");
+      void this.show(uri);
+    }
+    entry.runId = params.runId;
+    entry.steps.push(params.step);
+    this.changed.fire(entry.uri);
+  }
+
+  /** A phase's result completes the view its steps went to (a plan's view: `finishPlan`). */
+  finishSteps(result: PhaseResult): void {
+    const entry = [...this.plans.values()].find((p) => p.runId === result.runId && p.view === "steps");
+    if (!entry) {
+      return;
+    }
+    entry.result = result;
+    entry.running = false;
+    entry.route = routeOf(result);
+    if (entry.steps.length === 0) {
+      entry.steps = result.steps ?? [];
+    }
+    entry.body = result.text ?? "";
+    let outcome = result.ok
+      ? describeResult(result)
+      : `${describeResult(result)} — ${result.error?.message ?? "failed"}`;
+    if (result.ok && (result.applied !== undefined || (result.files?.length ?? 0) > 0)) {
+      const n = result.files?.length ?? 0;
+      outcome += ` — ${result.applied ? "applied" : "not applied"}, ${n} file${n === 1 ? "" : "s"}`;
+    }
+    entry.footer = `_${outcome}_`;
+    if (result.note) {
+      entry.footer += `\n\n> **${result.incomplete ? "incomplete" : "note"}**: ${result.note}`;
+    }
+    this.changed.fire(entry.uri);
   }
 
   /** Streamed plan text: goes to the plan of that run, or binds the oldest waiting plan of the document. */
@@ -160,6 +252,9 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
     }
     entry.result = result;
     entry.running = false;
+    if (result && entry.steps.length === 0 && (entry.runId === undefined || entry.runId === result.runId)) {
+      entry.steps = result.steps ?? []; // the steps it reported, when their notifications did not come
+    }
     if (result?.ok) {
       entry.body = result.text || entry.body;
       entry.footer = `_${describeResult(result)}_`;
@@ -176,6 +271,16 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
       entry.footer = `_${result ? describeResult(result) : "not run"}_\n\n> **${result?.error?.kind ?? "failed"}**: ${message}`;
     }
     this.changed.fire(entry.uri);
+  }
+
+  /** The view of `phase` for `source`: `<file> <phase>.md`. */
+  private viewUri(source: vscode.Uri, phase: string): vscode.Uri {
+    const name = path.basename(source.path) || "untitled";
+    return vscode.Uri.from({
+      scheme: PLAN_SCHEME,
+      path: `/${name} ${phase}.md`,
+      query: `for=${encodeURIComponent(source.toString())}`,
+    });
   }
 
   planEntry(uri: vscode.Uri): Readonly<PlanEntry> | undefined {
@@ -203,7 +308,7 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
 
   private setStatus(entry: PlanEntry, line: string): void {
     entry.states.push(line);
-    entry.footer = `_${entry.name} · ${entry.route} · ${line}_`;
+    entry.footer = `_${[entry.name, entry.route, line].filter((part) => part !== "").join(" · ")}_`;
     this.changed.fire(entry.uri);
   }
 

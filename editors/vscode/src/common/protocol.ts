@@ -39,6 +39,26 @@ export interface PhaseResult {
   files?: { path: string; uri?: string; diff?: string; created?: boolean }[];
   findings?: unknown[];
   costUsd?: number | null;
+  /** The tool calls of a phase that works in steps, in order. */
+  steps?: AgentStep[];
+}
+
+/** One tool call of a phase that works in steps; `of` (its maxSteps) only as it happens. */
+export interface AgentStep {
+  step: number;
+  of?: number;
+  tool: string;
+  summary: string;
+  ok: boolean;
+  ms: number;
+  tokens?: number;
+}
+
+export interface StepParams {
+  runId: string;
+  phase: string;
+  uri: string | null;
+  step: AgentStep;
 }
 
 export interface KeyView {

@@ -21,12 +21,12 @@ import {
 } from "vscode-languageclient/node";
 
 import type { ChangeReview } from "./changeReview";
-import { CLIENT_SUBSECTIONS, SECTION, SERVER_SETTINGS, SET_KEYS, STREAM_TEXT } from "./constants";
+import { CLIENT_SUBSECTIONS, SECTION, SERVER_SETTINGS, SET_KEYS, STEP, STREAM_TEXT } from "./constants";
 import type { KeyStore } from "./keys";
 import { LaunchError, resolveLaunch, type Launch } from "./launch";
 import type { Log } from "./log";
 import { NotificationProgressFeature, ProgressBoard } from "./progress";
-import type { StreamTextParams } from "./protocol";
+import type { StepParams, StreamTextParams } from "./protocol";
 import { serverStdio } from "./serverLog";
 
 export type ServerState = "stopped" | "starting" | "running" | "untrusted" | "not-found" | "failed";
@@ -107,6 +107,7 @@ export class ServerManager implements vscode.Disposable {
   private current: ServerState = "stopped";
   private readonly stateEmitter = new vscode.EventEmitter<ServerState>();
   private readonly streamEmitter = new vscode.EventEmitter<StreamTextParams>();
+  private readonly stepEmitter = new vscode.EventEmitter<StepParams>();
   private readonly settingsEmitter = new vscode.EventEmitter<void>();
   /** The phase runs' progress notifications, across restarts. */
   readonly progress = new ProgressBoard();
@@ -121,6 +122,8 @@ export class ServerManager implements vscode.Disposable {
 
   readonly onDidChangeState = this.stateEmitter.event;
   readonly onStreamText = this.streamEmitter.event;
+  /** Each step of a phase that works in steps, as it ends. */
+  readonly onStep = this.stepEmitter.event;
   /** The server's settings changed (the status is worth refreshing). */
   readonly onDidChangeSettings = this.settingsEmitter.event;
 
@@ -141,6 +144,7 @@ export class ServerManager implements vscode.Disposable {
       }),
       this.stateEmitter,
       this.streamEmitter,
+      this.stepEmitter,
       this.settingsEmitter,
       this.progress,
     );
@@ -265,6 +269,7 @@ export class ServerManager implements vscode.Disposable {
     client.registerFeature(new NotificationProgressFeature(client, this.progress));
     client.registerFeature(new PhasewiseCapabilities());
     client.onNotification(STREAM_TEXT, (params: StreamTextParams) => this.streamEmitter.fire(params));
+    client.onNotification(STEP, (params: StepParams) => this.stepEmitter.fire(params));
     client.onDidChangeState((e) => {
       // After a crash vscode-languageclient restarts the server: it needs the keys again.
       if (e.newState === State.Running && this.client === client) {

@@ -197,6 +197,10 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
     await vscode.window.showTextDocument(doc);
     const original = doc.getText();
     step("file opened");
+    if (process.env.PHASEWISE_TEST_SCENARIO === "steps") {
+      await stepsSession(api, report, step, file);
+      return;
+    }
 
     report.statusBefore = await api.commands.refreshStatus(file);
     report.statusBarBefore = api.statusBar.text;
@@ -594,5 +598,113 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
     report.elapsedMs = Date.now() - started;
     report.finished = true;
     write();
+  }
+}
+
+/**
+ * Phases that work in steps (`PHASEWISE_TEST_SCENARIO=steps`; the workspace's plan and code phases
+ * are agents): a plan lists its steps above the plan in its view while they happen, and the plan
+ * handed on is the plan alone; a code phase that searches, reads and edits two files lists its
+ * steps in a view of its own while they happen, then its one change waits in a diff, applied here.
+ */
+async function stepsSession(
+  api: PhasewiseApi,
+  report: Record<string, unknown>,
+  step: (name: string) => void,
+  file: vscode.Uri,
+): Promise<void> {
+  const instruction = "rename find_item to find_by_sku";
+  const isView = (d: vscode.TextDocument, phase: string) =>
+    d.uri.scheme === PLAN_SCHEME && d.uri.path.endsWith(` ${phase}.md`);
+  // each view's text every time it changed, and whether its phase had answered by then
+  const seen: { phase: string; text: string; answered: boolean }[] = [];
+  let answered = false;
+  // and what the extension's view held right after each step reached it (VS Code may redraw once
+  // for several steps that come together)
+  const atStep: { phase: string; step: number; text: string; answered: boolean }[] = [];
+  const documents = api.documents;
+  const onStep = documents.onStep.bind(documents);
+  documents.onStep = (params) => {
+    onStep(params);
+    const uri = vscode.Uri.from({
+      scheme: PLAN_SCHEME,
+      path: `/inventory.py ${params.phase}.md`,
+      query: `for=${encodeURIComponent(file.toString())}`,
+    });
+    atStep.push({
+      phase: params.phase,
+      step: params.step.step,
+      text: documents.provideTextDocumentContent(uri),
+      answered,
+    });
+  };
+  const watching = vscode.workspace.onDidChangeTextDocument((e) => {
+    for (const phase of ["plan", "code"]) {
+      if (isView(e.document, phase)) {
+        seen.push({ phase, text: e.document.getText(), answered });
+      }
+    }
+  });
+  try {
+    const plan = await vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.plan, {
+      uri: file.toString(),
+      instruction,
+    });
+    answered = true;
+    const planDoc = await waitFor(() =>
+      vscode.workspace.textDocuments.find((d) => isView(d, "plan") && /served by|failed by/.test(d.getText())),
+    );
+    report.plan = {
+      result: plan ?? null,
+      text: planDoc?.getText() ?? null,
+      handedOn: api.documents.latestPlan(file)?.text ?? null,
+    };
+    step("plan done");
+
+    answered = false;
+    const running = vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.code, {
+      uri: file.toString(),
+      instruction,
+    });
+    const pending = await waitFor(() => api.review.pending);
+    // the view as the extension holds it while the change waits, and VS Code's copy once it caught up
+    const codeView = vscode.Uri.from({
+      scheme: PLAN_SCHEME,
+      path: "/inventory.py code.md",
+      query: `for=${encodeURIComponent(file.toString())}`,
+    });
+    const held = documents.provideTextDocumentContent(codeView);
+    const rendered = await waitFor(() => {
+      const text = vscode.workspace.textDocuments.find((d) => isView(d, "code"))?.getText();
+      return text === held ? text : undefined;
+    }, 10_000);
+    report.asked = {
+      question: pending?.question ?? null,
+      files: pending?.files.map((f) => f.path) ?? [],
+      view: held,
+      rendered: rendered ?? null,
+      tabs: tabsView(),
+    };
+    step("code asked");
+    await vscode.commands.executeCommand(CHANGE.apply);
+    const code = await running;
+    answered = true;
+    const codeDoc = await waitFor(() =>
+      vscode.workspace.textDocuments.find((d) => isView(d, "code") && /served by|failed by/.test(d.getText())),
+    );
+    const caller = vscode.Uri.joinPath(file, "..", "orders.py");
+    report.code = {
+      result: code ?? null,
+      text: codeDoc?.getText() ?? null,
+      tabs: tabsView(),
+      document: vscode.workspace.textDocuments.find((d) => d.uri.toString() === file.toString())?.getText() ?? null,
+      caller: fs.readFileSync(caller.fsPath, "utf-8"),
+    };
+    step("code applied");
+  } finally {
+    watching.dispose();
+    documents.onStep = onStep;
+    report.seen = seen;
+    report.atStep = atStep;
   }
 }

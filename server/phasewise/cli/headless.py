@@ -196,10 +196,12 @@ class FileDoor:
 
 def _prompt(question: CommandQuestion) -> Reply:
     """The question on the terminal: [o]nce, [a]lways for this workspace, anything else is no."""
-    print(f"\nphasewise: {question.text}", file=sys.stderr)
+    # on stderr: stdout is the command's output (--json)
+    print(f"\nphasewise: {question.text}\nAllow it? [o]nce / [a]lways for this workspace / [N]o: ", end="",
+          file=sys.stderr, flush=True)
     try:
-        said = input("Allow it? [o]nce / [a]lways for this workspace / [N]o: ").strip().lower()
-    except (EOFError, KeyboardInterrupt):
+        said = sys.stdin.readline().strip().lower()
+    except (OSError, KeyboardInterrupt):
         return Reply("unanswered", "no answer on the terminal")
     return Reply("once" if said in ("o", "once", "y", "yes") else "always" if said in ("a", "always") else "deny")
 
@@ -215,7 +217,7 @@ class Headless:
     runner: PhaseRunner = field(init=False)
     said: list[str] = field(default_factory=list)  # what the user should hear besides the outcome
     allow_commands: bool = False  # --allow-commands: a workspace's commands run without asking (this run)
-    interactive: Callable[[], bool] = field(default=lambda: sys.stdin.isatty() and sys.stderr.isatty())
+    interactive: Callable[[], bool] = field(default=lambda: sys.stdin.isatty())  # a person can answer a prompt
 
     def __post_init__(self) -> None:
         self.runner = PhaseRunner(PhaseService(self.engine))

@@ -258,6 +258,18 @@ def command_tool(commands: Sequence[tuple[str, CommandSettings]]) -> Tool:
                 f"first. Commands: {listed}.", schema, "run", run)
 
 
+def commands_status(loaded: LoadedSettings) -> list[dict[str, Any]]:
+    """``phasewise.status``'s view of the commands: each one's line, bounds, origin (``user``: runs
+    unasked; ``workspace``: only once allowed) and the phases that may run it."""
+    settings = loaded.settings
+    out = []
+    for name, c in settings.commands.items():
+        phases = [p for p, ps in settings.phases.items() if ps.agent is not None and name in ps.agent.commands]
+        out.append({"name": name, "run": c.run, "timeoutSeconds": c.timeout_seconds, "cwd": c.cwd,
+                    "origin": loaded.command_origin(name), "phases": phases})
+    return out
+
+
 def key_variables(loaded: LoadedSettings, catalogue: Collection[str]) -> frozenset[str]:
     """Every variable a key may be read from: the catalogue's and those the settings name."""
     names = set(catalogue)
@@ -269,6 +281,23 @@ def key_variables(loaded: LoadedSettings, catalogue: Collection[str]) -> frozens
     return frozenset(names)
 
 
-__all__ = ["ACTIONS", "ALLOW_ALWAYS", "ALLOW_ONCE", "DENY", "WAY_OUT", "AllowedCommands", "AskCommand",
-           "CommandQuestion", "CommandTrust", "Decision", "PhaseCommands", "Reply", "Verdict", "command_tool",
-           "decision_of", "key_variables", "state_dir"]
+__all__ = [
+    "ACTIONS",
+    "ALLOW_ALWAYS",
+    "ALLOW_ONCE",
+    "DENY",
+    "WAY_OUT",
+    "AllowedCommands",
+    "AskCommand",
+    "CommandQuestion",
+    "CommandTrust",
+    "Decision",
+    "PhaseCommands",
+    "Reply",
+    "Verdict",
+    "command_tool",
+    "commands_status",
+    "decision_of",
+    "key_variables",
+    "state_dir",
+]

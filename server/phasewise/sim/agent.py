@@ -340,7 +340,7 @@ def _run(s: Session, names: list[str]) -> Answer:
     ran = {str((e.input or {}).get("name")) for e in done}
     left = [n for n in dict.fromkeys(names) if n not in ran]
     if left:
-        return _steps(_call(RUN_COMMAND, name=left[0]))
+        return _steps(ToolUse.of(RUN_COMMAND, {"name": left[0]}))
     return s.text(*(f"run_command `{(e.input or {}).get('name')}` ({'ok' if e.ok else 'error'}):\n{e.result or ''}"
                     for e in done))
 

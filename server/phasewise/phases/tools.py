@@ -485,7 +485,7 @@ def run_call(name: str, args: dict[str, Any] | None, declared: Collection[str], 
     """One call of a built-in tool: its outcome, an error result (and no effect) for a tool that was
     not declared (``declared``: the names of the tools the request declared), arguments that are
     not an object, or ones the tool's schema refuses. Never raises."""
-    got = _checked(name, args, [t for t in TOOLS if t.name in declared])
+    got = _checked(name, args, [t for n, t in _BY_NAME.items() if n in declared])
     if isinstance(got, ToolOutcome):
         return got
     tool, checked = got

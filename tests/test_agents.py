@@ -257,7 +257,7 @@ async def test_an_agent_needs_a_model_known_to_call_tools(client: LanguageClient
     status = answer(await editor.command("phasewise.status", {"uri": (work / "inventory.py").as_uri()}))
     code = next(p for p in status["phases"] if p["phase"] == "code")
     assert code["agent"] == {"maxSteps": 25, "maxCostUsd": None,
-                             "tools": ["read_file", "list_files", "search_files", "edit_file"]}
+                             "tools": ["read_file", "list_files", "search_files", "edit_file"], "commands": []}
     plan = next(p for p in status["phases"] if p["phase"] == "plan")
     assert plan["agent"]["tools"] == ["read_file", "list_files", "search_files"]
 

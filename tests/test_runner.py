@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from phasewise.phases.commands import CommandQuestion, Reply
 from phasewise.phases.documents import Document
 from phasewise.phases.service import PhaseInput, PhaseResult, PhaseService
 from phasewise.router.router import Engine, Observer
@@ -59,6 +60,10 @@ class RecordingDoor:
 
     def stop(self, observer: Observer) -> None:
         self.events.append(("stop", None))
+
+    async def ask_command(self, question: CommandQuestion) -> Reply:
+        self.events.append(("ask", question.line))
+        return Reply("unanswered", "a test door asks no one")
 
     async def apply(self, result: PhaseResult, loaded: LoadedSettings, observer: Observer) -> None:
         self.events.append(("apply", result.phase))

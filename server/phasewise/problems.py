@@ -116,6 +116,11 @@ def register_secret(*values: str | None) -> None:
         _KNOWN_SORTED = tuple(sorted(_KNOWN_SECRETS, key=len, reverse=True))
 
 
+def secret_env_name(name: str) -> bool:
+    """Whether an environment variable's name is a credential's (``*_API_KEY``, ``*_TOKEN``, …)."""
+    return bool(_SECRET_ENV.search(name))
+
+
 def register_environment_secrets(environ: Mapping[str, str] | None = None) -> None:
     """Remember the values of environment variables named like keys (``*_API_KEY``, ``*_TOKEN`` …)."""
     env = os.environ if environ is None else environ

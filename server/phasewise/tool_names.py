@@ -17,8 +17,9 @@ READ_FILE: Final = "read_file"
 LIST_FILES: Final = "list_files"
 SEARCH_FILES: Final = "search_files"
 EDIT_FILE: Final = "edit_file"
+RUN_COMMAND: Final = "run_command"  # a named command from settings (``phases.<p>.agent.commands``)
 AGENT_TOOLS: Final = (READ_FILE, LIST_FILES, SEARCH_FILES, EDIT_FILE)
 READ_ONLY_TOOLS: Final = (READ_FILE, LIST_FILES, SEARCH_FILES)
 
 __all__ = ["AGENT_TOOLS", "EDIT_FILE", "EDIT_TOOL", "FINDINGS_TOOL", "LIST_FILES", "READ_FILE", "READ_ONLY_TOOLS",
-           "SEARCH_FILES"]
+           "RUN_COMMAND", "SEARCH_FILES"]

@@ -34,13 +34,18 @@ def _common(p: argparse.ArgumentParser, *, settings: bool = True) -> None:
                             "(default: phasewise.json or .vscode/settings.json in the file's folder or a parent)")
 
 
-def _file_phase(p: argparse.ArgumentParser, *, instruction_required: bool) -> None:
+def _file_phase(p: argparse.ArgumentParser, *, instruction_required: bool, commands: bool = True) -> None:
     p.add_argument("file", metavar="FILE", help="the file to work on")
     p.add_argument("--instruction", "-i", required=instruction_required, default="",
                    help="what to do" + ("" if instruction_required else " (optional)"))
     p.add_argument("--range", metavar="START:END", help="only lines START to END (1-based, inclusive)")
     p.add_argument("--workspace", metavar="DIR", help="the workspace folder whose files the phases may read and "
                    "change (default: the git work tree around FILE, else FILE's folder)")
+    if commands:
+        p.add_argument("--allow-commands", action="store_true",
+                       help="let the workspace settings' named commands run without asking, for this run "
+                            "(commands from your user settings file always may; without this flag, a terminal asks "
+                            "and a script refuses)")
     _common(p)
 
 
@@ -75,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--dry-run", action="store_true", help="write no file; print every file's diff")
 
     compare = sub.add_parser("compare", help="one phase on several models side by side (nothing is applied)")
-    _file_phase(compare, instruction_required=False)
+    _file_phase(compare, instruction_required=False, commands=False)
     compare.add_argument("--phase", required=True, help="plan, code or review (or a phase of yours)")
     compare.add_argument("--models", required=True, action="append",
                          help="model references, comma separated: provider/model,provider/model (repeatable)")

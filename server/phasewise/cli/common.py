@@ -108,11 +108,12 @@ async def with_engine(body: Callable[[Engine], Coroutine[Any, Any, int]]) -> int
         await engine.aclose()
 
 
-def headless_for(engine: Engine, found: FoundSettings, board: ProgressBoard | None, workflow: str | None) -> Headless:
+def headless_for(engine: Engine, found: FoundSettings, board: ProgressBoard | None, workflow: str | None, *,
+                 allow_commands: bool = False) -> Headless:
     from phasewise.cli.headless import Headless
 
     observer_for = board.observer if board is not None else None
-    return Headless(engine, found.loaded, observer_for, workflow)
+    return Headless(engine, found.loaded, observer_for, workflow, allow_commands=allow_commands)
 
 
 def report_ledger_failures(headless: Headless) -> None:

@@ -13,11 +13,14 @@ failure part way puts back what was already replaced. New files get the user's u
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from phasewise.gate import PathGate, PathRefused
+from phasewise.phases.commands import CommandQuestion, Reply
 from phasewise.phases.documents import Document, LineRange
 from phasewise.phases.edits import FileChange
 from phasewise.phases.index import WorkspaceIndex
@@ -171,6 +174,15 @@ class FileDoor:
     def stop(self, observer: Observer) -> None:
         pass
 
+    async def ask_command(self, question: CommandQuestion) -> Reply:
+        """``--allow-commands``: allowed (this run only); else a prompt on a terminal; else refused."""
+        if self.headless.allow_commands:
+            return Reply("once")
+        if not self.headless.interactive():
+            return Reply("unanswered", "not asked: the command line is not on a terminal (pass --allow-commands to "
+                                       "let a workspace's commands run in a script)")
+        return await asyncio.to_thread(_prompt, question)
+
     async def apply(self, result: PhaseResult, loaded: LoadedSettings, observer: Observer) -> None:
         self.session.apply(result)
 
@@ -180,6 +192,18 @@ class FileDoor:
 
     def said(self, message: str) -> None:
         self.headless.said.append(message)
+
+
+def _prompt(question: CommandQuestion) -> Reply:
+    """The question on the terminal: [o]nce, [a]lways for this workspace, anything else is no."""
+    # on stderr: stdout is the command's output (--json)
+    print(f"\nphasewise: {question.text}\nAllow it? [o]nce / [a]lways for this workspace / [N]o: ", end="",
+          file=sys.stderr, flush=True)
+    try:
+        said = sys.stdin.readline().strip().lower()
+    except (OSError, KeyboardInterrupt):
+        return Reply("unanswered", "no answer on the terminal")
+    return Reply("once" if said in ("o", "once", "y", "yes") else "always" if said in ("a", "always") else "deny")
 
 
 @dataclass(slots=True)
@@ -192,6 +216,8 @@ class Headless:
     workflow: str | None = None
     runner: PhaseRunner = field(init=False)
     said: list[str] = field(default_factory=list)  # what the user should hear besides the outcome
+    allow_commands: bool = False  # --allow-commands: a workspace's commands run without asking (this run)
+    interactive: Callable[[], bool] = field(default=lambda: sys.stdin.isatty())  # a person can answer a prompt
 
     def __post_init__(self) -> None:
         self.runner = PhaseRunner(PhaseService(self.engine))

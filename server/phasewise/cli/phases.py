@@ -48,7 +48,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
     async def body(engine: Engine) -> int:
         board = ProgressBoard(console, enabled=not args.json)
-        headless = headless_for(engine, found, board, "run")
+        headless = headless_for(engine, found, board, "run", allow_commands=args.allow_commands)
         with board.shown():
             outcome = await headless.run(session, args.instruction, rng=rng, pipeline=pipeline)
         protocols = {r.phase: headless.protocol_of(r.provider) for r in outcome.results}
@@ -96,7 +96,7 @@ async def cmd_phase(args: argparse.Namespace) -> int:
 
     async def body(engine: Engine) -> int:
         board = ProgressBoard(console, enabled=not args.json)
-        headless = headless_for(engine, found, board, None)
+        headless = headless_for(engine, found, board, None, allow_commands=args.allow_commands)
         with board.shown():
             result = await headless.phase(session, phase, args.instruction, rng=rng, plan=plan)
         report_ledger_failures(headless)

@@ -22,7 +22,6 @@ May not import: edge, workflows, sim.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import time
@@ -33,7 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 from phasewise.phases.edits import line_edits
 from phasewise.phases.prompts import ToolSpec
 from phasewise.phases.results import PhaseInput, PhaseResult
-from phasewise.phases.tools import AgentWorkspace, Tool, run_call
+from phasewise.phases.tools import AgentWorkspace, Tool, call_tool
 from phasewise.providers.base import ChatRequest, Usage
 from phasewise.providers.catalogue import ModelInfo
 from phasewise.providers.pricing import cost
@@ -122,7 +121,6 @@ class AgentLoop:
         holds what came before)."""
         out = self.out
         current = self.phase_route
-        names = {t.name for t in self.tools}
         last: tuple[str, str] | None = None
         repeats = 0
         for step in range(1, self.settings.max_steps + 1):
@@ -155,7 +153,7 @@ class AgentLoop:
                                  f"{call.arguments[:120]}) {REPEATS} times in a row.")
                     return out
                 started = time.perf_counter()
-                outcome = await asyncio.to_thread(run_call, call.name, call.input, names, self.ws)
+                outcome = await call_tool(call.name, call.input, self.tools, self.ws)
                 ms = (time.perf_counter() - started) * 1000
                 out.steps.append(AgentStep(step, call.name, outcome.summary, outcome.ok, ms, tokens,
                                            call.arguments, outcome.content))

@@ -25,10 +25,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from phasewise.gate import PathRefused
 from phasewise.phases.edits import Block, BlockFailure, ChangeBuilder, ChangeSet, FileText, build_change
 from phasewise.phases.workspace import Workspace, sensitive
+
+if TYPE_CHECKING:
+    from phasewise.phases.commands import PhaseCommands
 
 CREDENTIAL_REFUSED = ("is a credential file (keys, tokens, .env): it is read or changed only when the user's "
                       "own instruction names it")
@@ -46,9 +50,11 @@ class Staged:
 class AgentWorkspace:
     """A phase's ``Workspace`` with the agent's staged edits; see the module docstring."""
 
-    def __init__(self, workspace: Workspace, allowed: frozenset[str] = frozenset()) -> None:
+    def __init__(self, workspace: Workspace, allowed: frozenset[str] = frozenset(),
+                 commands: PhaseCommands | None = None) -> None:
         self.workspace = workspace
         self.allowed = allowed  # credential files the user's own instruction named
+        self.commands = commands  # the named commands the phase may run (``run_command``), if any
         self._taken: dict[str, FileText | None] = {}  # path → the file as first staged (None: not text)
         self._builder = ChangeBuilder(self._normalised)  # the staged texts, as a code answer's blocks make them
         self._blocks: list[Block] = []  # every edit staged, in order

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from phasewise.phases.context import Context, Workspace
 from phasewise.phases.documents import Document, Finding, LineEdit, LineRange
@@ -23,6 +24,9 @@ from phasewise.router.messages import cancelled
 from phasewise.router.router import Attempt
 from phasewise.router.routes import PhaseRoute
 from phasewise.serial import Jsonable, json_property, json_rule
+
+if TYPE_CHECKING:
+    from phasewise.phases.commands import AskCommand
 
 
 @dataclass(slots=True)
@@ -41,6 +45,8 @@ class PhaseInput:
     # The instruction is the user's own words (typed: a command's argument, `-i`), not the
     # repository's (a `phasewise:` comment, a phase's default): only then may it name credential files.
     users_words: bool = False
+    # How the front door asks the user to allow a workspace's command (None: it cannot ask).
+    ask_command: AskCommand | None = None
 
 
 def _code_view(result: PhaseResult) -> bool:

@@ -22,6 +22,7 @@ from typing import Any
 
 from phasewise.phases.agent import AGENT_TEXT, AgentLoop, apply_outcome
 from phasewise.phases.answers import ANSWERS, CutAtLimit, answer_tool, cut_note, unusable
+from phasewise.phases.commands import AllowedCommands, CommandTrust, PhaseCommands, command_tool, key_variables
 from phasewise.phases.context import NAMED, Context, gather, sensitive
 from phasewise.phases.documents import MAX_DOCUMENT_CHARS, AnswerError, LineRange
 from phasewise.phases.formats import FORMATS, TOOL_CALL, EditFormat
@@ -39,6 +40,7 @@ from phasewise.phases.results import PhaseInput, PhaseResult, cancelled_result, 
 from phasewise.phases.tools import AgentWorkspace, tools_for
 from phasewise.problems import Problem, ProblemKind
 from phasewise.providers.base import ChatRequest
+from phasewise.providers.catalogue import KEY_ORIGINS
 from phasewise.providers.turns import Turn
 from phasewise.router.router import (
     Engine,
@@ -71,6 +73,7 @@ class PhaseService:
         # The response cache's clock and directory (tests inject both; None: the user's cache dir).
         self.clock: Callable[[], float] = time.time
         self.cache_dir: Path | None = None
+        self.allowed_commands: AllowedCommands | None = None  # None: the user's state directory, read each time
 
     def route(self, loaded: LoadedSettings, phase: str) -> PhaseRoute:
         return self.engine.resolver(loaded).phase(phase)
@@ -308,8 +311,11 @@ class PhaseService:
         kind = phase_route.kind
         assert inp.workspace is not None
         allowed = frozenset(f.path for f in context.files if f.reason == NAMED) if context else frozenset()
-        ws = AgentWorkspace(inp.workspace, allowed)
+        commands = self.commands_of(loaded, phase, inp, agent)
+        ws = AgentWorkspace(inp.workspace, allowed, commands)
         tools = tools_for(kind, agent.tools)
+        if commands is not None:
+            tools = (*tools, command_tool(commands.described()))
         finish = FINDINGS_TOOL_SPEC if kind == "review" else None
         declared = (*tools, *((finish,) if finish is not None else ()))
         caching = loaded.settings.prompt_caching
@@ -349,6 +355,20 @@ class PhaseService:
             result.error = unusable(err, result, served, phase)
             return
         result.ok = True
+
+    def commands_of(self, loaded: LoadedSettings, phase: str, inp: PhaseInput,
+                    agent: AgentSettings) -> PhaseCommands | None:
+        """The named commands ``phase`` may run (``agent.commands``), in the workspace folder of its
+        document, through the one trust check; None when it runs none."""
+        names = tuple(n for n in agent.commands if n in loaded.settings.commands)
+        ws = inp.workspace
+        if not names or ws is None or not ws.folders:
+            return None
+        located = ws.locate(Path(inp.document.path)) if inp.document.path else None
+        folder = located[0] if located is not None else ws.folders[0]
+        trust = CommandTrust(self.allowed_commands or AllowedCommands(), inp.ask_command)
+        return PhaseCommands(phase, names, loaded, folder, trust, key_variables(loaded, KEY_ORIGINS),
+                             check_path=ws.gate.check)
 
     def _response_cache(self, loaded: LoadedSettings, phase: str, inp: PhaseInput, phase_route: PhaseRoute,
                         build: Callable[[Route], Any]) -> tuple[ResponseCache | None, str | None]:

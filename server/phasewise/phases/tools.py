@@ -18,9 +18,11 @@ May not import: edge, router, providers.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import re
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -45,7 +47,7 @@ MAX_SEARCH_CHARS = 40_000
 SEARCH_TIMEOUT = 10.0  # seconds
 MAX_SHOWN_EDIT = 30  # numbered lines edit_file shows around what it staged
 
-Permission = Literal["read", "edit"]
+Permission = Literal["read", "edit", "run"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +68,8 @@ class Tool:
     description: str
     schema: dict[str, Any]
     permission: Permission
-    run: Callable[[dict[str, Any], AgentWorkspace], ToolOutcome]
+    # a function of (arguments, workspace); an async one (``run_command``) is awaited on the loop
+    run: Callable[[dict[str, Any], AgentWorkspace], ToolOutcome | Awaitable[ToolOutcome]]
 
 
 def _error(summary: str, content: str) -> ToolOutcome:
@@ -453,13 +456,12 @@ def tool_named(name: str) -> Tool | None:
     return _BY_NAME.get(name)
 
 
-def run_call(name: str, args: dict[str, Any] | None, declared: Collection[str], ws: AgentWorkspace) -> ToolOutcome:
-    """One tool call of the model: its outcome, an error result (and no effect) for a tool that was
-    not declared (``declared``: the names of the tools the request declared), arguments that are
-    not an object, or ones the tool's schema refuses. Never raises."""
-    tool = _BY_NAME.get(name)
-    if name not in declared or tool is None:
-        offered = ", ".join(t.name for t in TOOLS if t.name in declared) or "none"
+def _checked(name: str, args: dict[str, Any] | None,
+             tools: Sequence[Tool]) -> tuple[Tool, dict[str, Any]] | ToolOutcome:
+    """The tool ``name`` among ``tools`` and its checked arguments, or the error result."""
+    tool = next((t for t in tools if t.name == name), None)
+    if tool is None:
+        offered = ", ".join(t.name for t in tools) or "none"
         return _error(f"{_short(name)}: not a tool of this phase",
                       f"There is no tool named {_short(name)!r} in this phase; nothing was done. The tools you "
                       f"may call: {offered}.")
@@ -471,11 +473,47 @@ def run_call(name: str, args: dict[str, Any] | None, declared: Collection[str], 
     problems = check_arguments(tool.schema, args)
     if problems:
         return _error(f"{name}: bad arguments", f"{name}: {'; '.join(problems)}. Nothing was done.")
+    return tool, args
+
+
+def _failed(name: str, err: Exception) -> ToolOutcome:
+    return _error(f"{name}: failed", f"{name} failed: {type(err).__name__}: {_short(str(err), 300)}. "
+                  "Nothing was done.")
+
+
+def run_call(name: str, args: dict[str, Any] | None, declared: Collection[str], ws: AgentWorkspace) -> ToolOutcome:
+    """One call of a built-in tool: its outcome, an error result (and no effect) for a tool that was
+    not declared (``declared``: the names of the tools the request declared), arguments that are
+    not an object, or ones the tool's schema refuses. Never raises."""
+    got = _checked(name, args, [t for n, t in _BY_NAME.items() if n in declared])
+    if isinstance(got, ToolOutcome):
+        return got
+    tool, checked = got
     try:
-        return tool.run(args, ws)
+        outcome = tool.run(checked, ws)
     except Exception as err:  # an error result the loop sends back, never a crashed phase
-        return _error(f"{name}: failed", f"{name} failed: {type(err).__name__}: {_short(str(err), 300)}. "
-                      "Nothing was done.")
+        return _failed(name, err)
+    assert isinstance(outcome, ToolOutcome)
+    return outcome
+
+
+async def call_tool(name: str, args: dict[str, Any] | None, tools: Sequence[Tool], ws: AgentWorkspace) -> ToolOutcome:
+    """One tool call of the model against the tools the request declared (``tools``), as ``run_call``
+    answers it: a file tool in a thread, an async tool (``run_command``) on the loop. Never raises
+    (a cancel propagates)."""
+    got = _checked(name, args, tools)
+    if isinstance(got, ToolOutcome):
+        return got
+    tool, checked = got
+    try:
+        if inspect.iscoroutinefunction(tool.run):
+            outcome = await tool.run(checked, ws)
+        else:
+            outcome = await asyncio.to_thread(tool.run, checked, ws)
+    except Exception as err:  # an error result the loop sends back, never a crashed phase
+        return _failed(name, err)
+    assert isinstance(outcome, ToolOutcome)
+    return outcome
 
 
 _JSON_TYPES: Final = {"string": "a string", "integer": "an integer", "boolean": "true or false",
@@ -522,4 +560,4 @@ def check_arguments(schema: dict[str, Any], args: dict[str, Any]) -> list[str]:
 
 __all__ = ["EDIT_FILE_TOOL", "LIST_FILES_TOOL", "MAX_LIST", "MAX_MATCHES", "MAX_READ_CHARS", "MAX_READ_LINES",
            "READ_FILE_TOOL", "SEARCH_FILES_TOOL", "SEARCH_TIMEOUT", "TOOLS", "AgentWorkspace", "Hit", "Permission",
-           "Tool", "ToolOutcome", "check_arguments", "run_call", "tool_named", "tools_for"]
+           "Tool", "ToolOutcome", "call_tool", "check_arguments", "run_call", "tool_named", "tools_for"]

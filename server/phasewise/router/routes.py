@@ -366,5 +366,6 @@ class RouteResolver:
         if ps is not None and ps.agent is not None:  # works in steps: its bounds and tools, as they apply
             offered = AGENT_TOOLS if phase_route.kind == "code" else READ_ONLY_TOOLS
             out["agent"] = {"maxSteps": ps.agent.max_steps, "maxCostUsd": ps.agent.max_cost_usd,
-                            "tools": [t for t in offered if ps.agent.tools is None or t in ps.agent.tools]}
+                            "tools": [t for t in offered if ps.agent.tools is None or t in ps.agent.tools],
+                            "commands": list(ps.agent.commands)}
         return out

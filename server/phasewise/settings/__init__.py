@@ -6,6 +6,8 @@ raises: one wrong entry yields a ``config`` issue naming its exact key path whil
 working; ``secrets`` recognises keys written where they do not belong. Keys never live in settings:
 a key-shaped value, or a field meant to hold one (``apiKey``, a secret header, credentials in a
 URL), is refused with a ``config`` issue naming its path and where the key belongs instead.
+``commands`` carry their origin: those from the user's own settings run unasked
+(``LoadedSettings.user_commands``), any other only after the user allowed that command line.
 ``security``, ``network`` and ``ledgerPath`` are *user-level* settings (``USER_LEVEL_FIELDS``): they
 decide where keys may go, how connections are checked and where Phasewise writes outside the
 workspace, so a workspace may not set them (VS Code declares them application-scoped; the command
@@ -29,6 +31,7 @@ from phasewise.settings.loading import (
 )
 from phasewise.settings.model import (
     BUILTIN_PHASES,
+    DEFAULT_COMMAND_TIMEOUT,
     DEFAULT_CONTEXT_TOKENS,
     DEFAULT_EDIT_FORMAT,
     DEFAULT_FALLBACK_ON,
@@ -39,6 +42,7 @@ from phasewise.settings.model import (
     AgentSettings,
     AgentToolName,
     CacheSettings,
+    CommandSettings,
     EditFormatName,
     FallbackKind,
     ModelRef,
@@ -57,6 +61,7 @@ from phasewise.settings.secrets import SET_API_KEY_ACTION, Surface, key_way_out
 
 __all__ = [
     "BUILTIN_PHASES",
+    "DEFAULT_COMMAND_TIMEOUT",
     "DEFAULT_CONTEXT_TOKENS",
     "DEFAULT_EDIT_FORMAT",
     "DEFAULT_FALLBACK_ON",
@@ -68,6 +73,7 @@ __all__ = [
     "AgentSettings",
     "AgentToolName",
     "CacheSettings",
+    "CommandSettings",
     "ConfigIssue",
     "EditFormatName",
     "FallbackKind",

@@ -8,15 +8,18 @@ in a URL), is refused with a ``config`` issue naming its path and where the key 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from phasewise.serial import snake
 from phasewise.settings.model import (
     BUILTIN_PHASES,
+    COMMAND_NAME,
     SECTION,
+    CommandIn,
+    CommandSettings,
     PhaseSettings,
     ProviderSettings,
     Settings,
@@ -119,6 +122,13 @@ class LoadedSettings:
     broken_phases: tuple[tuple[str, tuple[ConfigIssue, ...]], ...] = ()
     broken_providers: tuple[tuple[str, tuple[ConfigIssue, ...]], ...] = ()
     surface: Surface = "editor"  # where the phases run: the way out of a key problem depends on it
+    # Commands whose entry is exactly the one in the user's own settings (they run unasked); every
+    # other command came from a workspace or a client that did not say it was the user's.
+    user_commands: frozenset[str] = frozenset()
+
+    def command_origin(self, name: str) -> str:
+        """``user`` (user-level settings) or ``workspace`` (anything else) for a command's entry."""
+        return "user" if name in self.user_commands else "workspace"
 
     def phase_issues(self, phase: str) -> tuple[ConfigIssue, ...]:
         return dict(self.broken_phases).get(phase, ())
@@ -127,15 +137,48 @@ class LoadedSettings:
         return dict(self.broken_providers).get(provider, ())
 
 
-def load_settings(raw: Any, *, surface: Surface = "editor") -> LoadedSettings:
+_COMMAND = TypeAdapter(CommandIn)
+
+
+def _commands(raw: Any, user: Any, issues: list[ConfigIssue]) -> tuple[dict[str, CommandSettings], frozenset[str]]:
+    """``commands``, each entry validated on its own: the user's (``user``) under the section's by
+    name, and the names whose entry is exactly the user's own."""
+    prefix = f"{SECTION}.commands"
+    valid: dict[str, CommandSettings] = {}
+    mine: dict[str, CommandSettings] = {}
+    for source, into in ((user, mine), (raw, valid)):
+        if source is None:
+            continue
+        if not isinstance(source, dict):
+            issues.append(ConfigIssue(prefix, f"expected an object of named commands, got {type(source).__name__}"))
+            continue
+        for name, value in source.items():
+            if not isinstance(name, str) or not COMMAND_NAME.match(name):
+                issues.append(ConfigIssue(f"{prefix}.{name}", "expected a command name such as `test` (letters, "
+                                                              "digits, `_.:-`, at most 64)"))
+                continue
+            try:
+                into[name] = _COMMAND.validate_python(value)
+            except ValidationError as err:
+                issues.extend(_issues(f"{prefix}.{name}", err))
+    merged = {**mine, **valid}
+    return merged, frozenset(n for n, c in mine.items() if merged.get(n) == c)
+
+
+def load_settings(raw: Any, *, surface: Surface = "editor", user_commands: Any = None) -> LoadedSettings:
     """Validate a raw ``phasewise`` section. Never raises; wrong entries become issues.
-    ``surface`` says where the phases run (the language server, or the command line)."""
+    ``surface`` says where the phases run (the language server, or the command line);
+    ``user_commands`` are the ``commands`` of the user's own settings (under the section's, by
+    name): those whose entry stays exactly the user's run unasked (``LoadedSettings.user_commands``)."""
     root = SECTION
     if raw is None:
-        return LoadedSettings(Settings(), surface=surface)
+        raw = {}
     if not isinstance(raw, dict):
         issue = ConfigIssue(root, f"expected an object, got {type(raw).__name__}")
-        return LoadedSettings(Settings(), (issue,), surface=surface)
+        issues0: list[ConfigIssue] = [issue]
+        commands, mine = _commands(None, user_commands, issues0)
+        return LoadedSettings(Settings().model_copy(update={"commands": commands}), tuple(issues0), surface=surface,
+                              user_commands=mine)
     issues: list[ConfigIssue] = []
     broken_phases: dict[str, tuple[ConfigIssue, ...]] = {}
     broken_providers: dict[str, tuple[ConfigIssue, ...]] = {}
@@ -169,9 +212,10 @@ def load_settings(raw: Any, *, surface: Surface = "editor") -> LoadedSettings:
             broken_providers[name] = tuple(issues[before:])
         else:
             providers[name] = provider
+    commands, mine = _commands(raw.get("commands"), user_commands, issues)
     rest: dict[str, Any] = {}
     for name, value in raw.items():
-        if name in {"phases", "providers"}:
+        if name in {"phases", "providers", "commands"}:
             continue
         if isinstance(name, str) and normalised(name) in SECRET_FIELDS:
             issues.append(ConfigIssue(f"{root}.{name}", f"a key written into settings is refused; "
@@ -184,7 +228,12 @@ def load_settings(raw: Any, *, surface: Surface = "editor") -> LoadedSettings:
         if probe is not None:
             rest[name] = value
     base = Settings.model_validate(rest)
-    settings = base.model_copy(update={"phases": phases, "providers": providers})
+    settings = base.model_copy(update={"phases": phases, "providers": providers, "commands": commands})
+    for name, phase in phases.items():
+        for i, command in enumerate(phase.agent.commands if phase.agent is not None else ()):
+            if command not in commands:
+                issues.append(ConfigIssue(f"{root}.phases.{name}.agent.commands[{i}]",
+                                          f"unknown command {command!r}: declare it under `{root}.commands.{command}`"))
     known = {*BUILTIN_PHASES, *phases, *broken_phases}
     for i, name in enumerate(settings.pipeline):
         if name not in known:
@@ -196,6 +245,7 @@ def load_settings(raw: Any, *, surface: Surface = "editor") -> LoadedSettings:
         tuple(broken_phases.items()),
         tuple(broken_providers.items()),
         surface,
+        mine,
     )
 
 
@@ -216,7 +266,7 @@ def with_phase_model(loaded: LoadedSettings, phase: str, model: str) -> LoadedSe
     entry["model"] = model
     entry["fallbacks"] = []
     raw.setdefault("phases", {})[phase] = entry
-    return load_settings(raw)
+    return replace(load_settings(raw, surface=loaded.surface), user_commands=loaded.user_commands)
 
 
 def json_schema() -> dict[str, Any]:

@@ -178,6 +178,57 @@ class ProviderSettings(_Model):
 
 AgentToolName = Literal["read_file", "list_files", "search_files", "edit_file"]
 DEFAULT_MAX_STEPS = 25
+DEFAULT_COMMAND_TIMEOUT = 300.0
+# A command's name as settings and the model use it: a word, no spaces ("test", "lint:py").
+COMMAND_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+class CommandSettings(_Model):
+    """A named command a phase that works in steps may run (``run_command {name}``): exactly this
+    command line, no arguments from the model. One from a workspace runs only after the user allowed it."""
+
+    run: str = Field(
+        min_length=1, max_length=4000,
+        description="The command line, run as it is: split like a shell's words and run without a shell, "
+        "unless it needs one (pipes, `&&`, redirections, globs, `$VARS`: then `/bin/sh -c`). E.g. `pytest -q`.",
+    )
+    timeout_seconds: float = Field(
+        DEFAULT_COMMAND_TIMEOUT, gt=0, le=86400,
+        description="Longest the command may run, in seconds; then it and every process it started are killed.",
+    )
+    cwd: str | None = Field(
+        None, description="Folder to run in, relative to the workspace folder and inside it. Unset: the "
+        "workspace folder.",
+    )
+
+    @field_validator("run")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("expected a command line, got an empty one")
+        if set(value) & set("\n\r\0"):
+            raise ValueError("expected one command line: no line breaks (join commands with `&&`)")
+        return value.strip()
+
+    @field_validator("cwd")
+    @classmethod
+    def _relative(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        text = value.strip()
+        if not text or "\0" in text:
+            raise ValueError("expected a folder relative to the workspace folder, e.g. `server`")
+        if text.startswith(("/", "~", "\\")) or re.match(r"^[A-Za-z]:", text):
+            raise ValueError(f"expected a folder relative to the workspace folder (inside it), got {value!r}")
+        return text
+
+
+def _command(value: Any) -> Any:
+    """``"pytest -q"`` is ``{"run": "pytest -q"}``."""
+    return {"run": value} if isinstance(value, str) else value
+
+
+CommandIn = Annotated[CommandSettings, BeforeValidator(_command, json_schema_input_type=str | CommandSettings)]
 
 
 class AgentSettings(_Model):
@@ -198,6 +249,20 @@ class AgentSettings(_Model):
         "`edit_file`. Unset: all of them for a `code` phase; a `plan` or `review` phase never gets "
         "`edit_file`.",
     )
+    commands: list[str] = Field(
+        default_factory=list,
+        description="Names of commands (from `phasewise.commands`) the phase may run with the tool "
+        "`run_command {name}`, e.g. `[\"test\"]`. A command from workspace settings runs only after you allowed "
+        "that command line for that workspace. Unset: no commands.",
+    )
+
+    @field_validator("commands")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not COMMAND_NAME.match(name):
+                raise ValueError(f"expected command names such as `test` (letters, digits, `_.:-`), got {name!r}")
+        return list(dict.fromkeys(value))
 
 
 def _agent(value: Any) -> Any:
@@ -255,7 +320,7 @@ class PhaseSettings(_Model):
         True, description="`code`: show the change for confirmation before it lands, where the editor can.",
     )
     agent: Annotated[AgentSettings | None, BeforeValidator(_agent, json_schema_input_type=bool | AgentSettings)] = (
-        Field(None, description="Work in steps: `true`, or `{maxSteps, maxCostUsd, tools}`. The model looks "
+        Field(None, description="Work in steps: `true`, or `{maxSteps, maxCostUsd, tools, commands}`. The model looks "
               "around the workspace (read, list, search) and, for a `code` phase, stages edits, before it "
               "answers; the change is still shown and applied at once. Needs a model known to call tools. "
               "Unset: one request, one answer."))
@@ -399,6 +464,14 @@ class Settings(_Model):
     )
     providers: dict[str, ProviderSettings] = Field(
         default_factory=dict, description="Overrides of catalogue providers and new providers, by id."
+    )
+    commands: dict[str, CommandIn] = Field(
+        default_factory=dict,
+        description="Named commands phases may run (`phases.<p>.agent.commands`): a command line, or "
+        "`{run, timeoutSeconds, cwd}`, e.g. `{\"test\": \"pytest -q\", \"lint\": \"ruff check .\"}`. Commands "
+        "from your user-level settings run unasked; any other (a workspace's) only after you allowed that exact "
+        "command line for that workspace. Run in their own process group, without provider keys in the "
+        "environment, inside the workspace, output capped.",
     )
     retry: RetrySettings = Field(default_factory=RetrySettings, description="Retry policy.")
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings, description="Timeouts.")

@@ -15,6 +15,8 @@ simulator has no file system: it knows only what it is told):
   files found, then the plan as text.
 - **review**: read the document's file, then ``report_findings`` (or, without that tool, the
   findings as a JSON block).
+- **"run `NAME`"** in the instruction, with ``run_command`` offered (any kind): ``run_command {name}``
+  for each command named so, one a turn, then a text that quotes every result as it came back.
 
 Results are read as the tools write them: ``read_file`` numbers each line ``<number>\\t<text>``;
 ``search_files`` lists hits as ``path:line:text`` (or ``path:line<TAB>text``, or a path on a line
@@ -52,7 +54,7 @@ from phasewise.sim.answers import (
     text_with_json,
 )
 from phasewise.sim.transcript import Exchange
-from phasewise.tool_names import EDIT_TOOL, FINDINGS_TOOL
+from phasewise.tool_names import EDIT_TOOL, FINDINGS_TOOL, RUN_COMMAND
 
 READ_FILE, LIST_FILES, SEARCH_FILES, EDIT_FILE = "read_file", "list_files", "search_files", "edit_file"
 AGENT_TOOLS = (READ_FILE, LIST_FILES, SEARCH_FILES, EDIT_FILE)
@@ -305,7 +307,7 @@ def reply(prompt: Prompt, history: tuple[Exchange, ...], declared: tuple[str, ..
     an agent's tools (``callable``), the misbehaving models' answers, else the single-shot answer."""
     if "toolonly" in model and declared and not callable:
         return _tool_only(prompt, declared)
-    if not any(name in AGENT_TOOLS for name in callable):
+    if not any(name in (*AGENT_TOOLS, RUN_COMMAND) for name in callable):
         return answer(prompt, provider, model)
     s = Session(prompt, history, callable, provider, model)
     if "loop" in model:
@@ -318,6 +320,8 @@ def reply(prompt: Prompt, history: tuple[Exchange, ...], declared: tuple[str, ..
         return _steps(_call(name, path=s.document_path or "README.md", search="a", replace="b"))
     if len(history) >= MAX_CALLS:
         return s.text(f"I stop here after {len(history)} tool calls; the work is not finished.")
+    if RUN_COMMAND in callable and (names := _RUN_RX.findall(prompt.instruction)):
+        return _run(s, names)
     if (stray := _STRAY_RX.search(prompt.instruction)) is not None:
         return _stray(s, stray.group(1), stray.group(2))
     return _SCRIPTS[_kind(prompt, callable)](s)
@@ -325,6 +329,20 @@ def reply(prompt: Prompt, history: tuple[Exchange, ...], declared: tuple[str, ..
 
 # "read `PATH`" / "write `PATH`": a confused (or prompt-injected) agent goes for PATH, whatever it is
 _STRAY_RX = re.compile(r"\b(read|write) (?:to )?`([^`\n]+)`")
+
+
+_RUN_RX = re.compile(r"\brun `([^`\n]+)`")
+
+
+def _run(s: Session, names: list[str]) -> Answer:
+    """``run_command`` for each name not run yet, then every result quoted."""
+    done = s.calls(RUN_COMMAND)
+    ran = {str((e.input or {}).get("name")) for e in done}
+    left = [n for n in dict.fromkeys(names) if n not in ran]
+    if left:
+        return _steps(ToolUse.of(RUN_COMMAND, {"name": left[0]}))
+    return s.text(*(f"run_command `{(e.input or {}).get('name')}` ({'ok' if e.ok else 'error'}):\n{e.result or ''}"
+                    for e in done))
 
 
 def _stray(s: Session, verb: str, path: str) -> Answer:

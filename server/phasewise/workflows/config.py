@@ -16,7 +16,8 @@ Beneath whichever of these is found lies the **user settings file**
 ``network``, ``ledgerPath``: where keys may go, CA bundle, proxy, where the run record is written)
 are read from the user settings file only; in a project file (or ``--settings``) they are ignored
 with a ``config`` issue, so a repository cannot allow its own origin for your keys nor have
-Phasewise write outside it.
+Phasewise write outside it. ``commands`` from the user settings file are the user's own (they run
+unasked); a project file's, or a user command the project changed, run only once allowed.
 
 VS Code's settings files are JSONC: comments and trailing commas are accepted.
 """
@@ -197,7 +198,8 @@ def _combine(project: Any, project_path: Path | None) -> FoundSettings:
                         f"read only from your user settings file ({user_settings_path()}); the default is used",
                     ))
     raw = project if not user else user if project is None else _merge(user, project)
-    loaded = load_settings(raw, surface="cli")
+    # the user file's commands are the user's own: they run unasked, unless the project changed them
+    loaded = load_settings(raw, surface="cli", user_commands=user.get("commands"))
     if ignored:
         loaded = replace(loaded, issues=(*ignored, *loaded.issues))
     return FoundSettings(loaded, project_path, user_path)

@@ -20,6 +20,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from phasewise.phases.commands import CommandQuestion, Reply
 from phasewise.phases.service import PhaseInput, PhaseResult, PhaseService, cancelled_result, new_run_id
 from phasewise.problems import Problem
 from phasewise.router.router import Observer
@@ -34,6 +35,11 @@ class Door(Protocol):
 
     source: str  # where runs come from, for the run record: "lsp", "cli"
     cancel_is_result: bool  # a cancel ends the phase with a `cancelled` result (else it propagates)
+
+    async def ask_command(self, question: CommandQuestion) -> Reply:
+        """Ask the user whether a workspace's command may run (``phases.commands``): an answer, or
+        ``unanswered`` with why (the door cannot ask, no answer in time)."""
+        ...
 
     def start(self, route: PhaseRoute, inp: PhaseInput) -> Observer:
         """The phase begins: show it; the observer gets its status and text."""
@@ -111,6 +117,8 @@ class PhaseRunner:
         """One phase through ``door``: shown, run, its change applied, recorded, its outcome shown
         (``route``: the phase's, when the door resolved it already)."""
         inp.run_id = run_id = inp.run_id or new_run_id()
+        if inp.ask_command is None:
+            inp.ask_command = door.ask_command  # a workspace's command is allowed by the door's user
         route = route or self.route(loaded, phase)
         observer = door.start(route, inp)
         try:

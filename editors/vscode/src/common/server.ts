@@ -303,8 +303,17 @@ export class ServerManager implements vscode.Disposable {
       stdioOptions: serverStdio,
       revealOutputChannelOn: RevealOutputChannelOn.Never,
       diagnosticCollectionName: SECTION,
-      // The keys also travel with `initialize`, so the first command never races `setKeys`.
-      initializationOptions: () => (Object.keys(this.startKeys).length > 0 ? { keys: this.startKeys } : {}),
+      // The keys also travel with `initialize`, so the first command never races `setKeys`. Named
+      // commands from the user's own (global) settings are declared as theirs: they run unasked, while
+      // a workspace's are asked about (a restart picks up a change to them).
+      initializationOptions: () => {
+        const options: Record<string, unknown> = Object.keys(this.startKeys).length > 0 ? { keys: this.startKeys } : {};
+        const userCommands = vscode.workspace.getConfiguration(SECTION).inspect("commands")?.globalValue;
+        if (userCommands !== undefined) {
+          options.userSettings = { commands: userCommands };
+        }
+        return options;
+      },
       middleware: {
         workspace: {
           handleApplyEdit: (params, next) => this.review.handle(params, next),

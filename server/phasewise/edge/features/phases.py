@@ -25,6 +25,7 @@ from phasewise.edge.shown import show_plan, wants_documents, workspace_folder
 
 if TYPE_CHECKING:
     from phasewise.edge.server import PhasewiseServer
+    from phasewise.phases.commands import CommandQuestion, Reply
     from phasewise.phases.documents import Document, LineRange
     from phasewise.phases.service import PhaseInput, PhaseResult
     from phasewise.phases.workspace import Workspace
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 PHASES = ("plan", "code", "review")
 UNDECLARED_APPLY_SECONDS = 10.0
+ASK_SECONDS = 120.0  # how long a question to run a workspace's command waits for the user
 
 
 class PhasesFeature(Feature):
@@ -242,6 +244,31 @@ class EdgeDoor:
     def stop(self, observer: Observer) -> None:
         assert isinstance(observer, PhaseProgress)
         self.ls.runs.remove(self._request_id, observer.token)
+
+    async def ask_command(self, question: CommandQuestion) -> Reply:
+        """``window/showMessageRequest``: Allow once · Always for this workspace · Deny. A client
+        that does not declare it, an error or an odd answer, or none within ``ASK_SECONDS``: not
+        allowed."""
+        from phasewise.phases.commands import ACTIONS, Reply, decision_of
+
+        ls = self.ls
+        window = ls.client_capabilities.window
+        if window is None or window.show_message is None:
+            return Reply("unanswered", "this editor cannot ask you (it does not declare window/showMessageRequest)")
+        params = types.ShowMessageRequestParams(type=types.MessageType.Warning, message=f"Phasewise: {question.text}",
+                                                actions=[types.MessageActionItem(title=a) for a in ACTIONS])
+        ls.log_line(f"asking to run `{question.line}` (command `{question.name}`, {question.phase} phase)")
+        try:
+            # shielded: a phase cancelled meanwhile must not fail pygls on the late answer (pygls issue 621)
+            picked = await asyncio.wait_for(asyncio.shield(ls.window_show_message_request_async(params)), ASK_SECONDS)
+        except TimeoutError:
+            return Reply("unanswered", f"no answer within {ASK_SECONDS:.0f} s")
+        except Exception as err:  # the client answered with an error
+            return Reply("unanswered", f"the editor could not ask ({type(err).__name__})")
+        title = getattr(picked, "title", None)
+        decision = decision_of(title if isinstance(title, str) else None)
+        return Reply(decision, "the question was dismissed" if picked is None else "an answer that is not one of "
+                     "the choices" if decision == "unanswered" else "")
 
     async def apply(self, result: PhaseResult, loaded: LoadedSettings, observer: Observer) -> None:
         await self.feature.apply_code(result, loaded, observer if isinstance(observer, PhaseProgress) else None)

@@ -28,6 +28,7 @@ class StatusFeature(Feature):
     async def status(self, args: StatusArgs) -> dict[str, Any]:
         """The resolved route of every phase and the problems found offline (no network)."""
         from phasewise import __version__
+        from phasewise.phases.commands import commands_status
         from phasewise.phases.documents import Document
         from phasewise.phases.service import PhaseInput
 
@@ -53,6 +54,7 @@ class StatusFeature(Feature):
             "version": __version__,
             "phases": phases,
             "health": health,
+            "commands": commands_status(loaded),
             "settingsIssues": [{"path": i.path, "message": i.message} for i in loaded.issues],
             "keysInMemory": sorted(ls.engine.keyring.memory_envs()),
             "keyring": (await self._keyring_info()).to_json(),

@@ -12,6 +12,7 @@ arguments are answered and the loop goes on.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -75,6 +76,12 @@ def settings(sim: SimulatorThread, *, protocol: str = "openai", model: str | Non
 def last_run() -> dict[str, Any]:
     line: dict[str, Any] = json.loads(Path(LEDGER).read_text(encoding="utf-8").splitlines()[-1])
     return line
+
+
+async def logged(client: LanguageClient, text: str) -> None:
+    """Wait until the server has logged a line holding ``text`` (it logs a phase's end after recording it)."""
+    while not any(text in m.message for m in client.log_messages):
+        await asyncio.wait_for(client.wait_for_notification(types.WINDOW_LOG_MESSAGE), 30)
 
 
 def chats(sim: SimulatorThread) -> list[Any]:
@@ -232,6 +239,8 @@ async def test_a_cancel_mid_step_applies_nothing(client: LanguageClient, sim: Si
     with pytest.raises(JsonRpcRequestCancelled):  # the command is answered RequestCancelled
         await running
     assert editor.applied == [] and "find_item" in (work / "orders.py").read_text(encoding="utf-8")
+    # the editor had its answer at once; the phase's task ends, and is recorded, just after
+    await logged(client, "code phase failed: cancelled")
     assert last_run()["result"] == "cancelled"
 
 

@@ -132,7 +132,11 @@ def phase_details(console: Console, result: PhaseResult) -> None:
                                 title=f"code: {result.text or 'the change'}", title_align="left"))
         else:
             console.print(Panel(result.text or "no change", title="code: no change", title_align="left"))
-    elif (result.kind or result.phase) == "review":
+    elif (result.kind or result.phase) in ("review", "qa"):
+        if result.passed is not None:
+            ran = ", ".join(f"{c['name']} {'ok' if c['ok'] else 'failed'}" for c in result.checks) or "no command"
+            console.print(f"[bold {'green' if result.passed else 'red'}]{result.phase}: "
+                          f"{'passed' if result.passed else 'failed'}[/] ({ran})")
         console.print(result.text)
         if result.findings:
             console.print(findings_table(result))

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 SOURCE = "phasewise"
 REVIEW_SOURCE = "phasewise-review"
+QA_SOURCE = "phasewise-qa"  # a qa-kind phase's findings: where its checks failed
 _SEVERITY = {
     "error": types.DiagnosticSeverity.Error,
     "warning": types.DiagnosticSeverity.Warning,
@@ -222,7 +223,8 @@ class DiagnosticsBook:
         )
         self.publish(uri)
 
-    def set_findings(self, uri: str, lines: list[str], findings: list[Finding], run_id: str) -> None:
+    def set_findings(self, uri: str, lines: list[str], findings: list[Finding], run_id: str,
+                     source: str = REVIEW_SOURCE) -> None:
         items = []
         for f in findings:
             rng = line_range(lines, f.start, f.end)
@@ -230,7 +232,7 @@ class DiagnosticsBook:
                 range=self._client_range(lines, rng),
                 message=plain_text(f.message),
                 severity=_SEVERITY.get(f.severity, types.DiagnosticSeverity.Warning),
-                source=REVIEW_SOURCE,
+                source=source,
                 # no code: the client shows "phasewise-review", not "phasewise-review(review)"
                 data={"runId": run_id, "suggestion": f.suggestion, "startLine": f.start, "endLine": f.end},
             ), rng.start.line, rng.end.line, lines[rng.start.line: rng.end.line + 1]))

@@ -207,6 +207,11 @@ AGENT_TEXT: dict[str, str] = {
     "review": (
         "Look at the code with the tools as you need (read_file, list_files, search_files); you cannot change "
         "files. Finish by calling report_findings with your findings."),
+    "qa": (
+        "Run every command you are given with run_command, the tests first. Where one fails, read the code its "
+        "output points at (read_file) as you need; you cannot change files. Finish by calling report_findings: "
+        "`passed` true only when every command succeeded, and one finding per failure on the file (`path`, "
+        "workspace-relative) and lines its output names, in the command's own words."),
 }
 
 

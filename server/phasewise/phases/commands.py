@@ -171,6 +171,32 @@ class CommandTrust:
         return Verdict(False, f"not allowed: {reply.why or 'no answer'}. {WAY_OUT}")
 
 
+@dataclass(frozen=True, slots=True)
+class CommandRun:
+    """One ``run_command`` of a phase, as a QA verdict reads it: ``ran`` False when it was refused or
+    could not start (``why``); ``exit_code`` None when it was killed at its timeout."""
+
+    name: str
+    ran: bool
+    exit_code: int | None = None
+    seconds: float = 0.0
+    timed_out: bool = False
+    output: str = ""  # the tail the model was shown
+    why: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.ran and self.exit_code == 0 and not self.timed_out
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "ran": self.ran, "ok": self.ok}
+        if self.ran:
+            out.update(exitCode=self.exit_code, seconds=round(self.seconds, 2), timedOut=self.timed_out)
+        else:
+            out["why"] = self.why
+        return out
+
+
 @dataclass(slots=True)
 class PhaseCommands:
     """The commands one phase may run, and how: its list, the settings' commands and their origins,
@@ -184,6 +210,7 @@ class PhaseCommands:
     key_names: frozenset[str]
     check_path: Callable[[Path], Path]  # the workspace's path gate: a resolved path inside it, or PathRefused
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    runs: list[CommandRun] = field(default_factory=list)  # every run_command of the phase, in order
 
     def described(self) -> list[tuple[str, CommandSettings]]:
         commands = self.loaded.settings.commands
@@ -206,10 +233,13 @@ class PhaseCommands:
                                "workspace. Nothing ran.", False, f"{said}: no such folder")
         verdict = await self.trust.check(name, spec.run, self.loaded.command_origin(name), self.folder, self.phase)
         if not verdict.allowed:
+            self.runs.append(CommandRun(name, False, why=verdict.how))
             return ToolOutcome(f"The command `{name}` (`{spec.run}`) was not run: {verdict.how}. Nothing ran.", False,
                                f"{said}: {verdict.how.split(':')[0]}")
         env = child_environment(self.environ, self.key_names)
         done = await run_line(spec.run, cwd=cwd, timeout=spec.timeout_seconds, env=env)
+        self.runs.append(CommandRun(name, done.error is None, done.exit_code, done.seconds, done.timed_out,
+                                    done.output, done.error or ""))
         return _outcome(name, spec, cwd, self.folder, done)
 
 

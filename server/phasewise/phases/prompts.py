@@ -163,6 +163,11 @@ _SYSTEM = {
         "You are a demanding reviewer. Report real problems only: bugs, unsafe code, unclear "
         "names. Give a suggestion (replacement text for the lines) where you have one."
     ),
+    "qa": (
+        "Phasewise phase: qa.\n"
+        "You check the work by running the project's commands (its tests, its linters) and reading what "
+        "fails. You do not change files. Report each failure on the file and line it is about."
+    ),
 }
 
 def system_prompt(phase: str, *, answer: str | None = None, kind: str | None = None,

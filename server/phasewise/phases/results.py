@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from phasewise.phases.context import Context, Workspace
 from phasewise.phases.documents import Document, Finding, LineEdit, LineRange
@@ -54,7 +54,7 @@ def _code_view(result: PhaseResult) -> bool:
 
 
 def _review_view(result: PhaseResult) -> bool:
-    return (result.kind or result.phase) == "review" or bool(result.findings)
+    return (result.kind or result.phase) in ("review", "qa") or bool(result.findings)
 
 
 @dataclass(slots=True)
@@ -92,6 +92,9 @@ class PhaseResult(Jsonable):
     changes: ChangeSet | None = field(default=None, metadata=json_rule(
         key="files", when=_code_view, encode=lambda c: list(c.files) if c else []))
     findings: list[Finding] = field(default_factory=list, metadata=json_rule(when=_review_view))
+    # a qa-kind phase: whether its checks passed, and each command it ran [{name, ran, ok, exitCode, seconds}]
+    passed: bool | None = field(default=None, metadata=json_rule(omit="none"))
+    checks: list[dict[str, Any]] = field(default_factory=list, metadata=json_rule(omit="empty"))
     # a phase that worked in steps: each tool call, [{step, tool, summary, ok, ms, tokens}]
     steps: Sequence[Jsonable] = field(default_factory=list, metadata=json_rule(omit="empty"))
     # what the phase sent besides its instruction: [{path, reason, tokens}]

@@ -24,7 +24,7 @@ from phasewise.phases.agent import AGENT_TEXT, AgentLoop, apply_outcome
 from phasewise.phases.answers import ANSWERS, CutAtLimit, answer_tool, cut_note, unusable
 from phasewise.phases.commands import AllowedCommands, CommandTrust, PhaseCommands, command_tool, key_variables
 from phasewise.phases.context import NAMED, Context, gather, sensitive
-from phasewise.phases.documents import MAX_DOCUMENT_CHARS, AnswerError, LineRange
+from phasewise.phases.documents import MAX_DOCUMENT_CHARS, AnswerError, LineRange, structured_answer
 from phasewise.phases.formats import FORMATS, TOOL_CALL, EditFormat
 from phasewise.phases.prompts import (
     FINDINGS_TOOL_SPEC,
@@ -35,6 +35,7 @@ from phasewise.phases.prompts import (
     document_block,
     layout,
 )
+from phasewise.phases.qa import QA_TOOL_SPEC, take_verdict
 from phasewise.phases.response_cache import ResponseCache, request_key, responses_dir
 from phasewise.phases.results import PhaseInput, PhaseResult, cancelled_result, new_run_id
 from phasewise.phases.tools import AgentWorkspace, tools_for
@@ -240,8 +241,14 @@ class PhaseService:
             )
             return result
         own = loaded.settings.phases.get(phase)
-        if own is not None and own.agent is not None and inp.workspace is not None and main is not None:
-            await self._in_steps(loaded, phase, inp, observer, phase_route, own.agent, context, context_text,
+        agent = own.agent if own is not None else None
+        if kind == "qa":  # a qa phase always works in steps: it runs its commands
+            agent = agent or AgentSettings()
+            if (unfit := self._qa_unfit(loaded, phase, inp, agent, result)) is not None:
+                result.error = unfit
+                return result
+        if agent is not None and inp.workspace is not None and main is not None:
+            await self._in_steps(loaded, phase, inp, observer, phase_route, agent, context, context_text,
                                  instructions, result, rng)
             result.total_ms = (time.perf_counter() - started) * 1000
             return result
@@ -316,7 +323,7 @@ class PhaseService:
         tools = tools_for(kind, agent.tools)
         if commands is not None:
             tools = (*tools, command_tool(commands.described()))
-        finish = FINDINGS_TOOL_SPEC if kind == "review" else None
+        finish = FINDINGS_TOOL_SPEC if kind == "review" else QA_TOOL_SPEC if kind == "qa" else None
         declared = (*tools, *((finish,) if finish is not None else ()))
         caching = loaded.settings.prompt_caching
         text = layout(phase, instruction=inp.instruction or "Review this code.", context=[context_text],
@@ -346,6 +353,21 @@ class PhaseService:
         served = out.served
         assert served is not None  # the loop made at least one call, or raised
         result.text = served.completion.text
+        if kind == "qa":
+            runs = commands.runs if commands is not None else []
+            if out.bound is not None:  # no verdict: not passed, and the note names the bound
+                result.passed, result.checks = False, [r.to_json() for r in runs]
+                result.ok = True
+                return
+            c = served.completion
+            try:
+                take_verdict(result, structured_answer(c.tool_input, c.text), inp, ws, runs,
+                             commands.names if commands is not None else ())
+            except AnswerError as err:
+                result.error = unusable(err, result, served, phase)
+                return
+            result.ok = True
+            return
         if kind == "code" or out.bound is not None:
             result.ok = True
             return
@@ -355,6 +377,28 @@ class PhaseService:
             result.error = unusable(err, result, served, phase)
             return
         result.ok = True
+
+    @staticmethod
+    def _qa_unfit(loaded: LoadedSettings, phase: str, inp: PhaseInput, agent: AgentSettings,
+                  result: PhaseResult) -> Problem | None:
+        """Why a qa phase cannot run here: no command to run, or no workspace to run it in."""
+        setting = f"phasewise.phases.{phase}.agent.commands"
+        names = [n for n in agent.commands if n in loaded.settings.commands]
+        if not names:
+            unknown = [n for n in agent.commands if n not in loaded.settings.commands]
+            said = (f"names {', '.join(f'`{n}`' for n in unknown)}, which `phasewise.commands` does not define"
+                    if unknown else "is empty")
+            return Problem(ProblemKind.CONFIG,
+                           f"The {phase} phase is a qa phase, which runs the project's commands, but `{setting}` "
+                           f"{said}: define them under `phasewise.commands` (e.g. `{{\"test\": \"pytest -q\"}}`) and "
+                           f"list them there. Nothing was sent.",
+                           phase=phase, provider=result.provider, model=result.model)
+        if inp.workspace is None or not inp.workspace.folders:
+            return Problem(ProblemKind.CONFIG,
+                           f"The {phase} phase is a qa phase: it runs commands in a workspace folder, and "
+                           f"{inp.document.path or inp.document.uri} lies in none. Open the project's folder. "
+                           f"Nothing was sent.", phase=phase, provider=result.provider, model=result.model)
+        return None
 
     def commands_of(self, loaded: LoadedSettings, phase: str, inp: PhaseInput,
                     agent: AgentSettings) -> PhaseCommands | None:

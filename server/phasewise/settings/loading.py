@@ -250,11 +250,12 @@ def load_settings(raw: Any, *, surface: Surface = "editor", user_commands: Any =
 
 
 def phase_kind(settings: Settings, phase: str) -> str:
-    """What ``phase`` is: a built-in phase is its own kind; one of the user's says, else ``plan``."""
+    """What ``phase`` is: a built-in phase is its own kind, and so is one named ``qa``; one of the
+    user's says, else ``plan``."""
     own = settings.phases.get(phase)
     if own is not None and own.kind is not None:
         return own.kind
-    return phase if phase in BUILTIN_PHASES else "plan"
+    return phase if phase in (*BUILTIN_PHASES, "qa") else "plan"
 
 
 def with_phase_model(loaded: LoadedSettings, phase: str, model: str) -> LoadedSettings:

@@ -27,7 +27,7 @@ from phasewise.settings.secrets import SECRET_HEADERS, env_names, looks_like_key
 SECTION = "phasewise"
 BUILTIN_PHASES = ("plan", "code", "review")
 Protocol = Literal["openai", "anthropic"]
-PhaseKind = Literal["plan", "code", "review"]
+PhaseKind = Literal["plan", "code", "review", "qa"]
 # The edit formats' names and the default, defined here only: the settings validate and document
 # ``editFormat`` with them, and ``phases.formats`` holds one format object per name.
 EditFormatName = Literal["search-replace", "whole", "tool", "text"]
@@ -280,8 +280,10 @@ class PhaseSettings(_Model):
     kind: PhaseKind | None = Field(
         None,
         description="What the phase's answer is and what is done with it: `plan` (text, shown), `code` (a "
-        "change, applied after you confirm it) or `review` (findings, shown as problems). The built-in "
-        "phases are their own kind; a phase of your own is a `plan` unless it says otherwise.",
+        "change, applied after you confirm it), `review` (findings, shown as problems) or `qa` (runs the "
+        "commands in `agent.commands`, reports each failure as a finding and says whether they `passed`; it "
+        "always works in steps). The built-in phases are their own kind, and so is a phase named `qa`; "
+        "another phase of your own is a `plan` unless it says otherwise.",
     )
     instructions: str | None = Field(
         None,

@@ -15,6 +15,9 @@ simulator has no file system: it knows only what it is told):
   files found, then the plan as text.
 - **review**: read the document's file, then ``report_findings`` (or, without that tool, the
   findings as a JSON block).
+- **qa**: ``run_command`` for each command the tool accepts (its schema's enum), in order; then
+  ``report_findings`` with ``passed`` (every command exited 0) and a finding per failure where the
+  output names a file and line (``path:line: message``, as pytest prints), else on the document.
 - **"run `NAME`"** in the instruction, with ``run_command`` offered (any kind): ``run_command {name}``
   for each command named so, one a turn, then a text that quotes every result as it came back.
 
@@ -98,6 +101,7 @@ class Session:
     callable: tuple[str, ...]
     provider: str
     model: str
+    commands: tuple[str, ...] = ()  # the names run_command accepts
 
     def calls(self, name: str) -> list[Exchange]:
         return [e for e in self.history if e.name == name]
@@ -134,7 +138,7 @@ def _steps(*calls: ToolUse) -> Answer:
 
 
 def _kind(prompt: Prompt, callable: tuple[str, ...]) -> str:
-    if prompt.kind in {"plan", "code", "review"}:
+    if prompt.kind in {"plan", "code", "review", "qa"}:
         return prompt.kind
     return "code" if EDIT_FILE in callable else "review" if FINDINGS_TOOL in callable else "plan"
 
@@ -255,7 +259,42 @@ def _review(s: Session) -> Answer:
     return Answer(text=text_with_json(str(obj["summary"]), obj, s.provider, s.model))
 
 
-_SCRIPTS: dict[str, Callable[[Session], Answer]] = {"code": _code, "plan": _plan, "review": _review}
+_FAILED_AT = re.compile(r"^(?P<path>[\w./-]+\.\w+):(?P<line>\d+): (?P<message>.+)$", re.M)
+
+
+def _qa(s: Session) -> Answer:
+    """Every command run once, in order; then the verdict with a finding per failure."""
+    runs = s.calls(RUN_COMMAND)
+    ran = {str((e.input or {}).get("name")) for e in runs}
+    if RUN_COMMAND in s.callable and (left := [n for n in s.commands if n not in ran]):
+        return _steps(ToolUse.of(RUN_COMMAND, {"name": left[0]}))
+    failed = [e for e in runs if not e.ok]
+    findings: list[dict[str, Any]] = []
+    for e in failed:
+        name = (e.input or {}).get("name")
+        where = list(_FAILED_AT.finditer(e.result or ""))
+        for m in where:
+            line = int(m.group("line"))
+            findings.append({"path": m.group("path"), "start_line": line, "end_line": line, "severity": "error",
+                             "message": f"`{name}` failed here: {m.group('message').strip()}"})
+        if not where:
+            findings.append({"start_line": 1, "end_line": 1, "severity": "error",
+                             "message": f"`{name}` failed: {_last_line(e.result)}"})
+    passed = bool(runs) and not failed
+    summary = (f"All {len(runs)} command{'s' if len(runs) != 1 else ''} passed." if passed else
+               f"{len(failed)} of {len(runs)} command{'s' if len(runs) != 1 else ''} failed." if runs else
+               "No command was run.")
+    if s.calls(FINDINGS_TOOL) or FINDINGS_TOOL not in s.callable:
+        return s.text(summary)
+    return _steps(_call(FINDINGS_TOOL, summary=summary, passed=passed, findings=findings))
+
+
+def _last_line(text: str | None) -> str:
+    lines = [line for line in (text or "").strip().split("\n") if line.strip()]
+    return lines[-1][:200] if lines else "no output"
+
+
+_SCRIPTS: dict[str, Callable[[Session], Answer]] = {"code": _code, "plan": _plan, "review": _review, "qa": _qa}
 
 
 def _edit(path: str, doc: Document, new: list[str]) -> tuple[ToolUse, ...]:
@@ -302,14 +341,14 @@ def _tool_only(prompt: Prompt, declared: tuple[str, ...]) -> Answer:
 
 
 def reply(prompt: Prompt, history: tuple[Exchange, ...], declared: tuple[str, ...], callable: tuple[str, ...],
-          provider: str, model: str) -> Answer:
+          provider: str, model: str, commands: tuple[str, ...] = ()) -> Answer:
     """The simulated reply to a request: an agent's next step when the request lets the model call
     an agent's tools (``callable``), the misbehaving models' answers, else the single-shot answer."""
     if "toolonly" in model and declared and not callable:
         return _tool_only(prompt, declared)
     if not any(name in (*AGENT_TOOLS, RUN_COMMAND) for name in callable):
         return answer(prompt, provider, model)
-    s = Session(prompt, history, callable, provider, model)
+    s = Session(prompt, history, callable, provider, model, commands)
     if "loop" in model:
         return _steps(_first_call(s))
     if not history and "badargs" in model:
@@ -320,6 +359,8 @@ def reply(prompt: Prompt, history: tuple[Exchange, ...], declared: tuple[str, ..
         return _steps(_call(name, path=s.document_path or "README.md", search="a", replace="b"))
     if len(history) >= MAX_CALLS:
         return s.text(f"I stop here after {len(history)} tool calls; the work is not finished.")
+    if _kind(prompt, callable) == "qa":
+        return _qa(s)
     if RUN_COMMAND in callable and (names := _RUN_RX.findall(prompt.instruction)):
         return _run(s, names)
     if (stray := _STRAY_RX.search(prompt.instruction)) is not None:

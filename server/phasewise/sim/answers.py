@@ -22,7 +22,7 @@ from typing import Any
 from phasewise.tool_names import EDIT_TOOL, FINDINGS_TOOL
 
 # "Phasewise phase: plan." or, for a phase of the user's own, "Phasewise phase: test (a code phase)."
-_PHASE_RX = re.compile(r"Phasewise phase:\s*([\w-]+)(?: \(an? (plan|code|review) phase\))?")
+_PHASE_RX = re.compile(r"Phasewise phase:\s*([\w-]+)(?: \(an? (plan|code|review|qa) phase\))?")
 _FORMAT_RX = re.compile(r"Edit format:\s*(search-replace|whole|tool|text)\b", re.I)
 _FILE_OPEN_RX = re.compile(
     r'^<file path="(?P<path>[^"]*)" language="(?P<language>[^"]*)" reason="(?P<reason>[^"]*)" '

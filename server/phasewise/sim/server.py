@@ -989,7 +989,7 @@ class Simulator:
             if plan is not None and plan.cut_at_tokens is not None:  # a lower limit than the request's
                 limit = min(limit or plan.cut_at_tokens, plan.cut_at_tokens)
             ans = wire.truncate(agent.reply(prompt, call.history, call.tools, call.callable, rec.provider,
-                                            call.model), limit)
+                                            call.model, call.commands), limit)
         with self._lock:
             self._ids += 1
             serial = self._ids

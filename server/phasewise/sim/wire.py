@@ -42,6 +42,17 @@ class Call:
     prompt_chars: int
     callable: tuple[str, ...] = ()  # the tools ``tool_choice`` lets the model call (a subset of ``tools``)
     history: tuple[Exchange, ...] = ()  # the tool calls made earlier in the conversation, with their results
+    commands: tuple[str, ...] = ()  # the names ``run_command`` accepts (its schema's enum), if it is declared
+
+
+def _command_names(schemas: list[Any]) -> tuple[str, ...]:
+    """The ``name`` enum of a declared ``run_command`` tool's schema (either protocol's shape)."""
+    for schema in schemas:
+        enum = (((schema or {}).get("properties") or {}).get("name") or {}).get("enum") \
+            if isinstance(schema, Mapping) else None
+        if isinstance(enum, list):
+            return tuple(str(n) for n in enum)
+    return ()
 
 
 def callable_tools(names: tuple[str, ...], choice: Any) -> tuple[str, ...]:
@@ -222,10 +233,13 @@ def parse_openai(body: Any) -> Call:
     except BadTranscript as exc:
         raise BadRequest(str(exc), "messages") from None
     names: list[str] = []
+    run_schemas: list[Any] = []
     for tool in _list_field(body, "tools"):
         fn = tool.get("function") if isinstance(tool, Mapping) else None
         if isinstance(fn, Mapping) and isinstance(fn.get("name"), str):
             names.append(fn["name"])
+            if fn["name"] == "run_command":
+                run_schemas.append(fn.get("parameters"))
     for fn in _list_field(body, "functions"):
         if isinstance(fn, Mapping) and isinstance(fn.get("name"), str):
             names.append(fn["name"])
@@ -242,6 +256,7 @@ def parse_openai(body: Any) -> Call:
         prompt_chars=chars + (len(json.dumps(body.get("tools"))) if body.get("tools") else 0),
         callable=callable_tools(tuple(names), body.get("tool_choice")),
         history=history,
+        commands=_command_names(run_schemas),
     )
 
 
@@ -292,6 +307,8 @@ def parse_anthropic(body: Any) -> Call:
         prompt_chars=chars + (len(json.dumps(body.get("tools"))) if body.get("tools") else 0),
         callable=callable_tools(names, body.get("tool_choice")),
         history=history,
+        commands=_command_names([t.get("input_schema") for t in _list_field(body, "tools")
+                                 if isinstance(t, Mapping) and t.get("name") == "run_command"]),
     )
 
 

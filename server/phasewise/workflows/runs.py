@@ -8,7 +8,9 @@ that fails, keeping what earlier phases made:
 
 - a plan-kind phase gets the plans written before it (a spec before the plan, say);
 - a code-kind phase gets those plans and the change made so far (a test phase after the code);
-- a review-kind phase gets the change made so far and the files it touched.
+- a review-kind phase gets the change made so far and the files it touched;
+- a qa-kind phase (it runs the project's commands) gets the same, and says whether they passed: the
+  run's ``passed`` is the last qa phase's verdict.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ PhaseStep = Callable[[Step], Awaitable[PhaseResult]]
 
 def review_instruction(instruction: str) -> str:
     return f"Review the change made for this request, and the code around it: {instruction}"
+
+
+def check_instruction(instruction: str) -> str:
+    return f"Check the change made for this request by running the project's commands: {instruction}"
 
 
 def pipeline_of(settings: Settings, names: Sequence[str] | None = None) -> list[tuple[str, str]]:
@@ -115,6 +121,12 @@ class RunOutcome(Jsonable):
         reviews = self._ok("review")
         return [f for r in reviews for f in r.findings] if reviews else None
 
+    @json_property(omit="none")
+    def passed(self) -> bool | None:
+        """The last qa phase's verdict (None: the run has none)."""
+        checks = self._ok("qa")
+        return checks[-1].passed if checks else None
+
 
 def _plans(results: list[PhaseResult]) -> str | None:
     """The plans written so far, for the next phase: one as it is, several each under its phase."""
@@ -134,9 +146,9 @@ async def run_pipeline(step: PhaseStep, instruction: str, pipeline: Sequence[tup
     files: list[str] = []
     for name, kind in phases:
         change = "".join(diffs) or None
-        if kind == "review":
-            s = Step(name, outcome.run_id, review_instruction(instruction), change=change or NO_CHANGE,
-                     files=tuple(files), kind=kind)
+        if kind in ("review", "qa"):
+            said = review_instruction(instruction) if kind == "review" else check_instruction(instruction)
+            s = Step(name, outcome.run_id, said, change=change or NO_CHANGE, files=tuple(files), kind=kind)
         elif kind == "code":
             s = Step(name, outcome.run_id, instruction, plan=_plans(outcome.results), change=change,
                      files=tuple(files), kind=kind)

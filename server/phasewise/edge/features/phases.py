@@ -17,7 +17,7 @@ import attrs
 from lsprotocol import types
 
 from phasewise.edge.commands import CommandError, NamedPhaseArgs, PhaseArgs, RetryArgs, register_command
-from phasewise.edge.diagnostics import problem_range
+from phasewise.edge.diagnostics import QA_SOURCE, REVIEW_SOURCE, problem_range
 from phasewise.edge.feature import Feature
 from phasewise.edge.progress import PhaseProgress
 from phasewise.edge.retry_wait import wait_for_limit
@@ -73,7 +73,7 @@ class PhasesFeature(Feature):
         if args.model:
             loaded = with_phase_model(loaded, phase, args.model)
         route = self.ls.runner.route(loaded, phase)  # resolved once, here, for the whole phase
-        if route.kind != "review":
+        if route.kind not in ("review", "qa"):  # a review or a qa phase needs no instruction
             args.require_instruction()
         doc = self.ls.document(args.uri)
         self._last[(args.uri, phase)] = args
@@ -135,7 +135,7 @@ class PhasesFeature(Feature):
                 {"phase": result.phase, "provider": result.provider, "model": result.model,
                  "attempts": [a.to_json() for a in result.attempts]},
             )
-        if result.kind == "review":
+        if result.kind in ("review", "qa"):
             # each finding on the file it is about: the document, or another file the change touched
             by_file: dict[str, list[Any]] = {uri: []}
             for finding in result.findings:
@@ -143,7 +143,8 @@ class PhasesFeature(Feature):
             for file_uri, found in by_file.items():
                 lines = doc.lines if file_uri == uri else self._lines_of(file_uri)
                 if lines is not None:
-                    book.set_findings(file_uri, lines, found, result.run_id)
+                    book.set_findings(file_uri, lines, found, result.run_id,
+                                      QA_SOURCE if result.kind == "qa" else REVIEW_SOURCE)
 
     def _lines_of(self, uri: str) -> list[str] | None:
         try:

@@ -1,0 +1,229 @@
+"""Issue 21: the server's own time per agent step, and ``phasewise.status`` while a loop runs.
+
+A real agent loop through the real language server: a Phasewise server over stdio rooted in a
+generated git work tree (``bench.workspace.generate``, 2,000 files), the simulator in its own
+process playing a plan-kind agent that calls one tool a step for N steps (``[steps=N]``,
+``bench/simproc.py``: ``read_file``, ``search_files``, ``list_files`` in turn), then answers.
+
+1. **Server time per step, provider and tool time left out.** The simulator stamps each request
+   when it has read it and when it has written the last byte of its answer (``started_at``,
+   ``finished_at``, one wall clock for both processes). Between the answer of step k and the request
+   of step k+1 the server parses the answer, runs the step's tool calls, reports progress, builds
+   the next request and sends it; that gap minus the step's tool time (``steps[].ms`` of the result,
+   the tool's run in its worker thread) is the server's time for the step. Sampled per step, on a
+   provider with no latency. Baseline in the same run, alternating: a single-shot phase's server time
+   (command sent → answered, minus the one request's provider time) on the same provider, and the
+   loop's own fixed part (command → first request, last answer → result).
+2. **``phasewise.status`` during a loop**: the same loop on a provider with 25 ms to its first
+   token, ``phasewise.status`` sent one after the other (5 ms apart) until the phase answers;
+   p50/p99 beside the same request on the idle server.
+
+``python -m bench.agent_loop [--short]`` prints the figures; ``bench/run.py --only agent_loop`` runs
+it with the other benchmarks (also in ``--short``). Printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.lspclient import PHASEWISE_CMD, LspProcess
+from bench.scenarios import KEY_ENV, phasewise_env, settle
+from bench.simproc import SimProcess
+from bench.stats import p50, p99, pct
+
+MODEL = "sim-agent"
+QUICK = {"first_token_ms": 0, "chunk_interval_ms": 0, "chunk_words": 20}  # no latency: the server alone
+LIVE = {"first_token_ms": 25, "chunk_interval_ms": 0, "chunk_words": 20}  # a model that thinks 25 ms a step
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    files: int  # the workspace's
+    steps: int  # tool calls per loop (model calls: one more)
+    runs: int  # loops measured (and as many single-shot phases)
+    status_steps: int  # the loop status is sampled during
+    status_idle: int
+
+
+SHORT = Sizes(files=2000, steps=20, runs=3, status_steps=40, status_idle=60)
+FULL = Sizes(files=2000, steps=30, runs=12, status_steps=80, status_idle=200)
+
+
+def settings(sim: SimProcess, max_steps: int) -> dict[str, Any]:
+    """Phases on simulated providers: ``steps`` and ``livesteps`` work in steps (plan kind), ``plan``
+    answers in one request; ``quick`` answers at once, ``live`` after 25 ms."""
+    providers = {name: {"protocol": "openai", "baseUrl": sim.base_url(name, "openai"), "apiKeyEnv": KEY_ENV,
+                        "models": {MODEL: {"toolCalling": True}}} for name in ("quick", "live")}
+    agent = {"maxSteps": max_steps}
+    return {"providers": providers,
+            "phases": {"plan": {"model": f"quick/{MODEL}"},
+                       "steps": {"kind": "plan", "model": f"quick/{MODEL}", "agent": agent},
+                       "livesteps": {"kind": "plan", "model": f"live/{MODEL}", "agent": agent}}}
+
+
+class Bench:
+    """One simulator, one server rooted in the generated workspace, the document open."""
+
+    def __init__(self, tmp: Path, sizes: Sizes) -> None:
+        self.tmp, self.sizes = tmp, sizes
+        self.sim = SimProcess(**QUICK)
+        self.lsp: LspProcess | None = None
+        self.uri = ""
+
+    async def start(self) -> None:
+        from bench.workspace import generate
+
+        ws = self.tmp / "ws"
+        ws.mkdir()
+        doc = await asyncio.to_thread(generate, ws, self.sizes.files)
+        await asyncio.to_thread(subprocess.run, ["git", "-C", str(ws), "add", "-A"], check=True)
+        await self.sim.start()
+        env = phasewise_env(self.tmp, PHASEWISE_WARMUP="1")
+        self.lsp = LspProcess(PHASEWISE_CMD, env, settings=settings(self.sim, self.sizes.status_steps + 1),
+                              stderr_path=self.tmp / "agent-loop.stderr")
+        await self.lsp.spawn()
+        await self.lsp.initialize(root=ws)
+        self.uri = doc.as_uri()
+        self.lsp.open(self.uri, doc.read_text(encoding="utf-8"))
+        await settle({"server": self.lsp.pid}, quiet_s=0.5, limit_s=15)  # the warm-up imports done
+
+    @property
+    def server(self) -> LspProcess:
+        assert self.lsp is not None
+        return self.lsp
+
+    async def stop(self) -> None:
+        if self.lsp is not None:
+            await self.lsp.close()
+        await self.sim.stop()
+
+    async def fresh_sim(self) -> None:
+        """Forget the simulator's requests (each run reads back its own) and set the latencies."""
+        await self.sim.reset()
+        await self.sim.configure("quick", **QUICK)
+        await self.sim.configure("live", **LIVE)
+
+    async def phase(self, phase: str, instruction: str) -> tuple[dict[str, Any], float, float, list[dict[str, Any]]]:
+        """One phase run: its result, command sent and answered (wall clock), the requests it made."""
+        await self.fresh_sim()
+        offset = time.time() - time.perf_counter()
+        reply = await self.server.command("phasewise.phase", {"phase": phase, "uri": self.uri,
+                                                              "instruction": instruction}, timeout=120)
+        result = reply.result if isinstance(reply.result, dict) else {}
+        if reply.error or not result.get("ok"):
+            raise RuntimeError(f"{phase} failed: {reply.error or result.get('error') or result.get('note')}")
+        chats = sorted((q for q in await self.sim.requests() if q["endpoint"] == "chat"),
+                       key=lambda q: q["started_at"])
+        return result, reply.sent + offset, reply.received + offset, chats
+
+
+def split(result: dict[str, Any], sent: float, received: float, chats: list[dict[str, Any]]) -> dict[str, Any]:
+    """A run's time, in ms: per step (the gap between answer k and request k+1, minus step k's tool
+    time), the fixed part (command → first request, last answer → result), provider and tool totals."""
+    tool_ms: dict[int, float] = {}
+    for s in result.get("steps") or ():
+        tool_ms[s["step"]] = tool_ms.get(s["step"], 0.0) + float(s["ms"])
+    gaps = [((chats[k + 1]["started_at"] - chats[k]["finished_at"]) * 1000 - tool_ms.get(k + 1, 0.0))
+            for k in range(len(chats) - 1)]
+    provider = sum((q["finished_at"] - q["started_at"]) * 1000 for q in chats)
+    wall = (received - sent) * 1000
+    return {"gaps": gaps, "head": (chats[0]["started_at"] - sent) * 1000,
+            "tail": (received - chats[-1]["finished_at"]) * 1000, "wall": wall, "provider": provider,
+            "tools": sum(tool_ms.values()), "server": wall - provider - sum(tool_ms.values()),
+            "model_calls": len(chats), "tool_calls": len(result.get("steps") or ())}
+
+
+async def per_step(b: Bench) -> dict[str, Any]:
+    """Figure 1: loops of ``steps`` tool calls and single-shot phases, alternating."""
+    n = b.sizes.steps
+    loop = f"look around the workspace [steps={n}]"
+    single = "outline the change [tokens=12]"
+    for phase, text in (("steps", loop), ("plan", single)):  # unmeasured warm runs
+        await b.phase(phase, text)
+    loops: list[dict[str, Any]] = []
+    singles: list[dict[str, Any]] = []
+    for i in range(b.sizes.runs):
+        order = [("steps", loop, loops), ("plan", single, singles)]
+        for phase, text, into in order if i % 2 == 0 else order[::-1]:
+            into.append(split(*await b.phase(phase, text)))
+    gaps = [g for r in loops for g in r["gaps"]]
+    early = [g for r in loops for g in r["gaps"][:5]]
+    late = [g for r in loops for g in r["gaps"][-5:]]
+    fixed = [r["head"] + r["tail"] for r in loops]
+    one = [r["server"] for r in singles]
+    return {
+        "agent_step_server_p50_ms": p50(gaps), "agent_step_server_p95_ms": pct(gaps, 95),
+        "agent_step_server_p99_ms": p99(gaps), "agent_step_server_max_ms": max(gaps),
+        "agent_step_server_first5_p50_ms": p50(early), "agent_step_server_last5_p50_ms": p50(late),
+        "agent_step_samples": len(gaps),
+        "agent_step_tool_p50_ms": p50([r["tools"] / max(1, r["tool_calls"]) for r in loops]),
+        "agent_step_provider_p50_ms": p50([r["provider"] / r["model_calls"] for r in loops]),
+        "agent_loop_fixed_p50_ms": p50(fixed), "agent_loop_head_p50_ms": p50([r["head"] for r in loops]),
+        "agent_loop_tail_p50_ms": p50([r["tail"] for r in loops]),
+        "agent_loop_server_per_step_ms": p50([r["server"] / r["tool_calls"] for r in loops]),
+        "agent_loop_wall_p50_ms": p50([r["wall"] for r in loops]),
+        "agent_loop_model_calls": loops[0]["model_calls"], "agent_loop_tool_calls": loops[0]["tool_calls"],
+        "single_shot_server_p50_ms": p50(one), "single_shot_server_p99_ms": p99(one),
+        "single_shot_head_p50_ms": p50([r["head"] for r in singles]),
+        "single_shot_tail_p50_ms": p50([r["tail"] for r in singles]),
+    }
+
+
+async def status_during_loop(b: Bench) -> dict[str, Any]:
+    """Figure 2: ``phasewise.status`` on the idle server, then during a loop on the ``live`` provider."""
+    arg = {"uri": b.uri}
+    for _ in range(5):
+        await b.server.command("phasewise.status", arg)
+    idle: list[float] = []
+    for _ in range(b.sizes.status_idle):
+        idle.append((await b.server.command("phasewise.status", arg)).ms)
+        await asyncio.sleep(0.005)
+    await b.fresh_sim()
+    _, running = b.server.send("workspace/executeCommand", {"command": "phasewise.phase", "arguments": [
+        {"phase": "livesteps", "uri": b.uri, "instruction": f"look around [steps={b.sizes.status_steps}]"}]})
+    busy: list[float] = []
+    while not running.done():
+        busy.append((await b.server.command("phasewise.status", arg)).ms)
+        await asyncio.sleep(0.005)
+    reply = await running
+    result = reply.result if isinstance(reply.result, dict) else {}
+    if not result.get("ok"):
+        raise RuntimeError(f"the loop failed: {reply.error or result.get('error') or result.get('note')}")
+    return {"status_loop_p50_ms": p50(busy), "status_loop_p99_ms": p99(busy), "status_loop_max_ms": max(busy),
+            "status_loop_samples": len(busy), "status_loop_idle_p50_ms": p50(idle),
+            "status_loop_idle_p99_ms": p99(idle), "status_loop_steps": len(result.get("steps") or ()),
+            "status_loop_wall_ms": reply.ms}
+
+
+async def agent_loop(short: bool) -> dict[str, Any]:
+    """Both figures, on one server (``bench/run.py``'s ``agent_loop`` scenario)."""
+    with tempfile.TemporaryDirectory(prefix="phasewise-bench-agent-") as tmp:
+        b = Bench(Path(tmp), SHORT if short else FULL)
+        try:
+            await b.start()
+            return {**await per_step(b), **await status_during_loop(b)}
+        finally:
+            await b.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--short", action="store_true", help="fewer samples (as in CI)")
+    args = parser.parse_args()
+    figures = asyncio.run(agent_loop(args.short))
+    width = max(len(k) for k in figures)
+    for k, v in figures.items():
+        print(f"{k:<{width}}  {v:10.2f}")
+    print(json.dumps({k: round(v, 3) for k, v in figures.items()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -13,7 +13,10 @@ process playing a plan-kind agent that calls one tool a step for N steps (``[ste
    the tool's run in its worker thread) is the server's time for the step. Sampled per step, on a
    provider with no latency. Baseline in the same run, alternating: a single-shot phase's server time
    (command sent → answered, minus the one request's provider time) on the same provider, and the
-   loop's own fixed part (command → first request, last answer → result).
+   loop's own fixed part (command → first request, last answer → result). And the floor of any
+   server that calls the SDK: each loop's requests replayed from the bench process through the
+   ``openai`` SDK as the server's adapter calls it (same bodies, same kind of pooled client), timed
+   the same way (call → the simulator has the request, its last byte → the stream read to its end).
 2. **``phasewise.status`` during a loop**: the same loop on a provider with 25 ms to its first
    token, ``phasewise.status`` sent one after the other (5 ms apart) until the phase answers;
    p50/p99 beside the same request on the idle server.
@@ -35,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.lspclient import PHASEWISE_CMD, LspProcess
-from bench.scenarios import KEY_ENV, phasewise_env, settle
+from bench.scenarios import KEY_ENV, Direct, phasewise_env, settle
 from bench.simproc import SimProcess
 from bench.stats import p50, p99, pct
 
@@ -77,6 +80,7 @@ class Bench:
         self.sim = SimProcess(**QUICK)
         self.lsp: LspProcess | None = None
         self.uri = ""
+        self.direct = Direct()
 
     async def start(self) -> None:
         from bench.workspace import generate
@@ -103,6 +107,7 @@ class Bench:
     async def stop(self) -> None:
         if self.lsp is not None:
             await self.lsp.close()
+        await self.direct.aclose()
         await self.sim.stop()
 
     async def fresh_sim(self) -> None:
@@ -123,6 +128,29 @@ class Bench:
         chats = sorted((q for q in await self.sim.requests() if q["endpoint"] == "chat"),
                        key=lambda q: q["started_at"])
         return result, reply.sent + offset, reply.received + offset, chats
+
+
+    async def sdk_floor(self, bodies: list[dict[str, Any]]) -> list[float]:
+        """Per step of a loop whose requests were ``bodies``: the SDK's own time (answer k read to its
+        end + request k+1 sent), each body replayed as the adapter sends it (messages and tools as
+        ``extra_body``)."""
+        await self.fresh_sim()
+        client = self.direct.client("openai", self.sim.base_url("quick"))
+        calls: list[tuple[float, float]] = []
+        for body in bodies:
+            extra = {k: body[k] for k in ("messages", "tools") if k in body}
+            offset = time.time() - time.perf_counter()
+            started = time.perf_counter()
+            stream = await client.chat.completions.create(**{k: v for k, v in body.items() if k not in extra},
+                                                          messages=[], extra_body=extra)
+            async for _ in stream:
+                pass
+            calls.append((started + offset, time.perf_counter() + offset))
+        chats = sorted((q for q in await self.sim.requests() if q["endpoint"] == "chat"),
+                       key=lambda q: q["started_at"])
+        pre = [(q["started_at"] - sent) * 1000 for (sent, _), q in zip(calls, chats, strict=True)]
+        post = [(done - q["finished_at"]) * 1000 for (_, done), q in zip(calls, chats, strict=True)]
+        return [post[k] + pre[k + 1] for k in range(len(chats) - 1)]
 
 
 def split(result: dict[str, Any], sent: float, received: float, chats: list[dict[str, Any]]) -> dict[str, Any]:
@@ -150,10 +178,14 @@ async def per_step(b: Bench) -> dict[str, Any]:
         await b.phase(phase, text)
     loops: list[dict[str, Any]] = []
     singles: list[dict[str, Any]] = []
+    floor: list[float] = []
     for i in range(b.sizes.runs):
         order = [("steps", loop, loops), ("plan", single, singles)]
         for phase, text, into in order if i % 2 == 0 else order[::-1]:
-            into.append(split(*await b.phase(phase, text)))
+            result, sent, received, chats = await b.phase(phase, text)
+            into.append(split(result, sent, received, chats))
+            if phase == "steps":
+                floor += await b.sdk_floor([q["body"] for q in chats])
     gaps = [g for r in loops for g in r["gaps"]]
     early = [g for r in loops for g in r["gaps"][:5]]
     late = [g for r in loops for g in r["gaps"][-5:]]
@@ -163,7 +195,8 @@ async def per_step(b: Bench) -> dict[str, Any]:
         "agent_step_server_p50_ms": p50(gaps), "agent_step_server_p95_ms": pct(gaps, 95),
         "agent_step_server_p99_ms": p99(gaps), "agent_step_server_max_ms": max(gaps),
         "agent_step_server_first5_p50_ms": p50(early), "agent_step_server_last5_p50_ms": p50(late),
-        "agent_step_samples": len(gaps),
+        "agent_step_samples": len(gaps), "agent_step_sdk_floor_p50_ms": p50(floor),
+        "agent_step_sdk_floor_p95_ms": pct(floor, 95), "agent_step_over_sdk_p50_ms": p50(gaps) - p50(floor),
         "agent_step_tool_p50_ms": p50([r["tools"] / max(1, r["tool_calls"]) for r in loops]),
         "agent_step_provider_p50_ms": p50([r["provider"] / r["model_calls"] for r in loops]),
         "agent_loop_fixed_p50_ms": p50(fixed), "agent_loop_head_p50_ms": p50([r["head"] for r in loops]),

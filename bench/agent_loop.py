@@ -1,8 +1,8 @@
 """Issue 21: the server's own time per agent step, and ``phasewise.status`` while a loop runs.
 
-A real agent loop through the real language server: a Phasewise server over stdio rooted in a
-generated git work tree (``bench.workspace.generate``, 2,000 files), the simulator in its own
-process playing a plan-kind agent that calls one tool a step for N steps (``[steps=N]``,
+A real agent loop through the real language server, on both protocols: a Phasewise server over
+stdio rooted in a generated git work tree (``bench.workspace.generate``, 2,000 files), the
+simulator in its own process playing a plan-kind agent that calls one tool a step for N steps (``[steps=N]``,
 ``bench/simproc.py``: ``read_file``, ``search_files``, ``list_files`` in turn), then answers.
 
 1. **Server time per step, provider and tool time left out.** The simulator stamps each request
@@ -60,16 +60,22 @@ SHORT = Sizes(files=2000, steps=20, runs=3, status_steps=40, status_idle=60)
 FULL = Sizes(files=2000, steps=30, runs=12, status_steps=80, status_idle=200)
 
 
+PROTOCOLS = {"openai": ("quick", "steps", "plan"), "anthropic": ("quickc", "stepsc", "planc")}  # provider, loop, single
+
+
 def settings(sim: SimProcess, max_steps: int) -> dict[str, Any]:
-    """Phases on simulated providers: ``steps`` and ``livesteps`` work in steps (plan kind), ``plan``
-    answers in one request; ``quick`` answers at once, ``live`` after 25 ms."""
-    providers = {name: {"protocol": "openai", "baseUrl": sim.base_url(name, "openai"), "apiKeyEnv": KEY_ENV,
-                        "models": {MODEL: {"toolCalling": True}}} for name in ("quick", "live")}
+    """Phases on simulated providers: ``steps``, ``stepsc`` and ``livesteps`` work in steps (plan
+    kind), ``plan`` and ``planc`` answer in one request; ``quick`` (OpenAI protocol) and ``quickc``
+    (Anthropic) answer at once, ``live`` after 25 ms."""
+    protocol = {"quick": "openai", "quickc": "anthropic", "live": "openai"}
+    providers = {name: {"protocol": proto, "baseUrl": sim.base_url(name, proto), "apiKeyEnv": KEY_ENV,
+                        "models": {MODEL: {"toolCalling": True}}} for name, proto in protocol.items()}
     agent = {"maxSteps": max_steps}
-    return {"providers": providers,
-            "phases": {"plan": {"model": f"quick/{MODEL}"},
-                       "steps": {"kind": "plan", "model": f"quick/{MODEL}", "agent": agent},
-                       "livesteps": {"kind": "plan", "model": f"live/{MODEL}", "agent": agent}}}
+    phases: dict[str, Any] = {"livesteps": {"kind": "plan", "model": f"live/{MODEL}", "agent": agent}}
+    for provider, loop, single in PROTOCOLS.values():
+        phases[loop] = {"kind": "plan", "model": f"{provider}/{MODEL}", "agent": agent}
+        phases[single] = {"kind": "plan", "model": f"{provider}/{MODEL}"}
+    return {"providers": providers, "phases": phases}
 
 
 class Bench:
@@ -113,7 +119,8 @@ class Bench:
     async def fresh_sim(self) -> None:
         """Forget the simulator's requests (each run reads back its own) and set the latencies."""
         await self.sim.reset()
-        await self.sim.configure("quick", **QUICK)
+        for name in ("quick", "quickc"):
+            await self.sim.configure(name, **QUICK)
         await self.sim.configure("live", **LIVE)
 
     async def phase(self, phase: str, instruction: str) -> tuple[dict[str, Any], float, float, list[dict[str, Any]]]:
@@ -130,19 +137,23 @@ class Bench:
         return result, reply.sent + offset, reply.received + offset, chats
 
 
-    async def sdk_floor(self, bodies: list[dict[str, Any]]) -> list[float]:
+    async def sdk_floor(self, protocol: str, bodies: list[dict[str, Any]]) -> list[float]:
         """Per step of a loop whose requests were ``bodies``: the SDK's own time (answer k read to its
-        end + request k+1 sent), each body replayed as the adapter sends it (messages and tools as
-        ``extra_body``)."""
+        end + request k+1 sent), each body replayed as the adapter sends it (on the OpenAI protocol,
+        messages and tools as ``extra_body``)."""
         await self.fresh_sim()
-        client = self.direct.client("openai", self.sim.base_url("quick"))
+        provider = PROTOCOLS[protocol][0]
+        client = self.direct.client(protocol, self.sim.base_url(provider, protocol))
         calls: list[tuple[float, float]] = []
         for body in bodies:
-            extra = {k: body[k] for k in ("messages", "tools") if k in body}
             offset = time.time() - time.perf_counter()
             started = time.perf_counter()
-            stream = await client.chat.completions.create(**{k: v for k, v in body.items() if k not in extra},
-                                                          messages=[], extra_body=extra)
+            if protocol == "openai":
+                extra = {k: body[k] for k in ("messages", "tools") if k in body}
+                stream = await client.chat.completions.create(
+                    **{k: v for k, v in body.items() if k not in extra}, messages=[], extra_body=extra)
+            else:
+                stream = await client.messages.create(**body)
             async for _ in stream:
                 pass
             calls.append((started + offset, time.perf_counter() + offset))
@@ -169,29 +180,31 @@ def split(result: dict[str, Any], sent: float, received: float, chats: list[dict
             "model_calls": len(chats), "tool_calls": len(result.get("steps") or ())}
 
 
-async def per_step(b: Bench) -> dict[str, Any]:
-    """Figure 1: loops of ``steps`` tool calls and single-shot phases, alternating."""
+async def per_step(b: Bench, protocol: str) -> dict[str, Any]:
+    """Figure 1 on one protocol: loops of ``steps`` tool calls and single-shot phases, alternating;
+    the figures' names end in ``_anthropic`` on the Anthropic protocol."""
+    _, loop_phase, single_phase = PROTOCOLS[protocol]
     n = b.sizes.steps
     loop = f"look around the workspace [steps={n}]"
     single = "outline the change [tokens=12]"
-    for phase, text in (("steps", loop), ("plan", single)):  # unmeasured warm runs
+    for phase, text in ((loop_phase, loop), (single_phase, single)):  # unmeasured warm runs
         await b.phase(phase, text)
     loops: list[dict[str, Any]] = []
     singles: list[dict[str, Any]] = []
     floor: list[float] = []
     for i in range(b.sizes.runs):
-        order = [("steps", loop, loops), ("plan", single, singles)]
+        order = [(loop_phase, loop, loops), (single_phase, single, singles)]
         for phase, text, into in order if i % 2 == 0 else order[::-1]:
             result, sent, received, chats = await b.phase(phase, text)
             into.append(split(result, sent, received, chats))
-            if phase == "steps":
-                floor += await b.sdk_floor([q["body"] for q in chats])
+            if phase == loop_phase:
+                floor += await b.sdk_floor(protocol, [q["body"] for q in chats])
     gaps = [g for r in loops for g in r["gaps"]]
     early = [g for r in loops for g in r["gaps"][:5]]
     late = [g for r in loops for g in r["gaps"][-5:]]
     fixed = [r["head"] + r["tail"] for r in loops]
     one = [r["server"] for r in singles]
-    return {
+    figures = {
         "agent_step_server_p50_ms": p50(gaps), "agent_step_server_p95_ms": pct(gaps, 95),
         "agent_step_server_p99_ms": p99(gaps), "agent_step_server_max_ms": max(gaps),
         "agent_step_server_first5_p50_ms": p50(early), "agent_step_server_last5_p50_ms": p50(late),
@@ -208,6 +221,10 @@ async def per_step(b: Bench) -> dict[str, Any]:
         "single_shot_head_p50_ms": p50([r["head"] for r in singles]),
         "single_shot_tail_p50_ms": p50([r["tail"] for r in singles]),
     }
+    if protocol == "openai":
+        return figures
+    return {k.replace("_ms", "_anthropic_ms") if k.endswith("_ms") else f"{k}_anthropic": v
+            for k, v in figures.items()}
 
 
 async def status_during_loop(b: Bench) -> dict[str, Any]:
@@ -242,7 +259,8 @@ async def agent_loop(short: bool) -> dict[str, Any]:
         b = Bench(Path(tmp), SHORT if short else FULL)
         try:
             await b.start()
-            return {**await per_step(b), **await status_during_loop(b)}
+            return {**await per_step(b, "openai"), **await per_step(b, "anthropic"),
+                    **await status_during_loop(b)}
         finally:
             await b.stop()
 

@@ -14,9 +14,10 @@ simulator in its own process playing a plan-kind agent that calls one tool a ste
    provider with no latency. Baseline in the same run, alternating: a single-shot phase's server time
    (command sent → answered, minus the one request's provider time) on the same provider, and the
    loop's own fixed part (command → first request, last answer → result). And the floor of any
-   server that calls the SDK: each loop's requests replayed from the bench process through the
-   ``openai`` SDK as the server's adapter calls it (same bodies, same kind of pooled client), timed
-   the same way (call → the simulator has the request, its last byte → the stream read to its end).
+   server that calls the SDKs: each loop's requests replayed from the bench process through the
+   SDK as the server's adapter calls it (same bodies, same kind of pooled client), timed the same
+   way (call → the simulator has the request, its last byte → the stream read to its end). Both
+   include the simulator reading and parsing the request before it stamps it.
 2. **``phasewise.status`` during a loop**: the same loop on a provider with 25 ms to its first
    token, ``phasewise.status`` sent one after the other (5 ms apart) until the phase answers;
    p50/p99 beside the same request on the idle server.
@@ -209,7 +210,8 @@ async def per_step(b: Bench, protocol: str) -> dict[str, Any]:
         "agent_step_server_p99_ms": p99(gaps), "agent_step_server_max_ms": max(gaps),
         "agent_step_server_first5_p50_ms": p50(early), "agent_step_server_last5_p50_ms": p50(late),
         "agent_step_samples": len(gaps), "agent_step_sdk_floor_p50_ms": p50(floor),
-        "agent_step_sdk_floor_p95_ms": pct(floor, 95), "agent_step_over_sdk_p50_ms": p50(gaps) - p50(floor),
+        "agent_step_sdk_floor_p95_ms": pct(floor, 95), "agent_step_sdk_floor_p99_ms": p99(floor),
+        "agent_step_over_sdk_p50_ms": p50(gaps) - p50(floor),
         "agent_step_tool_p50_ms": p50([r["tools"] / max(1, r["tool_calls"]) for r in loops]),
         "agent_step_provider_p50_ms": p50([r["provider"] / r["model_calls"] for r in loops]),
         "agent_loop_fixed_p50_ms": p50(fixed), "agent_loop_head_p50_ms": p50([r["head"] for r in loops]),

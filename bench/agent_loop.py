@@ -131,7 +131,7 @@ class Bench:
         reply = await self.server.command("phasewise.phase", {"phase": phase, "uri": self.uri,
                                                               "instruction": instruction}, timeout=120)
         result = reply.result if isinstance(reply.result, dict) else {}
-        if reply.error or not result.get("ok"):
+        if reply.error or not result.get("ok") or result.get("incomplete"):
             raise RuntimeError(f"{phase} failed: {reply.error or result.get('error') or result.get('note')}")
         chats = sorted((q for q in await self.sim.requests() if q["endpoint"] == "chat"),
                        key=lambda q: q["started_at"])
@@ -247,7 +247,7 @@ async def status_during_loop(b: Bench) -> dict[str, Any]:
         await asyncio.sleep(0.005)
     reply = await running
     result = reply.result if isinstance(reply.result, dict) else {}
-    if not result.get("ok"):
+    if not result.get("ok") or result.get("incomplete"):
         raise RuntimeError(f"the loop failed: {reply.error or result.get('error') or result.get('note')}")
     return {"status_loop_p50_ms": p50(busy), "status_loop_p99_ms": p99(busy), "status_loop_max_ms": max(busy),
             "status_loop_samples": len(busy), "status_loop_idle_p50_ms": p50(idle),

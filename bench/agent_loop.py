@@ -16,7 +16,8 @@ simulator in its own process playing a plan-kind agent that calls one tool a ste
    loop's own fixed part (command → first request, last answer → result). And the floor of any
    server that calls the SDKs: each loop's requests replayed from the bench process through the
    SDK as the server's adapter calls it (same bodies, same kind of pooled client), timed the same
-   way (call → the simulator has the request, its last byte → the stream read to its end). Both
+   way (call → the simulator has the request, its last byte → the stream read to its end); and
+   the same bodies posted as bytes with the same HTTP client, no SDK (the HTTP floor). All of them
    include the simulator reading and parsing the request before it stamps it.
 2. **``phasewise.status`` during a loop**: the same loop on a provider with 25 ms to its first
    token, ``phasewise.status`` sent one after the other (5 ms apart) until the phase answers;
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.lspclient import PHASEWISE_CMD, LspProcess
-from bench.scenarios import KEY_ENV, Direct, phasewise_env, settle
+from bench.scenarios import KEY, KEY_ENV, Direct, phasewise_env, settle
 from bench.simproc import SimProcess
 from bench.stats import p50, p99, pct
 
@@ -138,25 +139,36 @@ class Bench:
         return result, reply.sent + offset, reply.received + offset, chats
 
 
-    async def sdk_floor(self, protocol: str, bodies: list[dict[str, Any]]) -> list[float]:
-        """Per step of a loop whose requests were ``bodies``: the SDK's own time (answer k read to its
-        end + request k+1 sent), each body replayed as the adapter sends it (on the OpenAI protocol,
-        messages and tools as ``extra_body``)."""
+    async def floor(self, protocol: str, bodies: list[dict[str, Any]], *, raw: bool = False) -> list[float]:
+        """Per step of a loop whose requests were ``bodies``: the client's own time (answer k read to
+        its end + request k+1 sent), each body replayed from this process through the SDK as the
+        adapter calls it (on the OpenAI protocol, messages and tools as ``extra_body``) or, ``raw``,
+        as JSON bytes posted with the pooled HTTP client and the answer's lines read, no SDK."""
         await self.fresh_sim()
         provider = PROTOCOLS[protocol][0]
-        client = self.direct.client(protocol, self.sim.base_url(provider, protocol))
+        base = self.sim.base_url(provider, protocol)
+        client = self.direct.client(protocol, base)
+        url = f"{base}/chat/completions" if protocol == "openai" else f"{base}/v1/messages"
+        headers = {"content-type": "application/json", "authorization": f"Bearer {KEY}", "x-api-key": KEY,
+                   "anthropic-version": "2023-06-01"}
         calls: list[tuple[float, float]] = []
         for body in bodies:
             offset = time.time() - time.perf_counter()
             started = time.perf_counter()
-            if protocol == "openai":
-                extra = {k: body[k] for k in ("messages", "tools") if k in body}
-                stream = await client.chat.completions.create(
-                    **{k: v for k, v in body.items() if k not in extra}, messages=[], extra_body=extra)
+            if raw:
+                async with self.direct.http.stream("POST", url, content=json.dumps(body).encode(),
+                                                   headers=headers) as response:
+                    async for _ in response.aiter_lines():
+                        pass
             else:
-                stream = await client.messages.create(**body)
-            async for _ in stream:
-                pass
+                if protocol == "openai":
+                    extra = {k: body[k] for k in ("messages", "tools") if k in body}
+                    stream = await client.chat.completions.create(
+                        **{k: v for k, v in body.items() if k not in extra}, messages=[], extra_body=extra)
+                else:
+                    stream = await client.messages.create(**body)
+                async for _ in stream:
+                    pass
             calls.append((started + offset, time.perf_counter() + offset))
         chats = sorted((q for q in await self.sim.requests() if q["endpoint"] == "chat"),
                        key=lambda q: q["started_at"])
@@ -193,13 +205,15 @@ async def per_step(b: Bench, protocol: str) -> dict[str, Any]:
     loops: list[dict[str, Any]] = []
     singles: list[dict[str, Any]] = []
     floor: list[float] = []
+    http: list[float] = []
     for i in range(b.sizes.runs):
         order = [(loop_phase, loop, loops), (single_phase, single, singles)]
         for phase, text, into in order if i % 2 == 0 else order[::-1]:
             result, sent, received, chats = await b.phase(phase, text)
             into.append(split(result, sent, received, chats))
             if phase == loop_phase:
-                floor += await b.sdk_floor(protocol, [q["body"] for q in chats])
+                floor += await b.floor(protocol, [q["body"] for q in chats])
+                http += await b.floor(protocol, [q["body"] for q in chats], raw=True)
     gaps = [g for r in loops for g in r["gaps"]]
     early = [g for r in loops for g in r["gaps"][:5]]
     late = [g for r in loops for g in r["gaps"][-5:]]
@@ -211,7 +225,7 @@ async def per_step(b: Bench, protocol: str) -> dict[str, Any]:
         "agent_step_server_first5_p50_ms": p50(early), "agent_step_server_last5_p50_ms": p50(late),
         "agent_step_samples": len(gaps), "agent_step_sdk_floor_p50_ms": p50(floor),
         "agent_step_sdk_floor_p95_ms": pct(floor, 95), "agent_step_sdk_floor_p99_ms": p99(floor),
-        "agent_step_over_sdk_p50_ms": p50(gaps) - p50(floor),
+        "agent_step_over_sdk_p50_ms": p50(gaps) - p50(floor), "agent_step_http_floor_p50_ms": p50(http),
         "agent_step_tool_p50_ms": p50([r["tools"] / max(1, r["tool_calls"]) for r in loops]),
         "agent_step_provider_p50_ms": p50([r["provider"] / r["model_calls"] for r in loops]),
         "agent_loop_fixed_p50_ms": p50(fixed), "agent_loop_head_p50_ms": p50([r["head"] for r in loops]),

@@ -80,7 +80,7 @@ def settings(sim: SimProcess, max_steps: int) -> dict[str, Any]:
     return {"providers": providers, "phases": phases}
 
 
-class Bench:
+class LoopBench:
     """One simulator, one server rooted in the generated workspace, the document open."""
 
     def __init__(self, tmp: Path, sizes: Sizes) -> None:
@@ -99,7 +99,8 @@ class Bench:
         await asyncio.to_thread(subprocess.run, ["git", "-C", str(ws), "add", "-A"], check=True)
         await self.sim.start()
         env = phasewise_env(self.tmp, PHASEWISE_WARMUP="1")
-        self.lsp = LspProcess(PHASEWISE_CMD, env, settings=settings(self.sim, self.sizes.status_steps + 1),
+        max_steps = max(self.sizes.steps, self.sizes.status_steps) + 1  # N tool calls, then the answer
+        self.lsp = LspProcess(PHASEWISE_CMD, env, settings=settings(self.sim, max_steps),
                               stderr_path=self.tmp / "agent-loop.stderr")
         await self.lsp.spawn()
         await self.lsp.initialize(root=ws)
@@ -193,7 +194,7 @@ def split(result: dict[str, Any], sent: float, received: float, chats: list[dict
             "model_calls": len(chats), "tool_calls": len(result.get("steps") or ())}
 
 
-async def per_step(b: Bench, protocol: str) -> dict[str, Any]:
+async def per_step(b: LoopBench, protocol: str) -> dict[str, Any]:
     """Figure 1 on one protocol: loops of ``steps`` tool calls and single-shot phases, alternating;
     the figures' names end in ``_anthropic`` on the Anthropic protocol."""
     _, loop_phase, single_phase = PROTOCOLS[protocol]
@@ -243,7 +244,7 @@ async def per_step(b: Bench, protocol: str) -> dict[str, Any]:
             for k, v in figures.items()}
 
 
-async def status_during_loop(b: Bench) -> dict[str, Any]:
+async def status_during_loop(b: LoopBench) -> dict[str, Any]:
     """Figure 2: ``phasewise.status`` on the idle server, then during a loop on the ``live`` provider."""
     arg = {"uri": b.uri}
     for _ in range(5):
@@ -272,7 +273,7 @@ async def status_during_loop(b: Bench) -> dict[str, Any]:
 async def agent_loop(short: bool) -> dict[str, Any]:
     """Both figures, on one server (``bench/run.py``'s ``agent_loop`` scenario)."""
     with tempfile.TemporaryDirectory(prefix="phasewise-bench-agent-") as tmp:
-        b = Bench(Path(tmp), SHORT if short else FULL)
+        b = LoopBench(Path(tmp), SHORT if short else FULL)
         try:
             await b.start()
             return {**await per_step(b, "openai"), **await per_step(b, "anthropic"),

@@ -163,9 +163,9 @@ class LspProcess:
     def notify(self, method: str, params: Any = None) -> float:
         return self._write({"jsonrpc": "2.0", "method": method, "params": params})
 
-    async def initialize(self, options: Any = None) -> Reply:
+    async def initialize(self, options: Any = None, root: Path = ROOT) -> Reply:
         reply = await self.request("initialize", {
-            "processId": os.getpid(), "rootUri": ROOT.as_uri(), "capabilities": VSCODE_LIKE_CAPABILITIES,
+            "processId": os.getpid(), "rootUri": root.as_uri(), "capabilities": VSCODE_LIKE_CAPABILITIES,
             "initializationOptions": options, "clientInfo": {"name": "phasewise-bench"},
         })
         if reply.error:

@@ -5,8 +5,11 @@ Run as a script, it serves ``phasewise.sim.Simulator`` on a loopback port, print
 provider's work off every measured event loop and off the measured process's CPU time slices as
 far as two cores allow.
 
-One bench-only addition: an instruction containing ``[tokens=N]`` makes the plan answer exactly N
-words long, so a stream's length (and with ``chunk_interval_ms`` its duration) is known.
+Two bench-only additions: an instruction containing ``[tokens=N]`` makes the plan answer exactly N
+words long, so a stream's length (and with ``chunk_interval_ms`` its duration) is known; and one
+containing ``[steps=N]``, sent to a phase that works in steps, makes the agent call one tool a step
+for N steps (``read_file``, ``search_files``, ``list_files`` in turn, each call's arguments new, so
+the repeat guard never stops it), then answer a line of text: a loop of known length.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import sys
 from typing import Any
 
 TOKENS_RX = re.compile(r"\[tokens=(\d+)\]")
+STEPS_RX = re.compile(r"\[steps=(\d+)\]")
 
 
 def long_plan(words: int) -> str:
@@ -43,10 +47,38 @@ def _patch_answers() -> None:
     answers.plan_text = plan_text
 
 
+def step_call(k: int, document: str | None) -> tuple[str, dict[str, Any]]:
+    """The agent's ``k``-th call (0-based) in a ``[steps=N]`` loop: its tool and arguments."""
+    if k % 3 == 0 and document:
+        return "read_file", {"path": document, "startLine": 1 + k % 40, "endLine": 31 + k % 40}
+    if k % 3 == 1:
+        return "search_files", {"pattern": rf"def func_{k * 37}\b"}
+    return "list_files", {"glob": f"f{k}*.py"}
+
+
+def _patch_agent() -> None:
+    from phasewise.sim import agent
+    from phasewise.sim.answers import Answer, ToolUse
+
+    original = agent.reply
+
+    def reply(prompt: Any, history: Any, declared: Any, callable: Any, provider: str, model: str) -> Any:
+        m = STEPS_RX.search(prompt.instruction or "")
+        if m is None or not {"read_file", "search_files", "list_files"} <= set(callable):
+            return original(prompt, history, declared, callable, provider, model)
+        if len(history) >= int(m.group(1)):
+            return Answer(text=f"Done after {len(history)} tool calls.\n")
+        name, arguments = step_call(len(history), prompt.document.path if prompt.document else None)
+        return Answer(calls=(ToolUse.of(name, arguments),))
+
+    agent.reply = reply
+
+
 async def _serve(options: dict[str, Any]) -> None:
     from phasewise.sim import Simulator
 
     _patch_answers()
+    _patch_agent()
     sim = Simulator(**options)
     await sim.start("127.0.0.1", 0)
     print(json.dumps({"url": sim.url}), flush=True)
@@ -116,6 +148,13 @@ class SimProcess:
         r.raise_for_status()
         closes: list[dict[str, Any]] = r.json()["client_closes"]
         return closes
+
+    async def requests(self) -> list[dict[str, Any]]:
+        """Every request since the last reset, as the simulator recorded it (bodies included)."""
+        r = await self._http.get("/_sim/requests")
+        r.raise_for_status()
+        found: list[dict[str, Any]] = r.json()["requests"]
+        return found
 
     async def last_request(self) -> dict[str, Any]:
         r = await self._http.get("/_sim/requests")

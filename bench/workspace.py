@@ -8,11 +8,13 @@
    edits of a change (one minimal ``TextEdit`` per hunk) on that file and on 300 KB of repeated lines.
 3. Tokens sent per phase for the demo task (the two-file example project) beside "whole document
    only" (``contextTokens: 0``), as the simulator counts them, through the real CLI.
-4. The agent's ``search_files`` tool (``phases.tools``) on the same generated workspace: the first
-   call of a session and warm p50, a pattern found once (every file read) and one found everywhere
-   (stops at the match limit), with its files untracked (as generated) and then added to git's
-   index; beside plain ``git grep`` and a Python scan of the listing, measured alternately in the
-   same run, and ``git grep`` on one thread against git's default (one per core).
+4. The agent's ``search_files`` tool (``phases.tools``) on the same generated workspace: cold (a
+   new session's first search, nothing listed; once per round) and warm (the same session) p50/p95,
+   a pattern found once (every file read) and one found everywhere (stops at the match limit), with
+   its files untracked (as generated) and then added to git's index; beside plain ``git grep``, the
+   tool's own ``git grep`` command run bare (its settings, one thread on two cores) and a Python scan
+   of the listing, measured alternately in the same run, and ``git grep`` on one thread against
+   git's default (one per core). ``bench/run.py --short`` runs a short version (``search``).
 
 ``--only search`` (or ``context``, ``matching``, ``edits``, ``tokens``) runs one part.
 """
@@ -212,9 +214,12 @@ def bench_tokens() -> dict[str, float]:
     return out
 
 
-def bench_search(files: int, rounds: int = 15) -> dict[str, float]:
+def bench_search(files: int, rounds: int = 15, *, tracked: bool = True, scan_too: bool = True) -> dict[str, float]:
     """``search_files`` on a generated workspace, beside plain ``git grep`` and a Python scan (see the
-    module docstring); each round runs every contender once, in turn."""
+    module docstring); each round runs every contender once, in turn. ``tracked``: also after
+    ``git add -A``; ``scan_too``: also the Python scan (``--short`` leaves both out)."""
+    from phasewise.phases.search import _GIT_CONFIG
+
     tmp = Path(tempfile.mkdtemp(prefix="phasewise-bench-search-"))
     try:
         generate(tmp, files)
@@ -227,6 +232,10 @@ def bench_search(files: int, rounds: int = 15) -> dict[str, float]:
             assert out.ok and "match" in out.summary, out.content[:200]
             return (time.perf_counter() - t) * 1000
 
+        def cold(pattern: str) -> float:
+            """A new session's first search: nothing listed, nothing cached but the OS's page cache."""
+            return tool(AgentWorkspace(Workspace([tmp], index=WorkspaceIndex())), pattern)
+
         def git(pattern: str, *extra: str, untracked: bool = True) -> float:
             cmd = ["git", *extra, "-C", str(tmp), "grep", *(["--untracked"] if untracked else []), "-n", "-I", "-P",
                    "-e", pattern]
@@ -234,8 +243,10 @@ def bench_search(files: int, rounds: int = 15) -> dict[str, float]:
             subprocess.run(cmd, capture_output=True, check=True)
             return (time.perf_counter() - t) * 1000
 
+        # the tool's own command (its settings: one thread on two cores), run bare: the floor
+        as_tool = [arg for setting in _GIT_CONFIG for arg in ("-c", setting)]
         out: dict[str, float] = {}
-        for label, untracked in (("untracked", True), ("tracked", False)):
+        for label, untracked in (("untracked", True), ("tracked", False))[: 2 if tracked else 1]:
             if not untracked:
                 subprocess.run(["git", "-C", str(tmp), "add", "-A"], check=True)
             ws = AgentWorkspace(Workspace([tmp], index=WorkspaceIndex()))  # a new session: nothing listed yet
@@ -243,34 +254,49 @@ def bench_search(files: int, rounds: int = 15) -> dict[str, float]:
             doc = tmp / "pkg0" / "mod0" / "f1.py"  # in an editor some files are open: searched from memory
             buffers = {doc.as_uri(): (doc.read_text("utf-8"), 1)}
             opened = AgentWorkspace(Workspace([tmp], buffers, index=ws.workspace.index))
-            times: dict[str, list[float]] = {k: [] for k in ("rare", "common", "open", "git", "git_1", "git_common")}
+            times: dict[str, list[float]] = {k: [] for k in ("rare", "cold", "common", "open", "git", "git_1",
+                                                             "git_tool", "git_common")}
             for _ in range(rounds):
                 times["rare"].append(tool(ws, rare))
+                times["cold"].append(cold(rare))
                 times["open"].append(tool(opened, rare))
                 times["common"].append(tool(ws, common))
                 times["git"].append(git(rare, untracked=untracked))
                 times["git_1"].append(git(rare, "-c", "grep.threads=1", untracked=untracked))
+                times["git_tool"].append(git(rare, *as_tool, untracked=True))
                 times["git_common"].append(git(common, untracked=untracked))
             out[f"search_{label}_warm_p50_ms"] = statistics.median(times["rare"])
+            out[f"search_{label}_warm_p95_ms"] = p(times["rare"], 0.95)
             out[f"search_{label}_warm_max_ms"] = max(times["rare"])
+            out[f"search_{label}_cold_p50_ms"] = statistics.median(times["cold"])
+            out[f"search_{label}_cold_p95_ms"] = p(times["cold"], 0.95)
             out[f"search_{label}_common_warm_p50_ms"] = statistics.median(times["common"])
             out[f"search_{label}_open_buffer_warm_p50_ms"] = statistics.median(times["open"])
             out[f"git_grep_{label}_p50_ms"] = statistics.median(times["git"])
             out[f"git_grep_{label}_one_thread_p50_ms"] = statistics.median(times["git_1"])
+            out[f"git_grep_{label}_as_tool_p50_ms"] = statistics.median(times["git_tool"])
+            out[f"git_grep_{label}_as_tool_p95_ms"] = p(times["git_tool"], 0.95)
             out[f"git_grep_{label}_common_p50_ms"] = statistics.median(times["git_common"])
-        listing = WorkspaceIndex().listing(tmp)
-        scans = []
-        for _ in range(3):
-            t = time.perf_counter()
-            texts = ((rel, (tmp / rel).read_text("utf-8")) for rel in listing if rel.endswith(".py"))
-            found = scan(texts, rare, limit=200, deadline=time.monotonic() + 60)
-            scans.append((time.perf_counter() - t) * 1000)
-            assert len(found.hits) == 1
-        out["python_scan_p50_ms"] = statistics.median(scans)
+        if scan_too:
+            listing = WorkspaceIndex().listing(tmp)
+            scans = []
+            for _ in range(3):
+                t = time.perf_counter()
+                texts = ((rel, (tmp / rel).read_text("utf-8")) for rel in listing if rel.endswith(".py"))
+                found = scan(texts, rare, limit=200, deadline=time.monotonic() + 60)
+                scans.append((time.perf_counter() - t) * 1000)
+                assert len(found.hits) == 1
+            out["python_scan_p50_ms"] = statistics.median(scans)
+        out["search_workspace_files"] = float(files)
         out["load_average_1min"] = os.getloadavg()[0]
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench_search_short() -> dict[str, float]:
+    """``bench/run.py --short``'s share: 20,000 files as generated (untracked), 5 rounds (~7 s)."""
+    return bench_search(20_000, 5, tracked=False, scan_too=False)
 
 
 def main() -> None:

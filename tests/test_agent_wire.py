@@ -143,6 +143,19 @@ async def test_single_shot_requests_are_unchanged(wire: Wire) -> None:
     assert "tools" not in ant and "tools" not in oai
 
 
+@pytest.mark.parametrize("stream", [True, False])
+async def test_openai_bodies_reach_the_wire_as_the_adapter_built_them(wire: Wire, stream: bool) -> None:
+    """The messages and tools go to the SDK as ``extra_body`` (its per-message transform is skipped,
+    bench/RESULTS.md): what the provider gets is the adapter's body, key for key."""
+    request = step(turns=TRANSCRIPT, stream=stream)
+    adapter, endpoint = wire.at("openai")
+    await wire.send("openai", request)
+    sent = wire.bodies()[-1]
+    built = adapter._params(endpoint, request)
+    assert {k: sent[k] for k in built} == built
+    assert set(sent) - set(built) <= {"stream", "stream_options"}
+
+
 # --------------------------------------------------------------------------- reading calls
 
 

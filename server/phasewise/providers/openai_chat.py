@@ -10,6 +10,11 @@ A transcript (``ChatRequest.turns``) becomes assistant messages with ``tool_call
 model sent them), each followed by one ``role: "tool"`` message per result (an error result starts
 with "Error: ": the protocol has no flag for it) and the loop's word as a user message, if any.
 Every tool call of an answer is read, by its stream ``index``, its arguments joined from pieces.
+
+The messages and tools reach the SDK as ``extra_body``, already in the wire's shape: its typed
+arguments go through a transform that walks every message against the parameter types (about half
+a millisecond a message on a loop's step, so a loop's server time grew with its transcript;
+bench/RESULTS.md), and plain strings and dicts come out of it unchanged.
 """
 
 from __future__ import annotations
@@ -150,6 +155,13 @@ class OpenAIChatAdapter(SdkAdapter):
             )
         return params
 
+    @staticmethod
+    def _sdk_args(params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` as ``create`` arguments: the (large) messages and tools as ``extra_body``, which
+        the SDK sends as given, over the empty message list it requires."""
+        passed = {k: params[k] for k in ("messages", "tools") if k in params}
+        return {**{k: v for k, v in params.items() if k not in passed}, "messages": [], "extra_body": passed}
+
     async def _complete(
         self, endpoint: Endpoint, request: ChatRequest, on_text: TextSink, timeouts: Timeouts
     ) -> Completion:
@@ -165,7 +177,7 @@ class OpenAIChatAdapter(SdkAdapter):
             if not request.stream:
                 raw = await clock.within_first(
                     client.chat.completions.with_raw_response.create(
-                        **self._params(endpoint, request), timeout=sdk_timeout(timeouts)
+                        **self._sdk_args(self._params(endpoint, request)), timeout=sdk_timeout(timeouts)
                     )
                 )
                 answered = True
@@ -175,7 +187,7 @@ class OpenAIChatAdapter(SdkAdapter):
                 return whole
             stream = await clock.within_first(
                 client.chat.completions.create(
-                    **self._params(endpoint, request),
+                    **self._sdk_args(self._params(endpoint, request)),
                     stream=True,
                     stream_options={"include_usage": True},
                     timeout=sdk_timeout(timeouts),

@@ -11,8 +11,9 @@ commands did, not only in what the model says (``take_verdict``):
 - each finding is on the file and line it names (any text file of the workspace; one on a file
   outside it, a library's warning say, is left out), as a review's;
   when a command failed and the model reported no finding, each failure the output locates
-  (``path:line``, as pytest, ruff, mypy and compilers print it; pytest's ``FAILED path::test``) becomes
-  one, and a failure it does not locate is a finding on the document's first line.
+  (``path:line``, as pytest, ruff, mypy and compilers print it; pytest's ``FAILED path::test``; a Python
+  traceback's ``File "path", line N`` in a workspace file) becomes one, and a failure it does not
+  locate is a finding on the document's first line.
 - ``checks`` lists each command run: name, exit code, seconds.
 May not import: edge, workflows, router, providers, sim.
 """
@@ -56,6 +57,7 @@ QA_TOOL_SPEC: Final = ToolSpec(
 
 MAX_FOUND = 20  # findings made from one command's output
 _AT = re.compile(r"(?P<path>[\w.@+-][\w./@+-]*\.[A-Za-z0-9]+):(?P<line>\d+)(?::\d+)?:?\s*(?P<message>.*)")
+_TRACEBACK = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<line>\d+)')  # Python's own tracebacks
 _FAILED = re.compile(r"^FAILED (?P<path>[^\s:]+\.py)::(?P<test>[\w\[\]./-]+)(?: - (?P<message>.*))?$", re.M)
 
 
@@ -160,7 +162,13 @@ def failure_findings(run: CommandRun, ws: AgentWorkspace, doc: Document) -> list
         defined = re.compile(rf"\s*(?:async\s+)?def {re.escape(test)}\b")
         at = next((i for i, text in enumerate(target.lines) if defined.match(text)), 0)
         add(m.group("path"), at, m.group("message") or f"{m.group('test')} failed")
-    for row in output.split("\n"):
+    rows = output.split("\n")
+    error = next((r.strip() for r in reversed(rows) if re.match(r"^\w*(Error|Exception)\b", r.strip())), "")
+    for row in rows:
+        frame = _TRACEBACK.match(row)
+        if frame is not None:
+            add(frame.group("path"), int(frame.group("line")) - 1, error)
+            continue
         hit = _AT.search(row)
         if hit is not None and int(hit.group("line")) > 0:
             add(hit.group("path"), int(hit.group("line")) - 1, hit.group("message"))

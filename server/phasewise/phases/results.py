@@ -47,6 +47,9 @@ class PhaseInput:
     users_words: bool = False
     # How the front door asks the user to allow a workspace's command (None: it cannot ask).
     ask_command: AskCommand | None = None
+    # A run's change so far, not applied yet (its code phases wait for its qa phase): the phase sees
+    # the files as that change leaves them, and its commands run on a scratch copy with it.
+    base: ChangeSet | None = None
 
 
 def _code_view(result: PhaseResult) -> bool:
@@ -94,6 +97,7 @@ class PhaseResult(Jsonable):
     findings: list[Finding] = field(default_factory=list, metadata=json_rule(when=_review_view))
     # a qa-kind phase: whether its checks passed, and each command it ran [{name, ran, ok, exitCode, seconds}]
     passed: bool | None = field(default=None, metadata=json_rule(omit="none"))
+    round: int = field(default=0, metadata=json_rule(omit="falsy"))  # a run's fix round (1, 2, …)
     checks: list[dict[str, Any]] = field(default_factory=list, metadata=json_rule(omit="empty"))
     # a phase that worked in steps: each tool call, [{step, tool, summary, ok, ms, tokens}]
     steps: Sequence[Jsonable] = field(default_factory=list, metadata=json_rule(omit="empty"))

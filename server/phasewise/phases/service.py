@@ -13,6 +13,7 @@ checks. Knows nothing of LSP.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import time
@@ -210,6 +211,11 @@ class PhaseService:
         it once; else resolved here), its answer handled by its kind."""
         run_id = inp.run_id or new_run_id()
         started = time.perf_counter()
+        if inp.base:  # a run's change not applied yet: seen as the files' text, the document's included
+            if inp.workspace is not None:
+                inp.workspace = inp.workspace.overlaid(inp.base)
+            if (mine := inp.base.by_uri(inp.document.uri)) is not None:
+                inp.document = dataclasses.replace(inp.document, text=mine.after)
         phase_route = phase_route or self.route(loaded, phase)
         main = phase_route.main
         kind = phase_route.kind

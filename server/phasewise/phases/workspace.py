@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from phasewise.gate import PathGate, PathRefused, credential
-from phasewise.phases.edits import FileText
+from phasewise.phases.edits import ChangeSet, FileText
 from phasewise.phases.index import MAX_FILE_BYTES, Facts, Ranks, WorkspaceIndex, is_source
 
 
@@ -53,6 +53,15 @@ class Workspace:
             found = self.locate(path)
             if found is not None:
                 self._open_by_rel.setdefault(found[1], opened)
+
+    def overlaid(self, change: ChangeSet) -> Workspace:
+        """This workspace with ``change`` in it, as if its files were open with their new text (a run's
+        change that is not applied yet): what reads the workspace sees them so; the session's index is
+        shared. Searches of the disk (``search_files``) still see the files as they are."""
+        docs = dict(self.open_docs)
+        for f in change.files:
+            docs[f.uri] = (f.after, docs.get(f.uri, (None, None))[1])
+        return Workspace(self.folders, docs, self.index)
 
     # ------------------------------------------------------------------ paths
 

@@ -464,6 +464,13 @@ class Settings(_Model):
         "`code`-kind phases, the change so far to `review`-kind ones). E.g. "
         "`[\"spec\", \"plan\", \"code\", \"test\", \"review\"]`.",
     )
+    fix_rounds: int = Field(
+        0, ge=0, le=10,
+        description="In a run whose pipeline has a `qa`-kind phase after a `code`-kind one: how many times the "
+        "code phase may run again with the qa phase's findings when the checks fail, each round checked "
+        "again. The whole run works on a scratch copy of the workspace, and its one change is offered "
+        "at the end (marked as failing if the last checks failed). 0: no fix round.",
+    )
     providers: dict[str, ProviderSettings] = Field(
         default_factory=dict, description="Overrides of catalogue providers and new providers, by id."
     )

@@ -25,6 +25,8 @@ Results are read as the tools write them: ``read_file`` numbers each line ``<num
 ``search_files`` lists hits as ``path:line:text`` (or ``path:line<TAB>text``, or a path on a line
 of its own above its hits); ``list_files`` one path a line.
 
+A ``hasty`` model renames in the document only, without searching for its callers, unless the
+instruction is a fix round's (``Fix round N of M``): then it searches as the careful agent does.
 Models that misbehave on purpose, by their id: ``loop`` repeats its first call forever; ``badargs``
 first sends arguments that are not JSON; ``rogue`` first calls a tool it was not given; ``toolonly``
 answers a request that asked for text (``tool_choice`` none) with only a call of a declared tool.
@@ -174,7 +176,8 @@ def _code(s: Session) -> Answer:
     old, new = m.group(1), m.group(2)
     searches = s.calls(SEARCH_FILES)
     found = [e for e in searches if e.ok]
-    if SEARCH_FILES not in s.callable:  # no search: the document is all it can know of
+    hasty = "hasty" in s.model and "Fix round" not in s.prompt.instruction
+    if SEARCH_FILES not in s.callable or hasty:  # no search (a hasty model's first try): the document only
         paths = [s.document_path] if s.document_path else []
     elif not found:
         if len(searches) >= 2:
@@ -260,6 +263,7 @@ def _review(s: Session) -> Answer:
 
 
 _FAILED_AT = re.compile(r"^(?P<path>[\w./-]+\.\w+):(?P<line>\d+): (?P<message>.+)$", re.M)
+_FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<line>\d+)', re.M)  # a Python traceback's frame
 
 
 def _qa(s: Session) -> Answer:
@@ -277,6 +281,12 @@ def _qa(s: Session) -> Answer:
             line = int(m.group("line"))
             findings.append({"path": m.group("path"), "start_line": line, "end_line": line, "severity": "error",
                              "message": f"`{name}` failed here: {m.group('message').strip()}"})
+        frames = [] if where else [m for m in _FRAME.finditer(e.result or "") if "/lib/python" not in m.group("path")]
+        for m in frames:  # a traceback: each frame in the project, with the error it ends with
+            line = int(m.group("line"))
+            findings.append({"path": m.group("path"), "start_line": line, "end_line": line, "severity": "error",
+                             "message": f"`{name}` failed here: {_error_line(e.result)}"})
+        where += frames
         if not where:
             findings.append({"start_line": 1, "end_line": 1, "severity": "error",
                              "message": f"`{name}` failed: {_last_line(e.result)}"})
@@ -287,6 +297,12 @@ def _qa(s: Session) -> Answer:
     if s.calls(FINDINGS_TOOL) or FINDINGS_TOOL not in s.callable:
         return s.text(summary)
     return _steps(_call(FINDINGS_TOOL, summary=summary, passed=passed, findings=findings))
+
+
+def _error_line(text: str | None) -> str:
+    """The last ``SomethingError: …`` line of a traceback, else its last line."""
+    found = re.findall(r"^(\w*(?:Error|Exception)\b.*)$", text or "", re.M)
+    return found[-1][:200] if found else _last_line(text)
 
 
 def _last_line(text: str | None) -> str:

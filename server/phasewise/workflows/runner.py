@@ -23,7 +23,7 @@ from typing import Protocol
 from phasewise.phases.commands import CommandQuestion, Reply
 from phasewise.phases.service import PhaseInput, PhaseResult, PhaseService, cancelled_result, new_run_id
 from phasewise.problems import Problem
-from phasewise.router.router import Observer
+from phasewise.router.router import NullObserver, Observer
 from phasewise.router.routes import PhaseRoute
 from phasewise.settings import LoadedSettings
 from phasewise.workflows.ledger import Recorder
@@ -113,9 +113,10 @@ class PhaseRunner:
     # ------------------------------------------------------------------ running
 
     async def phase(self, loaded: LoadedSettings, phase: str, inp: PhaseInput, door: Door, *,
-                    route: PhaseRoute | None = None, workflow: str | None = None) -> PhaseResult:
-        """One phase through ``door``: shown, run, its change applied, recorded, its outcome shown
-        (``route``: the phase's, when the door resolved it already)."""
+                    route: PhaseRoute | None = None, workflow: str | None = None, apply: bool = True) -> PhaseResult:
+        """One phase through ``door``: shown, run, its change applied (unless ``apply`` is False: a run's
+        code phase whose change waits for the run's end), recorded, its outcome shown (``route``: the
+        phase's, when the door resolved it already)."""
         inp.run_id = run_id = inp.run_id or new_run_id()
         if inp.ask_command is None:
             inp.ask_command = door.ask_command  # a workspace's command is allowed by the door's user
@@ -123,7 +124,7 @@ class PhaseRunner:
         observer = door.start(route, inp)
         try:
             result = await self.service.run(loaded, phase, inp, observer, route)
-            if route.kind == "code" and result.ok and not result.incomplete:  # a bound reached: nothing applies
+            if apply and route.kind == "code" and result.ok and not result.incomplete:  # a bound: nothing applies
                 await door.apply(result, loaded, observer)
         except asyncio.CancelledError:
             task = asyncio.current_task()
@@ -146,12 +147,21 @@ class PhaseRunner:
 
         async def step(s: Step) -> PhaseResult:
             inp = step_input(s, done)
-            result = inp if isinstance(inp, PhaseResult) else await self.phase(loaded, s.phase, inp, door,
-                                                                                workflow=workflow)
+            if isinstance(inp, PhaseResult):
+                result = inp
+            else:
+                inp.base = s.base  # the run's change so far, not applied yet: the phase sees the files with it
+                result = await self.phase(loaded, s.phase, inp, door, workflow=workflow, apply=not s.defer)
+                result.round = s.round
             done.append(result)
             return result
 
-        return await run_pipeline(step, instruction, pipeline_of(loaded.settings, pipeline))
+        async def apply(result: PhaseResult) -> None:
+            """The run's one change at its end, as a code phase's is applied (preview, stale guard)."""
+            await door.apply(result, loaded, NullObserver())
+
+        return await run_pipeline(step, instruction, pipeline_of(loaded.settings, pipeline),
+                                  fix_rounds=loaded.settings.fix_rounds, apply=apply)
 
 
 __all__ = ["Door", "PhaseRunner", "StepInputs"]

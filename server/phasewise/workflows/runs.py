@@ -11,15 +11,24 @@ that fails, keeping what earlier phases made:
 - a review-kind phase gets the change made so far and the files it touched;
 - a qa-kind phase (it runs the project's commands) gets the same, and says whether they passed: the
   run's ``passed`` is the last qa phase's verdict.
+
+**Fix rounds.** When a qa-kind phase comes after a code-kind one, the code phases before it apply
+nothing: their changes add up into the run's one change (``compose``), which each later phase sees
+as the files' text (``Step.base``; its commands run on a scratch copy with it), and which is applied
+once at the end (``apply``), previewed and stale-guarded as any code change. When the qa phase
+fails and ``fixRounds`` allows, the last code phase runs again with its findings, then the qa phase
+again (``Step.round``), until the checks pass or the rounds are spent; a failed last round still
+offers the change, its result saying the checks fail.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from phasewise.phases.documents import Finding, LineRange
-from phasewise.phases.edits import FileChange
+from phasewise.phases.edits import ChangeSet, FileChange
 from phasewise.phases.service import PhaseResult, new_run_id
 from phasewise.problems import Problem
 from phasewise.serial import Jsonable, json_property, json_rule
@@ -40,9 +49,39 @@ class Step:
     change: str | None = None
     files: tuple[str, ...] = ()  # the workspace-relative paths the change so far touched
     kind: str = "plan"
+    base: ChangeSet | None = None  # the run's change so far, not applied yet (a run with a qa phase)
+    defer: bool = False  # a code phase whose change waits for the run's end (the qa phase checks it first)
+    round: int = 0  # a fix round: 1, 2, …
 
 
 PhaseStep = Callable[[Step], Awaitable[PhaseResult]]
+# Applies the run's one change at its end (a run with a qa phase): sets ``applied`` on the result.
+ApplyChange = Callable[[PhaseResult], Awaitable[None]]
+
+
+def compose(first: ChangeSet | None, then: ChangeSet | None) -> ChangeSet | None:
+    """``then`` made on top of ``first`` (its files' ``before`` is ``first``'s ``after``), as one change
+    from what ``first`` was computed on: each file's ``before``, version and creation from the first
+    change that touched it, its ``after`` from the last; a file brought back to what it was drops out."""
+    if not then:
+        return first
+    if not first:
+        return then
+    out: dict[str, FileChange] = {f.path: f for f in first.files}
+    for f in then.files:
+        was = out.get(f.path)
+        out[f.path] = f if was is None else dataclasses.replace(was, after=f.after)
+    kept = tuple(f for f in out.values() if f.created or f.after != f.before)
+    return ChangeSet(kept) if kept else None
+
+
+def fix_instruction(instruction: str, findings: Sequence[Finding], note: str | None, round_: int, rounds: int) -> str:
+    """What a code phase is told in a fix round: the request, then what the checks said."""
+    said = [f"- {f.path or 'the document'}:{f.start + 1}: {f.message}" for f in findings[:30]]
+    return (f"{instruction}\n\nFix round {round_} of {rounds}: the project's checks failed on the change made so "
+            f"far (you see the files as it leaves them).{(' ' + note) if note else ''}\n"
+            + ("\n".join(said) if said else "(no finding located the failure)")
+            + "\nChange the code so that the checks pass; keep what the change already does.")
 
 
 def review_instruction(instruction: str) -> str:
@@ -66,10 +105,13 @@ class RunOutcome(Jsonable):
     instruction: str
     results: list[PhaseResult] = field(default_factory=list, metadata=json_rule(key="phases"))
     pipeline: tuple[str, ...] = RUN_PHASES
+    rounds: int = field(default=0, metadata=json_rule(omit="falsy"))  # fix rounds run
+    # the run's one change when its code phases waited for the qa phase (applied at its end)
+    change: ChangeSet | None = field(default=None, metadata=json_rule(skip=True))
 
     @json_property
     def ok(self) -> bool:
-        return len(self.results) == len(self.pipeline) and all(r.ok for r in self.results)
+        return len(self.results) == len(self.pipeline) + 2 * self.rounds and all(r.ok for r in self.results)
 
     @json_property
     def stopped_at(self) -> str | None:
@@ -108,12 +150,16 @@ class RunOutcome(Jsonable):
 
     @json_property
     def diff(self) -> str | None:
-        """Every code-kind phase's change, in order."""
+        """Every code-kind phase's change, in order (the run's one change, when it waited)."""
+        if self.change is not None:
+            return self.change.diff
         codes = self._ok("code")
         return "".join(c.diff or "" for c in codes) if codes else None
 
     @json_property
     def files(self) -> list[FileChange]:
+        if self.change is not None:
+            return list(self.change.files)
         return [f for c in self._ok("code") if c.changes for f in c.changes.files]
 
     @json_property
@@ -137,31 +183,81 @@ def _plans(results: list[PhaseResult]) -> str | None:
 
 
 async def run_pipeline(step: PhaseStep, instruction: str, pipeline: Sequence[tuple[str, str]] | None = None, *,
-                       run_id: str | None = None) -> RunOutcome:
+                       run_id: str | None = None, fix_rounds: int = 0, apply: ApplyChange | None = None) -> RunOutcome:
     """Each ``(phase, kind)`` of ``pipeline`` (default: plan, code, review) in order, each given
-    what came before; stop at the first failure."""
+    what came before; stop at the first failure. With a qa-kind phase after a code-kind one, the
+    code changes wait and add up, fix rounds follow a failed check, and ``apply`` applies the one
+    change at the end (see the module docstring)."""
     phases = list(pipeline) if pipeline is not None else [(p, p) for p in RUN_PHASES]
     outcome = RunOutcome(run_id or new_run_id(), instruction, pipeline=tuple(name for name, _ in phases))
+    kinds = [kind for _, kind in phases]
+    checked = next((i for i, k in enumerate(kinds) if k == "qa" and "code" in kinds[:i]), None)
+    deferring = checked is not None and apply is not None
     diffs: list[str] = []
     files: list[str] = []
-    for name, kind in phases:
-        change = "".join(diffs) or None
+    base: ChangeSet | None = None  # the run's change so far, when it waits for the end
+
+    def step_for(name: str, kind: str, *, said: str | None = None, round_: int = 0) -> Step:
+        change = (base.diff if deferring and base else "".join(diffs)) or None
         if kind in ("review", "qa"):
-            said = review_instruction(instruction) if kind == "review" else check_instruction(instruction)
-            s = Step(name, outcome.run_id, said, change=change or NO_CHANGE, files=tuple(files), kind=kind)
-        elif kind == "code":
-            s = Step(name, outcome.run_id, instruction, plan=_plans(outcome.results), change=change,
-                     files=tuple(files), kind=kind)
-        else:
-            s = Step(name, outcome.run_id, instruction, plan=_plans(outcome.results), kind=kind)
-        result = await step(s)
+            said = said or (review_instruction(instruction) if kind == "review" else check_instruction(instruction))
+            return Step(name, outcome.run_id, said, change=change or NO_CHANGE, files=tuple(files), kind=kind,
+                        base=base if deferring else None, round=round_)
+        if kind == "code":
+            return Step(name, outcome.run_id, said or instruction, plan=_plans(outcome.results), change=change,
+                        files=tuple(files), kind=kind, base=base if deferring else None, round=round_,
+                        defer=deferring)
+        return Step(name, outcome.run_id, instruction, plan=_plans(outcome.results), kind=kind)
+
+    def took(result: PhaseResult, kind: str) -> None:
+        nonlocal base
         outcome.results.append(result)
+        if result.ok and kind == "code":
+            diffs.append(result.diff or "")
+            for f in result.changes.files if result.changes else ():
+                if f.path not in files:
+                    files.append(f.path)
+            if deferring:
+                base = compose(base, result.changes)
+
+    for i, (name, kind) in enumerate(phases):
+        result = await step(step_for(name, kind))
+        took(result, kind)
         if not result.ok:
             break
-        if kind == "code":
-            diffs.append(result.diff or "")
-            files += [f.path for f in result.changes.files if f.path not in files] if result.changes else []
+        if i == checked and deferring:
+            coder = next(n for n, k in reversed(phases[:i]) if k == "code")
+            round_ = 0
+            while result.ok and result.passed is False and round_ < fix_rounds:
+                round_ += 1
+                fix = await step(step_for(coder, "code", round_=round_, said=fix_instruction(
+                    instruction, result.findings, result.note, round_, fix_rounds)))
+                took(fix, "code")
+                if not fix.ok:
+                    result = fix
+                    break
+                result = await step(step_for(name, kind, round_=round_))
+                took(result, kind)
+            outcome.rounds = round_
+            if not result.ok:
+                break
+            await _apply_at_end(outcome, base, apply)
     return outcome
+
+
+async def _apply_at_end(outcome: RunOutcome, base: ChangeSet | None, apply: ApplyChange | None) -> None:
+    """The run's one change, applied through ``apply`` on the last code result (which then holds it
+    whole); said to be failing when the last checks failed."""
+    last = next((r for r in reversed(outcome.results) if (r.kind or r.phase) == "code" and r.ok), None)
+    outcome.change = base
+    if last is None or apply is None or not base:
+        return
+    last.changes, last.diff = base, base.diff
+    if outcome.passed is False:
+        said = (f"The checks still fail after {outcome.rounds} fix round{'s' if outcome.rounds != 1 else ''}"
+                if outcome.rounds else "The checks fail on this change")
+        last.note = f"{said}: it is offered anyway, so you can see it and decide."
+    await apply(last)
 
 
 async def run_plan_code_review(step: PhaseStep, instruction: str, *, run_id: str | None = None) -> RunOutcome:

@@ -158,3 +158,47 @@ def test_a_run_plan_code_qa_ends_with_the_qa_verdict_on_the_command_line(sim: Si
     assert [p["phase"] for p in out["phases"]] == ["plan", "code", "qa"]
     assert out["passed"] is True and out["phases"][2]["passed"] is True
     assert "def find_by_sku(" in (work / "inventory.py").read_text(encoding="utf-8")
+
+
+def test_a_failed_check_sends_the_code_phase_back_and_the_run_ends_with_one_passing_change(
+        sim: SimulatorThread, work: Path) -> None:
+    """plan → code → qa with one fix round, on the command line: the hasty coder renames the module
+    only, the test fails on the caller's import, the second round fixes the caller, the checks pass,
+    and the one change (both files) is written at the end."""
+    from phasewise.cli.demo import example_project as files
+
+    (work / "test_inventory.py").unlink()
+    shutil.copyfile(Path(files()[0]).parent / "test_orders.py", work / "test_orders.py")
+    subprocess.run(["git", "-C", str(work), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "shop"],
+                   check=True)
+    unittest = shlex.join([sys.executable, "-m", "unittest", "-q", "test_orders"])
+    USER_SETTINGS.write_text(json.dumps({"phasewise": {"commands": {"test": unittest}}}), encoding="utf-8")
+    (work / "phasewise.json").write_text(json.dumps({**settings(sim), "fixRounds": 2, "phases": {
+        "plan": {"model": "qa-o/glm-sim"}, "code": {"model": "qa-o/glm-sim-hasty", "agent": True},
+        "qa": {"model": "qa-o/glm-sim", "agent": {"commands": ["test"]}}},
+        "providers": {"qa-o": {**settings(sim)["providers"]["qa-o"],
+                               "models": {"glm-sim": {"toolCalling": True}, "glm-sim-hasty": {"toolCalling": True}}}},
+        "pipeline": ["plan", "code", "qa"]}), encoding="utf-8")
+    before = {p.name: p.read_text(encoding="utf-8") for p in work.glob("*.py")}
+    done = subprocess.run([sys.executable, "-m", "phasewise", "run", str(work / "inventory.py"), "--json",
+                           "-i", "rename find_item to find_by_sku"],
+                          env=ENV, cwd=work, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert [(p["phase"], p.get("round", 0)) for p in out["phases"]] == [
+        ("plan", 0), ("code", 0), ("qa", 0), ("code", 1), ("qa", 1)]
+    first, last = out["phases"][2], out["phases"][4]
+    assert first["passed"] is False and last["passed"] is True and out["passed"] is True and out["rounds"] == 1
+    # the first check failed on the caller's import (orders.py still imports find_item)
+    assert any(f.get("path", "").endswith("orders.py") for f in first["findings"]), first["findings"]
+    # the first round changed the module only, the fix round the caller: one change of both, written at the end
+    assert [f["path"] for f in out["phases"][1]["files"]] == ["inventory.py"]
+    assert [f["path"] for f in out["phases"][3]["files"]] == ["orders.py"]
+    assert sorted(f["path"] for f in out["files"]) == ["inventory.py", "orders.py"]
+    after = {p.name: p.read_text(encoding="utf-8") for p in work.glob("*.py")}
+    assert after["inventory.py"] == before["inventory.py"].replace("find_item", "find_by_sku")
+    assert after["orders.py"] == before["orders.py"].replace("find_item", "find_by_sku")
+    assert after["test_orders.py"] == before["test_orders.py"]
+    assert subprocess.run([sys.executable, "-m", "unittest", "-q", "test_orders"], cwd=work,
+                          capture_output=True, check=False).returncode == 0

@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--real", metavar="FILE", help="use your settings and keys on FILE (a copy is edited)")
     demo.add_argument("--instruction", "-i", help="instruction for --real (or the demo's own)")
     demo.add_argument("--settings", metavar="PATH", help="settings file for --real")
+    demo.add_argument("--qa", action="store_true", help="plan → code → qa with a fix round: the first check fails, "
+                                                       "the code phase fixes it, the one change lands at the end")
 
     run = sub.add_parser("run", help="the pipeline (plan → code → review unless the settings' pipeline says "
                                      "otherwise) on FILE, each phase on its own route")

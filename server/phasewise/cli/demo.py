@@ -8,7 +8,11 @@ for the work, apply the code phase's edit when the server asks (and save the cop
 review diagnostics. Then it prints who served each phase, the plan, the diff and the findings.
 No key and no network are used; the package's own example is never edited.
 
-``--real FILE`` does the same on a copy of FILE with the user's settings and keys.
+``--real FILE`` does the same on a copy of FILE with the user's settings and keys. ``--qa`` runs
+plan → code → qa with a fix round instead: the code phase (a hasty simulated model) renames the
+module but forgets its caller, the qa phase runs the example project's test on a scratch copy and
+it fails, the code phase gets the failure and fixes the caller, the test passes, and the one change
+is applied at the end.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -39,7 +44,8 @@ DEMO_ROUTES = {
     "code": "sim-glm/glm-sim",  # OpenAI chat-completions protocol
     "review": "sim-gpt/gpt-sim",  # OpenAI chat-completions protocol, another provider
 }
-SIM_MODELS = ("claude-sim", "glm-sim", "gpt-sim", "tiny-sim")
+SIM_MODELS = ("claude-sim", "glm-sim", "gpt-sim", "tiny-sim", "glm-sim-hasty")
+QA_ROUTES = {"plan": "sim-claude/claude-sim", "code": "sim-glm/glm-sim-hasty", "qa": "sim-gpt/gpt-sim"}
 PROTOCOL_NAMES = {"anthropic": "Anthropic messages", "openai": "OpenAI chat-completions"}
 
 
@@ -48,10 +54,26 @@ def example_file() -> Path:
     return Path(str(resources.files("phasewise") / "examples" / "inventory.py"))
 
 
-def example_project() -> list[Path]:
-    """The files of the packaged example project: ``inventory.py`` and its caller ``orders.py``."""
+def example_project(*, tests: bool = False) -> list[Path]:
+    """The files of the packaged example project: ``inventory.py`` and its caller ``orders.py`` (and,
+    with ``tests``, its test ``test_orders.py``)."""
     folder = example_file().parent
-    return [folder / "inventory.py", folder / "orders.py"]
+    return [folder / "inventory.py", folder / "orders.py", *([folder / "test_orders.py"] if tests else [])]
+
+
+def qa_settings() -> tuple[dict[str, Any], dict[str, Any]]:
+    """``--qa``'s settings, and the user-level settings that declare its test command (so it runs
+    unasked): plan → code (a hasty model, in steps) → qa (runs the test), one fix round allowed."""
+    models = {"glm-sim-hasty": {"toolCalling": True}, "gpt-sim": {"toolCalling": True}}
+    settings = {
+        "phases": {"plan": {"model": QA_ROUTES["plan"]}, "code": {"model": QA_ROUTES["code"], "agent": True},
+                   "qa": {"model": QA_ROUTES["qa"], "agent": {"commands": ["test"]}}},
+        "providers": {"sim-glm": {"models": {"glm-sim-hasty": models["glm-sim-hasty"]}},
+                      "sim-gpt": {"models": {"gpt-sim": models["gpt-sim"]}}},
+        "pipeline": ["plan", "code", "qa"], "fixRounds": 2,
+    }
+    test = f"{shlex.quote(sys.executable)} -m unittest -q test_orders"
+    return settings, {"commands": {"test": test}}
 
 
 DEMO_AGENT = ("code",)  # phases that work in steps: the code phase searches for the callers first
@@ -262,8 +284,8 @@ class DemoResult(Jsonable):
         return sum(1 for d in every if d.source == "phasewise-review")
 
 
-async def drive_server(state: EditorState, instruction: str, settings: dict[str, Any], env: dict[str, str]) -> tuple[
-        list[dict[str, Any]], dict[str, Any]]:
+async def drive_server(state: EditorState, instruction: str, settings: dict[str, Any], env: dict[str, str],
+                       user: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Spawn the server, run ``phasewise.status`` and ``phasewise.run`` on the file like an editor."""
     uri, path = state.uri, state.path
     client = DemoClient(state)
@@ -280,7 +302,7 @@ async def drive_server(state: EditorState, instruction: str, settings: dict[str,
         )
         await client.initialize_async(types.InitializeParams(
             capabilities=capabilities, process_id=os.getpid(), root_uri=path.parent.as_uri(),
-            initialization_options={"phasewise": settings},
+            initialization_options={"phasewise": settings, **({"userSettings": user} if user else {})},
             workspace_folders=[types.WorkspaceFolder(uri=path.parent.as_uri(), name=path.parent.name)],
         ))
         client.initialized(types.InitializedParams())
@@ -295,7 +317,7 @@ async def drive_server(state: EditorState, instruction: str, settings: dict[str,
         client.exit(None)
     finally:
         await client.close()
-    routes = [p for p in (status or {}).get("phases", []) if p.get("phase") in DEMO_ROUTES]
+    routes = [p for p in (status or {}).get("phases", []) if p.get("phase") in (*DEMO_ROUTES, "qa")]
     return routes, run or {}
 
 
@@ -337,8 +359,9 @@ def run_demo(args: argparse.Namespace) -> int:
         source = example_file()
     # The demo edits a copy in a temp folder (kept, so the result can be looked at): the whole
     # example project (the file and its caller), or the --real file alone.
+    qa = bool(getattr(args, "qa", False)) and not real
     target = Path(tempfile.mkdtemp(prefix="phasewise-demo-")) / source.name
-    for extra in ([] if real else example_project()):
+    for extra in ([] if real else example_project(tests=qa)):
         shutil.copyfile(extra, target.parent / extra.name)
     shutil.copyfile(source, target)
     instruction = args.instruction or DEMO_INSTRUCTION
@@ -361,7 +384,8 @@ def run_demo(args: argparse.Namespace) -> int:
         with _simulator() as sim:
             env["PHASEWISE_SIM_URL"] = sim.url
             state = _editor(target)
-            routes, run = asyncio.run(drive_server(state, instruction, demo_settings(), env))
+            settings, user = qa_settings() if qa else (demo_settings(), None)
+            routes, run = asyncio.run(drive_server(state, instruction, settings, env, user))
             result = DemoResult(True, sim.url, target, instruction, routes, run, state, None)
     if _ledger_lines(ledger) > before:
         result.ledger = ledger
@@ -400,13 +424,16 @@ def show(result: DemoResult) -> None:
     console.print(f"File: {result.file}  [dim](a copy; the packaged example is untouched)[/]")
     console.print(f"Instruction: {result.instruction}\n")
 
-    phases = {p.get("phase"): p for p in result.run.get("phases") or ()}
-    for name in ("plan", "code", "review"):
-        p = phases.get(name)
-        console.print(Rule(f"{name}", align="left"))
-        if p is None:
+    ran = list(result.run.get("phases") or ())
+    names = [p.get("phase") for p in ran]
+    for name in result.run.get("pipeline") or ("plan", "code", "review"):
+        if name not in names:
+            console.print(Rule(f"{name}", align="left"))
             console.print("[dim]not run (the run stopped earlier)[/]")
-            continue
+    for p in ran:
+        name = str(p.get("phase"))
+        round_ = p.get("round")
+        console.print(Rule(f"{name}" + (f" — fix round {round_}" if round_ else ""), align="left"))
         latency = p.get("latencyMs") or {}
         protocol = result.protocol(p.get("provider")) or "?"
         wire = PROTOCOL_NAMES.get(protocol, protocol)
@@ -428,10 +455,23 @@ def show(result: DemoResult) -> None:
             if (steps := steps_table("the code phase's steps", p.get("steps") or [])) is not None:
                 console.print(steps)
             console.print(str(p.get("text") or ""))
-            if diff:
+            if diff and "passed" in result.run:  # a run with a qa phase: its change waits for the checks
+                console.print(Panel(Syntax(diff.rstrip(), "diff", theme="ansi_dark", word_wrap=True),
+                                    title="this round's change (not applied yet: the checks come first)",
+                                    title_align="left"))
+            elif diff:
                 console.print(Panel(Syntax(diff.rstrip(), "diff", theme="ansi_dark", word_wrap=True),
                                     title=f"the applied diff ({result.state.edits_applied} workspace edit "
                                           f"applied by the editor)", title_align="left"))
+        elif name == "qa":
+            if (steps := steps_table("the qa phase's steps", p.get("steps") or [])) is not None:
+                console.print(steps)
+            verdict = "[bold green]passed[/]" if p.get("passed") else "[bold red]failed[/]"
+            checks = ", ".join(f"{c.get('name')} → exit {c.get('exitCode')}" for c in p.get("checks") or ())
+            console.print(f"the checks {verdict} ({checks or 'none ran'})")
+            for f in p.get("findings") or ():
+                console.print(f"  {f.get('path') or result.file.name}:{int(f.get('startLine', 0)) + 1}: "
+                              f"{f.get('message')}")
         else:
             console.print(str(p.get("text") or ""))
             table = Table(title="review findings", title_justify="left")
@@ -444,6 +484,16 @@ def show(result: DemoResult) -> None:
             console.print(f"[dim]The server published {result.review_diagnostics} review diagnostics on the "
                           f"files they are about, as an editor would show them.[/]")
 
+    if "passed" in result.run:
+        files = ", ".join(str(f.get("path")) for f in result.run.get("files") or ()) or "no file"
+        rounds = result.run.get("rounds") or 0
+        console.print(Rule("the one change", align="left"))
+        console.print(f"After {rounds} fix round{'s' if rounds != 1 else ''} the checks "
+                      f"{'passed' if result.run.get('passed') else 'still fail'}; the run's one change ({files}) was "
+                      f"applied at the end, in {result.state.edits_applied} workspace edit.")
+        if result.run.get("diff"):
+            console.print(Panel(Syntax(str(result.run["diff"]).rstrip(), "diff", theme="ansi_dark", word_wrap=True),
+                                title="the applied diff", title_align="left"))
     console.print(Rule("summary", align="left"))
     summary = Table()
     for header in ("phase", "provider", "model", "protocol", "first token", "total", "cost"):

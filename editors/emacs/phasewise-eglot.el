@@ -20,7 +20,9 @@
 ;; - problems (a missing key, a rate limit, ...) are Flymake diagnostics and their quick fixes are
 ;;   `eglot-code-actions'; the client-side ones (set an API key, open the settings) are here.
 ;;
-;; Settings live in `eglot-workspace-configuration' under `:phasewise' (see README.md).
+;; Settings live in `eglot-workspace-configuration' under `:phasewise' (see README.md); the
+;; user-level ones, commands that run unasked included, in `phasewise-user-settings'.  The server
+;; asks (`window/showMessageRequest', in the minibuffer) before it runs a workspace's command.
 ;; API keys are read with `read-passwd' and sent to the server in memory, never to disk.
 
 ;;; Code:
@@ -54,12 +56,20 @@ the other servers in those modes."
   :type 'integer)
 
 (defcustom phasewise-user-settings nil
-  "Phasewise settings that only you may set, as a plist: `:security', `:network'
-and `:ledgerPath'.
+  "Phasewise settings that only you may set, as a plist: `:security', `:network',
+`:ledgerPath' and `:commands'.
 For example (:security (:allowedKeyOrigins [\"https://llm-proxy.corp.example\"])).
 A project's .dir-locals.el can set `eglot-workspace-configuration' (Eglot marks it
 safe), so Phasewise never takes these from there: the server gets them from
-this variable only, which a directory-local setting cannot change."
+this variable only, which a directory-local setting cannot change.
+
+`:commands' are the named commands phases may run, e.g.
+\(:commands (:test \"pytest -q\" :lint \"ruff check .\")): these are declared to the
+server as yours, so they run without asking.  Commands in
+`eglot-workspace-configuration' are the workspace's: the server asks before
+running one (in the minibuffer, see the `window/showMessageRequest' method
+below).  The server reads `:commands' when it starts (\\[eglot-reconnect]
+after a change)."
   :type 'plist)
 (put 'phasewise-user-settings 'risky-local-variable t)
 
@@ -85,9 +95,41 @@ See the `eglot-execute-command' methods below.")
 It runs the client-side quick-fix commands itself (so the server offers
 them, not its own fallbacks) and shows plans itself (so the server writes
 no files under .phasewise/plans for it)."
-  (let ((caps (cl-call-next-method)))
+  (let* ((caps (cl-call-next-method))
+         (window (copy-sequence (plist-get caps :window))))
+    ;; Eglot answers the server's questions (`window/showMessageRequest') but does not say so:
+    ;; without this the server cannot ask before it runs a workspace's command
+    (unless (plist-member window :showMessage)
+      (setq window (plist-put window :showMessage
+                              (list :messageActionItem (list :additionalPropertiesSupport :json-false)))))
+    (plist-put caps :window window)
     (plist-put caps :experimental
                (list :phasewise (list :clientCommands phasewise-client-commands)))))
+
+(cl-defmethod eglot-initialization-options ((_server phasewise-eglot-server))
+  "Declare the `:commands' of `phasewise-user-settings' as the user's own.
+They run without asking; any other command (the workspace configuration's)
+only once you allowed it."
+  (let ((commands (plist-get phasewise-user-settings :commands)))
+    (if commands
+        (list :userSettings (list :commands commands))
+      (cl-call-next-method))))
+
+(cl-defmethod eglot-handle-request
+  ((_server phasewise-eglot-server) (_method (eql window/showMessageRequest))
+   &key message actions &allow-other-keys)
+  "Ask the server's question MESSAGE in the minibuffer, ACTIONS completed.
+The server asks before it runs a command from the workspace's configuration:
+\"Allow once\", \"Always for this workspace\" or \"Deny\".  Unlike Eglot's own
+handler, no answer is the default: an empty answer or \\[keyboard-quit]
+answers nothing, and the command does not run."
+  (let* ((titles (mapcar (lambda (a) (plist-get a :title)) (append actions nil)))
+         (label (condition-case nil
+                    (completing-read (concat message "\n(" (mapconcat #'identity titles " · ") ") ")
+                                     titles nil t)
+                  (quit nil))))
+    ;; nil is JSON null here (jsonrpc's `:null-object'); Eglot's `:null' would not serialize
+    (and (member label titles) (list :title label))))
 
 (defvar phasewise--keys nil
   "Alist (ENV . KEY) of the keys typed in this session.

@@ -298,3 +298,56 @@ def test_a_phase_that_works_in_steps_shows_its_steps_as_they_happen(sim: Simulat
     # Eglot changed orders.py in a buffer it opened for it, left for the user to save
     assert "find_by_sku" in obs["caller_after_code"] and "find_item" not in obs["caller_after_code"]
     assert obs["caller_modified"] is True and "find_item" in (root / "orders.py").read_text(encoding="utf-8")
+
+
+def test_user_commands_run_unasked_a_projects_are_asked_in_the_minibuffer(
+        sim: SimulatorThread, tmp_path: Path) -> None:
+    """Issue 22, item 2: ``phasewise-user-settings``' ``:commands`` are the user's own (sent as
+    ``userSettings``); the ones a project's ``.dir-locals.el`` adds are asked about in the minibuffer
+    (the recipe declares ``window/showMessageRequest``, which Eglot 1.9 answers but does not
+    declare): allowed once, run; denied, not run."""
+    root = tmp_path / "shop"
+    root.mkdir()
+    (root / "app.py").write_text("def total(items):\n    return sum(items)\n")
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    provider = {"protocol": "openai", "baseUrl": sim.base_url("coder", "openai"), "apiKeyEnv": "CODER_KEY",
+                "models": {"glm-sim": {"toolCalling": True}}}
+    settings = {"commands": {"once": "touch once.txt", "never": "touch never.txt", "blank": "touch blank.txt"},
+                "phases": {"plan": {"model": "coder/glm-sim",
+                                    "agent": {"commands": ["mark", "once", "never", "blank"], "maxSteps": 6}}},
+                "providers": {"coder": provider}}
+    out = tmp_path / "observed.json"
+    state = tmp_path / "state"
+    env = server_env(CODER_KEY="test-key-coder-in-emacs-5252", HOME=str(tmp_path), XDG_STATE_HOME=str(state),
+                     XDG_CONFIG_HOME=str(tmp_path / "config"))
+    env["PHASEWISE_TEST_INPUT"] = json.dumps({
+        "recipe": str(RECIPE), "cmd": [sys.executable, "-m", "phasewise", "serve"], "settings": settings,
+        "user_commands": {"mark": "touch marker.txt"}, "file": str(root / "app.py"),
+        "instruction": "run `mark`, run `once`, run `never` and run `blank`"})
+    env["PHASEWISE_TEST_OUT"] = str(out)
+    assert EMACS is not None
+    # the user types: Allow once, Deny, and for the last question only RET (no answer is the default)
+    proc = subprocess.run([EMACS, "-Q", "--batch", "-l", str(SCRIPTS / "emacs_commands.el")], env=env, cwd=tmp_path,
+                          input="Allow once\nDeny\n\n", capture_output=True, text=True, timeout=120, check=False)
+    obs: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {"error": "no output written"}
+    assert proc.returncode == 0 and "error" not in obs, (
+        f"emacs failed ({proc.returncode}): {obs.get('error')}\nstderr: {proc.stderr[-3000:]}")
+
+    assert obs["capabilities_window"]["showMessage"] == {"messageActionItem": {"additionalPropertiesSupport": False}}
+    assert obs["initialization_options"] == {"userSettings": {"commands": {"mark": "touch marker.txt"}}}
+    # asked for the project's commands only, each naming its exact command line
+    asked = obs["asked"]
+    assert [a["answer"] for a in asked] == ["Allow once", "Deny", ""], asked
+    for question, line in zip(asked, ["touch once.txt", "touch never.txt", "touch blank.txt"], strict=True):
+        assert f"Run `{line}` in shop/?" in question["prompt"]
+        assert question["choices"] == ["Allow once", "Always for this workspace", "Deny"]
+    assert (root / "marker.txt").exists(), "the user's command ran unasked"
+    assert (root / "once.txt").exists(), "the project's command allowed once ran"
+    assert not (root / "never.txt").exists(), "the denied command did not run"
+    assert not (root / "blank.txt").exists(), "an empty answer allowed nothing"
+    plan = obs["plan"]
+    assert plan["ok"] is True
+    runs = {s["summary"].split()[1].rstrip(":"): s["ok"] for s in plan["steps"] if s["tool"] == "run_command"}
+    assert runs == {"mark": True, "once": True, "never": False, "blank": False}
+    assert "denied by the user" in plan["text"] and "the question was dismissed" in plan["text"]
+    assert not (state / "phasewise" / "allowed-commands.json").exists()  # nothing remembered "always"

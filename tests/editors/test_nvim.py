@@ -770,3 +770,43 @@ def test_a_phase_that_works_in_steps_shows_its_steps_as_they_happen(sim: Simulat
     assert obs["code"]["text"] and obs["code_buffer"].endswith(obs["code"]["text"])
     assert obs["current_after_code"]
     assert any("_code (coder/glm-sim): applied, 2 files_" in row for row in obs["screen"]), obs["screen"]
+
+
+def test_commands_from_setup_run_unasked_a_projects_are_asked_with_vim_ui_select(
+        sim: SimulatorThread, tmp_path: Path) -> None:
+    """Issue 22, item 2: setup()'s commands are the user's own (sent as ``userSettings``); the ones a
+    project's ``.nvim.lua`` adds are asked about: allowed once, run; denied, not run."""
+    root = tmp_path / "shop"
+    root.mkdir()
+    (root / "app.py").write_text("def total(items):\n    return sum(items)\n")
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    exrc = root / ".nvim.lua"
+    exrc.write_text('vim.lsp.config("phasewise", { settings = { phasewise = { commands = {\n'
+                    '  once = "touch once.txt", never = "touch never.txt" } } } })\n')
+    provider = {**route(sim, "coder", "openai", "CODER_KEY"), "models": {"glm-sim": {"toolCalling": True}}}
+    settings = {"commands": {"mark": "touch marker.txt"},
+                "phases": {"plan": {"model": "coder/glm-sim",
+                                    "agent": {"commands": ["mark", "once", "never"], "maxSteps": 6}}},
+                "providers": {"coder": provider}}
+    obs = run_nvim("nvim_commands.lua", tmp_path, env=KEYS, settings=settings, file=str(root / "app.py"),
+                   exrc=str(exrc), instruction="run `mark`, run `once` and run `never`")
+
+    assert obs["init_options"] == {"userSettings": {"commands": {"mark": "touch marker.txt"}}}
+    # asked twice, for the project's two commands only, each naming its exact command line
+    assert [a["answer"] for a in obs["asked"]] == ["Allow once", "Deny"], obs["asked"]
+    for asked, line in zip(obs["asked"], ["touch once.txt", "touch never.txt"], strict=True):
+        assert f"Run `{line}` in shop/?" in asked["prompt"] and asked["kind"] == "lsp_message"
+        assert asked["items"] == ["Allow once", "Always for this workspace", "Deny"]
+    assert (root / "marker.txt").exists(), "the command from setup() ran unasked"
+    assert (root / "once.txt").exists(), "the project's command allowed once ran"
+    assert not (root / "never.txt").exists(), "the denied command did not run"
+    plan = obs["plan"]
+    assert plan["ok"] is True
+    runs = {s["summary"].split()[1].rstrip(":"): s for s in plan["steps"] if s["tool"] == "run_command"}
+    assert runs["mark"]["ok"] and runs["once"]["ok"] and not runs["never"]["ok"]
+    assert "denied by the user" in plan["text"] and "Nothing ran" in plan["text"]
+    # nothing was remembered for "always", and nothing written in the project but the markers
+    state = tmp_path / "xdg" / "xdg_state_home" / "phasewise" / "allowed-commands.json"
+    assert not state.exists()
+    assert sorted(p.name for p in root.iterdir() if p.name != ".git") == [
+        ".nvim.lua", "app.py", "marker.txt", "once.txt"]

@@ -646,3 +646,43 @@ def test_a_phase_that_works_in_steps_shows_them_as_they_happen_in_code_server(
     assert code["text"].endswith("\n".join(lines) + "\n\n" + code["result"]["text"])
     assert "def find_by_sku(" in code["document"] and "find_item" not in code["caller"]
     assert "find_item" not in (folder / "orders.py").read_text(encoding="utf-8")
+
+
+def _commands_workspace(root: Path, sim: SimulatorThread) -> Path:
+    """A workspace whose ``.vscode/settings.json`` adds two commands (``once``, ``never``) to the one in
+    the user's settings (``mark``); its plan phase may run all three."""
+    folder = root / "shop"
+    (folder / ".vscode").mkdir(parents=True)
+    (folder / "app.py").write_text("def total(items):\n    return sum(items)\n")
+    provider = {"protocol": "openai", "baseUrl": sim.base_url("e2e-agent", "openai"), "requiresKey": False,
+                "models": {"glm-sim": {"toolCalling": True}}}
+    settings = {"phasewise.commands": {"once": "touch once.txt", "never": "touch never.txt"},
+                "phasewise.phases": {"plan": {"model": "e2e-agent/glm-sim",
+                                              "agent": {"commands": ["mark", "once", "never"], "maxSteps": 6}}},
+                "phasewise.providers": {"e2e-agent": provider}}
+    (folder / ".vscode" / "settings.json").write_text(json.dumps(settings, indent=2))
+    return folder
+
+
+def test_user_settings_commands_run_unasked_a_workspaces_are_asked_in_code_server(
+        editor_session: Callable[..., Any]) -> None:
+    """Issue 22, item 2: ``phasewise.commands`` in the user's settings are declared as theirs
+    (``userSettings``) and run unasked; the workspace's are asked about in a notification with the
+    server's actions as buttons: allowed once, run; denied, not run (marker files)."""
+    report, _, folder = editor_session("commands", trust=True, workspace=_commands_workspace,
+                                       settings={"phasewise.commands": {"mark": "touch marker.txt"}},
+                                       env={"PHASEWISE_TEST_SCENARIO": "commands"})
+    assert "error" not in report, report.get("error")
+    questions = report["questions"]
+    assert [q["clicked"] for q in questions] == ["Allow once", "Deny"], questions
+    for question, line in zip(questions, ["touch once.txt", "touch never.txt"], strict=True):
+        assert question["kind"] == "warning" and f"Run `{line}` in shop/?" in question["message"]
+        assert question["actions"] == ["Allow once", "Always for this workspace", "Deny"]
+    assert (folder / "marker.txt").exists(), "the user's command ran unasked"
+    assert (folder / "once.txt").exists(), "the workspace's command allowed once ran"
+    assert not (folder / "never.txt").exists(), "the denied command did not run"
+    plan = report["plan"]["result"]
+    assert plan["ok"] is True
+    runs = {s["summary"].split()[1].rstrip(":"): s["ok"] for s in plan["steps"] if s["tool"] == "run_command"}
+    assert runs == {"mark": True, "once": True, "never": False}
+    assert "denied by the user" in plan["text"]

@@ -44,6 +44,7 @@ export function activate(context: vscode.ExtensionContext): PhasewiseApi {
     keys,
     new Set([...Object.values(COMMANDS), ...Object.values(CHANGE_COMMANDS)]),
     review,
+    ui,
   );
   manager = server;
   const commands = new Commands(server, documents, keys, log, ui, statusBar, review);

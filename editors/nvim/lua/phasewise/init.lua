@@ -59,6 +59,21 @@ local function capabilities()
   return vim.tbl_deep_extend("force", vim.lsp.protocol.make_client_capabilities(), ours)
 end
 
+--- What the plugin tells the server is the user's own (`initializationOptions.userSettings`): the
+--- `commands` of the settings given to setup(), which are the user's configuration (init.lua), so
+--- they run unasked. Commands from anywhere else (a project's `.nvim.lua` through
+--- `vim.lsp.config`, a changed `client.settings`) reach the server only as settings it pulls: a
+--- workspace's, asked about before they run. Nil without commands.
+--- @param settings table? the settings given to setup()
+--- @return table?
+function M.init_options(settings)
+  local commands = vim.tbl_get(type(settings) == "table" and settings or {}, "phasewise", "commands")
+  if type(commands) ~= "table" or next(commands) == nil then
+    return nil
+  end
+  return { userSettings = { commands = commands } }
+end
+
 --- The `vim.lsp.Config` for the server (also what `lsp/phasewise.lua` returns).
 --- @return vim.lsp.Config
 function M.lsp_config()
@@ -69,6 +84,8 @@ function M.lsp_config()
     filetypes = config.filetypes,
     root_markers = config.root_markers,
     settings = config.settings,
+    -- the setup() commands, declared as the user's own: a server start reads them (see init_options)
+    init_options = M.init_options(config.settings),
     -- merged into Neovim's defaults: versioned multi-file edits (checked before they land, see
     -- phasewise.edits) with their change annotations, and the quick fixes' client commands
     capabilities = capabilities(),

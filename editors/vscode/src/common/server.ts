@@ -9,14 +9,18 @@ import {
   DidChangeConfigurationNotification,
   ExecuteCommandRequest,
   LanguageClient,
+  MessageType,
   RevealOutputChannelOn,
+  ShowMessageRequest,
   State,
   WorkDoneProgressCreateRequest,
   type ClientCapabilities,
   type DynamicFeature,
   type FeatureState,
   type LanguageClientOptions,
+  type MessageActionItem,
   type ServerOptions,
+  type ShowMessageRequestParams,
   type StaticFeature,
 } from "vscode-languageclient/node";
 
@@ -28,6 +32,7 @@ import type { Log } from "./log";
 import { NotificationProgressFeature, ProgressBoard } from "./progress";
 import type { StepParams, StreamTextParams } from "./protocol";
 import { serverStdio } from "./serverLog";
+import type { NoticeKind, Ui } from "./ui";
 
 export type ServerState = "stopped" | "starting" | "running" | "untrusted" | "not-found" | "failed";
 
@@ -134,6 +139,8 @@ export class ServerManager implements vscode.Disposable {
     private readonly ownCommands: ReadonlySet<string>,
     /** Shows a change that needs confirmation as a diff and asks before it lands. */
     private readonly review: ChangeReview,
+    /** Where the server's questions are shown (`window/showMessageRequest`). */
+    private readonly ui: Ui,
   ) {
     this.disposables.push(
       keys.onDidChange((changed) => void this.pushKeys(changed)),
@@ -270,6 +277,7 @@ export class ServerManager implements vscode.Disposable {
     client.registerFeature(new PhasewiseCapabilities());
     client.onNotification(STREAM_TEXT, (params: StreamTextParams) => this.streamEmitter.fire(params));
     client.onNotification(STEP, (params: StepParams) => this.stepEmitter.fire(params));
+    client.onRequest(ShowMessageRequest.type, (params) => this.ask(params));
     client.onDidChangeState((e) => {
       // After a crash vscode-languageclient restarts the server: it needs the keys again.
       if (e.newState === State.Running && this.client === client) {
@@ -381,6 +389,20 @@ export class ServerManager implements vscode.Disposable {
       );
       await this.restart();
     }
+  }
+
+  /**
+   * The server's questions (`window/showMessageRequest`, e.g. "Run `pytest -q` in shop/?" with
+   * Allow once · Always for this workspace · Deny): a notification with the actions as buttons, as
+   * vscode-languageclient shows them, but through the extension's notifier (which the test driver
+   * observes). Dismissed: no action.
+   */
+  private async ask(params: ShowMessageRequestParams): Promise<MessageActionItem | null> {
+    const kind: NoticeKind =
+      params.type === MessageType.Error ? "error" : params.type === MessageType.Warning ? "warning" : "info";
+    const actions = params.actions ?? [];
+    const picked = await this.ui.notify(kind, params.message, ...actions.map((a) => a.title));
+    return actions.find((a) => a.title === picked) ?? null;
   }
 
   private forwardServerCommands(client: LanguageClient): void {

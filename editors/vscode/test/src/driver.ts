@@ -91,7 +91,12 @@ interface Notice {
   kind: string;
   message: string;
   actions: string[];
+  /** The action the session clicked, when it answered the notification itself. */
+  clicked?: string;
 }
+
+/** Clicks one of a notification's actions as the user would; undefined leaves it to the user. */
+type Clicker = (message: string, actions: string[]) => string | undefined;
 
 /** What the editor area shows: each tab's label and what it is (a text editor, a preview, …). */
 function tabsView() {
@@ -170,10 +175,13 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
   api.ui.prompter = prompter;
   const notices: Notice[] = [];
   const shown = api.ui.notifier;
+  const clicker: { click?: Clicker } = {};
   api.ui.notifier = {
     show: (kind, message, ...actions) => {
-      notices.push({ kind, message, actions });
-      return shown.show(kind, message, ...actions);
+      const clicked = clicker.click?.(message, actions);
+      notices.push({ kind, message, actions, ...(clicked === undefined ? {} : { clicked }) });
+      const shownNow = shown.show(kind, message, ...actions);
+      return clicked === undefined ? shownNow : Promise.resolve(clicked);
     },
   };
   try {
@@ -199,6 +207,10 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
     step("file opened");
     if (process.env.PHASEWISE_TEST_SCENARIO === "steps") {
       await stepsSession(api, report, step, file);
+      return;
+    }
+    if (process.env.PHASEWISE_TEST_SCENARIO === "commands") {
+      await commandsSession(report, step, file, notices, clicker);
       return;
     }
 
@@ -706,5 +718,35 @@ async function stepsSession(
     documents.onStep = onStep;
     report.seen = seen;
     report.atStep = atStep;
+  }
+}
+
+/**
+ * Named commands (`PHASEWISE_TEST_SCENARIO=commands`): the plan phase runs `mark` (from the user's
+ * settings), `once` and `never` (from the workspace's `.vscode/settings.json`). The server asks
+ * about the workspace's two with `window/showMessageRequest`, shown as notifications: the session
+ * clicks "Allow once" on `once`'s and "Deny" on `never`'s (and on any other question, which the
+ * test then finds among the notices).
+ */
+async function commandsSession(
+  report: Record<string, unknown>,
+  step: (name: string) => void,
+  file: vscode.Uri,
+  notices: Notice[],
+  clicker: { click?: Clicker },
+): Promise<void> {
+  clicker.click = (message, actions) =>
+    actions.includes("Allow once") ? (message.includes("`touch once.txt`") ? "Allow once" : "Deny") : undefined;
+  const before = notices.length;
+  try {
+    const plan = await vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.plan, {
+      uri: file.toString(),
+      instruction: "run `mark`, run `once` and run `never`",
+    });
+    report.plan = { result: plan ?? null };
+    step("plan done");
+  } finally {
+    clicker.click = undefined;
+    report.questions = notices.slice(before).filter((n) => n.clicked !== undefined);
   }
 }

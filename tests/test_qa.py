@@ -65,6 +65,11 @@ def work(sim: SimulatorThread) -> Path:
     return ROOT
 
 
+def texts(folder: Path) -> dict[str, str]:
+    """Each Python file of ``folder`` by name, as it is on disk."""
+    return {p.name: p.read_text(encoding="utf-8") for p in folder.glob("*.py")}
+
+
 def settings(sim: SimulatorThread, **qa: Any) -> dict[str, Any]:
     return {
         "phases": {"qa": {"model": "qa-o/glm-sim", "agent": {"commands": ["test"]}, **qa}},
@@ -202,3 +207,38 @@ def test_a_failed_check_sends_the_code_phase_back_and_the_run_ends_with_one_pass
     assert after["test_orders.py"] == before["test_orders.py"]
     assert subprocess.run([sys.executable, "-m", "unittest", "-q", "test_orders"], cwd=work,
                           capture_output=True, check=False).returncode == 0
+
+
+async def test_through_the_editor_the_files_change_once_at_the_end_with_both_rounds(
+        client: LanguageClient, sim: SimulatorThread, work: Path) -> None:
+    """phasewise.run through the language server: nothing is applied while the rounds go on (the
+    first check sees the hasty change on a scratch copy, not in the editor); one workspace edit at
+    the end holds the first round's change and the fix round's."""
+    from phasewise.cli.demo import example_project as files
+
+    (work / "test_inventory.py").unlink()
+    shutil.copyfile(Path(files()[0]).parent / "test_orders.py", work / "test_orders.py")
+    unittest = shlex.join([sys.executable, "-m", "unittest", "-q", "test_orders"])
+    USER_SETTINGS.write_text(json.dumps({"phasewise": {"commands": {"test": unittest}}}), encoding="utf-8")
+    base = settings(sim)
+    base["providers"]["qa-o"]["models"]["glm-sim-hasty"] = {"toolCalling": True}
+    editor = Editor(client)
+    editor.configure({**base, "fixRounds": 1, "pipeline": ["code", "qa"], "phases": {
+        "code": {"model": "qa-o/glm-sim-hasty", "agent": True, "confirm": False},
+        "qa": {"model": "qa-o/glm-sim", "agent": {"commands": ["test"]}}}})
+    uri = (work / "inventory.py").as_uri()
+    editor.open(uri, (work / "inventory.py").read_text(encoding="utf-8"))
+    before = texts(work)
+    out: dict[str, Any] = answer(await editor.command("phasewise.run", {
+        "uri": uri, "instruction": "rename find_item to find_by_sku"}))
+    assert [(p["phase"], p.get("round", 0), p.get("passed")) for p in out["phases"]] == [
+        ("code", 0, None), ("qa", 0, False), ("code", 1, None), ("qa", 1, True)]
+    assert out["ok"] is True and out["passed"] is True and out["rounds"] == 1
+    # one edit, at the end, with both rounds' files; the open module changed in the editor
+    assert len(editor.applied) == 1
+    changed = {c.text_document.uri for c in editor.applied[0].edit.document_changes or ()
+               if hasattr(c, "text_document")}
+    assert changed == {uri, (work / "orders.py").as_uri()}
+    assert editor.texts[uri] == before["inventory.py"].replace("find_item", "find_by_sku")
+    assert (work / "orders.py").read_text(encoding="utf-8") == before["orders.py"].replace("find_item", "find_by_sku")
+    assert (work / "test_orders.py").read_text(encoding="utf-8") == before["test_orders.py"]

@@ -50,6 +50,7 @@ class PhaseInput:
     # A run's change so far, not applied yet (its code phases wait for its qa phase): the phase sees
     # the files as that change leaves them, and its commands run on a scratch copy with it.
     base: ChangeSet | None = None
+    round: int = 0  # a run's fix round (1, 2, …), for the progress and the result
 
 
 def _code_view(result: PhaseResult) -> bool:

@@ -220,7 +220,8 @@ class PhaseService:
         main = phase_route.main
         kind = phase_route.kind
         result = PhaseResult(ok=False, run_id=run_id, phase=phase, kind=kind,
-                             provider=main.provider if main else None, model=main.model if main else None)
+                             provider=main.provider if main else None, model=main.model if main else None,
+                             round=inp.round)
         instructions = self.instructions(loaded, phase, inp)
         if isinstance(instructions, Problem):
             result.error = instructions

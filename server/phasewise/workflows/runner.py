@@ -151,8 +151,8 @@ class PhaseRunner:
                 result = inp
             else:
                 inp.base = s.base  # the run's change so far, not applied yet: the phase sees the files with it
+                inp.round = s.round
                 result = await self.phase(loaded, s.phase, inp, door, workflow=workflow, apply=not s.defer)
-                result.round = s.round
             done.append(result)
             return result
 

@@ -234,7 +234,9 @@ class EdgeDoor:
         # The token is created while the phase runs: no client round trip before the provider call.
         progress = PhaseProgress.creating(ls, run_id=run_id, phase=route.phase, uri=inp.document.uri)
         progress.route = who
-        progress.begin(f"Phasewise {route.phase}: {who}")
+        progress.begin(f"Phasewise {route.phase}: {who}")  # the plugins read the phase from this title
+        if inp.round:
+            progress.on_status(f"fix round {inp.round}: the checks failed, the {route.phase} phase goes again")
         ls.log_line(f"[{run_id}] {route.phase} phase starting on {who}")
         task = asyncio.current_task()
         assert task is not None

@@ -1,0 +1,201 @@
+"""Issue 22, item 4: the scratch copy a code phase's commands run in (``phases.scratch``).
+
+Units on a real git work tree: the copy holds HEAD's files as the working tree has them (modified,
+untracked, deleted), ignored environment folders linked, unsaved buffers over them, then the staged
+change, rewritten as it grows and narrows; the user's repository, ``.git`` included, is byte for
+byte what it was, and no worktree is registered in it. Outside git, a plain copy, bounded. Leftovers
+older than a day go on the next create; ``close`` removes the copy and never follows a link.
+Then once through the language server: a code agent phase renames a function and runs a user-level
+command that reads the edited files: the command saw the staged edit and the unsaved buffer, the
+user's file on disk still held the old name while it ran, and no copy is left once the phase ended.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from phasewise.gate import PathRefused
+from phasewise.phases.scratch import LEFTOVER_SECONDS, ScratchCopy, ScratchPlace, ScratchRefused
+
+GIT_ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
+           "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+
+
+def git(folder: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=folder, env=GIT_ENV, check=True, capture_output=True,
+                          text=True).stdout
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def read(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.exists() else None
+
+
+def listing(folder: Path) -> list[str] | None:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else None
+
+
+def fingerprint(folder: Path) -> dict[str, Any]:
+    """Every entry under ``folder`` (``.git`` included, links not followed): its kind, mode, mtime and
+    bytes' hash; and the worktrees git knows."""
+    out: dict[str, Any] = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in sorted(dirnames + filenames):
+            p = Path(dirpath) / name
+            st = p.lstat()
+            digest = hashlib.sha256(p.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else (
+                os.readlink(p) if p.is_symlink() else "")
+            out[str(p.relative_to(folder))] = (stat.S_IFMT(st.st_mode), st.st_mode & 0o7777, st.st_mtime_ns, digest)
+    out["(worktrees)"] = git(folder, "worktree", "list", "--porcelain")
+    return out
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git work tree with every kind of file the copy must get right, its last change committed."""
+    root = tmp_path / "shop"
+    write(root / "app.py", "def total(items):\n    return sum(items)\n")
+    write(root / "keep.py", "KEEP = 1\n")
+    write(root / "gone.py", "GONE = 1\n")
+    write(root / "run.sh", "#!/bin/sh\necho ran\n").chmod(0o755)
+    write(root / ".gitignore", ".venv/\nnode_modules/\nbuild/\n")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "base")
+    write(root / "app.py", "def total(items):\n    return sum(items)  # changed, not committed\n")
+    (root / "gone.py").unlink()
+    write(root / "new.py", "NEW = 1\n")  # untracked, not ignored
+    write(root / ".venv" / "pyvenv.cfg", "home = /usr/bin\n")
+    write(root / ".venv" / "bin" / "tool", "the user's environment\n")
+    write(root / "web" / "node_modules" / "pkg" / "index.js", "module.exports = 1\n")
+    write(root / "build" / "out.txt", "a build output\n")  # ignored, not an environment: absent
+    git(root, "status", "--short")  # git's own refresh of the index happens here, before any fingerprint
+    return root
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache" / "scratch"
+
+
+def test_the_copy_is_the_working_tree_as_the_user_has_it_with_environments_linked(repo: Path, cache: Path) -> None:
+    before = fingerprint(repo)
+    copy = ScratchCopy.create(repo, base=cache)
+    root = copy.root
+    assert root.parent == cache and repo not in root.parents and copy.git
+    assert (root / "app.py").read_text(encoding="utf-8").endswith("# changed, not committed\n")
+    assert (root / "new.py").read_text(encoding="utf-8") == "NEW = 1\n" and (root / "keep.py").is_file()
+    assert not (root / "gone.py").exists() and not (root / "build").exists() and not (root / ".git").exists()
+    assert os.access(root / "run.sh", os.X_OK)
+    # the environments: links to the user's folders, not copies
+    assert (root / ".venv").is_symlink() and os.readlink(root / ".venv") == str(repo / ".venv")
+    assert (root / "web" / "node_modules").is_symlink() and (root / "web" / "node_modules" / "pkg").is_dir()
+    assert set(copy.linked) == {".venv", "web/node_modules"}
+    assert copy.environment()["GIT_CEILING_DIRECTORIES"] == str(cache)
+    copy.close()
+    assert not root.exists() and (repo / ".venv" / "bin" / "tool").read_text(encoding="utf-8")
+    assert fingerprint(repo) == before  # not a byte, mode or time changed, .git included; no worktree added
+
+
+def test_unsaved_buffers_then_the_staged_change_as_it_grows_and_narrows(repo: Path, cache: Path) -> None:
+    before = fingerprint(repo)
+    overlays = {repo / "keep.py": "KEEP = 2  # unsaved\n", repo / ".venv" / "bin" / "tool": "through the link",
+                repo.parent / "elsewhere.py": "outside"}
+    with ScratchCopy.create(repo, overlays=overlays, base=cache) as copy:
+        root = copy.root
+        assert (root / "keep.py").read_text(encoding="utf-8") == "KEEP = 2  # unsaved\n"
+        assert sorted(copy.skipped) == sorted([str(repo / ".venv" / "bin" / "tool"), str(repo.parent / "elsewhere.py")])
+        # the change so far: one file changed, one created; then it grows
+        assert copy.write({"app.py": "A1\n", "pkg/mod.py": "M1\n"}) == ["app.py", "pkg/mod.py"]
+        assert copy.write({"app.py": "A1\n", "pkg/mod.py": "M1\n", "keep.py": None}) == ["keep.py"]  # only what changed
+        assert not (root / "keep.py").exists() and (root / "pkg" / "mod.py").read_text(encoding="utf-8") == "M1\n"
+        # narrower: what left the change is put back as it was (the unsaved buffer), the new file goes
+        assert copy.write({"app.py": "A2\n"}) == ["app.py", "keep.py", "pkg/mod.py"]
+        assert (root / "app.py").read_text(encoding="utf-8") == "A2\n"
+        assert (root / "keep.py").read_text(encoding="utf-8") == "KEEP = 2  # unsaved\n"
+        assert not (root / "pkg" / "mod.py").exists()
+        copy.write({})
+        assert (root / "app.py").read_text(encoding="utf-8").endswith("# changed, not committed\n")
+        assert os.access(root / "run.sh", os.X_OK)
+        # never through a link, never out of the copy
+        for bad in (".venv/bin/tool", "../escape.py", ".git/config"):
+            with pytest.raises(PathRefused):
+                copy.write({bad: "no"})
+        assert copy.path_of(repo / "app.py") == root / "app.py" and copy.path_of("pkg/x.py") == root / "pkg" / "x.py"
+        with pytest.raises(PathRefused):
+            copy.path_of(repo / ".venv" / "bin" / "tool")
+    assert not root.exists()
+    assert (repo / ".venv" / "bin" / "tool").read_text(encoding="utf-8") == "the user's environment\n"
+    assert fingerprint(repo) == before
+
+
+async def test_a_scratch_place_is_made_on_first_use_synced_each_time_and_closed(repo: Path, cache: Path) -> None:
+    change: dict[str, str | None] = {}
+    place = ScratchPlace(repo, overlays={repo / "keep.py": "KEEP = 3\n"}, staged=lambda: change, base=cache)
+    assert place.copy is None and listing(cache) is None  # nothing made until a command runs
+    first = await place()
+    assert "no change staged yet" in first.note and read(first.folder / "keep.py") == "KEEP = 3\n"
+    change["app.py"] = "STAGED\n"
+    second = await place()
+    assert second.folder == first.folder and "the 1 file changed so far" in second.note
+    assert read(second.folder / "app.py") == "STAGED\n" and "GIT_CEILING_DIRECTORIES" in second.env
+    await place.close()
+    assert listing(cache) == []
+
+
+def test_outside_git_a_plain_copy_bounded(tmp_path: Path, cache: Path) -> None:
+    folder = tmp_path / "notes"
+    write(folder / "a.txt", "a\n")
+    write(folder / "sub" / "b.txt", "b\n")
+    write(folder / "venv" / "pyvenv.cfg", "home = /usr/bin\n")
+    write(folder / "tools" / "node_modules" / "x.js", "x\n")
+    os.symlink("a.txt", folder / "link.txt")
+    async_ok = ScratchCopy.create(folder, base=cache)
+    with async_ok as copy:
+        assert not copy.git and set(copy.linked) == {"venv", "tools/node_modules"}
+        assert (copy.root / "sub" / "b.txt").read_text(encoding="utf-8") == "b\n"
+        assert (copy.root / "venv").is_symlink() and os.readlink(copy.root / "link.txt") == "a.txt"
+    with pytest.raises(ScratchRefused, match="more than the 2 files a scratch copy is made of"):
+        ScratchCopy.create(folder, base=cache, max_files=2)
+    with pytest.raises(ScratchRefused, match="more than the"):
+        ScratchCopy.create(folder, base=cache, max_bytes=3)
+    assert list(cache.iterdir()) == []  # a refused copy leaves nothing
+
+
+def test_a_scratch_folder_inside_the_workspace_is_refused(repo: Path) -> None:
+    with pytest.raises(ScratchRefused, match="lies inside it"):
+        ScratchCopy.create(repo, base=repo / ".cache")
+    assert not (repo / ".cache").exists()
+
+
+def test_leftovers_older_than_a_day_go_on_the_next_create(repo: Path, cache: Path) -> None:
+    old, recent = cache / "shop-crashed", cache / "shop-running"
+    write(old / "a.py", "old\n")
+    os.symlink(repo / ".venv", old / ".venv")
+    write(recent / "a.py", "recent\n")
+    aged = time.time() - LEFTOVER_SECONDS - 60
+    os.utime(old, (aged, aged))
+    with ScratchCopy.create(repo, base=cache) as copy:
+        assert sorted(p.name for p in cache.iterdir()) == sorted([copy.root.name, "shop-running"])
+    assert (repo / ".venv" / "bin" / "tool").exists()  # the leftover's link was removed, not followed
+
+
+async def test_the_async_door(repo: Path, cache: Path) -> None:
+    async with await ScratchCopy.open(repo, base=cache) as copy:
+        assert await copy.sync({"app.py": "X\n"}) == ["app.py"]
+        assert read(copy.root / "app.py") == "X\n"
+    assert listing(cache) == []

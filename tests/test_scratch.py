@@ -13,17 +13,24 @@ user's file on disk still held the old name while it ran, and no copy is left on
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import stat
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_lsp import LanguageClient
 
+from phasewise.cli.demo import example_project
 from phasewise.gate import PathRefused
 from phasewise.phases.scratch import LEFTOVER_SECONDS, ScratchCopy, ScratchPlace, ScratchRefused
+from phasewise.sim import SimulatorThread
+from tests.helpers import PLUGIN_EXPERIMENTAL, Editor, answer, field_of, make_client_fixture, server_env
 
 GIT_ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
            "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "t",
@@ -199,3 +206,66 @@ async def test_the_async_door(repo: Path, cache: Path) -> None:
         assert await copy.sync({"app.py": "X\n"}) == ["app.py"]
         assert read(copy.root / "app.py") == "X\n"
     assert listing(cache) == []
+
+
+# --------------------------------------------------------------------------- through the language server
+
+BASE = Path(tempfile.mkdtemp(prefix="phasewise-scratch-")).resolve()
+ROOT = BASE / "shop"
+CACHE = BASE / "cache"  # XDG_CACHE_HOME: where the scratch copy is made
+USER_SETTINGS = BASE / "user-settings.json"
+KEYS = {"SCRATCH_O_KEY": "test-key-scratch-openai-41"}
+ENV = {k: v for k, v in server_env(**KEYS, PHASEWISE_WARMUP="0", XDG_CACHE_HOME=str(CACHE),
+                                   PHASEWISE_USER_SETTINGS=str(USER_SETTINGS)).items() if k != "PHASEWISE_CACHE_DIR"}
+client = make_client_fixture(ENV, clients=["visual-studio-code"], experimental=PLUGIN_EXPERIMENTAL, root=ROOT)
+# what the copy holds against what the user's disk holds, while the command runs
+CHECK = (f"pwd; echo copy: $(grep -c find_by_sku orders.py); echo user: $(grep -c find_by_sku {ROOT}/orders.py); "
+         "grep -c find_by_sku inventory.py > /dev/stderr; cat inventory.py")
+
+
+@pytest.mark.slow
+async def test_a_code_agent_runs_its_command_on_a_scratch_copy_with_its_staged_edit(
+        client: LanguageClient, sim: SimulatorThread) -> None:
+    shutil.rmtree(ROOT, ignore_errors=True)
+    shutil.rmtree(CACHE, ignore_errors=True)
+    ROOT.mkdir(parents=True)
+    for f in example_project():
+        shutil.copyfile(f, ROOT / f.name)
+    git(ROOT, "init", "-q")
+    git(ROOT, "add", "-A")
+    git(ROOT, "commit", "-qm", "base")
+    USER_SETTINGS.write_text(json.dumps({"phasewise": {"commands": {"check": CHECK}}}), encoding="utf-8")
+    editor = Editor(client)
+    editor.configure({
+        "phases": {"code": {"model": "scratch-o/glm-sim", "agent": {"commands": ["check"], "maxSteps": 10}}},
+        "providers": {"scratch-o": {"protocol": "openai", "baseUrl": sim.base_url("scratch-o", "openai"),
+                                    "apiKeyEnv": "SCRATCH_O_KEY", "models": {"glm-sim": {"toolCalling": True}}}},
+    })
+    inventory = (ROOT / "inventory.py").as_uri()
+    unsaved = "# an unsaved line\n" + (read(ROOT / "inventory.py") or "")
+    editor.open(inventory, unsaved)
+    orders_before = read(ROOT / "orders.py") or ""
+    assert "find_item" in orders_before
+    result = answer(await editor.command("phasewise.code", {
+        "uri": inventory, "instruction": "rename find_item to find_by_sku, then run `check`"}))
+    assert result["ok"] is True, result.get("error")
+    tools = [s["tool"] for s in result["steps"]]
+    assert tools.index("run_command") > tools.index("edit_file")  # the edits first, then the command
+    ran = next(s for s in result["steps"] if s["tool"] == "run_command")
+    assert ran["ok"] is True and ran["summary"].startswith("run_command check → exit 0"), ran
+    said = result["text"]
+    # it ran in the copy, under the cache directory, and the model was told so
+    assert f"{CACHE}/phasewise/scratch/shop-" in said
+    assert "in a scratch copy of the workspace with the 2 files changed so far; the user's files are unchanged" in said
+    # the copy held the staged edit and the unsaved buffer; the user's file on disk did not, while it ran
+    renamed_lines = sum("find_item" in line for line in orders_before.splitlines())
+    assert f"copy: {renamed_lines}\nuser: 0\n" in said, said
+    assert "# an unsaved line" in said and "def find_by_sku(" in said and "\n2\n# an unsaved line" in said
+    # then the change was applied as one edit, by the editor: only now does the disk change
+    assert len(editor.applied) == 1
+    uris = {field_of(c, "text_document").uri for c in editor.applied[0].edit.document_changes or ()
+            if hasattr(c, "text_document")}
+    assert uris == {inventory, (ROOT / "orders.py").as_uri()}
+    assert "find_by_sku" in (read(ROOT / "orders.py") or "")
+    # and no copy is left once the phase ended
+    assert listing(CACHE / "phasewise" / "scratch") == []

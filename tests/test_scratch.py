@@ -201,6 +201,16 @@ def test_leftovers_older_than_a_day_go_on_the_next_create(repo: Path, cache: Pat
     assert (repo / ".venv" / "bin" / "tool").exists()  # the leftover's link was removed, not followed
 
 
+def test_an_editable_install_in_a_linked_environment_finds_the_copy_first(repo: Path, cache: Path) -> None:
+    site = repo / ".venv" / "lib" / "python3.11" / "site-packages"
+    write(site / "__editable__.shop-1.0.pth", f"{repo / 'src'}\n")
+    write(site / "__editable___tools_1_0_finder.py", f"import sys\nMAPPING = {{'tools': '{repo / 'lib' / 'tools'}'}}\n")
+    write(site / "other.pth", "import os\n/usr/lib/elsewhere\n")  # code, and a folder outside: left alone
+    with ScratchCopy.create(repo, base=cache) as copy:
+        env = copy.environment({"PYTHONPATH": "/mine"})
+        assert env["PYTHONPATH"].split(os.pathsep) == [str(copy.root / "src"), str(copy.root / "lib"), "/mine"]
+
+
 async def test_the_async_door(repo: Path, cache: Path) -> None:
     async with await ScratchCopy.open(repo, base=cache) as copy:
         assert await copy.sync({"app.py": "X\n"}) == ["app.py"]

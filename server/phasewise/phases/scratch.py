@@ -27,7 +27,8 @@ to delete}``), as often as it grows: only what changed since the last ``write`` 
 file an earlier ``write`` changed that the change no longer holds is put back as it was. Every write
 goes through the copy's own ``PathGate`` (``gate``): it never follows a link out of the copy, so a
 linked environment folder is never written through. ``path_of`` maps a workspace path to its place
-in the copy.
+in the copy; ``environment`` gives a command's variables there (an editable install in a linked
+environment points at the user's folder: ``PYTHONPATH`` puts the copy's sources first).
 
 ``close()`` removes the copy (links are removed, never followed); a copy a crashed server left
 behind is removed by the next ``create`` once older than a day. The work is blocking: the async
@@ -38,6 +39,7 @@ May not import: edge, workflows, router, providers, sim.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import os
@@ -116,6 +118,7 @@ class ScratchCopy:
         self.skipped: list[str] = []  # overlays not written (outside the folder, or through a link)
         self._base: dict[str, bytes | None] = {}  # a staged file as it was before the first write
         self._written: dict[str, str | None] = {}  # what the last write wrote
+        self._python_path = _editable_paths(folder, root, self.linked)
         self.closed = False
 
     # ------------------------------------------------------------------ making
@@ -180,9 +183,15 @@ class ScratchCopy:
             raise PathRefused(os.fspath(path), f"is outside {self.folder}")
         return self.gate.check(self.root / found[1])
 
-    def environment(self) -> dict[str, str]:
-        """Variables a command in the copy needs: git stops looking for a repository at the copy."""
-        return {"GIT_CEILING_DIRECTORIES": str(self.root.parent)}
+    def environment(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Variables a command in the copy needs: git stops looking for a repository at the copy, and
+        Python finds the copy's sources before an editable install's in a linked environment (which
+        points at the user's folder): ``PYTHONPATH`` gets their places in the copy first."""
+        env = {"GIT_CEILING_DIRECTORIES": str(self.root.parent)}
+        if self._python_path:
+            had = (os.environ if environ is None else environ).get("PYTHONPATH")
+            env["PYTHONPATH"] = os.pathsep.join([*map(str, self._python_path), *([had] if had else [])])
+        return env
 
     # ------------------------------------------------------------------ the staged change
 
@@ -371,6 +380,41 @@ def _walk_plan(folder: Path, max_files: int) -> _Plan:
         if len(files) > max_files:
             break
     return _Plan(files, sorted(links), False)
+
+
+_EDITABLE_MAPPING = re.compile(r"^MAPPING\s*(?::[^=]*)?=\s*(\{.*?\})\s*$", re.M | re.S)
+
+
+def _editable_paths(folder: Path, root: Path, linked: tuple[str, ...]) -> list[Path]:
+    """Where a linked Python environment's editable installs of ``folder``'s code lie in the copy:
+    a ``.pth`` file's lines (folders) and a setuptools finder's ``MAPPING`` (packages: their parent
+    folder), when inside ``folder``."""
+    found: list[Path] = []
+
+    def add(raw: str) -> None:
+        path = Path(raw.strip())
+        if path.is_absolute() and (path == folder or folder in path.parents):
+            mapped = root / path.relative_to(folder)
+            if mapped not in found:
+                found.append(mapped)
+
+    for rel in linked:
+        env = folder / rel
+        if not (env / "pyvenv.cfg").is_file():
+            continue
+        for site in [*env.glob("lib/python*/site-packages"), *env.glob("Lib/site-packages")]:
+            for pth in sorted(site.glob("*.pth")):
+                with contextlib.suppress(OSError, UnicodeDecodeError):
+                    for line in pth.read_text(encoding="utf-8").splitlines():
+                        if line.strip() and not line.startswith(("#", "import ", "import\t")):
+                            add(line)
+            for finder in sorted(site.glob("__editable___*_finder.py")):
+                with contextlib.suppress(OSError, UnicodeDecodeError, ValueError, SyntaxError):
+                    m = _EDITABLE_MAPPING.search(finder.read_text(encoding="utf-8"))
+                    mapping = ast.literal_eval(m.group(1)) if m else {}
+                    for where in mapping.values() if isinstance(mapping, dict) else ():
+                        add(str(Path(str(where)).parent))
+    return found
 
 
 # ---------------------------------------------------------------------- copying

@@ -28,7 +28,9 @@ from pytest_lsp import LanguageClient
 
 from phasewise.cli.demo import example_project
 from phasewise.gate import PathRefused
-from phasewise.phases.scratch import LEFTOVER_SECONDS, ScratchCopy, ScratchPlace, ScratchRefused
+from phasewise.phases.commands import AllowedCommands, CommandTrust, PhaseCommands
+from phasewise.phases.scratch import LEFTOVER_SECONDS, Place, ScratchCopy, ScratchPlace, ScratchRefused
+from phasewise.settings import load_settings
 from phasewise.sim import SimulatorThread
 from tests.helpers import PLUGIN_EXPERIMENTAL, Editor, answer, field_of, make_client_fixture, server_env
 
@@ -209,6 +211,28 @@ def test_an_editable_install_in_a_linked_environment_finds_the_copy_first(repo: 
     with ScratchCopy.create(repo, base=cache) as copy:
         env = copy.environment({"PYTHONPATH": "/mine"})
         assert env["PYTHONPATH"].split(os.pathsep) == [str(copy.root / "src"), str(copy.root / "lib"), "/mine"]
+
+
+async def test_a_command_with_a_place_runs_in_the_copy_its_cwd_inside_it(repo: Path, cache: Path) -> None:
+    loaded = load_settings({"commands": {"where": {"run": "pwd", "cwd": "web"}, "env": "true"}},
+                           user_commands={"where": {"run": "pwd", "cwd": "web"}, "env": "true"})
+    trust = CommandTrust(AllowedCommands(cache.parent / "allowed.json"), None)
+    place = ScratchPlace(repo, staged=lambda: {"app.py": "STAGED\n"}, base=cache)
+    commands = PhaseCommands("code", ("where", "env"), loaded, repo, trust, frozenset(), check_path=lambda p: p,
+                             place=place)
+    ran = await commands.run("where")
+    assert ran.ok and "(command `where`, in web/ of a scratch copy of the workspace with the 1 file changed so far" \
+        in ran.content
+    assert place.copy is not None and ran.content.endswith(f"\n{place.copy.root}/web")
+    await place.close()
+
+    async def refused() -> Place:
+        raise ScratchRefused(repo, "it holds more than the 2 files a scratch copy is made of")
+
+    commands.place = refused
+    not_run = await commands.run("env")
+    assert not not_run.ok and "could not be made ready" in not_run.content and "Nothing ran." in not_run.content
+    assert not_run.summary == "run_command env: no scratch copy"
 
 
 async def test_the_async_door(repo: Path, cache: Path) -> None:

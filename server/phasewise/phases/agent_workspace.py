@@ -182,7 +182,7 @@ class AgentWorkspace:
         return build_change(self._take, {}, fill)
 
     def staged_files(self, folder: Path | None = None) -> dict[str, str | None]:
-        """The staged change as ``{path relative to its workspace folder: text after it}`` (``\r\n``
+        """The staged change as ``{path relative to its workspace folder: text after it}`` (``\\r\\n``
         kept as in ``changes``), for the files in ``folder`` only when it is given. A value of None
         (a deleted file) is allowed by the shape; no tool deletes a file yet."""
         out: dict[str, str | None] = {}

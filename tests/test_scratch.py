@@ -173,11 +173,13 @@ def test_outside_git_a_plain_copy_bounded(tmp_path: Path, cache: Path) -> None:
     write(folder / "venv" / "pyvenv.cfg", "home = /usr/bin\n")
     write(folder / "tools" / "node_modules" / "x.js", "x\n")
     os.symlink("a.txt", folder / "link.txt")
+    os.mkfifo(folder / "pipe")  # neither copied nor waited on
     async_ok = ScratchCopy.create(folder, base=cache)
     with async_ok as copy:
         assert not copy.git and set(copy.linked) == {"venv", "tools/node_modules"}
         assert (copy.root / "sub" / "b.txt").read_text(encoding="utf-8") == "b\n"
         assert (copy.root / "venv").is_symlink() and os.readlink(copy.root / "link.txt") == "a.txt"
+        assert not (copy.root / "pipe").exists()
     with pytest.raises(ScratchRefused, match="more than the 2 files a scratch copy is made of"):
         ScratchCopy.create(folder, base=cache, max_files=2)
     with pytest.raises(ScratchRefused, match="more than the"):

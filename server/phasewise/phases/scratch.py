@@ -42,6 +42,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -66,7 +67,8 @@ MAX_BYTES: Final = 1 << 30
 LEFTOVER_SECONDS: Final = 24 * 3600  # a copy this old is a crashed server's leftover
 _GIT_TIMEOUT = 60.0
 _GIT_PLACE = {"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR"}
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 _NEW_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -423,60 +425,66 @@ def _editable_paths(folder: Path, root: Path, linked: tuple[str, ...]) -> list[P
 def _copy(source: Path, root: Path, plan: _Plan, max_bytes: int) -> int:
     """Copy ``plan``'s files from ``source`` to ``root`` (modes kept, links as links, files gone
     since the listing skipped, a submodule's files copied plainly) and link its environment
-    folders; the bytes copied. ``ScratchRefused`` past ``max_bytes``."""
+    folders; the bytes copied. ``ScratchRefused`` past ``max_bytes``. Paths are plain strings
+    opened from the two folders' descriptors: per file, this loop is most of a copy's time."""
     made = {""}
     total = 0
-    src = os.open(source, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    src = os.open(source, _DIR_FLAGS)
+    dst = os.open(root, _DIR_FLAGS)
+    top = os.fspath(root)
     try:
         for rel in plan.files:
             parent = rel.rpartition("/")[0]
             if parent not in made:
-                os.makedirs(root / parent, exist_ok=True)
+                os.makedirs(f"{top}/{parent}", exist_ok=True)
                 made.add(parent)
-            try:
-                st = os.stat(rel, dir_fd=src, follow_symlinks=False)
+            try:  # no stat first: opened without following a link, nor waiting on a FIFO
+                fd = os.open(rel, _READ_FLAGS, dir_fd=src)
             except (FileNotFoundError, NotADirectoryError):
                 continue  # deleted in the working tree
-            if stat.S_ISLNK(st.st_mode):
-                os.symlink(os.readlink(rel, dir_fd=src), root / rel)
-            elif stat.S_ISDIR(st.st_mode):  # a submodule (git lists its folder): its files, plainly
-                (root / rel).mkdir(exist_ok=True)
-                total += _copy(source / rel, root / rel, _walk_plan(source / rel, MAX_FILES), max_bytes - total)
-            elif stat.S_ISREG(st.st_mode):
-                total += st.st_size
-                if total > max_bytes:
-                    raise ScratchRefused(source, f"its files add up to more than the {_size(max_bytes)} a scratch "
-                                                 "copy is made of; commands run only in a smaller workspace folder")
-                _copy_file(src, rel, root / rel)
+            except OSError as err:
+                if err.errno != errno.ELOOP:
+                    raise
+                os.symlink(os.readlink(rel, dir_fd=src), rel, dir_fd=dst)
+                continue
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISREG(st.st_mode):
+                    total += st.st_size
+                    if total > max_bytes:
+                        raise ScratchRefused(source, f"its files add up to more than the {_size(max_bytes)} a "
+                                                     "scratch copy is made of; commands run only in a smaller "
+                                                     "workspace folder")
+                    _copy_file(fd, st, rel, dst)
+                elif stat.S_ISDIR(st.st_mode):  # a submodule (git lists its folder): its files, plainly
+                    os.mkdir(rel, dir_fd=dst)
+                    total += _copy(source / rel, root / rel, _walk_plan(source / rel, MAX_FILES), max_bytes - total)
+            finally:
+                os.close(fd)
     finally:
         os.close(src)
+        os.close(dst)
     for rel in plan.links:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         os.symlink(source / rel, root / rel, target_is_directory=True)
     return total
 
 
-def _copy_file(src_dir: int, rel: str, dst: Path) -> None:
-    fd_in = os.open(rel, _READ_FLAGS, dir_fd=src_dir)
+def _copy_file(fd_in: int, st: os.stat_result, rel: str, dst_dir: int) -> None:
+    fd_out = os.open(rel, _NEW_FLAGS, stat.S_IMODE(st.st_mode), dir_fd=dst_dir)
     try:
-        st = os.fstat(fd_in)
-        fd_out = os.open(dst, _NEW_FLAGS, stat.S_IMODE(st.st_mode))
-        try:
-            left = st.st_size
-            offset = 0
-            while left > 0:
-                sent = os.sendfile(fd_out, fd_in, offset, left) if hasattr(os, "sendfile") else 0
-                if sent <= 0:  # no sendfile here, or the file shrank: the rest by reading
-                    os.lseek(fd_in, offset, os.SEEK_SET)
-                    while chunk := os.read(fd_in, 1 << 20):
-                        os.write(fd_out, chunk)
-                    break
-                offset += sent
-                left -= sent
-        finally:
-            os.close(fd_out)
+        left, offset = st.st_size, 0
+        while left > 0:
+            sent = os.sendfile(fd_out, fd_in, offset, left) if hasattr(os, "sendfile") else 0
+            if sent <= 0:  # no sendfile here, or the file shrank: the rest by reading
+                os.lseek(fd_in, offset, os.SEEK_SET)
+                while chunk := os.read(fd_in, 1 << 20):
+                    os.write(fd_out, chunk)
+                break
+            offset += sent
+            left -= sent
     finally:
-        os.close(fd_in)
+        os.close(fd_out)
 
 
 def _size(n: int) -> str:

@@ -8,9 +8,9 @@ moves it, never into the folder):
 - **in a git work tree**: the files git lists (``git ls-files``: HEAD's tracked files as the
   working tree has them, modified or added, and untracked files that are not ignored), copied from
   the working tree; files deleted there are absent. Git is only read (``GIT_OPTIONAL_LOCKS=0``: not
-  even the index's opportunistic refresh is written), nothing is registered in the repository;
-  reading the working tree was measured faster than ``checkout-index`` of HEAD plus the changes
-  (``bench/scratch_copy.py``), and it needs no overlay of the working tree's diff. No ``.git`` is
+  even the index's opportunistic refresh is written), nothing is registered in the repository.
+  Copying from the working tree takes about what ``checkout-index`` of HEAD alone does, without
+  the working tree's diff still to lay over it (``bench/scratch_copy.py``). No ``.git`` is
   copied, and commands are kept from finding one above the copy (``GIT_CEILING_DIRECTORIES``);
 - **outside git**: every file (``.git`` folders skipped);
 - **environment folders are linked**, not copied: a git-ignored (or untracked) folder named as in

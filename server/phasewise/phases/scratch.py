@@ -12,7 +12,7 @@ moves it, never into the folder):
   Copying from the working tree takes about what ``checkout-index`` of HEAD alone does, without
   the working tree's diff still to lay over it (``bench/scratch_copy.py``). No ``.git`` is
   copied, and commands are kept from finding one above the copy (``GIT_CEILING_DIRECTORIES``);
-- **outside git**: every file (``.git`` folders skipped);
+- **outside git** (or in a folder git ignores whole): every file (``.git`` folders skipped);
 - **environment folders are linked**, not copied: a git-ignored (or untracked) folder named as in
   ``ENV_FOLDERS`` at any depth, or a top-level one holding a ``pyvenv.cfg``. A command that installs
   into one changes the user's environment, as it would in the workspace; build outputs (``target``,
@@ -331,6 +331,8 @@ def _git_plan(folder: Path) -> _Plan | None:
                 proc.kill()
             proc.wait()
     tracked, untracked, ignored = outs
+    if not tracked and not untracked:  # a folder git ignores whole (or an empty one): copied plainly
+        return None
     # an environment folder git does not track: an ignored one, or one the untracked files lie in
     candidates = {p.rstrip("/") for p in ignored if p.endswith("/")}
     candidates |= {"/".join(parts[: i + 1]) for p in untracked if len(parts := p.split("/")) > 1

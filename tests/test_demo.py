@@ -60,3 +60,21 @@ def test_demo_says_it_is_the_simulator(tmp_path: Path) -> None:
     assert "+def find_by_sku(items, sku):" in text
     assert "review findings" in text and "Bare `except:`" in text
     assert "first token" in text
+
+
+def test_demo_qa_fails_a_check_fixes_it_in_a_round_and_applies_one_change(tmp_path: Path) -> None:
+    """``phasewise demo --qa``: the hasty coder forgets the caller, the example's test fails on a
+    scratch copy, the fix round fixes the caller, the test passes; one edit lands at the end."""
+    done = _demo(tmp_path, "--qa", "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert [(p["phase"], p.get("round", 0), p.get("passed")) for p in out["phases"]] == [
+        ("plan", 0, None), ("code", 0, None), ("qa", 0, False), ("code", 1, None), ("qa", 1, True)]
+    assert out["ok"] is True and out["passed"] is True and out["rounds"] == 1 and out["editsApplied"] == 1
+    assert "+def find_by_sku(items, sku):" in out["diff"] and "+from inventory import Item, find_by_sku" in out["diff"]
+    project = Path(out["file"]).parent
+    assert subprocess.run([sys.executable, "-m", "unittest", "-q", "test_orders"], cwd=project,
+                          capture_output=True, check=False).returncode == 0
+    text = _demo(tmp_path, "--qa")
+    assert "qa — fix round 1" in text.stdout and "the checks failed (test → exit 1)" in text.stdout
+    assert "After 1 fix round the checks passed" in text.stdout

@@ -213,10 +213,11 @@ class PathGate:
             raise
         return fd
 
-    def write_files(self, files: Sequence[tuple[Path, str]]) -> None:
-        """Write every file or none. Each path must be one ``check`` returned. Temporary files are
-        written first beside their targets, then renamed into place; a failure part way puts back
-        the files already replaced and removes the ones created. Raises ``PathRefused`` (a link
+    def write_files(self, files: Sequence[tuple[Path, str | bytes]], *, durable: bool = True) -> None:
+        """Write every file or none. Each path must be one ``check`` returned; text is written as
+        UTF-8. Temporary files are written first beside their targets (flushed to disk unless not
+        ``durable``: a scratch copy's), then renamed into place; a failure part way puts back the
+        files already replaced and removes the ones created. Raises ``PathRefused`` (a link
         appeared) or ``OSError``."""
         staged: list[tuple[Folder, str, str, bytes | None]] = []  # (folder, name, temporary, old bytes)
         try:
@@ -224,7 +225,8 @@ class PathGate:
                 folder = self._folder(target.parent)
                 try:
                     old, mode = _read_at(folder, target.name)
-                    tmp = _stage_at(folder, target.name, text.encode("utf-8"), mode)
+                    data = text.encode("utf-8") if isinstance(text, str) else text
+                    tmp = _stage_at(folder, target.name, data, mode, durable)
                 except BaseException:
                     _close(folder)
                     raise
@@ -250,6 +252,20 @@ class PathGate:
 
     def write_text(self, target: Path, text: str) -> None:
         self.write_files([(target, text)])
+
+    def remove_file(self, target: Path) -> bool:
+        """Remove the file (or link) ``target`` (a path ``check`` returned), reached as ``write_files``
+        reaches its folder; False when there was none. Raises ``PathRefused`` or ``OSError``."""
+        if not os.path.lexists(target):
+            return False
+        folder = self._folder(target.parent)
+        try:
+            _unlink_at(folder, target.name)
+        except FileNotFoundError:
+            return False
+        finally:
+            _close(folder)
+        return True
 
 
 def _open_at(folder: Folder, name: str, flags: int, mode: int = 0o777) -> int:
@@ -298,9 +314,9 @@ def _read_at(folder: Folder, name: str) -> tuple[bytes | None, int | None]:
         os.close(fd)
 
 
-def _stage_at(folder: Folder, name: str, data: bytes, mode: int | None) -> str:
-    """A temporary file beside ``name`` holding ``data``, flushed to disk: ``mode`` when the file
-    existed, else the user's usual mode (the umask applies to 0o666)."""
+def _stage_at(folder: Folder, name: str, data: bytes, mode: int | None, durable: bool = True) -> str:
+    """A temporary file beside ``name`` holding ``data``, flushed to disk when ``durable``: ``mode``
+    when the file existed, else the user's usual mode (the umask applies to 0o666)."""
     tmp = f".{name[:80]}.{secrets.token_hex(4)}.phasewise"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     fd = _open_at(folder, tmp, flags, 0o666)
@@ -310,7 +326,8 @@ def _stage_at(folder: Folder, name: str, data: bytes, mode: int | None) -> str:
             view = view[os.write(fd, view):]
         if mode is not None and os.chmod in os.supports_fd:
             os.chmod(fd, mode)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):

@@ -21,6 +21,8 @@ Every exception Phasewise raises on purpose has one root. The tree, as the code 
     │                               read or written there; ``.path``, ``.reason``, ``.setting``
     ├── NotALedger                  (workflows.ledger) the file named for the run record holds
     │                               something else: nothing is appended to it
+    ├── ScratchRefused              (phases.scratch) a scratch copy that cannot be made (too many
+    │                               files, too large): nothing is left of it, no command ran there
     └── KeyStoreError               (keystore) the OS keyring cannot do what was asked
 
 ``InputError`` and ``AnswerError`` are also ``ValueError``s, ``NotALedger`` an ``OSError``. Every

@@ -250,8 +250,18 @@ class DemoResult(Jsonable):
             out.append({"phase": p.get("phase"), "ok": p.get("ok"), "provider": p.get("provider"),
                         "model": p.get("model"), "protocol": self.protocol(p.get("provider")),
                         "firstTokenMs": latency.get("firstToken"), "totalMs": latency.get("total"),
-                        "costUsd": p.get("costUsd"), "error": p.get("error")})
+                        "costUsd": p.get("costUsd"), "error": p.get("error"),
+                        **{k: p[k] for k in ("round", "passed", "checks") if k in p}})
         return out
+
+    @json_property(omit="none")
+    def passed(self) -> Any:
+        """A run with a qa phase (``--qa``): whether its last checks passed."""
+        return self.run.get("passed")
+
+    @json_property(omit="none")
+    def rounds(self) -> Any:
+        return self.run.get("rounds") if "passed" in self.run else None
 
     @json_property
     def plan(self) -> Any:

@@ -17,7 +17,9 @@ the edits the agent has staged.
 path for a SEARCH/REPLACE answer: the ``ChangeSet`` it returns is the one that answer would have made
 (before and after per file, ``created`` for new files, open buffers' versions, ``\\r\\n`` kept).
 Each file's text is taken once, when it is first staged, so the replay sees what the edits saw.
-Nothing is written here: the phase's front door applies the change.
+``staged_files`` gives the same change as ``{folder-relative path: text}``, what a scratch copy
+(``phases.scratch``) writes before a command runs. Nothing is written here: the phase's front door
+applies the change.
 May not import: edge, router, providers.
 """
 
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from phasewise.gate import PathRefused
 from phasewise.phases.edits import Block, BlockFailure, ChangeBuilder, ChangeSet, FileText, build_change
-from phasewise.phases.workspace import Workspace, sensitive
+from phasewise.phases.workspace import Workspace, sensitive, uri_to_path
 
 if TYPE_CHECKING:
     from phasewise.phases.commands import PhaseCommands
@@ -178,6 +180,17 @@ class AgentWorkspace:
             return blocks
 
         return build_change(self._take, {}, fill)
+
+    def staged_files(self, folder: Path | None = None) -> dict[str, str | None]:
+        """The staged change as ``{path relative to its workspace folder: text after it}`` (``\\r\\n``
+        kept as in ``changes``), for the files in ``folder`` only when it is given. A value of None
+        (a deleted file) is allowed by the shape; no tool deletes a file yet."""
+        out: dict[str, str | None] = {}
+        for f in self.changes().files:
+            found = self.workspace.locate(uri_to_path(f.uri))
+            if found is not None and (folder is None or found[0] == folder):
+                out[found[1]] = f.after
+        return out
 
 
 __all__ = ["CREDENTIAL_REFUSED", "AgentWorkspace", "Staged"]

@@ -18,14 +18,19 @@ entry has an origin (``LoadedSettings.command_origin``):
   *deny*. A door that cannot ask (no such request in the client, no answer in time, a script
   without ``--allow-commands``) gets "not allowed", with how to allow it.
 
-A refused command runs nothing; the model is told why. Where an allowed command runs and how is
-``phases.process``'s work: in the workspace folder (or its ``cwd``, through the workspace's path
-gate), in its own process group, without provider keys in its environment, output capped.
+A refused command runs nothing; the model is told why. Where an allowed command runs: in the
+workspace folder (or its ``cwd``, through the workspace's path gate), or, when the phase has a
+``place`` (a code phase: ``phases.scratch.ScratchPlace``), in the folder it gives: a scratch copy of
+the workspace with the change staged so far, made only once the command is allowed, its ``cwd``
+taken relative to the copy through the copy's own gate; the model's result says so. How it runs is
+``phases.process``'s work: its own process group, without provider keys in its environment, output
+capped.
 May not import: edge, workflows, sim.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -34,9 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from phasewise.gate import PathRefused
+from phasewise.gate import PathGate, PathRefused
 from phasewise.phases.process import ProcessOutcome, child_environment, run_line
+from phasewise.phases.scratch import Place, ScratchRefused
 from phasewise.phases.tools import Tool, ToolOutcome
+from phasewise.problems import PhasewiseError
 from phasewise.settings import CommandSettings, LoadedSettings
 from phasewise.tool_names import RUN_COMMAND
 
@@ -200,7 +207,8 @@ class CommandRun:
 @dataclass(slots=True)
 class PhaseCommands:
     """The commands one phase may run, and how: its list, the settings' commands and their origins,
-    the workspace folder they run in, the trust check, the key variables kept from the child."""
+    the workspace folder they are asked for, the trust check, the key variables kept from the child,
+    and where they run when not in that folder (``place``: a scratch copy, made or synced per call)."""
 
     phase: str
     names: tuple[str, ...]
@@ -210,6 +218,7 @@ class PhaseCommands:
     key_names: frozenset[str]
     check_path: Callable[[Path], Path]  # the workspace's path gate: a resolved path inside it, or PathRefused
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    place: Callable[[], Awaitable[Place]] | None = None
     runs: list[CommandRun] = field(default_factory=list)  # every run_command of the phase, in order
 
     def described(self) -> list[tuple[str, CommandSettings]]:
@@ -237,20 +246,36 @@ class PhaseCommands:
             return ToolOutcome(f"The command `{name}` (`{spec.run}`) was not run: {verdict.how}. Nothing ran.", False,
                                f"{said}: {verdict.how.split(':')[0]}")
         env = child_environment(self.environ, self.key_names)
+        folder, note = self.folder, ""
+        if self.place is not None:
+            try:
+                where = await self.place()
+                folder, note = where.folder, where.note
+                cwd = PathGate.of([folder]).check(folder / cwd.relative_to(self.folder))
+            except (ScratchRefused, PathRefused, OSError) as err:
+                why = str(err) if isinstance(err, PhasewiseError) else f"{err.strerror or err}"
+                return ToolOutcome(f"The command `{name}` was not run: the scratch copy of the workspace it runs in "
+                                   f"could not be made ready ({why}). Nothing ran.", False,
+                                   f"{said}: no scratch copy")
+            env.update(where.env)
         done = await run_line(spec.run, cwd=cwd, timeout=spec.timeout_seconds, env=env)
+        if folder != self.folder:  # the copy's paths in the output (a traceback's) read as the workspace's
+            done = dataclasses.replace(done, output=done.output.replace(str(folder), str(self.folder)))
         self.runs.append(CommandRun(name, done.error is None, done.exit_code, done.seconds, done.timed_out,
                                     done.output, done.error or ""))
-        return _outcome(name, spec, cwd, self.folder, done)
+        return _outcome(name, spec, cwd, folder, done, note)
 
 
 def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def _outcome(name: str, spec: CommandSettings, cwd: Path, folder: Path, done: ProcessOutcome) -> ToolOutcome:
+def _outcome(name: str, spec: CommandSettings, cwd: Path, folder: Path, done: ProcessOutcome,
+             note: str = "") -> ToolOutcome:
     said = f"{RUN_COMMAND} {name}"
-    where = folder.name + ("/" + str(cwd.relative_to(folder)) if cwd != folder else "") + "/"
-    head = f"$ {spec.run}   (command `{name}`, in {where})"
+    inner = cwd.relative_to(folder).as_posix() + "/" if cwd != folder else ""
+    where = f"in {inner + ' of ' if inner else ''}{note}" if note else f"in {folder.name}/{inner}"
+    head = f"$ {spec.run}   (command `{name}`, {where})"
     if done.error is not None:
         return ToolOutcome(f"{head}\nit could not be started: {done.error}.", False, f"{said} → not started")
     if done.timed_out:

@@ -80,9 +80,16 @@ def take_verdict(result: PhaseResult, answer: dict[str, Any], inp: PhaseInput, w
     raw = answer.get("findings")
     named = [str(f.get("path")) for f in raw or () if isinstance(f, dict) and f.get("path")]
     files = _documents(ws, named)
-    if isinstance(raw, list):  # a finding on a file outside the workspace (a library's warning) is left out
-        answer = {**answer, "findings": [f for f in raw if not (isinstance(f, dict) and f.get("path")
-                                                                  and str(f["path"]) not in files)]}
+    if isinstance(raw, list):  # a finding on a file outside the workspace (a library's warning) is left out,
+        kept = []              # and one on a file of it names that file workspace-relative
+        for f in raw:
+            if isinstance(f, dict) and f.get("path"):
+                if str(f["path"]) not in files:
+                    continue
+                f = {**f, "path": ws.path_of(str(f["path"]))[0]}
+            kept.append(f)
+        answer = {**answer, "findings": kept}
+        files = {ws.path_of(name)[0]: d for name, d in files.items()}
     findings = parse_findings(answer, doc, whole, files)
     last = last_runs(runs)
     failed = [r for r in last if not r.ok]

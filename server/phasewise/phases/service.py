@@ -39,7 +39,9 @@ from phasewise.phases.prompts import (
 from phasewise.phases.qa import QA_TOOL_SPEC, take_verdict
 from phasewise.phases.response_cache import ResponseCache, request_key, responses_dir
 from phasewise.phases.results import PhaseInput, PhaseResult, cancelled_result, new_run_id
+from phasewise.phases.scratch import ScratchPlace
 from phasewise.phases.tools import AgentWorkspace, tools_for
+from phasewise.phases.workspace import uri_to_path
 from phasewise.problems import Problem, ProblemKind
 from phasewise.providers.base import ChatRequest
 from phasewise.providers.catalogue import KEY_ORIGINS
@@ -345,6 +347,14 @@ class PhaseService:
 
         check = Preflight(tool_use=None, prompt_chars=text.chars() + 2000,
                           output_tokens=output_budget(phase_route.main) if phase_route.main else 0, agent=True)
+        scratch = None
+        # a code phase's commands run on its staged change, and any phase's in a run on the run's change so far
+        # (``inp.base``, in the overlaid workspace's open documents): never on the user's files
+        if commands is not None and (kind == "code" or inp.base):
+            at = commands.folder
+            scratch = ScratchPlace(at, overlays={uri_to_path(u): t for u, (t, _) in inp.workspace.open_docs.items()},
+                                   staged=lambda: ws.staged_files(at))
+            commands.place = scratch
         loop = AgentLoop(phase=phase, kind=kind, settings=agent, tools=tools, finish=finish, ws=ws,
                          router=Router(self.engine, loaded), phase_route=phase_route, build=build, check=check,
                          observer=observer)
@@ -356,6 +366,9 @@ class PhaseService:
             result.attempts = [*loop.out.attempts, *failed.attempts]
             result.error = failed.problem
             return
+        finally:
+            if scratch is not None:  # the copy goes with the phase, however it ended
+                await scratch.close()
         apply_outcome(result, out, ws, inp)
         served = out.served
         assert served is not None  # the loop made at least one call, or raised
@@ -409,8 +422,9 @@ class PhaseService:
 
     def commands_of(self, loaded: LoadedSettings, phase: str, inp: PhaseInput,
                     agent: AgentSettings) -> PhaseCommands | None:
-        """The named commands ``phase`` may run (``agent.commands``), in the workspace folder of its
-        document, through the one trust check; None when it runs none."""
+        """The named commands ``phase`` may run (``agent.commands``), asked for the workspace folder of
+        its document, through the one trust check; None when it runs none. They run in that folder,
+        or, for a code phase, in a scratch copy of it (``_in_steps`` gives them the place)."""
         names = tuple(n for n in agent.commands if n in loaded.settings.commands)
         ws = inp.workspace
         if not names or ws is None or not ws.folders:

@@ -19,7 +19,8 @@ simulator has no file system: it knows only what it is told):
   ``report_findings`` with ``passed`` (every command exited 0) and a finding per failure where the
   output names a file and line (``path:line: message``, as pytest prints), else on the document.
 - **"run `NAME`"** in the instruction, with ``run_command`` offered (any kind): ``run_command {name}``
-  for each command named so, one a turn, then a text that quotes every result as it came back.
+  for each command named so, one a turn, then a text that quotes every result as it came back; a
+  code phase first makes its edits (as above), then runs them.
 
 Results are read as the tools write them: ``read_file`` numbers each line ``<number>\\t<text>``;
 ``search_files`` lists hits as ``path:line:text`` (or ``path:line<TAB>text``, or a path on a line
@@ -378,6 +379,8 @@ def reply(prompt: Prompt, history: tuple[Exchange, ...], declared: tuple[str, ..
     if _kind(prompt, callable) == "qa":
         return _qa(s)
     if RUN_COMMAND in callable and (names := _RUN_RX.findall(prompt.instruction)):
+        if EDIT_FILE in callable and _kind(prompt, callable) == "code" and (edits := _code(s)).calls:
+            return edits  # the edits first, then the commands run on them
         return _run(s, names)
     if (stray := _STRAY_RX.search(prompt.instruction)) is not None:
         return _stray(s, stray.group(1), stray.group(2))

@@ -246,18 +246,20 @@ async def run_pipeline(step: PhaseStep, instruction: str, pipeline: Sequence[tup
 
 
 async def _apply_at_end(outcome: RunOutcome, base: ChangeSet | None, apply: ApplyChange | None) -> None:
-    """The run's one change, applied through ``apply`` on the last code result (which then holds it
-    whole); said to be failing when the last checks failed."""
+    """The run's one change, applied through ``apply`` as the last code result's (that result keeps its
+    own round's change and says whether the whole was applied); said to be failing when the last
+    checks failed."""
     last = next((r for r in reversed(outcome.results) if (r.kind or r.phase) == "code" and r.ok), None)
     outcome.change = base
     if last is None or apply is None or not base:
         return
-    last.changes, last.diff = base, base.diff
+    whole = dataclasses.replace(last, changes=base, diff=base.diff)  # the round's own change stays in ``last``
     if outcome.passed is False:
         said = (f"The checks still fail after {outcome.rounds} fix round{'s' if outcome.rounds != 1 else ''}"
                 if outcome.rounds else "The checks fail on this change")
-        last.note = f"{said}: it is offered anyway, so you can see it and decide."
-    await apply(last)
+        whole.note = last.note = f"{said}: the run's change is offered anyway, so you can see it and decide."
+    await apply(whole)
+    last.applied, last.ok, last.error = whole.applied, whole.ok, whole.error
 
 
 async def run_plan_code_review(step: PhaseStep, instruction: str, *, run_id: str | None = None) -> RunOutcome:

@@ -216,8 +216,9 @@ def test_an_editable_install_in_a_linked_environment_finds_the_copy_first(repo: 
 
 
 async def test_a_command_with_a_place_runs_in_the_copy_its_cwd_inside_it(repo: Path, cache: Path) -> None:
-    loaded = load_settings({"commands": {"where": {"run": "pwd", "cwd": "web"}, "env": "true"}},
-                           user_commands={"where": {"run": "pwd", "cwd": "web"}, "env": "true"})
+    # `rev`: the output names the copy's folder in a form the copy-to-workspace rewrite of paths leaves alone
+    where = {"run": "pwd | rev", "cwd": "web"}
+    loaded = load_settings({"commands": {"where": where, "env": "true"}}, user_commands={"where": where, "env": "true"})
     trust = CommandTrust(AllowedCommands(cache.parent / "allowed.json"), None)
     place = ScratchPlace(repo, staged=lambda: {"app.py": "STAGED\n"}, base=cache)
     commands = PhaseCommands("code", ("where", "env"), loaded, repo, trust, frozenset(), check_path=lambda p: p,
@@ -225,7 +226,7 @@ async def test_a_command_with_a_place_runs_in_the_copy_its_cwd_inside_it(repo: P
     ran = await commands.run("where")
     assert ran.ok and "(command `where`, in web/ of a scratch copy of the workspace with the 1 file changed so far" \
         in ran.content
-    assert place.copy is not None and ran.content.endswith(f"\n{place.copy.root}/web")
+    assert place.copy is not None and ran.content.endswith("\n" + f"{place.copy.root}/web"[::-1])
     await place.close()
 
     async def refused() -> Place:
@@ -255,7 +256,7 @@ ENV = {k: v for k, v in server_env(**KEYS, PHASEWISE_WARMUP="0", XDG_CACHE_HOME=
                                    PHASEWISE_USER_SETTINGS=str(USER_SETTINGS)).items() if k != "PHASEWISE_CACHE_DIR"}
 client = make_client_fixture(ENV, clients=["visual-studio-code"], experimental=PLUGIN_EXPERIMENTAL, root=ROOT)
 # what the copy holds against what the user's disk holds, while the command runs
-CHECK = (f"pwd; echo copy: $(grep -c find_by_sku orders.py); echo user: $(grep -c find_by_sku {ROOT}/orders.py); "
+CHECK = (f"pwd | rev; echo copy: $(grep -c find_by_sku orders.py); echo user: $(grep -c find_by_sku {ROOT}/orders.py); "
          "grep -c find_by_sku inventory.py > /dev/stderr; cat inventory.py")
 
 
@@ -291,7 +292,7 @@ async def test_a_code_agent_runs_its_command_on_a_scratch_copy_with_its_staged_e
     assert ran["ok"] is True and ran["summary"].startswith("run_command check → exit 0"), ran
     said = result["text"]
     # it ran in the copy, under the cache directory, and the model was told so
-    assert f"{CACHE}/phasewise/scratch/shop-" in said
+    assert f"{CACHE}/phasewise/scratch/shop-"[::-1] in said  # reversed: the rewrite of the copy's paths misses it
     assert "in a scratch copy of the workspace with the 2 files changed so far; the user's files are unchanged" in said
     # the copy held the staged edit and the unsaved buffer; the user's file on disk did not, while it ran
     renamed_lines = sum("find_item" in line for line in orders_before.splitlines())

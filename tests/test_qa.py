@@ -242,3 +242,32 @@ async def test_through_the_editor_the_files_change_once_at_the_end_with_both_rou
     assert editor.texts[uri] == before["inventory.py"].replace("find_item", "find_by_sku")
     assert (work / "orders.py").read_text(encoding="utf-8") == before["orders.py"].replace("find_item", "find_by_sku")
     assert (work / "test_orders.py").read_text(encoding="utf-8") == before["test_orders.py"]
+
+
+async def test_a_last_round_that_still_fails_offers_the_change_marked_as_failing(
+        client: LanguageClient, sim: SimulatorThread, work: Path) -> None:
+    """No fix round allowed: the hasty change fails its check, and is still offered (here applied
+    without a preview), its edit's label and the code result's note saying the checks fail."""
+    from phasewise.cli.demo import example_project as files
+
+    (work / "test_inventory.py").unlink()
+    shutil.copyfile(Path(files()[0]).parent / "test_orders.py", work / "test_orders.py")
+    unittest = shlex.join([sys.executable, "-m", "unittest", "-q", "test_orders"])
+    USER_SETTINGS.write_text(json.dumps({"phasewise": {"commands": {"test": unittest}}}), encoding="utf-8")
+    base = settings(sim)
+    base["providers"]["qa-o"]["models"]["glm-sim-hasty"] = {"toolCalling": True}
+    editor = Editor(client)
+    editor.configure({**base, "pipeline": ["code", "qa"], "phases": {
+        "code": {"model": "qa-o/glm-sim-hasty", "agent": True},
+        "qa": {"model": "qa-o/glm-sim", "agent": {"commands": ["test"]}}}})
+    uri = (work / "inventory.py").as_uri()
+    editor.open(uri, (work / "inventory.py").read_text(encoding="utf-8"))
+    out: dict[str, Any] = answer(await editor.command("phasewise.run", {
+        "uri": uri, "instruction": "rename find_item to find_by_sku"}))
+    assert [(p["phase"], p.get("passed")) for p in out["phases"]] == [("code", None), ("qa", False)]
+    assert out["passed"] is False and "rounds" not in out
+    code = out["phases"][0]
+    assert code["applied"] is True and code["note"].startswith("The checks fail on this change: the run's change "
+                                                                "is offered anyway")
+    assert len(editor.applied) == 1
+    assert editor.applied[0].label == "Phasewise code (qa-o/glm-sim-hasty) — the checks fail"

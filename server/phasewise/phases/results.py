@@ -99,6 +99,8 @@ class PhaseResult(Jsonable):
     # a qa-kind phase: whether its checks passed, and each command it ran [{name, ran, ok, exitCode, seconds}]
     passed: bool | None = field(default=None, metadata=json_rule(omit="none"))
     round: int = field(default=0, metadata=json_rule(omit="falsy"))  # a run's fix round (1, 2, …)
+    # what the change's confirmation says besides who made it (a run's change whose checks still fail)
+    caveat: str | None = field(default=None, metadata=json_rule(skip=True))
     checks: list[dict[str, Any]] = field(default_factory=list, metadata=json_rule(omit="empty"))
     # a phase that worked in steps: each tool call, [{step, tool, summary, ok, ms, tokens}]
     steps: Sequence[Jsonable] = field(default_factory=list, metadata=json_rule(omit="empty"))

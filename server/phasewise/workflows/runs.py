@@ -258,6 +258,7 @@ async def _apply_at_end(outcome: RunOutcome, base: ChangeSet | None, apply: Appl
         said = (f"The checks still fail after {outcome.rounds} fix round{'s' if outcome.rounds != 1 else ''}"
                 if outcome.rounds else "The checks fail on this change")
         whole.note = last.note = f"{said}: the run's change is offered anyway, so you can see it and decide."
+        whole.caveat = "the checks fail"
     await apply(whole)
     last.applied, last.ok, last.error = whole.applied, whole.ok, whole.error
 

@@ -191,9 +191,10 @@ class PhasesFeature(Feature):
             progress.on_status(f"the change to {files} is shown for review: waiting for it to be applied or "
                                f"discarded" if asks_confirmation(ls.client_capabilities, confirm)
                                else f"applying the change to {files}")
+        label = f"Phasewise {result.phase} ({who})" + (f" — {result.caveat}" if result.caveat else "")
         problem = await apply_change_set(
             send, changes, open_documents(ls.workspace.text_documents), ls.client_capabilities,
-            confirm=confirm, label=f"Phasewise {result.phase} ({who})",
+            confirm=confirm, label=label,
             encoding=types.PositionEncodingKind(ls.workspace.position_encoding or types.PositionEncodingKind.Utf16),
             provider=result.provider, model=result.model,
         )

@@ -557,7 +557,9 @@ export class Commands {
   private present(result: PhaseResult, options: { quiet?: boolean } = {}): void {
     this.docs.finishSteps(result); // a phase that worked in steps: its view says how it ended
     const line = describeResult(result);
-    if (!result.ok && result.error?.kind === "cancelled" && this.review.pending?.label === changeLabel(result)) {
+    // the server may add a caveat to the label ("… — the checks fail"): the change is still this phase's
+    const pendingLabel = this.review.pending?.label;
+    if (!result.ok && result.error?.kind === "cancelled" && pendingLabel?.startsWith(changeLabel(result))) {
       // the phase was cancelled while its change was shown: the diff goes, nothing lands
       this.review.discard("the code phase was cancelled");
     }

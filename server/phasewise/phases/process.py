@@ -90,12 +90,22 @@ async def run_line(line: str, *, cwd: Path, timeout: float, env: Mapping[str, st
     propagates."""
     argv = argv_of(line)
     started = time.monotonic()
+    # Shielded: the child runs (and may start others) before its pipes are connected; a cancel in
+    # that moment would close only the child's transport, leaving what it started alive. So the
+    # start completes, and then a cancel kills the whole group.
+    starting = asyncio.ensure_future(asyncio.create_subprocess_exec(
+        *argv, cwd=str(cwd), env=dict(env), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True))
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=str(cwd), env=dict(env), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        proc = await asyncio.shield(starting)
     except OSError as err:  # not found, not executable, cwd gone
         return ProcessOutcome(None, time.monotonic() - started, "", error=f"{argv[0]}: {err.strerror or err}")
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            started_proc = await starting
+            _kill_group(started_proc.pid)
+            await started_proc.wait()
+        raise
     tail = bytearray()
     total = 0
 

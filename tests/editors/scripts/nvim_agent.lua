@@ -10,15 +10,7 @@ T.run(function()
   require("phasewise").setup({ cmd = T.input.cmd, settings = { phasewise = T.input.settings } })
   local buf, client = T.open(T.input.file)
 
-  local client_mod = require("phasewise.client")
-  local execute = client_mod.execute
-  local results = {}
-  client_mod.execute = function(c, b, command, arg, on_result)
-    execute(c, b, command, arg, function(result)
-      table.insert(results, result)
-      on_result(result)
-    end)
-  end
+  local results = T.record_results()
 
   -- each step as the plugin showed it: the buffer it went to, that buffer's text right after, and
   -- whether the phase had answered yet (it had not: the steps show while it works)

@@ -52,6 +52,22 @@ function T.idle(client)
   return true
 end
 
+--- Every result a Phasewise command's call through the plugin (`phasewise.client.execute`) gets from
+--- now on, in order: the returned table fills as answers come.
+--- @return table[]
+function T.record_results()
+  local client_mod = require("phasewise.client")
+  local execute = client_mod.execute
+  local results = {}
+  client_mod.execute = function(c, b, command, arg, on_result)
+    execute(c, b, command, arg, function(result)
+      table.insert(results, result)
+      on_result(result)
+    end)
+  end
+  return results
+end
+
 --- @param buf integer
 --- @return string
 function T.text(buf)

@@ -64,15 +64,7 @@ T.run(function()
     end)
   end
 
-  local client_mod = require("phasewise.client")
-  local execute = client_mod.execute
-  local results = {}
-  client_mod.execute = function(c, b, command, arg, on_result)
-    execute(c, b, command, arg, function(result)
-      table.insert(results, result)
-      on_result(result)
-    end)
-  end
+  local results = T.record_results()
 
   local function code(choice)
     answer = choice

@@ -34,6 +34,7 @@ from tests.helpers import Editor, answer, make_client_fixture, server_env
 from tests.helpers.hostile import (
     FULL,
     BackgroundClient,
+    RawServer,
     closed_port,
     offline_overrides,
     sandbox_env,
@@ -356,61 +357,6 @@ def test_fuzz_server_still_serves_and_summary(fuzz: BackgroundClient) -> None:
 
 
 # ------------------------------------------------------------------------------- raw JSON-RPC garbage
-
-
-class RawServer:
-    """``phasewise serve`` on pipes, spoken to byte by byte."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.seen: list[dict[str, Any]] = []
-
-    @classmethod
-    async def start(cls, env: dict[str, str]) -> RawServer:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "phasewise", "serve", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, limit=64 * 1024 * 1024)
-        return cls(proc)
-
-    def write(self, data: bytes) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(data)
-
-    @staticmethod
-    def frame(body: bytes | str | Any) -> bytes:
-        if not isinstance(body, bytes | str):
-            body = json.dumps(body)
-        raw = body.encode() if isinstance(body, str) else body
-        return b"Content-Length: %d\r\n\r\n" % len(raw) + raw
-
-    def request(self, msg_id: Any, method: str, params: Any = None) -> bytes:
-        return self.frame({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params})
-
-    async def read_message(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        length = None
-        while True:
-            line = await self.proc.stdout.readline()
-            assert line, "the server closed its stdout"
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-            elif line in (b"\r\n", b"\n") and length is not None:
-                body = await self.proc.stdout.readexactly(length)
-                message: dict[str, Any] = json.loads(body)
-                self.seen.append(message)
-                return message
-
-    async def response_to(self, msg_id: Any) -> dict[str, Any]:
-        """Read until the response with ``msg_id``; everything before it is kept in ``seen``."""
-        async def wait() -> dict[str, Any]:
-            while True:
-                message = await self.read_message()
-                if "method" not in message and message.get("id") == msg_id:
-                    return message
-        return await asyncio.wait_for(wait(), 60)
-
-    def errors(self, code: int) -> list[dict[str, Any]]:
-        return [m for m in self.seen if "method" not in m and (m.get("error") or {}).get("code") == code]
 
 
 STATUS = {"command": "phasewise.status", "arguments": []}

@@ -84,7 +84,7 @@ def test_a_key_written_into_settings_is_refused_with_where_it_belongs(raw: dict[
     issue = next(i for i in loaded.issues if i.path == path)
     provider = path.split(".")[2]
     for words in (f"set the environment variable {env}", f"`phasewise auth set {provider}`",
-                  "'Phasewise: Set API Key…' command"):
+                  "restart the language server"):
         assert words in issue.message, issue
     for secret in ("abcdefghijklmnop", "not-a-real", "sk-", "Bearer", "user:pw", "api_key=abc", "whatever-it-is"):
         assert secret not in issue.message  # the value is never repeated

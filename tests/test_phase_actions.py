@@ -8,6 +8,7 @@ cursor, executes the one it picks, and sees the plan as a Markdown file opened w
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -101,8 +102,11 @@ async def test_a_plan_action_run_from_a_plain_client_is_shown_as_a_document(plai
     CART.write_text(CART_TEXT)
     editor.open(CART.as_uri(), CART_TEXT)
     plan = next(a for a in await actions_at(plain, 2) if a["kind"] == "source.phasewise.plan")
-    await plain.workspace_execute_command_async(types.ExecuteCommandParams(
+    started = await plain.workspace_execute_command_async(types.ExecuteCommandParams(
         command=plan["command"]["command"], arguments=plan["command"]["arguments"]))
+    assert started["started"] is True  # a client without the plugin is answered at once (issue 23)
+    while not any(m.message.startswith("Phasewise plan (acts/sim-fast): done") for m in plain.messages):
+        await asyncio.wait_for(plain.wait_for_notification(types.WINDOW_SHOW_MESSAGE), 30)
     assert plain.shown_documents, "the plan was not shown"
     shown = plain.shown_documents[-1]
     path = Path(to_fs_path(shown.uri) or "")
@@ -128,7 +132,8 @@ async def test_a_plan_cut_at_the_output_limit_says_so_in_the_result_and_the_docu
     CART.write_text(CART_TEXT)
     editor.open(CART.as_uri(), CART_TEXT)
     result = await plain.workspace_execute_command_async(types.ExecuteCommandParams(
-        command="phasewise.plan", arguments=[{"uri": CART.as_uri(), "instruction": "make total skip None items"}]))
+        command="phasewise.plan",
+        arguments=[{"uri": CART.as_uri(), "instruction": "make total skip None items", "wait": True}]))
     request = [r for r in sim.requests if r.endpoint == "chat"][-1].body
     assert request.get("max_completion_tokens", request.get("max_tokens")) == 30
     assert result["ok"] is True and result["incomplete"] is True and result["error"] is None
@@ -146,7 +151,8 @@ async def test_a_plan_cut_at_the_output_limit_says_so_in_the_result_and_the_docu
     raw["phases"]["plan"]["maxOutputTokens"] = 4000
     editor.configure(raw)
     whole = await plain.workspace_execute_command_async(types.ExecuteCommandParams(
-        command="phasewise.plan", arguments=[{"uri": CART.as_uri(), "instruction": "make total skip None items"}]))
+        command="phasewise.plan",
+        arguments=[{"uri": CART.as_uri(), "instruction": "make total skip None items", "wait": True}]))
     assert whole["ok"] is True and "note" not in whole and "incomplete" not in whole
     assert whole["text"].startswith(result["text"]) and len(whole["text"]) > len(result["text"])
 

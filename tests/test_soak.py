@@ -246,7 +246,7 @@ async def check_matrix_scan(client: LanguageClient, sim: SimulatorThread) -> Non
 
     async def command(name: str) -> dict[str, Any]:
         return answer(await client.workspace_execute_command_async(types.ExecuteCommandParams(
-            command=name, arguments=[{"uri": uri, "instruction": "x"}])))
+            command=name, arguments=[{"uri": uri, "instruction": "x", "wait": True}])))
 
     echoed = await command("phasewise.plan")
     assert echoed["error"]["kind"] == "auth" and "[redacted]" in echoed["error"]["message"], echoed

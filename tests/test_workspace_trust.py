@@ -295,8 +295,7 @@ async def test_credential_files_go_only_when_the_users_own_instruction_names_the
         context=types.CodeActionContext(diagnostics=[])))
     action = next(a for a in actions if a["kind"].endswith(".plan"))
     assert action["command"]["arguments"][0]["origin"] == "document"
-    result = await client.workspace_execute_command_async(types.ExecuteCommandParams(
-        command=action["command"]["command"], arguments=action["command"]["arguments"]))
+    result = answer(await editor.command(action["command"]["command"], action["command"]["arguments"][0]))
     assert result["ok"] is True and sim.requests
     assert "CANARY-NETRC" not in sent(sim) and "CANARY-AWS" not in sent(sim)
     # a plan names them (the user's instruction does not): still not sent

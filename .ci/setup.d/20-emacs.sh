@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Emacs (emacs-nox) and Eglot for tests/editors/test_emacs.py. Idempotent: installs only what
-# is missing; needs root (CI) or passwordless sudo, and never reads stdin.
+# Emacs (emacs-nox), Eglot and lsp-mode for tests/editors/test_emacs.py. Idempotent: installs only
+# what is missing; needs root (CI) or passwordless sudo, and never reads stdin.
 set -euo pipefail
 
 # Eglot is built in from Emacs 29; Debian's elpa-eglot lives in /usr/share/emacs/site-lisp/elpa,
@@ -9,11 +9,12 @@ have_eglot() {
   command -v emacs >/dev/null 2>&1 &&
     emacs -Q --batch --eval "(progn (require 'package)
       (add-to-list 'package-directory-list \"/usr/share/emacs/site-lisp/elpa\")
-      (package-initialize) (kill-emacs (if (locate-library \"eglot\") 0 1)))" >/dev/null 2>&1
+      (package-initialize) (kill-emacs (if (and (locate-library \"eglot\") (locate-library \"lsp-mode\")) 0 1)))" \
+      >/dev/null 2>&1
 }
 
 if have_eglot; then
-  echo "emacs and eglot already present: $(emacs --version | head -1)"
+  echo "emacs, eglot and lsp-mode already present: $(emacs --version | head -1)"
   exit 0
 fi
 
@@ -32,8 +33,8 @@ if ! command -v apt-get >/dev/null 2>&1; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-if ! { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq emacs-nox elpa-eglot >/dev/null; } </dev/null; then
-  echo "warning: installing emacs-nox and elpa-eglot failed (the Emacs test will skip)" >&2
+if ! { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq emacs-nox elpa-eglot elpa-lsp-mode >/dev/null; } </dev/null; then
+  echo "warning: installing emacs-nox, elpa-eglot and elpa-lsp-mode failed (the Emacs tests will skip)" >&2
   exit 0
 fi
 emacs --version | head -1

@@ -104,7 +104,9 @@ no files under .phasewise/plans for it)."
                               (list :messageActionItem (list :additionalPropertiesSupport :json-false)))))
     (plist-put caps :window window)
     (plist-put caps :experimental
-               (list :phasewise (list :clientCommands phasewise-client-commands)))))
+               ;; the set-key command as an Emacs user knows it: the server's messages name it
+               (list :phasewise (list :clientCommands phasewise-client-commands
+                                      :setKeyCommand "M-x phasewise-set-api-key")))))
 
 (cl-defmethod eglot-initialization-options ((_server phasewise-eglot-server))
   "Declare the `:commands' of `phasewise-user-settings' as the user's own.

@@ -23,6 +23,9 @@ Every exception Phasewise raises on purpose has one root. The tree, as the code 
     │                               something else: nothing is appended to it
     ├── ScratchRefused              (phases.scratch) a scratch copy that cannot be made (too many
     │                               files, too large): nothing is left of it, no command ran there
+    ├── ClientSilent                (edge.requests) no usable answer from the editor to a request of
+    │   │                           the server's: silence past its deadline, an error, or an odd reply
+    │   └── ClientReplyUnreadable   (edge.requests) a reply that does not fit its request's type
     └── KeyStoreError               (keystore) the OS keyring cannot do what was asked
 
 ``InputError`` and ``AnswerError`` are also ``ValueError``s, ``NotALedger`` an ``OSError``. Every

@@ -139,7 +139,7 @@ def test_missing_key_is_a_flymake_diagnostic_with_quick_fixes(eglot: dict[str, A
         "phasewise", "missing-credentials", "NOKEY_API_KEY")
     assert "NOKEY_API_KEY" in eglot["diag_message"]
     assert eglot["text_after_failure"] == DOC  # nothing was changed
-    assert "Set NOKEY_API_KEY (Phasewise: Set API Key…)" in eglot["actions"]
+    assert "Set NOKEY_API_KEY (M-x phasewise-set-api-key)" in eglot["actions"]
     assert any(t.startswith("Retry the code phase") for t in eglot["actions"])
     assert eglot["passwd_prompt"] == "API key for nokey (NOKEY_API_KEY, kept in memory): "
     assert eglot["key_on_disk"] == []
@@ -351,3 +351,67 @@ def test_user_commands_run_unasked_a_projects_are_asked_in_the_minibuffer(
     assert runs == {"mark": True, "once": True, "never": False, "blank": False}
     assert "denied by the user" in plan["text"] and "the question was dismissed" in plan["text"]
     assert not (state / "phasewise" / "allowed-commands.json").exists()  # nothing remembered "always"
+
+
+def _lsp_mode_found() -> bool:
+    if EMACS is None:
+        return False
+    probe = (f'(progn (require \'package) (add-to-list \'package-directory-list "{DEBIAN_ELPA}") '
+             '(package-initialize) (kill-emacs (if (locate-library "lsp-mode") 0 1)))')
+    return subprocess.run([EMACS, "-Q", "--batch", "--eval", probe], capture_output=True, timeout=60,
+                          check=False).returncode == 0
+
+
+@pytest.mark.skipif(not _lsp_mode_found(), reason="lsp-mode not found: run .ci/setup.d/20-emacs.sh (elpa-lsp-mode)")
+def test_lsp_mode_from_the_readme_is_never_frozen_and_its_phases_finish(sim: SimulatorThread, tmp_path: Path) -> None:
+    """Issue 23, items 1 and 2, in lsp-mode (no plugin): a code action's command is a synchronous
+    request there, cancelled after 10 s. It is answered at once; the plan (slower than that would
+    allow for) and the code change arrive afterwards; lsp-mode's ``[{}]`` settings answer is no answer."""
+    sim.reset()
+    sim.configure("planner", first_token_ms=3000)  # a plan that takes longer than a frozen editor should
+    keys = {"PLANNER_KEY": PLANNER_KEY, "CODER_KEY": "test-key-coder-in-lsp-mode-6161"}
+    root = tmp_path / "work"
+    root.mkdir()
+    doc = root / "store.py"
+    doc.write_text(COMMENTED)
+    settings = {
+        "phases": {"plan": {"model": "planner/claude-sim"}, "code": {"model": "coder/glm-sim"}},
+        "providers": {
+            "planner": {"protocol": "anthropic", "baseUrl": sim.base_url("planner", "anthropic"),
+                        "apiKeyEnv": "PLANNER_KEY"},
+            "coder": {"protocol": "openai", "baseUrl": sim.base_url("coder", "openai"), "apiKeyEnv": "CODER_KEY"},
+        },
+    }
+    line = COMMENTED.splitlines().index("def load(path, cache={}):") + 1
+    out = tmp_path / "observed.json"
+    env = server_env(**keys, HOME=str(tmp_path), XDG_STATE_HOME=str(tmp_path / "state"))
+    env["PHASEWISE_TEST_INPUT"] = json.dumps({
+        "cmd": [sys.executable, "-m", "phasewise", "serve"], "settings": settings, "root": str(root),
+        "file": str(doc), "plan_line": line, "code_line": line})
+    env["PHASEWISE_TEST_OUT"] = str(out)
+    assert EMACS is not None
+    proc = subprocess.run([EMACS, "-Q", "--batch", "-l", str(SCRIPTS / "emacs_lsp_mode.el")], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=180, check=False)
+    obs: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {"error": "no output written"}
+    assert proc.returncode == 0 and "error" not in obs, (
+        f"emacs failed ({proc.returncode}): {obs.get('error')} {obs.get('messages')}\nstderr: {proc.stderr[-3000:]}")
+
+    # the routes given at start are in use: lsp-mode's [{}] answer to the settings pull did not reset them
+    assert "Phasewise plan (planner/claude-sim): rename load to read_file" in obs["titles"], obs["titles"]
+    assert "Phasewise code (coder/glm-sim): rename load to read_file" in obs["titles"]
+    # the plan: answered at once, the editor free; the phase went on and its plan was written and named
+    assert obs["plan_command_seconds"] < 2.0, obs
+    assert not obs["plan_done_before_answer"]  # nothing of the plan had arrived when lsp-mode got its answer
+    assert obs["plan_seconds"] >= 3.0
+    assert obs["plan_message"].startswith("Phasewise plan (planner/claude-sim): done"), obs["plan_message"]
+    assert obs["plan_file"] is True
+    plan = (root / ".phasewise" / "plans" / "store.py-plan.md").read_text()
+    assert "rename load to read_file" in plan and "planner/claude-sim" in plan
+    chat = [r for r in sim.requests if r.endpoint == "chat"]
+    assert [(r.provider, r.phase) for r in chat] == [("planner", "plan"), ("coder", "code")]
+    # the code phase: answered at once, its change applied to the buffer through workspace/applyEdit
+    assert obs["code_command_seconds"] < 2.0, obs
+    assert obs["code_message"] == "Phasewise code (coder/glm-sim): applied, 1 file", obs["code_message"]
+    assert obs["buffer_changed"] is True
+    assert "def read_file(path, cache={}):" in obs["buffer"] and "def load(" not in obs["buffer"]
+    assert doc.read_text() == COMMENTED  # in the buffer, not saved behind the user's back

@@ -28,6 +28,9 @@ from phasewise.sim import SimulatorThread
 ROOT = Path(__file__).resolve().parent.parent.parent
 CLIENTS = ["visual-studio-code", "neovim"]
 LEDGER = str(Path(tempfile.gettempdir()) / f"phasewise-tests-{os.getpid()}" / "runs.jsonl")
+# The commands that answer "started" at once to a client without the plugin, unless `wait: true`.
+WAITING_COMMANDS = frozenset({"phasewise.plan", "phasewise.code", "phasewise.review", "phasewise.phase",
+                              "phasewise.retry", "phasewise.run"})
 
 
 @dataclass
@@ -109,6 +112,11 @@ class Editor:
         return types.ApplyWorkspaceEditResult(applied=True)
 
     async def command(self, name: str, arg: dict[str, Any] | None = None, *, msg_id: str | None = None) -> Any:
+        """Run a command and return its answer. A phase command asks for the whole result
+        (``wait: true``, as a script would): a client without the plugin would otherwise be answered
+        "started" at once (tests of that pass ``wait: False``)."""
+        if name in WAITING_COMMANDS and isinstance(arg, dict) and "wait" not in arg:
+            arg = {**arg, "wait": True}
         params = types.ExecuteCommandParams(command=name, arguments=[arg] if arg is not None else [])
         return await self.client.protocol.send_request_async(
             types.WORKSPACE_EXECUTE_COMMAND, params, msg_id=msg_id or str(uuid.uuid4())
@@ -302,7 +310,8 @@ def sim_keys(settings: dict[str, Any]) -> dict[str, str]:
 
 # What Phasewise's own plugins (VS Code, Neovim, Emacs) declare in ``initialize``: the client-side
 # commands they carry out. Quick fixes name them only for a client that declares them.
-PLUGIN_EXPERIMENTAL = {"phasewise": {"clientCommands": ["phasewise.setApiKey", "phasewise.openSettings"]}}
+PLUGIN_EXPERIMENTAL = {"phasewise": {"clientCommands": ["phasewise.setApiKey", "phasewise.openSettings"],
+                                     "setKeyCommand": "Phasewise: Set API Key…"}}  # as VS Code declares them
 
 
 def make_client_fixture(env: dict[str, str] | None = None, clients: list[str] | None = None,

@@ -322,7 +322,7 @@ async def drive_server(state: EditorState, instruction: str, settings: dict[str,
         status = plain(await client.workspace_execute_command_async(
             types.ExecuteCommandParams(command="phasewise.status", arguments=[{"uri": uri}])))
         run = plain(await client.workspace_execute_command_async(types.ExecuteCommandParams(
-            command="phasewise.run", arguments=[{"uri": uri, "instruction": instruction}])))
+            command="phasewise.run", arguments=[{"uri": uri, "instruction": instruction, "wait": True}])))
         await client.shutdown_async(None)
         client.exit(None)
     finally:

@@ -23,7 +23,7 @@ PRIVATE_SIGNATURES: dict[str, tuple[str, ...]] = {
     "_handle_cancel_notification": ("self", "msg_id"),
     "_execute_handler": ("self", "msg_id", "handler", "callback", "args", "kwargs"),
 }
-PRIVATE_ATTRIBUTES = ("_request_futures",)
+PRIVATE_ATTRIBUTES = ("_request_futures", "_result_types")
 CLIENT_PRIVATE_ATTRIBUTES = ("_server",)
 
 
@@ -69,6 +69,19 @@ class CompatProtocol(LanguageServerProtocol):
         future.add_done_callback(forget)
 
 
+def fail_pending_request(protocol: LanguageServerProtocol, msg_id: Any, error: Exception) -> bool:
+    """Fail the server's own request ``msg_id`` with ``error``: pygls drops a reply it cannot read
+    (a ``null`` where the method's type wants an object) and leaves the request pending for ever.
+    Upstream: no issue yet (``structure_message`` raises, ``_handle_response`` is never reached).
+    Whether there was such a request."""
+    future = protocol._request_futures.pop(msg_id, None)
+    protocol._result_types.pop(msg_id, None)
+    if future is None or future.done():
+        return False
+    future.set_exception(error)
+    return True
+
+
 def client_process(client: Any) -> Any:
     """The server process a pygls ``LanguageClient`` started with ``start_io`` (None before):
     pygls keeps it in a private attribute and offers no public way to reach it (``edge.client`` reads
@@ -102,4 +115,5 @@ __all__ = [
     "CompatProtocol",
     "check_private_signatures",
     "client_process",
+    "fail_pending_request",
 ]

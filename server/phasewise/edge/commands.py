@@ -41,6 +41,7 @@ def _doc(error: str, required: str | None = None) -> dict[str, str]:
 _URI = _doc("`uri` is required (the document's URI)")
 _ORIGIN = _doc("`origin` must be `user` (typed by the user) or `document` (taken from the repository)")
 _RANGE = _doc("`range` must be an LSP range {start: {line, character}, end: …}")
+_WAIT = _doc("`wait` must be true or false (true: answer with the whole result, not at once)")
 
 
 @attrs.frozen
@@ -59,6 +60,7 @@ class PhaseArgs:
     model: str | None = attrs.field(default=None, metadata=_doc("`model` must be a model reference "
                                                                 "'provider/model'"))
     origin: str | None = attrs.field(default=None, metadata=_ORIGIN)
+    wait: bool = attrs.field(default=False, metadata=_WAIT)
 
     def check(self) -> str | None:
         if not self.uri:
@@ -131,6 +133,7 @@ class RetryArgs:
     uri: str = attrs.field(metadata=_doc("expected {uri, phase, model?}"))
     phase: str = attrs.field(metadata=_doc("expected {uri, phase, model?}"))
     model: str | None = attrs.field(default=None, metadata=_doc("expected {uri, phase, model?}"))
+    wait: bool = attrs.field(default=False, metadata=_WAIT)
 
     def check(self) -> str | None:
         return None
@@ -247,6 +250,12 @@ def _strict_int(value: Any, _: Any) -> int:
     return value
 
 
+def _strict_bool(value: Any, _: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {type(value).__name__}")
+    return value
+
+
 def _strict_texts(value: Any, _: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise TypeError("expected a list of text")
@@ -269,6 +278,7 @@ def _make_converter() -> cattrs.Converter:
     converter = default_converter()
     converter.register_structure_hook(str, _strict_str)
     converter.register_structure_hook(int, _strict_int)
+    converter.register_structure_hook(bool, _strict_bool)
     for kind, hook in ((list[str], _strict_texts), (list[str] | str, _texts_or_text),
                        (dict[str, str | None], _keys)):
         converter.register_structure_hook_func(lambda t, kind=kind: t == kind, hook)

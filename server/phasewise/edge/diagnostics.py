@@ -159,6 +159,15 @@ class DiagnosticsBook:
         if entry is not None or doc.notes.pop(phase, None) is not None:
             self.publish(uri)
 
+    def saved(self, uri: str) -> None:
+        """The document was saved: a "the document changed while the phase ran" problem is over
+        (the user has the document as they want it; the phase can simply be run again)."""
+        doc = self._docs.get(uri)
+        if doc is None:
+            return
+        for phase in [p for p, e in doc.problems.items() if str(e.problem.kind) == "document-changed"]:
+            self.clear_problem(uri, phase)
+
     def problem_of(self, uri: str, phase: str) -> dict[str, Any] | None:
         """The problem (JSON) the document now shows for ``phase``, if any."""
         entry = self._doc(uri).problems.get(phase)
@@ -296,12 +305,15 @@ class DiagnosticsBook:
 
         for doc_uri in [uri] if uri is not None else list(self._docs):
             doc = self._docs.get(doc_uri)
-            if doc is None:
+            if doc is None or (not doc.problems and not doc.notes):
                 continue
+            loaded = await self.ls.settings_for(doc_uri)
+            names = set(self.ls.engine.resolver(loaded).phase_names())
+            for phase in [p for p in (*doc.problems, *doc.notes) if p not in names]:
+                self.clear_problem(doc_uri, phase)  # a phase the settings no longer have: its problem goes
             stale = {phase: e for phase, e in doc.problems.items() if str(e.problem.kind) in OFFLINE_KINDS}
             if not stale:
                 continue
-            loaded = await self.ls.settings_for(doc_uri)
             try:
                 text_doc = self.ls.document(doc_uri)
             except CommandError:

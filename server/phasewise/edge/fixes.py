@@ -37,6 +37,8 @@ from lsprotocol import types
 from pygls.uris import from_fs_path, to_fs_path
 
 from phasewise.edge.diagnostics import LIFTED, REVIEW_SOURCE, SOURCE, plain_text
+from phasewise.edge.requests import ClientSilent, ask_client
+from phasewise.edge.shown import SHOW_SECONDS
 
 if TYPE_CHECKING:
     from phasewise.edge.server import PhasewiseServer
@@ -81,8 +83,9 @@ def _when(problem: dict[str, Any]) -> str | None:
 
 
 def problem_fixes(uri: str, diag: types.Diagnostic, problem: dict[str, Any],
-                  client: frozenset[str] = frozenset()) -> list[types.CodeAction]:
-    """The fixes of one problem diagnostic; ``client`` is what ``client_commands`` found."""
+                  client: frozenset[str] = frozenset(), set_key: str | None = None) -> list[types.CodeAction]:
+    """The fixes of one problem diagnostic; ``client`` is what ``client_commands`` found, ``set_key``
+    the client's own name of its set-key command."""
     phase = problem.get("phase") or "plan"
     kind = problem["kind"]
     fixes: list[types.CodeAction] = []
@@ -105,9 +108,7 @@ def problem_fixes(uri: str, diag: types.Diagnostic, problem: dict[str, Any],
         provider = problem.get("provider")
         what = f"Set {env}" if env else f"Set the key for {provider}"
         if SET_API_KEY in client:
-            from phasewise.settings import SET_API_KEY_ACTION  # loaded by now: a phase ran
-
-            action(f"{what} ({SET_API_KEY_ACTION})", SET_API_KEY, {"env": env, "provider": provider})
+            action(f"{what} ({set_key})" if set_key else what, SET_API_KEY, {"env": env, "provider": provider})
         else:
             action(f"{what}: show where the key goes", SHOW_KEY_HELP,
                    {"env": env, "provider": provider, "phase": phase})
@@ -156,7 +157,7 @@ def code_actions(ls: PhasewiseServer, params: types.CodeActionParams) -> list[ty
                                                                        new_text=data["suggestion"])]}),
             ))
         elif diag.source == SOURCE and isinstance(data.get("kind"), str) and ls.diagnostics.is_current(uri, diag):
-            actions.extend(problem_fixes(uri, diag, data, client))
+            actions.extend(problem_fixes(uri, diag, data, client, ls.set_key_command()))
     return actions
 
 
@@ -232,8 +233,12 @@ async def show_settings_command(ls: PhasewiseServer, arg: dict[str, Any]) -> dic
     window = ls.client_capabilities.window
     if window is not None and window.show_document is not None and window.show_document.support:
         at = types.Range(types.Position(line, 0), types.Position(line, 0))
-        result = await ls.window_show_document_async(types.ShowDocumentParams(
-            uri=from_fs_path(str(path)) or path.as_uri(), take_focus=True, selection=at))
+        try:
+            result = await ask_client(ls, "window/showDocument", ls.window_show_document_async(
+                types.ShowDocumentParams(uri=from_fs_path(str(path)) or path.as_uri(), take_focus=True,
+                                         selection=at)), SHOW_SECONDS)
+        except ClientSilent:
+            result = None  # named in a message below
         if getattr(result, "success", False):
             return {"shown": str(path), "line": line + 1}
     text = plain_text(f"Phasewise: {setting} is in {path}, line {line + 1}.")

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
+from phasewise.edge.requests import deadline
+
 if TYPE_CHECKING:
     from phasewise.edge.server import PhasewiseServer
     from phasewise.phases.agent import AgentStep
@@ -30,6 +32,7 @@ FLUSH_SECONDS = 0.05
 STREAM_NOTIFICATION = "phasewise/streamText"
 STEP_NOTIFICATION = "phasewise/step"
 STATUS_LOG_SECONDS = 5.0
+CREATE_SECONDS = 10.0  # how long window/workDoneProgress/create may go unanswered before progress is given up
 
 
 def _size(chars: int) -> str:
@@ -78,12 +81,20 @@ class PhaseProgress:
         return progress
 
     def _create(self, token: str) -> None:
-        self.ls.protocol.send_request(
-            types.WINDOW_WORK_DONE_PROGRESS_CREATE, types.WorkDoneProgressCreateParams(token=token)
-        ).add_done_callback(self._created)
+        answer = self.ls.protocol.send_request(
+            types.WINDOW_WORK_DONE_PROGRESS_CREATE, types.WorkDoneProgressCreateParams(token=token))
+        answer.add_done_callback(self._created)
+        # a client that never answers: after CREATE_SECONDS the run goes on without progress
+        asyncio.get_running_loop().call_later(deadline(CREATE_SECONDS) or CREATE_SECONDS, self._give_up, answer)
+
+    def _give_up(self, answer: concurrent.futures.Future[Any]) -> None:
+        if self._held is not None and not answer.done():
+            self._held, self.token = None, None
 
     def _created(self, answer: concurrent.futures.Future[Any]) -> None:
-        held, self._held = self._held or [], None
+        if self._held is None:
+            return  # given up on already (no answer within CREATE_SECONDS)
+        held, self._held = self._held, None
         if answer.cancelled() or answer.exception() is not None:
             self.token = None
             return

@@ -168,6 +168,15 @@ class PhasewiseServer(LanguageServer):
         found = experimental.get("phasewise") if isinstance(experimental, dict) else None
         return found if isinstance(found, dict) else None
 
+    def set_key_command(self) -> str | None:
+        """The plugin's own command to set a key, as its user knows it (``":Phasewise key"``), from
+        ``experimental.phasewise.setKeyCommand``; None when the client has none (messages then name
+        only the environment and ``phasewise auth``)."""
+        named = (self.client_plugin() or {}).get("setKeyCommand")
+        if not isinstance(named, str) or not named.strip() or len(named) > 60 or named.strip() in ("cli", "editor"):
+            return None
+        return " ".join(named.replace("`", "").split())
+
     def supports_document_changes(self) -> bool:
         ws = self.client_capabilities.workspace
         return bool(ws and ws.workspace_edit and ws.workspace_edit.document_changes)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 from pygls.uris import from_fs_path, to_fs_path
 
+from phasewise.edge.requests import ClientSilent, ask_client
 from phasewise.gate import PathGate, PathRefused
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("phasewise")
 PLANS_DIR = Path(".phasewise") / "plans"
+SHOW_SECONDS = 10.0  # how long the editor may take to open a document before the file is named instead
 
 
 def wants_documents(ls: PhasewiseServer) -> bool:
@@ -105,9 +107,15 @@ async def show_markdown(ls: PhasewiseServer, folder: Path, name: str, text: str,
         ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Info, message=message))
         return uri
     try:
-        await ls.window_show_document_async(types.ShowDocumentParams(uri=uri, take_focus=True))
-    except Exception as exc:  # a client that refuses: the file is still there
-        log.warning("window/showDocument failed: %s", type(exc).__name__)
+        shown = await ask_client(ls, "window/showDocument", ls.window_show_document_async(
+            types.ShowDocumentParams(uri=uri, take_focus=True)), SHOW_SECONDS)
+    except ClientSilent as silent:  # the file is still there: say where
+        shown = None
+        log.warning("%s", silent)
+    if not getattr(shown, "success", False):
+        where = path.relative_to(folder) if path.is_relative_to(folder) else path
+        ls.window_show_message(types.ShowMessageParams(
+            type=types.MessageType.Info, message=f"Phasewise: wrote {where} (the editor did not open it)"))
     return uri
 
 

@@ -22,6 +22,8 @@ from pygls import IS_WASM
 from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.io_ import StdoutWriter
 
+from phasewise.edge._pygls_compat import fail_pending_request
+from phasewise.edge.requests import ClientReplyUnreadable
 from phasewise.problems import known_secrets, redact
 
 if TYPE_CHECKING:
@@ -182,6 +184,9 @@ def handle_body(protocol: LanguageServerProtocol, body: bytes) -> None:
         if "method" in data and msg_id is not None:
             send_error(protocol, msg_id, JsonRpcInvalidParams.CODE,
                        f"Invalid params for {method!r}: they do not match the LSP type of that method")
+        elif "method" not in data and msg_id is not None:  # a reply to one of the server's requests
+            fail_pending_request(protocol, msg_id, ClientReplyUnreadable(
+                f"its reply does not fit the request's type ({type(exc).__name__})"))
         return
     try:
         protocol.handle_message(message)

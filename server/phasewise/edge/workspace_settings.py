@@ -3,7 +3,16 @@
 Settings are pulled with ``workspace/configuration`` (scoped to the document's URI, so a
 multi-root workspace can route differently per folder) when the client can answer pulls, else
 taken from what it pushed (``workspace/didChangeConfiguration``) or from ``initializationOptions``.
+An answer that says nothing (``null``, ``{}``: lsp-mode answers ``[{}]`` for a section nobody
+registered) is no answer, and a pull gets ``PULL_SECONDS`` before what was pushed is used.
 A change drops the cache. Issues not tied to one phase are shown once, as a message.
+
+**The repository's ``phasewise.json``.** The nearest ``phasewise.json`` at or above the document,
+inside its workspace folder (never above it), lies beneath the editor's settings, merged key by
+key: a team's routes live in one file that VS Code, Neovim, Helix and the command line all read.
+It is the repository's, so it is trusted as the workspace's settings are: its ``commands`` run only
+once allowed, and the user-level fields (``security``, ``network``, ``ledgerPath``) are ignored
+with an issue. A change to the file is read at once (its modification stamp is part of the cache).
 
 **User-level commands.** ``commands`` run unasked only when they are the user's own: those in the user
 settings file (which the server reads itself: ``$PHASEWISE_USER_SETTINGS``, else
@@ -15,11 +24,16 @@ workspace's as far as the server can tell, and run only once the user allowed th
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
+from pygls.uris import to_fs_path
+
+from phasewise.edge.requests import ClientSilent, ask_client
 
 if TYPE_CHECKING:
     from phasewise.edge.server import PhasewiseServer
@@ -27,12 +41,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("phasewise")
 _CACHE_LIMIT = 512
+PULL_SECONDS = 5.0  # how long a settings pull may take before what was pushed or given at start is used
+PROJECT_FILE = "phasewise.json"
+
+
+def _answered(raw: Any) -> bool:
+    """Whether a settings answer says anything: ``None`` and ``{}`` do not (anything else does, even
+    what is not settings at all: that is reported as a settings issue, not passed over)."""
+    return raw is not None and raw != {}
 
 
 class WorkspaceSettings:
     def __init__(self, ls: PhasewiseServer) -> None:
         self.ls = ls
-        self._cache: dict[str, LoadedSettings] = {}
+        # per document: its settings and the stamp of the phasewise.json they were read with
+        self._cache: dict[str, tuple[LoadedSettings, tuple[int, int] | None]] = {}
         self._initial: Any = None
         self._pushed: Any = None
         self._warned: set[str] = set()
@@ -57,29 +80,77 @@ class WorkspaceSettings:
 
     async def get(self, uri: str | None) -> LoadedSettings:
         from phasewise.settings import SECTION, load_settings
+        from phasewise.workflows.config import merge_sections
 
         key = uri or ""
-        if (found := self._cache.get(key)) is not None:
-            return found
+        project = self.project_file(uri)
+        stamp = project[1] if project is not None else None
+        if (found := self._cache.get(key)) is not None and found[1] == stamp:
+            return found[0]
         raw: Any = None
         if self.ls.supports_config_pull():
             try:
-                # shielded: a phase cancelled meanwhile must not fail pygls on the late answer
-                # (https://github.com/openlawlibrary/pygls/issues/621, fixed after 2.1.1)
-                result = await asyncio.shield(self.ls.workspace_configuration_async(
+                result = await ask_client(self.ls, "workspace/configuration", self.ls.workspace_configuration_async(
                     types.ConfigurationParams(items=[types.ConfigurationItem(scope_uri=uri, section=SECTION)])
-                ))
-                raw = result[0] if result else None
-            except Exception as exc:  # a client that fails the pull: fall back to what we have
-                log.warning("workspace/configuration failed: %s", type(exc).__name__)
-        if raw is None:
-            raw = self._pushed if self._pushed is not None else self._initial
-        loaded = load_settings(raw, user_commands=self.user_commands())
+                ), PULL_SECONDS)
+                raw = result[0] if isinstance(result, Sequence) and not isinstance(result, str) and result else None
+            except ClientSilent as silent:  # a client that fails the pull: fall back to what we have
+                log.warning("%s", silent)
+        if not _answered(raw):  # lsp-mode answers [{}] for a section nobody registered: no answer
+            raw = self._pushed if _answered(self._pushed) else self._initial
+        issues: list[Any] = []
+        if project is not None:  # the repository's phasewise.json, beneath the editor's settings
+            section, issues = self._project_section(project[0])
+            raw = merge_sections(section, raw if _answered(raw) else None)
+        loaded = load_settings(raw, surface=self.ls.set_key_command() or "editor", user_commands=self.user_commands())
+        if issues:
+            loaded = replace(loaded, issues=(*issues, *loaded.issues))
         if len(self._cache) > _CACHE_LIMIT:
             self._cache.clear()
-        self._cache[key] = loaded
+        self._cache[key] = (loaded, stamp)
         self._warn(loaded)
         return loaded
+
+    def project_file(self, uri: str | None) -> tuple[Path, tuple[int, int]] | None:
+        """The ``phasewise.json`` nearest the document inside its workspace folder (walking up to the
+        folder, never above it), with its modification stamp (a change to it is read at once)."""
+        from phasewise.edge.shown import workspace_folder
+
+        root = workspace_folder(self.ls, uri) if uri else None
+        if root is None:
+            base = self.ls.workspace.root_path if not uri else None
+            if not base:
+                return None
+            root = Path(base).resolve()
+            start = root
+        else:
+            path = to_fs_path(uri) if uri else None
+            start = Path(path).resolve().parent if path else root
+        for folder in (start, *start.parents):
+            candidate = folder / PROJECT_FILE
+            try:
+                st = candidate.stat()
+            except OSError:
+                st = None
+            if st is not None and candidate.is_file():
+                return candidate, (st.st_mtime_ns, st.st_size)
+            if folder == root or not folder.is_relative_to(root):
+                return None
+        return None
+
+    def _project_section(self, path: Path) -> tuple[Any, list[Any]]:
+        """The file's ``phasewise`` section (user-level fields taken out, each one an issue); a
+        file that cannot be read is an issue too, never a crash."""
+        from phasewise.settings import ConfigIssue
+        from phasewise.workflows.config import SettingsFileError, read_settings_file, without_user_level
+
+        try:
+            section = read_settings_file(path)
+        except SettingsFileError as err:
+            return None, [ConfigIssue(PROJECT_FILE, f"{err}; it is left out")]
+        if section is not None and not isinstance(section, dict):
+            return None, [ConfigIssue(PROJECT_FILE, f"{path}: expected an object; it is left out")]
+        return without_user_level(section, path)
 
     def user_commands(self) -> dict[str, Any] | None:
         """The user's own ``commands``: the user settings file's, then what the client declared as the

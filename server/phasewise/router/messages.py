@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from phasewise.problems import TRANSIENT_KINDS, Problem, ProblemKind, ProviderError
 from phasewise.settings import Surface, key_way_out
@@ -83,6 +84,7 @@ class _Failure:
     max_wait: float | None
     surface: Surface
     billing_url: str = ""  # where the account is topped up, when known
+    base_url: str = ""  # where Phasewise called
     plan: bool = False  # billing: a plan's allowance, not the balance
     resets: str = ""  # billing: "at … (in …)" when the provider said when it comes back
 
@@ -93,6 +95,19 @@ def _rate_limited(f: _Failure) -> str:
                 f"than `phasewise.retry.maxWaitSeconds` ({seconds_text(f.max_wait)}), so Phasewise did "
                 f"not wait: retry {f.when}.")
     return f"{f.who} rate-limited {f.where}: {f.detail}. Retry {f.when or 'in a little while'}."
+
+
+def _unreachable(f: _Failure) -> str:
+    """A network failure; on this machine (a loopback baseUrl: a local model server, the simulator),
+    most likely nothing is listening: say to start it."""
+    host = (urlsplit(f.base_url).hostname or "") if f.base_url else ""
+    if host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
+        port = urlsplit(f.base_url).port
+        return (f"{f.who} could not be reached for {f.where} ({f.detail}): nothing answers at {f.base_url} on this "
+                f"machine. Start the server that should be there (Phasewise's simulator: `phasewise sim"
+                f"{f' --port {port}' if port and port != 8765 else ''}`; a local model server: its own command), "
+                f"or correct `phasewise.providers.{f.provider}.baseUrl`.")
+    return f"{f.who} could not be reached for {f.where} ({f.detail}). Check the network and the provider's baseUrl."
 
 
 def _billing(f: _Failure) -> str:
@@ -133,8 +148,7 @@ _SENTENCES: dict[ProblemKind, tuple[Callable[[_Failure], str], Callable[[_Failur
     K.SERVER_ERROR: (lambda f: f"{f.who} failed while serving {f.where}: {f.detail}. Retry shortly.", lambda f: None),
     K.TIMEOUT: (lambda f: f"{f.who} did not answer {f.where} in time: {f.detail}. Retry, or raise "
                           f"`phasewise.timeouts`.", lambda f: None),
-    K.NETWORK: (lambda f: f"{f.who} could not be reached for {f.where} ({f.detail}). Check the network and the "
-                          f"provider's baseUrl.", lambda f: None),
+    K.NETWORK: (lambda f: _unreachable(f), lambda f: None),
     K.CONFIG: (lambda f: f"{f.who} does not know the address Phasewise called for {f.where} ({f.detail}): check "
                          f"`phasewise.providers.{f.provider}.baseUrl` (OpenAI-protocol base URLs usually end in /v1).",
                lambda f: f"phasewise.providers.{f.provider}.baseUrl"),
@@ -143,7 +157,8 @@ _SENTENCES: dict[ProblemKind, tuple[Callable[[_Failure], str], Callable[[_Failur
 
 def provider_problem(err: ProviderError, *, phase: str, provider: str, provider_name: str, model: str,
                      key_env: str | None, max_wait: float | None = None,
-                     now: datetime | None = None, surface: Surface = "editor", billing_url: str = "") -> Problem:
+                     now: datetime | None = None, surface: Surface = "editor", billing_url: str = "",
+                     base_url: str = "") -> Problem:
     """A classified provider failure as the contract's problem, with the way out. A billing
     problem names the provider's billing page (``billing_url``) and, for a plan window or a
     spending limit, when it comes back (``retryAt``); it is never offered as something to retry."""
@@ -153,7 +168,7 @@ def provider_problem(err: ProviderError, *, phase: str, provider: str, provider_
         who=provider_label(provider_name, provider), where=f"the {phase} phase ({model})",
         detail=err.detail.rstrip("."), phase=phase, provider=provider, model=model, key_env=key_env,
         when=f"after {clock_time(wait, now)} (in {seconds_text(wait)})" if wait is not None else "",
-        wait=wait, max_wait=max_wait, surface=surface, billing_url=billing_url,
+        wait=wait, max_wait=max_wait, surface=surface, billing_url=billing_url, base_url=base_url or "",
         plan=err.plan_limit and err.kind is K.BILLING, resets=_reset_text(resets, now) if resets else "",
     )
     sentence, setting_of = _SENTENCES.get(err.kind, (lambda f: f"{f.who} failed {f.where}: {f.detail}.",
@@ -202,7 +217,7 @@ def tool_only(*, who: str, phase: str, provider: str, model: str, names: str, ag
 def missing_key(*, phase: str, provider: str, provider_name: str, model: str,
                 envs: tuple[str, ...], surface: Surface = "editor") -> Problem:
     # the editor's way names every variable that would do; a shell's export names the first
-    names = (" or ".join(envs) if surface == "editor" else envs[0]) if envs else None
+    names = (" or ".join(envs) if surface != "cli" else envs[0]) if envs else None
     return Problem(
         K.MISSING_CREDENTIALS,
         f"No key for {provider_label(provider_name, provider)}, needed by the {phase} phase ({model}): "

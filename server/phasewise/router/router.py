@@ -462,7 +462,7 @@ class Router:
                 raise RouteFailed(provider_problem(
                     err, phase=route.phase, provider=spec.id, provider_name=spec.name, model=route.model,
                     key_env=key.env if key else None, max_wait=self.retry.max_wait_seconds,
-                    surface=self.loaded.surface, billing_url=billing_url_of(spec),
+                    surface=self.loaded.surface, billing_url=billing_url_of(spec), base_url=spec.base_url,
                 ), attempts) from None
         raise AssertionError("unreachable: the last key either answers or raises")
 

@@ -4,7 +4,7 @@ message gives for a key (which depends on where the phase runs: the editor or th
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 KEY_PREFIX = re.compile(r"^(sk-|sk_|pk-|rk-|key-|xai-|gsk_|hf_|AIza|ghp_|github_pat_|glpat-|eyJ)", re.IGNORECASE)
@@ -44,12 +44,15 @@ def env_names(value: str | list[str] | None, what: str) -> str | list[str] | Non
 
 KEY_HELP = "keys never live in settings (they are shared, synced and committed)"
 
-# The editor's set-the-key action, named as the VS Code palette names it (editors/vscode/package.json).
+# VS Code's set-the-key action, named as its palette names it (editors/vscode/package.json).
 SET_API_KEY_ACTION = "Phasewise: Set API Key…"
 
-# Where a phase runs: in the language server (an editor) or the command line. Decides the way
-# out a message gives for a key: the editor's set-the-key command, or export / phasewise auth.
-Surface = Literal["editor", "cli"]
+# Where a phase runs: the command line (``"cli"``), an editor with no command of its own to set a key
+# (``"editor"``: Helix, Vim, a bare Eglot or lsp-mode), or an editor whose Phasewise plugin has one,
+# named as its user knows it (``":Phasewise key"``, ``"M-x phasewise-set-api-key"``, VS Code's
+# ``SET_API_KEY_ACTION``: what the plugin declares as ``experimental.phasewise.setKeyCommand``).
+# Decides the way out a message gives for a key: export, ``phasewise auth``, that command.
+Surface = str
 
 
 def key_way_out(env: str | None, provider: str | None, surface: Surface = "editor") -> str:
@@ -57,8 +60,10 @@ def key_way_out(env: str | None, provider: str | None, surface: Surface = "edito
     auth = f"run `phasewise auth set {provider or '<provider>'}` (OS keyring)"
     if surface == "cli":
         return f"export {env or '<KEY_VARIABLE>'}=… in the shell that runs phasewise, or {auth}"
-    return (f"set the environment variable {env or 'the provider names'} where the editor starts Phasewise, "
-            f"{auth}, or use the editor's '{SET_API_KEY_ACTION}' command")
+    where = f"set the environment variable {env or 'the provider names'} where the editor starts Phasewise"
+    if surface == "editor":
+        return f"{where} and restart the language server, or {auth}"
+    return f"{where}, {auth}, or use `{surface}` in the editor"
 
 
 def key_env_hint(provider_id: str, raw: Any = None) -> str:

@@ -182,9 +182,10 @@ def _user_section() -> tuple[Path | None, dict[str, Any]]:
     return path, dict(section or {})
 
 
-def _combine(project: Any, project_path: Path | None) -> FoundSettings:
-    """The project's section over the user's; user-level fields from the user file only."""
-    user_path, user = _user_section()
+def without_user_level(project: Any, project_path: Path | None) -> tuple[Any, list[ConfigIssue]]:
+    """A project file's section without the user-level fields (``security``, ``network``,
+    ``ledgerPath``), and a ``config`` issue for each one it tried to set: a repository may not
+    allow its own origin for your keys nor have Phasewise write outside it."""
     ignored: list[ConfigIssue] = []
     if isinstance(project, dict):
         project = dict(project)
@@ -197,6 +198,19 @@ def _combine(project: Any, project_path: Path | None) -> FoundSettings:
                         f"ignored in {project_path or 'this settings file'}: `{SECTION}.{name}` {why}, so it is "
                         f"read only from your user settings file ({user_settings_path()}); the default is used",
                     ))
+    return project, ignored
+
+
+def merge_sections(under: Any, over: Any) -> Any:
+    """``over`` on top of ``under``, objects merged key by key (as VS Code merges user and
+    workspace settings); either may be None (absent)."""
+    return over if under is None else under if over is None else _merge(under, over)
+
+
+def _combine(project: Any, project_path: Path | None) -> FoundSettings:
+    """The project's section over the user's; user-level fields from the user file only."""
+    user_path, user = _user_section()
+    project, ignored = without_user_level(project, project_path)
     raw = project if not user else user if project is None else _merge(user, project)
     # the user file's commands are the user's own: they run unasked, unless the project changed them
     loaded = load_settings(raw, surface="cli", user_commands=user.get("commands"))

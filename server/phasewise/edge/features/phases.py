@@ -11,6 +11,9 @@ The feature remembers each document's last arguments per phase, for ``phasewise.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Coroutine
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -20,6 +23,7 @@ from phasewise.edge.commands import CommandError, NamedPhaseArgs, PhaseArgs, Ret
 from phasewise.edge.diagnostics import QA_SOURCE, REVIEW_SOURCE, problem_range
 from phasewise.edge.feature import Feature
 from phasewise.edge.progress import PhaseProgress
+from phasewise.edge.requests import ClientSilent, ask_client
 from phasewise.edge.retry_wait import wait_for_limit
 from phasewise.edge.shown import show_plan, wants_documents, workspace_folder
 
@@ -33,8 +37,13 @@ if TYPE_CHECKING:
     from phasewise.router.routes import PhaseRoute
     from phasewise.settings import LoadedSettings
 
+log = logging.getLogger("phasewise")
 PHASES = ("plan", "code", "review")
+# Set in the task of a phase that answered "started" (``start_in_background``): its request id is
+# answered, so ``$/cancelRequest`` for it cancels nothing; its progress token still does.
+IN_BACKGROUND: ContextVar[bool] = ContextVar("phasewise_in_background", default=False)
 UNDECLARED_APPLY_SECONDS = 10.0
+APPLY_SECONDS = 1800.0  # a change shown for review waits this long for Apply or Discard, then is not applied
 ASK_SECONDS = 120.0  # how long a question to run a workspace's command waits for the user
 
 
@@ -42,6 +51,7 @@ class PhasesFeature(Feature):
     def __init__(self, ls: PhasewiseServer) -> None:
         super().__init__(ls)
         self._last: dict[tuple[str, str], PhaseArgs] = {}  # (uri, phase) → its last arguments
+        self._running: set[asyncio.Task[None]] = set()  # phases answered "started", running on
 
     def register(self) -> None:
         for phase in PHASES:
@@ -64,9 +74,54 @@ class PhasesFeature(Feature):
                                f"under `phasewise.phases.{args.phase}`")
         return await self.run_command(args.phase, args)
 
+    def answers_at_once(self, args: PhaseArgs | RetryArgs) -> bool:
+        """Whether a phase command answers "started" at once and runs on in the background: for a
+        client without Phasewise's plugin (lsp-mode and bare Eglot wait for a command's answer with
+        the editor frozen, then cancel it after 10 s), unless the arguments say ``wait: true``.
+        A plugin gets the whole result as the answer, as before."""
+        return self.ls.client_plugin() is None and not args.wait
+
+    def start_in_background(self, phase: str, uri: str, work: Coroutine[Any, Any, dict[str, Any]],
+                            run_id: str | None = None) -> dict[str, Any]:
+        """Run ``work`` (a phase command, with its whole result) as a task of its own and answer
+        now. The phase delivers as it always does (the edit, diagnostics, the plan document,
+        progress, cancellable through its token); when it ends, one message says how it went."""
+        task = asyncio.get_running_loop().create_task(self._background(phase, uri, work))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        started: dict[str, Any] = {"ok": True, "started": True, "phase": phase, "uri": uri,
+                                   "message": f"Phasewise {phase} started: its progress, result and problems "
+                                              f"arrive as they come"}
+        if run_id:
+            started["runId"] = run_id
+        return started
+
+    async def _background(self, phase: str, uri: str, work: Coroutine[Any, Any, dict[str, Any]]) -> None:
+        IN_BACKGROUND.set(True)  # this task's own context: its requests' ids are answered already
+        try:
+            result = await work
+        except CommandError as err:
+            self._say(types.MessageType.Warning, f"Phasewise {phase} did not start: {err}")
+            return
+        except asyncio.CancelledError:
+            self._say(types.MessageType.Info, f"Phasewise {phase}: cancelled")
+            return
+        except Exception as err:  # never a silent end: the client was told it started
+            log.exception("phase %s in the background", phase)
+            self._say(types.MessageType.Error, f"Phasewise {phase} failed inside Phasewise ({type(err).__name__}); "
+                                               f"see the server's log")
+            return
+        self._say(*finished_message(phase, uri, result))
+
+    def _say(self, kind: types.MessageType, message: str) -> None:
+        from phasewise.edge.diagnostics import plain_text
+
+        self.ls.window_show_message(types.ShowMessageParams(type=kind, message=plain_text(message)))
+
     async def run_command(self, phase: str, args: PhaseArgs) -> dict[str, Any]:
-        """One phase on a document, as a command: the contract's phase result."""
-        from phasewise.phases.service import PhaseInput
+        """One phase on a document, as a command: the contract's phase result (or, for a client
+        without the plugin, "started", and the phase runs on: ``answers_at_once``)."""
+        from phasewise.phases.service import PhaseInput, new_run_id
         from phasewise.settings import with_phase_model
 
         loaded = await self.ls.settings_for(args.uri)
@@ -78,29 +133,51 @@ class PhasesFeature(Feature):
         doc = self.ls.document(args.uri)
         self._last[(args.uri, phase)] = args
         inp = PhaseInput(doc, args.instruction or "", args.line_range(), args.plan, users_words=args.users_words)
-        result = await self.execute(phase, inp, loaded, route=route)
+        if self.answers_at_once(args):
+            inp.run_id = new_run_id()
+            return self.start_in_background(phase, args.uri, self._whole(phase, inp, loaded, route), inp.run_id)
+        return await self._whole(phase, inp, loaded, route)
+
+    async def _whole(self, phase: str, inp: PhaseInput, loaded: LoadedSettings, route: PhaseRoute) -> dict[str, Any]:
+        result = await self.execute(phase, inp, loaded, route=route, remember=False)
         return result.to_json()
 
     async def retry(self, args: RetryArgs) -> dict[str, Any]:
-        """The document's last run of that phase, again (on ``model`` when given)."""
-        if args.phase not in PHASES:
-            raise CommandError("expected {uri, phase, model?}")
+        """The document's last run of that phase, again (on ``model`` when given): any phase, the
+        built-in three and the user's own, run alone or in a run."""
         last = self._last.get((args.uri, args.phase))
         if last is None:
-            raise CommandError("nothing to retry for that document and phase")
-        again = attrs.evolve(last, model=args.model) if args.model else last
+            raise CommandError(f"nothing to retry: the {args.phase} phase has not run on that document since "
+                               f"the server started")
+        again = attrs.evolve(last, model=args.model or last.model, wait=True)
+        if self.answers_at_once(args):
+            return self.start_in_background(args.phase, args.uri, self._retry(args, again))
+        return await self._retry(args, again)
+
+    async def _retry(self, args: RetryArgs, again: PhaseArgs) -> dict[str, Any]:
         # a rate limit: wait (a visible, cancellable countdown) until it lifts, then run
         if (cancelled := await wait_for_limit(self.ls, args.uri, args.phase, again.model)) is not None:
             return cancelled
         return await self.run_command(args.phase, again)
 
     async def execute(self, phase: str, inp: PhaseInput, loaded: LoadedSettings, *,
-                      route: PhaseRoute | None = None, workflow: str | None = None) -> PhaseResult:
+                      route: PhaseRoute | None = None, workflow: str | None = None,
+                      remember: bool = True) -> PhaseResult:
         """Run ``phase`` through the one phase runner, this feature as its door: progress, a code
         result applied with ``workspace/applyEdit``, the outcome published, the run recorded."""
         if inp.workspace is None:
             inp.workspace = self.workspace_of(inp.document.uri)
-        return await self.ls.runner.phase(loaded, phase, inp, EdgeDoor(self), route=route, workflow=workflow)
+        door = EdgeDoor(self, remember=remember)
+        return await self.ls.runner.phase(loaded, phase, inp, door, route=route, workflow=workflow)
+
+    def remember(self, phase: str, inp: PhaseInput) -> None:
+        """What ``phasewise.retry`` runs again for a phase that ran in a run (or any door but the
+        phase commands, which remember their own arguments)."""
+        rng = inp.range
+        self._last[(inp.document.uri, phase)] = PhaseArgs(
+            uri=inp.document.uri, instruction=inp.instruction, plan=inp.plan,
+            origin="user" if inp.users_words else "document",
+            range=None if rng is None else types.Range(types.Position(rng.start, 0), types.Position(rng.end, 0)))
 
     def workspace_of(self, uri: str) -> Workspace | None:
         """The workspace a phase on ``uri`` reads related files from: the client's workspace folders
@@ -173,15 +250,15 @@ class PhasesFeature(Feature):
         declared = bool(ws_caps and ws_caps.apply_edit)
 
         async def send(params: types.ApplyWorkspaceEditParams) -> object:
-            # shielded: a cancel must not fail pygls on the late answer (pygls issue 621)
-            pending = asyncio.shield(ls.workspace_apply_edit_async(params))
-            if declared:
-                return await pending  # the user may take their time over the editor's preview
-            # A client that does not declare workspace/applyEdit may apply the edit and never answer
-            # (Vim's ALE does): wait a while, then take the edit as applied and say so.
+            # The user may take their time over the editor's preview, but not for ever. A client
+            # that does not declare workspace/applyEdit may apply the edit and never answer (Vim's
+            # ALE does): after a while the edit is taken as applied, and the log says so.
             try:
-                return await asyncio.wait_for(pending, UNDECLARED_APPLY_SECONDS)
-            except TimeoutError:
+                return await ask_client(ls, "workspace/applyEdit", ls.workspace_apply_edit_async(params),
+                                        APPLY_SECONDS if declared else UNDECLARED_APPLY_SECONDS)
+            except ClientSilent as silent:
+                if declared or silent.why.startswith("it answered"):
+                    return types.ApplyWorkspaceEditResult(applied=False, failure_reason=str(silent))
                 ls.log_line(f"Phasewise code ({who}): the editor did not answer workspace/applyEdit within "
                             f"{UNDECLARED_APPLY_SECONDS:.0f} s (it does not declare it); taken as applied")
                 return types.ApplyWorkspaceEditResult(applied=True)
@@ -222,10 +299,11 @@ class EdgeDoor:
     source = "lsp"
     cancel_is_result = True  # the progress bar's Cancel (or $/cancelRequest) ends the phase as `cancelled`
 
-    def __init__(self, feature: PhasesFeature) -> None:
+    def __init__(self, feature: PhasesFeature, *, remember: bool = True) -> None:
         self.feature = feature
         self.ls = feature.ls
         self._request_id: object = None
+        self._remember = remember
 
     def start(self, route: PhaseRoute, inp: PhaseInput) -> PhaseProgress:
         ls = self.ls
@@ -239,9 +317,12 @@ class EdgeDoor:
         if inp.round:
             progress.on_status(f"fix round {inp.round}: the checks failed, the {route.phase} phase goes again")
         ls.log_line(f"[{run_id}] {route.phase} phase starting on {who}")
+        if self._remember:
+            self.feature.remember(route.phase, inp)
         task = asyncio.current_task()
         assert task is not None
-        self._request_id = ls.protocol.msg_id
+        # a phase in the background: its request was answered, only its progress token cancels it
+        self._request_id = None if IN_BACKGROUND.get() else ls.protocol.msg_id
         ls.runs.add(self._request_id, progress.token, task)
         return progress
 
@@ -263,12 +344,10 @@ class EdgeDoor:
                                                 actions=[types.MessageActionItem(title=a) for a in ACTIONS])
         ls.log_line(f"asking to run `{question.line}` (command `{question.name}`, {question.phase} phase)")
         try:
-            # shielded: a phase cancelled meanwhile must not fail pygls on the late answer (pygls issue 621)
-            picked = await asyncio.wait_for(asyncio.shield(ls.window_show_message_request_async(params)), ASK_SECONDS)
-        except TimeoutError:
-            return Reply("unanswered", f"no answer within {ASK_SECONDS:.0f} s")
-        except Exception as err:  # the client answered with an error
-            return Reply("unanswered", f"the editor could not ask ({type(err).__name__})")
+            picked = await ask_client(ls, "window/showMessageRequest",
+                                      ls.window_show_message_request_async(params), ASK_SECONDS)
+        except ClientSilent as silent:
+            return Reply("unanswered", silent.why)
         title = getattr(picked, "title", None)
         decision = decision_of(title if isinstance(title, str) else None)
         return Reply(decision, "the question was dismissed" if picked is None else "an answer that is not one of "
@@ -296,6 +375,39 @@ class EdgeDoor:
 
     def said(self, message: str) -> None:
         self.ls.log_line(message)
+
+
+def finished_message(phase: str, uri: str, result: dict[str, Any]) -> tuple[types.MessageType, str]:
+    """The one message a phase that answered "started" ends with (its result is also where it
+    always is: the edit, the diagnostics, the plan document)."""
+    from pathlib import PurePosixPath
+
+    name = PurePosixPath(uri).name or uri
+    who = f" ({result['provider']}/{result['model']})" if result.get("provider") else ""
+    error = result.get("error") if isinstance(result.get("error"), dict) else None
+    if result.get("cancelled") or (error and error.get("kind") == "cancelled"):
+        said = error.get("message") if error else None
+        return types.MessageType.Info, f"Phasewise {phase}{who}: {said or 'cancelled'}"
+    if isinstance(result.get("phases"), list):  # a run: its phases, each delivered as it ended
+        ran = ", ".join(str(p.get("phase")) for p in result["phases"] if isinstance(p, dict))
+        if result.get("ok"):
+            return types.MessageType.Info, f"Phasewise run on {name}: done ({ran})"
+        said = error.get("message") if error else "a phase failed"
+        return types.MessageType.Warning, f"Phasewise run on {name} stopped at {result.get('stoppedAt')}: {said}"
+    if not result.get("ok"):
+        said = error.get("message") if error else "it failed"
+        return types.MessageType.Warning, f"Phasewise {phase}{who} failed on {name}: {said}"
+    if "findings" in result:
+        found = len(result.get("findings") or [])
+        return types.MessageType.Info, (f"Phasewise {phase}{who}: {found} finding{'s' if found != 1 else ''} on "
+                                        f"{name}" + (" (in the problems list)" if found else ""))
+    if result.get("files") is not None:
+        files = len(result.get("files") or [])
+        done = "applied" if result.get("applied") else "not applied"
+        return types.MessageType.Info, (f"Phasewise {phase}{who}: {done}, {files} file{'s' if files != 1 else ''}"
+                                        if files else f"Phasewise {phase}{who}: no change to make")
+    where = f", in {PurePosixPath(result['shownAt']).name}" if result.get("shownAt") else ""
+    return types.MessageType.Info, f"Phasewise {phase}{who}: done{where}"
 
 
 def _declined(message: str) -> bool:

@@ -42,6 +42,7 @@ class SessionFeature(Feature):
         @ls.feature(types.TEXT_DOCUMENT_DID_SAVE)
         def on_save(params: types.DidSaveTextDocumentParams) -> None:
             ls.files_changed()  # the next phase's context reads the workspace as it is now
+            ls.diagnostics.saved(params.text_document.uri)
 
         @ls.feature(types.TEXT_DOCUMENT_DID_CLOSE)
         def on_close(params: types.DidCloseTextDocumentParams) -> None:

@@ -19,7 +19,8 @@ from phasewise.edge.commands import CommandError, CompareArgs, ModelsArgs, Phase
 from phasewise.edge.diagnostics import line_range
 from phasewise.edge.feature import Feature
 from phasewise.edge.features.phases import PhasesFeature
-from phasewise.edge.progress import PhaseProgress, new_token
+from phasewise.edge.progress import CREATE_SECONDS, PhaseProgress, new_token
+from phasewise.edge.requests import ClientSilent, ask_client
 
 if TYPE_CHECKING:
     from phasewise.phases.documents import Document
@@ -77,11 +78,16 @@ class WorkflowsFeature(Feature):
             return PhaseInput(doc, s.instruction, rng, s.plan, s.change, s.run_id, changed_files=s.files,
                               workspace=phases.workspace_of(args.uri), users_words=args.users_words)
 
-        outcome = await ls.runner.run(loaded, args.instruction or "", EdgeDoor(phases), step_input)
-        done = "done" if outcome.ok else f"stopped at {outcome.stopped_at}"
-        ls.log_line(f"[{outcome.run_id}] run {done}: "
-                    + ", ".join(f"{r.phase} on {r.provider}/{r.model}" for r in outcome.results))
-        return outcome.to_json()
+        async def whole() -> dict[str, Any]:
+            outcome = await ls.runner.run(loaded, args.instruction or "", EdgeDoor(phases), step_input)
+            done = "done" if outcome.ok else f"stopped at {outcome.stopped_at}"
+            ls.log_line(f"[{outcome.run_id}] run {done}: "
+                        + ", ".join(f"{r.phase} on {r.provider}/{r.model}" for r in outcome.results))
+            return outcome.to_json()
+
+        if phases.answers_at_once(args):  # a client without the plugin: "started", the run goes on
+            return phases.start_in_background("run", args.uri, whole())
+        return await whole()
 
     # ------------------------------------------------------------------------- phasewise.compare
 
@@ -91,8 +97,9 @@ class WorkflowsFeature(Feature):
         if ls.supports_progress():
             token = new_token()
             try:
-                await asyncio.shield(ls.work_done_progress.create_async(token))  # pygls issue 621
-            except Exception:
+                await ask_client(ls, "window/workDoneProgress/create", ls.work_done_progress.create_async(token),
+                                 CREATE_SECONDS)
+            except ClientSilent:
                 token = None
         progress = PhaseProgress(ls, token=token, run_id=run_id, phase=phase, uri=uri)
         progress.begin(title)
@@ -140,7 +147,7 @@ class WorkflowsFeature(Feature):
             return {"ok": False, "runId": run_id, "phase": phase, "rows": [], "cancelled": True}
         finally:
             ls.runs.remove(request_id, progress.token)
-        door = EdgeDoor(ls.get_feature(PhasesFeature))
+        door = EdgeDoor(ls.get_feature(PhasesFeature), remember=False)  # a comparison is not retried
         for row in report.rows:
             ls.runner.record(loaded, row.result, door, workflow="compare", instruction=instruction, document=args.uri)
         out = report.to_json()

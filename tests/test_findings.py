@@ -20,6 +20,7 @@ from pygls.exceptions import JsonRpcException
 from pygls.protocol import default_converter
 from pytest_lsp import LanguageClient
 
+from phasewise.edge import line_map
 from phasewise.edge.fixes import suggestion_title
 from phasewise.edge.line_map import LineMap
 from phasewise.sim import SimulatorThread
@@ -225,20 +226,24 @@ def test_quick_fix_titles_say_what_changes() -> None:
     assert long.startswith("Replace line 10 with: x = a + a") and long.endswith("…") and len(long) < 90
 
 
-def test_line_map_follows_lines_through_random_edits() -> None:
+@pytest.mark.parametrize("difflib_cells", [line_map._DIFFLIB_CELLS, 0])  # 0: anchored on unique lines
+def test_line_map_follows_lines_through_random_edits(monkeypatch: pytest.MonkeyPatch, difflib_cells: int) -> None:
+    monkeypatch.setattr(line_map, "_DIFFLIB_CELLS", difflib_cells)
     rnd = random.Random(23)
     words = ["a", "b", "", "x = 1", "def f():", "    return 2"]
     for _ in range(3000):
-        old = [rnd.choice(words) + str(rnd.randint(0, 3)) for _ in range(rnd.randint(0, 12))]
+        old = [rnd.choice(words) + str(rnd.randint(0, 3)) for _ in range(rnd.randint(0, 16))]
         new = list(old)
         for _ in range(rnd.randint(1, 3)):
             op, at = rnd.random(), rnd.randint(0, len(new))
             if op < 0.3 and at < len(new):
                 new[at] += rnd.choice(["  # ok", "x"])
-            elif op < 0.6:
+            elif op < 0.55:
                 new[at:at] = [rnd.choice(words) for _ in range(rnd.randint(1, 3))]
-            else:
+            elif op < 0.8 or at == len(new):
                 del new[at: at + rnd.randint(1, 2)]
+            else:  # a line moved elsewhere
+                new.insert(rnd.randint(0, len(new) - 1), new.pop(at))
         before, after = "\n".join(old), "\n".join(new)
         lmap = LineMap.between(before, after)
         if lmap is None:
@@ -270,3 +275,16 @@ def test_line_map_of_single_edits() -> None:
     lmap = LineMap.between(text, split)
     assert lmap is not None and lmap.span(4, 4) == (4, 5) and lmap.span(5, 5) == (6, 6)
     assert LineMap.between(text, text) is None
+
+
+def test_line_map_of_a_whole_text_changed_in_many_places() -> None:
+    """A formatter's whole-text answer on a large file (past difflib's share: anchored on unique lines)."""
+    lines = [f"value_{i} = compute({i})" for i in range(3000)]
+    new = [line + "  # fmt" if i % 100 == 1 else line for i, line in enumerate(lines)]
+    del new[1550]  # a line deleted
+    new[10:10] = ["", "# inserted"]  # lines inserted near the top
+    lmap = LineMap.between("\n".join(lines), "\n".join(new))
+    assert lmap is not None
+    assert lmap.span(0, 0) == (0, 0) and lmap.span(20, 20) == (22, 22)  # moved down by two
+    assert lmap.span(101, 101) == (103, 103) and lmap.touched(101, 101)  # edited: kept, moved
+    assert lmap.span(1550, 1550) is None and lmap.span(2999, 2999) == (3000, 3000)

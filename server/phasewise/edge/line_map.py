@@ -2,10 +2,14 @@
 
 Findings stay on their lines (issue 23, item 9), so each change of a document maps the lines of
 its text before to its text after, whatever the client sent (incremental changes or the whole
-text): the common prefix and suffix are found by comparing the two texts in chunks (no split of
-a 20,000-line document on a keystroke), and only the lines between them go through ``difflib``.
-An edited line maps to its new text; lines replaced by a different number of lines map
-proportionally into the new block; deleted lines map to nothing.
+text). The common prefix and suffix are found by comparing the two texts in chunks (no split of
+a 20,000-line document on a keystroke); only the lines between them are diffed: with ``difflib``
+when they are few, else first anchored on the lines found once in each text (patience diff: a
+formatter's whole-text answer changes lines all over, and ``difflib`` on 20,000 lines takes most
+of a second), ``difflib`` between the anchors. An edited line maps to its new text; lines replaced
+by a different number of lines map proportionally into the new block (two lines joined into one
+both map to it; a line deleted right beside an edited one, in one change, maps to the edited one
+too); deleted lines map to nothing.
 
 Pure text: knows nothing of LSP (the diagnostics book uses it).
 """
@@ -14,13 +18,16 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import itertools
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 _CHUNK = 4096
-# Up to this many old × new middle lines, difflib looks at every line (no "popular line" junk
-# heuristic, which would make blank lines unmatched); above, its cheaper default.
-_EXACT_CELLS = 4_000_000
+# Up to this many old × new lines, difflib looks at every line (no "popular line" junk heuristic,
+# which would leave blank lines unmatched); above, the lines are anchored on unique lines first.
+_DIFFLIB_CELLS = 250_000
+Block = tuple[str, int, int, int, int]  # a difflib opcode: tag, old i1..i2, new j1..j2
 
 
 def _common_prefix(a: str, b: str) -> int:
@@ -69,7 +76,7 @@ class LineMap:
     head: int
     old: list[str]  # the changed middle, before
     new: list[str]  # and after
-    blocks: Sequence[tuple[str, int, int, int, int]]  # difflib opcodes over old and new
+    blocks: Sequence[Block]  # difflib opcodes over old and new
     starts: list[int]  # where each block starts in old
 
     @classmethod
@@ -84,8 +91,7 @@ class LineMap:
         head = before.count("\n", 0, start)
         old = before[start: _middle_end(before, len(before) - s)].split("\n")
         new = after[start: _middle_end(after, len(after) - s)].split("\n")
-        exact = len(old) * len(new) <= _EXACT_CELLS
-        blocks = difflib.SequenceMatcher(None, old, new, autojunk=not exact).get_opcodes()
+        blocks = _blocks(old, new, 0, 0)
         return cls(head, old, new, blocks, [b[1] for b in blocks])
 
     @property
@@ -124,7 +130,13 @@ class LineMap:
     def touched(self, start: int, end: int) -> bool:
         """Whether any of old lines ``start..end`` changed, or lines came between them (not only moved)."""
         lo, hi = start - self.head, end - self.head
-        return any(tag != "equal" and i1 <= hi and lo < i2 for tag, i1, i2, _, _ in self.blocks)
+        first = max(bisect.bisect_right(self.starts, lo) - 1, 0)
+        for tag, i1, i2, _, _ in self.blocks[first:]:
+            if i1 > hi:
+                return False
+            if tag != "equal" and lo < i2:
+                return True
+        return False
 
     def new_lines(self, start: int, end: int, old_start: int, old_lines: list[str]) -> list[str]:
         """The text of new lines ``start..end``, given the text ``old_lines`` of the old lines from
@@ -138,6 +150,57 @@ class LineMap:
             else:
                 out.append(old_lines[j - self.shift - old_start])
         return out
+
+
+def _blocks(old: list[str], new: list[str], i0: int, j0: int) -> list[Block]:
+    """The opcodes turning ``old`` into ``new``, their line numbers offset by ``i0`` and ``j0``."""
+    if not old or not new:
+        return [("insert" if new else "delete", i0, i0 + len(old), j0, j0 + len(new))] if old or new else []
+    if len(old) * len(new) <= _DIFFLIB_CELLS:
+        ops = difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
+        return [(tag, i1 + i0, i2 + i0, j1 + j0, j2 + j0) for tag, i1, i2, j1, j2 in ops]
+    anchors = _unique_anchors(old, new)
+    if not anchors:  # nothing to hold on to: one block replaced by the other
+        return [("replace", i0, i0 + len(old), j0, j0 + len(new))]
+    out: list[Block] = []
+    i, j = 0, 0
+    for a, b in [*anchors, (len(old), len(new))]:
+        if a > i or b > j:
+            out += _blocks(old[i:a], new[j:b], i0 + i, j0 + j)
+        if a < len(old):
+            if out and out[-1][0] == "equal" and out[-1][2] == i0 + a:  # runs of anchors: one block
+                out[-1] = ("equal", out[-1][1], i0 + a + 1, out[-1][3], j0 + b + 1)
+            else:
+                out.append(("equal", i0 + a, i0 + a + 1, j0 + b, j0 + b + 1))
+        i, j = a + 1, b + 1
+    return out
+
+
+def _unique_anchors(old: list[str], new: list[str]) -> list[tuple[int, int]]:
+    """The longest run of lines found once in each text, in the same order in both (patience)."""
+    in_old, in_new = Counter(old), Counter(new)
+    at_new = {line: j for j, line in enumerate(new) if in_new[line] == 1}
+    pairs = [(i, at_new[line]) for i, line in enumerate(old) if in_old[line] == 1 and line in at_new]
+    if all(a[1] < b[1] for a, b in itertools.pairwise(pairs)):
+        return pairs  # no line moved past another: all of them, in order
+    # longest increasing subsequence of the new positions, by patience sorting
+    tops: list[int] = []  # the new position ending the best run of each length
+    ends: list[int] = []  # which pair that is
+    back: list[int] = []
+    for k, (_, j) in enumerate(pairs):
+        n = bisect.bisect_left(tops, j)
+        back.append(ends[n - 1] if n else -1)
+        if n == len(tops):
+            tops.append(j)
+            ends.append(k)
+        else:
+            tops[n], ends[n] = j, k
+    run: list[tuple[int, int]] = []
+    k = ends[-1] if ends else -1
+    while k >= 0:
+        run.append(pairs[k])
+        k = back[k]
+    return run[::-1]
 
 
 def _middle_end(text: str, suffix_at: int) -> int:

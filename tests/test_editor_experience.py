@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from lsprotocol import types
+from pygls.protocol import default_converter
 from pytest_lsp import LanguageClient
 
 from phasewise import cli
@@ -26,6 +27,7 @@ from tests.helpers import (
     Editor,
     action_command,
     code_actions_for,
+    code_actions_json,
     make_client_fixture,
     make_plugin_client_fixture,
     plain,
@@ -352,9 +354,12 @@ async def test_an_applied_suggestion_takes_its_finding_and_fix_away(client: Lang
     findings = [d for d in diags if d.source == "phasewise-review"]
     assert all(d.code is None for d in findings)  # the column reads "phasewise-review", not "(review)"
     bare = next(d for d in findings if "except" in d.message.lower())
-    fix = next(a for a in await code_actions_for(client, URI, [bare]) if getattr(a, "edit", None) is not None)
+    # as the JSON the server sent: the Python client decodes a CodeAction with a command as a Command
+    fix = next(a for a in await code_actions_json(client, types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(URI), range=bare.range,
+        context=types.CodeActionContext(diagnostics=[bare], only=[types.CodeActionKind.QuickFix]))) if "edit" in a)
     sent = len(sim.requests)
-    editor._apply(types.ApplyWorkspaceEditParams(edit=fix.edit))
+    editor._apply(types.ApplyWorkspaceEditParams(edit=default_converter().structure(fix["edit"], types.WorkspaceEdit)))
     left = await editor.diagnostics_where(
         URI, lambda ds: len([d for d in ds if d.source == "phasewise-review"]) == len(findings) - 1)
     assert bare.message not in [d.message for d in left]

@@ -10,12 +10,21 @@ from typing import Any
 
 import pytest
 from lsprotocol import types
+from pygls.protocol import default_converter
 from pytest_lsp import LanguageClient
 
 from phasewise.sim import SimulatorThread
 from tests.helpers import SAMPLE_DOC as DOC
 from tests.helpers import SAMPLE_URI as URI
-from tests.helpers import Editor, answer, field_of, make_client_fixture, make_plugin_client_fixture, server_env
+from tests.helpers import (
+    Editor,
+    answer,
+    code_actions_json,
+    field_of,
+    make_client_fixture,
+    make_plugin_client_fixture,
+    server_env,
+)
 
 # Every test starts the language server and runs phases through it: slow, all but the first, which
 # stays in the one-minute run (`pytest -m "not editor and not slow"`) as its check of the LSP path.
@@ -176,13 +185,14 @@ async def test_review_publishes_findings_with_quick_fixes(client: LanguageClient
     assert lines[bare.range.start.line].strip() == "except:"
     assert bare.severity == types.DiagnosticSeverity.Warning
 
-    actions = await client.text_document_code_action_async(types.CodeActionParams(
+    # as the JSON the server sent: the Python client decodes a CodeAction with a command as a Command
+    actions = await code_actions_json(client, types.CodeActionParams(
         text_document=types.TextDocumentIdentifier(URI), range=bare.range,
         context=types.CodeActionContext(diagnostics=[bare]),
     ))
-    fix = next(a for a in actions or [] if isinstance(a, types.CodeAction) and a.edit is not None)
-    assert fix.kind == types.CodeActionKind.QuickFix
-    edits = fix.edit.changes[URI]
+    fix = next(a for a in actions if "edit" in a)
+    assert fix["kind"] == types.CodeActionKind.QuickFix
+    edits = default_converter().structure(fix["edit"], types.WorkspaceEdit).changes[URI]
     from tests.helpers import apply_text_edits
 
     fixed = apply_text_edits(DOC, edits)

@@ -140,6 +140,24 @@ class RetryArgs:
 
 
 @attrs.frozen
+class FindingArgs:
+    """``{uri, id}``: one finding on a document, by its diagnostic's ``data.id``."""
+
+    EXPECTED = "{uri, id}"
+
+    uri: str = attrs.field(metadata=_URI)
+    id: str = attrs.field(metadata=_doc("`id` must be text: the finding's `data.id`",
+                                        "`id` is required (the finding's `data.id`)"))
+
+    def check(self) -> str | None:
+        if not self.uri:
+            return _URI["required"]
+        if not self.id:
+            return "`id` is required (the finding's `data.id`)"
+        return None
+
+
+@attrs.frozen
 class VerifyArgs:
     """``{uri?, providers?}``."""
 
@@ -351,6 +369,7 @@ __all__ = [
     "CONVERTER",
     "CommandError",
     "CompareArgs",
+    "FindingArgs",
     "KeyHelpArgs",
     "ModelsArgs",
     "NamedPhaseArgs",

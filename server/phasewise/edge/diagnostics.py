@@ -1,9 +1,22 @@
-"""Problems and review findings as diagnostics, and the quick fixes that go with them.
+"""Problems and findings as diagnostics, and the quick fixes that go with them.
 
 Per document the book keeps one problem per phase (source ``phasewise``, code = kind, data = the
-problem; a new one replaces the old), Information notes when a fallback served a phase, and the
-latest review findings (source ``phasewise-review``). Every change republishes the document's
-whole set.
+problem; a new one replaces the old), Information notes when a fallback served a phase, and each
+phase's latest findings. Every change republishes the document's whole set.
+
+Findings carry their phase (issue 23, item 8). The source names the phase that found them:
+``phasewise-<phase>``, so the built-in review's are ``phasewise-review``, the qa phase's
+``phasewise-qa``, and a review- or qa-kind phase of the user's own (``security``) shows as
+``phasewise-security``. ``data`` carries ``phase``, ``id`` (unique in the session, what
+``phasewise.dismissFinding {uri, id}`` takes), ``runId``, ``suggestion``, ``startLine`` and
+``endLine``; no ``code`` (the client shows ``phasewise-review``, not ``phasewise-review(review)``).
+A phase's findings on a file replace that phase's earlier findings there, and no other phase's.
+
+Findings stay on their lines (item 9): on each change of the document its text before and after
+are compared (``LineMap``, whether the client sent incremental changes or the whole text), and a
+finding follows its lines as they move and as they are edited. It goes when its lines are
+deleted, when they read as its suggestion (the suggestion applied, by the quick fix or by hand),
+when the user dismisses it, or when its phase publishes findings on the file again.
 
 What the user sees (issue 12):
 
@@ -14,16 +27,14 @@ What the user sees (issue 12):
   clients show them literally); the problem's JSON in ``data`` keeps the words as they were.
 - Problems track reality (``recheck``): when keys, settings or a document change, each offline
   problem (no key, settings, capability, window) is checked again by preflight, nothing sent,
-  and cleared (or replaced by the one that holds now); a review finding goes when its lines
-  changed (its suggestion applied, or edited by hand) and follows its lines when they moved. A
-  rate limit says when it lifts and, once that time has passed, turns into "you can retry now"
-  (a timer on the loop).
+  and cleared (or replaced by the one that holds now). A rate limit says when it lifts and, once
+  that time has passed, turns into "you can retry now" (a timer on the loop).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
+from phasewise.edge.line_map import LineMap
 from phasewise.edge.uris import open_document
 from phasewise.phases.documents import Finding, LineRange
 from phasewise.problems import Problem
@@ -39,8 +51,9 @@ if TYPE_CHECKING:
     from phasewise.edge.server import PhasewiseServer
 
 SOURCE = "phasewise"
-REVIEW_SOURCE = "phasewise-review"
-QA_SOURCE = "phasewise-qa"  # a qa-kind phase's findings: where its checks failed
+FINDINGS_PREFIX = "phasewise-"  # findings' sources: phasewise-<phase>
+REVIEW_SOURCE = "phasewise-review"  # the built-in review's findings
+QA_SOURCE = "phasewise-qa"  # the qa phase's findings: where its checks failed
 _SEVERITY = {
     "error": types.DiagnosticSeverity.Error,
     "warning": types.DiagnosticSeverity.Warning,
@@ -67,18 +80,29 @@ class _Problem:
 
 
 @dataclass(slots=True)
-class _Finding:
+class Shown:
+    """A finding the book shows now: its diagnostic (as published), phase and suggestion."""
+
     diag: types.Diagnostic
+    id: str
+    phase: str
     start: int
     end: int
-    text: list[str]  # the finding's lines as they were when it was published
+    text: list[str]  # its lines as they read now
+    suggestion: str | None
 
 
 @dataclass(slots=True)
 class _DocDiagnostics:
     problems: dict[str, _Problem] = field(default_factory=dict)
     notes: dict[str, types.Diagnostic] = field(default_factory=dict)
-    findings: list[_Finding] = field(default_factory=list)
+    findings: dict[str, list[Shown]] = field(default_factory=dict)  # by phase
+    text: str | None = None  # the text the findings' lines are counted in (None: no findings)
+
+
+def finding_source(phase: str) -> str:
+    """The source of ``phase``'s findings: ``phasewise-review``, ``phasewise-security``."""
+    return f"{FINDINGS_PREFIX}{phase}"
 
 
 def line_range(lines: list[str], start: int, end: int) -> types.Range:
@@ -118,6 +142,7 @@ class DiagnosticsBook:
         self.ls = ls
         self._docs: dict[str, _DocDiagnostics] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._ids = itertools.count(1)  # findings' ids, unique in the session
         # The wall clock a rate limit's ``retryAt`` is compared with (tests may move it on).
         self.now: Callable[[], datetime] = lambda: datetime.now().astimezone()
 
@@ -233,57 +258,118 @@ class DiagnosticsBook:
         self.publish(uri)
 
     def set_findings(self, uri: str, lines: list[str], findings: list[Finding], run_id: str,
-                     source: str = REVIEW_SOURCE) -> None:
+                     phase: str) -> None:
+        """``phase``'s findings on ``uri`` (replacing that phase's earlier ones there), counted in
+        ``lines`` (the text the phase read): moved onto the document as it reads now."""
+        doc = self._doc(uri)
+        read = "\n".join(lines)
         items = []
         for f in findings:
             rng = line_range(lines, f.start, f.end)
-            items.append(_Finding(types.Diagnostic(
-                range=self._client_range(lines, rng),
+            start, end = rng.start.line, rng.end.line
+            fid = f"{phase}.{next(self._ids)}"
+            items.append(Shown(types.Diagnostic(
+                range=self._lines_range(lines[start: end + 1], start),
                 message=plain_text(f.message),
                 severity=_SEVERITY.get(f.severity, types.DiagnosticSeverity.Warning),
-                source=source,
+                source=finding_source(phase),
                 # no code: the client shows "phasewise-review", not "phasewise-review(review)"
-                data={"runId": run_id, "suggestion": f.suggestion, "startLine": f.start, "endLine": f.end},
-            ), rng.start.line, rng.end.line, lines[rng.start.line: rng.end.line + 1]))
-        self._doc(uri).findings = items
+                data={"phase": phase, "id": fid, "runId": run_id, "suggestion": f.suggestion,
+                      "startLine": start, "endLine": end},
+            ), fid, phase, start, end, lines[start: end + 1], f.suggestion))
+        text_doc = open_document(self.ls.workspace, uri)
+        now = text_doc.source if text_doc is not None else read
+        if doc.text is not None:
+            self._follow(doc, now)  # the other phases' findings, onto the same text
+        doc.findings.pop(phase, None)
+        if items:
+            doc.findings[phase] = items
+            if read != now:  # the document changed while the phase ran
+                self._follow_items(doc, phase, LineMap.between(read, now))
+        doc.text = now if any(doc.findings.values()) else None
         self.publish(uri)
 
-    def drop_finding(self, uri: str, start: int) -> None:
+    def finding(self, uri: str, fid: object) -> Shown | None:
+        """The finding ``fid`` (its ``data.id``) if the book shows it now on ``uri``."""
+        doc = self._docs.get(uri)
+        if doc is None or not isinstance(fid, str):
+            return None
+        return next((f for items in doc.findings.values() for f in items if f.id == fid), None)
+
+    def dismiss(self, uri: str, fid: str) -> bool:
+        """Take the finding ``fid`` away (dismissed, or its suggestion applied); False when the
+        book does not show it (any more)."""
+        found = self.finding(uri, fid)
+        if found is None:
+            return False
         doc = self._doc(uri)
-        doc.findings = [f for f in doc.findings if f.start != start]
+        doc.findings[found.phase] = [f for f in doc.findings[found.phase] if f is not found]
+        if not doc.findings[found.phase]:
+            del doc.findings[found.phase]
+        if not doc.findings:
+            doc.text = None
         self.publish(uri)
+        return True
+
+    def _lines_range(self, text: list[str], start: int) -> types.Range:
+        """Whole lines ``text`` from line ``start`` on, in client units (only those lines are read)."""
+        rng = self._client_range(text, line_range(text, 0, len(text) - 1))
+        return types.Range(types.Position(start + rng.start.line, rng.start.character),
+                           types.Position(start + rng.end.line, rng.end.character))
+
+    def _follow(self, doc: _DocDiagnostics, text: str) -> bool:
+        """Move every finding of ``doc`` from ``doc.text`` onto ``text``; whether any changed."""
+        assert doc.text is not None
+        lmap = LineMap.between(doc.text, text)
+        doc.text = text
+        changed = False
+        for phase in list(doc.findings):
+            changed = self._follow_items(doc, phase, lmap) or changed
+        if not doc.findings:
+            doc.text = None
+        return changed
+
+    def _follow_items(self, doc: _DocDiagnostics, phase: str, lmap: LineMap | None) -> bool:
+        if lmap is None:
+            return False
+        kept: list[Shown] = []
+        changed = False
+        for f in doc.findings[phase]:
+            at = lmap.span(f.start, f.end)
+            touched = at is not None and lmap.touched(f.start, f.end)
+            if at is not None and not touched and at[0] == f.start:
+                kept.append(f)  # neither moved nor changed
+                continue
+            changed = True
+            if at is None:
+                continue  # its lines were deleted
+            text = lmap.new_lines(at[0], at[1], f.start, f.text)
+            if touched and f.suggestion is not None and text == f.suggestion.split("\n"):
+                continue  # its lines read as its suggestion: applied
+            f.start, f.end, f.text = at[0], at[1], text
+            data = {**_data(f.diag), "startLine": f.start, "endLine": f.end}
+            f.diag = types.Diagnostic(
+                range=self._lines_range(text, f.start), message=f.diag.message, severity=f.diag.severity,
+                source=f.diag.source, code=f.diag.code, data=data)
+            kept.append(f)
+        if kept:
+            doc.findings[phase] = kept
+        else:
+            del doc.findings[phase]
+        return changed
 
     # problems that go stale -----------------------------------------------------------------
     def document_changed(self, uri: str) -> None:
-        """The document changed: findings whose lines changed go (their suggestion was applied,
-        or the code was edited), findings whose lines only moved follow them; then the offline
-        problems are checked again (a smaller range may now fit the window)."""
+        """The document changed: its findings follow their lines (and go with them, or when they
+        read as the suggestion); then the offline problems are checked again (a smaller range may
+        now fit the window)."""
         doc = self._docs.get(uri)
         if doc is None:
             return
-        text_doc = open_document(self.ls.workspace, uri)
-        if text_doc is None:
-            return
-        lines = text_doc.source.split("\n")  # as ``Document.lines``: without line ends
-        kept: list[_Finding] = []
-        moved = False
-        for f in doc.findings:
-            at = _find_lines(lines, f.text, f.start)
-            if at is None:
-                continue
-            if at != f.start:
-                moved = True
-                shift = at - f.start
-                f.start, f.end = at, f.end + shift
-                data = {**_data(f.diag), "startLine": f.start, "endLine": f.end}
-                f.diag = types.Diagnostic(
-                    range=self._client_range(lines, line_range(lines, f.start, f.end)), message=f.diag.message,
-                    severity=f.diag.severity, source=f.diag.source, code=f.diag.code, data=data)
-            kept.append(f)
-        changed = moved or len(kept) != len(doc.findings)
-        doc.findings = kept
-        if changed:
-            self.publish(uri)
+        if doc.text is not None:
+            text_doc = open_document(self.ls.workspace, uri)
+            if text_doc is not None and self._follow(doc, text_doc.source):
+                self.publish(uri)
         if any(str(e.problem.kind) in OFFLINE_KINDS for e in doc.problems.values()):
             self.recheck_soon(uri)
 
@@ -332,15 +418,13 @@ class DiagnosticsBook:
 
     def publish(self, uri: str) -> None:
         doc = self._doc(uri)
-        items = [*(e.diag for e in doc.problems.values()), *doc.notes.values(), *(f.diag for f in doc.findings)]
+        items = [*(e.diag for e in doc.problems.values()), *doc.notes.values(),
+                 *(f.diag for found in doc.findings.values() for f in found)]
         text_doc = open_document(self.ls.workspace, uri)
         self.ls.text_document_publish_diagnostics(
             types.PublishDiagnosticsParams(uri=uri, diagnostics=items,
                                            version=text_doc.version if text_doc else None)
         )
-
-
-_BLANK = re.compile(r"\s*")
 
 
 def too_large(ls: PhasewiseServer, phase: str, inp: Any) -> bool:
@@ -353,17 +437,3 @@ def too_large(ls: PhasewiseServer, phase: str, inp: Any) -> bool:
 
 def _data(diag: types.Diagnostic) -> dict[str, Any]:
     return diag.data if isinstance(diag.data, dict) else {}
-
-
-def _find_lines(lines: list[str], want: list[str], near: int) -> int | None:
-    """Where the lines ``want`` are now: at ``near`` if unchanged, else the closest place they
-    appear whole; None when they are nowhere (changed)."""
-    n = len(want)
-    if not n:
-        return None
-    if lines[near: near + n] == want:
-        return near
-    if all(_BLANK.fullmatch(w) for w in want):
-        return None  # blank lines are everywhere: no telling where they went
-    places = [i for i in range(len(lines) - n + 1) if lines[i] == want[0] and lines[i: i + n] == want]
-    return min(places, key=lambda i: abs(i - near)) if places else None

@@ -24,6 +24,12 @@ an edit the user did not ask for).
 Quick fixes are offered only for a diagnostic the server shows now, and each one carries only its
 own diagnostic: a replaced or cleared problem sent back by the client gets none, so fixes of
 several phases do not pile up in one menu.
+
+A finding of any phase (source ``phasewise-<phase>``) offers its suggestion, titled by what
+changes ("Replace line 3 with: return …"), and "Dismiss this finding (security: …)". The
+suggestion's action carries the edit and the command ``phasewise.dismissFinding {uri, id}`` (a
+client applies the edit first, then runs the command), so the finding goes at once; a client
+that ignores the command still sees it go, as its lines then read as the suggestion.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 from pygls.uris import from_fs_path, to_fs_path
 
-from phasewise.edge.diagnostics import LIFTED, REVIEW_SOURCE, SOURCE, plain_text
+from phasewise.edge.diagnostics import FINDINGS_PREFIX, LIFTED, SOURCE, Shown, plain_text
 from phasewise.edge.requests import ClientSilent, ask_client
 from phasewise.edge.shown import SHOW_SECONDS
 
@@ -52,7 +58,9 @@ OPEN_SETTINGS = "phasewise.openSettings"
 CLIENT_COMMANDS = (SET_API_KEY, OPEN_SETTINGS)
 SHOW_SETTINGS = "phasewise.showSettings"
 SHOW_KEY_HELP = "phasewise.showKeyHelp"
-SERVER_COMMANDS = (SHOW_SETTINGS, SHOW_KEY_HELP)
+DISMISS_FINDING = "phasewise.dismissFinding"
+SERVER_COMMANDS = (SHOW_SETTINGS, SHOW_KEY_HELP, DISMISS_FINDING)
+TITLE_TEXT = 60  # characters of a suggestion or message shown in a quick fix's title
 
 
 def client_commands(caps: types.ClientCapabilities | None) -> frozenset[str]:
@@ -140,6 +148,49 @@ def problem_fixes(uri: str, diag: types.Diagnostic, problem: dict[str, Any],
     return fixes
 
 
+def _shorten(text: str, limit: int = TITLE_TEXT) -> str:
+    """``text`` on one line, cut at a word (where one ends late enough) with "…" past ``limit``."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if text[limit - 1] != " " and " " in cut[limit // 2:]:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "…"
+
+
+def suggestion_title(start: int, end: int, suggestion: str) -> str:
+    """What applying a suggestion changes: ``Replace line 3 with: return …`` (lines 1-based)."""
+    where = f"line {start + 1}" if start == end else f"lines {start + 1}–{end + 1}"
+    lines = suggestion.split("\n")
+    if not suggestion.strip():
+        return f"Replace {where} with {'a blank line' if len(lines) == 1 else f'{len(lines)} blank lines'}"
+    shown = _shorten(next(line for line in lines if line.strip()))
+    if len(lines) == 1:
+        return f"Replace {where} with: {shown}"
+    return f"Replace {where} with {len(lines)} lines: {shown}" + ("" if shown.endswith("…") else " …")
+
+
+def finding_fixes(uri: str, diag: types.Diagnostic, found: Shown) -> list[types.CodeAction]:
+    """Apply the suggestion (edit, then the command that drops the finding), and dismiss it."""
+    dismiss = types.Command(title="Dismiss the finding", command=DISMISS_FINDING,
+                            arguments=[{"uri": uri, "id": found.id}])
+    fixes = []
+    if found.suggestion is not None:
+        title = suggestion_title(found.start, found.end, found.suggestion)
+        fixes.append(types.CodeAction(
+            title=title, kind=types.CodeActionKind.QuickFix, diagnostics=[diag], is_preferred=True,
+            edit=types.WorkspaceEdit(changes={uri: [types.TextEdit(range=found.diag.range,
+                                                                   new_text=found.suggestion)]}),
+            command=dismiss,
+        ))
+    title = f"Dismiss this finding ({found.phase}: {_shorten(found.diag.message, 50)})"
+    fixes.append(types.CodeAction(title=title, kind=types.CodeActionKind.QuickFix, diagnostics=[diag],
+                                  command=types.Command(title=title, command=DISMISS_FINDING,
+                                                        arguments=[{"uri": uri, "id": found.id}])))
+    return fixes
+
+
 def code_actions(ls: PhasewiseServer, params: types.CodeActionParams) -> list[types.CodeAction]:
     """The quick fixes for the diagnostics the client sent: only those the server shows now."""
     uri = params.text_document.uri
@@ -149,13 +200,10 @@ def code_actions(ls: PhasewiseServer, params: types.CodeActionParams) -> list[ty
         data = diag.data if isinstance(diag.data, dict) else None
         if data is None:
             continue
-        if diag.source == REVIEW_SOURCE and isinstance(data.get("suggestion"), str):
-            actions.append(types.CodeAction(
-                title=f"Apply review suggestion: {diag.message[:60]}",
-                kind=types.CodeActionKind.QuickFix, diagnostics=[diag], is_preferred=True,
-                edit=types.WorkspaceEdit(changes={uri: [types.TextEdit(range=diag.range,
-                                                                       new_text=data["suggestion"])]}),
-            ))
+        if (diag.source or "").startswith(FINDINGS_PREFIX):
+            found = ls.diagnostics.finding(uri, data.get("id"))
+            if found is not None:
+                actions.extend(finding_fixes(uri, diag, found))
         elif diag.source == SOURCE and isinstance(data.get("kind"), str) and ls.diagnostics.is_current(uri, diag):
             actions.extend(problem_fixes(uri, diag, data, client, ls.set_key_command()))
     return actions

@@ -9,9 +9,10 @@ there, else the phase's own default; the title names phase, route and instructio
 ``refactor.rewrite.phasewise`` (code-kind phases) and ``source.phasewise`` (plan and review), so
 clients can filter them. Offering them is cheap (clients ask on every cursor move): a few lines
 of the document are read, the routes are resolved once per settings, nothing is sent anywhere.
-A review finding with a suggestion offers to apply it; a problem offers the ways out of its kind
-(``edge.fixes``), through the editor's own commands where it declared them, else through
-``phasewise.showSettings`` and ``phasewise.showKeyHelp``, which the server carries out.
+A finding offers to apply its suggestion and to be dismissed (``phasewise.dismissFinding``); a
+problem offers the ways out of its kind (``edge.fixes``), through the editor's own commands where
+it declared them, else through ``phasewise.showSettings`` and ``phasewise.showKeyHelp``, which the
+server carries out.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 
 from phasewise.edge import fixes
-from phasewise.edge.commands import KeyHelpArgs, ShowSettingsArgs, register_command
+from phasewise.edge.commands import FindingArgs, KeyHelpArgs, ShowSettingsArgs, register_command
 from phasewise.edge.feature import Feature
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ class CodeActionsFeature(Feature):
         # the fixes a client without Phasewise's own commands can use (edge.fixes)
         register_command(self.ls, fixes.SHOW_SETTINGS, ShowSettingsArgs, self.show_settings)
         register_command(self.ls, fixes.SHOW_KEY_HELP, KeyHelpArgs, self.show_key_help)
+        register_command(self.ls, fixes.DISMISS_FINDING, FindingArgs, self.dismiss_finding)
 
     def quick_fixes(self, params: types.CodeActionParams) -> list[types.CodeAction]:
         if not _offered(params.context.only, types.CodeActionKind.QuickFix):
@@ -98,6 +100,9 @@ class CodeActionsFeature(Feature):
     async def show_key_help(self, args: KeyHelpArgs) -> dict[str, Any]:
         return fixes.show_key_help_command(self.ls, {"env": args.env, "provider": args.provider,
                                                      "phase": args.phase})
+
+    async def dismiss_finding(self, args: FindingArgs) -> dict[str, Any]:
+        return {"dismissed": self.ls.diagnostics.dismiss(args.uri, args.id)}
 
     def _phase_routes(self, loaded: LoadedSettings) -> list[tuple[str, str, str]]:
         cached, routes = self._routes

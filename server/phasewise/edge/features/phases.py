@@ -20,7 +20,7 @@ import attrs
 from lsprotocol import types
 
 from phasewise.edge.commands import CommandError, NamedPhaseArgs, PhaseArgs, RetryArgs, register_command
-from phasewise.edge.diagnostics import QA_SOURCE, REVIEW_SOURCE, problem_range
+from phasewise.edge.diagnostics import problem_range
 from phasewise.edge.feature import Feature
 from phasewise.edge.progress import PhaseProgress
 from phasewise.edge.requests import ClientSilent, ask_client
@@ -213,15 +213,15 @@ class PhasesFeature(Feature):
                  "attempts": [a.to_json() for a in result.attempts]},
             )
         if result.kind in ("review", "qa"):
-            # each finding on the file it is about: the document, or another file the change touched
+            # each finding on the file it is about: the document, or another file the change touched;
+            # a phase's findings replace only that phase's earlier ones (source phasewise-<phase>)
             by_file: dict[str, list[Any]] = {uri: []}
             for finding in result.findings:
                 by_file.setdefault(finding.uri or uri, []).append(finding)
             for file_uri, found in by_file.items():
                 lines = doc.lines if file_uri == uri else self._lines_of(file_uri)
                 if lines is not None:
-                    book.set_findings(file_uri, lines, found, result.run_id,
-                                      QA_SOURCE if result.kind == "qa" else REVIEW_SOURCE)
+                    book.set_findings(file_uri, lines, found, result.run_id, result.phase)
 
     def _lines_of(self, uri: str) -> list[str] | None:
         try:

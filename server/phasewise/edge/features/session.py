@@ -32,7 +32,7 @@ class SessionFeature(Feature):
 
         @ls.feature(types.TEXT_DOCUMENT_DID_CHANGE)
         def on_change(params: types.DidChangeTextDocumentParams) -> None:
-            # findings whose lines changed go; offline problems are checked again
+            # findings follow their lines (or go with them); offline problems are checked again
             ls.diagnostics.document_changed(params.text_document.uri)
 
         @ls.feature(types.TEXT_DOCUMENT_DID_OPEN)

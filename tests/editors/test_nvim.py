@@ -301,6 +301,8 @@ def test_run_review_compare_verify_status(sim: SimulatorThread, tmp_path: Path) 
     assert chat[:3] == [("planner", "plan"), ("coder", "code"), ("reviewer", "review")]
     assert obs["run"].splitlines()[1:] == [line for line in obs["run"].splitlines()[1:] if line.startswith("✓ ")]
     assert [line.split()[1] for line in obs["run"].splitlines()[1:]] == ["plan", "code", "review"]
+    # the run's summary covers the code phase's end: it says again what the change did (issue 23, item 15)
+    assert obs["run"].splitlines()[2].endswith("  1 file changed (work/store.py unsaved)"), obs["run"]
     assert "def read_file(path" in obs["text_after_run"]
     assert "read_file" in obs["plan_after_run"]
 
@@ -412,19 +414,23 @@ def test_edits_are_shown_as_a_diff_and_applied_only_when_accepted(sim: Simulator
     assert obs["multi"] == {"applied": True}
     after = obs["multi_after"]
     assert after["caller"] == "from store import read_file" and after["caller_modified"]
-    assert util.read_text() == after["util"] == "import store\nx = store.read_file('a')\n"
+    assert after["util"] == "import store\nx = store.read_file('a')\n"
     assert new.read_text() == after["new"] == NEW_TEST
     assert sorted(after["unsaved"]) == ["caller.py", "store.py"], "files that were not open are written"
     # what the phase's end says of it (store.py was changed by the phase before, not by this edit)
+    # caller.py is loaded but in no window, and holds the user's own unsaved typing: not written, and
+    # said where the change waits
     assert obs["multi_said"] == ("3 files changed (work/util.py written to disk; work/tests/test_store.py created; "
-                                 "work/caller.py unsaved)")
+                                 "work/caller.py unsaved in a hidden buffer (:ls!))")
 
     # confirm_edits off: applied at once, unless an annotation needs confirmation
     assert obs["unconfirmed"] == {"applied": True} and obs["unconfirmed_asked"] == 0
-    assert obs["unconfirmed_said"] == "1 file changed (work/util.py unsaved)"  # its buffer is loaded now
+    # util.py was never open: written again, and no buffer of it is left behind (issue 23, item 15)
+    assert obs["unconfirmed_said"] == "1 file changed (work/util.py written to disk)"
     assert obs["annotated"] == {"applied": False, "failureReason": "cancelled by the user"}
     assert obs["annotated_asked"] == 1 and len(obs["asked"]) == 6
-    assert obs["util_at_end"] == "# one\nimport store\nx = store.read_file('a')"
+    assert obs["util_at_end"] == util.read_text() == "# one\nimport store\nx = store.read_file('a')\n"
+    assert obs["util_buffer"] == -1
 
 
 def test_progress_countdown_cancel_and_one_plan_buffer(sim: SimulatorThread, tmp_path: Path) -> None:
@@ -562,7 +568,7 @@ def test_any_phase_by_name_with_completion_from_the_server(sim: SimulatorThread,
 
     # its text in a Markdown scratch buffer beside the window; no file written (the plugin shows it)
     docs = obs["docs"]
-    assert docs["name"] == "phasewise://docs/store.py"
+    assert docs["name"] == "phasewise://docs/work/store.py"  # one scheme: phasewise://<phase>/<file>
     assert (docs["filetype"], docs["shown"], obs["current_after"]) == ("markdown", True, True)
     assert "load" in docs["text"], docs["text"]
     assert not (doc.parent / ".phasewise").exists()
@@ -641,8 +647,10 @@ def test_a_rename_across_the_project_is_one_edit_shown_and_asked_then_declined_o
     for asked in obs["asked"]:
         assert asked["prompt"] == "Phasewise code (coder/glm-sim): apply this change to 3 files?"
         assert asked["items"] == ["Apply", "Cancel"]
-        assert (asked["kind"], asked["diff_filetype"]) == ("phasewise.edit", "diff")
-        assert asked["windows"] == ["work/store.py", "phasewise://edit"] and asked["current"]
+        assert asked["diff_filetype"] == "diff"
+        # in a tab page of its own, focused: the whole width to read it, scrolled as the user likes
+        assert asked["windows"] == ["phasewise://edit/work/store.py"]
+        assert asked["current"] == "phasewise://edit/work/store.py"
         diff = asked["diff"]
         assert [line for line in diff.splitlines() if line.startswith("#")] == [
             "# Phasewise code (coder/glm-sim): 3 files",
@@ -655,13 +663,12 @@ def test_a_rename_across_the_project_is_one_edit_shown_and_asked_then_declined_o
                 and "\n-    print(store.load(sys.argv[1]))\n+    print(store.read_file(sys.argv[1]))" in diff)
         assert ("--- a/work/report.py\n+++ b/work/report.py\n@@ -1,5 +1,5 @@\n"
                 "-from store import load\n+from store import read_file\n") in diff
-        # the screen at that moment: the module on the left, the diff's summary on the right
+        # the screen at that moment: the tab line, the question and its keys, the diff's summary
         screen = asked["screen"]
-        assert screen[0].startswith("import os") and "│# Phasewise code (coder/glm-sim): 3 file" in screen[0]
-        right = [row.split("│", 1)[1] for row in screen if "│" in row]
-        assert right[2:5] == ["#   M work/store.py (open, version 0)", "#   M work/cli.py (open, version 0)",
-                              "#   M work/report.py (not open)"], screen
-        assert any(row.startswith("def load(path, cache={}):") for row in screen), "the buffer is not changed yet"
+        assert screen[1:6] == ["Apply this change to 3 files?  a apply · c/q cancel",
+                               "# Phasewise code (coder/glm-sim): 3 files",
+                               "#   M work/store.py (open, version 0)", "#   M work/cli.py (open, version 0)",
+                               "#   M work/report.py (not open)"], screen
         assert asked["state"] == untouched  # the file no buffer holds is read for the diff, not loaded
 
     # Cancel: nothing changed anywhere, and the phase ends as cancelled, said once as a warning
@@ -689,8 +696,7 @@ def test_a_rename_across_the_project_is_one_edit_shown_and_asked_then_declined_o
     assert after["text"] == {"store": renamed["store"].rstrip("\n"), "cli": renamed["cli"].rstrip("\n")}
     assert after["modified"] == {"store": True, "cli": True}
     assert after["disk"] == {"store": DOC, "cli": CLI, "report": renamed["report"]}
-    assert after["report_buf"] == {"loaded": True, "listed": True, "modified": False,
-                                   "text": renamed["report"].rstrip("\n")}
+    assert after["report_buf"] is None  # written, and no buffer of it stays (issue 23, item 15)
     assert accepted["diagnostics"] == [] and not accepted["diff_left"]
     # the extmark and the mark between the caller's two changes did not move
     assert accepted["between"] == {"extmark": BETWEEN, "mark": BETWEEN}
@@ -701,7 +707,7 @@ def test_a_rename_across_the_project_is_one_edit_shown_and_asked_then_declined_o
          "work/cli.py unsaved)", 2)]
     changed = re.search(r": (\d+) files changed \(", said[-1][0])
     assert changed and int(changed[1]) == len(accepted["files"])
-    assert obs["buffers"] == ["work/cli.py", "work/store.py", "work/report.py"]
+    assert obs["buffers"] == ["work/cli.py", "work/store.py"]
     assert [path.read_text() for path in paths.values()] == [DOC, CLI, renamed["report"]]
 
 
@@ -750,16 +756,17 @@ def test_a_phase_that_works_in_steps_shows_its_steps_as_they_happen(sim: Simulat
     assert [s["step"] for s in code_steps] == [{**s, "of": 25} for s in obs["code"]["steps"]]
     for i, seen in enumerate(code_steps):
         assert seen["answered"] == 1 and seen["shown"]  # the code phase had not answered yet
-        assert seen["buffer"] == "phasewise://code/inventory.py"
+        assert seen["buffer"] == "phasewise://code/shop/inventory.py"
         assert seen["text"].split("\n")[:i + 2] == [
             *(step_line(s["step"]) for s in code_steps[:i + 1]),
             ""]
         assert seen["text"].endswith("_code: working in steps…_")
-    # the change asked for with every step on the screen beside the diff
+    # the change asked for in its own tab page, every step listed in the steps' buffer behind it
     asked = obs["asked"]
     assert asked["prompt"] == "Phasewise code (coder/glm-sim): apply this change to 2 files?"
     assert asked["steps_buffer"].count("\n- ") == len(code_steps) - 1
-    assert any("edit_file inventory.py" in row for row in asked["screen"]), asked["screen"]
+    assert asked["screen"][1] == "Apply this change to 2 files?  a apply · c/q cancel", asked["screen"]
+    assert asked["screen"][2] == "# Phasewise code (coder/glm-sim): 2 files", asked["screen"]
     # applied: both files; the buffer says so under its steps, with the agent's summary
     assert (obs["code"]["ok"], obs["code"]["applied"], sorted(obs["code"]["files"])) == (
         True, True, ["inventory.py", "orders.py"])
@@ -810,3 +817,50 @@ def test_commands_from_setup_run_unasked_a_projects_are_asked_with_vim_ui_select
     assert not state.exists()
     assert sorted(p.name for p in root.iterdir() if p.name != ".git") == [
         ".nvim.lua", "app.py", "marker.txt", "once.txt"]
+
+
+def test_a_file_never_open_is_written_by_every_change_and_no_buffer_of_it_stays(
+        sim: SimulatorThread, tmp_path: Path) -> None:
+    """Issue 23, items 15 and 16: two renames in a row across inventory.py (open) and orders.py (never
+    open), each read in full in its own tab page before it is applied; the project imports after both."""
+    from phasewise.cli.demo import example_project
+
+    root = tmp_path / "shop"
+    root.mkdir()
+    for f in example_project():
+        shutil.copyfile(f, root / f.name)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    settings = {"phases": {"code": {"model": "coder/glm-sim"}},  # confirm: the default (on)
+                "providers": {"coder": route(sim, "coder", "openai", "CODER_KEY")}}
+    obs = run_nvim("nvim_never_open.lua", tmp_path, env=KEYS, settings=settings, root=str(root))
+
+    first, second = obs["first"], obs["second"]
+    for state in (first, second):
+        assert (state["ok"], state["applied"]) == (True, True)
+        # orders.py written by the change itself, and no buffer of it left behind, not even hidden
+        assert state["orders_buffer"] == -1 and "orders.py" not in state["ls"], state["ls"]
+        assert state["said"].endswith(": 2 files changed (shop/orders.py written to disk; shop/inventory.py unsaved)"), state
+        assert state["inventory_modified"] and state["current"] and state["tabs"] == 1
+        # after :w of the visible file, the project on disk imports
+        assert state["imports"] == {"code": 0, "stderr": ""}, state["imports"]
+    assert "find_by_sku" in first["orders_disk"] and "restock" in first["orders_disk"]
+    assert second["orders_disk"] == (root / "orders.py").read_text()
+    assert "from inventory import Item, find_by_sku, add_stock" in second["orders_disk"]
+    inventory = (root / "inventory.py").read_text()
+    assert "def find_by_sku(" in inventory and "def add_stock(" in inventory
+
+    # each change in a tab page of its own, the whole width, focused, the question in its window bar;
+    # the user reads it to its end (G) before answering: the last file's hunk comes into view
+    for seen in obs["questions"]:
+        assert seen["prompt"] == "Phasewise code (coder/glm-sim): apply this change to 2 files?"
+        assert seen["winbar"] == "Apply this change to 2 files?  a apply · c/q cancel"
+        assert (seen["current"], seen["tabs"], seen["width"]) == (True, 2, 80)
+        top, bottom = seen["top"], seen["bottom"]
+        assert "inventory.py" in top[0], top  # the tab line: the file's tab page, then the diff's
+        assert top[1] == "Apply this change to 2 files?  a apply · c/q cancel", top  # the window bar
+        assert top[2] == "# Phasewise code (coder/glm-sim): 2 files"
+        assert top[3].startswith("#   M shop/inventory.py (open, version ") and top[4] == "#   M shop/orders.py (not open)"
+        assert seen["lines"] > len(top), "the diff is longer than the window: it must be scrolled to be read"
+        assert not any(row.startswith("+from inventory import") for row in top), top
+        assert any(row.startswith("+from inventory import Item, find_by_sku") or
+                   row.startswith("+from inventory import Item, find_by_sku, add_stock") for row in bottom), bottom

@@ -66,11 +66,11 @@ T.run(function()
     on_confirm(opts.default)
   end
   -- the edit is shown as a diff and confirmed before it lands
-  vim.ui.select = function(items, opts, on_choice)
+  T.on_edit_question(function(items, opts, on_choice)
     local diff = T.find_buf("phasewise://edit")
     obs.confirm = { items = items, prompt = opts.prompt, diff = diff ~= -1 and T.text(diff) or "" }
     on_choice("Apply")
-  end
+  end)
   vim.cmd("Phasewise code")
   T.wait("the code edit", function()
     return T.idle(client) and T.text(buf):find("def read_file(", 1, true) ~= nil

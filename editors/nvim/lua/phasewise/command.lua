@@ -201,8 +201,14 @@ function subcommands.run(inv)
       if phases[1] and phases[1].phase == "plan" then
         scratch.finish_plan(arg.uri, phases[1])
       end
+      local change = require("phasewise.edits").take_last(client.id)
       if report_problem(result, inv, client) then
-        vim.notify("Phasewise run\n" .. table.concat(vim.tbl_map(summary, phases), "\n"))
+        -- this message covers the one of the code phase's end: what the change did is said again
+        local lines = vim.tbl_map(function(r)
+          local line = summary(r)
+          return (r.phase == "code" and r.applied and change) and (line .. "  " .. change) or line
+        end, phases)
+        vim.notify("Phasewise run\n" .. table.concat(lines, "\n"))
       end
     end)
   end)
@@ -280,7 +286,7 @@ function subcommands.compare(inv)
           vim.list_extend(lines, vim.split(row.result.text or "", "\n", { plain = true }))
         end
       end
-      scratch.report("compare", lines)
+      scratch.report(scratch.name("compare", arg.uri), lines)
     end)
   end)
 end
@@ -357,7 +363,7 @@ local function execute_phase(client, inv, arg)
       vim.notify(("Phasewise %s (%s): %s"):format(phase, who(result), result.applied and "applied" or "no change"))
     else
       if phase ~= "plan" then
-        scratch.report_text(("%s/%s"):format(phase, vim.fn.fnamemodify(vim.uri_to_fname(arg.uri), ":t")), result)
+        scratch.report_text(scratch.name(phase, arg.uri), result)
       end
       vim.notify(("Phasewise: %s ok (%s)"):format(phase, who(result)))
     end

@@ -29,14 +29,23 @@ local STEPS_HEIGHT = 10
 --- Where a head is highlighted.
 local NOTE_NS = vim.api.nvim_create_namespace("phasewise.note")
 
---- A scratch buffer named `name`, shown in a split beside the current window (focus stays), or
---- below it `below` lines high (a list of steps: the file and a change's diff keep the width).
---- Markdown (a plan, a report's prose) wraps at word boundaries there, as `:setlocal` would set it.
+--- The name of every scratch buffer: `phasewise://<what>/<file>`, `what` the phase (`plan`,
+--- `code`, a phase of yours), `compare` or `edit`, and `file` the document's path as `:ls` shows it.
+--- @param what string
+--- @param path string the document's file name (or URI)
+--- @return string
+function M.name(what, path)
+  if path:match("^%a[%w+.-]*://") then
+    path = vim.uri_to_fname(path)
+  end
+  return ("phasewise://%s/%s"):format(what, vim.fn.fnamemodify(path, ":~:."))
+end
+
+--- The scratch buffer named `name`, made if there is none.
 --- @param name string
---- @param filetype string? default "markdown"
---- @param below integer?
+--- @param filetype string?
 --- @return integer buf
-local function show(name, filetype, below)
+local function scratch_buf(name, filetype)
   local buf = vim.iter(vim.api.nvim_list_bufs()):find(function(b)
     return vim.api.nvim_buf_get_name(b) == name
   end)
@@ -46,13 +55,50 @@ local function show(name, filetype, below)
     vim.bo[buf].bufhidden = "wipe"
     vim.bo[buf].filetype = filetype or "markdown"
   end
+  return buf
+end
+
+--- Lines broken at word boundaries in `win` (a plan's prose, a diff's long lines), as `:setlocal`
+--- would set them.
+--- @param win integer
+local function break_at_words(win)
+  for _, option in ipairs({ "linebreak", "breakindent" }) do
+    vim.api.nvim_set_option_value(option, true, { scope = "local", win = win })
+  end
+end
+
+--- Show `lines` in the scratch buffer `name` in a tab page of its own, focused (a change's diff,
+--- read in full before it is answered).
+--- @param name string
+--- @param lines string[]
+--- @param filetype string?
+--- @return integer buf, integer win
+function M.tab(name, lines, filetype)
+  local buf = scratch_buf(name, filetype)
+  vim.bo[buf].modifiable = true
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+  vim.bo[buf].modifiable = false
+  vim.cmd("tab sbuffer " .. buf)
+  local win = vim.api.nvim_get_current_win()
+  break_at_words(win)
+  vim.api.nvim_win_set_cursor(win, { 1, 0 })
+  return buf, win
+end
+
+--- A scratch buffer named `name`, shown in a split beside the current window (focus stays), or
+--- below it `below` lines high (a list of steps: the file and a change's diff keep the width).
+--- Markdown (a plan, a report's prose) wraps at word boundaries there, as `:setlocal` would set it.
+--- @param name string
+--- @param filetype string? default "markdown"
+--- @param below integer?
+--- @return integer buf
+local function show(name, filetype, below)
+  local buf = scratch_buf(name, filetype)
   if vim.fn.bufwinid(buf) == -1 then
     local place = below and { split = "below", win = 0, height = below } or { split = "right", win = 0 }
     local win = vim.api.nvim_open_win(buf, false, place)
     if vim.bo[buf].filetype == "markdown" then
-      for _, option in ipairs({ "linebreak", "breakindent" }) do
-        vim.api.nvim_set_option_value(option, true, { scope = "local", win = win })
-      end
+      break_at_words(win)
     end
   end
   return buf
@@ -138,7 +184,7 @@ end
 
 --- @param uri string
 local function plan_name(uri)
-  return "phasewise://plan/" .. vim.uri_to_fname(uri)
+  return M.name("plan", uri)
 end
 
 --- Show the plan buffer of `uri` before a plan starts streaming into it: the same buffer for
@@ -203,8 +249,7 @@ function M.on_step(params)
   else
     view = views[params.runId]
     if not view then
-      local name = ("%s/%s"):format(params.phase, vim.fn.fnamemodify(vim.uri_to_fname(params.uri), ":t"))
-      view = { buf = show("phasewise://" .. name, nil, STEPS_HEIGHT), run_id = params.runId, steps = {}, head = {} }
+      view = { buf = show(M.name(params.phase, params.uri), nil, STEPS_HEIGHT), run_id = params.runId, steps = {}, head = {} }
       views[params.runId] = view
       set_body(view, ("_%s: working in steps…_"):format(params.phase))
     end
@@ -307,13 +352,13 @@ function M.plan_for(uri)
   return { text = text, instruction = plan.instruction }
 end
 
---- Show `lines` (Markdown unless `filetype` says otherwise) in the report buffer `name`.
+--- Show `lines` (Markdown unless `filetype` says otherwise) in the scratch buffer `name` (`M.name`).
 --- @param name string
 --- @param lines string[]
 --- @param filetype string?
 --- @return integer buf
 function M.report(name, lines, filetype)
-  local buf = show("phasewise://" .. name, filetype)
+  local buf = show(name, filetype)
   vim.api.nvim_buf_clear_namespace(buf, NOTE_NS, 0, -1)
   vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
   return buf

@@ -864,3 +864,34 @@ def test_a_file_never_open_is_written_by_every_change_and_no_buffer_of_it_stays(
         assert not any(row.startswith("+from inventory import") for row in top), top
         assert any(row.startswith("+from inventory import Item, find_by_sku") or
                    row.startswith("+from inventory import Item, find_by_sku, add_stock") for row in bottom), bottom
+
+
+def test_after_a_declined_edit_a_cancel_is_said_and_a_retrys_wait_counts_down_in_every_statusline(
+        sim: SimulatorThread, tmp_path: Path) -> None:
+    """Issue 23, item 17: the declined mark is the declined phase's only; the retry's wait shows its
+    countdown (``retrying in 29 s (at …): …``); every window's statusline is redrawn."""
+    settings = {"phases": {"plan": {"model": "limited/claude-sim"}, "code": {"model": "coder/glm-sim"}},
+                "providers": {"limited": route(sim, "limited", "anthropic", "LIMITED_KEY"),
+                              "coder": route(sim, "coder", "openai", "CODER_KEY")},
+                "retry": {"maxWaitSeconds": 1}}
+    sim.add_fault("anthropic.rate_limit_error", provider="limited", retry_after=30)
+    obs = run_nvim("nvim_cancel_wait.lua", tmp_path, env={**KEYS, "LIMITED_KEY": "test-key-limited-4444"},
+                   settings=settings, file=str(write_doc(tmp_path)))
+    assert obs["declined"] == {"ok": False, "kind": "cancelled"}
+    assert obs["plan_failed"] == "rate-limit"
+    assert [(r.provider, r.status) for r in sim.requests if r.endpoint == "chat"] == [
+        ("coder", 200), ("limited", 429)], "cancelled during the wait: the retry sent nothing"
+
+    said = [(n["msg"], n["level"]) for n in obs["said"]]
+    waits = [m for m, _ in said if m.startswith("Phasewise plan: retry in ")]
+    assert len(waits) == 1, said  # thinned: one while it counts down
+    assert re.fullmatch(r"Phasewise plan: retry in (29|30) s \(at \d\d:\d\d:\d\d\) · the rate limit on "
+                        r"limited/claude-sim", waits[0]), waits
+    assert "(retry in " in obs["statusline"], obs["statusline"]
+    # the cancel is said although an edit was declined before
+    assert said[-1] == ("Phasewise: plan cancelled (waiting for the rate limit on limited/claude-sim)", 3), said
+    assert obs["retried"] == {"ok": False, "kind": "cancelled"}
+    # the window that is not current: its statusline follows every report
+    for seen in obs["other_rows"]:
+        wait = re.match(r"retrying in (\d+ s)", seen["message"])
+        assert wait and f"(retry in {wait[1]})" in seen["row"], seen

@@ -553,6 +553,16 @@ function M.declined(id)
   return declined[id] == true
 end
 
+--- Whether the user cancelled an edit of client `id` since its last phase ended as cancelled,
+--- once: the end of the phase whose edit it was takes it (a later cancel is said again).
+--- @param id integer
+--- @return boolean
+function M.take_declined(id)
+  local was = declined[id] == true
+  declined[id] = nil
+  return was
+end
+
 --- What the edit applied for client `id`'s phase served by `who` ("coder/glm-sim") did (see
 --- `describe`), once: the message that ends the phase says it; nil when no edit was applied.
 --- @param id integer

@@ -135,6 +135,9 @@ end
 --- @return string? line, string? wait the countdown ("12 s") when the message is one
 function M.describe_report(name, message)
   local why, wait, at = message:match("^(.-): retrying in (.-) %(at (.-)%)$")
+  if not why then -- a retry that waits for the rate limit to lift: "retrying in 44 s (at …): why"
+    wait, at, why = message:match("^retrying in (.-) %(at (.-)%): (.*)$")
+  end
   if why then
     return ("Phasewise %s: retry in %s (at %s) · %s"):format(name, wait, at, why), wait
   end
@@ -180,9 +183,10 @@ local function on_progress(ev)
     running[key] = nil
     local title = phase and phase.title or "Phasewise"
     local message = value.message
-    -- the server ends a declined edit's phase as cancelled (older servers: document-changed)
+    -- the server ends a declined edit's phase as cancelled (older servers: document-changed); the
+    -- first such end after the edit was declined is that phase's, and takes the mark
     local ended = message and (message:find("document-changed", 1, true) or message:find("cancelled", 1, true))
-    if ended and edits and edits.declined(client.id) then
+    if ended and edits and edits.take_declined(client.id) then
       -- the user cancelled the edit: said when it happened ("… edit cancelled, nothing was applied")
     elseif message and message:find("cancelled", 1, true) then -- not when it finished first
       local name, who = title_parts(title)
@@ -195,7 +199,7 @@ local function on_progress(ev)
       vim.notify(change and (said .. ": " .. change) or said, vim.log.levels.INFO)
     end
   end
-  vim.cmd.redrawstatus()
+  vim.cmd("redrawstatus!") -- every window's statusline, not only the current one's
 end
 
 --- The phases running on client `client_id` (all clients when nil), as their progress began.

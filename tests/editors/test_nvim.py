@@ -81,15 +81,18 @@ def test_plan_streams_then_code_lands_each_on_its_own_provider(sim: SimulatorThr
     cut_settings = {**settings, "phases": {**settings["phases"], "plan": {"model": "planner/claude-sim",
                                                                           "maxOutputTokens": 30}}}
     obs = run_nvim("nvim_phases.lua", tmp_path, env=KEYS, settings=settings, cut_settings=cut_settings,
-                   file=str(write_doc(tmp_path)))
+                   file=str(write_doc(tmp_path)), doc=DOC.rstrip("\n"))
 
     chat = [r for r in sim.requests if r.endpoint == "chat"]
     assert [(r.provider, r.protocol, r.model, r.phase) for r in chat] == [
         ("planner", "anthropic", "claude-sim", "plan"),
         ("coder", "openai", "glm-sim", "code"),
         ("planner", "anthropic", "claude-sim", "plan"),  # re-routed with maxOutputTokens 30
+        ("planner", "anthropic", "claude-sim", "plan"),  # cancelled while it streams
+        ("coder", "openai", "glm-sim", "code"),  # from the plan's window: without the cancelled plan
     ]
-    assert [r.api_key for r in chat] == [KEYS["PLANNER_KEY"], KEYS["CODER_KEY"], KEYS["PLANNER_KEY"]]
+    assert "<plan>" not in chat[4].body["messages"][-1]["content"]
+    assert [r.api_key for r in chat[:3]] == [KEYS["PLANNER_KEY"], KEYS["CODER_KEY"], KEYS["PLANNER_KEY"]]
     assert obs["server_version"] == __version__
 
     # the plan streamed into a Markdown scratch buffer while the command was still running
@@ -117,8 +120,9 @@ def test_plan_streams_then_code_lands_each_on_its_own_provider(sim: SimulatorThr
     # progress: LspProgress → statusline while running, notifications at begin and end
     begins = [p["title"] for p in obs["progress"] if p["kind"] == "begin"]
     assert begins == ["Phasewise plan: planner/claude-sim", "Phasewise code: coder/glm-sim",
-                      "Phasewise plan: planner/claude-sim"]
-    assert [p["kind"] for p in obs["progress"]].count("end") == 3
+                      "Phasewise plan: planner/claude-sim", "Phasewise plan: planner/claude-sim",
+                      "Phasewise code: coder/glm-sim"]
+    assert [p["kind"] for p in obs["progress"]].count("end") == 5
     assert obs["statusline"] == begins
     assert obs["statusline_after"] == ""
     messages = [n["msg"] for n in obs["notifications"]]
@@ -133,14 +137,18 @@ def test_plan_streams_then_code_lands_each_on_its_own_provider(sim: SimulatorThr
     assert note.startswith("planner stopped answering the plan phase (claude-sim) at its output limit of 30 "
                            "tokens: the plan ends where the answer was cut off."), note
     assert "Raise `phasewise.phases.plan.maxOutputTokens`" in note
-    # the plan buffer: the note as a Markdown quote (as the server's plan document has it), highlighted
-    assert cut["lines"] == [f"> {note}", "", *result["text"].split("\n")]
-    assert cut["highlights"] == [{"row": 0, "end_row": 1, "hl_group": "DiagnosticWarn"}]
-    # on screen: the plan window starts with the note (wrapped in its 39 columns), then the plan
+    # the plan buffer: marked incomplete, then the note, each a Markdown quote (as the server's plan
+    # document has the note), highlighted
+    mark = ("> ⚠ Incomplete plan (cut at the output limit): `:Phasewise code` does not use it while this mark "
+            "is here. Delete these lines to use it as it stands.")
+    assert cut["lines"] == [mark, "", f"> {note}", "", *result["text"].split("\n")]
+    assert cut["highlights"] == [{"row": 0, "end_row": 3, "hl_group": "DiagnosticWarn"}]
+    # on screen: the plan window starts with the mark and the note (wrapped in its 39 columns), then the plan
     shown = cut["plan_window"]
-    assert shown[0] == f"> {note}"[:len(shown[0])] and len(shown[0]) > 30, shown
+    assert shown[0] == mark[:len(shown[0])] and len(shown[0]) > 30, shown
     squeezed = "".join("".join(shown).split())
-    assert squeezed.startswith("".join(f"> {note}{result['text']}".split())), shown
+    assert squeezed.startswith("".join(f"{mark}> {note}{result['text']}".split())), shown
+    shown = shown[next(i for i, row in enumerate(shown) if row.startswith("> planner")):]
     # ... at word boundaries ('linebreak', window-local): each row of the note ends at a blank or
     # after a 'breakat' character, never inside a word ("the plan ph" / "ase")
     assert cut["plan_window_options"] == {"linebreak": True, "breakindent": True}
@@ -161,8 +169,23 @@ def test_plan_streams_then_code_lands_each_on_its_own_provider(sim: SimulatorThr
         {"msg": "Phasewise: " + note.replace("`", ""), "level": 3},
     ]
     assert "Raise phasewise.phases.plan.maxOutputTokens for" in cut["notifications"][2]["msg"]
-    # what :Phasewise code would be handed: the plan, not the note (the server's own run does the same)
-    assert cut["handed"] == result["text"]
+    # what :Phasewise code would be handed: nothing while the plan is marked incomplete (issue 23, item 18)
+    assert cut["handed"] is None
+
+    # cancelled while it streamed: the text that came stays, marked incomplete, and is not handed on
+    cancelled = obs["cancelled_plan"]
+    mark = ("> ⚠ Incomplete plan (cancelled): `:Phasewise code` does not use it while this mark is here. "
+            "Delete these lines to use it as it stands.")
+    assert cancelled["lines"][:2] == [mark, ""] and len(cancelled["lines"]) > 2, cancelled["lines"]
+    assert cancelled["plan_window"][0] == mark[:len(cancelled["plan_window"][0])], cancelled["plan_window"]
+    assert cancelled["handed"] is None
+    # :Phasewise code in the plan's window: runs on the file the plan belongs to, saying the plan is left out
+    from_plan = obs["from_plan_window"]
+    assert from_plan["ok"] is True and "def fetch(path" in from_plan["text"]
+    said = [n["msg"] for n in from_plan["said"]]
+    assert not [m for m in said if "not attached" in m], said
+    assert ("Phasewise code: the plan of store.py is incomplete (cancelled): the code phase runs without it "
+            "(delete its mark to use it)") in said, said
 
 
 

@@ -165,7 +165,13 @@ function subcommands.code(inv)
   if not client then
     return
   end
-  local plan = scratch.plan_for(vim.uri_from_bufnr(inv.buf))
+  local uri = vim.uri_from_bufnr(inv.buf)
+  local plan = scratch.plan_for(uri)
+  local incomplete = scratch.incomplete_plan(uri)
+  if incomplete then
+    vim.notify(("Phasewise code: the plan of %s is incomplete (%s): the code phase runs without it "
+      .. "(delete its mark to use it)"):format(vim.fn.fnamemodify(vim.uri_to_fname(uri), ":t"), incomplete), WARN)
+  end
   rest_or_ask(inv, "Phasewise code: ", plan and plan.instruction, function(instruction)
     local arg = phase_arg(client, inv, instruction)
     arg.plan = plan and plan.text
@@ -418,6 +424,19 @@ function M.run(cmd)
     rest = rest,
     range = cmd.range > 0 and { cmd.line1, cmd.line2 } or nil,
   }
+  -- run from a plan's (or another scratch) buffer: the command is about the file it belongs to
+  local source = scratch.source_of(inv.buf)
+  if source then
+    local buf = vim.fn.bufnr(source)
+    local needs_document = not vim.tbl_contains({ "cancel", "status", "verify", "key" }, sub)
+    if (buf == -1 or not vim.api.nvim_buf_is_loaded(buf)) and needs_document then
+      vim.notify(("Phasewise: %s is not open: open it to run :Phasewise %s on it"):format(
+        vim.fn.fnamemodify(source, ":~:."), sub), ERROR)
+      return
+    elseif buf ~= -1 and vim.api.nvim_buf_is_loaded(buf) then
+      inv.buf, inv.range = buf, nil
+    end
+  end
   local handler = subcommands[sub]
   if handler then
     return handler(inv)

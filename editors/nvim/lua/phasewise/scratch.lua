@@ -13,6 +13,7 @@ local M = {}
 --- @field run_id string?
 --- @field steps table[] the steps shown, as `phasewise/step` sent them ({step, of, tool, summary, ok, ms})
 --- @field note string? the result's note
+--- @field incomplete string? why the text is not a whole answer ("cancelled", "cut at the output limit")
 --- @field head string[] the lines of the head now in the buffer
 
 --- Plans by source document URI. `run_id` is the run whose text the buffer shows.
@@ -22,6 +23,10 @@ local plans = {}
 --- The buffers of phases other than the plan that work in steps, by run id.
 --- @type table<string, phasewise.View>
 local views = {}
+
+--- The file each scratch buffer name is about (see `M.name`).
+--- @type table<string, string>
+local sources = {}
 
 --- The height of a phase's steps buffer, below the file.
 local STEPS_HEIGHT = 10
@@ -38,7 +43,16 @@ function M.name(what, path)
   if path:match("^%a[%w+.-]*://") then
     path = vim.uri_to_fname(path)
   end
-  return ("phasewise://%s/%s"):format(what, vim.fn.fnamemodify(path, ":~:."))
+  local name = ("phasewise://%s/%s"):format(what, vim.fn.fnamemodify(path, ":~:."))
+  sources[name] = vim.fn.fnamemodify(path, ":p")
+  return name
+end
+
+--- The file a scratch buffer is about (`M.name`'s `path`, absolute); nil for any other buffer.
+--- @param buf integer
+--- @return string?
+function M.source_of(buf)
+  return sources[vim.api.nvim_buf_get_name(buf)]
 end
 
 --- The scratch buffer named `name`, made if there is none.
@@ -138,8 +152,18 @@ local function head_of(view)
   if steps > 0 then
     lines[#lines + 1] = ""
   end
+  vim.list_extend(lines, note_lines(view.incomplete and M.incomplete_mark(view.incomplete)))
   vim.list_extend(lines, note_lines(view.note))
   return lines, steps
+end
+
+--- The mark above a plan that is not a whole answer: what it is, and that `:Phasewise code` leaves
+--- it out until the user takes the mark away.
+--- @param why string "cancelled", "cut at the output limit", …
+--- @return string
+function M.incomplete_mark(why)
+  return ("⚠ Incomplete plan (%s): `:Phasewise code` does not use it while this mark is here. "
+    .. "Delete these lines to use it as it stands."):format(why)
 end
 
 --- Put `view`'s head in place of the head its buffer shows, the steps dimmed (a failed one as a
@@ -155,7 +179,7 @@ local function set_head(view)
     vim.api.nvim_buf_set_extmark(buf, NOTE_NS, i - 1, 0, {
       end_row = i - 1, end_col = #lines[i], hl_group = step.ok == false and "DiagnosticWarn" or "Comment" })
   end
-  local note = #lines - steps - (steps > 0 and 1 or 0) -- the note's lines, its blank one included
+  local note = #lines - steps - (steps > 0 and 1 or 0) -- the mark's and note's lines, blank ones included
   if note > 0 then
     vim.api.nvim_buf_set_extmark(buf, NOTE_NS, #lines - note, 0, { end_row = #lines - 1, hl_group = "DiagnosticWarn" })
   end
@@ -197,7 +221,8 @@ function M.open_plan(uri, instruction)
   local old = plans[uri]
   local kept = old and old.buf == buf -- the last run's text stays until the new one comes: its head too
   plans[uri] = { buf = buf, run_id = nil, instruction = instruction, steps = kept and old.steps or {},
-                 note = kept and old.note or nil, head = kept and old.head or {} }
+                 note = kept and old.note or nil, incomplete = kept and old.incomplete or nil,
+                 head = kept and old.head or {} }
 end
 
 --- The plan of `uri` bound to run `run_id`: the buffer shown for it, reused when it is waiting for
@@ -211,7 +236,7 @@ local function bind_plan(uri, run_id)
     M.open_plan(uri, plan and plan.instruction)
     plan = plans[uri]
   end
-  plan.run_id, plan.note, plan.steps = run_id, nil, {}
+  plan.run_id, plan.note, plan.steps, plan.incomplete = run_id, nil, {}, nil
   return plan
 end
 
@@ -325,19 +350,41 @@ function M.finish_plan(uri, result)
       plan.steps = result.steps or {} -- the steps it reported, when their notifications did not come
     end
     plan.run_id, plan.note = result.runId, result.note
+    plan.incomplete = result.incomplete and "cut at the output limit" or nil
     set_body(plan, result.text or "")
   elseif table.concat(vim.api.nvim_buf_get_lines(plan.buf, 0, -1, false), "\n") == "" then
     vim.api.nvim_buf_delete(plan.buf, { force = true })
+  elseif plan.run_id ~= nil and plan.run_id == result.runId then
+    -- this run's text came and stopped: marked, and left out of the code phase (an older plan
+    -- that a failed retry left in place is whole and stays as it is)
+    local kind = (result.error or {}).kind
+    plan.incomplete = kind == "cancelled" and "cancelled" or ("failed: %s"):format(kind or "error")
+    set_head(plan)
   end
 end
 
+--- Why the plan shown for `uri` is incomplete while its mark is there; nil when it is whole, the
+--- user took the mark away, or there is no plan.
+--- @param uri string
+--- @return string?
+function M.incomplete_plan(uri)
+  local plan = plans[uri]
+  if not (plan and plan.incomplete and plan.buf and vim.api.nvim_buf_is_valid(plan.buf)) then
+    return nil
+  end
+  local head = plan.head or {}
+  local lines = vim.api.nvim_buf_get_lines(plan.buf, 0, #head, false)
+  return vim.deep_equal(lines, head) and plan.incomplete or nil
+end
+
 --- The plan shown for `uri`, as the user may have edited it, without the note above it (it is
---- the user's to read, not the code phase's; an edited note is kept); nil when there is none.
+--- the user's to read, not the code phase's; an edited note is kept); nil when there is none, or
+--- when it is incomplete and still marked so (`incomplete_plan`).
 --- @param uri string
 --- @return { text: string, instruction: string? }?
 function M.plan_for(uri)
   local plan = plans[uri]
-  if not (plan and plan.buf and vim.api.nvim_buf_is_valid(plan.buf)) then
+  if not (plan and plan.buf and vim.api.nvim_buf_is_valid(plan.buf)) or M.incomplete_plan(uri) then
     return nil
   end
   local lines = vim.api.nvim_buf_get_lines(plan.buf, 0, -1, false)

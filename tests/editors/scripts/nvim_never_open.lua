@@ -63,4 +63,6 @@ T.run(function()
   end
   obs.first = change("rename find_item to find_by_sku")
   obs.second = change("rename restock to add_stock")
+  -- Neovim files every line of a server's stderr as [ERROR]: the server's routine lines are not there
+  obs.lsp_log = T.disk(vim.lsp.get_log_path()) or ""
 end)

@@ -264,6 +264,13 @@ def test_set_api_key_quick_fix_hands_the_key_to_the_server(problems: dict[str, A
     assert problems["chat"] == [("nokey", "glm-sim", "code", True)]
 
 
+def test_phasewise_key_completes_and_offers_the_routes_key_variables(problems: dict[str, Any]) -> None:
+    """Issue 23, item 19: `:Phasewise key` knows the routes' variables (from `phasewise.status`)."""
+    assert problems["key_complete"] == ["PLANNER_KEY", "NOKEY_API_KEY", "ANTHROPIC_API_KEY"]
+    # NOKEY_API_KEY is in memory now: the first one still missing is the review's default route's
+    assert problems["key_asked"] == {"prompt": "Phasewise key variable: ", "default": "ANTHROPIC_API_KEY"}
+
+
 HELP_TAGS = ["phasewise", "phasewise.setup()", "phasewise-settings", ":Phasewise", ":Phasewise-compare",
              "phasewise-progress", "phasewise.statusline()", "phasewise-problems", "phasewise-keys",
              "phasewise-health", "phasewise-edits", ":Phasewise-cancel", "phasewise-capabilities", ":Phasewise-phase"]
@@ -373,8 +380,10 @@ def test_edits_are_shown_as_a_diff_and_applied_only_when_accepted(sim: Simulator
 
     # the plugin declares what it can do: versioned multi-file edits, and its client-side commands
     commands = ["phasewise.setApiKey", "phasewise.openSettings"]
-    assert obs["capabilities"]["experimental"] == {"phasewise": {"clientCommands": commands}}
-    assert obs["capabilities"]["sent_experimental"] == {"phasewise": {"clientCommands": commands}}
+    # and how its user hands a key to the server, for the server's key guidance (issue 23, item 19)
+    ours = {"phasewise": {"clientCommands": commands, "setKeyCommand": ":Phasewise key"}}
+    assert obs["capabilities"]["experimental"] == ours
+    assert obs["capabilities"]["sent_experimental"] == ours
     assert obs["capabilities"]["workspace_edit"]["documentChanges"] is True
     assert obs["capabilities"]["workspace_edit"]["resourceOperations"] == ["rename", "create", "delete"]
     assert obs["capabilities"]["completion"], "merged with Neovim's default capabilities"

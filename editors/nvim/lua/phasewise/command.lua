@@ -297,14 +297,28 @@ function subcommands.compare(inv)
   end)
 end
 
---- `:Phasewise key {ENV}`: the setApiKey quick fix, for a key variable named by hand.
+--- `:Phasewise key [ENV]`: the setApiKey quick fix, for a key variable of the routes (the first
+--- missing one by default; completed from them) or any other named by hand.
 function subcommands.key(inv)
   local client = any_client(inv)
   if not client then
     return
   end
-  rest_or_ask(inv, "Key variable (e.g. ANTHROPIC_API_KEY): ", nil, function(env)
-    local command = { title = "Phasewise: Set API Key…", command = "phasewise.setApiKey", arguments = { { env = env } } }
+  local keys = M.route_keys(inv.buf)
+  local default = keys[1]
+  for _, key in ipairs(keys) do
+    if not key.present then
+      default = key
+      break
+    end
+  end
+  rest_or_ask(inv, "Phasewise key variable: ", default and default.env, function(env)
+    local provider
+    for _, key in ipairs(keys) do
+      provider = provider or (key.env == env and key.provider) or nil
+    end
+    local arg = { env = env, provider = provider }
+    local command = { title = "Phasewise: Set API Key…", command = "phasewise.setApiKey", arguments = { arg } }
     require("phasewise.actions").set_api_key(command, { client_id = client.id })
   end)
 end
@@ -322,12 +336,12 @@ end
 local NAMES = vim.tbl_keys(subcommands)
 table.sort(NAMES)
 
---- The phases the server knows for `buf` (the built-in three and the user's own), in its order,
---- from `phasewise.status`; {} when no server answers within `timeout_ms`.
+--- The phases' views of `phasewise.status` for `buf` (the built-in three and the user's own, in
+--- the server's order); {} when no server answers within `timeout_ms`.
 --- @param buf integer
 --- @param timeout_ms integer?
---- @return string[]
-function M.phase_names(buf, timeout_ms)
+--- @return table[]
+function M.phase_views(buf, timeout_ms)
   local own = client_mod.get(buf)
   local client = own or client_mod.get()
   if not (client and client_mod.offers(client, "phasewise.status")) then
@@ -336,11 +350,36 @@ function M.phase_names(buf, timeout_ms)
   local arg = own and { uri = vim.uri_from_bufnr(buf) } or vim.empty_dict()
   local response = client_mod.request_sync(client, "workspace/executeCommand",
     { command = "phasewise.status", arguments = { arg } }, timeout_ms or 1000, buf)
-  local names = {}
-  for _, view in ipairs(response and response.result and response.result.phases or {}) do
-    names[#names + 1] = view.phase
+  return response and response.result and response.result.phases or {}
+end
+
+--- The phases the server knows for `buf`, in its order, from `phasewise.status`.
+--- @param buf integer
+--- @param timeout_ms integer?
+--- @return string[]
+function M.phase_names(buf, timeout_ms)
+  return vim.tbl_map(function(view)
+    return view.phase
+  end, M.phase_views(buf, timeout_ms))
+end
+
+--- The key variables the routes of `buf`'s phases use (fallbacks included), each once, in the
+--- phases' order: `{env, provider, present}`.
+--- @param buf integer
+--- @return { env: string, provider: string?, present: boolean }[]
+function M.route_keys(buf)
+  local out, seen = {}, {}
+  for _, view in ipairs(M.phase_views(buf)) do
+    for _, route in ipairs({ view, unpack(view.fallbacks or {}) }) do
+      for _, key in ipairs(route.keys or {}) do
+        if type(key.env) == "string" and not seen[key.env] then
+          seen[key.env] = true
+          out[#out + 1] = { env = key.env, provider = route.provider, present = key.present == true }
+        end
+      end
+    end
   end
-  return names
+  return out
 end
 
 --- Run `phasewise.phase` with `arg` ({phase, uri, range?, instruction?}) and show its answer by
@@ -452,7 +491,7 @@ function M.run(cmd)
 end
 
 --- Completion of `:Phasewise`: subcommands and the server's phases (your own included, from
---- `phasewise.status`), then the phase of `compare`.
+--- `phasewise.status`), then the phase of `compare` and the key variables of `key`.
 --- @param arglead string
 --- @param cmdline string
 --- @return string[]
@@ -466,6 +505,10 @@ function M.complete(arglead, cmdline)
         candidates[#candidates + 1] = phase
       end
     end
+  elseif #words == 2 and words[1] == "key" then
+    candidates = vim.tbl_map(function(key)
+      return key.env
+    end, M.route_keys(vim.api.nvim_get_current_buf()))
   elseif #words == 2 and words[1] == "compare" then
     candidates = M.phase_names(vim.api.nvim_get_current_buf())
     if #candidates == 0 then

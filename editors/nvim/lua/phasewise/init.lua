@@ -45,13 +45,17 @@ local registered = false
 --- `experimental` capability) so that it offers them only to clients that have them.
 M.client_commands = { "phasewise.setApiKey", "phasewise.openSettings" }
 
+--- How the user hands a key to the server in this editor, named by the server's key guidance.
+M.set_key_command = ":Phasewise key"
+
 --- What the plugin adds to Neovim's client capabilities (0.11 merges a config's capabilities
 --- into the defaults itself; 0.10 is given the merged table).
 --- @return lsp.ClientCapabilities
 local function capabilities()
   local ours = {
     workspace = { workspaceEdit = { documentChanges = true, changeAnnotationSupport = { groupsOnLabel = false } } },
-    experimental = { phasewise = { clientCommands = M.client_commands } },
+    -- setKeyCommand: what the server's key guidance tells the user to run here
+    experimental = { phasewise = { clientCommands = M.client_commands, setKeyCommand = M.set_key_command } },
   }
   if vim.fn.has("nvim-0.11") == 1 then
     return ours

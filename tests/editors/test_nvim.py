@@ -346,6 +346,13 @@ def test_run_review_compare_verify_status(sim: SimulatorThread, tmp_path: Path) 
     assert sorted(r.provider for r in compare_requests) == ["coder", "planner"]
     assert "planner/claude-sim" in obs["compare"] and "coder/glm-sim" in obs["compare"]
     assert "(lines 4–6)" in obs["compare"], "the range reached the server"
+    assert obs["compare_name"] == "phasewise://compare/work/store.py"  # one scheme: phasewise://<what>/<file>
+    # issue 23, item 19: a review is compared without asking for an instruction; a plan's empty one says so
+    assert [r.phase for r in sim.requests if r.endpoint == "chat"][6:8] == ["review", "review"]
+    assert "reviewer/gpt-sim" in obs["compare_review"] and "coder/glm-sim" in obs["compare_review"]
+    assert obs["compare_asked"] == ["Phasewise compare plan: "]
+    assert obs["compare_empty"] == {"msg": "Phasewise compare: the plan phase needs an instruction (what it should "
+                                           "do); nothing was run", "level": 3}
 
     # verify and status
     verify = obs["verify"].splitlines()

@@ -42,6 +42,22 @@ T.run(function()
     return T.idle(client) and T.find_buf("phasewise://compare") ~= -1
   end)
   obs.compare = T.text(T.find_buf("phasewise://compare"))
+  obs.compare_name = vim.api.nvim_buf_get_name(T.find_buf("phasewise://compare"))
+
+  -- a review needs no instruction: not asked for one; a plan is, and an empty answer says why nothing ran
+  obs.compare_asked = {}
+  vim.ui.input = function(opts, on_confirm)
+    table.insert(obs.compare_asked, opts.prompt)
+    on_confirm("")
+  end
+  local compare_text = obs.compare
+  vim.cmd("Phasewise compare review reviewer/gpt-sim,coder/glm-sim")
+  T.wait("the review compare", function()
+    return T.idle(client) and T.text(T.find_buf("phasewise://compare")) ~= compare_text
+  end)
+  obs.compare_review = T.text(T.find_buf("phasewise://compare"))
+  vim.cmd("Phasewise compare plan planner/claude-sim,coder/glm-sim")
+  obs.compare_empty = obs.notifications[#obs.notifications]
 
   obs.verify = phasewise(client, "verify", "Phasewise verify")
   obs.status = phasewise(client, "status", "Phasewise " .. T.input.version)

@@ -279,7 +279,11 @@ function subcommands.compare(inv)
     vim.notify("usage: :Phasewise compare {phase} {provider/model,provider/model,…} [instruction]", ERROR)
     return
   end
-  rest_or_ask(vim.tbl_extend("force", inv, { rest = rest }), "Phasewise compare: ", nil, function(instruction)
+  local kind = phase
+  for _, view in ipairs(M.phase_views(inv.buf)) do
+    kind = view.phase == phase and view.kind or kind
+  end
+  local function compare(instruction)
     local arg = phase_arg(client, inv, instruction)
     arg.phase = phase
     arg.models = vim.split(models, ",", { trimempty = true })
@@ -294,6 +298,19 @@ function subcommands.compare(inv)
       end
       scratch.report(scratch.name("compare", arg.uri), lines)
     end)
+  end
+  if rest ~= "" or kind == "review" or kind == "qa" then -- a review or a check needs no instruction
+    return compare(rest ~= "" and rest or nil)
+  end
+  vim.ui.input({ prompt = ("Phasewise compare %s: "):format(phase) }, function(input)
+    if input == nil then
+      return -- dismissed
+    elseif vim.trim(input) == "" then
+      vim.notify(("Phasewise compare: the %s phase needs an instruction (what it should do); nothing was run"):format(
+        phase), WARN)
+    else
+      compare(vim.trim(input))
+    end
   end)
 end
 

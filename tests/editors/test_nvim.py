@@ -340,6 +340,11 @@ def test_run_review_compare_verify_status(sim: SimulatorThread, tmp_path: Path) 
     assert chat[3] == ("reviewer", "review")
     assert obs["review"].startswith("Phasewise review (reviewer/gpt-sim): ")
     assert obs["review_diagnostics"] > 0 and set(obs["review_sources"]) == {"phasewise-review"}
+    # ... each shown with its phase (issue 23, item 19), as it came in what goes back to the server
+    for finding in obs["review_messages"]:
+        assert finding["message"] == "review: " + finding["lsp"], finding
+    assert obs["review_float"][0] == "Diagnostics:" and obs["review_float"][1].startswith("1. review: ")
+    assert sum("review: " in row for row in obs["review_float"]) == obs["review_diagnostics"], obs["review_float"]
 
     # compare: both models answered the plan phase for the range, shown side by side
     compare_requests = [r for r in sim.requests if r.endpoint == "chat"][4:6]

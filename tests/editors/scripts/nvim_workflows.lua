@@ -32,6 +32,13 @@ T.run(function()
 
   obs.review = phasewise(client, "review", "Phasewise review (")
   obs.review_diagnostics = #vim.diagnostic.get(buf, { severity = { min = vim.diagnostic.severity.HINT } })
+  -- the findings name their phase where they are read: the float, and the messages themselves
+  local _, float = vim.diagnostic.open_float({ bufnr = buf, scope = "buffer" })
+  obs.review_float = vim.api.nvim_buf_get_lines(vim.api.nvim_win_get_buf(float), 0, -1, false)
+  vim.api.nvim_win_close(float, true)
+  obs.review_messages = vim.tbl_map(function(d)
+    return { message = d.message, lsp = d.user_data.lsp.message }
+  end, vim.diagnostic.get(buf))
   obs.review_sources = vim.tbl_map(function(d)
     return d.source
   end, vim.diagnostic.get(buf))

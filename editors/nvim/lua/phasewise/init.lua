@@ -101,6 +101,11 @@ function M.lsp_config()
       ["phasewise/step"] = function(_, params)
         require("phasewise.scratch").on_step(params)
       end,
+      -- findings name the phase that made them (their source is `phasewise-<phase>`)
+      ["textDocument/publishDiagnostics"] = function(err, params, ctx)
+        vim.lsp.diagnostic.on_publish_diagnostics(err, params, ctx)
+        M.name_phases(params.uri, ctx.client_id)
+      end,
       -- this client's edits only: shown as a diff and confirmed (other servers keep Neovim's)
       ["workspace/applyEdit"] = function(err, params, ctx)
         return require("phasewise.edits").handler(err, params, ctx)
@@ -122,6 +127,31 @@ function M.lsp_config()
       end
     end,
   }
+end
+
+--- Each finding of `uri` from client `client_id` begins with the phase that made it ("security:
+--- …", from its source `phasewise-security`), wherever Neovim shows it (float, virtual text, lists)
+--- and whatever the diagnostic config says of sources. What goes back to the server in a code
+--- action's context is the diagnostic as it came (Neovim keeps it in `user_data.lsp`).
+--- @param uri string
+--- @param client_id integer
+function M.name_phases(uri, client_id)
+  local buf = vim.fn.bufnr(vim.uri_to_fname(uri))
+  if buf == -1 or not vim.api.nvim_buf_is_loaded(buf) then
+    return
+  end
+  local ns = vim.lsp.diagnostic.get_namespace(client_id, false)
+  local diagnostics = vim.diagnostic.get(buf, { namespace = ns })
+  local named = false
+  for _, d in ipairs(diagnostics) do
+    local phase = type(d.source) == "string" and d.source:match("^phasewise%-(.+)$")
+    if phase and not vim.startswith(d.message, phase .. ": ") then
+      d.message, named = phase .. ": " .. d.message, true
+    end
+  end
+  if named then
+    vim.diagnostic.set(ns, buf, diagnostics)
+  end
 end
 
 --- "plan" and "(anthropic/claude-opus-4-5)" from a progress title.

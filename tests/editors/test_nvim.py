@@ -945,3 +945,18 @@ def test_after_a_declined_edit_a_cancel_is_said_and_a_retrys_wait_counts_down_in
     for seen in obs["other_rows"]:
         wait = re.match(r"retrying in (\d+ s)", seen["message"])
         assert wait and f"(retry in {wait[1]})" in seen["row"], seen
+
+
+def test_what_a_phase_says_while_the_user_types_never_stops_the_typing(sim: SimulatorThread, tmp_path: Path) -> None:
+    """Issue 23, item 19: the document-changed failure of a code phase the user typed over is said
+    in full once Insert mode ends; while it lasts, only what fits on the command line."""
+    sim.configure("coder", chunk_interval_ms=25)
+    settings = {"phases": {"code": {"model": "coder/glm-sim"}},
+                "providers": {"coder": route(sim, "coder", "openai", "CODER_KEY")}}
+    obs = run_nvim("nvim_typing.lua", tmp_path, env=KEYS, settings=settings, file=str(write_doc(tmp_path)))
+    assert obs["result"] == {"asked": 0, "ok": False, "kind": "document-changed"}, obs
+    assert {"code": "document-changed", "severity": 2} in obs["diagnostics"], obs["diagnostics"]
+    for said in obs["while_typing"]:  # one line that fits: no hit-enter prompt
+        assert "\n" not in said["msg"] and said["width"] < said["echospace"], said
+    held = [n["msg"] for n in obs["after_typing"]]
+    assert any("changed" in m and "(quick fixes: vim.lsp.buf.code_action() on line 1)" in m for m in held), held

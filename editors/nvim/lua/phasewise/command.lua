@@ -8,6 +8,13 @@ local M = {}
 
 local INFO, WARN, ERROR = vim.log.levels.INFO, vim.log.levels.WARN, vim.log.levels.ERROR
 
+--- What a command's answer says when it comes: held while the user types (`phasewise.say`).
+--- @param msg string
+--- @param level integer?
+local function say(msg, level)
+  require("phasewise").say(msg, level)
+end
+
 --- @class phasewise.Invocation
 --- @field buf integer the buffer the command was run in
 --- @field rest string the command line after the subcommand
@@ -111,7 +118,7 @@ end
 local function report_notes(result)
   for _, r in ipairs(result.phases or { result }) do
     if r.ok and type(r.note) == "string" and r.note ~= "" then
-      vim.notify("Phasewise: " .. plain(r.note), WARN)
+      say("Phasewise: " .. plain(r.note), WARN)
     end
   end
 end
@@ -138,7 +145,7 @@ local function report_problem(result, inv, client)
   end
   local line = inv.range and inv.range[1] or 1
   message = ("%s\n(quick fixes: vim.lsp.buf.code_action() on line %d)"):format(message, line)
-  vim.notify(message, ERROR)
+  say(message, ERROR)
   return false
 end
 
@@ -190,7 +197,7 @@ function subcommands.review(inv)
   client_mod.execute(client, inv.buf, "phasewise.review", arg, function(result)
     if report_problem(result, inv) then
       local n = #(result.findings or {})
-      vim.notify(("Phasewise review (%s): %d finding%s in the diagnostics"):format(who(result), n, n == 1 and "" or "s"))
+      say(("Phasewise review (%s): %d finding%s in the diagnostics"):format(who(result), n, n == 1 and "" or "s"))
     end
   end)
 end
@@ -214,7 +221,7 @@ function subcommands.run(inv)
           local line = summary(r)
           return (r.phase == "code" and r.applied and change) and (line .. "  " .. change) or line
         end, phases)
-        vim.notify("Phasewise run\n" .. table.concat(lines, "\n"))
+        say("Phasewise run\n" .. table.concat(lines, "\n"))
       end
     end)
   end)
@@ -236,7 +243,7 @@ function subcommands.status(inv)
         lines[#lines + 1] = "  ⚠ " .. plain(view.problem.message)
       end
     end
-    vim.notify(table.concat(lines, "\n"), INFO)
+    say(table.concat(lines, "\n"), INFO)
   end)
 end
 
@@ -264,7 +271,7 @@ function subcommands.verify(inv)
     for _, check in ipairs(report.phases or {}) do
       lines[#lines + 1] = ("%s: %s%s"):format(check.phase, check.status, check.route and (" on " .. check.route) or "")
     end
-    vim.notify(table.concat(lines, "\n"), report.ok and INFO or WARN)
+    say(table.concat(lines, "\n"), report.ok and INFO or WARN)
   end)
 end
 
@@ -419,15 +426,15 @@ local function execute_phase(client, inv, arg)
     end
     if #(result.findings or {}) > 0 then
       local n = #result.findings
-      vim.notify(("Phasewise %s (%s): %d finding%s in the diagnostics"):format(phase, who(result), n,
+      say(("Phasewise %s (%s): %d finding%s in the diagnostics"):format(phase, who(result), n,
         n == 1 and "" or "s"))
     elseif result.applied ~= nil or #(result.edits or {}) > 0 then
-      vim.notify(("Phasewise %s (%s): %s"):format(phase, who(result), result.applied and "applied" or "no change"))
+      say(("Phasewise %s (%s): %s"):format(phase, who(result), result.applied and "applied" or "no change"))
     else
       if phase ~= "plan" then
         scratch.report_text(scratch.name(phase, arg.uri), result)
       end
-      vim.notify(("Phasewise: %s ok (%s)"):format(phase, who(result)))
+      say(("Phasewise: %s ok (%s)"):format(phase, who(result)))
     end
   end)
 end

@@ -154,6 +154,36 @@ function M.name_phases(uri, client_id)
   end
 end
 
+--- Messages held while the user types (see `say`).
+--- @type { msg: string, level: integer }[]
+local held = {}
+
+--- `vim.notify` for what arrives on its own (a phase's end, its problem, its findings): a message
+--- that would not fit on the command line, while the user types, would stop the typing with a
+--- hit-enter prompt; it is held until the user leaves Insert mode (the diagnostics and the
+--- statusline say it meanwhile). Short ones, and any outside Insert mode, are said at once.
+--- @param msg string
+--- @param level integer?
+function M.say(msg, level)
+  local typing = vim.api.nvim_get_mode().mode:find("^[iR]") ~= nil
+  if not typing or (not msg:find("\n", 1, true) and vim.fn.strdisplaywidth(msg) < vim.v.echospace) then
+    return vim.notify(msg, level)
+  end
+  held[#held + 1] = { msg = msg, level = level }
+  if #held == 1 then
+    vim.api.nvim_create_autocmd("InsertLeave", {
+      once = true,
+      callback = vim.schedule_wrap(function()
+        local all = held
+        held = {}
+        for _, m in ipairs(all) do
+          vim.notify(m.msg, m.level)
+        end
+      end),
+    })
+  end
+end
+
 --- "plan" and "(anthropic/claude-opus-4-5)" from a progress title.
 --- @param title string
 --- @return string name, string who
@@ -200,7 +230,7 @@ local function on_progress(ev)
     if edits and vim.startswith(value.title, "Phasewise code:") then
       edits.forget(client.id)
     end
-    vim.notify(value.title .. " …", vim.log.levels.INFO)
+    M.say(value.title .. " …", vim.log.levels.INFO)
   elseif value.kind == "report" and running[key] and value.message then
     local phase = running[key]
     local line, wait = M.describe_report(title_parts(phase.title), value.message)
@@ -209,7 +239,7 @@ local function on_progress(ev)
       local now = vim.uv.now()
       if not (wait and phase.notified_at and now - phase.notified_at < M.countdown_notify_ms) then
         phase.notified_at = wait and now or nil
-        vim.notify(line, vim.log.levels.INFO)
+        M.say(line, vim.log.levels.INFO)
       end
     end
   elseif value.kind == "end" then
@@ -224,13 +254,13 @@ local function on_progress(ev)
       -- the user cancelled the edit: said when it happened ("… edit cancelled, nothing was applied")
     elseif message and message:find("cancelled", 1, true) then -- not when it finished first
       local name, who = title_parts(title)
-      vim.notify(("Phasewise: %s cancelled%s"):format(name, who), vim.log.levels.WARN)
+      M.say(("Phasewise: %s cancelled%s"):format(name, who), vim.log.levels.WARN)
     else
       local said = message and ("Phasewise: " .. message) or (title .. ": done")
       -- a phase whose edit the plugin applied: what it changed ("3 files changed (…)")
       local served = message and message:match("^%S+ ok %((.-)%)$")
       local change = served and edits and edits.take_applied(client.id, served)
-      vim.notify(change and (said .. ": " .. change) or said, vim.log.levels.INFO)
+      M.say(change and (said .. ": " .. change) or said, vim.log.levels.INFO)
     end
   end
   vim.cmd("redrawstatus!") -- every window's statusline, not only the current one's

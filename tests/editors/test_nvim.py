@@ -184,8 +184,7 @@ def test_plan_streams_then_code_lands_each_on_its_own_provider(sim: SimulatorThr
     assert from_plan["ok"] is True and "def fetch(path" in from_plan["text"]
     said = [n["msg"] for n in from_plan["said"]]
     assert not [m for m in said if "not attached" in m], said
-    assert ("Phasewise code: the plan of store.py is incomplete (cancelled): the code phase runs without it "
-            "(delete its mark to use it)") in said, said
+    assert "Phasewise code: the plan is incomplete (cancelled), left out" in said, said
 
 
 

@@ -176,8 +176,8 @@ function subcommands.code(inv)
   local plan = scratch.plan_for(uri)
   local incomplete = scratch.incomplete_plan(uri)
   if incomplete then
-    vim.notify(("Phasewise code: the plan of %s is incomplete (%s): the code phase runs without it "
-      .. "(delete its mark to use it)"):format(vim.fn.fnamemodify(vim.uri_to_fname(uri), ":t"), incomplete), WARN)
+    -- one short line: a hit-enter prompt here would take the first key of the diff's question
+    vim.notify(("Phasewise code: the plan is incomplete (%s), left out"):format(incomplete), WARN)
   end
   rest_or_ask(inv, "Phasewise code: ", plan and plan.instruction, function(instruction)
     local arg = phase_arg(client, inv, instruction)

@@ -58,7 +58,7 @@ def tee_fixture(name: str) -> tuple[Any, TeeFiles, Path]:
     """A pytest-lsp client whose server writes stdout/stderr to files too, with canary keys."""
     base = tee_dir(name)
     files = TeeFiles(base / "stdout.jsonrpc", base / "stderr.log")
-    env = sandbox_env(base, PHASEWISE_WARMUP="1", **CANARIES)
+    env = sandbox_env(base, PHASEWISE_WARMUP="1", PHASEWISE_LOG_LEVEL="INFO", **CANARIES)  # every line scanned
 
     @pytest_lsp.fixture(config=ClientServerConfig(server_command=tee_command(files), server_env=env))
     async def client(lsp_client: LanguageClient) -> AsyncIterator[LanguageClient]:

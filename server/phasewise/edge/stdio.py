@@ -16,6 +16,7 @@ import re
 import stat
 import sys
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pygls import IS_WASM
@@ -262,13 +263,26 @@ def _stdin_is_pollable() -> bool:
     return stat.S_ISFIFO(st_in.st_mode) or stat.S_ISSOCK(st_in.st_mode)
 
 
+LOG_LEVEL_ENV = "PHASEWISE_LOG_LEVEL"
+
+
+def log_level(environ: Mapping[str, str] | None = None) -> int:
+    """The level of Phasewise's own lines on stderr: ``$PHASEWISE_LOG_LEVEL`` (a level name such
+    as ``INFO`` or ``DEBUG``), else WARNING. Editors file a server's stderr as errors (Neovim's
+    ``lsp.log`` marks every line ``[ERROR]``), so routine lines go to ``window/logMessage`` only,
+    unless asked for here."""
+    name = (os.environ if environ is None else environ).get(LOG_LEVEL_ENV, "").strip().upper()
+    level = logging.getLevelName(name) if name else logging.WARNING
+    return level if isinstance(level, int) else logging.WARNING
+
+
 def configure_logging() -> None:
-    """Log to stderr (the client's server log), keys masked, answered errors in one line."""
+    """Log to stderr (the client's server log) at ``log_level()``, keys masked, answered errors in one line."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter("phasewise %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_answered_errors_in_one_line)
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
-    logging.getLogger("phasewise").setLevel(logging.INFO)
+    logging.getLogger("phasewise").setLevel(log_level())
 
 
 def _answered_errors_in_one_line(record: logging.LogRecord) -> bool:
@@ -293,10 +307,12 @@ class RedactingFormatter(logging.Formatter):
 
 
 __all__ = [
+    "LOG_LEVEL_ENV",
     "RedactingFormatter",
     "RedactingWriter",
     "configure_logging",
     "handle_body",
+    "log_level",
     "read_messages",
     "run_stdio",
     "send_error",

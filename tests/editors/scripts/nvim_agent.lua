@@ -51,14 +51,15 @@ T.run(function()
   vim.ui.input = function(_, on_confirm)
     on_confirm(T.input.instruction)
   end
-  vim.ui.select = function(items, opts, on_choice)
+  T.on_edit_question(function(items, opts, on_choice)
     local view = T.find_buf("phasewise://code/")
+    vim.cmd.redraw()
     obs.asked = { prompt = opts.prompt, items = items, screen = T.screen(),
                   steps_buffer = view ~= -1 and T.text(view) or vim.NIL }
     vim.schedule(function()
       on_choice("Apply")
     end)
-  end
+  end)
   local code = phase("code", T.input.instruction)
   obs.code = { ok = code.ok, applied = code.applied, steps = code.steps or {}, text = code.text,
                files = vim.tbl_map(function(f) return f.path end, code.files or {}) }

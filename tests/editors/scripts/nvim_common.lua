@@ -68,6 +68,31 @@ function T.record_results()
   return results
 end
 
+--- Answer every change the plugin shows (its diff in a tab page of its own) as the user does: with
+--- the key of `ask(items, opts, answer)`'s choice, pressed in the diff's window. `ask` sees what the
+--- question looks like (`opts.prompt`, `opts.buf`, `opts.win`) and calls `answer("Apply"|"Cancel")`
+--- at once or later (nil: closes the diff's window without an answer).
+--- @param ask fun(items: string[], opts: { prompt: string, buf: integer, win: integer }, answer: fun(choice: string?))
+function T.on_edit_question(ask)
+  vim.api.nvim_create_autocmd("User", {
+    pattern = "PhasewiseEditShown",
+    group = vim.api.nvim_create_augroup("phasewise-test-question", { clear = true }),
+    callback = function(ev)
+      local data = ev.data
+      ask({ "Apply", "Cancel" }, data, function(choice)
+        if not vim.api.nvim_win_is_valid(data.win) then
+          return
+        elseif choice == nil then -- dismissed: the diff's window closed without an answer
+          vim.api.nvim_win_close(data.win, true)
+          return
+        end
+        vim.api.nvim_set_current_win(data.win)
+        vim.api.nvim_feedkeys(choice == "Apply" and "a" or "c", "x", false)
+      end)
+    end,
+  })
+end
+
 --- @param buf integer
 --- @return string
 function T.text(buf)

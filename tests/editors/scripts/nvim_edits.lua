@@ -27,7 +27,7 @@ T.run(function()
   -- every question the plugin asks, with the diff shown while it asks; answered from `answers`
   local answers = {}
   obs.asked = {}
-  vim.ui.select = function(items, opts, on_choice)
+  T.on_edit_question(function(items, opts, on_choice)
     local diff = T.find_buf("phasewise://edit")
     local answer = table.remove(answers, 1)
     local asked = {
@@ -49,7 +49,7 @@ T.run(function()
     else
       on_choice(answer and answer.choice)
     end
-  end
+  end)
 
   -- what the server answered each phase command
   local client_mod = require("phasewise.client")
@@ -194,5 +194,6 @@ T.run(function()
   answers = { { choice = "Cancel" } }
   obs.annotated = insert_line("# two\n", true)
   obs.annotated_asked = #obs.asked - asked_before
-  obs.util_at_end = table.concat(vim.api.nvim_buf_get_lines(vim.fn.bufnr(util_path), 0, -1, false), "\n")
+  obs.util_at_end = disk(util_path) -- never open: written each time, its buffer gone again
+  obs.util_buffer = vim.fn.bufnr(util_path)
 end)

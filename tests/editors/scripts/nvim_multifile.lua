@@ -1,8 +1,9 @@
 -- A rename the server makes across a project: the module (open), a caller open in another buffer
 -- and a caller no buffer holds. The real server sends one workspace/applyEdit for all three; the
--- plugin shows one diff and asks. Cancel leaves every buffer and file alone (the phase ends as
--- cancelled); Apply changes the open buffers (left unsaved) and writes the file that was not open,
--- and what lies between two changes of a buffer (an extmark, a mark) stays where it was.
+-- plugin shows one diff in a tab page of its own and asks. Cancel leaves every buffer and file alone
+-- (the phase ends as cancelled); Apply changes the open buffers (left unsaved) and writes the file
+-- that was not open (no buffer of it stays), and what lies between two changes of a buffer (an
+-- extmark, a mark) stays where it was.
 local T = dofile(vim.fs.joinpath(vim.fs.dirname(debug.getinfo(1, "S").source:sub(2)), "nvim_common.lua"))
 
 local disk = T.disk
@@ -13,6 +14,7 @@ T.run(function()
   phasewise.setup({ cmd = T.input.cmd, settings = { phasewise = T.input.settings } })
   local paths = T.input.paths -- store (the module), cli (a caller, open), report (a caller, not open)
   local cli = T.open(paths.cli)
+  vim.cmd.split() -- the caller stays in sight, above the module
   local buf, client = T.open(paths.store)
   assert(vim.lsp.get_clients({ bufnr = cli, name = "phasewise" })[1].id == client.id, "one client for both")
   obs.root = client.config.root_dir
@@ -44,25 +46,27 @@ T.run(function()
   -- the question, with what the user sees while it is open
   local answer
   obs.asked = {}
-  vim.ui.select = function(items, opts, on_choice)
+  T.on_edit_question(function(items, opts, on_choice)
     local diff = T.find_buf("phasewise://edit")
     table.insert(obs.asked, {
       items = items,
       prompt = opts.prompt,
-      kind = opts.kind,
       diff = diff ~= -1 and T.text(diff) or vim.NIL,
       diff_filetype = diff ~= -1 and vim.bo[diff].filetype or vim.NIL,
       windows = vim.tbl_map(function(win)
         return vim.fn.fnamemodify(vim.api.nvim_buf_get_name(vim.api.nvim_win_get_buf(win)), ":~:.")
       end, vim.api.nvim_tabpage_list_wins(0)),
-      current = vim.api.nvim_get_current_buf() == buf,
-      screen = T.screen(), -- as the plugin's redraw left it, before the question is drawn
+      current = vim.api.nvim_buf_get_name(0),
+      screen = (function()
+        vim.cmd.redraw()
+        return T.screen()
+      end)(),
       state = state(),
     })
     vim.schedule(function() -- as a picker answers: after returning
       on_choice(answer)
     end)
-  end
+  end)
 
   local results = T.record_results()
 

@@ -66,11 +66,11 @@ T.run(function()
     on_confirm(opts.default)
   end
   -- the edit is shown as a diff and confirmed before it lands
-  vim.ui.select = function(items, opts, on_choice)
+  T.on_edit_question(function(items, opts, on_choice)
     local diff = T.find_buf("phasewise://edit")
-    obs.confirm = { items = items, prompt = opts.prompt, diff = diff ~= -1 and T.text(diff) or "" }
+    obs.confirm = obs.confirm or { items = items, prompt = opts.prompt, diff = diff ~= -1 and T.text(diff) or "" }
     on_choice("Apply")
-  end
+  end)
   vim.cmd("Phasewise code")
   T.wait("the code edit", function()
     return T.idle(client) and T.text(buf):find("def read_file(", 1, true) ~= nil
@@ -85,7 +85,7 @@ T.run(function()
   scratch.on_stream = on_stream
   local finish_plan = scratch.finish_plan
   scratch.finish_plan = function(uri, result)
-    obs.cut_result = { ok = result.ok, incomplete = result.incomplete, note = result.note, text = result.text }
+    obs.cut_result = obs.cut_result or { ok = result.ok, incomplete = result.incomplete, note = result.note, text = result.text }
     finish_plan(uri, result)
   end
   phasewise.setup({ settings = { phasewise = T.input.cut_settings } })
@@ -104,7 +104,46 @@ T.run(function()
     highlights = vim.tbl_map(function(mark)
       return { row = mark[2], end_row = mark[4].end_row, hl_group = mark[4].hl_group }
     end, vim.api.nvim_buf_get_extmarks(plan_buf, -1, 0, -1, { details = true })),
-    handed = scratch.plan_for(vim.uri_from_bufnr(buf)).text,
+    handed = (scratch.plan_for(vim.uri_from_bufnr(buf)) or {}).text or vim.NIL,
     notifications = vim.list_slice(obs.notifications, from + 1),
+  }
+
+  -- a plan cancelled while it streams: its text stays, marked incomplete
+  phasewise.setup({ settings = { phasewise = T.input.settings } })
+  local cancelling = false
+  scratch.on_stream = function(params)
+    on_stream(params)
+    if not cancelling then
+      cancelling = true
+      vim.schedule(function()
+        vim.cmd("Phasewise cancel")
+      end)
+    end
+  end
+  from = #obs.notifications
+  vim.cmd("Phasewise plan rename load to fetch")
+  T.wait("the cancelled plan", function()
+    return T.idle(client) and T.notified("Phasewise: plan cancelled")
+  end)
+  plan_buf = T.find_buf("phasewise://plan/")
+  vim.cmd.redraw()
+  obs.cancelled_plan = {
+    lines = vim.api.nvim_buf_get_lines(plan_buf, 0, -1, false),
+    plan_window = T.window_rows(vim.fn.bufwinid(plan_buf)),
+    handed = (scratch.plan_for(vim.uri_from_bufnr(buf)) or {}).text or vim.NIL,
+  }
+
+  -- :Phasewise code typed in the plan's window: about the file the plan belongs to, without the plan
+  local results = T.record_results()
+  vim.api.nvim_set_current_win(vim.fn.bufwinid(plan_buf))
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, vim.split(T.input.doc, "\n", { plain = true }))
+  vim.cmd("Phasewise code rename load to fetch")
+  T.wait("the code phase from the plan's window", function()
+    return #results > 0 and T.idle(client)
+  end)
+  obs.from_plan_window = {
+    ok = results[1].ok,
+    said = vim.list_slice(obs.notifications, from + 1),
+    text = T.text(buf),
   }
 end)

@@ -78,4 +78,12 @@ T.run(function()
     return T.idle(client) and #ends == 2
   end)
   obs.after_key = { ok = T.notified("Phasewise: code ok"), problem = problem_of(buf) ~= nil }
+
+  -- :Phasewise key completes the routes' key variables and offers the first missing one
+  obs.key_complete = vim.fn.getcompletion("Phasewise key ", "cmdline")
+  vim.ui.input = function(opts, on_confirm)
+    obs.key_asked = { prompt = opts.prompt, default = opts.default }
+    on_confirm(nil)
+  end
+  vim.cmd("Phasewise key")
 end)

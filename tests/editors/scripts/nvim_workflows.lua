@@ -32,6 +32,13 @@ T.run(function()
 
   obs.review = phasewise(client, "review", "Phasewise review (")
   obs.review_diagnostics = #vim.diagnostic.get(buf, { severity = { min = vim.diagnostic.severity.HINT } })
+  -- the findings name their phase where they are read: the float, and the messages themselves
+  local _, float = vim.diagnostic.open_float({ bufnr = buf, scope = "buffer" })
+  obs.review_float = vim.api.nvim_buf_get_lines(vim.api.nvim_win_get_buf(float), 0, -1, false)
+  vim.api.nvim_win_close(float, true)
+  obs.review_messages = vim.tbl_map(function(d)
+    return { message = d.message, lsp = d.user_data.lsp.message }
+  end, vim.diagnostic.get(buf))
   obs.review_sources = vim.tbl_map(function(d)
     return d.source
   end, vim.diagnostic.get(buf))
@@ -42,6 +49,22 @@ T.run(function()
     return T.idle(client) and T.find_buf("phasewise://compare") ~= -1
   end)
   obs.compare = T.text(T.find_buf("phasewise://compare"))
+  obs.compare_name = vim.api.nvim_buf_get_name(T.find_buf("phasewise://compare"))
+
+  -- a review needs no instruction: not asked for one; a plan is, and an empty answer says why nothing ran
+  obs.compare_asked = {}
+  vim.ui.input = function(opts, on_confirm)
+    table.insert(obs.compare_asked, opts.prompt)
+    on_confirm("")
+  end
+  local compare_text = obs.compare
+  vim.cmd("Phasewise compare review reviewer/gpt-sim,coder/glm-sim")
+  T.wait("the review compare", function()
+    return T.idle(client) and T.text(T.find_buf("phasewise://compare")) ~= compare_text
+  end)
+  obs.compare_review = T.text(T.find_buf("phasewise://compare"))
+  vim.cmd("Phasewise compare plan planner/claude-sim,coder/glm-sim")
+  obs.compare_empty = obs.notifications[#obs.notifications]
 
   obs.verify = phasewise(client, "verify", "Phasewise verify")
   obs.status = phasewise(client, "status", "Phasewise " .. T.input.version)

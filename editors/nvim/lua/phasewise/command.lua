@@ -8,6 +8,13 @@ local M = {}
 
 local INFO, WARN, ERROR = vim.log.levels.INFO, vim.log.levels.WARN, vim.log.levels.ERROR
 
+--- What a command's answer says when it comes: held while the user types (`phasewise.say`).
+--- @param msg string
+--- @param level integer?
+local function say(msg, level)
+  require("phasewise").say(msg, level)
+end
+
 --- @class phasewise.Invocation
 --- @field buf integer the buffer the command was run in
 --- @field rest string the command line after the subcommand
@@ -111,7 +118,7 @@ end
 local function report_notes(result)
   for _, r in ipairs(result.phases or { result }) do
     if r.ok and type(r.note) == "string" and r.note ~= "" then
-      vim.notify("Phasewise: " .. plain(r.note), WARN)
+      say("Phasewise: " .. plain(r.note), WARN)
     end
   end
 end
@@ -138,7 +145,7 @@ local function report_problem(result, inv, client)
   end
   local line = inv.range and inv.range[1] or 1
   message = ("%s\n(quick fixes: vim.lsp.buf.code_action() on line %d)"):format(message, line)
-  vim.notify(message, ERROR)
+  say(message, ERROR)
   return false
 end
 
@@ -165,7 +172,13 @@ function subcommands.code(inv)
   if not client then
     return
   end
-  local plan = scratch.plan_for(vim.uri_from_bufnr(inv.buf))
+  local uri = vim.uri_from_bufnr(inv.buf)
+  local plan = scratch.plan_for(uri)
+  local incomplete = scratch.incomplete_plan(uri)
+  if incomplete then
+    -- one short line: a hit-enter prompt here would take the first key of the diff's question
+    vim.notify(("Phasewise code: the plan is incomplete (%s), left out"):format(incomplete), WARN)
+  end
   rest_or_ask(inv, "Phasewise code: ", plan and plan.instruction, function(instruction)
     local arg = phase_arg(client, inv, instruction)
     arg.plan = plan and plan.text
@@ -184,7 +197,7 @@ function subcommands.review(inv)
   client_mod.execute(client, inv.buf, "phasewise.review", arg, function(result)
     if report_problem(result, inv) then
       local n = #(result.findings or {})
-      vim.notify(("Phasewise review (%s): %d finding%s in the diagnostics"):format(who(result), n, n == 1 and "" or "s"))
+      say(("Phasewise review (%s): %d finding%s in the diagnostics"):format(who(result), n, n == 1 and "" or "s"))
     end
   end)
 end
@@ -201,8 +214,14 @@ function subcommands.run(inv)
       if phases[1] and phases[1].phase == "plan" then
         scratch.finish_plan(arg.uri, phases[1])
       end
+      local change = require("phasewise.edits").take_last(client.id)
       if report_problem(result, inv, client) then
-        vim.notify("Phasewise run\n" .. table.concat(vim.tbl_map(summary, phases), "\n"))
+        -- this message covers the one of the code phase's end: what the change did is said again
+        local lines = vim.tbl_map(function(r)
+          local line = summary(r)
+          return (r.phase == "code" and r.applied and change) and (line .. "  " .. change) or line
+        end, phases)
+        say("Phasewise run\n" .. table.concat(lines, "\n"))
       end
     end)
   end)
@@ -224,7 +243,7 @@ function subcommands.status(inv)
         lines[#lines + 1] = "  ⚠ " .. plain(view.problem.message)
       end
     end
-    vim.notify(table.concat(lines, "\n"), INFO)
+    say(table.concat(lines, "\n"), INFO)
   end)
 end
 
@@ -252,7 +271,7 @@ function subcommands.verify(inv)
     for _, check in ipairs(report.phases or {}) do
       lines[#lines + 1] = ("%s: %s%s"):format(check.phase, check.status, check.route and (" on " .. check.route) or "")
     end
-    vim.notify(table.concat(lines, "\n"), report.ok and INFO or WARN)
+    say(table.concat(lines, "\n"), report.ok and INFO or WARN)
   end)
 end
 
@@ -267,7 +286,11 @@ function subcommands.compare(inv)
     vim.notify("usage: :Phasewise compare {phase} {provider/model,provider/model,…} [instruction]", ERROR)
     return
   end
-  rest_or_ask(vim.tbl_extend("force", inv, { rest = rest }), "Phasewise compare: ", nil, function(instruction)
+  local kind = phase
+  for _, view in ipairs(M.phase_views(inv.buf)) do
+    kind = view.phase == phase and view.kind or kind
+  end
+  local function compare(instruction)
     local arg = phase_arg(client, inv, instruction)
     arg.phase = phase
     arg.models = vim.split(models, ",", { trimempty = true })
@@ -280,19 +303,46 @@ function subcommands.compare(inv)
           vim.list_extend(lines, vim.split(row.result.text or "", "\n", { plain = true }))
         end
       end
-      scratch.report("compare", lines)
+      scratch.report(scratch.name("compare", arg.uri), lines)
     end)
+  end
+  if rest ~= "" or kind == "review" or kind == "qa" then -- a review or a check needs no instruction
+    return compare(rest ~= "" and rest or nil)
+  end
+  vim.ui.input({ prompt = ("Phasewise compare %s: "):format(phase) }, function(input)
+    if input == nil then
+      return -- dismissed
+    elseif vim.trim(input) == "" then
+      vim.notify(("Phasewise compare: the %s phase needs an instruction (what it should do); nothing was run"):format(
+        phase), WARN)
+    else
+      compare(vim.trim(input))
+    end
   end)
 end
 
---- `:Phasewise key {ENV}`: the setApiKey quick fix, for a key variable named by hand.
+--- `:Phasewise key [ENV]`: the setApiKey quick fix, for a key variable of the routes (the first
+--- missing one by default; completed from them) or any other named by hand.
 function subcommands.key(inv)
   local client = any_client(inv)
   if not client then
     return
   end
-  rest_or_ask(inv, "Key variable (e.g. ANTHROPIC_API_KEY): ", nil, function(env)
-    local command = { title = "Phasewise: Set API Key…", command = "phasewise.setApiKey", arguments = { { env = env } } }
+  local keys = M.route_keys(inv.buf)
+  local default = keys[1]
+  for _, key in ipairs(keys) do
+    if not key.present then
+      default = key
+      break
+    end
+  end
+  rest_or_ask(inv, "Phasewise key variable: ", default and default.env, function(env)
+    local provider
+    for _, key in ipairs(keys) do
+      provider = provider or (key.env == env and key.provider) or nil
+    end
+    local arg = { env = env, provider = provider }
+    local command = { title = "Phasewise: Set API Key…", command = "phasewise.setApiKey", arguments = { arg } }
     require("phasewise.actions").set_api_key(command, { client_id = client.id })
   end)
 end
@@ -310,12 +360,12 @@ end
 local NAMES = vim.tbl_keys(subcommands)
 table.sort(NAMES)
 
---- The phases the server knows for `buf` (the built-in three and the user's own), in its order,
---- from `phasewise.status`; {} when no server answers within `timeout_ms`.
+--- The phases' views of `phasewise.status` for `buf` (the built-in three and the user's own, in
+--- the server's order); {} when no server answers within `timeout_ms`.
 --- @param buf integer
 --- @param timeout_ms integer?
---- @return string[]
-function M.phase_names(buf, timeout_ms)
+--- @return table[]
+function M.phase_views(buf, timeout_ms)
   local own = client_mod.get(buf)
   local client = own or client_mod.get()
   if not (client and client_mod.offers(client, "phasewise.status")) then
@@ -324,11 +374,36 @@ function M.phase_names(buf, timeout_ms)
   local arg = own and { uri = vim.uri_from_bufnr(buf) } or vim.empty_dict()
   local response = client_mod.request_sync(client, "workspace/executeCommand",
     { command = "phasewise.status", arguments = { arg } }, timeout_ms or 1000, buf)
-  local names = {}
-  for _, view in ipairs(response and response.result and response.result.phases or {}) do
-    names[#names + 1] = view.phase
+  return response and response.result and response.result.phases or {}
+end
+
+--- The phases the server knows for `buf`, in its order, from `phasewise.status`.
+--- @param buf integer
+--- @param timeout_ms integer?
+--- @return string[]
+function M.phase_names(buf, timeout_ms)
+  return vim.tbl_map(function(view)
+    return view.phase
+  end, M.phase_views(buf, timeout_ms))
+end
+
+--- The key variables the routes of `buf`'s phases use (fallbacks included), each once, in the
+--- phases' order: `{env, provider, present}`.
+--- @param buf integer
+--- @return { env: string, provider: string?, present: boolean }[]
+function M.route_keys(buf)
+  local out, seen = {}, {}
+  for _, view in ipairs(M.phase_views(buf)) do
+    for _, route in ipairs({ view, unpack(view.fallbacks or {}) }) do
+      for _, key in ipairs(route.keys or {}) do
+        if type(key.env) == "string" and not seen[key.env] then
+          seen[key.env] = true
+          out[#out + 1] = { env = key.env, provider = route.provider, present = key.present == true }
+        end
+      end
+    end
   end
-  return names
+  return out
 end
 
 --- Run `phasewise.phase` with `arg` ({phase, uri, range?, instruction?}) and show its answer by
@@ -351,15 +426,15 @@ local function execute_phase(client, inv, arg)
     end
     if #(result.findings or {}) > 0 then
       local n = #result.findings
-      vim.notify(("Phasewise %s (%s): %d finding%s in the diagnostics"):format(phase, who(result), n,
+      say(("Phasewise %s (%s): %d finding%s in the diagnostics"):format(phase, who(result), n,
         n == 1 and "" or "s"))
     elseif result.applied ~= nil or #(result.edits or {}) > 0 then
-      vim.notify(("Phasewise %s (%s): %s"):format(phase, who(result), result.applied and "applied" or "no change"))
+      say(("Phasewise %s (%s): %s"):format(phase, who(result), result.applied and "applied" or "no change"))
     else
       if phase ~= "plan" then
-        scratch.report_text(("%s/%s"):format(phase, vim.fn.fnamemodify(vim.uri_to_fname(arg.uri), ":t")), result)
+        scratch.report_text(scratch.name(phase, arg.uri), result)
       end
-      vim.notify(("Phasewise: %s ok (%s)"):format(phase, who(result)))
+      say(("Phasewise: %s ok (%s)"):format(phase, who(result)))
     end
   end)
 end
@@ -412,6 +487,19 @@ function M.run(cmd)
     rest = rest,
     range = cmd.range > 0 and { cmd.line1, cmd.line2 } or nil,
   }
+  -- run from a plan's (or another scratch) buffer: the command is about the file it belongs to
+  local source = scratch.source_of(inv.buf)
+  if source then
+    local buf = vim.fn.bufnr(source)
+    local needs_document = not vim.tbl_contains({ "cancel", "status", "verify", "key" }, sub)
+    if (buf == -1 or not vim.api.nvim_buf_is_loaded(buf)) and needs_document then
+      vim.notify(("Phasewise: %s is not open: open it to run :Phasewise %s on it"):format(
+        vim.fn.fnamemodify(source, ":~:."), sub), ERROR)
+      return
+    elseif buf ~= -1 and vim.api.nvim_buf_is_loaded(buf) then
+      inv.buf, inv.range = buf, nil
+    end
+  end
   local handler = subcommands[sub]
   if handler then
     return handler(inv)
@@ -427,7 +515,7 @@ function M.run(cmd)
 end
 
 --- Completion of `:Phasewise`: subcommands and the server's phases (your own included, from
---- `phasewise.status`), then the phase of `compare`.
+--- `phasewise.status`), then the phase of `compare` and the key variables of `key`.
 --- @param arglead string
 --- @param cmdline string
 --- @return string[]
@@ -441,6 +529,10 @@ function M.complete(arglead, cmdline)
         candidates[#candidates + 1] = phase
       end
     end
+  elseif #words == 2 and words[1] == "key" then
+    candidates = vim.tbl_map(function(key)
+      return key.env
+    end, M.route_keys(vim.api.nvim_get_current_buf()))
   elseif #words == 2 and words[1] == "compare" then
     candidates = M.phase_names(vim.api.nvim_get_current_buf())
     if #candidates == 0 then

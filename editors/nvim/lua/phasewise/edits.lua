@@ -1,5 +1,6 @@
 --- Edits are the user's to accept: the Phasewise client's `workspace/applyEdit` handler shows every
---- file of the WorkspaceEdit as one unified diff in a `diff` scratch buffer and asks (|vim.ui.select()|).
+--- file of the WorkspaceEdit as one unified diff in a tab page of its own, to read in full before
+--- answering with a key (`a` apply, `c`/`q` cancel).
 --- The edit lands whole or not at all, and is refused when any document is no longer what the diff
 --- was computed on (a version that moved on, a file that changed on disk).
 local M = {}
@@ -13,7 +14,11 @@ local M = {}
 --- @field created boolean? made by CreateFile
 --- @field base string[]? a RenameFile target: the lines it is renamed from (what its diff starts at)
 --- @field renamed_to string? RenameFile: where it goes
---- @field was_loaded boolean a buffer held it before the edit (then it is left unsaved, else written)
+--- @field was_loaded boolean a loaded buffer held it before the edit
+--- @field open boolean that buffer is in a window or holds unsaved changes: the edit is left unsaved
+--- there for the user to see and save; any other file is written and its buffer left as it was
+--- @field had_buf boolean a buffer (loaded or not) was named after it before the edit
+--- @field listed boolean? that buffer was listed
 
 --- @class phasewise.EditPreview
 --- @field files phasewise.FileChange[] in the order the edit names them
@@ -28,6 +33,10 @@ local declined = {}
 --- @type table<integer, { who: string?, summary: string }>
 local applied = {}
 
+--- What the last applied edit of each client id did, until a run's summary takes it (`take_last`).
+--- @type table<integer, string>
+local last = {}
+
 --- @param path string
 --- @return string
 local function rel(path)
@@ -40,6 +49,26 @@ end
 local function loaded_buf(path)
   for _, buf in ipairs(vim.api.nvim_list_bufs()) do
     if vim.api.nvim_buf_is_loaded(buf) and vim.api.nvim_buf_get_name(buf) == path then
+      return buf
+    end
+  end
+  return nil
+end
+
+--- Whether the user can see `buf`'s change: it is in a window (of any tab page) or holds unsaved
+--- changes of the user's own (written by no one but the user).
+--- @param buf integer
+--- @return boolean
+local function open_buf(buf)
+  return #vim.fn.win_findbuf(buf) > 0 or vim.bo[buf].modified
+end
+
+--- The buffer (loaded or not) named `path`, if any.
+--- @param path string
+--- @return integer?
+local function named_buf(path)
+  for _, buf in ipairs(vim.api.nvim_list_bufs()) do
+    if vim.api.nvim_buf_get_name(buf) == path then
       return buf
     end
   end
@@ -103,7 +132,9 @@ function M.preview(edit, encoding)
     if not f then
       local before = current_lines(path)
       f = { path = path, before = before, after = before and vim.deepcopy(before) }
-      f.was_loaded = loaded_buf(path) ~= nil
+      local held, named = loaded_buf(path), named_buf(path)
+      f.was_loaded, f.open = held ~= nil, held ~= nil and open_buf(held)
+      f.had_buf, f.listed = named ~= nil, named and vim.bo[named].buflisted
       preview.by_path[path] = f
       table.insert(preview.files, f)
     end
@@ -215,7 +246,7 @@ function M.render(preview, label)
       mark, note = "A", "(new file)"
     else
       mark = "M"
-      note = f.was_loaded and ("(open%s)"):format(f.version and (", version " .. f.version) or "") or "(not open)"
+      note = f.open and ("(open%s)"):format(f.version and (", version " .. f.version) or "") or "(not open)"
     end
     lines[#lines + 1] = ("#   %s %s %s"):format(mark, rel(f.path), note)
   end
@@ -250,6 +281,9 @@ local function restore(preview, written)
       if buf and not f.created then
         if f.was_loaded then
           vim.api.nvim_buf_set_lines(buf, 0, -1, false, f.before)
+          if written[f.path] then -- a hidden buffer: as unmodified as its file, written back below
+            vim.bo[buf].modified = false
+          end
         else -- loaded by the edit: gone again
           pcall(vim.api.nvim_buf_delete, buf, { force = true })
         end
@@ -262,8 +296,8 @@ local function restore(preview, written)
 end
 
 --- Apply the whole edit, or nothing: refused when stale, rolled back if anything fails or does
---- not come out as the diff showed. Files that no buffer held are written; open buffers are left
---- modified for the user to save.
+--- not come out as the diff showed. Buffers the user sees (`open`) are left modified for the user
+--- to save; every other file is written, and a buffer loaded only for that is unloaded again.
 --- @param preview phasewise.EditPreview
 --- @param edit lsp.WorkspaceEdit
 --- @param encoding string
@@ -272,6 +306,10 @@ function M.apply(preview, edit, encoding)
   local why = M.stale(preview)
   if why then
     return { applied = false, failureReason = why .. "; nothing was applied" }, {}
+  end
+  for _, f in ipairs(preview.files) do -- as the user left it once the diff closed
+    local held = loaded_buf(f.path)
+    f.open = held ~= nil and open_buf(held)
   end
   local written = {}
   local ok, err = pcall(function()
@@ -286,7 +324,7 @@ function M.apply(preview, edit, encoding)
       end
     end
     for _, f in ipairs(preview.files) do
-      local buf = f.after and not f.was_loaded and loaded_buf(f.path)
+      local buf = f.after and not f.open and loaded_buf(f.path)
       if buf then
         vim.api.nvim_buf_call(buf, function()
           vim.cmd("silent write")
@@ -299,6 +337,19 @@ function M.apply(preview, edit, encoding)
     restore(preview, written)
     return { applied = false, failureReason = tostring(err) .. "; nothing was applied" }, {}
   end
+  -- a buffer the edit loaded only to write its file goes again: nothing of the change may stay
+  -- in a buffer the user cannot see (the next change would be left unsaved there)
+  for _, f in ipairs(preview.files) do
+    local buf = written[f.path] and not f.was_loaded and loaded_buf(f.path)
+    if buf and not vim.bo[buf].modified then
+      if f.had_buf then
+        pcall(vim.api.nvim_buf_delete, buf, { unload = true })
+        vim.bo[buf].buflisted = f.listed == true
+      else
+        pcall(vim.api.nvim_buf_delete, buf, {})
+      end
+    end
+  end
   return { applied = true }, written
 end
 
@@ -310,7 +361,7 @@ end
 --- @return string
 function M.describe(preview, written)
   local n = 0
-  local wrote, created, renamed, deleted, unsaved = {}, {}, {}, {}, {}
+  local wrote, created, renamed, deleted, unsaved, hidden = {}, {}, {}, {}, {}, {}
   for _, f in ipairs(preview.files) do
     if not f.base then -- a rename's target is told with its source
       n = n + 1
@@ -324,13 +375,15 @@ function M.describe(preview, written)
       elseif written[f.path] then
         wrote[#wrote + 1] = rel(f.path)
       elseif buf and vim.bo[buf].modified then
-        unsaved[#unsaved + 1] = rel(f.path)
+        -- a hidden buffer with unsaved changes of the user's: not written, so said where it is
+        local list = #vim.fn.win_findbuf(buf) > 0 and unsaved or hidden
+        list[#list + 1] = rel(f.path)
       end
     end
   end
   local said = {}
   for _, group in ipairs({ { wrote, " written to disk" }, { created, " created" }, { deleted, " deleted" },
-    { unsaved, " unsaved" } }) do
+    { unsaved, " unsaved" }, { hidden, " unsaved in a hidden buffer (:ls!)" } }) do
     if #group[1] > 0 then
       said[#said + 1] = table.concat(group[1], ", ") .. group[2]
     end
@@ -374,7 +427,9 @@ function M.review(params, client, done)
   local function apply()
     local result, written = M.apply(preview, edit, encoding)
     if result.applied then
-      applied[client.id] = { who = (params.label or ""):match("%((.-)%)$"), summary = M.describe(preview, written) }
+      local summary = M.describe(preview, written)
+      applied[client.id] = { who = (params.label or ""):match("%((.-)%)$"), summary = summary }
+      last[client.id] = summary
     end
     return result
   end
@@ -382,16 +437,13 @@ function M.review(params, client, done)
     return done(apply())
   end
   local label = params.label or "Phasewise edit"
-  local buf = require("phasewise.scratch").report("edit", M.render(preview, label), "diff")
-  vim.cmd.redraw()
   local n = #preview.files
   local prompt = ("%s: apply this change to %d file%s?"):format(label, n, n == 1 and "" or "s")
-  vim.ui.select({ "Apply", "Cancel" }, { prompt = prompt, kind = "phasewise.edit" }, function(choice)
+  local first = preview.files[1] and preview.files[1].path or "edit"
+  M.ask(first, M.render(preview, label), prompt, ("Apply this change to %d file%s?"):format(n, n == 1 and "" or "s"),
+    function(choice)
     -- the server waits for this answer: it must come even if something here fails
     local answered, result = pcall(function()
-      if vim.api.nvim_buf_is_valid(buf) then
-        vim.api.nvim_buf_delete(buf, { force = true })
-      end
       if choice == "Apply" then
         return apply()
       end
@@ -403,9 +455,68 @@ function M.review(params, client, done)
   end)
 end
 
+--- The keys of the question in the diff's tab page.
+M.keys = { apply = "a", cancel = { "c", "q" } }
+
+--- Show the diff `lines` of a change to `path` in a tab page of its own (the whole width, focused,
+--- free to scroll and search), the question in its window bar, and call `on_answer` once with
+--- "Apply" (`a`) or "Cancel" (`c`, `q`, or closing the diff any way). Fires `User PhasewiseEditShown`
+--- with `data = { buf, win, prompt }` once the diff is shown.
+--- @param path string the first file of the change (names the buffer)
+--- @param lines string[]
+--- @param prompt string the question in full (its diff's first line names the change too)
+--- @param short string the question in the window bar, before its keys: "Apply this change to 2 files?"
+--- @param on_answer fun(choice: "Apply"|"Cancel")
+function M.ask(path, lines, prompt, short, on_answer)
+  local scratch = require("phasewise.scratch")
+  local from = vim.api.nvim_get_current_win()
+  local buf, win = scratch.tab(scratch.name("edit", path), lines, "diff")
+  local answered = false
+  local function answer(choice)
+    if answered then
+      return
+    end
+    answered = true
+    if vim.api.nvim_win_is_valid(win) and #vim.api.nvim_list_tabpages() > 1 then
+      pcall(vim.api.nvim_win_close, win, true)
+    end
+    if vim.api.nvim_buf_is_valid(buf) then
+      pcall(vim.api.nvim_buf_delete, buf, { force = true })
+    end
+    if vim.api.nvim_win_is_valid(from) then
+      vim.api.nvim_set_current_win(from)
+    end
+    vim.schedule(function() -- out of the key's mapping: the change is applied as from a command
+      on_answer(choice)
+    end)
+  end
+  vim.keymap.set("n", M.keys.apply, function()
+    answer("Apply")
+  end, { buffer = buf, nowait = true, desc = "Phasewise: apply this change" })
+  for _, key in ipairs(M.keys.cancel) do
+    vim.keymap.set("n", key, function()
+      answer("Cancel")
+    end, { buffer = buf, nowait = true, desc = "Phasewise: cancel this change" })
+  end
+  vim.api.nvim_create_autocmd("BufWipeout", {
+    buffer = buf,
+    once = true,
+    callback = function()
+      vim.schedule(function() -- closed without an answer: that is no
+        answer("Cancel")
+      end)
+    end,
+  })
+  local keys = ("%s apply · %s cancel"):format(M.keys.apply, table.concat(M.keys.cancel, "/"))
+  vim.wo[win].winbar = (short .. "  " .. keys):gsub("%%", "%%%%")
+  vim.cmd.stopinsert()
+  vim.api.nvim_exec_autocmds("User", { pattern = "PhasewiseEditShown", modeline = false,
+    data = { buf = buf, win = win, prompt = prompt } })
+end
+
 --- The `workspace/applyEdit` handler of the Phasewise client (in its config: other servers keep
---- Neovim's). Server requests run in a coroutine, so it can wait for an asynchronous
---- `vim.ui.select` (Telescope, fzf-lua, …); called outside one, it waits in place.
+--- Neovim's). Server requests run in a coroutine, so it can wait for the
+--- answer given in the diff's tab page; called outside one, it waits in place.
 --- @param params lsp.ApplyWorkspaceEditParams
 --- @param ctx lsp.HandlerContext
 --- @return lsp.ApplyWorkspaceEditResult
@@ -442,6 +553,16 @@ function M.declined(id)
   return declined[id] == true
 end
 
+--- Whether the user cancelled an edit of client `id` since its last phase ended as cancelled,
+--- once: the end of the phase whose edit it was takes it (a later cancel is said again).
+--- @param id integer
+--- @return boolean
+function M.take_declined(id)
+  local was = declined[id] == true
+  declined[id] = nil
+  return was
+end
+
 --- What the edit applied for client `id`'s phase served by `who` ("coder/glm-sim") did (see
 --- `describe`), once: the message that ends the phase says it; nil when no edit was applied.
 --- @param id integer
@@ -456,11 +577,22 @@ function M.take_applied(id, who)
   return nil
 end
 
+--- What the last edit applied for client `id` did (see `describe`), once: a run's summary says it
+--- again, as it covers the message of its code phase's end; nil when none was applied.
+--- @param id integer
+--- @return string?
+function M.take_last(id)
+  local change = last[id]
+  last[id] = nil
+  return change
+end
+
 --- A new code phase of client `id` begins: an earlier cancel or edit says nothing about it.
 --- @param id integer
 function M.forget(id)
   declined[id] = nil
   applied[id] = nil
+  last[id] = nil
 end
 
 return M

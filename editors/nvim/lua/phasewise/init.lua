@@ -45,13 +45,17 @@ local registered = false
 --- `experimental` capability) so that it offers them only to clients that have them.
 M.client_commands = { "phasewise.setApiKey", "phasewise.openSettings" }
 
+--- How the user hands a key to the server in this editor, named by the server's key guidance.
+M.set_key_command = ":Phasewise key"
+
 --- What the plugin adds to Neovim's client capabilities (0.11 merges a config's capabilities
 --- into the defaults itself; 0.10 is given the merged table).
 --- @return lsp.ClientCapabilities
 local function capabilities()
   local ours = {
     workspace = { workspaceEdit = { documentChanges = true, changeAnnotationSupport = { groupsOnLabel = false } } },
-    experimental = { phasewise = { clientCommands = M.client_commands } },
+    -- setKeyCommand: what the server's key guidance tells the user to run here
+    experimental = { phasewise = { clientCommands = M.client_commands, setKeyCommand = M.set_key_command } },
   }
   if vim.fn.has("nvim-0.11") == 1 then
     return ours
@@ -97,6 +101,11 @@ function M.lsp_config()
       ["phasewise/step"] = function(_, params)
         require("phasewise.scratch").on_step(params)
       end,
+      -- findings name the phase that made them (their source is `phasewise-<phase>`)
+      ["textDocument/publishDiagnostics"] = function(err, params, ctx)
+        vim.lsp.diagnostic.on_publish_diagnostics(err, params, ctx)
+        M.name_phases(params.uri, ctx.client_id)
+      end,
       -- this client's edits only: shown as a diff and confirmed (other servers keep Neovim's)
       ["workspace/applyEdit"] = function(err, params, ctx)
         return require("phasewise.edits").handler(err, params, ctx)
@@ -120,6 +129,61 @@ function M.lsp_config()
   }
 end
 
+--- Each finding of `uri` from client `client_id` begins with the phase that made it ("security:
+--- …", from its source `phasewise-security`), wherever Neovim shows it (float, virtual text, lists)
+--- and whatever the diagnostic config says of sources. What goes back to the server in a code
+--- action's context is the diagnostic as it came (Neovim keeps it in `user_data.lsp`).
+--- @param uri string
+--- @param client_id integer
+function M.name_phases(uri, client_id)
+  local buf = vim.fn.bufnr(vim.uri_to_fname(uri))
+  if buf == -1 or not vim.api.nvim_buf_is_loaded(buf) then
+    return
+  end
+  local ns = vim.lsp.diagnostic.get_namespace(client_id, false)
+  local diagnostics = vim.diagnostic.get(buf, { namespace = ns })
+  local named = false
+  for _, d in ipairs(diagnostics) do
+    local phase = type(d.source) == "string" and d.source:match("^phasewise%-(.+)$")
+    if phase and not vim.startswith(d.message, phase .. ": ") then
+      d.message, named = phase .. ": " .. d.message, true
+    end
+  end
+  if named then
+    vim.diagnostic.set(ns, buf, diagnostics)
+  end
+end
+
+--- Messages held while the user types (see `say`).
+--- @type { msg: string, level: integer }[]
+local held = {}
+
+--- `vim.notify` for what arrives on its own (a phase's end, its problem, its findings): a message
+--- that would not fit on the command line, while the user types, would stop the typing with a
+--- hit-enter prompt; it is held until the user leaves Insert mode (the diagnostics and the
+--- statusline say it meanwhile). Short ones, and any outside Insert mode, are said at once.
+--- @param msg string
+--- @param level integer?
+function M.say(msg, level)
+  local typing = vim.api.nvim_get_mode().mode:find("^[iR]") ~= nil
+  if not typing or (not msg:find("\n", 1, true) and vim.fn.strdisplaywidth(msg) < vim.v.echospace) then
+    return vim.notify(msg, level)
+  end
+  held[#held + 1] = { msg = msg, level = level }
+  if #held == 1 then
+    vim.api.nvim_create_autocmd("InsertLeave", {
+      once = true,
+      callback = vim.schedule_wrap(function()
+        local all = held
+        held = {}
+        for _, m in ipairs(all) do
+          vim.notify(m.msg, m.level)
+        end
+      end),
+    })
+  end
+end
+
 --- "plan" and "(anthropic/claude-opus-4-5)" from a progress title.
 --- @param title string
 --- @return string name, string who
@@ -135,6 +199,9 @@ end
 --- @return string? line, string? wait the countdown ("12 s") when the message is one
 function M.describe_report(name, message)
   local why, wait, at = message:match("^(.-): retrying in (.-) %(at (.-)%)$")
+  if not why then -- a retry that waits for the rate limit to lift: "retrying in 44 s (at …): why"
+    wait, at, why = message:match("^retrying in (.-) %(at (.-)%): (.*)$")
+  end
   if why then
     return ("Phasewise %s: retry in %s (at %s) · %s"):format(name, wait, at, why), wait
   end
@@ -163,7 +230,7 @@ local function on_progress(ev)
     if edits and vim.startswith(value.title, "Phasewise code:") then
       edits.forget(client.id)
     end
-    vim.notify(value.title .. " …", vim.log.levels.INFO)
+    M.say(value.title .. " …", vim.log.levels.INFO)
   elseif value.kind == "report" and running[key] and value.message then
     local phase = running[key]
     local line, wait = M.describe_report(title_parts(phase.title), value.message)
@@ -172,7 +239,7 @@ local function on_progress(ev)
       local now = vim.uv.now()
       if not (wait and phase.notified_at and now - phase.notified_at < M.countdown_notify_ms) then
         phase.notified_at = wait and now or nil
-        vim.notify(line, vim.log.levels.INFO)
+        M.say(line, vim.log.levels.INFO)
       end
     end
   elseif value.kind == "end" then
@@ -180,22 +247,23 @@ local function on_progress(ev)
     running[key] = nil
     local title = phase and phase.title or "Phasewise"
     local message = value.message
-    -- the server ends a declined edit's phase as cancelled (older servers: document-changed)
+    -- the server ends a declined edit's phase as cancelled (older servers: document-changed); the
+    -- first such end after the edit was declined is that phase's, and takes the mark
     local ended = message and (message:find("document-changed", 1, true) or message:find("cancelled", 1, true))
-    if ended and edits and edits.declined(client.id) then
+    if ended and edits and edits.take_declined(client.id) then
       -- the user cancelled the edit: said when it happened ("… edit cancelled, nothing was applied")
     elseif message and message:find("cancelled", 1, true) then -- not when it finished first
       local name, who = title_parts(title)
-      vim.notify(("Phasewise: %s cancelled%s"):format(name, who), vim.log.levels.WARN)
+      M.say(("Phasewise: %s cancelled%s"):format(name, who), vim.log.levels.WARN)
     else
       local said = message and ("Phasewise: " .. message) or (title .. ": done")
       -- a phase whose edit the plugin applied: what it changed ("3 files changed (…)")
       local served = message and message:match("^%S+ ok %((.-)%)$")
       local change = served and edits and edits.take_applied(client.id, served)
-      vim.notify(change and (said .. ": " .. change) or said, vim.log.levels.INFO)
+      M.say(change and (said .. ": " .. change) or said, vim.log.levels.INFO)
     end
   end
-  vim.cmd.redrawstatus()
+  vim.cmd("redrawstatus!") -- every window's statusline, not only the current one's
 end
 
 --- The phases running on client `client_id` (all clients when nil), as their progress began.

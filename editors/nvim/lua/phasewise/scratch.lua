@@ -13,6 +13,7 @@ local M = {}
 --- @field run_id string?
 --- @field steps table[] the steps shown, as `phasewise/step` sent them ({step, of, tool, summary, ok, ms})
 --- @field note string? the result's note
+--- @field incomplete string? why the text is not a whole answer ("cancelled", "cut at the output limit")
 --- @field head string[] the lines of the head now in the buffer
 
 --- Plans by source document URI. `run_id` is the run whose text the buffer shows.
@@ -23,20 +24,42 @@ local plans = {}
 --- @type table<string, phasewise.View>
 local views = {}
 
+--- The file each scratch buffer name is about (see `M.name`).
+--- @type table<string, string>
+local sources = {}
+
 --- The height of a phase's steps buffer, below the file.
 local STEPS_HEIGHT = 10
 
 --- Where a head is highlighted.
 local NOTE_NS = vim.api.nvim_create_namespace("phasewise.note")
 
---- A scratch buffer named `name`, shown in a split beside the current window (focus stays), or
---- below it `below` lines high (a list of steps: the file and a change's diff keep the width).
---- Markdown (a plan, a report's prose) wraps at word boundaries there, as `:setlocal` would set it.
+--- The name of every scratch buffer: `phasewise://<what>/<file>`, `what` the phase (`plan`,
+--- `code`, a phase of yours), `compare` or `edit`, and `file` the document's path as `:ls` shows it.
+--- @param what string
+--- @param path string the document's file name (or URI)
+--- @return string
+function M.name(what, path)
+  if path:match("^%a[%w+.-]*://") then
+    path = vim.uri_to_fname(path)
+  end
+  local name = ("phasewise://%s/%s"):format(what, vim.fn.fnamemodify(path, ":~:."))
+  sources[name] = vim.fn.fnamemodify(path, ":p")
+  return name
+end
+
+--- The file a scratch buffer is about (`M.name`'s `path`, absolute); nil for any other buffer.
+--- @param buf integer
+--- @return string?
+function M.source_of(buf)
+  return sources[vim.api.nvim_buf_get_name(buf)]
+end
+
+--- The scratch buffer named `name`, made if there is none.
 --- @param name string
---- @param filetype string? default "markdown"
---- @param below integer?
+--- @param filetype string?
 --- @return integer buf
-local function show(name, filetype, below)
+local function scratch_buf(name, filetype)
   local buf = vim.iter(vim.api.nvim_list_bufs()):find(function(b)
     return vim.api.nvim_buf_get_name(b) == name
   end)
@@ -46,13 +69,50 @@ local function show(name, filetype, below)
     vim.bo[buf].bufhidden = "wipe"
     vim.bo[buf].filetype = filetype or "markdown"
   end
+  return buf
+end
+
+--- Lines broken at word boundaries in `win` (a plan's prose, a diff's long lines), as `:setlocal`
+--- would set them.
+--- @param win integer
+local function break_at_words(win)
+  for _, option in ipairs({ "linebreak", "breakindent" }) do
+    vim.api.nvim_set_option_value(option, true, { scope = "local", win = win })
+  end
+end
+
+--- Show `lines` in the scratch buffer `name` in a tab page of its own, focused (a change's diff,
+--- read in full before it is answered).
+--- @param name string
+--- @param lines string[]
+--- @param filetype string?
+--- @return integer buf, integer win
+function M.tab(name, lines, filetype)
+  local buf = scratch_buf(name, filetype)
+  vim.bo[buf].modifiable = true
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+  vim.bo[buf].modifiable = false
+  vim.cmd("tab sbuffer " .. buf)
+  local win = vim.api.nvim_get_current_win()
+  break_at_words(win)
+  vim.api.nvim_win_set_cursor(win, { 1, 0 })
+  return buf, win
+end
+
+--- A scratch buffer named `name`, shown in a split beside the current window (focus stays), or
+--- below it `below` lines high (a list of steps: the file and a change's diff keep the width).
+--- Markdown (a plan, a report's prose) wraps at word boundaries there, as `:setlocal` would set it.
+--- @param name string
+--- @param filetype string? default "markdown"
+--- @param below integer?
+--- @return integer buf
+local function show(name, filetype, below)
+  local buf = scratch_buf(name, filetype)
   if vim.fn.bufwinid(buf) == -1 then
     local place = below and { split = "below", win = 0, height = below } or { split = "right", win = 0 }
     local win = vim.api.nvim_open_win(buf, false, place)
     if vim.bo[buf].filetype == "markdown" then
-      for _, option in ipairs({ "linebreak", "breakindent" }) do
-        vim.api.nvim_set_option_value(option, true, { scope = "local", win = win })
-      end
+      break_at_words(win)
     end
   end
   return buf
@@ -92,8 +152,18 @@ local function head_of(view)
   if steps > 0 then
     lines[#lines + 1] = ""
   end
+  vim.list_extend(lines, note_lines(view.incomplete and M.incomplete_mark(view.incomplete)))
   vim.list_extend(lines, note_lines(view.note))
   return lines, steps
+end
+
+--- The mark above a plan that is not a whole answer: what it is, and that `:Phasewise code` leaves
+--- it out until the user takes the mark away.
+--- @param why string "cancelled", "cut at the output limit", …
+--- @return string
+function M.incomplete_mark(why)
+  return ("⚠ Incomplete plan (%s): `:Phasewise code` does not use it while this mark is here. "
+    .. "Delete these lines to use it as it stands."):format(why)
 end
 
 --- Put `view`'s head in place of the head its buffer shows, the steps dimmed (a failed one as a
@@ -109,7 +179,7 @@ local function set_head(view)
     vim.api.nvim_buf_set_extmark(buf, NOTE_NS, i - 1, 0, {
       end_row = i - 1, end_col = #lines[i], hl_group = step.ok == false and "DiagnosticWarn" or "Comment" })
   end
-  local note = #lines - steps - (steps > 0 and 1 or 0) -- the note's lines, its blank one included
+  local note = #lines - steps - (steps > 0 and 1 or 0) -- the mark's and note's lines, blank ones included
   if note > 0 then
     vim.api.nvim_buf_set_extmark(buf, NOTE_NS, #lines - note, 0, { end_row = #lines - 1, hl_group = "DiagnosticWarn" })
   end
@@ -138,7 +208,7 @@ end
 
 --- @param uri string
 local function plan_name(uri)
-  return "phasewise://plan/" .. vim.uri_to_fname(uri)
+  return M.name("plan", uri)
 end
 
 --- Show the plan buffer of `uri` before a plan starts streaming into it: the same buffer for
@@ -151,7 +221,8 @@ function M.open_plan(uri, instruction)
   local old = plans[uri]
   local kept = old and old.buf == buf -- the last run's text stays until the new one comes: its head too
   plans[uri] = { buf = buf, run_id = nil, instruction = instruction, steps = kept and old.steps or {},
-                 note = kept and old.note or nil, head = kept and old.head or {} }
+                 note = kept and old.note or nil, incomplete = kept and old.incomplete or nil,
+                 head = kept and old.head or {} }
 end
 
 --- The plan of `uri` bound to run `run_id`: the buffer shown for it, reused when it is waiting for
@@ -165,7 +236,7 @@ local function bind_plan(uri, run_id)
     M.open_plan(uri, plan and plan.instruction)
     plan = plans[uri]
   end
-  plan.run_id, plan.note, plan.steps = run_id, nil, {}
+  plan.run_id, plan.note, plan.steps, plan.incomplete = run_id, nil, {}, nil
   return plan
 end
 
@@ -203,8 +274,7 @@ function M.on_step(params)
   else
     view = views[params.runId]
     if not view then
-      local name = ("%s/%s"):format(params.phase, vim.fn.fnamemodify(vim.uri_to_fname(params.uri), ":t"))
-      view = { buf = show("phasewise://" .. name, nil, STEPS_HEIGHT), run_id = params.runId, steps = {}, head = {} }
+      view = { buf = show(M.name(params.phase, params.uri), nil, STEPS_HEIGHT), run_id = params.runId, steps = {}, head = {} }
       views[params.runId] = view
       set_body(view, ("_%s: working in steps…_"):format(params.phase))
     end
@@ -280,19 +350,41 @@ function M.finish_plan(uri, result)
       plan.steps = result.steps or {} -- the steps it reported, when their notifications did not come
     end
     plan.run_id, plan.note = result.runId, result.note
+    plan.incomplete = result.incomplete and "cut at the output limit" or nil
     set_body(plan, result.text or "")
   elseif table.concat(vim.api.nvim_buf_get_lines(plan.buf, 0, -1, false), "\n") == "" then
     vim.api.nvim_buf_delete(plan.buf, { force = true })
+  elseif plan.run_id ~= nil and plan.run_id == result.runId then
+    -- this run's text came and stopped: marked, and left out of the code phase (an older plan
+    -- that a failed retry left in place is whole and stays as it is)
+    local kind = (result.error or {}).kind
+    plan.incomplete = kind == "cancelled" and "cancelled" or ("failed: %s"):format(kind or "error")
+    set_head(plan)
   end
 end
 
+--- Why the plan shown for `uri` is incomplete while its mark is there; nil when it is whole, the
+--- user took the mark away, or there is no plan.
+--- @param uri string
+--- @return string?
+function M.incomplete_plan(uri)
+  local plan = plans[uri]
+  if not (plan and plan.incomplete and plan.buf and vim.api.nvim_buf_is_valid(plan.buf)) then
+    return nil
+  end
+  local head = plan.head or {}
+  local lines = vim.api.nvim_buf_get_lines(plan.buf, 0, #head, false)
+  return vim.deep_equal(lines, head) and plan.incomplete or nil
+end
+
 --- The plan shown for `uri`, as the user may have edited it, without the note above it (it is
---- the user's to read, not the code phase's; an edited note is kept); nil when there is none.
+--- the user's to read, not the code phase's; an edited note is kept); nil when there is none, or
+--- when it is incomplete and still marked so (`incomplete_plan`).
 --- @param uri string
 --- @return { text: string, instruction: string? }?
 function M.plan_for(uri)
   local plan = plans[uri]
-  if not (plan and plan.buf and vim.api.nvim_buf_is_valid(plan.buf)) then
+  if not (plan and plan.buf and vim.api.nvim_buf_is_valid(plan.buf)) or M.incomplete_plan(uri) then
     return nil
   end
   local lines = vim.api.nvim_buf_get_lines(plan.buf, 0, -1, false)
@@ -307,13 +399,13 @@ function M.plan_for(uri)
   return { text = text, instruction = plan.instruction }
 end
 
---- Show `lines` (Markdown unless `filetype` says otherwise) in the report buffer `name`.
+--- Show `lines` (Markdown unless `filetype` says otherwise) in the scratch buffer `name` (`M.name`).
 --- @param name string
 --- @param lines string[]
 --- @param filetype string?
 --- @return integer buf
 function M.report(name, lines, filetype)
-  local buf = show("phasewise://" .. name, filetype)
+  local buf = show(name, filetype)
   vim.api.nvim_buf_clear_namespace(buf, NOTE_NS, 0, -1)
   vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
   return buf

@@ -618,6 +618,28 @@ def test_server_not_found_says_how_to_install_it(editor_session: Callable[..., A
     assert f"{python} -m pip install phasewise" in report["unavailable"]
     assert "phasewise.server.pythonPath" in report["unavailable"]
     assert "server not found" in report["statusBarText"]
+    # issue 23, item 12: said once in the output channel; Open Settings opens the settings (on the
+    # Remote tab in code-server, where machine settings are: screenshot server-not-found-settings)
+    said = [line for line in report["output"] if "is not installed for" in line]
+    assert len(said) == 1, report["output"]
+    assert report["settingsTabs"], report
+
+
+def test_server_not_found_says_where_it_looked_in_code_server(editor_session: Callable[..., Any],
+                                                              tmp_path: Path) -> None:
+    """Issue 23, item 12: with no setting, no workspace .venv and no ``phasewise`` on PATH, the message
+    names each place looked at and the setting to set."""
+    report, _, folder = editor_session(
+        "not-found-anywhere", trust=True, settings={"phasewise.server.pythonPath": ""},
+        env={"PATH": f"{NODE.parent}{os.pathsep}/usr/bin{os.pathsep}/bin"})
+    assert report.get("error") is None, report["error"]
+    assert report["serverState"] == "not-found"
+    said = report["unavailable"]
+    assert "the setting phasewise.server.pythonPath (not set)" in said, said
+    assert f"a .venv or venv in {folder} (there is none)" in said, said
+    assert "phasewise on PATH (not there)" in said, said
+    assert "set phasewise.server.pythonPath to a Python that has it" in said, said
+    assert len([line for line in report["output"] if "was not found" in line]) == 1, report["output"]
 
 
 def _steps_workspace(root: Path, sim: SimulatorThread) -> Path:

@@ -7,7 +7,7 @@
 import * as vscode from "vscode";
 
 import type { ChangeReview } from "./changeReview";
-import { INSTALL_COMMAND, PHASES, PROBLEM_SOURCE, SECTION, type Phase } from "./constants";
+import { INSTALL_COMMAND, PHASES, PROBLEM_SOURCE, SECTION, SERVER_SETTINGS, type Phase } from "./constants";
 import { describeResult, type PhasewiseDocuments } from "./documents";
 import { isEnvName, type KeyStore } from "./keys";
 import type { Log } from "./log";
@@ -539,6 +539,15 @@ export class Commands {
 
   async openSettings(arg?: { setting?: string }): Promise<void> {
     const query = (arg?.setting ?? SECTION).split(".").slice(0, 2).join(".");
+    if (query === SERVER_SETTINGS && vscode.env.remoteName) {
+      // machine-scoped: in a remote window (code-server, SSH, WSL) the User tab does not list them
+      try {
+        await vscode.commands.executeCommand("workbench.action.openRemoteSettings", { query });
+        return;
+      } catch {
+        // no remote settings editor: the usual one
+      }
+    }
     await vscode.commands.executeCommand("workbench.action.openSettings", query);
   }
 
@@ -720,10 +729,10 @@ export class Commands {
 
   private fail(err: unknown): void {
     const message = errorText(err);
-    this.log.error(message);
     if (err instanceof ServerUnavailable) {
-      this.showUnavailable(message);
+      this.showUnavailable(message); // logged once, when the server could not start
     } else {
+      this.log.error(message);
       void this.ui
         .notify("error", `Phasewise: ${plainText(message)}`, ACTIONS.showOutput)
         .then((c) => c && this.log.show());

@@ -167,6 +167,7 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
       }
       // the phase is over (in a run, the next phase starts): its view says so now, not when the run ends
       entry.running = false;
+      entry.route = ""; // the end message names the route
       this.setStatus(entry, status.view);
       return;
     }

@@ -217,11 +217,11 @@ export class ServerManager implements vscode.Disposable {
       throw new ServerUnavailable(this.unavailableMessage(), this.current);
     }
     if (this.supports(command) === false) {
-      throw new ServerUnavailable(
+      const message =
         `Phasewise: this language server (${this.serverVersion() ?? "unknown version"}) has no ` +
-          `\`${command}\` command yet; update it (pip install -U phasewise) and restart it.`,
-        this.current,
-      );
+        `\`${command}\` command yet; update it (pip install -U phasewise) and restart it.`;
+      this.log.error(message);
+      throw new ServerUnavailable(message, this.current);
     }
     const params = { command, arguments: [arg] };
     return (await client.sendRequest(ExecuteCommandRequest.type, params, token)) as unknown;
@@ -266,9 +266,12 @@ export class ServerManager implements vscode.Disposable {
     try {
       this.launch = await resolveLaunch();
     } catch (err) {
-      this.lastError = err instanceof Error ? err.message : String(err);
+      const message = err instanceof Error ? err.message : String(err);
+      if (message !== this.lastError) {
+        this.log.error(message); // once: each command looks again, and finds the same
+      }
+      this.lastError = message;
       this.installCommand = err instanceof LaunchError ? err.installCommand : undefined;
-      this.log.error(this.lastError);
       this.setState(err instanceof LaunchError ? "not-found" : "failed");
       return undefined;
     }

@@ -206,6 +206,17 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
     if (!client) {
       report.unavailable = api.server.unavailableMessage();
       report.statusBarText = api.statusBar.text;
+      if (api.server.state === "not-found") {
+        // what the user sees: the notification (activation shows the status), then its Open Settings
+        report.unavailableNotices = await waitFor(() => (notices.length > 0 ? [...notices] : undefined), 10_000);
+        await shoot("server-not-found");
+        await vscode.commands.executeCommand("phasewise.openSettings", { setting: "phasewise.server" });
+        report.settingsTabs = await waitFor(() => {
+          const tabs = tabsView().filter((t) => t.label.toLowerCase().includes("settings"));
+          return tabs.length > 0 ? tabs : undefined;
+        }, 10_000);
+        await shoot("server-not-found-settings");
+      }
       return;
     }
     step("server running");

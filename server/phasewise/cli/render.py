@@ -87,16 +87,31 @@ def phases_table(results: Sequence[PhaseResult], protocols: dict[str, str | None
     return table
 
 
-def findings_table(result: PhaseResult) -> Table:
-    table = Table(title=f"Review findings ({len(result.findings)})", title_justify="left")
+def findings_table(result: PhaseResult, file: str | None = None) -> Table:
+    return review_table([f.to_json() for f in result.findings], file)
+
+
+def review_table(findings: Sequence[Mapping[str, Any]], file: str | None = None,
+                 title: str = "Review findings") -> Table:
+    """Findings (as JSON: ``startLine``, ``endLine``, ``severity``, ``message``, ``path``) one a row.
+    When any is on another file of the change (its ``path``), a file column says which file each
+    line is in: such a finding is never listed among the reviewed file's lines."""
+    table = Table(title=f"{title} ({len(findings)})", title_justify="left")
+    other_files = any(f.get("path") for f in findings)
+    if other_files:
+        table.add_column("file")
     table.add_column("line", justify="right")
     table.add_column("severity")
     table.add_column("finding")
-    for f in result.findings:
-        where = str(f.start + 1) if f.end == f.start else f"{f.start + 1}-{f.end + 1}"
-        if f.path:
-            where = f"{f.path}:{where}"
-        table.add_row(where, Text(f.severity, style=_SEVERITY_STYLE.get(f.severity, "")), f.message)
+    for f in findings:
+        start = int(f.get("startLine") or 0)
+        end = int(f.get("endLine") if f.get("endLine") is not None else start)
+        severity = str(f.get("severity"))
+        row: list[str | Text] = [str(start + 1) if end == start else f"{start + 1}-{end + 1}",
+                                 Text(severity, style=_SEVERITY_STYLE.get(severity, "")), str(f.get("message"))]
+        if other_files:
+            row.insert(0, str(f.get("path") or file or "(the file reviewed)"))
+        table.add_row(*row)
     return table
 
 

@@ -5,6 +5,7 @@ Everything here only draws values the workflows produced; ``--json`` bypasses it
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -105,7 +106,7 @@ def review_table(findings: Sequence[Mapping[str, Any]], file: str | None = None,
     table.add_column("finding")
     for f in findings:
         start = int(f.get("startLine") or 0)
-        end = int(f.get("endLine") if f.get("endLine") is not None else start)
+        end = int(f.get("endLine") or start)
         severity = str(f.get("severity"))
         row: list[str | Text] = [str(start + 1) if end == start else f"{start + 1}-{end + 1}",
                                  Text(severity, style=_SEVERITY_STYLE.get(severity, "")), str(f.get("message"))]
@@ -131,9 +132,9 @@ def steps_table(title: str, steps: Sequence[Mapping[str, Any]]) -> Table | None:
     return table
 
 
-def phase_details(console: Console, result: PhaseResult) -> None:
-    """The phase's own output: the steps it took, the plan, the diff, or the findings; the problem if
-    it failed."""
+def phase_details(console: Console, result: PhaseResult, file: str | None = None) -> None:
+    """The phase's own output: the steps it took, the plan, the diff, or the findings (``file``: the
+    one worked on, naming its findings beside another file's); the problem if it failed."""
     if (steps := steps_table(f"{result.phase}: its steps", [s.to_json() for s in result.steps])) is not None:
         console.print(steps)
     if not result.ok and result.error is not None:
@@ -154,7 +155,7 @@ def phase_details(console: Console, result: PhaseResult) -> None:
                           f"{'passed' if result.passed else 'failed'}[/] ({ran})")
         console.print(result.text)
         if result.findings:
-            console.print(findings_table(result))
+            console.print(findings_table(result, file))
     elif result.text:
         console.print(Panel(result.text.rstrip(), title=f"{result.phase}", title_align="left"))
     if result.ok and result.note:  # an ok result the user should know more about (cut, a bound reached)
@@ -164,7 +165,7 @@ def phase_details(console: Console, result: PhaseResult) -> None:
 def run_summary(console: Console, outcome_: RunOutcome, protocols: dict[str, str | None], *,
                 dry_run: bool, path: str) -> None:
     for r in outcome_.results:
-        phase_details(console, r)
+        phase_details(console, r, os.path.basename(path))
     console.print(phases_table(outcome_.results, protocols, f"Run {outcome_.run_id}"))
     cost = usd(outcome_.cost_usd)
     saved = [r.saved_usd for r in outcome_.results if r.saved_usd is not None]

@@ -636,15 +636,17 @@ export class Commands {
       if (options.quiet) {
         return;
       }
-      if (result.phase === "code") {
+      // a phase of the user's own answers as its kind does, under its own name
+      const kind = result.kind ?? result.phase;
+      if (kind === "code") {
         void vscode.window.setStatusBarMessage(
-          `Phasewise: ${result.applied === false ? "code not applied" : "code applied"} (${routeOf(result)})`,
+          `Phasewise ${result.phase}: ${result.applied === false ? "not applied" : "applied"} (${routeOf(result)})`,
           5000,
         );
-      } else if (result.phase === "review") {
+      } else if (kind === "review" || kind === "qa") {
         const n = result.findings?.length ?? 0;
         void vscode.window.setStatusBarMessage(
-          `Phasewise review: ${n} finding${n === 1 ? "" : "s"} (${routeOf(result)})`,
+          `Phasewise ${result.phase}: ${n} finding${n === 1 ? "" : "s"} (${routeOf(result)})`,
           5000,
         );
       }

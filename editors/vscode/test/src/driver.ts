@@ -867,6 +867,9 @@ async function flowsSession(ctx: FlowsContext): Promise<void> {
     : Promise.resolve(undefined);
   await waitFor(() => (waits().length >= 2 ? true : undefined), 15_000);
   const viewWhileWaiting = viewText(planView);
+  // the screenshot once VS Code has the waiting view and a later step of the countdown (the preview drawn)
+  await rendered(planView, (t) => t.includes("waiting for the rate limit to lift"));
+  await waitFor(() => (waits().length >= 3 ? true : undefined), 15_000);
   await shoot("retry-countdown");
   const retried = await retrying;
   report.retryFix = {
@@ -878,7 +881,7 @@ async function flowsSession(ctx: FlowsContext): Promise<void> {
     viewWhileWaiting,
     planStates: api.documents.planEntry(planView)?.states ?? [],
     result: retried ?? null,
-    view: await rendered(planView, (t) => /served by|failed by/.test(t)),
+    view: await rendered(planView, (t) => /served by/.test(t)),
   };
   step("retry fix done");
 
@@ -909,7 +912,7 @@ async function flowsSession(ctx: FlowsContext): Promise<void> {
     instruction: "Plan while the limit holds",
     model: limited,
   });
-  const unsentView = await rendered(planView, (t) => /failed by/.test(t));
+  const unsentView = await rendered(planView, (t) => t.startsWith("# Plan: Plan while") && /failed by/.test(t));
   const inputsBefore = prompter.inputs.length;
   prompter.push(undefined); // Plan from the palette: what it offers, then dismissed
   await vscode.commands.executeCommand(COMMANDS.plan);
@@ -949,7 +952,7 @@ async function flowsSession(ctx: FlowsContext): Promise<void> {
   report.run = {
     ...runView,
     results: runResults.map((r) => ({ phase: r.phase, ok: r.ok, text: r.text })),
-    after: await rendered(planView, (t) => /served by/.test(t)),
+    after: await rendered(planView, (t) => t.startsWith("# Plan: Rename load") && /served by/.test(t)),
   };
   step("run done");
 
@@ -1011,7 +1014,11 @@ async function flowsSession(ctx: FlowsContext): Promise<void> {
       await api.commands.refreshStatus(file);
       return api.statusBar.phases.every((p) => !p.painted) ? api.statusBar.phases : undefined;
     }, 15_000),
-    clearedDiagnostics: vscode.languages.getDiagnostics(settingsFile).map((d) => d.message),
+    clearedDiagnostics:
+      (await waitFor(() => {
+        const left = vscode.languages.getDiagnostics(settingsFile).map((d) => d.message);
+        return left.some((m) => m.startsWith("phasewise.")) ? undefined : left;
+      }, 10_000)) ?? vscode.languages.getDiagnostics(settingsFile).map((d) => d.message),
   };
   step("settings done");
 

@@ -1,4 +1,4 @@
-"""Issues 4, 10 and 12, in real VS Code: the packed extension in code-server, opened by headless Chromium.
+"""Issues 4, 10, 12 and 23, in real VS Code: the packed extension in code-server, opened by headless Chromium.
 
 code-server (VS Code in a browser, run under node 24) gets the product ``.vsix`` installed and,
 beside it, the test driver's (``editors/vscode/test/``, a separate extension that depends on
@@ -8,6 +8,9 @@ Phasewise and drives it through its exported API; nothing of it ships), a worksp
 commands, input boxes answered by script, notifications recorded) and writes what VS Code showed
 as JSON. The extension host starts only once a browser connects, hence Chromium.
 ``.ci/setup.d/10-vscode.sh`` installs all of it; without it the test skips locally and fails in CI.
+The driver may ask for a screenshot of what Chromium shows (``shots/`` beside its report; with
+``PHASEWISE_VSCODE_SHOTS=docs/screenshots`` copied there too), taken through Chromium's debugging
+port with the puppeteer-core that ``editors/vscode/test/screenshots.py`` installs.
 """
 
 from __future__ import annotations

@@ -359,3 +359,38 @@ def test_usage_errors_exit_2(work: Path, capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit):
         cli.main(["run", str(work / "inventory.py")])  # --instruction is required
     capsys.readouterr()
+
+
+def test_review_table_lists_another_files_finding_under_that_file() -> None:
+    """Issue 23, item 14: a finding on another file of the change is not a line of the reviewed file."""
+    from rich.console import Console
+
+    from phasewise.cli.render import review_table
+
+    findings = [{"startLine": 3, "endLine": 3, "severity": "error", "message": "mutable default"},
+                {"startLine": 0, "endLine": 0, "severity": "warning", "message": "stale import",
+                 "path": "orders.py"}]
+    console = Console(width=100, record=True)
+    console.print(review_table(findings, "app.py"))
+    rows = [line for line in console.export_text().splitlines() if "mutable" in line or "stale" in line]
+    assert [row.split("│")[1:3] for row in rows] == [[" app.py    ", "    4 "], [" orders.py ", "    1 "]], rows
+    console = Console(width=100, record=True)
+    console.print(review_table(findings[:1], "app.py"))
+    assert "file" not in console.export_text().splitlines()[2]  # one file: no file column
+
+
+def test_compare_report_says_nothing_sent_for_a_row_that_sent_nothing() -> None:
+    """Issue 23, item 14: a row stopped before any request shows no times or tokens (the contract's sent: false)."""
+    from phasewise.phases.service import PhaseResult
+    from phasewise.router.router import Attempt
+    from phasewise.workflows.compare import CompareReport, CompareRow, compare_markdown
+
+    held = PhaseResult(ok=False, run_id="r1", phase="plan", provider="p", model="m",
+                       attempts=[Attempt(provider="p", model="m", outcome="rate-limit", sent=False)])
+    served = PhaseResult(ok=True, run_id="r1", phase="plan", provider="p", model="n", text="plan", total_ms=1200,
+                         input_tokens=30, output_tokens=12, attempts=[Attempt(provider="p", model="n", outcome="ok")])
+    report = CompareReport(phase="plan", instruction="x", document="app.py", run_id="r1",
+                           rows=[CompareRow("p/m", held), CompareRow("p/n", served)])
+    text = compare_markdown(report)
+    assert "| p/m | p/m | error | nothing sent | – | – | – |" in text, text
+    assert "| p/n | p/n | ok | – | 1.20 s | 30 / 12 |" in text, text

@@ -1,4 +1,4 @@
-"""Issues 4, 10 and 12, in real VS Code: the packed extension in code-server, opened by headless Chromium.
+"""Issues 4, 10, 12 and 23, in real VS Code: the packed extension in code-server, opened by headless Chromium.
 
 code-server (VS Code in a browser, run under node 24) gets the product ``.vsix`` installed and,
 beside it, the test driver's (``editors/vscode/test/``, a separate extension that depends on
@@ -8,6 +8,9 @@ Phasewise and drives it through its exported API; nothing of it ships), a worksp
 commands, input boxes answered by script, notifications recorded) and writes what VS Code showed
 as JSON. The extension host starts only once a browser connects, hence Chromium.
 ``.ci/setup.d/10-vscode.sh`` installs all of it; without it the test skips locally and fails in CI.
+The driver may ask for a screenshot of what Chromium shows (``shots/`` beside its report; with
+``PHASEWISE_VSCODE_SHOTS=docs/screenshots`` copied there too), taken through Chromium's debugging
+port with the puppeteer-core that ``editors/vscode/test/screenshots.py`` installs.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ DRIVER_VSIX = EXT_DIR / "phasewise-test-driver.vsix"
 CACHE = Path(os.environ.get("PHASEWISE_VSCODE_CACHE", ROOT / ".ci" / ".cache" / "vscode"))
 NODE = CACHE / "node24" / "node_modules" / "node" / "bin" / "node"
 CODE_SERVER = CACHE / "code-server" / "node_modules" / "code-server" / "out" / "node" / "entry.js"
+PUPPETEER = ROOT / ".ci" / ".cache" / "screenshots"  # puppeteer-core, as editors/vscode/test/screenshots.py installs it
+SHOT_SCRIPT = Path(__file__).with_name("scripts") / "vscode_shot.mjs"
 SETUP = ".ci/setup.d/10-vscode.sh"
 
 SECRET = "e2e-coder-secret-7f3a9c"
@@ -146,6 +151,7 @@ class CodeServer:
         self.config = home / "config.yaml"
         self.env = env
         self.port = _free_port()
+        self.debug_port = _free_port()  # Chromium's, for the screenshots the driver asks for
         self.log = home / "code-server.log"
         self.procs: list[subprocess.Popen[bytes]] = []
         (self.user_data / "User").mkdir(parents=True)
@@ -191,9 +197,19 @@ class CodeServer:
         chrome = self.home / "chromium"
         args = [_chromium() or "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", f"--user-data-dir={chrome}", "--window-size=1400,900", url]
+                "--disable-dev-shm-usage", f"--user-data-dir={chrome}", "--window-size=1400,900",
+                f"--remote-debugging-port={self.debug_port}", url]
         log = (self.home / "chromium.log").open("wb")
         self.procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+
+    def screenshot(self, file: Path) -> str | None:
+        """What the browser shows, as a PNG; why not, when it cannot be taken."""
+        if not (PUPPETEER / "node_modules" / "puppeteer-core").exists():
+            return f"no puppeteer-core in {PUPPETEER} (run editors/vscode/test/screenshots.py once)"
+        done = subprocess.run([str(NODE), str(SHOT_SCRIPT), str(self.debug_port), str(file)],
+                              env={**self.env, "PUPPETEER_PREFIX": str(PUPPETEER)}, capture_output=True, text=True,
+                              timeout=60, check=False)
+        return None if done.returncode == 0 else done.stderr[-500:]
 
     def dead(self) -> str | None:
         for proc in self.procs:
@@ -278,38 +294,72 @@ def _read_report(path: Path) -> dict[str, Any] | None:
     return report if report.get("finished") else None
 
 
-@pytest.fixture()
-def editor_session(prerequisites: None, tmp_path: Path, sim: SimulatorThread) -> Iterator[Callable[..., Any]]:
-    servers: list[CodeServer] = []
+def _serve_screenshots(cs: CodeServer, report_path: Path, shots: Path) -> None:
+    """Takes the screenshot the driver asks for (its report's ``shoot``) and tells it (``<name>.done``).
+    ``PHASEWISE_VSCODE_SHOTS`` names a folder (docs/screenshots) to copy them to."""
+    try:
+        name = json.loads(report_path.read_text()).get("shoot")
+    except (OSError, ValueError):
+        return
+    if not isinstance(name, str) or (shots / f"{name}.done").exists():
+        return
+    problem = cs.screenshot(shots / f"{name}.png")
+    copy_to = os.environ.get("PHASEWISE_VSCODE_SHOTS")
+    if problem is None and copy_to:
+        shutil.copyfile(shots / f"{name}.png", Path(copy_to) / f"{name}.png")
+    (shots / f"{name}.done").write_text(problem or "")
 
-    def run(name: str, *, trust: bool, settings: dict[str, Any] | None = None,
+
+class Sessions:
+    """Scripted editor sessions under ``root``, each in its own code-server; ``stop`` ends them all."""
+
+    def __init__(self, root: Path, sim: SimulatorThread) -> None:
+        self.root = root
+        self.sim = sim
+        self.servers: list[CodeServer] = []
+
+    def run(self, name: str, *, trust: bool, settings: dict[str, Any] | None = None,
             workspace: Callable[[Path, SimulatorThread], Path] = _workspace,
             env: dict[str, str] | None = None) -> tuple[dict[str, Any], CodeServer, Path]:
         """One session: ``workspace`` makes the folder it opens, ``env`` adds to the editor's
         environment (``PHASEWISE_TEST_SCENARIO``, ``PHASEWISE_TEST_FILE`` for the driver)."""
-        home = tmp_path / name
+        home = self.root / name
         home.mkdir()
         report_path = home / "report.json"
-        cs = CodeServer(home, {**_editor_env(home, report_path), **(env or {})})
-        servers.append(cs)
+        shots = home / "shots"
+        shots.mkdir()
+        cs = CodeServer(home, {**_editor_env(home, report_path), "PHASEWISE_TEST_SHOTS": str(shots),
+                               "PHASEWISE_TEST_SIM_FAULTS": f"{self.sim.url.rstrip('/')}/_sim/faults", **(env or {})})
+        self.servers.append(cs)
         cs.install(VSIX)
         cs.install(DRIVER_VSIX)
         cs.user_settings({**USER_SETTINGS, **(settings or {})})
-        folder = workspace(home, sim)
+        folder = workspace(home, self.sim)
         url = cs.start(folder, trust=trust)
         cs.open_browser(url)
+
+        def finished() -> dict[str, Any] | None:
+            _serve_screenshots(cs, report_path, shots)
+            return _read_report(report_path)
+
         try:
-            report = _poll(lambda: _read_report(report_path), SESSION_SECONDS, "the extension's scripted session",
-                           cs.dead, interval=0.2)
+            report = _poll(finished, SESSION_SECONDS, "the extension's scripted session", cs.dead, interval=0.2)
         except BaseException:
             partial = report_path.read_text() if report_path.exists() else "(no report written)"
             print(f"partial report:\n{partial}\ncode-server log:\n{cs.tail(80)}")
             raise
         return report, cs, folder
 
-    yield run
-    for cs in servers:
-        cs.stop()
+    def stop(self) -> None:
+        for cs in self.servers:
+            cs.stop()
+
+
+@pytest.fixture()
+def editor_session(prerequisites: None, tmp_path: Path, sim: SimulatorThread) -> Iterator[Callable[..., Any]]:
+    sessions = Sessions(tmp_path, sim)
+    yield sessions.run
+    sessions.stop()
 
 
 def _is_preview(tab: dict[str, str]) -> bool:
@@ -510,7 +560,7 @@ def test_extension_in_code_server(editor_session: Callable[..., Any], sim: Simul
             ("plan", "e2e-planner"), ("code", "e2e-coder"), ("review", "e2e-reviewer")]
     if "verify" in report:
         assert report["verify"]["ok"], report["verify"]
-        assert "| **e2e-coder** |" in report["verify"]["document"]
+        assert "## ✓ e2e-coder" in report["verify"]["document"]
         assert len(report["verify"]["tabs"]) == 1 and _is_preview(report["verify"]["tabs"][0]), report["verify"]
         assert SECRET not in report["verify"]["document"]
     if "compare" in report:
@@ -571,6 +621,28 @@ def test_server_not_found_says_how_to_install_it(editor_session: Callable[..., A
     assert f"{python} -m pip install phasewise" in report["unavailable"]
     assert "phasewise.server.pythonPath" in report["unavailable"]
     assert "server not found" in report["statusBarText"]
+    # issue 23, item 12: said once in the output channel; Open Settings opens the settings (on the
+    # Remote tab in code-server, where machine settings are: screenshot server-not-found-settings)
+    said = [line for line in report["output"] if "is not installed for" in line]
+    assert len(said) == 1, report["output"]
+    assert report["settingsTabs"], report
+
+
+def test_server_not_found_says_where_it_looked_in_code_server(editor_session: Callable[..., Any],
+                                                              tmp_path: Path) -> None:
+    """Issue 23, item 12: with no setting, no workspace .venv and no ``phasewise`` on PATH, the message
+    names each place looked at and the setting to set."""
+    report, _, folder = editor_session(
+        "not-found-anywhere", trust=True, settings={"phasewise.server.pythonPath": ""},
+        env={"PATH": f"{NODE.parent}{os.pathsep}/usr/bin{os.pathsep}/bin"})
+    assert report.get("error") is None, report["error"]
+    assert report["serverState"] == "not-found"
+    said = report["unavailable"]
+    assert "the setting phasewise.server.pythonPath (not set)" in said, said
+    assert f"a .venv or venv in {folder} (there is none)" in said, said
+    assert "phasewise on PATH (not there)" in said, said
+    assert "set phasewise.server.pythonPath to a Python that has it" in said, said
+    assert len([line for line in report["output"] if "was not found" in line]) == 1, report["output"]
 
 
 def _steps_workspace(root: Path, sim: SimulatorThread) -> Path:
@@ -686,3 +758,167 @@ def test_user_settings_commands_run_unasked_a_workspaces_are_asked_in_code_serve
     runs = {s["summary"].split()[1].rstrip(":"): s["ok"] for s in plan["steps"] if s["tool"] == "run_command"}
     assert runs == {"mark": True, "once": True, "never": False}
     assert "denied by the user" in plan["text"]
+
+
+# Issue 23's VS Code flows: one scripted session (the driver's "flows" scenario), one test per item.
+
+def _flows_workspace(root: Path, sim: SimulatorThread) -> Path:
+    """The sample and its caller; plan, code and review on the simulator with no keys needed, a
+    review-kind phase of the user's own (``security``), and rate limits that fail at once
+    (``retry.maxWaitSeconds`` 1 under the driver's 6 and 8 s retry-afters)."""
+    folder = root / "workspace"
+    (folder / ".vscode").mkdir(parents=True)
+    (folder / "app.py").write_text(DOC)
+    (folder / "orders.py").write_text(CALLER)
+    providers = {
+        "e2e-planner": {"protocol": "anthropic", "baseUrl": sim.base_url("e2e-planner", "anthropic"),
+                        "requiresKey": False},
+        "e2e-coder": {"protocol": "openai", "baseUrl": sim.base_url("e2e-coder", "openai"), "requiresKey": False},
+        "e2e-reviewer": {"protocol": "openai", "baseUrl": sim.base_url("e2e-reviewer", "openai"),
+                         "requiresKey": False},
+    }
+    settings = {
+        "phasewise.phases": {
+            "plan": {"model": "e2e-planner/claude-sim"},
+            "code": {"model": "e2e-coder/glm-sim"},
+            "review": {"model": "e2e-reviewer/gpt-sim"},
+            "security": {"kind": "review", "model": "e2e-reviewer/gpt-sim"},
+        },
+        "phasewise.providers": providers,
+        "phasewise.retry": {"maxWaitSeconds": 1},
+    }
+    (folder / ".vscode" / "settings.json").write_text(json.dumps(settings, indent=2))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def flows(prerequisites: None, tmp_path_factory: pytest.TempPathFactory, sim: SimulatorThread,
+          ) -> Iterator[dict[str, Any]]:
+    sim.reset()
+    sim.add_fault("anthropic.rate_limit_error", provider="e2e-planner", model="limited-sim", retry_after=6)
+    sessions = Sessions(tmp_path_factory.mktemp("flows"), sim)
+    try:
+        report, _, _ = sessions.run("flows", trust=True, workspace=_flows_workspace,
+                                    settings={"workbench.secondarySideBar.defaultVisibility": "hidden"},
+                                    env={"PHASEWISE_TEST_SCENARIO": "flows"})
+        yield report
+    finally:
+        sessions.stop()
+
+
+def test_a_rate_limits_quick_fix_counts_down_in_code_server(flows: dict[str, Any]) -> None:
+    """Item 6: "Retry … once the limit lifts" shows its wait as a phase's: a countdown in the
+    notification, the plan view waiting, never "receiving the answer…" or "streaming…"."""
+    assert "error" not in flows, flows["error"]
+    fix = flows["retryFix"]
+    assert fix["failed"]["ok"] is False and fix["failed"]["error"]["kind"] == "rate-limit", fix["failed"]
+    assert fix["fix"] and "once the limit lifts" in fix["fix"], fix["fixes"]
+    waits = [p for p in fix["progress"] if p["state"] == "waiting"]
+    assert len(waits) >= 2, fix["progress"]
+    assert all(p["title"] == "Phasewise plan: waiting for the rate limit on e2e-planner/limited-sim" for p in waits)
+    def seconds(message: str) -> float:
+        m = re.fullmatch(r"(\d+) (s|ms) until retry \(at \d\d:\d\d:\d\d\)", message)
+        assert m, message
+        return int(m[1]) / (1000 if m[2] == "ms" else 1)
+
+    numbers = [seconds(p["message"]) for p in waits]
+    assert numbers == sorted(numbers, reverse=True) and numbers[0] > numbers[-1], numbers  # it counts down
+    before_answer = [p for p in fix["progress"] if p["title"].startswith("Phasewise plan: waiting")]
+    assert not [p for p in before_answer if p["state"] == "streaming"], before_answer
+    assert "_app.py · e2e-planner/limited-sim · waiting for the rate limit to lift: retrying in " in (
+        fix["viewWhileWaiting"]), fix["viewWhileWaiting"]
+    assert "streaming…" not in fix["viewWhileWaiting"]
+    assert any(s.startswith("waiting for the rate limit to lift") for s in fix["planStates"]), fix["planStates"]
+    assert fix["result"]["ok"] is True, fix["result"]
+    assert "_plan served by e2e-planner/limited-sim" in fix["view"], fix["view"]
+
+
+def test_retry_is_offered_where_the_failure_shows_and_plan_offers_the_instruction_again(
+        flows: dict[str, Any]) -> None:
+    """Item 10: the failure's notification offers Retry (its countdown cancelled here); Retry Phase is
+    in the palette; Plan then offers the last instruction, not an empty box."""
+    assert "error" not in flows, flows["error"]
+    first = flows["retryFix"]["failureNotices"]
+    assert [n["actions"][0] for n in first if n["kind"] == "error"] == ["Retry"], first
+    notice = flows["retryNotice"]
+    assert notice["queued"], notice
+    assert notice["failed"]["error"]["kind"] == "rate-limit", notice["failed"]
+    failure = next(n for n in notice["notices"] if n["kind"] == "error")
+    assert failure["clicked"] == "Retry" and failure["actions"][0] == "Retry", failure
+    assert notice["waiting"] and notice["cancelled"] == 1, notice
+    assert notice["cancelNotice"], notice["notices"]
+    [asked] = notice["planAsked"]
+    assert asked["value"] == "Plan while the limit holds", asked  # the last instruction given, offered again
+    assert asked["title"] == "Phasewise plan · e2e-planner/claude-sim", asked
+    assert notice["retryOffered"][0] == "plan" and "security" in notice["retryOffered"], notice["retryOffered"]
+    package = json.loads((EXT_DIR / "package.json").read_text())
+    hidden = [m for m in package["contributes"]["menus"]["commandPalette"] if m["command"] == "phasewise.retry"]
+    assert all(m["when"] != "false" for m in hidden), hidden
+
+
+def test_an_unsent_result_says_nothing_was_sent_in_code_server(flows: dict[str, Any]) -> None:
+    """Item 14: a plan refused while the limit still holds sent nothing: its view says so, with no
+    "0.0 s, 0 → 0 tokens"."""
+    assert "error" not in flows, flows["error"]
+    notice = flows["retryNotice"]
+    assert notice["unsent"]["ok"] is False and notice["unsent"].get("sent") is False, notice["unsent"]
+    view = notice["unsentView"]
+    assert "_plan failed by e2e-planner/limited-sim, nothing sent_" in view, view
+    assert "0 → 0 tokens" not in view and "0.0 s" not in view, view
+
+
+def test_a_runs_plan_view_holds_the_plan_only_in_code_server(flows: dict[str, Any]) -> None:
+    """Item 7: while the run's code change waits for Apply, the plan's view is finished and holds the
+    plan alone; the code phase's answer never goes into it."""
+    assert "error" not in flows, flows["error"]
+    run = flows["run"]
+    assert [(r["phase"], r["ok"]) for r in run["results"]] == [("plan", True), ("code", True), ("review", True)], run
+    plan_text = run["results"][0]["text"]
+    held = run["held"]
+    assert held == run["rendered"], run  # VS Code showed what the extension held
+    assert "SEARCH" not in held and "REPLACE" not in held and "streaming…" not in held, held
+    assert held.endswith(plan_text), held
+    assert "plan ok (e2e-planner/claude-sim)" in held.split("\n")[2], held
+    assert run["after"].endswith(plan_text) and "_plan served by e2e-planner/claude-sim" in run["after"], run["after"]
+
+
+def test_run_phase_with_a_phase_of_the_users_own_names_it_in_code_server(flows: dict[str, Any]) -> None:
+    """Item 8: Run Phase with ``security`` (a review of the user's own) asks under its name and route,
+    shows its findings, and Compare offers every phase."""
+    assert "error" not in flows, flows["error"]
+    own = flows["ownPhase"]
+    assert own["picked"][:4] == ["plan", "code", "review", "security"], own["picked"]
+    [asked] = own["asked"]
+    assert asked["title"] == "Phasewise security · e2e-reviewer/gpt-sim", asked
+    assert own["result"]["ok"] and own["result"]["phase"] == "security", own["result"]
+    assert own["diagnostics"] and all(d["source"].startswith("phasewise-") for d in own["diagnostics"]), own
+    assert "security" in own["compareOffered"], own["compareOffered"]
+
+
+def test_settings_typed_wrong_raise_no_toast_and_mark_their_phase_in_code_server(flows: dict[str, Any]) -> None:
+    """Item 11: in-between values of ``phases.code.model`` raise no notification; the code item names its
+    problem, the other phases' items stay as they were; once fixed, none is marked."""
+    assert "error" not in flows, flows["error"]
+    settings = flows["settings"]
+    assert not [n for n in settings["notices"] if "settings" in n["message"].lower()], settings["notices"]
+    items = {i["phase"]: i for i in settings["items"]}
+    assert items["code"]["painted"] and "no route" not in items["code"]["text"], items["code"]
+    assert items["code"]["text"].startswith("$(error) code: "), items["code"]
+    assert "phasewise.phases.code.model" in items["code"]["tooltip"], items["code"]
+    assert not any(items[p]["painted"] for p in ("plan", "review", "security")), items
+    assert settings["restored"] and not any(i["painted"] for i in settings["restored"]), settings["restored"]
+    # ... and settings.json says it at the key, among its own diagnostics
+    [problem] = [d for d in settings["diagnostics"] if d.get("source") == "phasewise-settings"]  # (and VS Code's
+    # own schema check, for a value the schema can tell is wrong)
+    assert problem["source"] == "phasewise-settings" and problem["message"].startswith("phasewise.phases.code.model: ")
+    assert '"model"' in settings["settingsText"].splitlines()[problem["line"]], problem
+    assert not [d for d in settings["clearedDiagnostics"] if d.startswith("phasewise.")], settings
+
+
+def test_verify_report_fits_half_a_screen_in_code_server(flows: dict[str, Any]) -> None:
+    """Item 14: Verify's report is headings and short lines, no six-column table."""
+    assert "error" not in flows, flows["error"]
+    document = flows["verify"]
+    shown = document.split("<details>")[0]
+    assert "## ✓ e2e-planner" in shown and "## Phases" in shown, shown
+    assert not [line for line in shown.splitlines() if line.startswith("|")], shown

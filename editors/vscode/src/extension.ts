@@ -15,6 +15,7 @@ import { KeyStore } from "./common/keys";
 import { Log } from "./common/log";
 import type { ProgressBoard } from "./common/progress";
 import { ServerManager } from "./common/server";
+import { SettingsProblems } from "./common/settingsProblems";
 import { StatusBar } from "./common/statusBar";
 import { Ui } from "./common/ui";
 
@@ -47,8 +48,9 @@ export function activate(context: vscode.ExtensionContext): PhasewiseApi {
     ui,
   );
   manager = server;
-  const commands = new Commands(server, documents, keys, log, ui, statusBar, review);
-  context.subscriptions.push(log, keys, documents, statusBar, server, review, ...commands.register());
+  const settingsProblems = new SettingsProblems();
+  const commands = new Commands(server, documents, keys, log, ui, statusBar, review, settingsProblems);
+  context.subscriptions.push(log, keys, documents, statusBar, server, review, settingsProblems, ...commands.register());
 
   let refresh: NodeJS.Timeout | undefined;
   const refreshSoon = () => {

@@ -133,7 +133,7 @@ try {
   await pause(1200);
   await shot(
     "code-review",
-    "Code (working in steps) renames across app.py and orders.py: its steps listed beside the multi-file diff, Apply (✓) and Discard in its title bar",
+    "Code (working in steps) renames across app.py and orders.py: its steps listed beside the multi-file diff, Apply Pending Change and Discard Pending Change in its title bar",
   );
 
   // ... the title bar's ✓: both files change at once, the diff closes, back to app.py.

@@ -418,7 +418,7 @@ def show(result: DemoResult) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from phasewise.cli.render import steps_table
+    from phasewise.cli.render import review_table, steps_table
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 110)
     if result.simulated:
@@ -484,13 +484,7 @@ def show(result: DemoResult) -> None:
                               f"{f.get('message')}")
         else:
             console.print(str(p.get("text") or ""))
-            table = Table(title="review findings", title_justify="left")
-            table.add_column("line", justify="right")
-            table.add_column("severity")
-            table.add_column("finding")
-            for f in p.get("findings") or ():
-                table.add_row(str(int(f.get("startLine", 0)) + 1), str(f.get("severity")), str(f.get("message")))
-            console.print(table)
+            console.print(review_table(p.get("findings") or [], result.file.name, title="review findings"))
             console.print(f"[dim]The server published {result.review_diagnostics} review diagnostics on the "
                           f"files they are about, as an editor would show them.[/]")
 

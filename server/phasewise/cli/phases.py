@@ -108,7 +108,7 @@ async def cmd_phase(args: argparse.Namespace) -> int:
             print_json(out)
         else:
             console.print(f"[dim]workspace: {session.root_note}[/]", highlight=False)
-            phase_details(console, result)
+            phase_details(console, result, path.name)
             console.print(phases_table([result], {phase: protocol}, f"{phase} ({result.run_id})"))
         return EXIT_OK if result.ok else EXIT_FAILED
 

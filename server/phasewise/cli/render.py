@@ -5,6 +5,7 @@ Everything here only draws values the workflows produced; ``--json`` bypasses it
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -87,16 +88,31 @@ def phases_table(results: Sequence[PhaseResult], protocols: dict[str, str | None
     return table
 
 
-def findings_table(result: PhaseResult) -> Table:
-    table = Table(title=f"Review findings ({len(result.findings)})", title_justify="left")
+def findings_table(result: PhaseResult, file: str | None = None) -> Table:
+    return review_table([f.to_json() for f in result.findings], file)
+
+
+def review_table(findings: Sequence[Mapping[str, Any]], file: str | None = None,
+                 title: str = "Review findings") -> Table:
+    """Findings (as JSON: ``startLine``, ``endLine``, ``severity``, ``message``, ``path``) one a row.
+    When any is on another file of the change (its ``path``), a file column says which file each
+    line is in: such a finding is never listed among the reviewed file's lines."""
+    table = Table(title=f"{title} ({len(findings)})", title_justify="left")
+    other_files = any(f.get("path") for f in findings)
+    if other_files:
+        table.add_column("file")
     table.add_column("line", justify="right")
     table.add_column("severity")
     table.add_column("finding")
-    for f in result.findings:
-        where = str(f.start + 1) if f.end == f.start else f"{f.start + 1}-{f.end + 1}"
-        if f.path:
-            where = f"{f.path}:{where}"
-        table.add_row(where, Text(f.severity, style=_SEVERITY_STYLE.get(f.severity, "")), f.message)
+    for f in findings:
+        start = int(f.get("startLine") or 0)
+        end = int(f.get("endLine") or start)
+        severity = str(f.get("severity"))
+        row: list[str | Text] = [str(start + 1) if end == start else f"{start + 1}-{end + 1}",
+                                 Text(severity, style=_SEVERITY_STYLE.get(severity, "")), str(f.get("message"))]
+        if other_files:
+            row.insert(0, str(f.get("path") or file or "(the file reviewed)"))
+        table.add_row(*row)
     return table
 
 
@@ -116,9 +132,9 @@ def steps_table(title: str, steps: Sequence[Mapping[str, Any]]) -> Table | None:
     return table
 
 
-def phase_details(console: Console, result: PhaseResult) -> None:
-    """The phase's own output: the steps it took, the plan, the diff, or the findings; the problem if
-    it failed."""
+def phase_details(console: Console, result: PhaseResult, file: str | None = None) -> None:
+    """The phase's own output: the steps it took, the plan, the diff, or the findings (``file``: the
+    one worked on, naming its findings beside another file's); the problem if it failed."""
     if (steps := steps_table(f"{result.phase}: its steps", [s.to_json() for s in result.steps])) is not None:
         console.print(steps)
     if not result.ok and result.error is not None:
@@ -139,7 +155,7 @@ def phase_details(console: Console, result: PhaseResult) -> None:
                           f"{'passed' if result.passed else 'failed'}[/] ({ran})")
         console.print(result.text)
         if result.findings:
-            console.print(findings_table(result))
+            console.print(findings_table(result, file))
     elif result.text:
         console.print(Panel(result.text.rstrip(), title=f"{result.phase}", title_align="left"))
     if result.ok and result.note:  # an ok result the user should know more about (cut, a bound reached)
@@ -149,7 +165,7 @@ def phase_details(console: Console, result: PhaseResult) -> None:
 def run_summary(console: Console, outcome_: RunOutcome, protocols: dict[str, str | None], *,
                 dry_run: bool, path: str) -> None:
     for r in outcome_.results:
-        phase_details(console, r)
+        phase_details(console, r, os.path.basename(path))
     console.print(phases_table(outcome_.results, protocols, f"Run {outcome_.run_id}"))
     cost = usd(outcome_.cost_usd)
     saved = [r.saved_usd for r in outcome_.results if r.saved_usd is not None]

@@ -104,6 +104,9 @@ def summary_rows(report: CompareReport) -> list[list[str]]:
     for row in report.rows:
         r = row.result
         served = f"{r.provider}/{r.model}" if r.provider else "–"
+        if not r.sent:  # stopped before any request: no times or tokens to show (the contract)
+            out.append([row.model, served, row.outcome, "nothing sent", "–", "–", "–"])
+            continue
         out.append([row.model, served, row.outcome, _ms(r.first_token_ms), _ms(r.total_ms),
                     f"{r.input_tokens} / {r.output_tokens}", _cost(r.cost_usd)])
     return out

@@ -7,7 +7,8 @@
  * itself (vscode-languageclient's `handleApplyEdit` middleware): it opens the change as a diff (a
  * diff editor for one file, the multi-file diff editor for several; new files against an empty
  * side), and asks once: Apply and Discard in the editor title (and the palette) while the change
- * is pending, with a notification saying so whose Cancel discards it. Apply hands the edit, without the confirmation, to
+ * is pending, with a notification saying so (the phase's own notification has the one Cancel,
+ * which discards it). Apply hands the edit, without the confirmation, to
  * vscode-languageclient, which checks every open document's version and applies all files at once;
  * Discard answers `applied: false` and nothing is changed. Edits without `needsConfirmation` are
  * applied as before.
@@ -247,8 +248,8 @@ export class ChangeReview implements vscode.Disposable {
     const label = params.label ?? Object.values(params.edit.changeAnnotations ?? {})[0]?.label ?? "Phasewise";
     const names = files.map((f) => f.path + (f.created ? " (new)" : ""));
     const question =
-      `Review the change to ${names.join(", ")}, then Apply it (✓ in the diff's title bar) ` +
-      `or Cancel to discard it.`;
+      `Review the change to ${names.join(", ")}, then Apply it or Discard it (the diff's title bar, ` +
+      `or the palette).`;
     const change: PendingChange = { id, label, files, question };
     const decided = new Promise<Decision>((resolve) => {
       this.current = { change, decide: resolve };
@@ -257,16 +258,12 @@ export class ChangeReview implements vscode.Disposable {
     const shown = await this.show(change, back);
     await vscode.commands.executeCommand("setContext", PENDING_CONTEXT, true);
     // A progress notification, not a message with buttons: it closes once the change is decided,
-    // however it was (its Cancel, the title bar's buttons, the palette), so it never goes stale.
+    // however it was (the title bar's buttons, the palette, the phase cancelled), so it never goes
+    // stale. No Cancel of its own: the phase's notification has the one Cancel, which discards too.
     void vscode.window.withProgress(
-      { location: vscode.ProgressLocation.Notification, title: label, cancellable: true },
-      (progress, token) => {
+      { location: vscode.ProgressLocation.Notification, title: label, cancellable: false },
+      (progress) => {
         progress.report({ message: question });
-        token.onCancellationRequested(() => {
-          if (this.current?.change.id === id) {
-            this.discard();
-          }
-        });
         return decided;
       },
     );

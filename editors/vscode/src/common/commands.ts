@@ -7,7 +7,7 @@
 import * as vscode from "vscode";
 
 import type { ChangeReview } from "./changeReview";
-import { INSTALL_COMMAND, PHASES, SECTION, type Phase } from "./constants";
+import { INSTALL_COMMAND, PHASES, PROBLEM_SOURCE, SECTION, SERVER_SETTINGS, type Phase } from "./constants";
 import { describeResult, type PhasewiseDocuments } from "./documents";
 import { isEnvName, type KeyStore } from "./keys";
 import type { Log } from "./log";
@@ -23,11 +23,13 @@ import {
   type StatusReport,
 } from "./protocol";
 import { ServerUnavailable, type ServerManager } from "./server";
+import type { SettingsProblems } from "./settingsProblems";
 import { statusMarkdown, type StatusBar } from "./statusBar";
 import type { Ui } from "./ui";
 
 /** The actions' names, as the palette shows them (package.json titles), used in every message. */
 export const ACTIONS = {
+  retry: "Retry",
   setApiKey: "Set API Key…",
   openSettings: "Open Settings",
   showOutput: "Show Output",
@@ -79,6 +81,9 @@ interface Target {
   range?: LspRange;
 }
 
+/** Problem kinds whose retry cannot help until the user acts (a key, settings, the account). */
+const NOT_RETRIED = new Set(["billing", "config", "missing-credentials", "auth", "cancelled"]);
+
 /** The documents a phase works on (the language client's selector): not plans, reports, output,
  * settings, or the proposed side of a change's diff. */
 const WORK_SCHEMES = new Set(["file", "untitled"]);
@@ -107,6 +112,8 @@ export class Commands {
   private lastStatus: StatusReport | undefined;
   /** The file last worked on: a plan preview beside it may have the focus. */
   private lastFile: vscode.Uri | undefined;
+  /** The last instruction given for each document and phase (or run), offered again when asked. */
+  private readonly instructions = new Map<string, string>();
 
   constructor(
     private readonly server: ServerManager,
@@ -116,6 +123,7 @@ export class Commands {
     private readonly ui: Ui,
     private readonly statusBar: StatusBar,
     private readonly review: ChangeReview,
+    private readonly settingsProblems: SettingsProblems,
   ) {}
 
   register(): vscode.Disposable[] {
@@ -128,8 +136,8 @@ export class Commands {
       reg(COMMANDS.runPhase, (arg?: PhaseArg & { phase?: string }) => this.runPhase(arg)),
       reg(COMMANDS.status, (arg?: { uri?: string; quiet?: boolean }) => this.status(arg)),
       reg(COMMANDS.verify, (arg?: { uri?: string; providers?: string[] }) => this.verify(arg)),
-      reg(COMMANDS.compare, (arg?: PhaseArg & { phase?: Phase; models?: string[] }) => this.compare(arg)),
-      reg(COMMANDS.retry, (arg?: { uri: string; phase: Phase; model?: string }) => this.retry(arg)),
+      reg(COMMANDS.compare, (arg?: PhaseArg & { phase?: string; models?: string[] }) => this.compare(arg)),
+      reg(COMMANDS.retry, (arg?: { uri?: string; phase?: string; model?: string }) => this.retry(arg)),
       reg(COMMANDS.setApiKey, (arg?: { env?: string; provider?: string }) => this.setApiKey(arg)),
       reg(COMMANDS.openSettings, (arg?: { setting?: string }) => this.openSettings(arg)),
       reg(COMMANDS.restartServer, () => this.restartServer()),
@@ -156,7 +164,7 @@ export class Commands {
     }
     if (instruction === undefined) {
       const latest = phase === "code" ? this.docs.latestPlan(target.uri) : undefined;
-      instruction = await this.askInstruction(phase, target, latest?.instruction);
+      instruction = await this.askInstruction(phase, phase, target, latest?.instruction);
       if (instruction === undefined) {
         return undefined;
       }
@@ -165,6 +173,7 @@ export class Commands {
         this.log.info(`code: following the plan of run ${latest.runId}`);
       }
     }
+    this.remember(target, phase, instruction);
     const args = { uri: target.uri.toString(), instruction, range: target.range, plan, model: arg?.model };
     const planDoc =
       phase === "plan" ? await this.docs.beginPlan(target.uri, instruction, this.routeHint(phase)) : undefined;
@@ -179,10 +188,11 @@ export class Commands {
     if (arg?.instruction === undefined && (await this.preflightFails([...PHASES], target))) {
       return undefined;
     }
-    const instruction = arg?.instruction ?? (await this.askInstruction("run", target));
+    const instruction = arg?.instruction ?? (await this.askInstruction("run", "run", target));
     if (instruction === undefined) {
       return undefined;
     }
+    this.remember(target, "run", instruction);
     const planDoc = await this.docs.beginPlan(target.uri, instruction, this.routeHint("plan"));
     const answer = await this.send(COMMANDS.run, { uri: target.uri.toString(), instruction, range: target.range });
     const results = phaseResultsIn(answer);
@@ -194,7 +204,7 @@ export class Commands {
     results.forEach((r) => this.present(r, { quiet: true }));
     const failed = results.find((r) => !r.ok);
     if (failed) {
-      this.present(failed);
+      this.present(failed, { uri: target.uri });
     } else if (results.length > 0) {
       this.log.info(`run finished: ${results.map((r) => `${r.phase} ${routeOf(r)}`).join(", ")}`);
       vscode.window.setStatusBarMessage(`Phasewise run: ${results.map((r) => `${r.phase} ✓`).join(" ")}`, 5000);
@@ -233,10 +243,12 @@ export class Commands {
     const own = report?.phases?.find((p) => p.phase === phase);
     const named = own?.kind ?? phase;
     const kind = ((PHASES as readonly string[]).includes(named) ? named : "plan") as Phase;
-    const instruction = arg?.instruction ?? (await this.askInstruction(kind, target));
+    // the prompt names the phase chosen and its route (`security`, not the review it is a kind of)
+    const instruction = arg?.instruction ?? (await this.askInstruction(phase, kind, target));
     if (instruction === undefined) {
       return undefined;
     }
+    this.remember(target, phase, instruction);
     const args = { phase, uri: target.uri.toString(), instruction, range: target.range };
     // a plan-kind phase (plan, or one of the user's own) streams into its own plan view
     const planDoc =
@@ -262,27 +274,56 @@ export class Commands {
       this.docs.finishPlan(planDoc, result, answer === undefined ? "the server did not answer" : undefined);
     }
     if (result) {
-      this.present(result);
+      this.present(result, { uri: target.uri });
     }
     void this.refreshStatus(target.uri);
     return result;
   }
 
-  async retry(arg?: { uri: string; phase: Phase; model?: string }): Promise<PhaseResult | undefined> {
-    if (!arg?.uri || !arg.phase || !(await this.ready())) {
+  /**
+   * Reruns a phase's last command on a document (the server's `phasewise.retry`; after a rate
+   * limit it waits until the limit lifts, counting down). From the palette: the active file, and
+   * the phase picked, those with a problem shown on it first.
+   */
+  async retry(arg?: { uri?: string; phase?: string; model?: string }): Promise<PhaseResult | undefined> {
+    const target = this.target(arg);
+    if (!target || !(await this.ready())) {
       return undefined;
     }
+    const uri = target.uri.toString();
+    let phase = arg?.phase;
+    if (!phase) {
+      const failed = vscode.languages
+        .getDiagnostics(target.uri)
+        .filter((d) => d.source === PROBLEM_SOURCE)
+        .map((d) => /^([\w-]+): /.exec(d.message)?.[1])
+        .filter((p): p is string => p !== undefined);
+      const report = this.lastStatus ?? (await this.fetchStatus(uri, false));
+      const names = [...new Set([...failed, ...(report?.phases ?? []).map((p) => p.phase)])];
+      const picked = await this.ui.prompter.pick(
+        names.map((name) => ({
+          label: name,
+          description: `${this.routeHint(name)}${failed.includes(name) ? " · failed here" : ""}`,
+        })),
+        { title: "Phasewise: Retry Phase…", placeHolder: "the phase to run again on this file, as it last ran" },
+      );
+      if (!picked) {
+        return undefined;
+      }
+      phase = picked.label;
+    }
+    const kind = this.lastStatus?.phases.find((p) => p.phase === phase)?.kind ?? phase;
     const planDoc =
-      arg.phase === "plan"
-        ? await this.docs.beginPlan(vscode.Uri.parse(arg.uri), undefined, arg.model ?? this.routeHint("plan"))
+      kind === "plan"
+        ? await this.docs.beginPlan(target.uri, undefined, arg?.model ?? this.routeHint(phase), phase)
         : undefined;
-    const answer = await this.send(COMMANDS.retry, arg);
+    const answer = await this.send(COMMANDS.retry, { uri, phase, ...(arg?.model ? { model: arg.model } : {}) });
     const result = isPhaseResult(answer) ? answer : undefined;
     if (planDoc) {
-      this.docs.finishPlan(planDoc, result);
+      this.docs.finishPlan(planDoc, result, answer === undefined ? "the server did not answer" : undefined);
     }
     if (result) {
-      this.present(result);
+      this.present(result, { uri: target.uri });
     }
     return result;
   }
@@ -348,12 +389,19 @@ export class Commands {
     return answer;
   }
 
-  async compare(arg?: PhaseArg & { phase?: Phase; models?: string[] }): Promise<unknown> {
+  async compare(arg?: PhaseArg & { phase?: string; models?: string[] }): Promise<unknown> {
     const target = this.target(arg);
     if (!target || !(await this.ready())) {
       return undefined;
     }
-    const phaseItems = PHASES.map((p) => ({ label: p, description: this.routeHint(p), phase: p }));
+    // every phase the server has, the user's own included
+    const report = arg?.phase ? this.lastStatus : await this.fetchStatus(target.uri.toString(), false);
+    const names = report?.phases.map((p) => p.phase) ?? [...PHASES];
+    const phaseItems = names.map((p) => ({
+      label: p,
+      description: `${this.kindOf(p) === p ? "" : `${this.kindOf(p)} phase · `}${this.routeHint(p)}`,
+      phase: p,
+    }));
     const phase =
       arg?.phase ??
       (await this.ui.prompter.pick(phaseItems, { title: "Phasewise: compare models — which phase?" }))?.phase;
@@ -387,7 +435,7 @@ export class Commands {
         .map((s) => s.trim())
         .filter(Boolean);
     }
-    const instruction = arg?.instruction ?? (await this.askInstruction(phase, target));
+    const instruction = arg?.instruction ?? (await this.askInstruction(phase, this.kindOf(phase), target));
     if (instruction === undefined) {
       return undefined;
     }
@@ -491,6 +539,15 @@ export class Commands {
 
   async openSettings(arg?: { setting?: string }): Promise<void> {
     const query = (arg?.setting ?? SECTION).split(".").slice(0, 2).join(".");
+    if (query === SERVER_SETTINGS && vscode.env.remoteName) {
+      // machine-scoped: in a remote window (code-server, SSH, WSL) the User tab does not list them
+      try {
+        await vscode.commands.executeCommand("workbench.action.openRemoteSettings", { query });
+        return;
+      } catch {
+        // no remote settings editor: the usual one
+      }
+    }
     await vscode.commands.executeCommand("workbench.action.openSettings", query);
   }
 
@@ -531,6 +588,7 @@ export class Commands {
       if (isStatusReport(answer)) {
         this.lastStatus = answer;
         this.statusBar.showReport(answer);
+        void this.settingsProblems.show(answer);
         return answer;
       }
     } catch (err) {
@@ -554,7 +612,7 @@ export class Commands {
     }
   }
 
-  private present(result: PhaseResult, options: { quiet?: boolean } = {}): void {
+  private present(result: PhaseResult, options: { quiet?: boolean; uri?: vscode.Uri } = {}): void {
     this.docs.finishSteps(result); // a phase that worked in steps: its view says how it ended
     const line = describeResult(result);
     // the server may add a caveat to the label ("… — the checks fail"): the change is still this phase's
@@ -578,15 +636,17 @@ export class Commands {
       if (options.quiet) {
         return;
       }
-      if (result.phase === "code") {
+      // a phase of the user's own answers as its kind does, under its own name
+      const kind = result.kind ?? result.phase;
+      if (kind === "code") {
         void vscode.window.setStatusBarMessage(
-          `Phasewise: ${result.applied === false ? "code not applied" : "code applied"} (${routeOf(result)})`,
+          `Phasewise ${result.phase}: ${result.applied === false ? "not applied" : "applied"} (${routeOf(result)})`,
           5000,
         );
-      } else if (result.phase === "review") {
+      } else if (kind === "review" || kind === "qa") {
         const n = result.findings?.length ?? 0;
         void vscode.window.setStatusBarMessage(
-          `Phasewise review: ${n} finding${n === 1 ? "" : "s"} (${routeOf(result)})`,
+          `Phasewise ${result.phase}: ${n} finding${n === 1 ? "" : "s"} (${routeOf(result)})`,
           5000,
         );
       }
@@ -606,7 +666,17 @@ export class Commands {
     if (options.quiet) {
       return;
     }
-    this.offerFixes("error", plainText(problem?.message ?? `Phasewise ${result.phase} failed`), problem ?? undefined);
+    const retry =
+      options.uri && problem && !NOT_RETRIED.has(problem.kind)
+        ? { uri: options.uri.toString(), phase: result.phase }
+        : undefined;
+    this.offerFixes(
+      "error",
+      plainText(problem?.message ?? `Phasewise ${result.phase} failed`),
+      problem ?? undefined,
+      undefined,
+      retry,
+    );
   }
 
   /**
@@ -631,14 +701,25 @@ export class Commands {
   }
 
   /** A problem's notification with the actions that fix it (the palette's names). */
-  private offerFixes(kind: "warning" | "error", message: string, problem?: Problem, provider?: string): void {
+  private offerFixes(
+    kind: "warning" | "error",
+    message: string,
+    problem?: Problem,
+    provider?: string,
+    retry?: { uri: string; phase: string },
+  ): void {
     const actions: string[] = [];
+    if (retry) {
+      actions.push(ACTIONS.retry); // for a rate limit, the retry waits until it lifts
+    }
     if (problem?.keyEnv) {
       actions.push(ACTIONS.setApiKey);
     }
     actions.push(ACTIONS.openSettings, ACTIONS.showOutput);
     void this.ui.notify(kind, message, ...actions).then((choice) => {
-      if (choice === ACTIONS.setApiKey) {
+      if (choice === ACTIONS.retry && retry) {
+        void this.retry(retry);
+      } else if (choice === ACTIONS.setApiKey) {
         void this.setApiKey({ env: problem?.keyEnv ?? undefined, provider: problem?.provider ?? provider });
       } else if (choice === ACTIONS.openSettings) {
         void this.openSettings({ setting: problem?.setting ?? `${SECTION}.phases` });
@@ -650,10 +731,10 @@ export class Commands {
 
   private fail(err: unknown): void {
     const message = errorText(err);
-    this.log.error(message);
     if (err instanceof ServerUnavailable) {
-      this.showUnavailable(message);
+      this.showUnavailable(message); // logged once, when the server could not start
     } else {
+      this.log.error(message);
       void this.ui
         .notify("error", `Phasewise: ${plainText(message)}`, ACTIONS.showOutput)
         .then((c) => c && this.log.show());
@@ -683,7 +764,7 @@ export class Commands {
     });
   }
 
-  private target(arg?: PhaseArg): Target | undefined {
+  private target(arg?: { uri?: string; range?: LspRange }): Target | undefined {
     if (arg?.uri) {
       return { uri: vscode.Uri.parse(arg.uri), range: arg.range };
     }
@@ -710,7 +791,17 @@ export class Commands {
     return vscode.window.visibleTextEditors.find((e) => e.document.uri.toString() === last);
   }
 
-  private askInstruction(phase: Phase | "run", target: Target, value?: string): Thenable<string | undefined> {
+  /**
+   * The instruction for `phase` (a phase of the user's own is asked as its `kind` is, under its own
+   * name and route). Offered: `value` (the plan's instruction, for code), else the last one given for
+   * this document and phase (a retry cancelled during its countdown, then Plan again).
+   */
+  private askInstruction(
+    phase: string,
+    kind: Phase | "run",
+    target: Target,
+    value?: string,
+  ): Thenable<string | undefined> {
     const scope = target.range ? `lines ${target.range.start.line + 1}–${target.range.end.line + 1}` : "the whole file";
     const prompts: Record<Phase | "run", string> = {
       plan: `What should the plan achieve? (${scope})`,
@@ -720,11 +811,23 @@ export class Commands {
     };
     return this.ui.prompter.input({
       title: `Phasewise ${phase}${phase === "run" ? "" : ` · ${this.routeHint(phase)}`}`,
-      prompt: prompts[phase],
-      value,
+      prompt: prompts[kind],
+      value: value ?? this.instructions.get(`${target.uri.toString()} ${phase}`),
       ignoreFocusOut: true,
-      validateInput: phase === "review" ? undefined : (v) => (v.trim() ? undefined : "Say what the phase should do"),
+      validateInput: kind === "review" ? undefined : (v) => (v.trim() ? undefined : "Say what the phase should do"),
     });
+  }
+
+  private remember(target: Target, phase: string, instruction: string): void {
+    if (instruction.trim()) {
+      this.instructions.set(`${target.uri.toString()} ${phase}`, instruction);
+    }
+  }
+
+  /** What kind of phase `phase` is (plan, code, review), from the server's status. */
+  private kindOf(phase: string): Phase {
+    const named = this.lastStatus?.phases.find((p) => p.phase === phase)?.kind ?? phase;
+    return ((PHASES as readonly string[]).includes(named) ? named : "plan") as Phase;
   }
 
   private routeHint(phase: string): string {
@@ -732,29 +835,40 @@ export class Commands {
     return p ? routeOf(p) : "default route";
   }
 
+  /**
+   * Verify's report as headings and short lines, not a six-column table: it stays readable in a
+   * preview beside the editor (half a screen), long problem messages wrapping under their model.
+   */
   private verifyMarkdown(answer: unknown): string {
     const full = `<details><summary>Full answer</summary>\n\n\`\`\`json\n${JSON.stringify(answer, null, 2)}\n\`\`\`\n\n</details>\n`;
     if (!isVerifyReport(answer)) {
       return `# Phasewise: providers verified\n\n${full}`;
     }
-    const ms = (v?: number | null) => (typeof v === "number" ? `${v.toFixed(0)} ms` : "");
-    const problem = (p?: Problem | null) => (p ? `${p.kind}: ${p.message}` : "");
-    const rows = answer.providers.flatMap((p) => [
-      `| **${p.provider}** | ${p.protocol ?? ""} | ${p.keyEnv ? `\`${p.keyEnv}\` ${p.keyMasked ?? "missing"}${p.keyAccepted === false ? " (rejected)" : ""}` : "—"} | ${p.ok ? "✓" : "✗"} | ${ms(p.latencyMs)} | ${problem(p.problem)} |`,
-      ...(p.models ?? []).map(
-        (m) => `| ↳ ${m.model} | | | ${m.ok ? "✓" : "✗"} | ${ms(m.latencyMs)} | ${problem(m.problem)} |`,
-      ),
-    ]);
-    const phases = answer.phases.map((p) => `| ${p.phase} | ${p.route ?? ""} | ${p.status} | ${problem(p.problem)} |`);
+    const mark = (ok: boolean) => (ok ? "✓" : "✗");
+    const ms = (v?: number | null) => (typeof v === "number" ? ` · ${v.toFixed(0)} ms` : "");
+    const problem = (p?: Problem | null) => (p ? `\n  ${p.kind}: ${plainText(p.message)}` : "");
+    const providers = answer.providers.flatMap((p) => {
+      const key = p.keyEnv
+        ? `\`${p.keyEnv}\` ${p.keyMasked ?? "missing"}${p.keyAccepted === false ? " (rejected)" : ""}`
+        : "no key needed";
+      return [
+        `## ${mark(p.ok)} ${p.provider}`,
+        "",
+        `${[p.protocol, key].filter(Boolean).join(" · ")}${ms(p.latencyMs)}${p.problem ? `\n\n${p.problem.kind}: ${plainText(p.problem.message)}` : ""}`,
+        "",
+        ...(p.models ?? []).map((m) => `- ${mark(m.ok)} ${m.model}${ms(m.latencyMs)}${problem(m.problem)}`),
+        "",
+      ];
+    });
+    const phases = answer.phases.map(
+      (p) => `- ${p.status === "ok" ? "✓" : p.status} **${p.phase}** · ${p.route ?? "no route"}${problem(p.problem)}`,
+    );
     return [
-      `# Phasewise: providers verified ${answer.ok ? "✓" : "✗"}`,
+      `# Phasewise: providers verified ${mark(answer.ok)}`,
       "",
-      "| provider / model | protocol | key | ok | latency | problem |",
-      "|---|---|---|---|---|---|",
-      ...rows,
+      ...providers,
+      "## Phases",
       "",
-      "| phase | route | status | problem |",
-      "|---|---|---|---|",
       ...phases,
       "",
       full,

@@ -18,8 +18,9 @@ export const SET_KEYS = "phasewise/setKeys";
 export const PLAN_SCHEME = "phasewise-plan";
 export const REPORT_SCHEME = "phasewise-report";
 
+/** The source of the server's problem diagnostics. Findings are `phasewise-<phase>` (`phasewise-review`,
+ * `phasewise-security` for a review of the user's own): the extension reads none of them by name. */
 export const PROBLEM_SOURCE = "phasewise";
-export const REVIEW_SOURCE = "phasewise-review";
 
 export const INSTALL_COMMAND = "pip install phasewise";
 export const REPO_INSTALL_COMMAND = "python3 -m venv .venv && .venv/bin/pip install -e .";

@@ -13,7 +13,7 @@ import * as path from "node:path";
 import * as vscode from "vscode";
 
 import { PLAN_SCHEME, REPORT_SCHEME } from "./constants";
-import type { RunStatus } from "./progress";
+import { LIMIT_WAIT_TITLE, type RunStatus } from "./progress";
 import { routeOf, type AgentStep, type PhaseResult, type StepParams, type StreamTextParams } from "./protocol";
 
 interface PlanEntry {
@@ -52,6 +52,12 @@ export function stepLine(step: AgentStep): string {
 
 export function describeResult(result: PhaseResult): string {
   const parts = [`${result.phase} ${result.ok ? "served" : "failed"} by ${routeOf(result)}`];
+  if (result.sent === false) {
+    // stopped before any request left (settings, preflight, a cooldown, the response cache): its
+    // time and tokens are not measurements (the contract)
+    parts.push(result.cached ? "from the response cache, nothing sent" : "nothing sent");
+    return parts.join(", ");
+  }
   const total = result.latencyMs?.total;
   if (typeof total === "number") {
     parts.push(`in ${(total / 1000).toFixed(1)} s`);
@@ -141,16 +147,31 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
 
   /** A progress step of a run: the running plan view of that phase shows it. */
   onRunStatus(status: RunStatus): void {
-    const route = /^Phasewise [^:]+:\s*(.+)$/.exec(status.title)?.[1];
+    const waitFor = LIMIT_WAIT_TITLE.exec(status.title)?.[1]; // a retry waiting for a rate limit
+    const route = waitFor ?? /^Phasewise [^:]+:\s*(.+)$/.exec(status.title)?.[1];
     if (status.phase && route) {
       this.routes.set(status.phase, route); // for a view its phase's first step opens
     }
-    if (status.state === "done") {
-      return;
-    }
     const running = [...this.plans.values()].filter((p) => p.running && p.phase === status.phase);
     const entry = running[running.length - 1];
-    if (entry && !(status.state === "streaming" && entry.chunks > 0)) {
+    if (!entry) {
+      return;
+    }
+    if (route) {
+      entry.route = route; // a retry on the route its last run took, or a fallback's
+    }
+    if (status.state === "done") {
+      if (waitFor) {
+        this.setStatus(entry, `the rate limit has lifted: retrying now`);
+        return;
+      }
+      // the phase is over (in a run, the next phase starts): its view says so now, not when the run ends
+      entry.running = false;
+      entry.route = ""; // the end message names the route
+      this.setStatus(entry, status.view);
+      return;
+    }
+    if (!(status.state === "streaming" && entry.chunks > 0)) {
       this.setStatus(entry, status.view);
     }
   }
@@ -164,7 +185,7 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
     if (!params.uri || typeof params.step !== "object" || params.step === null) {
       return;
     }
-    let entry = [...this.plans.values()].find((p) => p.runId === params.runId);
+    let entry = [...this.plans.values()].find((p) => p.runId === params.runId && p.phase === params.phase);
     entry ??= [...this.plans.values()].find(
       (p) => p.phase === params.phase && p.source === params.uri && !p.runId && !p.result,
     );
@@ -199,7 +220,9 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
 
   /** A phase's result completes the view its steps went to (a plan's view: `finishPlan`). */
   finishSteps(result: PhaseResult): void {
-    const entry = [...this.plans.values()].find((p) => p.runId === result.runId && p.view === "steps");
+    const entry = [...this.plans.values()].find(
+      (p) => p.runId === result.runId && p.phase === result.phase && p.view === "steps",
+    );
     if (!entry) {
       return;
     }
@@ -229,7 +252,8 @@ export class PhasewiseDocuments implements vscode.TextDocumentContentProvider, v
     if (!params.uri) {
       return;
     }
-    let entry = [...this.plans.values()].find((p) => p.runId === params.runId);
+    // a run's phases share its run id: the code phase's answer never goes into the plan's view
+    let entry = [...this.plans.values()].find((p) => p.runId === params.runId && p.phase === params.phase);
     entry ??= [...this.plans.values()].find(
       (p) => p.phase === params.phase && p.source === params.uri && !p.runId && !p.result,
     );

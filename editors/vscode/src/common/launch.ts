@@ -88,8 +88,9 @@ export async function resolveLaunch(): Promise<Launch> {
     const version = await probe(pythonPath, ["-m", "phasewise", "--version"]);
     if (!version) {
       throw new LaunchError(
-        `Phasewise: the language server is not installed for ${pythonPath} (${SERVER_SETTINGS}.pythonPath). ` +
-          `Install it with: ${pythonPath} -m ${INSTALL_COMMAND}`,
+        `Phasewise: the language server is not installed for ${pythonPath} (the setting ${SERVER_SETTINGS}.pythonPath). ` +
+          `Install it with: ${pythonPath} -m ${INSTALL_COMMAND}, or set ${SERVER_SETTINGS}.pythonPath to a Python ` +
+          `that has it (empty: the workspace's .venv, then PATH).`,
         `${pythonPath} -m ${INSTALL_COMMAND}`,
       );
     }
@@ -100,6 +101,8 @@ export async function resolveLaunch(): Promise<Launch> {
       version,
     };
   }
+  // what was looked at, in order, for the message when nothing is found
+  const looked = [`the setting ${SERVER_SETTINGS}.pythonPath (not set)`];
   for (const folder of vscode.workspace.workspaceFolders ?? []) {
     const python = venvPython(folder);
     const version = python ? await probe(python, ["-m", "phasewise", "--version"]) : undefined;
@@ -111,15 +114,19 @@ export async function resolveLaunch(): Promise<Launch> {
         version,
       };
     }
+    looked.push(
+      python ? `${python} (no phasewise installed for it)` : `a .venv or venv in ${folder.uri.fsPath} (there is none)`,
+    );
   }
   const exe = onPath("phasewise");
   const version = exe ? await probe(exe, ["--version"]) : undefined;
   if (exe && version) {
     return { command: exe, args: ["serve"], origin: "PATH", version };
   }
+  looked.push(exe ? `${exe} on PATH (it did not answer --version)` : "phasewise on PATH (not there)");
   throw new LaunchError(
-    "Phasewise: the language server (`phasewise`) was not found. Install it with " +
-      `\`${INSTALL_COMMAND}\` (from a checkout of the repository: \`${REPO_INSTALL_COMMAND}\`), ` +
+    `Phasewise: the language server (\`phasewise\`) was not found. Looked at: ${looked.join("; ")}. ` +
+      `Install it with \`${INSTALL_COMMAND}\` (from a checkout of the repository: \`${REPO_INSTALL_COMMAND}\`), ` +
       `or set ${SERVER_SETTINGS}.pythonPath to a Python that has it.`,
     INSTALL_COMMAND,
   );

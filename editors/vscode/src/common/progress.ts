@@ -40,12 +40,26 @@ export interface RunStatus {
 }
 
 const WAIT = /^(.*?):? ?retrying in (.+?) \(at ([^)]+)\)$/;
+/** A retry that waits for a rate limit first (`phasewise.retry`): the number leads, the reason follows. */
+const RETRY_WAIT = /^retrying in (.+?) \(at ([^)]+)\): (.+)$/;
 const NOW = /^(.*?):? ?retrying now$/;
+
+/** The title of a retry's wait for a rate limit (`Phasewise plan: waiting for the rate limit on p/m`). */
+export const LIMIT_WAIT_TITLE = /^Phasewise [^:]+: waiting for the rate limit on (.+)$/;
 
 /** What a server status line means, for the notification and for the plan view. */
 export function describeStatus(message: string): { state: RunState; message: string; view: string } {
   const text = message.trim();
-  let m = WAIT.exec(text);
+  let m = RETRY_WAIT.exec(text);
+  if (m) {
+    // the title names the limit ("waiting for the rate limit on p/m"): the number is what is new
+    return {
+      state: "waiting",
+      message: `${m[1]} until retry (at ${m[2]})`,
+      view: `waiting for the rate limit to lift: retrying in ${m[1]} (at ${m[2]})`,
+    };
+  }
+  m = WAIT.exec(text);
   if (m) {
     const why = m[1];
     const what = /rate.?limit/.test(why) ? "waiting for a rate limit to lift" : "waiting before retrying";

@@ -39,6 +39,10 @@ export interface PhaseResult {
   files?: { path: string; uri?: string; diff?: string; created?: boolean }[];
   findings?: unknown[];
   costUsd?: number | null;
+  /** false: stopped before any request reached a provider; `latencyMs` and `usage` are no measurements. */
+  sent?: boolean;
+  /** Answered from the response cache. */
+  cached?: boolean;
   /** The tool calls of a phase that works in steps, in order. */
   steps?: AgentStep[];
 }

@@ -11,6 +11,7 @@ import {
   LanguageClient,
   MessageType,
   RevealOutputChannelOn,
+  ShowMessageNotification,
   ShowMessageRequest,
   State,
   WorkDoneProgressCreateRequest,
@@ -20,6 +21,7 @@ import {
   type LanguageClientOptions,
   type MessageActionItem,
   type ServerOptions,
+  type ShowMessageParams,
   type ShowMessageRequestParams,
   type StaticFeature,
 } from "vscode-languageclient/node";
@@ -73,7 +75,11 @@ class PhasewiseCapabilities implements StaticFeature {
   fillClientCapabilities(capabilities: ClientCapabilities): void {
     capabilities.experimental = {
       ...(capabilities.experimental as Record<string, unknown> | undefined),
-      phasewise: { clientCommands: ["phasewise.setApiKey", "phasewise.openSettings"] },
+      // setKeyCommand: how the server names this client's own set-key command in its messages
+      phasewise: {
+        clientCommands: ["phasewise.setApiKey", "phasewise.openSettings"],
+        setKeyCommand: "Phasewise: Set API Key…",
+      },
     };
   }
 
@@ -211,11 +217,11 @@ export class ServerManager implements vscode.Disposable {
       throw new ServerUnavailable(this.unavailableMessage(), this.current);
     }
     if (this.supports(command) === false) {
-      throw new ServerUnavailable(
+      const message =
         `Phasewise: this language server (${this.serverVersion() ?? "unknown version"}) has no ` +
-          `\`${command}\` command yet; update it (pip install -U phasewise) and restart it.`,
-        this.current,
-      );
+        `\`${command}\` command yet; update it (pip install -U phasewise) and restart it.`;
+      this.log.error(message);
+      throw new ServerUnavailable(message, this.current);
     }
     const params = { command, arguments: [arg] };
     return (await client.sendRequest(ExecuteCommandRequest.type, params, token)) as unknown;
@@ -260,9 +266,12 @@ export class ServerManager implements vscode.Disposable {
     try {
       this.launch = await resolveLaunch();
     } catch (err) {
-      this.lastError = err instanceof Error ? err.message : String(err);
+      const message = err instanceof Error ? err.message : String(err);
+      if (message !== this.lastError) {
+        this.log.error(message); // once: each command looks again, and finds the same
+      }
+      this.lastError = message;
       this.installCommand = err instanceof LaunchError ? err.installCommand : undefined;
-      this.log.error(this.lastError);
       this.setState(err instanceof LaunchError ? "not-found" : "failed");
       return undefined;
     }
@@ -278,6 +287,7 @@ export class ServerManager implements vscode.Disposable {
     client.onNotification(STREAM_TEXT, (params: StreamTextParams) => this.streamEmitter.fire(params));
     client.onNotification(STEP, (params: StepParams) => this.stepEmitter.fire(params));
     client.onRequest(ShowMessageRequest.type, (params) => this.ask(params));
+    client.onNotification(ShowMessageNotification.type, (params) => this.tell(params));
     client.onDidChangeState((e) => {
       // After a crash vscode-languageclient restarts the server: it needs the keys again.
       if (e.newState === State.Running && this.client === client) {
@@ -403,6 +413,23 @@ export class ServerManager implements vscode.Disposable {
     const actions = params.actions ?? [];
     const picked = await this.ui.notify(kind, params.message, ...actions.map((a) => a.title));
     return actions.find((a) => a.title === picked) ?? null;
+  }
+
+  /**
+   * The server's messages (`window/showMessage`), shown as vscode-languageclient shows them, through
+   * the extension's notifier; except a settings problem ("Phasewise settings: …"): while the user
+   * types in settings.json every in-between value would raise one. Those go to the output channel;
+   * settings.json's own diagnostics and the phase's status bar item show them.
+   */
+  private tell(params: ShowMessageParams): void {
+    if (params.message.startsWith("Phasewise settings: ")) {
+      this.log.warn(params.message);
+      this.settingsEmitter.fire();
+      return;
+    }
+    const kind: NoticeKind =
+      params.type === MessageType.Error ? "error" : params.type === MessageType.Warning ? "warning" : "info";
+    void this.ui.notify(kind, params.message);
   }
 
   private forwardServerCommands(client: LanguageClient): void {

@@ -8,9 +8,29 @@ import * as vscode from "vscode";
 import type { ServerState } from "./server";
 import { keyReady, routeOf, type PhaseStatus, type StatusReport } from "./protocol";
 
-function phaseText(phase: PhaseStatus): string {
-  const icon = phase.problem ? "$(error)" : keyReady(phase) ? "$(pass)" : "$(key)";
-  return `${icon} ${phase.phase}: ${routeOf(phase)}`;
+/** The settings issues of one phase's own entry (`phasewise.phases.<phase>…`). */
+function issuesOf(phase: string, report: StatusReport): { path: string; message: string }[] {
+  const prefix = `phasewise.phases.${phase}`;
+  return (report.settingsIssues ?? []).filter(
+    (i) => i.path === prefix || i.path.startsWith(`${prefix}.`) || i.path.startsWith(`${prefix}[`),
+  );
+}
+
+/** `code: zai/glm-4.7`; a phase with a problem names it (`code: settings (model)`), never just "no route". */
+export function phaseText(phase: PhaseStatus, report: StatusReport): string {
+  const problem = phase.problem;
+  const issue = issuesOf(phase.phase, report)[0];
+  if (!problem && !issue) {
+    return `${keyReady(phase) ? "$(pass)" : "$(key)"} ${phase.phase}: ${routeOf(phase)}`;
+  }
+  const setting = problem?.setting ?? issue?.path;
+  const field = setting?.startsWith(`phasewise.phases.${phase.phase}.`)
+    ? setting.slice(`phasewise.phases.${phase.phase}.`.length)
+    : setting?.replace(/^phasewise\./, "");
+  const what =
+    problem && problem.kind !== "config" ? problem.kind.replace(/-/g, " ") : `settings${field ? ` (${field})` : ""}`;
+  const route = phase.provider && phase.model ? `${routeOf(phase)} · ` : "";
+  return `$(error) ${phase.phase}: ${route}${what}`;
 }
 
 function keyCell(phase: PhaseStatus): string {
@@ -61,6 +81,16 @@ export class StatusBar implements vscode.Disposable {
     return this.phaseItems.size === 0 ? this.item.text : [...this.phaseItems.values()].map((i) => i.text).join("  ");
   }
 
+  /** Each phase's item as shown: its text, whether it is painted as a problem, its tooltip. */
+  get phases(): { phase: string; text: string; painted: boolean; tooltip: string }[] {
+    return [...this.phaseItems].map(([phase, item]) => ({
+      phase,
+      text: item.text,
+      painted: item.backgroundColor !== undefined,
+      tooltip: typeof item.tooltip === "string" ? item.tooltip : (item.tooltip?.value ?? ""),
+    }));
+  }
+
   showState(state: ServerState, detail?: string): void {
     const texts: Record<ServerState, [string, string]> = {
       starting: ["$(sync~spin) Phasewise", "Starting the Phasewise language server…"],
@@ -80,12 +110,8 @@ export class StatusBar implements vscode.Disposable {
   }
 
   showReport(report: StatusReport): void {
-    const tooltip = new vscode.MarkdownString(
-      `**Phasewise** ${report.version ?? ""}\n\n${statusMarkdown(report)}${healthMarkdown(report)}\n\n_Click for actions: Set API Key…, Open Settings, Verify Providers._`,
-    );
-    tooltip.supportHtml = true;
+    const table = `${statusMarkdown(report)}${healthMarkdown(report)}\n\n_Click for actions: Set API Key…, Open Settings, Verify Providers._`;
     const seen = new Set<string>();
-    const settingsBroken = (report.settingsIssues?.length ?? 0) > 0;
     report.phases.forEach((phase, index) => {
       seen.add(phase.phase);
       let item = this.phaseItems.get(phase.phase);
@@ -99,10 +125,17 @@ export class StatusBar implements vscode.Disposable {
         item.command = "phasewise.status";
         this.phaseItems.set(phase.phase, item);
       }
-      item.text = phaseText(phase);
+      // each item its own phase's problem: another phase's broken entry does not paint it
+      const own = phase.problem
+        ? [`${phase.problem.kind}: ${phase.problem.message}`]
+        : issuesOf(phase.phase, report).map((i) => `\`${i.path}\`: ${i.message}`);
+      const tooltip = new vscode.MarkdownString(
+        `**Phasewise** ${report.version ?? ""}\n\n${own.map((line) => `**${phase.phase}** — ${line}\n\n`).join("")}${table}`,
+      );
+      tooltip.supportHtml = true;
+      item.text = phaseText(phase, report);
       item.tooltip = tooltip;
-      item.backgroundColor =
-        phase.problem || settingsBroken ? new vscode.ThemeColor("statusBarItem.warningBackground") : undefined;
+      item.backgroundColor = own.length > 0 ? new vscode.ThemeColor("statusBarItem.warningBackground") : undefined;
       item.show();
     });
     for (const [name, item] of this.phaseItems) {

@@ -61,6 +61,8 @@ function phaseResultsIn(value: unknown, depth = 0): PhaseResult[] {
 /** Answers questions from a queue: text for input boxes, a label (prefix) for quick picks. */
 class ScriptedPrompter implements Prompter {
   readonly asked: string[] = [];
+  /** Each input box as shown: its title and the value it offered. */
+  readonly inputs: { title?: string; prompt?: string; value?: string }[] = [];
   /** The labels of each quick pick shown, in order. */
   readonly offered: string[][] = [];
 
@@ -72,6 +74,7 @@ class ScriptedPrompter implements Prompter {
 
   input(options: vscode.InputBoxOptions): Thenable<string | undefined> {
     this.asked.push(options.prompt ?? options.title ?? "input");
+    this.inputs.push({ title: options.title, prompt: options.prompt, value: options.value });
     const answer = this.answers.shift();
     if (answer !== undefined && options.validateInput) {
       return Promise.resolve(options.validateInput(answer)).then((problem) => (problem ? undefined : answer));
@@ -167,6 +170,16 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
   };
   const steps = report.steps as string[];
   const write = () => fs.writeFileSync(reportPath, JSON.stringify(report, null, 2));
+  /** Asks the test for a screenshot of the browser now (`PHASEWISE_TEST_SHOTS`) and waits for it. */
+  const shoot = async (name: string) => {
+    const dir = process.env.PHASEWISE_TEST_SHOTS;
+    if (!dir) {
+      return;
+    }
+    report.shoot = name;
+    write();
+    await waitFor(() => (fs.existsSync(`${dir}/${name}.done`) ? true : undefined), 60_000);
+  };
   const step = (name: string) => {
     steps.push(`${name} +${Date.now() - started} ms`);
     write();
@@ -193,6 +206,17 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
     if (!client) {
       report.unavailable = api.server.unavailableMessage();
       report.statusBarText = api.statusBar.text;
+      if (api.server.state === "not-found") {
+        // what the user sees: the notification (activation shows the status), then its Open Settings
+        report.unavailableNotices = await waitFor(() => (notices.length > 0 ? [...notices] : undefined), 10_000);
+        await shoot("server-not-found");
+        await vscode.commands.executeCommand("phasewise.openSettings", { setting: "phasewise.server" });
+        report.settingsTabs = await waitFor(() => {
+          const tabs = tabsView().filter((t) => t.label.toLowerCase().includes("settings"));
+          return tabs.length > 0 ? tabs : undefined;
+        }, 10_000);
+        await shoot("server-not-found-settings");
+      }
       return;
     }
     step("server running");
@@ -211,6 +235,10 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
     }
     if (process.env.PHASEWISE_TEST_SCENARIO === "commands") {
       await commandsSession(report, step, file, notices, clicker);
+      return;
+    }
+    if (process.env.PHASEWISE_TEST_SCENARIO === "flows") {
+      await flowsSession({ api, report, step, shoot, file, notices, clicker, prompter });
       return;
     }
 
@@ -749,4 +777,260 @@ async function commandsSession(
     clicker.click = undefined;
     report.questions = notices.slice(before).filter((n) => n.clicked !== undefined);
   }
+}
+
+/** The plan-kind view of `phase` for `file`, as the extension names it. */
+function viewUri(file: vscode.Uri, phase: string): vscode.Uri {
+  const name = file.path.split("/").pop() ?? "";
+  return vscode.Uri.from({
+    scheme: PLAN_SCHEME,
+    path: `/${name} ${phase}.md`,
+    query: `for=${encodeURIComponent(file.toString())}`,
+  });
+}
+
+/** Queues a fault at the test's simulator (`PHASEWISE_TEST_SIM_FAULTS`: its /_sim/faults). */
+async function queueFault(rule: object): Promise<boolean> {
+  const url = process.env.PHASEWISE_TEST_SIM_FAULTS;
+  if (!url) {
+    return false;
+  }
+  const answer = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(rule),
+  });
+  return answer.ok;
+}
+
+interface FlowsContext {
+  api: PhasewiseApi;
+  report: Record<string, unknown>;
+  step: (name: string) => void;
+  shoot: (name: string) => Promise<void>;
+  file: vscode.Uri;
+  notices: Notice[];
+  clicker: { click?: Clicker };
+  prompter: ScriptedPrompter;
+}
+
+/**
+ * Issue 23's VS Code flows (`PHASEWISE_TEST_SCENARIO=flows`; `retry.maxWaitSeconds` is 1, so a rate
+ * limit's 6 s retry-after fails the phase at once): the quick fix that retries once the limit
+ * lifts counts down; the failure's notification offers Retry, whose countdown is cancelled, and
+ * Plan then offers the instruction again; a result with nothing sent says so; a run's plan view
+ * while its code change waits; a phase of the user's own from Run Phase and Compare; settings
+ * typed wrong; Verify's report.
+ */
+async function flowsSession(ctx: FlowsContext): Promise<void> {
+  const { api, report, step, shoot, file, notices, clicker, prompter } = ctx;
+  const uri = file.toString();
+  const limited = "e2e-planner/limited-sim";
+  const planView = viewUri(file, "plan");
+  const viewText = (view: vscode.Uri) => api.documents.provideTextDocumentContent(view);
+  const rendered = async (view: vscode.Uri, ok: (text: string) => boolean) =>
+    waitFor(async () => {
+      const text = (await vscode.workspace.openTextDocument(view)).getText();
+      return ok(text) ? text : undefined;
+    }, 10_000);
+  await api.commands.refreshStatus(file);
+
+  // 6: the rate limit's quick fix waits until the limit lifts, counting down as a phase does
+  let noticesBefore = notices.length;
+  const failed = await vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.plan, {
+    uri,
+    instruction: "Plan the rename",
+    model: limited,
+  });
+  const limitProblem = await waitFor(() =>
+    vscode.languages.getDiagnostics(file).find((d) => d.source === PROBLEM_SOURCE && d.code === "rate-limit"),
+  );
+  const actions = limitProblem
+    ? await vscode.commands.executeCommand<vscode.CodeAction[]>(
+        "vscode.executeCodeActionProvider",
+        file,
+        limitProblem.range,
+      )
+    : [];
+  const fix = actions.find((a) => a.title.includes("once the limit lifts"));
+  let historyBefore = api.progress.history().length;
+  const waits = () =>
+    api.progress
+      .history()
+      .slice(historyBefore)
+      .filter((s) => s.state === "waiting");
+  const retrying = fix?.command
+    ? vscode.commands.executeCommand<PhaseResult | undefined>(
+        fix.command.command,
+        ...((fix.command.arguments ?? []) as unknown[]),
+      )
+    : Promise.resolve(undefined);
+  await waitFor(() => (waits().length >= 2 ? true : undefined), 15_000);
+  const viewWhileWaiting = viewText(planView);
+  // the screenshot once VS Code has the waiting view and a later step of the countdown (the preview drawn)
+  await rendered(planView, (t) => t.includes("waiting for the rate limit to lift"));
+  await waitFor(() => (waits().length >= 3 ? true : undefined), 15_000);
+  await shoot("retry-countdown");
+  const retried = await retrying;
+  report.retryFix = {
+    failed: failed ?? null,
+    failureNotices: notices.slice(noticesBefore),
+    fixes: actions.map((a) => a.title),
+    fix: fix?.title ?? null,
+    progress: api.progress.history().slice(historyBefore),
+    viewWhileWaiting,
+    planStates: api.documents.planEntry(planView)?.states ?? [],
+    result: retried ?? null,
+    view: await rendered(planView, (t) => /served by/.test(t)),
+  };
+  step("retry fix done");
+
+  // 10: the failure's notification offers Retry; the countdown cancelled, Plan offers the instruction again
+  const queued = await queueFault({
+    provider: "e2e-planner",
+    model: "limited-sim",
+    fault: { preset: "anthropic.rate_limit_error", retry_after: 8 },
+  });
+  noticesBefore = notices.length;
+  clicker.click = (_message, actions) => (actions.includes("Retry") ? "Retry" : undefined);
+  historyBefore = api.progress.history().length;
+  const failedAgain = await vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.plan, {
+    uri,
+    instruction: "Plan the rename once more",
+    model: limited,
+  });
+  clicker.click = undefined;
+  const waiting = await waitFor(() => waits()[0], 15_000);
+  const cancelled = waiting ? api.progress.cancel(waiting.token) : 0;
+  const cancelNotice = await waitFor(
+    () => notices.slice(noticesBefore).find((n) => n.message.startsWith("Phasewise plan cancelled")),
+    15_000,
+  );
+  // nothing sent (the limit still holds): the view says so, not "0.0 s, 0 → 0 tokens"
+  const unsent = await vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.plan, {
+    uri,
+    instruction: "Plan while the limit holds",
+    model: limited,
+  });
+  const unsentView = await rendered(planView, (t) => t.startsWith("# Plan: Plan while") && /failed by/.test(t));
+  const inputsBefore = prompter.inputs.length;
+  prompter.push(undefined); // Plan from the palette: what it offers, then dismissed
+  await vscode.commands.executeCommand(COMMANDS.plan);
+  const offeredBefore = prompter.offered.length;
+  prompter.push(undefined); // Retry Phase from the palette: the phases it offers, then dismissed
+  await vscode.commands.executeCommand(COMMANDS.retry);
+  report.retryNotice = {
+    queued,
+    failed: failedAgain ?? null,
+    notices: notices.slice(noticesBefore),
+    waiting: waiting ?? null,
+    cancelled,
+    cancelNotice: cancelNotice ?? null,
+    planAsked: prompter.inputs.slice(inputsBefore),
+    retryOffered: prompter.offered[offeredBefore] ?? [],
+    unsent: unsent ?? null,
+    unsentView: unsentView ?? viewText(planView),
+  };
+  step("retry notice done");
+
+  // 7: a run: while its code change waits for Apply the plan's view is done, and holds the plan only
+  await vscode.commands.executeCommand("notifications.clearAll"); // the failures above, out of the pictures
+  const runView: Record<string, unknown> = {};
+  const shown = api.review.onDidShow(() => {
+    void (async () => {
+      runView.held = viewText(planView);
+      runView.rendered = await rendered(planView, (t) => t === runView.held);
+      runView.tabs = tabsView();
+      await shoot("run-change-pending");
+      await vscode.commands.executeCommand(CHANGE.apply);
+    })();
+  });
+  prompter.push("Rename load to read_file");
+  const ran = await vscode.commands.executeCommand<unknown>(COMMANDS.run);
+  shown.dispose();
+  const runResults = phaseResultsIn(ran);
+  report.run = {
+    ...runView,
+    results: runResults.map((r) => ({ phase: r.phase, ok: r.ok, text: r.text })),
+    after: await rendered(planView, (t) => t.startsWith("# Plan: Rename load") && /served by/.test(t)),
+  };
+  step("run done");
+
+  // 8: Run Phase with a phase of the user's own: its name and route in the prompt; Compare offers it
+  await api.commands.refreshStatus(file);
+  const inputsBeforeOwn = prompter.inputs.length;
+  const offeredBeforeOwn = prompter.offered.length;
+  prompter.push("security", "");
+  const own = await vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.runPhase);
+  const ownFindings = await waitFor(() => {
+    const found = vscode.languages.getDiagnostics(file).filter((d) => d.source !== PROBLEM_SOURCE);
+    return found.length > 0 ? found : undefined;
+  }, 10_000);
+  prompter.push(undefined);
+  await vscode.commands.executeCommand(COMMANDS.compare);
+  report.ownPhase = {
+    picked: prompter.offered[offeredBeforeOwn] ?? [],
+    asked: prompter.inputs.slice(inputsBeforeOwn),
+    result: own ?? null,
+    diagnostics: (ownFindings ?? []).map((d) => ({ source: d.source, message: d.message })),
+    compareOffered: prompter.offered[offeredBeforeOwn + 1] ?? [],
+  };
+  step("own phase done");
+
+  // 11: settings typed wrong, one in-between value after another: no toast; the code item says its problem
+  noticesBefore = notices.length;
+  const config = vscode.workspace.getConfiguration("phasewise");
+  const phases = config.inspect<Record<string, unknown>>("phases")?.workspaceValue ?? {};
+  const code = (phases.code ?? {}) as Record<string, unknown>;
+  for (const model of ["e", "e2", "e2e-coder/"]) {
+    await config.update("phases", { ...phases, code: { ...code, model } }, vscode.ConfigurationTarget.Workspace);
+  }
+  const painted = await waitFor(async () => {
+    const status = await api.commands.refreshStatus(file);
+    const item = api.statusBar.phases.find((p) => p.phase === "code");
+    return status && item?.painted ? api.statusBar.phases : undefined;
+  }, 15_000);
+  const settingsFile = vscode.Uri.joinPath(file, "..", ".vscode", "settings.json");
+  await waitFor(() => (vscode.languages.getDiagnostics(settingsFile).length > 0 ? true : undefined), 10_000);
+  await vscode.commands.executeCommand("notifications.clearAll");
+  await vscode.window.showTextDocument(settingsFile, { preview: true });
+  await shoot("settings-problem");
+  report.settings = {
+    settingsText: (await vscode.workspace.openTextDocument(settingsFile)).getText(),
+    items: painted ?? api.statusBar.phases,
+    notices: notices.slice(noticesBefore),
+    diagnostics: vscode.languages.getDiagnostics(settingsFile).map((d) => ({
+      source: d.source,
+      message: d.message,
+      line: d.range.start.line,
+    })),
+    output: api.log.lines().filter((l) => l.includes("Phasewise settings: ")),
+  };
+  await config.update("phases", phases, vscode.ConfigurationTarget.Workspace);
+  await vscode.window.showTextDocument(file);
+  report.settings = {
+    ...(report.settings as object),
+    restored: await waitFor(async () => {
+      await api.commands.refreshStatus(file);
+      return api.statusBar.phases.every((p) => !p.painted) ? api.statusBar.phases : undefined;
+    }, 15_000),
+    clearedDiagnostics:
+      (await waitFor(() => {
+        const left = vscode.languages.getDiagnostics(settingsFile).map((d) => d.message);
+        return left.some((m) => m.startsWith("phasewise.")) ? undefined : left;
+      }, 10_000)) ?? vscode.languages.getDiagnostics(settingsFile).map((d) => d.message),
+  };
+  step("settings done");
+
+  // 14: Verify's report fits half a screen
+  await vscode.commands.executeCommand(COMMANDS.verify);
+  report.verify = await waitFor(
+    () =>
+      vscode.workspace.textDocuments
+        .find((d) => d.uri.scheme === REPORT_SCHEME && d.uri.path.startsWith("/Phasewise providers"))
+        ?.getText(),
+    10_000,
+  );
+  await shoot("verify-report");
+  step("verify done");
 }

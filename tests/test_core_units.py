@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC
 
 import pytest
 from lsprotocol import types
@@ -205,3 +206,19 @@ def test_what_counts_as_a_secret_to_mask() -> None:
     assert not hasattr(spec, "kind"), spec  # a provider, not a problem
     assert [k.env for k in resolver.keys(spec)] == ["CORP_LLM"]  # type: ignore[arg-type]
     assert redact("the server said: corp-llm-value-9876543210zyx") == "the server said: [redacted]"
+
+
+def test_a_rate_limits_retry_title_counts_down_to_when_it_lifts() -> None:
+    """Issue 23 item 6: "Retry … once the limit lifts (…, in 75 s)" says the seconds left each time
+    the fixes are asked for, not the wait the provider gave when the problem was published."""
+    from datetime import datetime, timedelta
+
+    from phasewise.edge.fixes import _when
+
+    at = datetime(2026, 12, 8, 14, 3, 12, tzinfo=UTC)
+    problem = {"retryAfterSeconds": 75.0, "retryAt": at.isoformat()}
+    assert _when(problem, now=at - timedelta(seconds=75)) == "14:03:12, in 75 s"
+    assert _when(problem, now=at - timedelta(seconds=30)) == "14:03:12, in 30 s"
+    assert _when(problem, now=at + timedelta(seconds=5)) == "14:03:12, in 0 ms"
+    assert _when({"retryAfterSeconds": 12.0}) == "in 12 s"  # no time to count to: the provider's wait
+    assert _when({"retryAt": at.isoformat()}) is None

@@ -151,3 +151,20 @@ async def test_a_provider_on_this_machine_that_is_not_running_is_said_to_be_star
     message = result["error"]["message"]
     assert f"nothing answers at http://127.0.0.1:{port}/v1 on this machine" in message, message
     assert f"`phasewise sim --port {port}`" in message and "phasewise.providers.sim-openai.baseUrl" in message
+
+
+async def test_compare_asks_no_instruction_of_a_review_kind_phase_of_the_users_own(
+        client: LanguageClient, sim: SimulatorThread) -> None:
+    """Found while fixing issue 23's Neovim items: compare wanted an instruction of every phase but
+    the one named ``review``; a phase's kind decides, as it does for the phase itself."""
+    sim.reset()
+    (ROOT / "phasewise.json").unlink(missing_ok=True)
+    editor = Editor(client)
+    settings = project(sim, security={"kind": "review", "model": "coder/glm-sim"})
+    settings.pop("ledgerPath")
+    editor.configure(settings)
+    editor.open(APP.as_uri(), APP_TEXT)
+    report = plain(await editor.command("phasewise.compare", {"uri": APP.as_uri(), "phase": "security",
+                                                               "models": ["coder/glm-sim", "planner/claude-sim"]}))
+    outcomes = [(r["model"], r["outcome"]) for r in report["rows"]]
+    assert outcomes == [("coder/glm-sim", "ok"), ("planner/claude-sim", "ok")]

@@ -77,17 +77,21 @@ def client_commands(caps: types.ClientCapabilities | None) -> frozenset[str]:
     return frozenset(c for c in named if c in CLIENT_COMMANDS)
 
 
-def _when(problem: dict[str, Any]) -> str | None:
-    """When a rate-limit lifts, for a title: ``14:03:12, in 12 s`` (or just the seconds)."""
+def _when(problem: dict[str, Any], now: datetime | None = None) -> str | None:
+    """When a rate-limit lifts, for a title: ``14:03:12, in 12 s`` (or just the seconds). The
+    seconds are those left now (clients ask for the fixes each time the menu opens, so the title
+    counts down), from ``retryAt``; the provider's own wait when there is no time to count to."""
     seconds = problem.get("retryAfterSeconds")
     if not isinstance(seconds, (int, float)):
         return None
-    wait = f"{seconds:.0f} s" if seconds >= 1 else f"{seconds * 1000:.0f} ms"
     try:
-        at = datetime.fromisoformat(str(problem["retryAt"])).strftime("%H:%M:%S")
+        when = datetime.fromisoformat(str(problem["retryAt"]))
     except (KeyError, ValueError):
-        return f"in {wait}"
-    return f"{at}, in {wait}"
+        when = None
+    if when is not None and when.tzinfo is not None:
+        seconds = max(0.0, min(float(seconds), (when - (now or datetime.now(when.tzinfo))).total_seconds()))
+    wait = f"{seconds:.0f} s" if seconds >= 1 else f"{seconds * 1000:.0f} ms"
+    return f"in {wait}" if when is None else f"{when.strftime('%H:%M:%S')}, in {wait}"
 
 
 def problem_fixes(uri: str, diag: types.Diagnostic, problem: dict[str, Any],

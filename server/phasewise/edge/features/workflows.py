@@ -113,10 +113,10 @@ class WorkflowsFeature(Feature):
 
         ls = self.ls
         phase, models = args.phase, args.model_list()
-        if phase != "review":
+        loaded = await ls.settings_for(args.uri)
+        if ls.runner.route(loaded, phase).kind not in ("review", "qa"):  # as a phase: they need no instruction
             args.require_instruction()
         doc = ls.document(args.uri)
-        loaded = await ls.settings_for(args.uri)
         run_id = new_run_id()
         progress = await self._progress(run_id, phase, args.uri, f"Phasewise compare: {phase} on {len(models)} models")
         task = asyncio.current_task()

@@ -264,9 +264,14 @@ async def show_settings_command(ls: PhasewiseServer, arg: dict[str, Any]) -> dic
     from phasewise.workflows.config import find_settings_file
 
     setting: str = arg["setting"] if isinstance(arg.get("setting"), str) else "phasewise"
-    start = _start_folder(ls, arg.get("uri") if isinstance(arg.get("uri"), str) else None)
-    found = find_settings_file(start) if start is not None else None
-    path = found[0] if found is not None else None
+    uri = arg.get("uri") if isinstance(arg.get("uri"), str) else None
+    start = _start_folder(ls, uri)
+    # the repository's phasewise.json (the server reads it), else where the command line would look
+    project = ls.settings.project_file(uri)
+    path = project[0] if project is not None else None
+    if path is None and start is not None:
+        found = find_settings_file(start)
+        path = found[0] if found is not None else None
     if path is None and start is not None:
         vscode = Path(ls.workspace.root_path or start) / ".vscode" / "settings.json"
         path = vscode if vscode.is_file() else None
@@ -275,7 +280,8 @@ async def show_settings_command(ls: PhasewiseServer, arg: dict[str, Any]) -> dic
         text = (f"Phasewise found no settings file for this document: {setting} goes in the phasewise "
                 f"section of your editor's settings for the Phasewise server, or in {folder / 'phasewise.json'} "
                 f"(the section's fields at the top level, e.g. {{\"phases\": {{\"plan\": {{\"model\": "
-                f"\"anthropic/claude-opus-4-5\"}}}}}}), which the command line reads too.")
+                f"\"anthropic/claude-opus-4-5\"}}}}}}), which Phasewise reads beneath the editor's settings "
+                f"(the command line too).")
         ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Info, message=text))
         return {"shown": None, "message": text}
     try:

@@ -9,6 +9,7 @@ and no key value may appear anywhere the client can see. Waits are kept tiny thr
 
 from __future__ import annotations
 
+import re
 import socket
 from typing import Any
 
@@ -80,7 +81,8 @@ async def test_rate_limit_over_max_wait_fails_at_once_and_says_when(client: Lang
     diag = next(d for d in diags if d.code == "rate-limit")
     assert at in diag.message
     titles = [a.title for a in await fixes_for(client, URI, diag)]
-    assert any(at in t and "600 s" in t for t in titles), titles
+    # the seconds left, counted down each time the fixes are asked for
+    assert any(at in t and re.search(r", in (59\d|600) s\)", t) for t in titles), titles
 
     # the code phase on the same provider and key does not send: the provider said when
     code = answer(await editor.command("phasewise.code", {"uri": URI, "instruction": "x"}))
@@ -230,7 +232,10 @@ async def test_refused_connection_is_network_and_the_server_keeps_serving(client
                                              "apiKeyEnv": "MAIN_KEY"}}, **FAST})
     editor.open(URI, DOC)
     result = answer(await editor.command("phasewise.plan", {"uri": URI, "instruction": "x"}))
-    assert result["error"]["kind"] == "network" and f"127.0.0.1:{port}" not in result["error"]["message"]
+    assert result["error"]["kind"] == "network"
+    # on this machine: most likely nothing listening there (issue 23: say to start it, e.g. the simulator)
+    assert f"nothing answers at http://127.0.0.1:{port} on this machine" in result["error"]["message"]
+    assert f"`phasewise sim --port {port}`" in result["error"]["message"]
     assert [a["outcome"] for a in result["attempts"]] == ["network"] * ATTEMPTS
     diags = await editor.diagnostics_where(URI, lambda ds: any(d.code == "network" for d in ds))
     titles = [a.title for a in await fixes_for(client, URI, next(d for d in diags if d.code == "network"))]

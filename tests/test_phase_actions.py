@@ -8,7 +8,6 @@ cursor, executes the one it picks, and sees the plan as a Markdown file opened w
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -22,7 +21,7 @@ from pygls.uris import from_fs_path, to_fs_path
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from phasewise.sim import SimulatorThread
-from tests.helpers import Editor, code_actions_json, server_env
+from tests.helpers import Editor, code_actions_json, message_starting, server_env
 
 pytestmark = pytest.mark.slow  # every test starts the language server and runs phases through it
 
@@ -105,8 +104,7 @@ async def test_a_plan_action_run_from_a_plain_client_is_shown_as_a_document(plai
     started = await plain.workspace_execute_command_async(types.ExecuteCommandParams(
         command=plan["command"]["command"], arguments=plan["command"]["arguments"]))
     assert started["started"] is True  # a client without the plugin is answered at once (issue 23)
-    while not any(m.message.startswith("Phasewise plan (acts/sim-fast): done") for m in plain.messages):
-        await asyncio.wait_for(plain.wait_for_notification(types.WINDOW_SHOW_MESSAGE), 30)
+    await message_starting(plain, "Phasewise plan (acts/sim-fast): done", 60)
     assert plain.shown_documents, "the plan was not shown"
     shown = plain.shown_documents[-1]
     path = Path(to_fs_path(shown.uri) or "")

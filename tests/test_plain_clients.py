@@ -8,7 +8,6 @@ The real ALE runs in ``tests/editors/test_vim_ale.py``; this is the fast protoco
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -21,7 +20,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from phasewise.sim import SimulatorThread
-from tests.helpers import Editor, code_actions_json, server_env
+from tests.helpers import Editor, code_actions_json, message_starting, server_env
 
 pytestmark = pytest.mark.slow  # every test starts the language server and runs phases through it
 
@@ -72,8 +71,7 @@ async def test_plan_is_written_under_the_root_and_named_in_a_message(client: Lan
     if not client.plugin:  # type: ignore[attr-defined]
         # answered at once (ALE would wait, issue 23); the plan is delivered when it is done
         assert result["started"] is True
-        while not any(m.message.startswith("Phasewise plan (plain/sim-fast): done") for m in client.messages):
-            await asyncio.wait_for(client.wait_for_notification(types.WINDOW_SHOW_MESSAGE), 30)
+        await message_starting(client, "Phasewise plan (plain/sim-fast): done", 60)
     written = root / ".phasewise" / "plans" / "cart.py-plan.md"
     said = [m.message for m in client.messages if m.message.startswith("Phasewise: wrote")]
     assert client.shown_documents == []

@@ -149,7 +149,7 @@ async def test_a_provider_on_this_machine_that_is_not_running_is_said_to_be_star
                                           30))
     assert result["error"]["kind"] == "network", result["error"]
     message = result["error"]["message"]
-    assert f"nothing answers at http://127.0.0.1:{port}/v1 on this machine" in message, message
+    assert f"nothing answers at http://127.0.0.1:{port} on this machine" in message, message
     assert f"`phasewise sim --port {port}`" in message and "phasewise.providers.sim-openai.baseUrl" in message
 
 

@@ -31,7 +31,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 
 from phasewise.problems import ProblemKind
 from phasewise.sim import SimulatorThread
-from tests.helpers import PLUGIN_EXPERIMENTAL, Editor, code_actions_json, plain, server_env
+from tests.helpers import PLUGIN_EXPERIMENTAL, Editor, code_actions_json, message_starting, plain, server_env
 from tests.helpers.hostile import FULL, RawServer, size
 
 pytestmark = pytest.mark.slow  # every test starts the language server and runs phases through it
@@ -86,15 +86,8 @@ async def client(lsp_client: LanguageClient, request: Any, sim: SimulatorThread)
     await lsp_client.shutdown_session()
 
 
-async def said(client: LanguageClient, start: str, timeout: float = 30.0) -> str:
-    """The first ``window/showMessage`` starting with ``start``, waited for."""
-    async def wait() -> str:
-        while True:
-            found = [m.message for m in client.messages if m.message.startswith(start)]
-            if found:
-                return found[0]
-            await client.wait_for_notification(types.WINDOW_SHOW_MESSAGE)
-    return await asyncio.wait_for(wait(), timeout)
+async def said(client: LanguageClient, start: str, timeout: float = 60.0) -> str:
+    return await message_starting(client, start, timeout)
 
 
 async def action_for(client: LanguageClient, kind: str, line: int = 1) -> dict[str, Any]:

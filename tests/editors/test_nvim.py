@@ -239,7 +239,7 @@ def test_missing_key_is_a_diagnostic_with_quick_fixes(problems: dict[str, Any]) 
 
     # the quick fixes, offered and applied through vim.lsp.buf.code_action
     titles = set(problems["actions"])
-    assert "Set NOKEY_API_KEY (Phasewise: Set API Key…)" in titles
+    assert "Set NOKEY_API_KEY (:Phasewise key)" in titles  # the plugin's own command, as it declares it
     assert any(t.startswith("Retry the code phase") for t in titles), titles
     # openSettings names the problem's setting (or the phase's), where it lives and its value
     setting = problem["data"].get("setting") or "phasewise.phases.code"

@@ -141,6 +141,22 @@ class Editor:
         return await asyncio.wait_for(wait(), timeout)
 
 
+async def message_starting(client: LanguageClient, start: str, timeout: float = 30.0) -> str:
+    """The first ``window/showMessage`` starting with ``start``, waited for (how a phase answered
+    "started" says it ended); on a timeout, the messages that did come are in the failure."""
+    async def wait() -> str:
+        while True:
+            found = [m.message for m in client.messages if m.message.startswith(start)]
+            if found:
+                return found[0]
+            await client.wait_for_notification(types.WINDOW_SHOW_MESSAGE)
+    try:
+        return await asyncio.wait_for(wait(), timeout)
+    except TimeoutError:
+        raise AssertionError(f"no message starting {start!r} within {timeout:.0f} s; messages: "
+                             f"{[m.message for m in client.messages]}") from None
+
+
 def _file_of(uri: str) -> Path:
     return Path(to_fs_path(uri) or uri)
 

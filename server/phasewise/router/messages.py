@@ -100,10 +100,12 @@ def _rate_limited(f: _Failure) -> str:
 def _unreachable(f: _Failure) -> str:
     """A network failure; on this machine (a loopback baseUrl: a local model server, the simulator),
     most likely nothing is listening: say to start it."""
-    host = (urlsplit(f.base_url).hostname or "") if f.base_url else ""
-    if host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
-        port = urlsplit(f.base_url).port
-        return (f"{f.who} could not be reached for {f.where} ({f.detail}): nothing answers at {f.base_url} on this "
+    parts = urlsplit(f.base_url) if f.base_url else None
+    host = (parts.hostname or "") if parts else ""
+    if parts and (host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")):
+        port = parts.port
+        where = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"  # no path, query or user: only where
+        return (f"{f.who} could not be reached for {f.where} ({f.detail}): nothing answers at {where} on this "
                 f"machine. Start the server that should be there (Phasewise's simulator: `phasewise sim"
                 f"{f' --port {port}' if port and port != 8765 else ''}`; a local model server: its own command), "
                 f"or correct `phasewise.providers.{f.provider}.baseUrl`.")

@@ -82,4 +82,4 @@ async def test_plan_is_written_under_the_root_and_named_in_a_message(client: Lan
     text = written.read_text()
     assert "make total skip None items" in text and "plain/sim-fast" in text
     done = [m.message for m in client.messages if m.message.startswith("Phasewise plan (")]
-    assert done == ["Phasewise plan (plain/sim-fast): done, in cart.py-plan.md"]
+    assert done == ["Phasewise plan (plain/sim-fast): done, in .phasewise/plans/cart.py-plan.md"]

@@ -133,7 +133,7 @@ async def test_a_code_action_is_answered_at_once_and_the_phase_delivers_afterwar
     assert result["runId"] and "text" not in result
     done = await said(client, "Phasewise plan (planner/claude-sim): done")
     written = ROOT / ".phasewise" / "plans" / "cart.py-plan.md"
-    assert done == "Phasewise plan (planner/claude-sim): done, in cart.py-plan.md"
+    assert done == "Phasewise plan (planner/claude-sim): done, in .phasewise/plans/cart.py-plan.md"
     assert result["runId"] in written.read_text()  # the run it said it started is the one delivered
     assert [d.uri for d in client.shown_documents] == [written.as_uri()]
 

@@ -124,12 +124,13 @@ def test_ale_lists_and_runs_every_phase_from_its_code_action_menu(sim: Simulator
     assert [r.api_key for r in chat] == [KEYS["PLANNER_KEY"], KEYS["CODER_KEY"], KEYS["CODER_KEY"], KEYS["CODER_KEY"]]
 
     # ALE cannot open documents: the plan is written and a message names it, echoed by ALE
+    done = "Phasewise plan (planner/claude-sim): done, in .phasewise/plans/store.py-plan.md"
     assert obs["shown"][:2] == [{"message": "Phasewise: wrote .phasewise/plans/store.py-plan.md", "type": 3},
-                                {"message": "Phasewise plan (planner/claude-sim): done, in store.py-plan.md", "type": 3}]
+                                {"message": done, "type": 3}]
     # ALE waits for no command's answer, but is answered at once all the same: each phase ends with a message
     assert {"message": "Phasewise review (coder/glm-sim): 1 finding on store.py (in the problems list)",
             "type": 3} in obs["shown"], obs["shown"]
-    assert "Info:phasewise: Phasewise: wrote .phasewise/plans/store.py-plan.md" in obs["screens"]["after_plan"]
+    assert f"Info:phasewise: {done}" in obs["screens"]["after_plan"]  # the file named where ALE echoes it
     text = plan_path.read_text()
     assert text.startswith("# Phasewise plan: store.py\n\n- instruction: rename load to read_file\n"
                            "- served by: planner/claude-sim\n")

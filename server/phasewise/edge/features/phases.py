@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from contextvars import ContextVar
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -111,7 +112,17 @@ class PhasesFeature(Feature):
             self._say(types.MessageType.Error, f"Phasewise {phase} failed inside Phasewise ({type(err).__name__}); "
                                                f"see the server's log")
             return
-        self._say(*finished_message(phase, uri, result))
+        self._say(*finished_message(phase, uri, result, self._shown_where(uri, result.get("shownAt"))))
+
+    def _shown_where(self, uri: str, shown: Any) -> str | None:
+        """Where a plan document was written, as the user finds it: relative to the workspace folder."""
+        from pygls.uris import to_fs_path
+
+        path = to_fs_path(shown) if isinstance(shown, str) else None
+        folder = workspace_folder(self.ls, uri)
+        if path is None:
+            return None
+        return str(Path(path).relative_to(folder)) if folder and Path(path).is_relative_to(folder) else path
 
     def _say(self, kind: types.MessageType, message: str) -> None:
         from phasewise.edge.diagnostics import plain_text
@@ -377,7 +388,8 @@ class EdgeDoor:
         self.ls.log_line(message)
 
 
-def finished_message(phase: str, uri: str, result: dict[str, Any]) -> tuple[types.MessageType, str]:
+def finished_message(phase: str, uri: str, result: dict[str, Any],
+                     shown: str | None = None) -> tuple[types.MessageType, str]:
     """The one message a phase that answered "started" ends with (its result is also where it
     always is: the edit, the diagnostics, the plan document)."""
     from pathlib import PurePosixPath
@@ -406,7 +418,7 @@ def finished_message(phase: str, uri: str, result: dict[str, Any]) -> tuple[type
         done = "applied" if result.get("applied") else "not applied"
         return types.MessageType.Info, (f"Phasewise {phase}{who}: {done}, {files} file{'s' if files != 1 else ''}"
                                         if files else f"Phasewise {phase}{who}: no change to make")
-    where = f", in {PurePosixPath(result['shownAt']).name}" if result.get("shownAt") else ""
+    where = f", in {shown}" if shown else ""
     return types.MessageType.Info, f"Phasewise {phase}{who}: done{where}"
 
 

@@ -1,4 +1,4 @@
-;;; emacs_lsp_mode.el --- Phasewise from lsp-mode, set up as the README says, in `emacs -Q --batch'  -*- lexical-binding: t; -*-
+;;; emacs_lsp_mode.el --- Phasewise from lsp-mode, set up as docs/editors.md says, in `emacs -Q --batch'  -*- lexical-binding: t; -*-
 
 ;; Input: JSON in $PHASEWISE_TEST_INPUT {cmd, settings, root, file, plan_line, code_line}.
 ;; Output: what was observed, as JSON in $PHASEWISE_TEST_OUT.  Waiting is for conditions
@@ -52,7 +52,7 @@
          (file (plist-get pw-input :file))
          (settings (plist-get pw-input :settings))
          (cmd (plist-get pw-input :cmd)))
-    ;; ---- the README's recipe (lsp-mode, no plugin) ----
+    ;; ---- docs/editors.md's recipe (lsp-mode, no plugin) ----
     (require 'lsp-mode)
     (lsp-register-client
      (make-lsp-client :new-connection (lsp-stdio-connection (lambda () cmd))

@@ -18,7 +18,7 @@ let g:ale_lint_on_text_changed = 'never'
 let g:ale_echo_cursor = 1
 let g:ale_set_loclist = 1
 let g:ale_lsp_show_message_severity = 'information' " ALE shows only errors by default
-" as the README has it (the root: the folder with pyproject.toml)
+" as docs/editors.md has it (the root: the folder with pyproject.toml)
 call ale#linter#Define('python', {
 \   'name': 'phasewise',
 \   'lsp': 'stdio',

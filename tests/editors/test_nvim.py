@@ -370,7 +370,7 @@ def test_lazy_build_step_installs_the_server_that_health_finds_and_the_plugin_st
     assert "ERROR" not in installed and "the server is " not in installed
 
     # setup() started that server on a Python file, and it answered the health's status request
-    assert obs["cmd"] == [str(venv / "bin" / "phasewise"), "serve"]
+    assert obs["cmd"] == obs["native_cmd"] == [str(venv / "bin" / "phasewise"), "serve"]
     assert obs["server_version"] == obs["plugin_version"] == __version__
     assert "OK plan → planner/claude-sim (anthropic, " in obs["health_running"], obs["health_running"]
 

@@ -37,6 +37,8 @@ T.run(function()
   end, T.input.build_timeout_ms)
   obs.built = result
   obs.server = install.server()
+  -- Neovim 0.11's own way (lsp/phasewise.lua, read at first use) starts the same server
+  obs.native_cmd = vim.lsp.config.phasewise.cmd
 
   require("phasewise").setup({ settings = { phasewise = T.input.settings } })
   vim.cmd("checkhealth phasewise")

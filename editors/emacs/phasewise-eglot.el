@@ -3,7 +3,7 @@
 ;; Version: 0.1.0
 ;; Package-Requires: ((emacs "28.1") (eglot "1.9"))
 ;; Keywords: tools, languages
-;; URL: see editors/emacs/README.md in the Phasewise repository
+;; URL: https://github.com/phasewise/phasewise
 
 ;;; Commentary:
 

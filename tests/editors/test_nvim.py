@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -41,7 +42,8 @@ def route(sim: SimulatorThread, provider: str, protocol: str, env: str) -> dict[
     return {"protocol": protocol, "baseUrl": sim.base_url(provider, protocol), "apiKeyEnv": env}
 
 
-def run_nvim(script: str, tmp_path: Path, *, env: dict[str, str] | None = None, **inputs: Any) -> dict[str, Any]:
+def run_nvim(script: str, tmp_path: Path, *, env: dict[str, str] | None = None, timeout: float = 60,
+             **inputs: Any) -> dict[str, Any]:
     """Run one Lua test script in a fresh headless Neovim; return what it observed."""
     xdg = {name: tmp_path / "xdg" / name.lower() for name in
            ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR")}
@@ -55,7 +57,7 @@ def run_nvim(script: str, tmp_path: Path, *, env: dict[str, str] | None = None, 
     assert NVIM is not None
     proc = subprocess.run(
         [NVIM, "--headless", "-u", "NONE", "-i", "NONE", "-l", str(SCRIPTS / script)],
-        env=full_env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        env=full_env, cwd=tmp_path, capture_output=True, text=True, timeout=timeout, check=False,
     )
     observed: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {"error": "no output written"}
     assert proc.returncode == 0 and "error" not in observed, (
@@ -272,7 +274,8 @@ def test_phasewise_key_completes_and_offers_the_routes_key_variables(problems: d
 
 HELP_TAGS = ["phasewise", "phasewise.setup()", "phasewise-settings", ":Phasewise", ":Phasewise-compare",
              "phasewise-progress", "phasewise.statusline()", "phasewise-problems", "phasewise-keys",
-             "phasewise-health", "phasewise-edits", ":Phasewise-cancel", "phasewise-capabilities", ":Phasewise-phase"]
+             "phasewise-health", "phasewise-edits", ":Phasewise-cancel", "phasewise-capabilities", ":Phasewise-phase",
+             "phasewise-install", "phasewise.install.build()"]
 
 
 def test_plugin_without_setup_help_and_health(tmp_path: Path) -> None:
@@ -312,6 +315,64 @@ def test_plugin_without_setup_help_and_health(tmp_path: Path) -> None:
     assert obs["misplaced"] == [{"msg": warning, "level": 3}]
     assert "WARNING " + warning.removeprefix("Phasewise: ") in obs["health_misplaced"]
     assert "OK settings are under" not in obs["health_misplaced"]
+
+
+def clone(tmp_path: Path) -> Path:
+    """The repository's files as a clone has them (tracked and new, nothing ignored), outside it."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
+                            check=True).stdout.decode().split("\0")
+    copy = tmp_path / "phasewise"
+    for rel in filter(None, listed):
+        source = ROOT / rel
+        if source.is_file():
+            (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / rel)
+    return copy
+
+
+@pytest.mark.slow
+def test_lazy_build_step_installs_the_server_that_health_finds_and_the_plugin_starts(
+    sim: SimulatorThread, tmp_path: Path
+) -> None:
+    repo = clone(tmp_path)
+    # PATH without this repository's virtual environment: no `phasewise` anywhere on it
+    env = server_env()
+    path = [p for p in env["PATH"].split(os.pathsep)
+            if p and not Path(p).resolve().is_relative_to(ROOT) and not shutil.which("phasewise", path=p)]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    env = {"PATH": os.pathsep.join(path), "VIRTUAL_ENV": "", "PYTHONPATH": "",
+           # the user's pip and uv caches (run_nvim gives Neovim a temporary XDG_CACHE_HOME)
+           "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR") or str(cache / "pip"),
+           "UV_CACHE_DIR": os.environ.get("UV_CACHE_DIR") or str(cache / "uv")}
+    settings = {"phases": {"plan": {"model": "planner/claude-sim"}},
+                "providers": {"planner": route(sim, "planner", "anthropic", "PLANNER_KEY")}}
+    obs = run_nvim("nvim_install.lua", tmp_path, env={**env, **KEYS}, timeout=600, build_timeout_ms=540_000,
+                   plugin=str(repo / "editors" / "nvim"), settings=settings, file=str(write_doc(tmp_path)))
+
+    assert obs["on_path"] is False
+    venv = Path(obs["data"]) / "phasewise" / "venv"
+    # before the build: the server is missing, and health says how to install it
+    missing = obs["health_missing"]
+    assert "ERROR the server `phasewise` is not installed or not on PATH" in missing
+    assert "`:Lazy build phasewise`" in missing and f"a virtual environment in {venv}" in missing
+    assert "phasewise is not on PyPI yet" in missing and "pipx install phasewise" not in missing
+
+    # the build step: lazy.nvim's coroutine, its progress yielded, the server in stdpath("data")
+    assert obs["repo_root"] == str(repo)
+    tool = "uv pip install" if shutil.which("uv", path=os.pathsep.join(path)) else "pip install"
+    assert f"Phasewise: {tool} (the server and its dependencies) …" in obs["progress"], obs["progress"]
+    assert obs["progress"][-1] == f"Phasewise: phasewise {__version__} installed in {venv}"
+    assert obs["built"] == obs["server"] == str(venv / "bin" / "phasewise")
+
+    installed = obs["health_installed"]
+    assert f"OK server {__version__} ({venv / 'bin' / 'phasewise'} --version)" in installed
+    assert f"installed by the plugin's build step in {venv}" in installed
+    assert "ERROR" not in installed and "the server is " not in installed
+
+    # setup() started that server on a Python file, and it answered the health's status request
+    assert obs["cmd"] == obs["native_cmd"] == [str(venv / "bin" / "phasewise"), "serve"]
+    assert obs["server_version"] == obs["plugin_version"] == __version__
+    assert "OK plan → planner/claude-sim (anthropic, " in obs["health_running"], obs["health_running"]
 
 
 def test_run_review_compare_verify_status(sim: SimulatorThread, tmp_path: Path) -> None:

@@ -16,6 +16,22 @@ local function version_cmd(cmd)
   return argv
 end
 
+--- How to install a missing server, for `vim.health.error`'s advice.
+--- @param cmd string[]
+--- @return string[]
+local function install_advice(cmd)
+  local install = require("phasewise.install")
+  local advice = {}
+  if install.repo_root() then
+    advice[#advice + 1] = ("Install it with the plugin's build step: `:Lazy build phasewise` with lazy.nvim, or "
+      .. "`:lua require('phasewise.install').build()` (a virtual environment in %s)"):format(install.venv())
+  end
+  advice[#advice + 1] = "or install it from a clone or a wheel: `uv tool install .` / `pipx install .` in the "
+    .. "repository (phasewise is not on PyPI yet; see docs/install.md)"
+  advice[#advice + 1] = ("or set `cmd` in setup() to where it is (now %s)"):format(vim.inspect(cmd))
+  return advice
+end
+
 --- @param cmd string[]|function
 local function check_server(cmd)
   vim.health.start("Server")
@@ -24,10 +40,7 @@ local function check_server(cmd)
     return
   end
   if vim.fn.executable(cmd[1]) ~= 1 then
-    vim.health.error(
-      ("`%s` is not executable (cmd = %s)"):format(cmd[1], vim.inspect(cmd)),
-      { "Install the server (`pipx install phasewise`, or `pip install -e .` in a clone)", "or set `cmd` in setup()" }
-    )
+    vim.health.error(("the server `%s` is not installed or not on PATH"):format(cmd[1]), install_advice(cmd))
     return
   end
   local argv = version_cmd(cmd)
@@ -35,11 +48,21 @@ local function check_server(cmd)
     return vim.system(argv, { text = true }):wait(15000)
   end)
   local version = ok and done.code == 0 and done.stdout:match("phasewise%s+(%S+)")
-  if version then
-    vim.health.ok(("server %s (%s)"):format(version, table.concat(argv, " ")))
-  else
+  if not version then
     local why = ok and vim.trim((done.stderr or "") .. (done.stdout or "")) or tostring(done)
-    vim.health.error(("`%s` failed: %s"):format(table.concat(argv, " "), why))
+    vim.health.error(("`%s` failed: %s"):format(table.concat(argv, " "), why), install_advice(cmd))
+    return
+  end
+  vim.health.ok(("server %s (%s)"):format(version, table.concat(argv, " ")))
+  if cmd[1] == require("phasewise.install").server() then
+    vim.health.info("installed by the plugin's build step in " .. require("phasewise.install").venv())
+  end
+  local plugin = require("phasewise").version
+  if version ~= plugin then
+    vim.health.warn(("the server is %s, the plugin %s"):format(version, plugin), {
+      "Install the server that goes with the plugin: `:Lazy build phasewise`, or the same checkout's "
+        .. "`uv tool install .` / `pipx install .`",
+    })
   end
 end
 
@@ -113,7 +136,7 @@ function M.check()
   end
   vim.health.info(phasewise.confirms_edits(settings) and "edits are shown as a diff and confirmed before they land (confirm_edits)"
     or "edits are applied without asking, unless the server asks for confirmation (confirm_edits = false)")
-  check_server(client and client.config.cmd or phasewise.config.cmd)
+  check_server(client and client.config.cmd or phasewise.server_cmd())
   if client then
     check_routes(client)
   else

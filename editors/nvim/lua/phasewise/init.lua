@@ -3,6 +3,10 @@
 --- modules (`phasewise.command`, `phasewise.scratch`, `phasewise.actions`). See `:help phasewise`.
 local M = {}
 
+--- The plugin's version: the server's too (`server/phasewise/__init__.py`; scripts/set_version.py
+--- writes both), so `:checkhealth phasewise` can say when the server is older or newer.
+M.version = "0.1.0"
+
 --- @class phasewise.Config
 --- @field cmd string[] How to start the server over stdio.
 --- @field filetypes string[]? Filetypes to attach to; `nil` attaches to every file buffer.
@@ -78,13 +82,31 @@ function M.init_options(settings)
   return { userSettings = { commands = commands } }
 end
 
+--- The command that starts the server: `cmd` as configured, except that the default `phasewise`,
+--- when it is not on PATH, is the one the build step installed (`phasewise.install`), if any.
+--- @param cmd string[]? default: the configured `cmd`
+--- @return string[]
+function M.server_cmd(cmd)
+  cmd = cmd or M.config.cmd
+  if type(cmd) ~= "table" or cmd[1] ~= "phasewise" or vim.fn.executable("phasewise") == 1 then
+    return cmd
+  end
+  local installed = require("phasewise.install").server()
+  if not installed then
+    return cmd
+  end
+  local argv = vim.deepcopy(cmd)
+  argv[1] = installed
+  return argv
+end
+
 --- The `vim.lsp.Config` for the server (also what `lsp/phasewise.lua` returns).
 --- @return vim.lsp.Config
 function M.lsp_config()
   local config = M.config
   return {
     name = "phasewise",
-    cmd = config.cmd,
+    cmd = M.server_cmd(config.cmd),
     filetypes = config.filetypes,
     root_markers = config.root_markers,
     settings = config.settings,

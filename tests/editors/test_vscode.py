@@ -700,6 +700,29 @@ def test_install_from_the_not_found_notification_then_a_plan_runs_in_code_server
           f"{time.monotonic() - started:.1f} s for the whole session")
 
 
+@pytest.mark.slow
+def test_a_failed_install_says_why_and_install_stays_offered_in_code_server(
+        editor_session: Callable[..., Any], tmp_path: Path) -> None:
+    """Issue 24, item 2: when pip cannot get the dependencies (no index: pip's configuration files
+    off, no index, an empty folder of wheels), the notification says pip failed and why; the server
+    is still not found, and Install is offered again."""
+    wheels = tmp_path / "no-wheels"
+    wheels.mkdir()
+    report, cs, _ = editor_session(
+        "install-fails", trust=True, settings={"phasewise.server.pythonPath": ""},
+        env={"PATH": NO_SERVER_PATH, "PHASEWISE_TEST_SCENARIO": "install", "PIP_CONFIG_FILE": os.devnull,
+             "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}, seconds=300)
+    assert report.get("error") is None, report["error"]
+    assert report["serverState"] == "not-found", report
+    env_dir = cs.user_data / "User" / "globalStorage" / "phasewise.phasewise" / "server-env"
+    failed = [n for n in report["notices"] if n["kind"] == "error" and "pip could not install" in n["message"]]
+    assert len(failed) == 1, report["notices"]
+    assert f"pip could not install the server into {env_dir} (" in failed[0]["message"], failed
+    assert "pygls" in failed[0]["message"] and failed[0]["actions"] == ["Show Output"], failed
+    assert "the extension's own environment (no working phasewise in it)" in report["unavailable"], report
+    assert report["installSteps"][-1].startswith("Processing phasewise-"), report["installSteps"]
+
+
 OLD_VERSION = "0.0.9"
 
 

@@ -143,7 +143,7 @@ export class Commands {
       reg(COMMANDS.setApiKey, (arg?: { env?: string; provider?: string }) => this.setApiKey(arg)),
       reg(COMMANDS.openSettings, (arg?: { setting?: string }) => this.openSettings(arg)),
       reg(COMMANDS.restartServer, () => this.restartServer()),
-      reg(COMMANDS.installServer, () => this.server.installServer()),
+      reg(COMMANDS.installServer, () => this.installServer()),
       reg(COMMANDS.showOutput, () => this.log.show()),
       vscode.window.onDidChangeActiveTextEditor((editor) => {
         if (editor && WORK_SCHEMES.has(editor.document.uri.scheme)) {
@@ -554,6 +554,23 @@ export class Commands {
     await vscode.commands.executeCommand("workbench.action.openSettings", query);
   }
 
+  /** The palette's Install or Update: only the extension's own environment, and only when it would be used. */
+  async installServer(): Promise<void> {
+    const launch = this.server.running ? this.server.launch : undefined;
+    if (launch && !launch.managed) {
+      void this.ui.notify(
+        "info",
+        `Phasewise: the language server in use (${this.server.serverVersion() ?? "unknown version"}) comes from ` +
+          `${launch.origin}; the extension's own environment is used only when the settings, the workspace's .venv ` +
+          "and PATH have none.",
+      );
+      return;
+    }
+    if (await this.server.installServer()) {
+      void this.refreshStatus();
+    }
+  }
+
   async restartServer(): Promise<void> {
     this.log.info("restarting the language server");
     const client = await this.server.restart();
@@ -758,9 +775,7 @@ export class Commands {
       if (choice === "Manage Workspace Trust") {
         await vscode.commands.executeCommand("workbench.trust.manage");
       } else if (choice === ACTIONS.install) {
-        if (await this.server.installServer()) {
-          void this.refreshStatus();
-        }
+        await this.installServer();
       } else if (choice === "Copy install command") {
         await vscode.env.clipboard.writeText(this.server.installCommand ?? REPO_INSTALL_COMMAND);
       } else if (choice === ACTIONS.openSettings) {

@@ -128,7 +128,7 @@ export async function resolveLaunch(managed: ManagedEnvironment): Promise<Launch
     };
   }
   looked.push(
-    `the extension's own environment (${fs.existsSync(managed.python) ? "it does not start" : "not made yet"})`,
+    `the extension's own environment (${fs.existsSync(managed.python) ? "no working phasewise in it" : "not made yet"})`,
   );
   if (!managed.wheel) {
     throw new LaunchError(

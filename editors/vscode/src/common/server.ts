@@ -28,7 +28,7 @@ import {
 
 import type { ChangeReview } from "./changeReview";
 import { CLIENT_SUBSECTIONS, SECTION, SERVER_SETTINGS, SET_KEYS, STEP, STREAM_TEXT } from "./constants";
-import { InstallError, type ManagedEnvironment } from "./install";
+import type { ManagedEnvironment } from "./install";
 import type { KeyStore } from "./keys";
 import { LaunchError, resolveLaunch, type Launch } from "./launch";
 import type { Log } from "./log";
@@ -192,8 +192,8 @@ export class ServerManager implements vscode.Disposable {
   }
 
   /**
-   * Installs (or updates) the server in the extension's own environment, then starts
-   * it. A failure is said in a notification and kept as the state's message.
+   * Installs (or updates) the server in the extension's own environment, then starts it. A failure
+   * is said in a notification; then whatever server is still found starts (none: not found again).
    */
   installServer(): Promise<LanguageClient | undefined> {
     this.installing ??= this.runInstall().finally(() => {
@@ -211,11 +211,9 @@ export class ServerManager implements vscode.Disposable {
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       this.log.error(message);
-      this.lastError = message;
-      this.canInstall = !(err instanceof InstallError && /no server wheel/.test(message));
-      this.setState("not-found");
       void this.ui.notify("error", message, "Show Output").then((c) => c && this.log.show());
-      return undefined;
+      this.setState("stopped");
+      return this.ensureStarted();
     }
     this.log.info(`install: done in ${Math.round((Date.now() - started) / 1000)} s`);
     this.lastError = undefined;

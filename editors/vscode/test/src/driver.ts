@@ -705,7 +705,12 @@ async function installSession(ctx: {
   );
   report.pipStepSeen = pipStep ?? null;
   await shoot("install-server");
-  const running = await waitFor(() => (api.server.state === "running" ? true : undefined), 400_000);
+  await waitFor(() => (api.server.state === "installing" ? true : undefined), 10_000);
+  const settled = await waitFor(
+    () => (["running", "not-found", "failed"].includes(api.server.state) ? api.server.state : undefined),
+    400_000,
+  );
+  const running = settled === "running";
   report.installMs = Date.now() - installStarted;
   report.installSteps = [...api.managed.steps];
   report.serverState = api.server.state;
@@ -714,6 +719,7 @@ async function installSession(ctx: {
   report.environment = api.managed.dir;
   if (!running) {
     report.unavailable = api.server.unavailableMessage();
+    report.notices = notices;
     return;
   }
   step("installed and running");

@@ -723,6 +723,26 @@ def test_a_failed_install_says_why_and_install_stays_offered_in_code_server(
     assert report["installSteps"][-1].startswith("Processing phasewise-"), report["installSteps"]
 
 
+@pytest.mark.slow
+def test_install_without_python_on_path_says_so_in_code_server(editor_session: Callable[..., Any],
+                                                               tmp_path: Path) -> None:
+    """Issue 24, item 2: Install with no python3 on PATH says that it needs Python, which version,
+    and what to do; nothing is made. (``VSCODE_CLI=1``: the extension host keeps this PATH instead
+    of taking the login shell's, which has python3.)"""
+    report, cs, _ = editor_session(
+        "install-no-python", trust=True, settings={"phasewise.server.pythonPath": ""},
+        env={"PATH": str(NODE.parent), "VSCODE_CLI": "1", "PHASEWISE_TEST_SCENARIO": "install"}, seconds=120)
+    assert report.get("error") is None, report["error"]
+    assert report["serverState"] == "not-found", report
+    said = [n for n in report["notices"] if n["kind"] == "error" and "needs Python" in n["message"]]
+    assert len(said) == 1, report["notices"]
+    assert said[0]["message"].startswith(
+        "Phasewise: installing the language server needs Python 3.11 or later, and there is no python3 on PATH."), said
+    assert "set phasewise.server.pythonPath" in said[0]["message"], said
+    assert report["installSteps"] == []
+    assert not (cs.user_data / "User" / "globalStorage" / "phasewise.phasewise" / "server-env").exists()
+
+
 OLD_VERSION = "0.0.9"
 
 

@@ -698,14 +698,18 @@ async function installSession(ctx: {
     throw new Error("the not-found notification offered no Install");
   }
   step("install clicked");
-  // while pip works: the progress notification
+  // while pip works: the progress notification (unless the install stops first)
+  await waitFor(() => (api.server.state === "installing" ? true : undefined), 10_000);
   const pipStep = await waitFor(
-    () => api.managed.steps.find((s) => /^(Collecting|Processing|Downloading|Using cached)/.test(s)),
+    () =>
+      api.managed.steps.find((s) => /^(Collecting|Processing|Downloading|Using cached)/.test(s)) ??
+      (api.server.state === "installing" ? undefined : ""),
     120_000,
   );
-  report.pipStepSeen = pipStep ?? null;
-  await shoot("install-server");
-  await waitFor(() => (api.server.state === "installing" ? true : undefined), 10_000);
+  report.pipStepSeen = pipStep || null;
+  if (pipStep) {
+    await shoot("install-server"); // not when the install failed before pip (a test of that)
+  }
   const settled = await waitFor(
     () => (["running", "not-found", "failed"].includes(api.server.state) ? api.server.state : undefined),
     400_000,

@@ -711,7 +711,8 @@ def test_a_failed_install_says_why_and_install_stays_offered_in_code_server(
     report, cs, _ = editor_session(
         "install-fails", trust=True, settings={"phasewise.server.pythonPath": ""},
         env={"PATH": NO_SERVER_PATH, "PHASEWISE_TEST_SCENARIO": "install", "PIP_CONFIG_FILE": os.devnull,
-             "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}, seconds=300)
+             "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels),
+             "PHASEWISE_TEST_SHOTS": ""}, seconds=300)  # no screenshots: install-server.png is a working install
     assert report.get("error") is None, report["error"]
     assert report["serverState"] == "not-found", report
     env_dir = cs.user_data / "User" / "globalStorage" / "phasewise.phasewise" / "server-env"
@@ -731,7 +732,8 @@ def test_install_without_python_on_path_says_so_in_code_server(editor_session: C
     of taking the login shell's, which has python3.)"""
     report, cs, _ = editor_session(
         "install-no-python", trust=True, settings={"phasewise.server.pythonPath": ""},
-        env={"PATH": str(NODE.parent), "VSCODE_CLI": "1", "PHASEWISE_TEST_SCENARIO": "install"}, seconds=120)
+        env={"PATH": str(NODE.parent), "VSCODE_CLI": "1", "PHASEWISE_TEST_SCENARIO": "install",
+             "PHASEWISE_TEST_SHOTS": ""}, seconds=120)
     assert report.get("error") is None, report["error"]
     assert report["serverState"] == "not-found", report
     said = [n for n in report["notices"] if n["kind"] == "error" and "needs Python" in n["message"]]

@@ -1,4 +1,4 @@
-"""Issues 4, 10, 12 and 23, in real VS Code: the packed extension in code-server, opened by headless Chromium.
+"""Issues 4, 10, 12, 23 and 24, in real VS Code: the packed extension in code-server, opened by headless Chromium.
 
 code-server (VS Code in a browser, run under node 24) gets the product ``.vsix`` installed and,
 beside it, the test driver's (``editors/vscode/test/``, a separate extension that depends on

@@ -94,7 +94,10 @@ export class ManagedEnvironment {
       const base = await this.userPython();
       report(`creating a virtual environment with ${base.path} (Python ${base.version})…`);
       fs.rmSync(this.dir, { recursive: true, force: true }); // a half-made one from a cancelled install
-      const made = await this.exec(base.path, ["-m", "venv", this.dir], token);
+      const made = await this.exec(base.path, ["-m", "venv", this.dir], token).catch((err: unknown) => {
+        fs.rmSync(this.dir, { recursive: true, force: true }); // cancelled: no half-made one left
+        throw err;
+      });
       if (made.code !== 0) {
         fs.rmSync(this.dir, { recursive: true, force: true });
         throw new InstallError(

@@ -7,15 +7,19 @@ import importlib
 import inspect
 import pkgutil
 import re
+import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
 
 import grimp
 import pytest
+import pytest_lsp
+from lsprotocol import types
 from pygls.exceptions import JsonRpcException
-from pytest_lsp import LanguageClient
+from pytest_lsp import ClientServerConfig, LanguageClient
 
-from phasewise import problems
+from phasewise import __version__, problems
 from tests.helpers import Editor, make_client_fixture, server_env
 
 PACKAGE = Path(problems.__file__).resolve().parent
@@ -113,6 +117,20 @@ async def test_a_wrong_argument_gets_invalid_params_naming_the_field(
         await editor.command(command, arg)
     assert err.value.code == -32602
     assert f"{command}: " in err.value.message and expected in err.value.message, err.value.message
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=[sys.executable, "-m", "phasewise", "serve"],
+                                              server_env=server_env(PHASEWISE_WARMUP="0")))
+async def uninitialized(lsp_client: LanguageClient) -> AsyncIterator[None]:
+    yield  # pytest-lsp hands the test the client; the test initializes it to read the result
+    await lsp_client.shutdown_session()
+
+
+@pytest.mark.slow
+async def test_initialize_names_the_server_and_its_version(uninitialized: LanguageClient) -> None:
+    """Issue 24, item 2: the VS Code extension compares this version with its own."""
+    result = await uninitialized.initialize_session(types.InitializeParams(capabilities=types.ClientCapabilities()))
+    assert result.server_info == types.ServerInfo(name="phasewise", version=__version__)
 
 
 def test_no_test_imports_another_test_module() -> None:

@@ -70,7 +70,8 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   run npm ci --loglevel=error || warn "npm ci in editors/vscode failed"
   echo "installed the extension's npm dependencies"
 fi
-if [ ! -f phasewise.vsix ] || [ -n "$(find src package.json package-lock.json README.md -newer phasewise.vsix 2>/dev/null | head -n 1)" ]; then
+# The .vsix carries the server's wheel (scripts/bundle-wheel.mjs): repacked when the server changes too.
+if [ ! -f phasewise.vsix ] || [ -n "$(find src scripts package.json package-lock.json README.md "$ROOT/server/phasewise" "$ROOT/pyproject.toml" -type f -newer phasewise.vsix -not -name '*.pyc' 2>/dev/null | head -n 1)" ]; then
   run npm run --silent package || warn "packing the extension failed"
   echo "packed editors/vscode/phasewise.vsix"
 fi

@@ -1,4 +1,4 @@
-"""Issues 4, 10, 12 and 23, in real VS Code: the packed extension in code-server, opened by headless Chromium.
+"""Issues 4, 10, 12, 23 and 24, in real VS Code: the packed extension in code-server, opened by headless Chromium.
 
 code-server (VS Code in a browser, run under node 24) gets the product ``.vsix`` installed and,
 beside it, the test driver's (``editors/vscode/test/``, a separate extension that depends on
@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 import urllib.request
 import zipfile
@@ -154,7 +155,7 @@ class CodeServer:
         self.debug_port = _free_port()  # Chromium's, for the screenshots the driver asks for
         self.log = home / "code-server.log"
         self.procs: list[subprocess.Popen[bytes]] = []
-        (self.user_data / "User").mkdir(parents=True)
+        (self.user_data / "User").mkdir(parents=True, exist_ok=True)
         self.extensions.mkdir()
         self.config.write_text("auth: none\n")
 
@@ -320,11 +321,13 @@ class Sessions:
 
     def run(self, name: str, *, trust: bool, settings: dict[str, Any] | None = None,
             workspace: Callable[[Path, SimulatorThread], Path] = _workspace,
-            env: dict[str, str] | None = None) -> tuple[dict[str, Any], CodeServer, Path]:
+            env: dict[str, str] | None = None,
+            seconds: float = SESSION_SECONDS) -> tuple[dict[str, Any], CodeServer, Path]:
         """One session: ``workspace`` makes the folder it opens, ``env`` adds to the editor's
-        environment (``PHASEWISE_TEST_SCENARIO``, ``PHASEWISE_TEST_FILE`` for the driver)."""
+        environment (``PHASEWISE_TEST_SCENARIO``, ``PHASEWISE_TEST_FILE`` for the driver); it ends
+        within ``seconds``."""
         home = self.root / name
-        home.mkdir()
+        home.mkdir(exist_ok=True)  # a test may seed it (the extension's storage)
         report_path = home / "report.json"
         shots = home / "shots"
         shots.mkdir()
@@ -343,7 +346,7 @@ class Sessions:
             return _read_report(report_path)
 
         try:
-            report = _poll(finished, SESSION_SECONDS, "the extension's scripted session", cs.dead, interval=0.2)
+            report = _poll(finished, seconds, "the extension's scripted session", cs.dead, interval=0.2)
         except BaseException:
             partial = report_path.read_text() if report_path.exists() else "(no report written)"
             print(f"partial report:\n{partial}\ncode-server log:\n{cs.tail(80)}")
@@ -618,7 +621,9 @@ def test_server_not_found_says_how_to_install_it(editor_session: Callable[..., A
     report, _, _ = editor_session("not-found", trust=True, settings={"phasewise.server.pythonPath": str(python)})
     assert report.get("error") is None, report["error"]
     assert report["serverState"] == "not-found"
-    assert f"{python} -m pip install phasewise" in report["unavailable"]
+    # the install command offered is one that works: the wheel the .vsix carries
+    assert re.search(rf"{re.escape(str(python))} -m pip install \"[^\"]+/server/phasewise-[^\"]+\.whl\"",
+                     report["unavailable"]), report["unavailable"]
     assert "phasewise.server.pythonPath" in report["unavailable"]
     assert "server not found" in report["statusBarText"]
     # issue 23, item 12: said once in the output channel; Open Settings opens the settings (on the
@@ -643,6 +648,175 @@ def test_server_not_found_says_where_it_looked_in_code_server(editor_session: Ca
     assert "phasewise on PATH (not there)" in said, said
     assert "set phasewise.server.pythonPath to a Python that has it" in said, said
     assert len([line for line in report["output"] if "was not found" in line]) == 1, report["output"]
+
+
+NO_SERVER_PATH = f"{NODE.parent}{os.pathsep}/usr/bin{os.pathsep}/bin"  # no checkout .venv, no phasewise
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_install_from_the_not_found_notification_then_a_plan_runs_in_code_server(
+        editor_session: Callable[..., Any], sim: SimulatorThread) -> None:
+    """Issue 24, item 2: with no server anywhere (no setting, no workspace .venv, nothing on PATH),
+    the "not found" notification offers Install; clicked, the extension makes a virtual environment
+    in its own storage with python3 from PATH, installs the wheel its .vsix carries (dependencies
+    from the package index) with a progress notification, starts the server, and a plan runs on it."""
+    from phasewise import __version__
+
+    assert shutil.which("phasewise", path=NO_SERVER_PATH) is None
+    started = time.monotonic()
+    report, cs, _ = editor_session(
+        "install", trust=True, settings={"phasewise.server.pythonPath": ""},
+        env={"PATH": NO_SERVER_PATH, "PHASEWISE_TEST_SCENARIO": "install"}, seconds=600)
+    assert report.get("error") is None, report["error"]
+    assert report["stateBefore"] == "not-found"
+    assert "the extension's own environment (not made yet)" in report["unavailable"], report["unavailable"]
+    offered = report["offered"]
+    assert "was not found" in offered["message"] and offered["actions"][0] == "Install", offered
+
+    env_dir = cs.user_data / "User" / "globalStorage" / "phasewise.phasewise" / "server-env"
+    assert report["environment"] == str(env_dir)
+    steps = report["installSteps"]
+    # python3 from PATH (code-server's extension host adds the login shell's PATH: pyenv's here)
+    assert re.fullmatch(r"creating a virtual environment with /\S+/python3 \(Python 3\.\d+\)…", steps[0]), steps
+    assert steps[1] == f"installing phasewise {__version__} and its dependencies from the package index…", steps
+    assert f"Processing phasewise-{__version__}-py3-none-any.whl" in steps, steps  # the wheel the .vsix carries
+    assert any(s.startswith("Successfully installed") for s in steps), steps
+    assert steps[-1] == f"phasewise {__version__} installed in {env_dir}", steps
+    assert report["pipStepSeen"], report  # the notification showed pip's steps while it worked
+
+    assert report["serverState"] == "running", report.get("unavailable")
+    assert report["serverVersion"] == __version__
+    assert report["launch"]["managed"] is True
+    assert report["launch"]["command"] == str(env_dir / "bin" / "python")
+    assert report["installedNotice"]["message"] == f"Phasewise {__version__} installed and running."
+    plan = report["plan"]["result"]
+    assert plan["ok"] is True and plan["provider"] == "e2e-planner", plan
+    assert "served by" in report["plan"]["document"]
+    assert any(r.provider == "e2e-planner" for r in sim.requests)
+    # no version mismatch to report: the wheel is the extension's own version
+    assert not [n for n in report["notices"] if "Update the server" in n["message"]], report["notices"]
+    print(f"install: {report['installMs'] / 1000:.1f} s from the click to a running server; "
+          f"{time.monotonic() - started:.1f} s for the whole session")
+
+
+@pytest.mark.slow
+def test_a_failed_install_says_why_and_install_stays_offered_in_code_server(
+        editor_session: Callable[..., Any], tmp_path: Path) -> None:
+    """Issue 24, item 2: when pip cannot get the dependencies (no index: pip's configuration files
+    off, no index, an empty folder of wheels), the notification says pip failed and why; the server
+    is still not found, and Install is offered again."""
+    wheels = tmp_path / "no-wheels"
+    wheels.mkdir()
+    report, cs, _ = editor_session(
+        "install-fails", trust=True, settings={"phasewise.server.pythonPath": ""},
+        env={"PATH": NO_SERVER_PATH, "PHASEWISE_TEST_SCENARIO": "install", "PIP_CONFIG_FILE": os.devnull,
+             "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels),
+             "PHASEWISE_TEST_SHOTS": ""}, seconds=300)  # no screenshots: install-server.png is a working install
+    assert report.get("error") is None, report["error"]
+    assert report["serverState"] == "not-found", report
+    env_dir = cs.user_data / "User" / "globalStorage" / "phasewise.phasewise" / "server-env"
+    failed = [n for n in report["notices"] if n["kind"] == "error" and "pip could not install" in n["message"]]
+    assert len(failed) == 1, report["notices"]
+    assert f"pip could not install the server into {env_dir} (" in failed[0]["message"], failed
+    assert "pygls" in failed[0]["message"] and failed[0]["actions"] == ["Show Output"], failed
+    assert "the extension's own environment (no working phasewise in it)" in report["unavailable"], report
+    assert report["installSteps"][-1].startswith("Processing phasewise-"), report["installSteps"]
+
+
+@pytest.mark.slow
+def test_install_without_python_on_path_says_so_in_code_server(editor_session: Callable[..., Any],
+                                                               tmp_path: Path) -> None:
+    """Issue 24, item 2: Install with no python3 on PATH says that it needs Python, which version,
+    and what to do; nothing is made. (``VSCODE_CLI=1``: the extension host keeps this PATH instead
+    of taking the login shell's, which has python3.)"""
+    report, cs, _ = editor_session(
+        "install-no-python", trust=True, settings={"phasewise.server.pythonPath": ""},
+        env={"PATH": str(NODE.parent), "VSCODE_CLI": "1", "PHASEWISE_TEST_SCENARIO": "install",
+             "PHASEWISE_TEST_SHOTS": ""}, seconds=120)
+    assert report.get("error") is None, report["error"]
+    assert report["serverState"] == "not-found", report
+    said = [n for n in report["notices"] if n["kind"] == "error" and "needs Python" in n["message"]]
+    assert len(said) == 1, report["notices"]
+    assert said[0]["message"].startswith(
+        "Phasewise: installing the language server needs Python 3.11 or later, and there is no python3 on PATH."), said
+    assert "set phasewise.server.pythonPath" in said[0]["message"], said
+    assert report["installSteps"] == []
+    assert not (cs.user_data / "User" / "globalStorage" / "phasewise.phasewise" / "server-env").exists()
+
+
+OLD_VERSION = "0.0.9"
+
+
+def _old_server(env_dir: Path) -> Path:
+    """A virtual environment whose server says it is ``OLD_VERSION``: no pip and no packages of its own,
+    it reads this checkout's (a ``.pth`` adds this interpreter's site-packages, with the editable
+    install) and patches the version at start, unless a phasewise of its own is installed there (as
+    the extension's Update does). Made in a second, not a minute of downloads. Its interpreter."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True, timeout=60)
+    site = next(env_dir.glob("lib/python3*/site-packages"))
+    (site / "checkout.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+    (site / "sitecustomize.py").write_text(
+        "import os\nimport phasewise\n\n"
+        "if not phasewise.__file__.startswith(os.path.dirname(__file__)):\n"
+        f"    phasewise.__version__ = {OLD_VERSION!r}\n")
+    python = env_dir / "bin" / "python"
+    done = subprocess.run([str(python), "-m", "phasewise", "--version"], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.stdout.strip() == f"phasewise {OLD_VERSION}", done.stdout + done.stderr
+    return python
+
+
+@pytest.mark.slow
+def test_a_server_of_another_version_chosen_by_the_user_is_only_told_about_in_code_server(
+        editor_session: Callable[..., Any], tmp_path: Path) -> None:
+    """Issue 24, item 2: the server's version (initialize's serverInfo) differs from the extension's;
+    the server is the user's (phasewise.server.pythonPath), so the extension says so and offers no
+    update of it."""
+    from phasewise import __version__
+
+    python = _old_server(tmp_path / "old-server")
+    report, _, _ = editor_session("version-user", trust=True, settings={"phasewise.server.pythonPath": str(python)},
+                                  env={"PHASEWISE_TEST_SCENARIO": "version"})
+    assert report.get("error") is None, report["error"]
+    assert report["serverVersion"] == OLD_VERSION and report["serverState"] == "running"
+    notice = report["versionNotice"]
+    assert notice["kind"] == "warning" and notice["actions"] == [], notice
+    assert (f"the language server (from phasewise.server.pythonPath) is {OLD_VERSION}, the extension {__version__}"
+            in notice["message"]), notice
+    assert f"phasewise-{__version__}-py3-none-any.whl" in notice["message"], notice
+    assert "or clear phasewise.server.pythonPath" in notice["message"], notice
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_extensions_own_environment_of_another_version_is_offered_an_update_in_code_server(
+        editor_session: Callable[..., Any], tmp_path: Path) -> None:
+    """Issue 24, item 2: the extension's own environment holds a server of another version: the
+    extension offers Update, which reinstalls the wheel its .vsix carries and restarts the server."""
+    from phasewise import __version__
+
+    home = tmp_path / "version-managed"
+    env_dir = home / "user-data" / "User" / "globalStorage" / "phasewise.phasewise" / "server-env"
+    env_dir.parent.mkdir(parents=True)
+    python = _old_server(env_dir)
+    report, _, _ = editor_session("version-managed", trust=True, settings={"phasewise.server.pythonPath": ""},
+                                  env={"PATH": NO_SERVER_PATH, "PHASEWISE_TEST_SCENARIO": "version"},
+                                  seconds=400)
+    assert report.get("error") is None, report["error"]
+    assert report["launchBefore"]["managed"] is True and report["launchBefore"]["version"] == f"phasewise {OLD_VERSION}"
+    notice = report["versionNotice"]
+    assert notice["message"] == (f"Phasewise: the language server in the extension's own environment is {OLD_VERSION}, "
+                                 f"the extension {__version__}. Update the server to {__version__}?"), notice
+    assert notice["actions"] == ["Update"] and notice["clicked"] == "Update", notice
+    assert report["updated"] is True, report
+    steps = report["updateSteps"]
+    assert steps[0] == f"replacing the server in {env_dir} with phasewise {__version__}…", steps
+    assert steps[-1] == f"phasewise {__version__} installed in {env_dir}", steps
+    assert report["serverVersion"] == __version__ and report["launch"]["command"] == str(python)
+    assert report["installedNotice"]["message"] == f"Phasewise {__version__} installed and running."
+    # the update said once: the restarted server is the extension's version
+    assert len([n for n in report["notices"] if ", the extension " in n["message"]]) == 1, report["notices"]
 
 
 def _steps_workspace(root: Path, sim: SimulatorThread) -> Path:

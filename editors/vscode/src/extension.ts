@@ -11,6 +11,7 @@ import * as vscode from "vscode";
 import { CHANGE_COMMANDS, ChangeReview } from "./common/changeReview";
 import { COMMANDS, Commands } from "./common/commands";
 import { PhasewiseDocuments } from "./common/documents";
+import { ManagedEnvironment } from "./common/install";
 import { KeyStore } from "./common/keys";
 import { Log } from "./common/log";
 import type { ProgressBoard } from "./common/progress";
@@ -31,6 +32,7 @@ export interface PhasewiseApi {
   readonly ui: Ui;
   readonly progress: ProgressBoard;
   readonly review: ChangeReview;
+  readonly managed: ManagedEnvironment;
 }
 
 export function activate(context: vscode.ExtensionContext): PhasewiseApi {
@@ -40,12 +42,19 @@ export function activate(context: vscode.ExtensionContext): PhasewiseApi {
   const statusBar = new StatusBar();
   const ui = new Ui();
   const review = new ChangeReview(log);
+  const managed = new ManagedEnvironment(
+    context.globalStorageUri,
+    context.extensionPath,
+    (context.extension.packageJSON as { version: string }).version,
+    log,
+  );
   const server = new ServerManager(
     log,
     keys,
     new Set([...Object.values(COMMANDS), ...Object.values(CHANGE_COMMANDS)]),
     review,
     ui,
+    managed,
   );
   manager = server;
   const settingsProblems = new SettingsProblems();
@@ -77,7 +86,7 @@ export function activate(context: vscode.ExtensionContext): PhasewiseApi {
       void vscode.commands.executeCommand(COMMANDS.status);
     }
   });
-  return { server, commands, documents, statusBar, log, ui, progress: server.progress, review };
+  return { server, commands, documents, statusBar, log, ui, progress: server.progress, review, managed };
 }
 
 export async function deactivate(): Promise<void> {

@@ -7,7 +7,7 @@
 import * as vscode from "vscode";
 
 import type { ChangeReview } from "./changeReview";
-import { INSTALL_COMMAND, PHASES, PROBLEM_SOURCE, SECTION, SERVER_SETTINGS, type Phase } from "./constants";
+import { PHASES, PROBLEM_SOURCE, REPO_INSTALL_COMMAND, SECTION, SERVER_SETTINGS, type Phase } from "./constants";
 import { describeResult, type PhasewiseDocuments } from "./documents";
 import { isEnvName, type KeyStore } from "./keys";
 import type { Log } from "./log";
@@ -35,6 +35,7 @@ export const ACTIONS = {
   showOutput: "Show Output",
   verify: "Verify Providers",
   restartServer: "Restart Server",
+  install: "Install",
 } as const;
 
 /** Notifications and the Problems panel show Markdown literally: no backticks there. */
@@ -60,6 +61,7 @@ export const COMMANDS = {
   setApiKey: "phasewise.setApiKey",
   openSettings: "phasewise.openSettings",
   restartServer: "phasewise.restartServer",
+  installServer: "phasewise.installServer",
   showOutput: "phasewise.showOutput",
 } as const;
 
@@ -141,6 +143,7 @@ export class Commands {
       reg(COMMANDS.setApiKey, (arg?: { env?: string; provider?: string }) => this.setApiKey(arg)),
       reg(COMMANDS.openSettings, (arg?: { setting?: string }) => this.openSettings(arg)),
       reg(COMMANDS.restartServer, () => this.restartServer()),
+      reg(COMMANDS.installServer, () => this.installServer()),
       reg(COMMANDS.showOutput, () => this.log.show()),
       vscode.window.onDidChangeActiveTextEditor((editor) => {
         if (editor && WORK_SCHEMES.has(editor.document.uri.scheme)) {
@@ -551,6 +554,23 @@ export class Commands {
     await vscode.commands.executeCommand("workbench.action.openSettings", query);
   }
 
+  /** The palette's Install or Update: only the extension's own environment, and only when it would be used. */
+  async installServer(): Promise<void> {
+    const launch = this.server.running ? this.server.launch : undefined;
+    if (launch && !launch.managed) {
+      void this.ui.notify(
+        "info",
+        `Phasewise: the language server in use (${this.server.serverVersion() ?? "unknown version"}) comes from ` +
+          `${launch.origin}; the extension's own environment is used only when the settings, the workspace's .venv ` +
+          "and PATH have none.",
+      );
+      return;
+    }
+    if (await this.server.installServer()) {
+      void this.refreshStatus();
+    }
+  }
+
   async restartServer(): Promise<void> {
     this.log.info("restarting the language server");
     const client = await this.server.restart();
@@ -746,14 +766,18 @@ export class Commands {
     const actions =
       state === "untrusted"
         ? ["Manage Workspace Trust"]
-        : state === "not-found"
-          ? ["Copy install command", ACTIONS.openSettings, ACTIONS.showOutput]
-          : [ACTIONS.restartServer, ACTIONS.showOutput];
+        : state === "not-found" && this.server.canInstall
+          ? [ACTIONS.install, ACTIONS.openSettings, ACTIONS.showOutput]
+          : state === "not-found"
+            ? ["Copy install command", ACTIONS.openSettings, ACTIONS.showOutput]
+            : [ACTIONS.restartServer, ACTIONS.showOutput];
     void this.ui.notify("error", plainText(message), ...actions).then(async (choice) => {
       if (choice === "Manage Workspace Trust") {
         await vscode.commands.executeCommand("workbench.trust.manage");
+      } else if (choice === ACTIONS.install) {
+        await this.installServer();
       } else if (choice === "Copy install command") {
-        await vscode.env.clipboard.writeText(this.server.installCommand ?? INSTALL_COMMAND);
+        await vscode.env.clipboard.writeText(this.server.installCommand ?? REPO_INSTALL_COMMAND);
       } else if (choice === ACTIONS.openSettings) {
         await this.openSettings({ setting: `${SECTION}.server` });
       } else if (choice === ACTIONS.restartServer) {

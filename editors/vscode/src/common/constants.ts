@@ -22,5 +22,4 @@ export const REPORT_SCHEME = "phasewise-report";
  * `phasewise-security` for a review of the user's own): the extension reads none of them by name. */
 export const PROBLEM_SOURCE = "phasewise";
 
-export const INSTALL_COMMAND = "pip install phasewise";
 export const REPO_INSTALL_COMMAND = "python3 -m venv .venv && .venv/bin/pip install -e .";

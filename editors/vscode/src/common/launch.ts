@@ -1,7 +1,8 @@
 /**
  * How to start `phasewise serve`: the client settings `phasewise.server.command` and
- * `phasewise.server.pythonPath`, then a workspace `.venv`, then `phasewise` on PATH.
- * Each candidate is probed with `--version` so a wrong one is reported before the client starts.
+ * `phasewise.server.pythonPath`, then a workspace `.venv`, then `phasewise` on PATH, then the
+ * extension's own environment (install.ts). Each candidate is probed with `--version` so a wrong
+ * one is reported before the client starts.
  */
 
 import { execFile } from "node:child_process";
@@ -9,7 +10,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as vscode from "vscode";
 
-import { INSTALL_COMMAND, REPO_INSTALL_COMMAND, SERVER_SETTINGS } from "./constants";
+import { REPO_INSTALL_COMMAND, SERVER_SETTINGS } from "./constants";
+import { onPath, type ManagedEnvironment } from "./install";
 
 export interface Launch {
   command: string;
@@ -17,12 +19,17 @@ export interface Launch {
   /** Where the command came from, for the output channel. */
   origin: string;
   version?: string;
+  /** Started from the extension's own environment, which it may update. */
+  managed?: boolean;
 }
 
 export class LaunchError extends Error {
   constructor(
     message: string,
+    /** A command the user can run to install the server where the settings point. */
     readonly installCommand: string,
+    /** Nothing was set and nothing found: the extension's own environment can be made (Install). */
+    readonly canInstall = false,
   ) {
     super(message);
   }
@@ -37,22 +44,6 @@ function probe(command: string, args: string[]): Promise<string | undefined> {
       resolve(error || !line.startsWith("phasewise") ? undefined : line);
     });
   });
-}
-
-function onPath(name: string): string | undefined {
-  const exts = process.platform === "win32" ? (process.env.PATHEXT ?? ".EXE;.CMD").split(";") : [""];
-  for (const dir of (process.env.PATH ?? "").split(path.delimiter)) {
-    for (const ext of exts) {
-      const candidate = path.join(dir, name + ext);
-      try {
-        fs.accessSync(candidate, fs.constants.X_OK);
-        return candidate;
-      } catch {
-        // not here
-      }
-    }
-  }
-  return undefined;
 }
 
 function venvPython(folder: vscode.WorkspaceFolder): string | undefined {
@@ -76,7 +67,7 @@ function expand(value: string): string {
   return out;
 }
 
-export async function resolveLaunch(): Promise<Launch> {
+export async function resolveLaunch(managed: ManagedEnvironment): Promise<Launch> {
   const config = vscode.workspace.getConfiguration(SERVER_SETTINGS);
   const command = (config.get<string[]>("command") ?? []).map(expand);
   if (command.length > 0) {
@@ -87,11 +78,13 @@ export async function resolveLaunch(): Promise<Launch> {
   if (pythonPath) {
     const version = await probe(pythonPath, ["-m", "phasewise", "--version"]);
     if (!version) {
+      // the wheel the .vsix carries: the one install that works before a release is on PyPI
+      const install = managed.wheel ? `${pythonPath} -m pip install "${managed.wheel}"` : REPO_INSTALL_COMMAND;
       throw new LaunchError(
         `Phasewise: the language server is not installed for ${pythonPath} (the setting ${SERVER_SETTINGS}.pythonPath). ` +
-          `Install it with: ${pythonPath} -m ${INSTALL_COMMAND}, or set ${SERVER_SETTINGS}.pythonPath to a Python ` +
-          `that has it (empty: the workspace's .venv, then PATH).`,
-        `${pythonPath} -m ${INSTALL_COMMAND}`,
+          `Install it with: ${install}, or set ${SERVER_SETTINGS}.pythonPath to a Python ` +
+          `that has it (empty: the workspace's .venv, then PATH, then the extension's own environment).`,
+        install,
       );
     }
     return {
@@ -124,10 +117,32 @@ export async function resolveLaunch(): Promise<Launch> {
     return { command: exe, args: ["serve"], origin: "PATH", version };
   }
   looked.push(exe ? `${exe} on PATH (it did not answer --version)` : "phasewise on PATH (not there)");
+  const own = fs.existsSync(managed.python) ? await probe(managed.python, ["-m", "phasewise", "--version"]) : undefined;
+  if (own) {
+    return {
+      command: managed.python,
+      args: ["-m", "phasewise", "serve"],
+      origin: `the extension's own environment (${managed.dir})`,
+      version: own,
+      managed: true,
+    };
+  }
+  looked.push(
+    `the extension's own environment (${fs.existsSync(managed.python) ? "no working phasewise in it" : "not made yet"})`,
+  );
+  if (!managed.wheel) {
+    throw new LaunchError(
+      `Phasewise: the language server (\`phasewise\`) was not found. Looked at: ${looked.join("; ")}. ` +
+        `Install it from a checkout of the repository (\`${REPO_INSTALL_COMMAND}\`), ` +
+        `or set ${SERVER_SETTINGS}.pythonPath to a Python that has it.`,
+      REPO_INSTALL_COMMAND,
+    );
+  }
   throw new LaunchError(
     `Phasewise: the language server (\`phasewise\`) was not found. Looked at: ${looked.join("; ")}. ` +
-      `Install it with \`${INSTALL_COMMAND}\` (from a checkout of the repository: \`${REPO_INSTALL_COMMAND}\`), ` +
+      `Install puts it in the extension's own environment (a virtual environment made with python3 from PATH), ` +
       `or set ${SERVER_SETTINGS}.pythonPath to a Python that has it.`,
-    INSTALL_COMMAND,
+    `python3 -m pip install "${managed.wheel}"`,
+    true,
   );
 }

@@ -28,6 +28,7 @@ import {
 
 import type { ChangeReview } from "./changeReview";
 import { CLIENT_SUBSECTIONS, SECTION, SERVER_SETTINGS, SET_KEYS, STEP, STREAM_TEXT } from "./constants";
+import type { ManagedEnvironment } from "./install";
 import type { KeyStore } from "./keys";
 import { LaunchError, resolveLaunch, type Launch } from "./launch";
 import type { Log } from "./log";
@@ -36,7 +37,7 @@ import type { StepParams, StreamTextParams } from "./protocol";
 import { serverStdio } from "./serverLog";
 import type { NoticeKind, Ui } from "./ui";
 
-export type ServerState = "stopped" | "starting" | "running" | "untrusted" | "not-found" | "failed";
+export type ServerState = "stopped" | "starting" | "installing" | "running" | "untrusted" | "not-found" | "failed";
 
 /** Why a command could not reach the server; the message says what to do. */
 export class ServerUnavailable extends Error {
@@ -128,6 +129,9 @@ export class ServerManager implements vscode.Disposable {
   lastError: string | undefined;
   /** What to run to install the server, when it was not found. */
   installCommand: string | undefined;
+  /** Nothing set and nothing found: Install makes the extension's own environment. */
+  canInstall = false;
+  private installing: Promise<LanguageClient | undefined> | undefined;
   /** Keys handed over in `initializationOptions` (read when the client starts or restarts). */
   private startKeys: Record<string, string> = {};
 
@@ -147,6 +151,8 @@ export class ServerManager implements vscode.Disposable {
     private readonly review: ChangeReview,
     /** Where the server's questions are shown (`window/showMessageRequest`). */
     private readonly ui: Ui,
+    /** The extension's own environment: looked at last, made by Install. */
+    readonly managed: ManagedEnvironment,
   ) {
     this.disposables.push(
       keys.onDidChange((changed) => void this.pushKeys(changed)),
@@ -176,10 +182,48 @@ export class ServerManager implements vscode.Disposable {
     if (this.client?.isRunning()) {
       return Promise.resolve(this.client);
     }
+    if (this.current === "installing" && this.installing) {
+      return this.installing; // started once installed
+    }
     this.starting ??= this.start().finally(() => {
       this.starting = undefined;
     });
     return this.starting;
+  }
+
+  /**
+   * Installs (or updates) the server in the extension's own environment, then starts it. A failure
+   * is said in a notification; then whatever server is still found starts (none: not found again).
+   */
+  installServer(): Promise<LanguageClient | undefined> {
+    this.installing ??= this.runInstall().finally(() => {
+      this.installing = undefined;
+    });
+    return this.installing;
+  }
+
+  private async runInstall(): Promise<LanguageClient | undefined> {
+    await this.stop();
+    this.setState("installing");
+    const started = Date.now();
+    try {
+      await this.managed.install();
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.log.error(message);
+      void this.ui.notify("error", message, "Show Output").then((c) => c && this.log.show());
+      this.setState("stopped");
+      return this.ensureStarted();
+    }
+    this.log.info(`install: done in ${Math.round((Date.now() - started) / 1000)} s`);
+    this.lastError = undefined;
+    this.setState("starting");
+    const client = await this.ensureStarted();
+    if (client) {
+      // the folder is in the output channel ("install: … installed in …")
+      void this.ui.notify("info", `Phasewise ${this.serverVersion() ?? ""} installed and running.`);
+    }
+    return client;
   }
 
   async restart(): Promise<LanguageClient | undefined> {
@@ -219,7 +263,7 @@ export class ServerManager implements vscode.Disposable {
     if (this.supports(command) === false) {
       const message =
         `Phasewise: this language server (${this.serverVersion() ?? "unknown version"}) has no ` +
-        `\`${command}\` command yet; update it (pip install -U phasewise) and restart it.`;
+        `\`${command}\` command yet; update it to ${this.managed.version} (the extension's version) and restart it.`;
       this.log.error(message);
       throw new ServerUnavailable(message, this.current);
     }
@@ -234,6 +278,8 @@ export class ServerManager implements vscode.Disposable {
           "Phasewise is off in this restricted workspace: its settings choose the providers, URLs " +
           "and key variables the server would use. Trust the workspace to turn Phasewise on."
         );
+      case "installing":
+        return "Phasewise: the language server is being installed (see its notification).";
       case "not-found":
       case "failed":
         return this.lastError ?? "Phasewise: the language server could not start (see the output channel).";
@@ -264,7 +310,7 @@ export class ServerManager implements vscode.Disposable {
     }
     this.setState("starting");
     try {
-      this.launch = await resolveLaunch();
+      this.launch = await resolveLaunch(this.managed);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       if (message !== this.lastError) {
@@ -272,6 +318,7 @@ export class ServerManager implements vscode.Disposable {
       }
       this.lastError = message;
       this.installCommand = err instanceof LaunchError ? err.installCommand : undefined;
+      this.canInstall = err instanceof LaunchError && err.canInstall;
       this.setState(err instanceof LaunchError ? "not-found" : "failed");
       return undefined;
     }
@@ -310,7 +357,41 @@ export class ServerManager implements vscode.Disposable {
     this.forwardServerCommands(client);
     this.log.info(`language server ${this.serverVersion() ?? ""} running`);
     this.setState("running");
+    this.checkVersion(launch);
     return client;
+  }
+
+  /**
+   * The server's version (initialize's serverInfo) should be the extension's. The extension's own
+   * environment is offered an update (the wheel in the .vsix); a server the user chose is only told.
+   */
+  private checkVersion(launch: Launch): void {
+    const server = this.serverVersion();
+    const own = this.managed.version;
+    if (!server || server === own) {
+      return; // said at each start (a restart, a change of phasewise.server.*), never on the way
+    }
+    if (launch.managed && this.managed.wheel) {
+      const message =
+        `Phasewise: the language server in the extension's own environment is ${server}, the extension ${own}. ` +
+        `Update the server to ${own}?`;
+      this.log.warn(message);
+      void this.ui.notify("warning", message, "Update").then((c) => {
+        if (c === "Update") {
+          void this.installServer();
+        }
+      });
+      return;
+    }
+    const message =
+      `Phasewise: the language server (from ${launch.origin}) is ${server}, the extension ${own}; ` +
+      `commands may differ between them. Install phasewise ${own} there` +
+      (this.managed.wheel ? ` (the extension carries its wheel: ${this.managed.wheel})` : "") +
+      (launch.origin.startsWith(SERVER_SETTINGS)
+        ? `, or clear ${launch.origin} to let the extension look for one.`
+        : ".");
+    this.log.warn(message);
+    void this.ui.notify("warning", message);
   }
 
   private clientOptions(): LanguageClientOptions {
@@ -447,7 +528,7 @@ export class ServerManager implements vscode.Disposable {
 
   private configurationChanged(e: vscode.ConfigurationChangeEvent): void {
     if (e.affectsConfiguration(SERVER_SETTINGS)) {
-      if (this.client || this.current === "not-found" || this.current === "failed") {
+      if (this.current !== "installing" && (this.client || this.current === "not-found" || this.current === "failed")) {
         this.log.info(`${SERVER_SETTINGS} changed: restarting the language server`);
         void this.restart();
       }

@@ -94,6 +94,7 @@ export class StatusBar implements vscode.Disposable {
   showState(state: ServerState, detail?: string): void {
     const texts: Record<ServerState, [string, string]> = {
       starting: ["$(sync~spin) Phasewise", "Starting the Phasewise language server…"],
+      installing: ["$(sync~spin) Phasewise: installing", "Installing the Phasewise language server…"],
       running: ["$(pass) Phasewise", "Phasewise is running."],
       stopped: ["$(circle-slash) Phasewise", "The Phasewise language server is stopped. Click for status."],
       untrusted: ["$(shield) Phasewise: restricted", "Phasewise is off until this workspace is trusted."],

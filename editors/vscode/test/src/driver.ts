@@ -101,6 +101,12 @@ interface Notice {
 /** Clicks one of a notification's actions as the user would; undefined leaves it to the user. */
 type Clicker = (message: string, actions: string[]) => string | undefined;
 
+/** The clicker, and whether a notification it clicks closes (as a user's click closes it) or stays shown. */
+interface ClickerSlot {
+  click?: Clicker;
+  closeClicked?: boolean;
+}
+
 /** What the editor area shows: each tab's label and what it is (a text editor, a preview, …). */
 function tabsView() {
   return vscode.window.tabGroups.all.flatMap((group) =>
@@ -188,17 +194,28 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
   api.ui.prompter = prompter;
   const notices: Notice[] = [];
   const shown = api.ui.notifier;
-  const clicker: { click?: Clicker } = {};
+  const clicker: ClickerSlot = {};
   api.ui.notifier = {
     show: (kind, message, ...actions) => {
       const clicked = clicker.click?.(message, actions);
       notices.push({ kind, message, actions, ...(clicked === undefined ? {} : { clicked }) });
+      if (clicked !== undefined && clicker.closeClicked) {
+        return Promise.resolve(clicked);
+      }
       const shownNow = shown.show(kind, message, ...actions);
       return clicked === undefined ? shownNow : Promise.resolve(clicked);
     },
   };
   try {
     step("activated");
+    if (process.env.PHASEWISE_TEST_SCENARIO === "install") {
+      await installSession({ api, report, step, shoot, notices, clicker, prompter });
+      return;
+    }
+    if (process.env.PHASEWISE_TEST_SCENARIO === "version") {
+      await versionSession(api, report, step, notices, clicker);
+      return;
+    }
     const client = await api.server.ensureStarted();
     report.serverState = api.server.state;
     report.serverVersion = api.server.serverVersion();
@@ -642,6 +659,139 @@ async function runScriptedSession(api: PhasewiseApi, reportPath: string): Promis
 }
 
 /**
+ * No server anywhere (`PHASEWISE_TEST_SCENARIO=install`): the "not found" notification's Install is
+ * clicked; the extension makes its own environment and installs the wheel its .vsix carries, with a
+ * progress notification (screenshot install-server while pip works), then starts the server; a plan
+ * then runs on it (screenshot install-server-done).
+ */
+async function installSession(ctx: {
+  api: PhasewiseApi;
+  report: Record<string, unknown>;
+  step: (name: string) => void;
+  shoot: (name: string) => Promise<void>;
+  notices: Notice[];
+  clicker: ClickerSlot;
+  prompter: ScriptedPrompter;
+}): Promise<void> {
+  const { api, report, step, shoot, notices, clicker, prompter } = ctx;
+  const installStarted = Date.now();
+  clicker.click = (_message, actions) => (actions.includes("Install") ? "Install" : undefined);
+  clicker.closeClicked = true;
+  // activation shows the "not found" notification (its Install clicked here); when it came before this
+  // session watched, it is closed and the status command shows it again
+  const before = await api.server.ensureStarted();
+  report.stateBefore = api.server.state;
+  report.unavailable = api.server.unavailableMessage();
+  if (before) {
+    throw new Error(`a server was found before the install: ${JSON.stringify(api.server.launch)}`);
+  }
+  const clickedNow = () => notices.find((n) => n.clicked === "Install");
+  if (!(await waitFor(() => clickedNow() ?? (api.server.state === "installing" ? true : undefined), 3_000))) {
+    await vscode.commands.executeCommand("notifications.clearAll");
+    await vscode.commands.executeCommand("phasewise.status");
+  }
+  const offered = await waitFor(clickedNow, 10_000);
+  clicker.click = undefined;
+  clicker.closeClicked = false;
+  report.offered = offered ?? notices;
+  if (!offered) {
+    throw new Error("the not-found notification offered no Install");
+  }
+  step("install clicked");
+  // while pip works: the progress notification (unless the install stops first)
+  await waitFor(() => (api.server.state === "installing" ? true : undefined), 10_000);
+  const pipStep = await waitFor(
+    () =>
+      api.managed.steps.find((s) => /^(Collecting|Processing|Downloading|Using cached)/.test(s)) ??
+      (api.server.state === "installing" ? undefined : ""),
+    120_000,
+  );
+  report.pipStepSeen = pipStep || null;
+  if (pipStep) {
+    await shoot("install-server"); // not when the install failed before pip (a test of that)
+  }
+  const settled = await waitFor(
+    () => (["running", "not-found", "failed"].includes(api.server.state) ? api.server.state : undefined),
+    400_000,
+  );
+  const running = settled === "running";
+  report.installMs = Date.now() - installStarted;
+  report.installSteps = [...api.managed.steps];
+  report.serverState = api.server.state;
+  report.serverVersion = api.server.serverVersion();
+  report.launch = api.server.launch;
+  report.environment = api.managed.dir;
+  if (!running) {
+    report.unavailable = api.server.unavailableMessage();
+    report.notices = notices;
+    return;
+  }
+  step("installed and running");
+  const installed = await waitFor(() => notices.find((n) => n.message.endsWith("installed and running.")), 10_000);
+  report.installedNotice = installed ?? null;
+
+  const folder = vscode.workspace.workspaceFolders?.[0];
+  if (!folder) {
+    throw new Error("no workspace folder open");
+  }
+  const file = vscode.Uri.joinPath(folder.uri, "app.py");
+  await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(file));
+  prompter.push("Rename load to read_file");
+  const plan = await vscode.commands.executeCommand<PhaseResult | undefined>(COMMANDS.plan);
+  const planDoc = await waitFor(() =>
+    vscode.workspace.textDocuments.find((d) => d.uri.scheme === PLAN_SCHEME && /served by|failed by/.test(d.getText())),
+  );
+  report.plan = { result: plan ?? null, document: planDoc?.getText() ?? null };
+  step("plan done");
+  await shoot("install-server-done");
+  report.notices = notices;
+}
+
+/**
+ * A server of another version than the extension (`PHASEWISE_TEST_SCENARIO=version`): the extension
+ * says so when it starts; for its own environment it offers Update (clicked here), which reinstalls
+ * the wheel the .vsix carries and restarts the server; a server the user chose it only tells about.
+ */
+async function versionSession(
+  api: PhasewiseApi,
+  report: Record<string, unknown>,
+  step: (name: string) => void,
+  notices: Notice[],
+  clicker: ClickerSlot,
+): Promise<void> {
+  clicker.click = (_message, actions) => (actions.includes("Update") ? "Update" : undefined);
+  clicker.closeClicked = true;
+  const own = api.managed.version;
+  const said = () => notices.find((n) => n.message.includes(`, the extension ${own}`));
+  await api.server.ensureStarted();
+  report.launchBefore = api.server.launch; // its version as probed (Update may be running already)
+  // said at the server's start: when that came before this session watched, a restart says it again
+  if (!(await waitFor(said, 5_000))) {
+    await api.server.restart();
+  }
+  const notice = await waitFor(said, 10_000);
+  report.versionNotice = notice ?? null;
+  step("version said");
+  if (notice?.clicked === "Update") {
+    await waitFor(() => (api.server.state === "installing" ? true : undefined), 10_000);
+    const updated = await waitFor(
+      () => (api.server.state === "running" && api.server.serverVersion() === own ? true : undefined),
+      300_000,
+    );
+    report.updated = updated ?? false;
+    report.updateSteps = [...api.managed.steps];
+    report.installedNotice =
+      (await waitFor(() => notices.find((n) => n.message.endsWith("installed and running.")))) ?? null;
+    step("updated");
+  }
+  clicker.click = undefined;
+  report.serverState = api.server.state;
+  report.serverVersion = api.server.serverVersion();
+  report.launch = api.server.launch;
+  report.notices = notices;
+}
+
+/**
  * Phases that work in steps (`PHASEWISE_TEST_SCENARIO=steps`; the workspace's plan and code phases
  * are agents): a plan lists its steps above the plan in its view while they happen, and the plan
  * handed on is the plan alone; a code phase that searches, reads and edits two files lists its
@@ -761,7 +911,7 @@ async function commandsSession(
   step: (name: string) => void,
   file: vscode.Uri,
   notices: Notice[],
-  clicker: { click?: Clicker },
+  clicker: ClickerSlot,
 ): Promise<void> {
   clicker.click = (message, actions) =>
     actions.includes("Allow once") ? (message.includes("`touch once.txt`") ? "Allow once" : "Deny") : undefined;
@@ -810,7 +960,7 @@ interface FlowsContext {
   shoot: (name: string) => Promise<void>;
   file: vscode.Uri;
   notices: Notice[];
-  clicker: { click?: Clicker };
+  clicker: ClickerSlot;
   prompter: ScriptedPrompter;
 }
 

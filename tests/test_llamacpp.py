@@ -14,6 +14,7 @@ with nothing applied, not to the model's skill.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -88,8 +89,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def llama() -> Iterator[LlamaServer]:
+@contextlib.contextmanager
+def running_llama_server(*extra: str) -> Iterator[LlamaServer]:
     port = _free_port()
     # One slot (a second would halve the context), a window the model was trained for; one thread:
     # on a busy two-core machine llama.cpp's spinning threads crawl (5 tokens a second with two, 38 with
@@ -97,7 +98,7 @@ def llama() -> Iterator[LlamaServer]:
     # where AMX is not enabled.
     proc = subprocess.Popen(
         [str(SERVER), "-m", str(MODELS[0]), "--alias", MODEL, "--host", "127.0.0.1", "--port", str(port),
-         "-c", "8192", "-np", "1", "-t", "1", "-nr", "--jinja", "--no-webui"],
+         "-c", "8192", "-np", "1", "-t", "1", "-nr", "--jinja", "--no-webui", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
         env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")},
     )
@@ -114,6 +115,12 @@ def llama() -> Iterator[LlamaServer]:
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def llama() -> Iterator[LlamaServer]:
+    with running_llama_server() as server:
+        yield server
 
 
 def settings_for(llama: LlamaServer, provider: str = "llamacpp", **extra: Any) -> dict[str, Any]:
@@ -172,17 +179,17 @@ async def test_code_and_review_apply_a_valid_change_or_say_why_not(client: Langu
         assert code["applied"] is True and len(editor.applied) == 1
         assert editor.texts[URI] != DOC
     else:
+        # SmolLM2 135M, here: cut at the output limit, or code without an edit block
         assert editor.applied == [] and editor.texts[URI] == DOC
         problem = code["error"]
-        assert problem["kind"] and problem["message"], problem
+        assert problem["kind"] and "Nothing was applied" in problem["message"], problem
     review = answer(await editor.command("phasewise.review", {"uri": URI}))
     assert review["provider"] == provider
     if review["ok"]:
         assert isinstance(review["findings"], list)
-    else:
-        assert review["error"]["kind"] and review["error"]["message"], review
-    # llama.cpp ignores a tool_choice naming a tool: the review asked for a fenced JSON block, not a call
-    assert review.get("applied") in (None, False)
+    else:  # SmolLM2 135M, here: no JSON block in the answer (llama.cpp cannot force the findings tool)
+        assert review["error"]["kind"] and "answered the review phase" in review["error"]["message"], review
+    assert review.get("applied") in (None, False) and editor.applied[1:] == []
 
 
 # ------------------------------------------------------------- the phase runner: cancelling
@@ -245,26 +252,57 @@ async def test_cancel_closes_the_connection(llama: LlamaServer, tmp_path: Path, 
 
 # ------------------------------------------------------------------------ the command line
 
-@pytest.fixture
-def workspace(llama: LlamaServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+@pytest.fixture(params=["llamacpp", "llamacpp-anthropic"])
+def workspace(request: pytest.FixtureRequest, llama: LlamaServer, tmp_path: Path,
+              monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    """A folder whose ``phasewise.json`` routes the phases to the server through one protocol."""
     monkeypatch.setenv("PHASEWISE_LEDGER", str(tmp_path / "runs.jsonl"))
     monkeypatch.delenv("LLAMACPP_API_KEY", raising=False)
-    (tmp_path / "phasewise.json").write_text(json.dumps(settings_for(llama)), encoding="utf-8")
-    return tmp_path
+    provider = str(request.param)
+    (tmp_path / "phasewise.json").write_text(json.dumps(settings_for(llama, provider)), encoding="utf-8")
+    return tmp_path, provider
 
 
-def test_models_lists_the_served_model(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["models", "llamacpp", str(workspace), "--json"]) == 0
+def test_models_lists_the_served_model(workspace: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    folder, provider = workspace
+    assert cli.main(["models", provider, str(folder), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert listed["ok"] is True and listed["provider"] == "llamacpp"
+    assert listed["ok"] is True and listed["provider"] == provider
     assert [m["id"] for m in listed["models"]] == [MODEL]
 
 
-def test_doctor_checks_the_local_server(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["doctor", str(workspace), "--json"]) == 0
+def test_doctor_checks_the_local_server(workspace: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    folder, provider = workspace
+    assert cli.main(["doctor", str(folder), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     [local] = report["providers"]
-    assert local["provider"] == "llamacpp" and local["ok"] is True and local["keyEnv"] is None
+    assert local["provider"] == provider and local["ok"] is True and local["keyEnv"] is None
     assert {m["model"]: m["how"] for m in local["models"]} == {MODEL: "listed"}
     assert [(p["phase"], p["status"]) for p in report["phases"]][:3] == [("plan", "ok"), ("code", "ok"),
                                                                         ("review", "ok")]
+
+
+LOCAL_KEY = "sk-phasewise-test-local"  # a made-up key the second server is started with
+
+
+def test_a_server_started_with_a_key_wants_it_and_gets_it_where_allowed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PHASEWISE_LEDGER", str(tmp_path / "runs.jsonl"))
+    monkeypatch.delenv("LLAMACPP_API_KEY", raising=False)
+    with running_llama_server("--api-key", LOCAL_KEY) as keyed:
+        (tmp_path / "phasewise.json").write_text(json.dumps(settings_for(keyed)), encoding="utf-8")
+        # no key: llama-server refuses the listing, and doctor says whose key to check
+        assert cli.main(["doctor", str(tmp_path), "--json"]) != 0
+        [local] = json.loads(capsys.readouterr().out)["providers"]
+        assert local["problem"]["kind"] == "auth", local
+        # the key, on another port than the catalogue's: bound to 127.0.0.1:8080, refused until allowed
+        monkeypatch.setenv("LLAMACPP_API_KEY", LOCAL_KEY)
+        assert cli.main(["doctor", str(tmp_path), "--json"]) != 0
+        [local] = json.loads(capsys.readouterr().out)["providers"]
+        assert local["problem"]["kind"] == "config" and "allowedKeyOrigins" in local["problem"]["message"]
+        user = tmp_path / "user-settings.json"
+        user.write_text(json.dumps({"phasewise": {"security": {"allowedKeyOrigins": [keyed.url]}}}), encoding="utf-8")
+        monkeypatch.setenv("PHASEWISE_USER_SETTINGS", str(user))
+        assert cli.main(["doctor", str(tmp_path), "--json"]) == 0
+        [local] = json.loads(capsys.readouterr().out)["providers"]
+        assert local["ok"] is True and local["keyEnv"] == "LLAMACPP_API_KEY" and local["keyAccepted"] is True

@@ -187,8 +187,10 @@ async def test_code_and_review_apply_a_valid_change_or_say_why_not(client: Langu
     assert review["provider"] == provider
     if review["ok"]:
         assert isinstance(review["findings"], list)
-    else:  # SmolLM2 135M, here: no JSON block in the answer (llama.cpp cannot force the findings tool)
-        assert review["error"]["kind"] and "answered the review phase" in review["error"]["message"], review
+    else:  # SmolLM2 135M, here: no JSON block in the answer (llama.cpp cannot force the findings tool), or cut
+        problem = review["error"]
+        assert problem["kind"] and "the review phase" in problem["message"], review
+        assert "Nothing was applied" in problem["message"], review
     assert review.get("applied") in (None, False) and editor.applied[1:] == []
 
 

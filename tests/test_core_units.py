@@ -68,13 +68,14 @@ def test_one_wrong_phase_spares_the_others() -> None:
 
 def test_catalogue_has_every_documented_provider() -> None:
     documented = {"anthropic", "openai", "zai", "zai-anthropic", "zhipu", "deepseek", "qwen", "minimax",
-                  "moonshot", "openrouter", "ollama", "lmstudio", "vllm", "litellm"}
+                  "moonshot", "openrouter", "ollama", "lmstudio", "vllm", "litellm", "llamacpp",
+                  "llamacpp-anthropic"}
     assert documented <= set(BUILTIN)
     # both protocols where a provider offers both
     assert {builtin("deepseek-anthropic").protocol, builtin("minimax-anthropic").protocol} == {"anthropic"}  # type: ignore[union-attr]
     for spec in BUILTIN.values():
         assert spec.base_url.startswith("http") and spec.protocol in {"openai", "anthropic"}
-        assert spec.requires_key == bool(spec.key_envs) or spec.id in {"vllm"}
+        assert spec.requires_key == bool(spec.key_envs) or spec.id in {"vllm", "llamacpp", "llamacpp-anthropic"}
     assert {"sim-claude", "sim-glm", "sim-gpt"} <= set(known_ids())
 
 

@@ -126,3 +126,22 @@ async def test_progress_says_the_change_waits_for_the_editor(client: LanguageCli
                 else "applying the change to 1 file")
     assert expected in messages, messages
     assert messages.index(expected) < len(messages) - 1  # before the end, which says how it went
+
+
+async def test_where_a_named_tool_choice_is_ignored_code_and_review_answer_in_a_json_block(
+        client: LanguageClient, sim: SimulatorThread) -> None:
+    # the catalogue's llama.cpp entry (it ignores a tool_choice naming a tool) pointed at the simulator
+    editor = Editor(client)
+    editor.configure({"phases": {"code": {"model": "llamacpp/glm-sim", "editFormat": "tool"},
+                                 "review": {"model": "llamacpp/gpt-sim"}},
+                      "providers": {"llamacpp": {"baseUrl": sim.base_url("llamacpp", "openai")}},
+                      "retry": {"maxAttempts": 1}})
+    editor.open(URI, DOC)
+    code = plain(await editor.command("phasewise.code", {"uri": URI, "instruction": "rename load to read_file"}))
+    assert code["ok"] and code["applied"] is True, code
+    assert editor.texts[URI] == DOC.replace("load", "read_file")
+    review = plain(await editor.command("phasewise.review", {"uri": URI}))
+    assert review["ok"], review
+    for request in (r.body for r in chats(sim)):
+        assert "tool_choice" not in request and "tools" not in request
+        assert "Edit format: text" in "\n".join(m["content"] for m in request["messages"])

@@ -224,3 +224,19 @@ def test_a_review_answers_by_tool_call_unless_its_format_is_structured_text(name
     assert FORMATS.answer(name, "code") is FORMATS[name]
     assert FORMATS.answer(name, "code").by_tool is code_by_tool
     assert FORMATS.answer(name, "review").by_tool is review_by_tool
+
+
+@pytest.mark.parametrize("name", ["search-replace", "whole", "tool", "text"])
+def test_where_a_named_tool_choice_is_ignored_nothing_answers_by_tool_call(name: str) -> None:
+    # llama.cpp reads a tool_choice naming a tool as "auto" or "any": the call could not be required,
+    # so the answer that would come by that call comes in a fenced JSON block; code keeps its own format
+    from phasewise.providers.catalogue import builtin
+
+    for kind in ("code", "review"):
+        fmt = FORMATS.answer(name, kind, named_tool_choice=False)
+        assert not fmt.by_tool
+        assert fmt is (FORMATS["text"] if FORMATS.answer(name, kind).by_tool else FORMATS.answer(name, kind))
+    for provider in ("llamacpp", "llamacpp-anthropic"):
+        spec = builtin(provider)
+        assert spec is not None and spec.tool_choice_named is False and spec.requires_key is False
+    assert builtin("llamacpp-anthropic").tool_choice_none is False  # type: ignore[union-attr]

@@ -90,7 +90,7 @@ class CodeAnswer(PhaseAnswer):
         """The change the answer makes, in ``result`` (every file, and the document's own edits)."""
         main, resolve = resolver(inp, context)
         windows = {main.path: rng} if inp.range is not None else {}
-        fmt = FORMATS[route.edit_format]
+        fmt = FORMATS.of(route)  # a code route's own format (a fenced JSON block where a named tool_choice is ignored)
         changes = fmt.change(text=text, tool_input=tool_input, resolve=resolve, document=main, windows=windows)
         result.changes = changes
         mine = changes.get(main.path)

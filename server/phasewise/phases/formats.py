@@ -294,16 +294,23 @@ class Formats:
     def __iter__(self) -> Iterator[EditFormat]:
         return iter(self._by_name.values())
 
-    def answer(self, name: str | None, kind: str) -> EditFormat:
+    def answer(self, name: str | None, kind: str, *, named_tool_choice: bool = True) -> EditFormat:
         """The format a phase of ``kind`` whose edit format is ``name`` (None: the default) answers
         in: a code phase in that format; a review's findings in it when it is structured, else by
-        tool call (search-replace and whole write code only)."""
+        tool call (search-replace and whole write code only). At a provider that does not honour a
+        ``tool_choice`` naming the tool (``named_tool_choice`` False: llama.cpp), a fenced JSON block
+        instead of a tool call, since the call could not be required."""
         fmt = self[name or DEFAULT_EDIT_FORMAT]
-        return fmt if kind == "code" or fmt.structured else TOOL_CALL
+        fmt = fmt if kind == "code" or fmt.structured else TOOL_CALL
+        return JSON_BLOCK if fmt.by_tool and not named_tool_choice else fmt
+
+    def of(self, route: Route) -> EditFormat:
+        """The format the phase of ``route`` answers in there."""
+        return self.answer(route.edit_format, route.kind, named_tool_choice=route.spec.tool_choice_named)
 
     def by_tool(self, route: Route) -> bool:
         """Whether the phase of ``route`` answers by tool call there."""
-        return self.answer(route.edit_format, route.kind).by_tool
+        return self.of(route).by_tool
 
     def without_tools(self, route: Route) -> str:
         """The ``editFormat`` values to suggest for a model without tool calling: the default when

@@ -109,7 +109,7 @@ class PhaseService:
         """The preflight of ``phase`` on its main route ``main``. The size counts a structured
         answer's instructions as a tool call's (the 2,000 characters of slack stand for the tools'
         schemas)."""
-        fmt = FORMATS.answer(main.edit_format if main else None, kind)
+        fmt = FORMATS.of(main) if main else FORMATS.answer(None, kind)
         size = self.layout(phase, inp, context, tool, TOOL_CALL if fmt.structured else fmt, kind,
                            instructions).chars()
         return Preflight(tool_use=FORMATS if tool is not None else None, prompt_chars=size + 2000,
@@ -193,7 +193,7 @@ class PhaseService:
         requires none, on a model known to call tools at a provider that takes tools without
         requiring one. ``repair`` (a code answer's repair round) goes after the request's blocks."""
         caching = loaded.settings.prompt_caching
-        fmt = FORMATS.answer(route.edit_format, route.kind)
+        fmt = FORMATS.of(route)
         use_tools = tool is not None and fmt.by_tool
         tools: tuple[ToolSpec, ...] = ()
         may_declare = route.info.tool_calling is True and route.spec.tool_choice_none
@@ -237,6 +237,9 @@ class PhaseService:
                                f"{' + repository map' if context.repo_map else ''}, {context.tokens:,} tokens")
         _, context_text, tool, rng = self.prepare(phase, inp, context, kind)
         result.range = rng
+        if tool is not None and main is not None and FORMATS.of(main) is not FORMATS.answer(main.edit_format, kind):
+            observer.on_status(f"{main.spec.name} ignores a tool_choice that names a tool: the {phase} phase's "
+                               f"answer comes in a fenced JSON block instead of a {tool.name} call")
         sent_chars = len(context_text)
         if sent_chars > MAX_DOCUMENT_CHARS:  # what would be sent: the range (or document) and related files
             who = f" ({main.provider}/{main.model})" if main else ""

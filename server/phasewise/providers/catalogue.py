@@ -62,6 +62,11 @@ class ProviderSpec:
     # Whether the provider takes a request that declares tools but requires none (OpenAI
     # ``tool_choice: "none"``, Anthropic ``{"type": "none"}``); GLM's API accepts only "auto".
     tool_choice_none: bool = True
+    # Whether the provider honours a ``tool_choice`` that names one tool. llama.cpp does not: its
+    # OpenAI endpoint reads an object ``tool_choice`` as "auto", its Anthropic one as "any tool".
+    # Where it is False, a phase that would answer by a named tool call answers in a fenced JSON
+    # block instead (``phases.formats``: the ``text`` edit format).
+    tool_choice_named: bool = True
     # Whose error codes the provider speaks (``classify`` reads provider-specific meanings by
     # family): ``"qwen"`` for DashScope, ``"ollama"`` for Ollama local or cloud; "" unknown.
     family: str = ""
@@ -220,6 +225,14 @@ BUILTIN: Final[dict[str, ProviderSpec]] = {
               requires_key=False),
         _spec("lmstudio", "openai", "http://localhost:1234/v1", None, {}, "LM Studio",
               requires_key=False),
+        # llama.cpp's llama-server serves both protocols on one port: OpenAI under /v1, Anthropic's
+        # Messages at /v1/messages (the SDK adds /v1). A key only when started with --api-key.
+        replace(_spec("llamacpp", "openai", "http://127.0.0.1:8080/v1", "LLAMACPP_API_KEY", {},
+                      "llama.cpp", requires_key=False), tool_choice_named=False),
+        # Its Messages endpoint drops {"type": "none"} (so "none" is "auto") and reads a named tool as "any".
+        replace(_spec("llamacpp-anthropic", "anthropic", "http://127.0.0.1:8080", "LLAMACPP_API_KEY", {},
+                      "llama.cpp (Anthropic protocol)", requires_key=False),
+                tool_choice_named=False, tool_choice_none=False),
         _spec("vllm", "openai", "http://localhost:8000/v1", "VLLM_API_KEY", {}, "vLLM",
               requires_key=False),
         _spec("litellm", "openai", "http://localhost:4000", "LITELLM_API_KEY", {},
@@ -243,6 +256,8 @@ REGIONAL_BASE_URLS: Final[dict[str, tuple[str, ...]]] = {
     "minimax": ("https://api.minimaxi.com/v1",),
     "minimax-anthropic": ("https://api.minimaxi.com/anthropic",),
     "moonshot": ("https://api.moonshot.cn/v1",),
+    "llamacpp": ("http://localhost:8080/v1",),
+    "llamacpp-anthropic": ("http://localhost:8080",),
 }
 
 

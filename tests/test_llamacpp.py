@@ -174,10 +174,13 @@ async def test_code_and_review_apply_a_valid_change_or_say_why_not(client: Langu
     editor.open(URI, DOC)
     code = answer(await editor.command("phasewise.code", {"uri": URI, "instruction": "rename load to read_file"}))
     assert code["provider"] == provider
-    if code["ok"]:
+    if code["ok"] and code["files"]:
         # applied through the editor, all of it, and it is the change the answer made
         assert code["applied"] is True and len(editor.applied) == 1
         assert editor.texts[URI] != DOC
+    elif code["ok"]:
+        # an answer whose edits change nothing (seen once: SEARCH and REPLACE the same): nothing is sent
+        assert editor.applied == [] and editor.texts[URI] == DOC
     else:
         # SmolLM2 135M, here: cut at the output limit, or code without an edit block
         assert editor.applied == [] and editor.texts[URI] == DOC

@@ -62,10 +62,11 @@ def _patch_agent() -> None:
 
     original = agent.reply
 
-    def reply(prompt: Any, history: Any, declared: Any, callable: Any, provider: str, model: str) -> Any:
+    def reply(prompt: Any, history: Any, declared: Any, callable: Any, provider: str, model: str,
+              *more: Any, **named: Any) -> Any:  # what the simulator passes beyond these goes on as it came
         m = STEPS_RX.search(prompt.instruction or "")
         if m is None or not {"read_file", "search_files", "list_files"} <= set(callable):
-            return original(prompt, history, declared, callable, provider, model)
+            return original(prompt, history, declared, callable, provider, model, *more, **named)
         if len(history) >= int(m.group(1)):
             return Answer(text=f"Done after {len(history)} tool calls.\n")
         name, arguments = step_call(len(history), prompt.document.path if prompt.document else None)

@@ -40,7 +40,8 @@ def _lines(text: str) -> list[str]:
 _MATCHER_PAIRS = 40_000
 
 
-def _anchors(a: Sequence[str], b: Sequence[str], alo: int, ahi: int, blo: int, bhi: int) -> list[tuple[int, int]]:
+def patience_anchors(a: Sequence[str], b: Sequence[str], alo: int, ahi: int, blo: int, bhi: int,
+                     ) -> list[tuple[int, int]]:
     """Patience diff's anchors: the longest run, in order on both sides, of lines that occur once in
     ``a[alo:ahi]`` and once in ``b[blo:bhi]``."""
     count_a = Counter(a[alo:ahi])
@@ -86,7 +87,7 @@ def _line_hunks(a: Sequence[str], b: Sequence[str]) -> list[tuple[int, int, int,
             if alo < ahi or blo < bhi:
                 hunks.append((alo, ahi, blo, bhi))
             continue
-        anchors = _anchors(a, b, alo, ahi, blo, bhi)
+        anchors = patience_anchors(a, b, alo, ahi, blo, bhi)
         if anchors:
             stretches = []
             for i, j in anchors:

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import bisect
 import difflib
-import itertools
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from phasewise.edge.edits import patience_anchors
 
 _CHUNK = 4096
 # Up to this many old × new lines, difflib looks at every line (no "popular line" junk heuristic,
@@ -159,7 +159,7 @@ def _blocks(old: list[str], new: list[str], i0: int, j0: int) -> list[Block]:
     if len(old) * len(new) <= _DIFFLIB_CELLS:
         ops = difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
         return [(tag, i1 + i0, i2 + i0, j1 + j0, j2 + j0) for tag, i1, i2, j1, j2 in ops]
-    anchors = _unique_anchors(old, new)
+    anchors = patience_anchors(old, new, 0, len(old), 0, len(new))
     if not anchors:  # nothing to hold on to: one block replaced by the other
         return [("replace", i0, i0 + len(old), j0, j0 + len(new))]
     out: list[Block] = []
@@ -174,33 +174,6 @@ def _blocks(old: list[str], new: list[str], i0: int, j0: int) -> list[Block]:
                 out.append(("equal", i0 + a, i0 + a + 1, j0 + b, j0 + b + 1))
         i, j = a + 1, b + 1
     return out
-
-
-def _unique_anchors(old: list[str], new: list[str]) -> list[tuple[int, int]]:
-    """The longest run of lines found once in each text, in the same order in both (patience)."""
-    in_old, in_new = Counter(old), Counter(new)
-    at_new = {line: j for j, line in enumerate(new) if in_new[line] == 1}
-    pairs = [(i, at_new[line]) for i, line in enumerate(old) if in_old[line] == 1 and line in at_new]
-    if all(a[1] < b[1] for a, b in itertools.pairwise(pairs)):
-        return pairs  # no line moved past another: all of them, in order
-    # longest increasing subsequence of the new positions, by patience sorting
-    tops: list[int] = []  # the new position ending the best run of each length
-    ends: list[int] = []  # which pair that is
-    back: list[int] = []
-    for k, (_, j) in enumerate(pairs):
-        n = bisect.bisect_left(tops, j)
-        back.append(ends[n - 1] if n else -1)
-        if n == len(tops):
-            tops.append(j)
-            ends.append(k)
-        else:
-            tops[n], ends[n] = j, k
-    run: list[tuple[int, int]] = []
-    k = ends[-1] if ends else -1
-    while k >= 0:
-        run.append(pairs[k])
-        k = back[k]
-    return run[::-1]
 
 
 def _middle_end(text: str, suffix_at: int) -> int:
